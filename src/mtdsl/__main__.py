@@ -1,0 +1,5 @@
+import sys
+
+from mtdsl.cli import main
+
+sys.exit(main())

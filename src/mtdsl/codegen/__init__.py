@@ -1,0 +1,1 @@
+"""Code generation: readable Python emitted from the sharing graph."""

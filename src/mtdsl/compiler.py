@@ -1,0 +1,93 @@
+"""The pipeline: spec file → validated spec → sharing graph → artefacts.
+
+>>> from mtdsl.compiler import compile_text  # doctest: +SKIP
+>>> model = compile_text(open("specs/quickstart.mtl").read()).model()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+
+from mtdsl.codegen.model_source import generate_model_source
+from mtdsl.errors import ArtefactError
+from mtdsl.graph.build import build_graph
+from mtdsl.graph.serialize import graph_to_json
+from mtdsl.nn.model import MultiTaskModel
+from mtdsl.render.dot import write_diagram
+from mtdsl.render.summary import summarize
+from mtdsl.spec.document import Spec
+from mtdsl.spec.load import load_spec, load_text
+
+
+@dataclass
+class Compilation:
+    spec: Spec
+    graph: nx.DiGraph
+    summary: dict | None = None
+    written: list[Path] = field(default_factory=list)
+
+    def model(self) -> MultiTaskModel:
+        """A fresh, randomly initialised module for this spec."""
+        return MultiTaskModel(self.graph)
+
+
+def compile_spec(spec: Spec) -> Compilation:
+    return Compilation(spec, build_graph(spec))
+
+
+def compile_file(path: str | Path, overrides: dict[str, str] | None = None) -> Compilation:
+    return compile_spec(load_spec(path, overrides))
+
+
+def compile_text(text: str, path: str = "<spec>", overrides: dict[str, str] | None = None) -> Compilation:
+    return compile_spec(load_text(text, path, overrides))
+
+
+def _write(path: Path, text: str) -> Path:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def write_model_source(compilation: Compilation, out: Path) -> list[Path]:
+    return [_write(out / "model.py", generate_model_source(compilation.graph, compilation.spec.source.path))]
+
+
+def write_graph_json(compilation: Compilation, out: Path) -> list[Path]:
+    return [_write(out / "graph.json", graph_to_json(compilation.graph))]
+
+
+def write_architecture(compilation: Compilation, out: Path) -> list[Path]:
+    return write_diagram(compilation.graph, out)
+
+
+def write_summary(compilation: Compilation, out: Path) -> list[Path]:
+    compilation.summary = summarize(compilation.graph)
+    return [_write(out / "summary.json", json.dumps(compilation.summary, indent=2) + "\n")]
+
+
+ARTEFACTS: tuple[Callable[[Compilation, Path], list[Path]], ...] = (
+    write_model_source,
+    write_graph_json,
+    write_architecture,
+    write_summary,
+)
+
+
+def write_artefacts(
+    compilation: Compilation, out: str | Path, artefacts=ARTEFACTS
+) -> Compilation:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ArtefactError(f"cannot create output folder {out}: {error}", hint="choose another --out") from None
+    for artefact in artefacts:
+        compilation.written += artefact(compilation, out)
+    return compilation

@@ -1,0 +1,1 @@
+"""The front end: spec text → AST (grammar, parser, syntax errors)."""

@@ -1,0 +1,1 @@
+"""The sharing graph: task paths, node facts, freezing and serialisation."""

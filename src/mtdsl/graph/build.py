@@ -1,0 +1,113 @@
+"""Validated spec → sharing graph (a ``networkx.DiGraph``).
+
+Nodes are the input, backbone segments (shared), task-private segment copies
+and heads. Each node carries everything needed to build its module, so the
+model compiler reads only the graph:
+
+==========  ==============================================================
+attribute   meaning
+==========  ==============================================================
+kind        ``input`` | ``segment`` | ``branch`` | ``head``
+module      where the module lives in the model, e.g. ``branches.a.stage4``
+tasks       sorted names of the tasks whose path runs through the node
+shared      used by two tasks or more
+channels    output channels; ``stride`` its reduction from the input
+params      parameter count
+frozen_in   phases that freeze it (written by :mod:`mtdsl.graph.freeze`)
+==========  ==============================================================
+
+Edges carry the tensor ``shape`` (C, H, W) flowing along them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+import torch
+
+from mtdsl.graph.freeze import mark_frozen
+from mtdsl.graph.paths import head_node, task_paths
+from mtdsl.nn.backbone import backbone_info
+from mtdsl.nn.heads import build_head
+from mtdsl.spec.document import Spec
+
+INPUT = "input"
+
+
+def build_graph(spec: Spec) -> nx.DiGraph:
+    """The sharing graph of a checked spec.
+
+    Example: two tasks on ``test_resnet``, ``b`` branching at ``stage3``::
+
+        input → trunk.stem → … → trunk.stage3 → trunk.stage4 → a.head
+                                             ↘ b/trunk.stage4 → b.head
+    """
+    paths = task_paths(spec)
+    graph = nx.DiGraph(name=spec.name, input=list(spec.model.input.size))
+    channels, height, width = spec.model.input.size
+    graph.add_node(INPUT, kind="input", label="input", channels=channels, stride=1, params=0, module="")
+    for task, path in paths.items():
+        previous = INPUT
+        for node in path:
+            if node not in graph:
+                graph.add_node(node, **_node_attributes(spec, node, task, graph.nodes[previous]["channels"]))
+            graph.add_edge(previous, node)
+            previous = node
+    for node, data in graph.nodes(data=True):
+        data["tasks"] = sorted(task for task, path in paths.items() if node in path or node == INPUT)
+        data["shared"] = len(data["tasks"]) > 1
+    for source, target, data in graph.edges(data=True):
+        stride = graph.nodes[source]["stride"]
+        data["shape"] = [graph.nodes[source]["channels"], math.ceil(height / stride), math.ceil(width / stride)]
+        data["tasks"] = sorted(set(graph.nodes[source]["tasks"]) & set(graph.nodes[target]["tasks"]))
+    graph.graph["tasks"] = {task: path for task, path in paths.items()}
+    graph.graph["backbones"] = {
+        name: {"model": b.model, "pretrained": b.pretrained, "drop_rate": b.drop_rate, "drop_path_rate": b.drop_path_rate}
+        for name, b in spec.model.backbones.items()
+    }
+    graph.graph["phases"] = [phase.name for phase in spec.train.phases]
+    mark_frozen(graph, spec)
+    return graph
+
+
+def _node_attributes(spec: Spec, node: str, task: str, in_channels: int) -> dict:
+    if node == head_node(task):
+        return _head_attributes(spec, task, in_channels)
+    owner, _, qualified = node.rpartition("/")
+    backbone, _, segment = qualified.partition(".")
+    config = spec.model.backbones[backbone]
+    info = backbone_info(config.model).segment(segment)
+    return {
+        "kind": "branch" if owner else "segment",
+        "label": f"{segment}" if not owner else f"{segment} ({owner})",
+        "backbone": backbone,
+        "model": config.model,
+        "segment": segment,
+        "owner": owner or None,
+        "module": f"branches.{owner}.{segment}" if owner else f"backbone.{backbone}.{segment}",
+        "timm_modules": list(info.timm_modules),
+        "channels": info.channels,
+        "stride": info.reduction,
+        "params": info.parameters,
+    }
+
+
+def _head_attributes(spec: Spec, task: str, in_channels: int) -> dict:
+    model_task = spec.model.tasks[task]
+    with torch.device("meta"):
+        module = build_head(model_task.head, in_channels, model_task.num_outputs)
+    return {
+        "kind": "head",
+        "label": f"{task} head",
+        "task": task,
+        "task_kind": model_task.kind,
+        "head": model_task.head.model_dump(),
+        "in_channels": in_channels,
+        "num_outputs": model_task.num_outputs,
+        "classes": list(model_task.classes or []),
+        "module": f"heads.{task}",
+        "channels": model_task.num_outputs,
+        "stride": 0,
+        "params": sum(p.numel() for p in module.parameters()),
+    }

@@ -1,0 +1,97 @@
+"""Sharing graph → :class:`MultiTaskModel`.
+
+The model is generic: modules are created from the graph's node data, and
+``forward`` walks the nodes in topological order, computing only those on the
+paths of the requested tasks, each once. Outputs are a dict keyed by task name;
+heads are never matched to tasks by position.
+
+Module layout (and so ``state_dict`` keys), shared with generated ``model.py``:
+
+* ``backbone.<backbone>.<segment>``: shared segments,
+* ``branches.<task>.<segment>``: a task's private copies (``copy.deepcopy``),
+* ``heads.<task>``: heads.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+
+import networkx as nx
+import torch
+from torch import nn
+
+from mtdsl.nn.backbone import timm_segments
+from mtdsl.nn.heads import HEAD_CONFIGS, build_head
+
+
+def resolve_tasks(tasks: str | Iterable[str] | None, known: Sequence[str]) -> list[str]:
+    """The requested task names, checked; ``None`` means all tasks."""
+    if tasks is None:
+        return list(known)
+    requested = [tasks] if isinstance(tasks, str) else list(tasks)
+    unknown = [t for t in requested if t not in known]
+    if unknown:
+        raise KeyError(f"unknown task {unknown[0]!r}; this model's tasks are: {', '.join(known)}")
+    return requested
+
+
+def _child(parent: nn.ModuleDict, key: str) -> nn.ModuleDict:
+    if key not in parent:
+        parent[key] = nn.ModuleDict()
+    return parent[key]
+
+
+class MultiTaskModel(nn.Module):
+    """A multi-task network built from a sharing graph.
+
+    Args:
+        graph: the graph from :func:`mtdsl.graph.build.build_graph` (or read from ``graph.json``).
+        backbone_modules: optional pre-built segments per backbone (e.g. with pretrained
+            weights loaded); by default each backbone is built with random weights.
+    """
+
+    def __init__(self, graph: nx.DiGraph, backbone_modules: dict[str, nn.ModuleDict] | None = None) -> None:
+        super().__init__()
+        self.task_names: list[str] = list(graph.graph["tasks"])
+        backbones = dict(backbone_modules or {})
+        for name, config in graph.graph["backbones"].items():
+            if name not in backbones:
+                backbones[name] = timm_segments(
+                    config["model"], drop_rate=config["drop_rate"], drop_path_rate=config["drop_path_rate"]
+                )
+        self.backbone = nn.ModuleDict()
+        self.branches = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        for node, data in graph.nodes(data=True):
+            if data["kind"] == "segment":
+                _child(self.backbone, data["backbone"])[data["segment"]] = backbones[data["backbone"]][data["segment"]]
+        for node, data in graph.nodes(data=True):
+            if data["kind"] == "branch":
+                original = backbones[data["backbone"]][data["segment"]]
+                _child(self.branches, data["owner"])[data["segment"]] = copy.deepcopy(original)
+            elif data["kind"] == "head":
+                config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
+                self.heads[data["task"]] = build_head(config, data["in_channels"], data["num_outputs"])
+
+        self._order = [n for n in nx.lexicographical_topological_sort(graph) if graph.nodes[n]["kind"] != "input"]
+        self._parent = {n: next(iter(graph.predecessors(n))) for n in self._order}
+        self._module_path = {n: graph.nodes[n]["module"] for n in self._order}
+        self._paths = {task: set(path) for task, path in graph.graph["tasks"].items()}
+
+    def node_module(self, node: str) -> nn.Module:
+        return self.get_submodule(self._module_path[node])
+
+    def forward(self, x: torch.Tensor, tasks: str | Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """Run the requested tasks (all by default) on one batch.
+
+        Shapes:
+            ``x``: ``(N, C, H, W)``; each output: ``(N, num_outputs)`` for classification heads.
+        """
+        requested = resolve_tasks(tasks, self.task_names)
+        needed = set().union(*(self._paths[t] for t in requested))
+        values: dict[str, torch.Tensor] = {"input": x}
+        for node in self._order:
+            if node in needed:
+                values[node] = self.node_module(node)(values[self._parent[node]])
+        return {task: values[f"{task}.head"] for task in requested}

@@ -1,0 +1,1 @@
+"""Renderers: Graphviz diagrams and parameter/cost summaries."""

@@ -1,0 +1,100 @@
+"""Parameters and cost of the multi-task model against N single-task models.
+
+A task's single-task equivalent is its own path through a whole backbone plus
+its head, so it has as many parameters as its path here. FLOPs are counted by
+``torch.utils.flop_counter`` on the meta device: no memory, no compute.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import torch
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
+
+from mtdsl.nn.model import MultiTaskModel
+from mtdsl.render.dot import human
+
+
+def _path_params(graph: nx.DiGraph, path: list[str]) -> int:
+    return sum(graph.nodes[node]["params"] for node in path)
+
+
+def count_flops(graph: nx.DiGraph) -> dict[str, int]:
+    """FLOPs of one image through each task alone (``"<task>"``) and through all tasks (``"all"``)."""
+    with torch.device("meta"):
+        model = MultiTaskModel(graph).eval()
+        image = torch.empty(1, *graph.graph["input"])
+    flops: dict[str, int] = {}
+    for tasks in [[task] for task in graph.graph["tasks"]] + [None]:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(image, tasks=tasks)
+        flops[tasks[0] if tasks else "all"] = int(counter.get_total_flops())
+    return flops
+
+
+def summarize(graph: nx.DiGraph, with_flops: bool = True) -> dict:
+    tasks: dict[str, list[str]] = graph.graph["tasks"]
+    nodes = graph.nodes
+    multi_task = sum(data["params"] for _, data in nodes(data=True))
+    shared = sum(data["params"] for _, data in nodes(data=True) if data["shared"])
+    per_task = {
+        task: {
+            "path_params": _path_params(graph, path),
+            "private_params": sum(nodes[n]["params"] for n in path if not nodes[n]["shared"]),
+            "outputs": nodes[path[-1]]["num_outputs"],
+            "kind": nodes[path[-1]]["task_kind"],
+        }
+        for task, path in tasks.items()
+    }
+    single_task = sum(entry["path_params"] for entry in per_task.values())
+    summary = {
+        "model": graph.graph["name"],
+        "input": graph.graph["input"],
+        "tasks": per_task,
+        "shared_params": shared,
+        "multi_task_params": multi_task,
+        "single_task_params": single_task,
+        "param_ratio": round(single_task / multi_task, 4) if multi_task else None,
+    }
+    if with_flops:
+        flops = count_flops(graph)
+        for task in tasks:
+            per_task[task]["flops"] = flops[task]
+        single_flops = sum(flops[task] for task in tasks)
+        summary.update(
+            multi_task_flops=flops["all"],
+            single_task_flops=single_flops,
+            flop_ratio=round(single_flops / flops["all"], 4) if flops["all"] else None,
+        )
+    return summary
+
+
+def summary_table(summary: dict) -> Table:
+    has_flops = "multi_task_flops" in summary
+    table = Table(title=f"{summary['model']}: multi-task vs {len(summary['tasks'])} single-task models")
+    table.add_column("task")
+    table.add_column("kind")
+    table.add_column("outputs", justify="right")
+    table.add_column("path params", justify="right")
+    table.add_column("private params", justify="right")
+    if has_flops:
+        table.add_column("FLOPs/image", justify="right")
+    for task, entry in summary["tasks"].items():
+        row = [task, entry["kind"], str(entry["outputs"]), human(entry["path_params"]), human(entry["private_params"])]
+        if has_flops:
+            row.append(human(entry["flops"]))
+        table.add_row(*row)
+    table.add_section()
+    shared_row = ["shared", "", "", human(summary["shared_params"]), ""]
+    multi_row = ["multi-task model", "", "", human(summary["multi_task_params"]), ""]
+    single_row = [f"{len(summary['tasks'])} single-task models", "", "", human(summary["single_task_params"]), ""]
+    ratio_row = ["single / multi", "", "", f"{summary['param_ratio']:.2f}×", ""]
+    if has_flops:
+        shared_row.append("")
+        multi_row.append(human(summary["multi_task_flops"]))
+        single_row.append(human(summary["single_task_flops"]))
+        ratio_row.append(f"{summary['flop_ratio']:.2f}×")
+    for row in (shared_row, multi_row, single_row, ratio_row):
+        table.add_row(*row)
+    return table

@@ -1,0 +1,1 @@
+"""Validated specs: pydantic models, lowering from the AST, and cross-field checks."""

@@ -1,0 +1,318 @@
+"""Rules that span several fields, each a small ``check_*`` function.
+
+They run after lowering, in the order of :data:`CHECKS`, and each raises an
+error that points at the offending text with a concrete fix. Rules that need
+the sharing graph (branch cycles) live with the graph in
+:mod:`mtdsl.graph.paths`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mtdsl.errors import BackboneError, SpecNameError, SpecValueError, close_matches, did_you_mean, listing
+from mtdsl.nn.backbone import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
+from mtdsl.nn.heads import HEAD_CONFIGS, heads_for
+from mtdsl.nn.losses import losses_for
+from mtdsl.spec.document import Spec
+from mtdsl.spec.training import DynamicSampling, FixedSampling
+
+PRETRAINED_SOURCES = ("none", "imagenet")
+
+
+def check_backbones(spec: Spec) -> None:
+    for name, backbone in spec.model.backbones.items():
+        span = spec.span("backbone", name, "model")
+        if not is_known_model(backbone.model):
+            suggestions = close_matches(backbone.model, known_models(), n=5)
+            raise BackboneError(
+                f"unknown timm model '{backbone.model}' in backbone '{name}'",
+                span,
+                expected="a name from timm.list_models(), e.g. resnet50, efficientnet_b3, tf_efficientnet_lite0",
+                hint=("did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?") if suggestions else None,
+            )
+        if family(backbone.model) not in SUPPORTED_FAMILIES:
+            raise BackboneError(
+                f"timm model '{backbone.model}' (family '{family(backbone.model)}') cannot be cut into segments yet",
+                span,
+                expected=f"a model from a supported family: {', '.join(SUPPORTED_FAMILIES)}",
+                hint="use e.g. resnet50 or efficientnet_b3",
+            )
+        pretrained = backbone.pretrained
+        if pretrained not in PRETRAINED_SOURCES and not _looks_like_path(pretrained):
+            raise SpecValueError(
+                f"pretrained = {pretrained} in backbone '{name}' is neither a known source nor a file path",
+                spec.span("backbone", name, "pretrained"),
+                expected='none, imagenet, or a quoted path to a state dict, e.g. "weights/resnet50.pth"',
+                hint=did_you_mean(pretrained, PRETRAINED_SOURCES),
+            )
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or value.endswith((".pth", ".pt", ".bin", ".safetensors"))
+
+
+def check_input(spec: Spec) -> None:
+    channels = spec.model.input.channels
+    for name, task in spec.model.tasks.items():
+        if task.input is not None and task.input.channels != channels:
+            raise SpecValueError(
+                f"task '{name}' has {task.input.channels} input channels but the model has {channels}",
+                spec.span("task", name, "input"),
+                hint="tasks may change the image size, not the number of channels",
+            )
+
+
+def check_datasets(spec: Spec) -> None:
+    for name, training in spec.train.tasks.items():
+        if training.dataset not in spec.datasets:
+            raise SpecNameError(
+                f"task '{name}' uses dataset '{training.dataset}', which is not declared",
+                spec.span("task", name, "dataset"),
+                expected=f"a declared dataset: {listing(spec.datasets) or 'none declared'}",
+                hint=did_you_mean(training.dataset, spec.datasets)
+                or f"declare it, e.g. dataset {training.dataset} = folder(\"path/to/images\")",
+            )
+
+
+def check_task_backbones(spec: Spec) -> None:
+    backbones = spec.model.backbones
+    for name, task in spec.model.tasks.items():
+        if task.backbone == "":
+            branch = task.branch or task.tap
+            if branch and branch.split(".")[0] in spec.model.tasks:
+                continue
+            raise SpecNameError(
+                f"task '{name}' does not say which backbone it uses, and there are {len(backbones)}",
+                spec.span("task", name),
+                expected=f"one of: {listing(backbones)}",
+                hint=f"add 'backbone = {next(iter(backbones))}' or 'branch = {next(iter(backbones))}.stage4'",
+            )
+        if task.backbone not in backbones:
+            raise SpecNameError(
+                f"task '{name}' uses backbone '{task.backbone}', which is not declared",
+                spec.span("task", name, "backbone"),
+                expected=f"a declared backbone: {listing(backbones) or 'none declared'}",
+                hint=did_you_mean(task.backbone, backbones),
+            )
+
+
+def check_references(spec: Spec) -> None:
+    """``branch`` and ``tap`` name a segment of a backbone, or of another task's path."""
+    for name, task in spec.model.tasks.items():
+        for key in ("branch", "tap"):
+            reference = getattr(task, key)
+            if reference is None:
+                continue
+            span = spec.span("task", name, key)
+            owner, _, segment = reference.partition(".")
+            if owner in spec.model.backbones:
+                model = spec.model.backbones[owner].model
+            elif owner in spec.model.tasks and owner != name:
+                model = spec.model.backbones[_root_backbone(spec, owner)].model
+            else:
+                options = list(spec.model.backbones) + [t for t in spec.model.tasks if t != name]
+                raise SpecNameError(
+                    f"{key} = {reference}: '{owner}' is neither a backbone nor another task",
+                    span,
+                    expected=f"BACKBONE.SEGMENT or TASK.SEGMENT with one of: {listing(options)}",
+                    hint=did_you_mean(owner, options),
+                )
+            if key == "tap" and segment == "":
+                continue
+            info = backbone_info(model)
+            if segment == "":
+                raise SpecValueError(
+                    f"{key} = {reference} needs a segment",
+                    span,
+                    expected=f"{owner}.SEGMENT with SEGMENT one of: {', '.join(info.names)}",
+                    hint=f"e.g. {key} = {owner}.{info.names[-1]}",
+                )
+            if segment not in info.names:
+                raise BackboneError(
+                    f"{key} = {reference}: backbone '{model}' has no segment '{segment}'",
+                    span,
+                    expected="one of its segments (from timm feature_info): "
+                    + ", ".join(f"{s.name} ({s.channels}ch, stride {s.reduction})" for s in info.segments),
+                    hint=did_you_mean(segment, info.names),
+                )
+
+
+def _root_backbone(spec: Spec, task: str, seen: frozenset[str] = frozenset()) -> str:
+    current = spec.model.tasks[task]
+    if current.backbone or task in seen:
+        return current.backbone or next(iter(spec.model.backbones))
+    owner = (current.branch or current.tap or "").split(".")[0]
+    if owner in spec.model.tasks:
+        return _root_backbone(spec, owner, seen | {task})
+    return next(iter(spec.model.backbones))
+
+
+def check_classes(spec: Spec) -> None:
+    for name, task in spec.model.tasks.items():
+        span = spec.span("task", name, "classes") or spec.span("task", name)
+        if task.kind in ("classify", "multilabel") and not task.classes:
+            raise SpecValueError(
+                f"{task.kind} task '{name}' needs its classes",
+                span,
+                expected="classes = N or classes = [name, name, …]",
+                hint="e.g. classes = 3 or classes = [healthy, angular_leaf_spot, bean_rust]",
+            )
+        if task.kind == "classify" and task.classes and len(task.classes) < 2:
+            raise SpecValueError(
+                f"classify task '{name}' has one class; softmax over one class cannot learn",
+                span,
+                hint="use a binary task for yes/no, or list at least two classes",
+            )
+        if task.classes and len(set(task.classes)) != len(task.classes):
+            duplicates = sorted({c for c in task.classes if task.classes.count(c) > 1})
+            raise SpecValueError(
+                f"task '{name}' lists class {duplicates[0]!r} more than once", span, hint="remove the duplicate"
+            )
+
+
+def check_heads_fit(spec: Spec) -> None:
+    for name, task in spec.model.tasks.items():
+        head = task.head
+        span = spec.span("task", name, "head") or spec.span("task", name)
+        if task.kind not in head.task_kinds:
+            raise SpecValueError(
+                f"head '{head.kind}' does not fit {task.kind} task '{name}'",
+                span,
+                expected=f"a head for {task.kind} tasks: {listing(heads_for(task.kind)) or 'none registered yet'}",
+                hint=f"'{head.kind}' serves {', '.join(sorted(head.task_kinds))} tasks",
+            )
+        tap_is_pyramid = task.tap is not None and "." not in task.tap
+        if tap_is_pyramid and head.reads == "map":
+            owner = task.tap
+            last = _last_segment(spec, owner)
+            raise SpecValueError(
+                f"head '{head.kind}' of task '{name}' reads one feature map, but tap = {task.tap} is a whole pyramid",
+                spec.span("task", name, "tap"),
+                expected=f"a single segment such as {owner}.{last}",
+                hint=f"write tap = {owner}.{last}",
+            )
+        if not tap_is_pyramid and head.reads == "pyramid":
+            raise SpecValueError(
+                f"head '{head.kind}' of task '{name}' reads a feature pyramid, but its tap is one feature map",
+                spec.span("task", name, "tap") or span,
+                hint="tap a whole backbone or a neck",
+            )
+
+
+def _last_segment(spec: Spec, owner: str) -> str:
+    if owner in spec.model.backbones:
+        return backbone_info(spec.model.backbones[owner].model).names[-1]
+    return "stage4"
+
+
+def check_losses_fit(spec: Spec) -> None:
+    for name, training in spec.train.tasks.items():
+        kind = spec.model.tasks[name].kind
+        if kind not in training.loss.task_kinds:
+            raise SpecValueError(
+                f"loss '{training.loss.kind}' does not fit {kind} task '{name}'",
+                spec.span("task", name, "loss"),
+                expected=f"a loss for {kind} tasks: {listing(losses_for(kind)) or 'none registered yet'}",
+                hint=f"use loss = {losses_for(kind)[0]}()" if losses_for(kind) else None,
+            )
+
+
+def check_sampling(spec: Spec) -> None:
+    sampling = spec.train.sampling
+    tasks = spec.model.tasks
+    if isinstance(sampling, FixedSampling):
+        for task in sampling.ratios:
+            if task not in tasks:
+                raise SpecNameError(
+                    f"sampling ratio for '{task}', which is not a task",
+                    spec.span("train", "sampling", task),
+                    expected=f"a task: {listing(tasks)}",
+                    hint=did_you_mean(task, tasks),
+                )
+        missing = [t for t in tasks if t not in sampling.ratios]
+        if missing:
+            raise SpecValueError(
+                f"fixed sampling gives no ratio to task{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+                spec.span("train", "sampling"),
+                hint=f"add {missing[0]} = … (0 never samples it)",
+            )
+    if isinstance(sampling, DynamicSampling):
+        for name, training in spec.train.tasks.items():
+            if training.target is None:
+                raise SpecValueError(
+                    f"dynamic sampling needs a target metric for task '{name}'",
+                    spec.span("task", name),
+                    hint="add e.g. target = 0.9 (its single-task validation accuracy) to the task",
+                )
+
+
+def check_binary_positive(spec: Spec) -> None:
+    for name, training in spec.train.tasks.items():
+        task = spec.model.tasks[name]
+        if training.positive is not None and task.kind != "binary":
+            raise SpecValueError(
+                f"'positive' only applies to binary tasks; '{name}' is {task.kind}",
+                spec.span("task", name, "positive"),
+                hint="remove it, or make the task binary(…)",
+            )
+
+
+def check_phases(spec: Spec) -> None:
+    train = spec.train
+    if train.phases and spec.span("train", "epochs") is not None and train.epochs != train.total_epochs:
+        raise SpecValueError(
+            f"epochs = {train.epochs} but the phases add up to {train.total_epochs}",
+            spec.span("train", "epochs"),
+            hint="remove 'epochs' (the phases decide it) or make them agree",
+        )
+    vocabulary = freeze_vocabulary(spec)
+    for phase in train.phases:
+        for index, target in enumerate(phase.freeze):
+            if target not in vocabulary:
+                raise SpecNameError(
+                    f"phase '{phase.name}' freezes '{target}', which names nothing in the model",
+                    spec.span("phase", phase.name, "freeze", str(index)),
+                    expected="shared, heads, branches, backbones, a backbone, BACKBONE.SEGMENT, a task or TASK.head",
+                    hint=did_you_mean(target, vocabulary),
+                )
+
+
+def freeze_vocabulary(spec: Spec) -> list[str]:
+    words = ["shared", "heads", "branches", "backbones"]
+    for name, backbone in spec.model.backbones.items():
+        words.append(name)
+        if is_known_model(backbone.model):
+            words += [f"{name}.{segment}" for segment in backbone_info(backbone.model).names]
+    for task in spec.model.tasks:
+        words += [task, f"{task}.head"]
+    return words
+
+
+CHECKS: tuple[Callable[[Spec], None], ...] = (
+    check_backbones,
+    check_input,
+    check_datasets,
+    check_task_backbones,
+    check_references,
+    check_classes,
+    check_heads_fit,
+    check_losses_fit,
+    check_sampling,
+    check_binary_positive,
+    check_phases,
+)
+
+
+def run_checks(spec: Spec) -> Spec:
+    for check in CHECKS:
+        try:
+            check(spec)
+        except Exception as error:
+            if hasattr(error, "with_source"):
+                error.with_source(spec.source)
+            raise
+    return spec
+
+
+__all__ = ["CHECKS", "HEAD_CONFIGS", "run_checks"]

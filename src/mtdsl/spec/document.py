@@ -1,0 +1,50 @@
+"""A whole validated spec: the model spec, the datasets and the training spec.
+
+``spans`` remembers where each name and key was written, keyed by a path such
+as ``("task", "beans", "branch")``, so checks that run after validation (and
+the graph passes) can still point at the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from mtdsl.errors import Source, Span
+from mtdsl.spec.data import DatasetConfig
+from mtdsl.spec.model import ModelSpec, TimmBackbone
+from mtdsl.spec.training import TrainSpec
+
+SpanKey = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    model: ModelSpec
+    datasets: dict[str, DatasetConfig]
+    train: TrainSpec
+    source: Source
+    variables: dict[str, object] = field(default_factory=dict)
+    spans: dict[SpanKey, Span] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def span(self, *key: str) -> Span | None:
+        """The most specific recorded span for ``key`` or one of its prefixes."""
+        for length in range(len(key), 0, -1):
+            found = self.spans.get(tuple(key[:length]))
+            if found is not None:
+                return found
+        return None
+
+    def with_backbone_models(self, models: dict[str, str]) -> Spec:
+        """The same spec with other timm models in the named backbones (tests swap in tiny ones)."""
+        backbones = {
+            name: backbone.model_copy(update={"model": models.get(name, backbone.model)})
+            for name, backbone in self.model.backbones.items()
+        }
+        return replace(self, model=self.model.model_copy(update={"backbones": backbones}))
+
+
+__all__ = ["Spec", "SpanKey", "TimmBackbone"]

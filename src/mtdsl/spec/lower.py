@@ -1,0 +1,330 @@
+"""AST → validated :class:`~mtdsl.spec.document.Spec`.
+
+Each statement becomes a pydantic object; call-valued keys (``head``,
+``loss``, ``optimizer``…) are validated against their registered kinds.
+Cross-field rules (references, branch points, ratios) are not checked here
+but in :mod:`mtdsl.spec.checks`.
+
+>>> from mtdsl.frontend.parser import parse
+>>> tree = parse('''model demo
+... backbone trunk = timm("test_resnet")
+... dataset shapes = synthetic()
+... task colour: classify(shapes) { classes = 3; head = linear(pool = avg+max) }''')
+>>> spec = lower(tree, Source("demo.mtl", ""), {})
+>>> spec.model.tasks["colour"].head.pool, spec.train.tasks["colour"].loss.kind
+('avg+max', 'cross_entropy')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mtdsl.errors import Source, Span, SpecNameError, SpecValueError, did_you_mean, listing
+from mtdsl.frontend import ast
+from mtdsl.nn.heads import HEAD_CONFIGS, heads_for
+from mtdsl.nn.losses import LOSS_CONFIGS, losses_for
+from mtdsl.spec.data import DATASETS
+from mtdsl.spec.document import Spec, SpanKey
+from mtdsl.spec.model import BACKBONES, TASK_KINDS, InputSpec, ModelSpec, TaskSpec
+from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, PhaseSpec, TaskTraining, TrainSpec
+from mtdsl.spec.values import Fields, block_fields, build_config, plain_value, validate
+from mtdsl.spec.variables import Variables
+
+MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input")
+TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "target")
+TRAIN_CALL_KEYS = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "sampling": SAMPLERS, "weighting": WEIGHTINGS}
+
+
+def lower(tree: ast.SpecFile, source: Source, overrides: dict[str, ast.Value]) -> Spec:
+    """Lower a parsed file; ``overrides`` are ``--set`` values already parsed."""
+    spec_dir = Path(source.path).resolve().parent if source.path and not source.path.startswith("<") else None
+    variables = Variables.from_spec(tree, overrides, spec_dir)
+    return _Lowering(tree, source, variables).run()
+
+
+class _Lowering:
+    def __init__(self, tree: ast.SpecFile, source: Source, variables: Variables) -> None:
+        self.tree = tree
+        self.source = source
+        self.variables = variables
+        self.spans: dict[SpanKey, Span] = {}
+        self.declared: dict[str, tuple[str, Span]] = {}
+
+    def run(self) -> Spec:
+        statements = self.tree.statements
+        model = self._single(statements, ast.ModelStatement, "model NAME", required=True)
+        input_statement = self._single(statements, ast.InputStatement, "input CxHxW", required=False)
+        train_statement = self._single(statements, ast.TrainStatement, "train { … }", required=False)
+
+        backbones = {}
+        datasets = {}
+        tasks: dict[str, TaskSpec] = {}
+        task_training: dict[str, TaskTraining] = {}
+        for statement in statements:
+            if isinstance(statement, ast.BackboneStatement):
+                self._declare(statement.name, "backbone", statement.name_span)
+                backbones[statement.name] = self._backbone(statement)
+            elif isinstance(statement, ast.DatasetStatement):
+                self._declare(statement.name, "dataset", statement.name_span)
+                datasets[statement.name] = self._dataset(statement)
+        for statement in statements:
+            if isinstance(statement, ast.TaskStatement):
+                self._declare(statement.name, "task", statement.name_span)
+                tasks[statement.name], task_training[statement.name] = self._task(statement, list(backbones))
+
+        assert isinstance(model, ast.ModelStatement)
+        self.spans[("model",)] = model.name_span
+        input_spec = InputSpec()
+        if isinstance(input_statement, ast.InputStatement):
+            self.spans[("input",)] = input_statement.shape.span
+            input_spec = self._input_shape(list(input_statement.shape.dims), input_statement.shape.span)
+        model_spec = ModelSpec(name=model.name, input=input_spec, backbones=backbones, tasks=tasks)
+        train = self._train(train_statement if isinstance(train_statement, ast.TrainStatement) else None, task_training)
+        values = {name: self.variables.value(name) for name in self.variables.names()}
+        return Spec(model_spec, datasets, train, self.source, values, self.spans)
+
+    # ------------------------------------------------------------- helpers
+
+    def _single(self, statements, kind: type, form: str, required: bool) -> ast.Statement | None:
+        found = [s for s in statements if isinstance(s, kind)]
+        if len(found) > 1:
+            raise SpecNameError(
+                f"'{form.split()[0]}' appears {len(found)} times (first on line {found[0].span.line})",
+                found[1].span,
+                hint="a spec describes one model: keep a single statement",
+            )
+        if not found and required:
+            first_line = Span(1, 1, 1, 2)
+            raise SpecNameError(
+                f"the spec has no '{form}' statement",
+                first_line,
+                hint=f"start the file with '{form}', e.g. 'model plants'",
+            )
+        return found[0] if found else None
+
+    def _declare(self, name: str, what: str, span: Span) -> None:
+        if name in self.declared:
+            other, first = self.declared[name]
+            raise SpecNameError(
+                f"'{name}' is already declared as a {other} on line {first.line}",
+                span,
+                hint=f"give this {what} another name: backbones, datasets and tasks share one namespace",
+            )
+        self.declared[name] = (what, span)
+        self.spans[(what, name)] = span
+
+    def _record(self, prefix: SpanKey, fields: Fields) -> None:
+        for key, span in fields.value_spans.items():
+            self.spans[prefix + tuple(key.split("."))] = span
+
+    def _input_shape(self, dims: list[int], span: Span) -> InputSpec:
+        try:
+            return InputSpec.from_dims(dims)
+        except (ValueError, ValidationError) as error:
+            raise SpecValueError(
+                f"invalid input shape {'x'.join(map(str, dims))}: {str(error).splitlines()[0]}",
+                span,
+                expected="channels x height x width, each at least 1, e.g. 3x224x224",
+            ) from None
+
+    # ---------------------------------------------------------- statements
+
+    def _backbone(self, statement: ast.BackboneStatement):
+        config = self._call_with_block(statement.source, statement.body, BACKBONES, f"backbone '{statement.name}'")
+        self.spans[("backbone", statement.name, "model")] = (
+            statement.source.args[0].span if statement.source.args else statement.source.span
+        )
+        return config
+
+    def _dataset(self, statement: ast.DatasetStatement):
+        config = self._call_with_block(statement.source, statement.body, DATASETS, f"dataset '{statement.name}'")
+        return config.model_copy(update={"name": statement.name})
+
+    def _call_with_block(self, call: ast.Call, body: ast.Block | None, registry, what: str):
+        if body is None:
+            return build_config(call, registry, self.variables, what)
+        merged = ast.Call(
+            call.name,
+            call.name_span,
+            call.args,
+            call.kwargs
+            + tuple(
+                ast.KeywordArgument(entry.key, entry.key_span, entry.value, entry.span)
+                for entry in body.entries
+                if isinstance(entry, ast.Assignment)
+            ),
+            call.span,
+        )
+        return build_config(merged, registry, self.variables, what)
+
+    def _task(self, statement: ast.TaskStatement, backbones: list[str]) -> tuple[TaskSpec, TaskTraining]:
+        kind_call = statement.kind
+        name = statement.name
+        what = f"task '{name}'"
+        if kind_call.name not in TASK_KINDS:
+            raise SpecNameError(
+                f"unknown task kind '{kind_call.name}'",
+                kind_call.name_span,
+                expected=f"one of: {listing(TASK_KINDS)}",
+                hint=did_you_mean(kind_call.name, TASK_KINDS),
+            )
+        kind = kind_call.name
+        if len(kind_call.args) != 1:
+            raise SpecValueError(
+                f"{kind}(...) takes exactly one positional argument, the dataset",
+                kind_call.span,
+                expected=f"{kind}(DATASET), e.g. {kind}(pets)",
+            )
+        dataset_node = kind_call.args[0]
+        if not isinstance(dataset_node, ast.Name):
+            raise SpecValueError(
+                f"the dataset of {what} must be a dataset name",
+                dataset_node.span,
+                hint="declare it with 'dataset NAME = folder(…)' and write its name here, unquoted",
+            )
+        self.spans[("task", name, "dataset")] = dataset_node.span
+        self.spans[("task", name, "kind")] = kind_call.name_span
+
+        entries: list[tuple[str, Span, ast.Value, Span]] = [
+            (kw.name, kw.name_span, kw.value, kw.value.span) for kw in kind_call.kwargs
+        ]
+        for entry in statement.body.entries if statement.body else ():
+            if isinstance(entry, ast.Phase):
+                raise SpecNameError(
+                    f"'phase' blocks belong in 'train', not in {what}",
+                    entry.span,
+                    hint="move it into the train { … } block",
+                )
+            entries.append((entry.key, entry.key_span, entry.value, entry.value.span))
+
+        model_fields = Fields(what, statement.span)
+        train_fields = Fields(what, statement.span)
+        valid_keys = MODEL_TASK_KEYS + TRAIN_TASK_KEYS
+        for key, key_span, value, value_span in entries:
+            if key not in valid_keys:
+                raise SpecNameError(
+                    f"unknown key '{key}' in {what}",
+                    key_span,
+                    expected=f"one of: {listing(valid_keys)}",
+                    hint=did_you_mean(key, valid_keys),
+                )
+            lowered = self._task_value(key, value, kind, what)
+            target = model_fields if key in MODEL_TASK_KEYS else train_fields
+            target.add(key, key_span, lowered, value_span)
+
+        if "head" not in model_fields.values:
+            model_fields.values["head"] = self._default(heads_for(kind), HEAD_CONFIGS, "head", kind, kind_call)
+        if "loss" not in train_fields.values:
+            train_fields.values["loss"] = self._default(losses_for(kind), LOSS_CONFIGS, "loss", kind, kind_call)
+        if "backbone" not in model_fields.values:
+            model_fields.values["backbone"] = self._infer_backbone(model_fields, backbones, what, statement)
+        model_fields.values.update(name=name, kind=kind)
+        train_fields.values["dataset"] = dataset_node.id
+        self._record(("task", name), model_fields)
+        self._record(("task", name), train_fields)
+        return validate(TaskSpec, model_fields, what), validate(TaskTraining, train_fields, what)
+
+    def _task_value(self, key: str, value: ast.Value, kind: str, what: str) -> Any:
+        if key == "head":
+            return build_config(value, HEAD_CONFIGS, self.variables)
+        if key == "loss":
+            return build_config(value, LOSS_CONFIGS, self.variables)
+        if key == "input":
+            if not isinstance(value, ast.Shape):
+                raise SpecValueError(f"'input' of {what} must be a shape", value.span, expected="e.g. 3x128x128")
+            return self._input_shape(list(value.dims), value.span)
+        if key in ("branch", "tap", "backbone") and not isinstance(value, (ast.Ref, ast.Name)):
+            raise SpecValueError(
+                f"'{key}' of {what} must be a name or a dotted reference",
+                value.span,
+                expected="e.g. trunk.stage3 (a backbone segment) or other_task.stage3",
+            )
+        return plain_value(value, self.variables)
+
+    def _default(self, kinds: list[str], registry, what: str, task_kind: str, call: ast.Call):
+        if not kinds:
+            raise SpecValueError(
+                f"no {what} is registered for task kind '{task_kind}' in this version of mtdsl",
+                call.name_span,
+                expected=f"{what} kinds registered: {listing(registry.kinds())}",
+                hint="detection and segmentation heads arrive with the EfficientDet neck; "
+                "until then use classify, binary or multilabel",
+            )
+        return registry.get(kinds[0])()
+
+    def _infer_backbone(self, fields: Fields, backbones: list[str], what: str, statement: ast.TaskStatement) -> str:
+        for key in ("branch", "tap"):
+            reference = fields.values.get(key)
+            if isinstance(reference, str) and reference.split(".")[0] in backbones:
+                return reference.split(".")[0]
+        if len(backbones) == 1:
+            return backbones[0]
+        if not backbones:
+            raise SpecNameError(
+                f"{what} needs a backbone, and the spec declares none",
+                statement.name_span,
+                hint="declare one, e.g. backbone trunk = timm(\"resnet18\")",
+            )
+        return ""  # resolved by a task branching off another task, or reported by checks
+
+    # --------------------------------------------------------------- train
+
+    def _train(self, statement: ast.TrainStatement | None, tasks: dict[str, TaskTraining]) -> TrainSpec:
+        fields = Fields("train", statement.span if statement else Span(1, 1, 1, 2))
+        phases: list[PhaseSpec] = []
+        if statement is not None:
+            for entry in statement.body.entries:
+                if isinstance(entry, ast.Phase):
+                    phases.append(self._phase(entry, phases))
+                    continue
+                registry = TRAIN_CALL_KEYS.get(entry.key)
+                value = (
+                    build_config(entry.value, registry, self.variables)
+                    if registry
+                    else plain_value(entry.value, self.variables)
+                )
+                if entry.key in ("phases", "tasks"):
+                    raise SpecNameError(
+                        f"unknown key '{entry.key}' for train",
+                        entry.key_span,
+                        hint="declare phases as 'phase NAME { … }' and task settings in each task block",
+                    )
+                fields.add(entry.key, entry.key_span, value, entry.value.span)
+                if registry:
+                    self._record_call(("train", entry.key), entry.value)
+        self._record(("train",), fields)
+        fields.values["phases"] = phases
+        fields.values["tasks"] = tasks
+        return validate(TrainSpec, fields, "train")
+
+    def _record_call(self, prefix: SpanKey, value: ast.Value) -> None:
+        if isinstance(value, ast.Call):
+            for keyword in value.kwargs:
+                self.spans[prefix + (keyword.name,)] = keyword.name_span
+                self.spans[prefix + (keyword.name, "value")] = keyword.value.span
+
+    def _phase(self, phase: ast.Phase, earlier: list[PhaseSpec]) -> PhaseSpec:
+        what = f"phase '{phase.name}'"
+        for other in earlier:
+            if other.name == phase.name:
+                raise SpecNameError(f"phase '{phase.name}' is declared twice", phase.name_span, hint="rename one")
+        fields = block_fields(Fields(what, phase.span), phase.body, self.variables)
+        if "freeze" in fields.values and isinstance(fields.values["freeze"], str):
+            fields.values["freeze"] = [fields.values["freeze"]]
+        self._record(("phase", phase.name), fields)
+        self.spans[("phase", phase.name)] = phase.name_span
+        if isinstance(freeze := self._freeze_node(phase.body), ast.ListValue):
+            for index, item in enumerate(freeze.items):
+                self.spans[("phase", phase.name, "freeze", str(index))] = item.span
+        fields.values["name"] = phase.name
+        return validate(PhaseSpec, fields, what)
+
+    @staticmethod
+    def _freeze_node(body: ast.Block) -> ast.Value | None:
+        for entry in body.entries:
+            if isinstance(entry, ast.Assignment) and entry.key == "freeze":
+                return entry.value
+        return None

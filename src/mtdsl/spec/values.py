@@ -1,0 +1,213 @@
+"""AST values → plain Python, and pydantic validation that reports source spans.
+
+>>> from mtdsl.frontend.parser import parse
+>>> call = parse('task t: classify(d) { head = mlp([512, 256], dropout = 0.2) }').statements[0].body.entries[0].value
+>>> plain_value(call, None)
+{'kind': 'mlp', 'args': [[512, 256]], 'dropout': 0.2}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from mtdsl.errors import Span, SpecNameError, SpecValueError, did_you_mean, listing
+from mtdsl.frontend import ast
+from mtdsl.spec.registry import Config, Registry
+
+if TYPE_CHECKING:
+    from mtdsl.spec.variables import Variables
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def plain_value(node: ast.Value, variables: Variables | None) -> Any:
+    """The Python value of an AST value, with variables substituted."""
+    if isinstance(node, ast.String):
+        return variables.interpolate(node.value, node.span) if variables else node.value
+    if isinstance(node, ast.Number):
+        return node.value
+    if isinstance(node, ast.Shape):
+        return list(node.dims)
+    if isinstance(node, ast.Ratio):
+        return list(node.parts)
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Variable):
+        if variables is None:
+            return f"${{{node.name}}}"
+        return variables.lookup(node.name, node.span)
+    if isinstance(node, ast.Ref):
+        return node.dotted
+    if isinstance(node, ast.Sum):
+        return "+".join(str(plain_value(term, variables)) for term in node.terms)
+    if isinstance(node, ast.ListValue):
+        return [plain_value(item, variables) for item in node.items]
+    if isinstance(node, ast.Call):
+        result: dict[str, Any] = {"kind": node.name}
+        if node.args:
+            result["args"] = [plain_value(arg, variables) for arg in node.args]
+        for keyword in node.kwargs:
+            result[keyword.name] = plain_value(keyword.value, variables)
+        return result
+    raise TypeError(f"no lowering for AST node {type(node).__name__}")
+
+
+class Fields:
+    """Field values gathered from a call's arguments and a block's entries, with their spans."""
+
+    def __init__(self, owner: str, span: Span) -> None:
+        self.owner = owner
+        self.span = span
+        self.values: dict[str, Any] = {}
+        self.value_spans: dict[str, Span] = {}
+        self.key_spans: dict[str, Span] = {}
+
+    def add(self, key: str, key_span: Span, value: Any, value_span: Span) -> None:
+        if key in self.values:
+            first = self.key_spans[key]
+            raise SpecNameError(
+                f"'{key}' is given twice in {self.owner} (first on line {first.line}, column {first.column})",
+                key_span,
+                hint="keep one of them",
+            )
+        self.values[key] = value
+        self.value_spans[key] = value_span
+        self.key_spans[key] = key_span
+
+    def span_of(self, key: str) -> Span:
+        return self.value_spans.get(key, self.span)
+
+
+def validate(model: type[ModelT], fields: Fields, what: str) -> ModelT:
+    """``model.model_validate(fields.values)``, turning pydantic errors into spanned errors."""
+    try:
+        return model.model_validate(fields.values)
+    except ValidationError as error:
+        raise _spanned(error, model, fields, what) from None
+
+
+def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, what: str) -> Exception:
+    first = error.errors()[0]
+    location = []
+    for part in first["loc"]:
+        text = str(part)
+        if "-" in text or "[" in text or text[:1].isupper():
+            break  # pydantic names union members in locations ('constrained-float', 'Ramp')
+        location.append(text)
+    key = location[0] if location else None
+    valid_keys = [name for name in model.model_fields if name != "kind"]
+    if first["type"] == "extra_forbidden" and key is not None:
+        return SpecNameError(
+            f"unknown key '{key}' for {what}",
+            fields.key_spans.get(key, fields.span),
+            expected=f"one of: {listing(valid_keys)}",
+            hint=did_you_mean(key, valid_keys),
+        )
+    if first["type"] == "missing" and key is not None:
+        return SpecValueError(
+            f"{what} needs '{key}'",
+            fields.span,
+            hint=f"add '{key} = …'",
+        )
+    field = ".".join(location)
+    span = fields.span
+    for length in range(len(location), 0, -1):
+        prefix = ".".join(location[:length])
+        if prefix in fields.value_spans:
+            span = fields.value_spans[prefix]
+            break
+    value = first.get("input") if key else None
+    message = first["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    expected = None
+    hint = None
+    if first["type"] == "literal_error":
+        expected = first["ctx"]["expected"]
+        options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
+        hint = did_you_mean(str(first.get("input")), options)
+        message = f"'{first.get('input')}' is not a valid value"
+    prefix = f"{field} = {value!r} in {what}" if key else what
+    return SpecValueError(f"{prefix}: {message[0].lower()}{message[1:]}", span, expected=expected, hint=hint)
+
+
+def call_fields(call: ast.Call, config: type[Config], what: str, variables: Variables) -> Fields:
+    """Map a call's positional and keyword arguments onto ``config``'s fields."""
+    fields = Fields(what, call.span)
+    fields.add("kind", call.name_span, call.name, call.name_span)
+    if len(call.args) > len(config.positional):
+        extra = call.args[len(config.positional)]
+        takes = ", ".join(config.positional) or "no positional arguments"
+        raise SpecValueError(
+            f"too many positional arguments to {call.name}(...)",
+            extra.span,
+            expected=f"{call.name}({takes}, key = value, …)",
+            hint="name the argument, e.g. key = value",
+        )
+    for name, arg in zip(config.positional, call.args):
+        fields.add(name, arg.span, plain_value(arg, variables), arg.span)
+    collected: dict[str, Any] = {}
+    for keyword in call.kwargs:
+        value = plain_value(keyword.value, variables)
+        if config.keywords_field and keyword.name not in config.model_fields:
+            if keyword.name in collected:
+                raise SpecNameError(f"'{keyword.name}' is given twice", keyword.name_span, hint="keep one of them")
+            collected[keyword.name] = value
+            fields.key_spans[f"{config.keywords_field}.{keyword.name}"] = keyword.name_span
+            fields.value_spans[f"{config.keywords_field}.{keyword.name}"] = keyword.value.span
+            continue
+        fields.add(keyword.name, keyword.name_span, value, keyword.value.span)
+    if config.keywords_field:
+        fields.values[config.keywords_field] = collected
+        fields.value_spans.setdefault(config.keywords_field, call.span)
+    return fields
+
+
+def build_config(
+    node: ast.Value, registry: Registry[Any], variables: Variables, what: str | None = None
+) -> Config:
+    """Validate a call such as ``mlp(512, dropout = 0.2)`` against its registered config.
+
+    A bare name (``sgd``) is read as a call with no arguments.
+    """
+    if isinstance(node, ast.Name):
+        node = ast.Call(node.id, node.span, (), (), node.span)
+    if not isinstance(node, ast.Call):
+        raise SpecValueError(
+            f"expected a {registry.what} such as {registry.kinds()[0]}(...)",
+            node.span,
+            expected=f"one of: {listing(registry.kinds())}",
+        )
+    if node.name not in registry:
+        raise SpecNameError(
+            f"unknown {registry.what} '{node.name}'",
+            node.name_span,
+            expected=f"one of: {listing(registry.kinds())}",
+            hint=did_you_mean(node.name, registry.kinds()),
+        )
+    config = registry.get(node.name)
+    description = what or f"{registry.what} '{node.name}'"
+    fields = call_fields(node, config, description, variables)
+    return validate(config, fields, description)
+
+
+def block_fields(
+    fields: Fields, body: ast.Block | None, variables: Variables, converters: Mapping[str, Any] | None = None
+) -> Fields:
+    """Add a block's ``key = value`` entries to ``fields``; ``converters`` lower call-valued keys."""
+    if body is None:
+        return fields
+    for entry in body.entries:
+        if isinstance(entry, ast.Phase):
+            raise SpecNameError(
+                f"'phase' blocks belong in 'train', not in {fields.owner}",
+                entry.span,
+                hint="move it into the train { … } block",
+            )
+        convert = (converters or {}).get(entry.key)
+        value = convert(entry.value) if convert else plain_value(entry.value, variables)
+        fields.add(entry.key, entry.key_span, value, entry.value.span)
+    return fields
