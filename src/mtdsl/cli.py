@@ -84,14 +84,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console()
-    errors = Console(stderr=True, highlight=False)
     try:
         return args.run(args, console)
     except MtdslError as error:
-        errors.print(error.render(), markup=False)
+        print(error.render(), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        errors.print("interrupted")
+        print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -71,30 +71,29 @@ def summarize(graph: nx.DiGraph, with_flops: bool = True) -> dict:
 
 
 def summary_table(summary: dict) -> Table:
+    """The summary as a table that fits an 80-column terminal."""
     has_flops = "multi_task_flops" in summary
-    table = Table(title=f"{summary['model']}: multi-task vs {len(summary['tasks'])} single-task models")
-    table.add_column("task")
-    table.add_column("kind")
+    count = len(summary["tasks"])
+    table = Table(title=f"{summary['model']}: one multi-task model vs {count} single-task models")
+    table.add_column("task", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
     table.add_column("outputs", justify="right")
-    table.add_column("path params", justify="right")
-    table.add_column("private params", justify="right")
+    table.add_column("params", justify="right")
+    table.add_column("private", justify="right")
     if has_flops:
-        table.add_column("FLOPs/image", justify="right")
+        table.add_column("FLOPs", justify="right")
     for task, entry in summary["tasks"].items():
         row = [task, entry["kind"], str(entry["outputs"]), human(entry["path_params"]), human(entry["private_params"])]
         if has_flops:
             row.append(human(entry["flops"]))
         table.add_row(*row)
     table.add_section()
-    shared_row = ["shared", "", "", human(summary["shared_params"]), ""]
-    multi_row = ["multi-task model", "", "", human(summary["multi_task_params"]), ""]
-    single_row = [f"{len(summary['tasks'])} single-task models", "", "", human(summary["single_task_params"]), ""]
-    ratio_row = ["single / multi", "", "", f"{summary['param_ratio']:.2f}×", ""]
-    if has_flops:
-        shared_row.append("")
-        multi_row.append(human(summary["multi_task_flops"]))
-        single_row.append(human(summary["single_task_flops"]))
-        ratio_row.append(f"{summary['flop_ratio']:.2f}×")
-    for row in (shared_row, multi_row, single_row, ratio_row):
-        table.add_row(*row)
+    rows = [
+        ["shared", "", "", human(summary["shared_params"]), "", ""],
+        ["multi-task", "", "", human(summary["multi_task_params"]), "", human(summary.get("multi_task_flops", 0))],
+        [f"single ×{count}", "", "", human(summary["single_task_params"]), "", human(summary.get("single_task_flops", 0))],
+        ["single / multi", "", "", f"{summary['param_ratio']:.2f}×", "", f"{summary.get('flop_ratio') or 0:.2f}×"],
+    ]
+    for row in rows:
+        table.add_row(*(row if has_flops else row[:-1]))
     return table

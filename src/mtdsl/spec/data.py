@@ -51,7 +51,11 @@ class FolderDataset(DatasetConfig):
 
 @DATASETS.register("csv")
 class CsvDataset(DatasetConfig):
-    """A manifest: one row per image, labels in a column (space-separated for multi-label)."""
+    """A manifest: one row per image, labels in a column (``separator``-separated for multi-label).
+
+    ``vocabulary`` names a file with one label per line; labels that contain the
+    separator (COCO's "dining table") are then matched against it.
+    """
 
     kind: Literal["csv"] = "csv"
     path: str
@@ -59,6 +63,7 @@ class CsvDataset(DatasetConfig):
     image_column: str = "file_name"
     label_column: str = "labels"
     separator: str = " "
+    vocabulary: str | None = None
     split: Split = Field(default_factory=lambda: [0.85, 0.15])
     seed: NonNegativeInt = 0
 

