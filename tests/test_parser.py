@@ -79,3 +79,12 @@ def test_syntax_errors_are_labelled_and_located(text, message, position):
     rendered = error.render()
     assert f"bad.mtl:{position[0]}:{position[1]}" in rendered
     assert rendered.splitlines()[2].strip().startswith("^")
+
+
+def test_keywords_are_names_wherever_a_name_is_expected():
+    tree = parse("model train\ntask input: classify(d, input = 3x32x32) { classes = [train, bus]; backbone = trunk }")
+    task = tree.statements[1]
+    assert tree.statements[0].name == "train" and task.name == "input"
+    assert [item.id for item in task.body.entries[0].value.items] == ["train", "bus"]
+    with pytest.raises(SpecSyntaxError, match="expected a statement"):
+        parse("modelx m")

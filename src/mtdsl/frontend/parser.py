@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import ast as python_ast
 import functools
 
 import lark
 from lark import Lark, Token, Transformer, v_args
 
-from mtdsl.errors import Source, Span, SpecSyntaxError
+from mtdsl.errors import Source, Span, SpecSyntaxError, did_you_mean
 from mtdsl.frontend import ast
 from mtdsl.frontend.syntax_examples import SYNTAX_EXAMPLES
 
@@ -25,6 +24,9 @@ def grammar() -> Lark:
         "grammar.lark",
         rel_to=__file__,
         parser="lalr",
+        # One lexer for every parser state: a contextual lexer splits 'modelx' into 'model' 'x'
+        # and reads a keyword differently depending on the statement before it.
+        lexer="basic",
         propagate_positions=True,
         maybe_placeholders=False,
     )
@@ -93,6 +95,9 @@ class _ToAst(Transformer):
     def block(self, meta, *entries):
         return ast.Block(tuple(entries), _span(meta))
 
+    def key(self, meta, token: Token):
+        return token
+
     def assignment(self, meta, key: Token, value):
         return ast.Assignment(str(key), _span(key), value, _span(meta))
 
@@ -102,7 +107,7 @@ class _ToAst(Transformer):
     # values
 
     def string(self, meta, token: Token):
-        return ast.String(python_ast.literal_eval(str(token)), _span(token))
+        return ast.String(_unescape(str(token)[1:-1], _span(token)), _span(token))
 
     def number(self, meta, token: Token):
         text = str(token)
@@ -151,6 +156,50 @@ class _ToAst(Transformer):
         return ast.Call(str(name), _span(name), args, kwargs, _span(meta))
 
 
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
+
+
+def _unescape(text: str, span: Span) -> str:
+    """A string literal's contents with ``\\ \\" \\' \\n \\t`` replaced; other escapes are errors.
+
+    Python's other escapes would silently turn ``"C:\\xdata"`` into ``"C:Úta"`` or
+    fail on ``"C:\\Users"``, so they are refused with a pointer to the backslash.
+    """
+    parts: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char != "\\":
+            parts.append(char)
+            index += 1
+            continue
+        escaped = text[index + 1]  # the STRING terminal never ends in a lone backslash
+        if escaped not in _ESCAPES:
+            raise SpecSyntaxError(
+                f"unknown escape '\\{escaped}' in a string",
+                span.shifted(index + 1, 2),
+                expected="\\\\, \\\", \\', \\n or \\t",
+                hint="write paths with '/' (C:/Users/me/data) or double each backslash",
+            )
+        parts.append(_ESCAPES[escaped])
+        index += 2
+    return "".join(parts)
+
+
+_BRACKETS = {
+    # opener: (what it opens, opening text, closing text, closing terminal)
+    "LBRACE": ("block", "{", "}", "RBRACE"),
+    "LPAR": ("call", "(", ")", "RPAR"),
+    "LSQB": ("list", "[", "]", "RSQB"),
+}
+_CLOSING = {closer: opener for opener, (_, _, _, closer) in _BRACKETS.items()}
+_PARTS = {"block": "entry", "call": "argument", "list": "item"}
+_STATEMENT_KEYWORDS = frozenset({"MODEL", "LET", "INPUT", "BACKBONE", "DATASET", "TASK", "TRAIN"})
+_KEYWORDS_READ_AS_KEYS = _STATEMENT_KEYWORDS  # every keyword is a valid key inside a block
+_KEYWORDS = ("model", "let", "input", "backbone", "dataset", "task", "train")
+_NOT_A_STATEMENT = next(label for label in SYNTAX_EXAMPLES if label[0] == "expected a statement")
+
+
 _TOKEN_DESCRIPTIONS = {
     "NAME": "a name",
     "NUMBER": "a number",
@@ -181,27 +230,146 @@ def _describe_expected(expected: set[str] | None) -> str | None:
     for name in sorted(expected):
         if name.startswith("__ANON") or name == "$END":
             continue
+        if name in _KEYWORDS_READ_AS_KEYS and "NAME" in expected:
+            continue  # a key that happens to be a keyword: 'a name' covers it
         words.append(_TOKEN_DESCRIPTIONS.get(name, name.lower().strip("_")))
     if "$END" in expected:
         words.append("end of file")
     return ", ".join(dict.fromkeys(words)) or None
 
 
+def _state_number(error: lark.exceptions.UnexpectedInput) -> object:
+    """The LALR state a parse failed in.
+
+    lark's ``ParserState`` also compares the depth of the parse stack, which
+    differs between an example and the same mistake after other statements.
+    """
+    state = error.state
+    return getattr(state, "position", state)
+
+
+def _match_examples(error: lark.exceptions.UnexpectedToken) -> tuple[str, str] | None:
+    """The label of :data:`SYNTAX_EXAMPLES` whose snippet fails in the same parser state as ``error``."""
+    fallback = None
+    for label, examples in SYNTAX_EXAMPLES.items():
+        for example in examples:
+            try:
+                grammar().parse(example)
+            except lark.exceptions.UnexpectedToken as other:
+                if _state_number(other) != _state_number(error) or other.accepts != error.accepts:
+                    continue
+                if other.token.type == error.token.type:
+                    return label
+                fallback = fallback or label
+            except lark.exceptions.UnexpectedInput:
+                continue
+    return fallback
+
+
+def _starts_statement(token: Token | None) -> bool:
+    """A statement keyword at the start of a line: the next statement, not part of the one before."""
+    return token is not None and token.type in _STATEMENT_KEYWORDS and token.column == 1
+
+
+def _unclosed_bracket(error: lark.exceptions.UnexpectedToken, text: str) -> Token | None:
+    """The innermost '{', '(' or '[' left open when the parse stopped, if a missing closer explains the error.
+
+    That is the case when the parser stopped at the end of the file, at a
+    closer of another kind, or at the next statement (a keyword at the start
+    of a line, or just after one that was read as a key such as ``input``).
+    """
+    token = error.token
+    end = len(text) if token.type == "$END" else token.start_pos
+    try:
+        tokens = list(grammar().lex(text[:end]))
+    except lark.exceptions.LarkError:
+        return None
+    opened: list[Token] = []
+    for item in tokens:
+        if item.type in _BRACKETS:
+            opened.append(item)
+        elif item.type in _CLOSING and opened and opened[-1].type == _CLOSING[item.type]:
+            opened.pop()
+    if not opened:
+        return None
+    previous = tokens[-1] if tokens else None
+    if previous is not None and previous.type in _KEYWORDS_READ_AS_KEYS and _starts_statement(previous):
+        return opened[-1]
+    if opened[-1].type == "LSQB" and previous is not None and token.line > previous.end_line:
+        if _next_is_entry(text, token):
+            return opened[-1]  # a list never holds 'key = value': the block's next entry follows
+    closer = _BRACKETS[opened[-1].type][3]
+    stopped_early = token.type == "$END" or token.type in _CLOSING or _starts_statement(token)
+    return opened[-1] if stopped_early and closer in (error.accepts or error.expected) else None
+
+
+def _statement_keyword_before(error: lark.exceptions.UnexpectedToken, text: str) -> Token | None:
+    """The statement keyword just before the failing token, when it starts a line (the next statement)."""
+    if error.token.type == "$END":
+        return None
+    try:
+        tokens = list(grammar().lex(text[: error.token.start_pos]))
+    except lark.exceptions.LarkError:
+        return None
+    previous = tokens[-1] if tokens else None
+    return previous if _starts_statement(previous) else None
+
+
+def _next_is_entry(text: str, token: Token) -> bool:
+    """Whether ``token`` starts a ``key = value`` entry."""
+    if token.type != "NAME":
+        return False
+    try:
+        following = grammar().lex(text[token.end_pos :])
+        return next(following).type == "EQUAL"
+    except (lark.exceptions.LarkError, StopIteration):
+        return False
+
+
+def _allowed_before(text: str, position: int) -> set[str] | None:
+    """Terminals the parser would accept at ``position`` (for an unexpected character there)."""
+    try:
+        interactive = grammar().parse_interactive(text[:position])
+        interactive.exhaust_lexer()
+        return set(interactive.accepts())
+    except lark.exceptions.LarkError:
+        return None
+
+
 def _syntax_error(error: lark.exceptions.UnexpectedInput, text: str, source: Source) -> SpecSyntaxError:
-    label = error.match_examples(grammar().parse, SYNTAX_EXAMPLES, use_accepts=True)
     line, column = error.line, error.column
     if line is None or line < 0:
         lines = text.splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
     width = 1
+    label = None
     if isinstance(error, lark.exceptions.UnexpectedToken):
         token = error.token
         width = max(len(str(token)), 1) if token.type != "$END" else 1
         found = "end of file" if token.type == "$END" else f"'{token}'"
         expected = _describe_expected(error.accepts or error.expected)
+        opener = _unclosed_bracket(error, text)
+        if opener is not None:
+            keyword = _statement_keyword_before(error, text)
+            if keyword is not None:
+                line, column, width, found = keyword.line, keyword.column, len(keyword), f"'{keyword}'"
+            what, opening, closing, _ = _BRACKETS[opener.type]
+            return SpecSyntaxError(
+                f"unclosed {what}: '{opening}' on line {opener.line} has no matching '{closing}' (found {found})",
+                Span(line, column, line, column + width),
+                source=source,
+                expected=f"'{closing}' before {found}",
+                hint=f"add '{closing}' after the {what}'s last {_PARTS[what]}",
+            )
+        label = _match_examples(error)
+        if label is None and token.type == "NAME" and "TASK" in (error.accepts or error.expected):
+            label = _NOT_A_STATEMENT
+            hint = did_you_mean(str(token), _KEYWORDS)
+            if hint:
+                label = (label[0], f"{hint} {label[1]}")
     elif isinstance(error, lark.exceptions.UnexpectedCharacters):
         found = f"character {text[error.pos_in_stream]!r}"
-        expected = _describe_expected(error.allowed)
+        expected = _describe_expected(_allowed_before(text, error.pos_in_stream))
     else:
         found = "end of file"
         expected = None

@@ -96,6 +96,15 @@ SYNTAX_EXAMPLES: dict[tuple[str, str], list[str]] = {
         "write e.g. 'mlp(512, dropout = 0.2)'",
     ): [
         "task a: classify(d) { head = mlp(512 dropout = 0.2) }",
+        "task a: classify(d) { head = linear(pool = avg dropout = 0.2) }",
         "backbone b = timm(\"x\" pretrained = imagenet)",
+    ],
+    (
+        "list items must be separated by ','",
+        "write e.g. 'classes = [cat, dog]'",
+    ): [
+        "task a: classify(d) { classes = [x y] }",
+        "task a: classify(d) { classes = [x, \"y\" \"z\"] }",
+        "train { phase p { freeze = [a.stage1 b] } }",
     ],
 }

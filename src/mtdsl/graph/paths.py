@@ -12,8 +12,8 @@ cycle.
 ... dataset d = synthetic()
 ... task a: classify(d) { classes = 2 }
 ... task b: classify(d) { classes = 2; branch = trunk.stage3 }''')
->>> task_paths(spec)["b"][-2:]
-['trunk.stage3', 'b/trunk.stage4']
+>>> task_paths(spec)["b"][-3:]
+['trunk.stage3', 'b/trunk.stage4', 'b.head']
 """
 
 from __future__ import annotations
@@ -50,11 +50,20 @@ def branch_order(spec: Spec) -> list[str]:
         cycle = nx.find_cycle(dependencies)
     except nx.NetworkXNoCycle:
         return list(nx.lexicographical_topological_sort(dependencies, key=list(spec.model.tasks).index))
-    tasks = [edge[1] for edge in cycle]
+    # Edges run from a task to the tasks that branch off it; read the loop the other way, as
+    # "first → the task it branches off → …", starting at the task declared first.
+    order = list(spec.model.tasks)
+    tasks = [edge[1] for edge in cycle][::-1]
+    start = min(range(len(tasks)), key=lambda i: order.index(tasks[i]))
+    tasks = tasks[start:] + tasks[:start]
+    first = spec.model.tasks[tasks[0]]
+    key = "branch" if (first.branch or "").split(".")[0] == tasks[1] else "tap"
     loop = " → ".join(tasks + [tasks[0]])
     raise GraphError(
         f"tasks branch off each other in a cycle: {loop}",
-        spec.span("task", tasks[0], "branch") or spec.span("task", tasks[0]),
+        spec.span("task", tasks[0], key) or spec.span("task", tasks[0]),
+        source=spec.source,
+        expected="each task branches off a backbone, or off a task that does not lead back to it",
         hint=f"let one of them branch off a backbone, e.g. branch = {next(iter(spec.model.backbones), 'trunk')}.stage3",
     )
 
@@ -88,6 +97,7 @@ def task_paths(spec: Spec) -> dict[str, list[str]]:
                     f"task '{name}' branches off '{branch_owner}' at {branch_segment}, "
                     f"but '{branch_owner}' stops at {segments[len(prefix) - 1]}",
                     spec.span("task", name, "branch"),
+                    source=spec.source,
                     hint=f"branch at {segments[len(prefix) - 1]} or earlier",
                 )
             prefix = prefix[: branch + 1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mtdsl.errors import BackboneError, SpecNameError, SpecValueError, close_matches, did_you_mean, listing
+from mtdsl.errors import BackboneError, GraphError, SpecNameError, SpecValueError, close_matches, did_you_mean, listing
 from mtdsl.nn.backbone import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
 from mtdsl.nn.heads import HEAD_CONFIGS, heads_for
 from mtdsl.nn.losses import losses_for
@@ -107,8 +107,22 @@ def check_references(spec: Spec) -> None:
             span = spec.span("task", name, key)
             owner, _, segment = reference.partition(".")
             if owner in spec.model.backbones:
+                if task.backbone and owner != task.backbone:
+                    uses = task.backbone
+                    raise SpecValueError(
+                        f"{key} = {reference} is on backbone '{owner}', but task '{name}' uses backbone '{uses}'",
+                        span,
+                        hint=f"write {key} = {uses}.{segment or 'SEGMENT'}, or remove 'backbone = {uses}'",
+                    )
                 model = spec.model.backbones[owner].model
-            elif owner in spec.model.tasks and owner != name:
+            elif owner == name:
+                example = f"{next(iter(spec.model.backbones), 'trunk')}.stage3"
+                raise GraphError(
+                    f"{key} = {reference}: task '{name}' cannot {'branch off' if key == 'branch' else 'tap'} itself",
+                    span,
+                    expected=f"BACKBONE.SEGMENT or another task's TASK.SEGMENT, e.g. {example}",
+                )
+            elif owner in spec.model.tasks:
                 model = spec.model.backbones[_root_backbone(spec, owner)].model
             else:
                 options = list(spec.model.backbones) + [t for t in spec.model.tasks if t != name]

@@ -97,10 +97,11 @@ class _Lowering:
                 hint="a spec describes one model: keep a single statement",
             )
         if not found and required:
-            first_line = Span(1, 1, 1, 2)
+            # Point at the first statement (comments above it are not the problem), or at line 1 of an empty file.
+            first = statements[0].span if statements else Span(1, 1, 1, 2)
             raise SpecNameError(
                 f"the spec has no '{form}' statement",
-                first_line,
+                Span(first.line, first.column, first.line, first.column + 1),
                 hint=f"start the file with '{form}', e.g. 'model plants'",
             )
         return found[0] if found else None
@@ -123,12 +124,16 @@ class _Lowering:
     def _input_shape(self, dims: list[int], span: Span) -> InputSpec:
         try:
             return InputSpec.from_dims(dims)
-        except (ValueError, ValidationError) as error:
-            raise SpecValueError(
-                f"invalid input shape {'x'.join(map(str, dims))}: {str(error).splitlines()[0]}",
-                span,
-                expected="channels x height x width, each at least 1, e.g. 3x224x224",
-            ) from None
+        except ValidationError as error:
+            first = error.errors()[0]
+            reason = f"{first['loc'][0]} {first['msg'].removeprefix('Input ')}"  # "height should be greater than 0"
+        except ValueError as error:
+            reason = str(error)
+        raise SpecValueError(
+            f"invalid input shape {'x'.join(map(str, dims))}: {reason}",
+            span,
+            expected="channels x height x width, each at least 1, e.g. 3x224x224",
+        ) from None
 
     # ---------------------------------------------------------- statements
 
@@ -137,6 +142,12 @@ class _Lowering:
         self.spans[("backbone", statement.name, "model")] = (
             statement.source.args[0].span if statement.source.args else statement.source.span
         )
+        entries = statement.body.entries if statement.body else ()
+        for keyword in statement.source.kwargs:
+            self.spans[("backbone", statement.name, keyword.name)] = keyword.value.span
+        for entry in entries:
+            if isinstance(entry, ast.Assignment):
+                self.spans[("backbone", statement.name, entry.key)] = entry.value.span
         return config
 
     def _dataset(self, statement: ast.DatasetStatement):

@@ -89,14 +89,37 @@ def validate(model: type[ModelT], fields: Fields, what: str) -> ModelT:
         raise _spanned(error, model, fields, what) from None
 
 
+def _first_error(errors: list[Any]) -> Any:
+    """The error to report: the first, unless a call was checked against a union.
+
+    For ``ratio: float | Ramp`` and the value ``ramp(0.1)``, pydantic reports
+    the float member first ("should be a valid number"); the member that takes
+    calls explains the real mistake.
+    """
+    first = errors[0]
+    if isinstance(first.get("input"), dict) and first["type"].endswith("_type"):
+        for other in errors[1:]:
+            if any(_is_union_member(part) for part in other["loc"]):
+                return other
+    return first
+
+
+def _is_union_member(part: object) -> bool:
+    """pydantic names union members in locations ('constrained-float', 'list[str]', 'Ramp')."""
+    text = str(part)
+    return "-" in text or "[" in text or text[:1].isupper()
+
+
+def _shown(value: Any) -> str:
+    """A value as the spec wrote it: ``ramp(…)`` for a call, else its repr."""
+    if isinstance(value, dict) and "kind" in value:
+        return f"{value['kind']}(…)"
+    return repr(value)
+
+
 def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, what: str) -> Exception:
-    first = error.errors()[0]
-    location = []
-    for part in first["loc"]:
-        text = str(part)
-        if "-" in text or "[" in text or text[:1].isupper():
-            break  # pydantic names union members in locations ('constrained-float', 'Ramp')
-        location.append(text)
+    first = _first_error(error.errors())
+    location = [str(part) for part in first["loc"] if not _is_union_member(part)]
     key = location[0] if location else None
     valid_keys = [name for name in model.model_fields if name != "kind"]
     if first["type"] == "extra_forbidden" and key is not None:
@@ -106,13 +129,15 @@ def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, wha
             expected=f"one of: {listing(valid_keys)}",
             hint=did_you_mean(key, valid_keys),
         )
-    if first["type"] == "missing" and key is not None:
+    if first["type"] == "missing" and len(location) == 1:
         return SpecValueError(
             f"{what} needs '{key}'",
             fields.span,
             hint=f"add '{key} = …'",
         )
-    field = ".".join(location)
+    keywords_field = getattr(model, "keywords_field", None)
+    shown_location = location[1:] if location and location[0] == keywords_field else location
+    field = ".".join(shown_location)
     span = fields.span
     for length in range(len(location), 0, -1):
         prefix = ".".join(location[:length])
@@ -123,6 +148,9 @@ def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, wha
     message = first["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    if first["type"] == "missing" and location and location[-1].isdigit():
+        field = ".".join(shown_location[:-1])  # a list or tuple one item short: show the whole value
+        message = f"item {int(location[-1]) + 1} is missing"
     expected = None
     hint = None
     if first["type"] == "literal_error":
@@ -130,7 +158,7 @@ def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, wha
         options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
         hint = did_you_mean(str(first.get("input")), options)
         message = f"'{first.get('input')}' is not a valid value"
-    prefix = f"{field} = {value!r} in {what}" if key else what
+    prefix = f"{field} = {_shown(value)} in {what}" if key else what
     return SpecValueError(f"{prefix}: {message[0].lower()}{message[1:]}", span, expected=expected, hint=hint)
 
 

@@ -131,6 +131,14 @@ class _Resolver:
         graph = nx.DiGraph()
         for name, value in self.raw.items():
             graph.add_node(name)
+            written_here = name in lets and value is lets[name].value  # not a --set override
+            stray = _DOLLAR_WITHOUT_BRACES.search(value.value) if isinstance(value, ast.String) else None
+            if stray and written_here:
+                raise SpecSyntaxError(
+                    "'$' in a string must start a variable reference like ${data}",
+                    value.span.shifted(stray.start() + 1, 1),
+                    hint="write ${name}, or remove the '$'",
+                )
             for reference, span in self.references(value):
                 if reference in BUILTINS:
                     continue
@@ -147,10 +155,11 @@ class _Resolver:
         except nx.NetworkXNoCycle:
             return
         names = [edge[0] for edge in cycle] + [cycle[0][0]]
-        first = lets.get(cycle[0][0])
+        start = cycle[0][0]
+        written_here = start in lets and self.raw[start] is lets[start].value
         raise GraphError(
             "variables refer to each other in a cycle: " + " → ".join(names),
-            first.span if first else None,
+            graph.edges[cycle[0][0], cycle[0][1]]["span"] if written_here else None,
             hint="give one of them a literal value",
         )
 
