@@ -90,21 +90,29 @@ def task_paths(spec: Spec) -> dict[str, list[str]]:
         tap = segments.index(tap_segment) if tap_segment else len(segments) - 1
         branch_owner, _, branch_segment = (task.branch or "").partition(".")
         branch = segments.index(branch_segment) if branch_segment else len(segments) - 1
-        if branch_owner in spec.model.tasks and branch_owner != name:
-            prefix = paths[branch_owner][:-1]
+        if task.branch and tap_segment and branch > tap:
+            raise GraphError(
+                f"task '{name}' branches at {branch_segment} but stops earlier, at tap = {task.tap}",
+                spec.span("task", name, "branch"),
+                source=spec.source,
+                hint=f"remove 'branch' (the task shares everything up to {tap_segment}) or branch at {tap_segment} or earlier",
+            )
+        owner, key = (branch_owner, "branch") if task.branch else (tap_owner, "tap")
+        if owner in spec.model.tasks and owner != name:
+            if not task.branch:
+                branch = tap
+            prefix = paths[owner][:-1]
             if branch >= len(prefix):
                 raise GraphError(
-                    f"task '{name}' branches off '{branch_owner}' at {branch_segment}, "
-                    f"but '{branch_owner}' stops at {segments[len(prefix) - 1]}",
-                    spec.span("task", name, "branch"),
+                    f"task '{name}' follows '{owner}' to {segments[branch]}, "
+                    f"but '{owner}' stops at {segments[len(prefix) - 1]}",
+                    spec.span("task", name, key),
                     source=spec.source,
-                    hint=f"branch at {segments[len(prefix) - 1]} or earlier",
+                    hint=f"use {owner}.{segments[len(prefix) - 1]} or an earlier segment",
                 )
             prefix = prefix[: branch + 1]
         else:
             prefix = [shared_node(backbone, s) for s in segments[: branch + 1]]
-        if tap_owner in spec.model.tasks and tap_owner != name and not task.branch:
-            prefix = paths[tap_owner][: tap + 1]
         path = prefix[: tap + 1] + [private_node(name, backbone, s) for s in segments[branch + 1 : tap + 1]]
         paths[name] = path + [head_node(name)]
     return {name: paths[name] for name in spec.model.tasks}

@@ -172,6 +172,12 @@ def check_classes(spec: Spec) -> None:
                 expected="classes = N or classes = [name, name, …]",
                 hint="e.g. classes = 3 or classes = [healthy, angular_leaf_spot, bean_rust]",
             )
+        if task.kind == "binary" and task.classes is not None:
+            raise SpecValueError(
+                f"binary task '{name}' has one yes/no output; 'classes' does not apply",
+                span,
+                hint="remove 'classes' and name the positive label with positive = \"…\" if the dataset has several",
+            )
         if task.kind == "classify" and task.classes and len(task.classes) < 2:
             raise SpecValueError(
                 f"classify task '{name}' has one class; softmax over one class cannot learn",

@@ -49,6 +49,12 @@ class FolderDataset(DatasetConfig):
     _split = field_validator("split")(_check_split)
 
 
+def _check_ratio_split(value: object) -> object:
+    if value == "given":
+        raise ValueError("only folder datasets have a given split; write ratios, e.g. 0.85/0.15")
+    return _check_split(value)
+
+
 @DATASETS.register("csv")
 class CsvDataset(DatasetConfig):
     """A manifest: one row per image, labels in a column (``separator``-separated for multi-label).
@@ -69,7 +75,7 @@ class CsvDataset(DatasetConfig):
 
     positional = ("path",)
 
-    _split = field_validator("split")(_check_split)
+    _split = field_validator("split")(_check_ratio_split)
 
 
 @DATASETS.register("synthetic")
@@ -82,4 +88,4 @@ class SyntheticDataset(DatasetConfig):
     seed: NonNegativeInt = 0
     split: Split = Field(default_factory=lambda: [0.7, 0.15, 0.15])
 
-    _split = field_validator("split")(_check_split)
+    _split = field_validator("split")(_check_ratio_split)

@@ -55,6 +55,10 @@ def plain_value(node: ast.Value, variables: Variables | None) -> Any:
     raise TypeError(f"no lowering for AST node {type(node).__name__}")
 
 
+#: Fields that lowering fills in from the statement itself (its name, its phases, its tasks), never from a key.
+FILLED_BY_LOWERING = frozenset({"kind", "name", "phases", "tasks"})
+
+
 class Fields:
     """Field values gathered from a call's arguments and a block's entries, with their spans."""
 
@@ -66,6 +70,13 @@ class Fields:
         self.key_spans: dict[str, Span] = {}
 
     def add(self, key: str, key_span: Span, value: Any, value_span: Span) -> None:
+        if key in FILLED_BY_LOWERING - {"kind"}:
+            raise SpecNameError(
+                f"unknown key '{key}' in {self.owner}",
+                key_span,
+                hint="names come from the declaration itself, phases from 'phase NAME { … }' blocks, "
+                "and task settings from each task's block",
+            )
         if key in self.values:
             first = self.key_spans[key]
             raise SpecNameError(
@@ -121,7 +132,7 @@ def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, wha
     first = _first_error(error.errors())
     location = [str(part) for part in first["loc"] if not _is_union_member(part)]
     key = location[0] if location else None
-    valid_keys = [name for name in model.model_fields if name != "kind"]
+    valid_keys = [name for name in model.model_fields if name not in FILLED_BY_LOWERING]
     if first["type"] == "extra_forbidden" and key is not None:
         return SpecNameError(
             f"unknown key '{key}' for {what}",
@@ -205,7 +216,7 @@ def build_config(
         node = ast.Call(node.id, node.span, (), (), node.span)
     if not isinstance(node, ast.Call):
         raise SpecValueError(
-            f"expected a {registry.what} such as {registry.kinds()[0]}(...)",
+            f"expected {'an' if registry.what[0] in 'aeiou' else 'a'} {registry.what} such as {registry.kinds()[0]}(...)",
             node.span,
             expected=f"one of: {listing(registry.kinds())}",
         )

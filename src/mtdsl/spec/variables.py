@@ -118,6 +118,7 @@ class _Resolver:
         self.done: dict[str, object] = {"spec_dir": str(spec_dir) if spec_dir else "."}
 
     def references(self, value: ast.Value) -> list[tuple[str, Span]]:
+        """Every ``${name}`` inside a value, nested lists and calls included."""
         if isinstance(value, ast.String):
             return [
                 (m.group(1), value.span.shifted(m.start() + 1, len(m.group(0))))
@@ -125,7 +126,14 @@ class _Resolver:
             ]
         if isinstance(value, ast.Variable):
             return [(value.name, value.span)]
-        return []
+        children: tuple[ast.Value, ...] = ()
+        if isinstance(value, ast.ListValue):
+            children = value.items
+        elif isinstance(value, ast.Sum):
+            children = value.terms
+        elif isinstance(value, ast.Call):
+            children = value.args + tuple(keyword.value for keyword in value.kwargs)
+        return [reference for child in children for reference in self.references(child)]
 
     def check_acyclic(self, lets: dict[str, ast.LetStatement]) -> None:
         graph = nx.DiGraph()
@@ -164,16 +172,14 @@ class _Resolver:
         )
 
     def resolve(self, name: str) -> object:
-        if name in self.done:
-            return self.done[name]
-        value = self.raw[name]
-        if isinstance(value, ast.Variable):
-            result = self.resolve(value.name)
-        elif isinstance(value, ast.String):
-            result = _REFERENCE.sub(lambda m: str(self.resolve(m.group(1))), value.value)
-        else:
+        if name not in self.done:
             from mtdsl.spec.values import plain_value
 
-            result = plain_value(value, None)
-        self.done[name] = result
-        return result
+            self.done[name] = plain_value(self.raw[name], self)  # type: ignore[arg-type]
+        return self.done[name]
+
+    def lookup(self, name: str, span: Span) -> object:
+        return self.resolve(name)
+
+    def interpolate(self, text: str, span: Span) -> str:
+        return _REFERENCE.sub(lambda m: str(self.resolve(m.group(1))), text)
