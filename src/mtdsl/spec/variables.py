@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,16 @@ class Override:
 
     name: str
     value: ast.Value
+
+
+def undefined_variable(name: str, span: Span, known: Iterable[str]) -> SpecNameError:
+    known = list(known)
+    return SpecNameError(
+        f"undefined variable '${{{name}}}'",
+        span,
+        expected=f"a declared variable: {listing(known)}",
+        hint=did_you_mean(name, known) or f"declare it with 'let {name} = …' or pass --set {name}=…",
+    )
 
 
 class Variables:
@@ -84,12 +95,7 @@ class Variables:
 
     def lookup(self, name: str, span: Span) -> object:
         if name not in self._values:
-            raise SpecNameError(
-                f"undefined variable '${{{name}}}'",
-                span,
-                expected=f"a declared variable: {listing(self._values)}",
-                hint=did_you_mean(name, self._values) or f"declare it with 'let {name} = …' or pass --set {name}=…",
-            )
+            raise undefined_variable(name, span, self._values)
         return self._values[name]
 
     def interpolate(self, text: str, span: Span) -> str:
@@ -151,12 +157,7 @@ class _Resolver:
                 if reference in BUILTINS:
                     continue
                 if reference not in self.raw:
-                    raise SpecNameError(
-                        f"undefined variable '${{{reference}}}'",
-                        span,
-                        expected=f"a declared variable: {listing(self.raw)}",
-                        hint=did_you_mean(reference, self.raw) or f"declare it with 'let {reference} = …'",
-                    )
+                    raise undefined_variable(reference, span, self.raw)
                 graph.add_edge(name, reference, span=span)
         try:
             cycle = nx.find_cycle(graph)
