@@ -112,8 +112,7 @@ def segments_of(model: nn.Module) -> nn.ModuleDict:
 def timm_segments(model_name: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> nn.ModuleDict:
     """A randomly initialised timm backbone as named segments.
 
-    Pretrained weights are loaded by the caller (see :mod:`mtdsl.nn.pretrained`)
-    or through ``load_state_dict`` of the whole model.
+    Weights come later, through ``load_state_dict`` of the model that holds the segments.
     """
     kwargs = {"drop_rate": drop_rate}
     if drop_path_rate:
