@@ -88,3 +88,14 @@ def test_keywords_are_names_wherever_a_name_is_expected():
     assert [item.id for item in task.body.entries[0].value.items] == ["train", "bus"]
     with pytest.raises(SpecSyntaxError, match="expected a statement"):
         parse("modelx m")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("5", 5), ("resnet50", "resnet50"), ("../shared/data", "../shared/data"), ("a#b", "a#b"), ("x y", "x y")],
+)
+def test_set_values_are_read_whole(raw, expected):
+    from mtdsl.spec.load import override_value
+    from mtdsl.spec.values import plain_value
+
+    assert plain_value(override_value("v", raw), None) == expected

@@ -195,8 +195,7 @@ _BRACKETS = {
 _CLOSING = {closer: opener for opener, (_, _, _, closer) in _BRACKETS.items()}
 _PARTS = {"block": "entry", "call": "argument", "list": "item"}
 _STATEMENT_KEYWORDS = frozenset({"MODEL", "LET", "INPUT", "BACKBONE", "DATASET", "TASK", "TRAIN"})
-_KEYWORDS_READ_AS_KEYS = _STATEMENT_KEYWORDS  # every keyword is a valid key inside a block
-_KEYWORDS = ("model", "let", "input", "backbone", "dataset", "task", "train")
+_KEYWORDS = tuple(sorted(keyword.lower() for keyword in _STATEMENT_KEYWORDS))
 _NOT_A_STATEMENT = next(label for label in SYNTAX_EXAMPLES if label[0] == "expected a statement")
 
 
@@ -230,7 +229,7 @@ def _describe_expected(expected: set[str] | None) -> str | None:
     for name in sorted(expected):
         if name.startswith("__ANON") or name == "$END":
             continue
-        if name in _KEYWORDS_READ_AS_KEYS and "NAME" in expected:
+        if name in _STATEMENT_KEYWORDS and "NAME" in expected:
             continue  # a key that happens to be a keyword: 'a name' covers it
         words.append(_TOKEN_DESCRIPTIONS.get(name, name.lower().strip("_")))
     if "$END" in expected:
@@ -271,7 +270,16 @@ def _starts_statement(token: Token | None) -> bool:
     return token is not None and token.type in _STATEMENT_KEYWORDS and token.column == 1
 
 
-def _unclosed_bracket(error: lark.exceptions.UnexpectedToken, text: str) -> Token | None:
+def _tokens_before(error: lark.exceptions.UnexpectedToken, text: str) -> list[Token] | None:
+    """The tokens read before the failing one, or ``None`` if that text does not lex."""
+    end = len(text) if error.token.type == "$END" else error.token.start_pos
+    try:
+        return list(grammar().lex(text[:end]))
+    except lark.exceptions.LarkError:
+        return None
+
+
+def _unclosed_bracket(error: lark.exceptions.UnexpectedToken, text: str, tokens: list[Token]) -> Token | None:
     """The innermost '{', '(' or '[' left open when the parse stopped, if a missing closer explains the error.
 
     That is the case when the parser stopped at the end of the file, at a
@@ -279,11 +287,6 @@ def _unclosed_bracket(error: lark.exceptions.UnexpectedToken, text: str) -> Toke
     of a line, or just after one that was read as a key such as ``input``).
     """
     token = error.token
-    end = len(text) if token.type == "$END" else token.start_pos
-    try:
-        tokens = list(grammar().lex(text[:end]))
-    except lark.exceptions.LarkError:
-        return None
     opened: list[Token] = []
     for item in tokens:
         if item.type in _BRACKETS:
@@ -293,7 +296,7 @@ def _unclosed_bracket(error: lark.exceptions.UnexpectedToken, text: str) -> Toke
     if not opened:
         return None
     previous = tokens[-1] if tokens else None
-    if previous is not None and previous.type in _KEYWORDS_READ_AS_KEYS and _starts_statement(previous):
+    if _starts_statement(previous):
         return opened[-1]
     if opened[-1].type == "LSQB" and previous is not None and token.line > previous.end_line:
         if _next_is_entry(text, token):
@@ -301,18 +304,6 @@ def _unclosed_bracket(error: lark.exceptions.UnexpectedToken, text: str) -> Toke
     closer = _BRACKETS[opened[-1].type][3]
     stopped_early = token.type == "$END" or token.type in _CLOSING or _starts_statement(token)
     return opened[-1] if stopped_early and closer in (error.accepts or error.expected) else None
-
-
-def _statement_keyword_before(error: lark.exceptions.UnexpectedToken, text: str) -> Token | None:
-    """The statement keyword just before the failing token, when it starts a line (the next statement)."""
-    if error.token.type == "$END":
-        return None
-    try:
-        tokens = list(grammar().lex(text[: error.token.start_pos]))
-    except lark.exceptions.LarkError:
-        return None
-    previous = tokens[-1] if tokens else None
-    return previous if _starts_statement(previous) else None
 
 
 def _next_is_entry(text: str, token: Token) -> bool:
@@ -348,9 +339,10 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, text: str, source: Sou
         width = max(len(str(token)), 1) if token.type != "$END" else 1
         found = "end of file" if token.type == "$END" else f"'{token}'"
         expected = _describe_expected(error.accepts or error.expected)
-        opener = _unclosed_bracket(error, text)
+        tokens = _tokens_before(error, text)
+        opener = _unclosed_bracket(error, text, tokens) if tokens is not None else None
         if opener is not None:
-            keyword = _statement_keyword_before(error, text)
+            keyword = tokens[-1] if token.type != "$END" and _starts_statement(tokens[-1]) else None
             if keyword is not None:
                 line, column, width, found = keyword.line, keyword.column, len(keyword), f"'{keyword}'"
             what, opening, closing, _ = _BRACKETS[opener.type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mtdsl.errors import BackboneError, GraphError, SpecNameError, SpecValueError, close_matches, did_you_mean, listing
+from mtdsl.graph.paths import branch_order, root_backbones
 from mtdsl.nn.backbone import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
 from mtdsl.nn.heads import HEAD_CONFIGS, heads_for
 from mtdsl.nn.losses import losses_for
@@ -99,6 +100,7 @@ def check_task_backbones(spec: Spec) -> None:
 
 def check_references(spec: Spec) -> None:
     """``branch`` and ``tap`` name a segment of a backbone, or of another task's path."""
+    roots = root_backbones(spec, branch_order(spec))
     for name, task in spec.model.tasks.items():
         for key in ("branch", "tap"):
             reference = getattr(task, key)
@@ -123,7 +125,7 @@ def check_references(spec: Spec) -> None:
                     expected=f"BACKBONE.SEGMENT or another task's TASK.SEGMENT, e.g. {example}",
                 )
             elif owner in spec.model.tasks:
-                model = spec.model.backbones[_root_backbone(spec, owner)].model
+                model = spec.model.backbones[roots[owner]].model
             else:
                 options = list(spec.model.backbones) + [t for t in spec.model.tasks if t != name]
                 raise SpecNameError(
@@ -150,16 +152,6 @@ def check_references(spec: Spec) -> None:
                     + ", ".join(f"{s.name} ({s.channels}ch, stride {s.reduction})" for s in info.segments),
                     hint=did_you_mean(segment, info.names),
                 )
-
-
-def _root_backbone(spec: Spec, task: str, seen: frozenset[str] = frozenset()) -> str:
-    current = spec.model.tasks[task]
-    if current.backbone or task in seen:
-        return current.backbone or next(iter(spec.model.backbones))
-    owner = (current.branch or current.tap or "").split(".")[0]
-    if owner in spec.model.tasks:
-        return _root_backbone(spec, owner, seen | {task})
-    return next(iter(spec.model.backbones))
 
 
 def check_classes(spec: Spec) -> None:

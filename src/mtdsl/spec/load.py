@@ -12,45 +12,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lark
-
-from mtdsl.errors import ArtefactError, MtdslError, Source, SpecValueError
+from mtdsl.errors import ArtefactError, MtdslError, Source, Span, SpecValueError
 from mtdsl.frontend import ast
-from mtdsl.frontend.parser import grammar, parse
+from mtdsl.frontend.parser import parse
 from mtdsl.spec.checks import run_checks
 from mtdsl.spec.document import Spec
 from mtdsl.spec.lower import lower
 
 
-def parse_override(text: str) -> tuple[str, ast.Value]:
-    """``--set name=value``: the value is read as an mtdsl value if it parses as one, else as a string."""
-    name, separator, raw = text.partition("=")
-    name = name.strip()
-    if not separator or not name.isidentifier():
+def override_value(name: str, raw: str) -> ast.Value:
+    """The value of ``--set name=raw``: an mtdsl value if the whole text is one, else the text as a string."""
+    if not name.isidentifier():
         raise SpecValueError(
-            f"--set {text!r} is not of the form NAME=VALUE",
+            f"--set {name}={raw}: '{name}' is not a variable name",
             None,
             hint="e.g. --set data=../shared/data or --set epochs=5",
         )
+    prefix = f"let {name} = "
     try:
-        statement = parse(f"let {name} = {raw}", path="<--set>").statements[0]
-        assert isinstance(statement, ast.LetStatement)
-        value = statement.value
-    except (MtdslError, lark.exceptions.LarkError):
-        value = ast.String(raw, statement_span())
-    return name, value
-
-
-def statement_span():
-    from mtdsl.errors import Span
-
-    return Span(1, 1, 1, 2)
+        statement = parse(prefix + raw, path="<--set>").statements[0]
+    except MtdslError:
+        statement = None
+    if isinstance(statement, ast.LetStatement) and statement.span.end_column == len(prefix + raw.rstrip()) + 1:
+        return statement.value
+    return ast.String(raw, Span(1, 1, 1, 2))  # not one value (a path, or text after '#'): take it verbatim
 
 
 def load_text(text: str, path: str = "<spec>", overrides: dict[str, str] | None = None) -> Spec:
-    parsed_overrides = dict(parse_override(f"{k}={v}") for k, v in (overrides or {}).items())
     source = Source(path, text)
     try:
+        parsed_overrides = {name: override_value(name, raw) for name, raw in (overrides or {}).items()}
         tree = parse(text, path)
         spec = lower(tree, source, parsed_overrides)
         return run_checks(spec)
@@ -71,5 +62,4 @@ def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec
         raise ArtefactError(f"spec file not found: {path}", hint="check the path; specs usually live in specs/") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ArtefactError(f"cannot read spec {path}: {error}") from None
-    grammar()
     return load_text(text, str(path), overrides)
