@@ -34,7 +34,7 @@ from mtdsl.spec.values import Fields, block_fields, build_config, plain_value, v
 from mtdsl.spec.variables import Variables
 
 MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input")
-TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "target")
+TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "label", "balanced", "target")
 TRAIN_CALL_KEYS = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "sampling": SAMPLERS, "weighting": WEIGHTINGS}
 
 

@@ -204,6 +204,8 @@ class TaskTraining(BaseModel):
     weight: NonNegativeFloat = 1.0
     batch_size: PositiveInt | None = None
     positive: str | None = None
+    label: str | None = None
+    balanced: bool | None = None
     target: float | None = Field(default=None, gt=0.0, le=1.0)
 
 
