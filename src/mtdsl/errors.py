@@ -163,3 +163,15 @@ class ArtefactError(MtdslError):
     """An output could not be written or an input file could not be read."""
 
     stage = "i/o error"
+
+
+class DataError(MtdslError):
+    """A dataset cannot be read as the spec declares it: missing files, corrupt images, unknown labels."""
+
+    stage = "data error"
+
+
+class TrainingError(MtdslError):
+    """Training cannot go on: a non-finite loss, or a checkpoint that does not fit the spec."""
+
+    stage = "training error"
