@@ -1,0 +1,1 @@
+"""Training: data, sampling, weighting, the loop, metrics and reports."""

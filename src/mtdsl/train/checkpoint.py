@@ -1,0 +1,86 @@
+"""Checkpoints: atomic to write, safe to read, and tied to the spec that made them.
+
+A checkpoint is a plain dict of tensors and primitives, so it loads with
+``torch.load(weights_only=True)`` (no pickled code runs). It carries two
+fingerprints: ``model_hash`` (the sharing graph: which modules exist, under
+which names) and ``spec_hash`` (the whole spec, training included). Evaluating
+needs the first to match, resuming needs both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import torch
+
+from mtdsl.errors import TrainingError
+
+FORMAT_VERSION = 1
+
+
+def fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def save_checkpoint(state: dict, path: Path) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"format_version": FORMAT_VERSION, **state}, temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None) -> dict:
+    """Read a checkpoint written for this model (and, when ``spec_hash`` is given, this exact spec).
+
+    Raises:
+        TrainingError: the file is missing, unreadable, or was written for another spec.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"no checkpoint at {path}", hint="train first, or pass the path of a .pt file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (torch raises many kinds for a damaged file)
+        raise TrainingError(
+            f"cannot read checkpoint {path}: {str(error).splitlines()[0]}",
+            hint="the file is damaged or not an mtdsl checkpoint; use another one (checkpoints/best.pt or last.pt)",
+        ) from None
+    if state.get("model_hash") != model_hash:
+        raise TrainingError(
+            f"checkpoint {path} was trained for a different model "
+            f"(spec '{state.get('spec_name', '?')}', model fingerprint {state.get('model_hash')}, this spec's is {model_hash})",
+            hint="pass the spec the checkpoint was trained from (a copy is saved as spec.mtl in its run folder)",
+        )
+    if spec_hash is not None and state.get("spec_hash") != spec_hash:
+        raise TrainingError(
+            f"cannot resume from {path}: the spec's training settings changed since it was written "
+            f"(fingerprint {state.get('spec_hash')}, now {spec_hash})",
+            hint="resume with the spec unchanged, or start a new run with another --out "
+            "(to start from these weights, set pretrained = \"<path>\" on the backbone)",
+        )
+    return state
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(_as_python_state(state["python"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_python_state(value):
+    if isinstance(value, list):
+        return tuple(_as_python_state(v) for v in value)
+    return value

@@ -1,0 +1,69 @@
+"""Phases: which modules are frozen during which epochs.
+
+The graph pass :func:`mtdsl.graph.freeze.mark_frozen` decides *what* a phase
+freezes (by name, never by position); this module applies it to a live model.
+A frozen module gets ``requires_grad = False`` on its parameters and its
+BatchNorm layers stay in eval mode, so their running statistics do not move
+either. Parameters without gradients are skipped by PyTorch's optimizers, so
+one optimizer serves every phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mtdsl.spec.training import TrainSpec
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs and the module paths (``backbone.trunk.stem``, ``heads.a``) it freezes."""
+
+    name: str
+    epochs: int
+    frozen: tuple[str, ...] = field(default_factory=tuple)
+    lr: float | None = None
+
+
+def phases_of(graph: nx.DiGraph, train: TrainSpec) -> list[Phase]:
+    """The spec's phases with the modules each freezes; one phase named ``train`` when it declares none."""
+    if not train.phases:
+        return [Phase("train", train.epochs)]
+    return [
+        Phase(
+            phase.name,
+            phase.epochs,
+            tuple(data["module"] for _, data in graph.nodes(data=True) if phase.name in data.get("frozen_in", [])),
+            phase.lr,
+        )
+        for phase in train.phases
+    ]
+
+
+def phase_at(phases: Sequence[Phase], epoch: int) -> Phase:
+    """The phase that epoch ``epoch`` (0-based) belongs to."""
+    start = 0
+    for phase in phases:
+        if epoch < start + phase.epochs:
+            return phase
+        start += phase.epochs
+    return phases[-1]
+
+
+def apply_phase(model: nn.Module, phase: Phase) -> None:
+    """Put ``model`` in training mode with exactly ``phase.frozen`` frozen."""
+    model.train()
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    for path in phase.frozen:
+        module = model.get_submodule(path)
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+        for layer in module.modules():
+            if isinstance(layer, _BatchNorm):
+                layer.eval()

@@ -1,0 +1,141 @@
+"""Data loaders for every stream: endless ones for training, finite ones for evaluation.
+
+Each dataset is read once (:func:`mtdsl.train.data.read_splits`) and shared by
+the streams that use it. A training loader draws its batches from
+:mod:`mtdsl.train.batching`, so the ``k``-th batch of a stream is fixed by the
+seed alone; :attr:`StreamLoaders.consumed` (saved in checkpoints) is all it
+takes to continue exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from mtdsl.errors import DataError
+from mtdsl.spec.data import DatasetConfig
+from mtdsl.train.batching import BalancedBatches, ShuffledBatches
+from mtdsl.train.data import ImageDataset, TaskLabels, collate, read_splits
+from mtdsl.train.streams import Stream
+
+
+class StreamLoaders:
+    """Args:
+    streams: the spec's streams.
+    datasets: dataset configs by name.
+    labels: what each task reads from its dataset.
+    image_size: ``(height, width)`` fed to the model.
+    mean, std: input normalisation.
+    seed: the run's seed; stream ``i`` draws from ``seed + i``.
+    workers: loader worker processes per stream.
+    on_corrupt: ``"error"`` or ``"skip"``.
+    device: where batches go.
+    consumed: batches each stream has already delivered (from a checkpoint).
+    """
+
+    def __init__(
+        self,
+        streams: Sequence[Stream],
+        datasets: Mapping[str, DatasetConfig],
+        labels: Mapping[str, TaskLabels],
+        *,
+        image_size: tuple[int, int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        seed: int,
+        workers: int,
+        on_corrupt: str,
+        device: torch.device,
+        consumed: Sequence[int] | None = None,
+    ) -> None:
+        self.streams = list(streams)
+        self.device = device
+        self.workers = workers
+        self.consumed = list(consumed or [0] * len(streams))
+        self.skipped = 0
+        splits = {name: read_splits(datasets[name], [labels[t] for t in _tasks_of(streams, name)]) for name in
+                  dict.fromkeys(s.dataset for s in streams)}
+        self.splits = {
+            stream_index: {
+                split: ImageDataset(
+                    examples, [labels[t] for t in stream.tasks], image_size=image_size, mean=tuple(mean),
+                    std=tuple(std), train=split == "train", on_corrupt=on_corrupt,
+                    synthetic=datasets[stream.dataset] if datasets[stream.dataset].kind == "synthetic" else None,
+                )
+                for split, examples in splits[stream.dataset].items()
+            }
+            for stream_index, stream in enumerate(self.streams)
+        }
+        for index, stream in enumerate(self.streams):
+            if len(self.splits[index]["train"]) == 0:
+                raise DataError(f"dataset '{stream.dataset}' has no training examples", hint="check its path and split")
+        self._seed = seed
+        self._iterators: dict[int, Iterator[dict]] = {}
+
+    @property
+    def sizes(self) -> list[int]:
+        """Training examples per stream."""
+        return [len(self.splits[i]["train"]) for i in range(len(self.streams))]
+
+    def _batches(self, index: int) -> ShuffledBatches:
+        stream = self.streams[index]
+        dataset = self.splits[index]["train"]
+        seed = self._seed + index
+        if stream.balanced is not None:
+            targets = dataset.targets(stream.balanced)
+            if targets.sum() == 0 or targets.sum() == len(targets):
+                side = "positive" if targets.sum() == 0 else "negative"
+                raise DataError(
+                    f"task '{stream.balanced}' has no {side} training example in dataset '{stream.dataset}', "
+                    "so its batches cannot be balanced",
+                    hint="check its `positive` label, or set balanced = false on the task",
+                )
+            return BalancedBatches(targets, stream.batch_size, seed, start=self.consumed[index])
+        return ShuffledBatches(len(dataset), stream.batch_size, seed, start=self.consumed[index])
+
+    def _loader(self, dataset: ImageDataset, **kwargs) -> DataLoader:
+        on_gpu = self.device.type == "cuda"
+        return DataLoader(
+            dataset, collate_fn=collate, num_workers=self.workers, pin_memory=on_gpu,
+            persistent_workers=on_gpu and self.workers > 0, **kwargs,
+        )
+
+    def next_batch(self, index: int) -> dict:
+        """The stream's next training batch, on the device (batches whose images were all skipped are passed over)."""
+        if index not in self._iterators:
+            self._iterators[index] = iter(self._loader(self.splits[index]["train"], batch_sampler=self._batches(index)))
+        while True:
+            batch = next(self._iterators[index])
+            self.consumed[index] += 1
+            self.skipped += batch["skipped"]
+            if len(batch["index"]):
+                return to_device(batch, self.device)
+
+    def evaluation(self, split: str) -> Iterator[tuple[int, DataLoader]]:
+        """For each stream with this split: its index and a finite loader over the split."""
+        for index, stream in enumerate(self.streams):
+            dataset = self.splits[index].get(split)
+            if dataset is None or len(dataset) == 0:
+                continue
+            indices = [[(i, 0) for i in range(start, min(start + stream.batch_size, len(dataset)))]
+                       for start in range(0, len(dataset), stream.batch_size)]
+            yield index, self._loader(dataset, batch_sampler=indices)
+
+    def has_split(self, split: str) -> bool:
+        return any(split in splits and len(splits[split]) for splits in self.splits.values())
+
+
+def _tasks_of(streams: Sequence[Stream], dataset: str) -> list[str]:
+    return [task for stream in streams if stream.dataset == dataset for task in stream.tasks]
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    non_blocking = device.type == "cuda"
+    return {
+        "image": batch["image"].to(device, non_blocking=non_blocking),
+        "targets": {task: t.to(device, non_blocking=non_blocking) for task, t in batch["targets"].items()},
+        "index": batch["index"],
+        "skipped": batch["skipped"],
+    }

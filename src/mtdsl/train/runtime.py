@@ -1,0 +1,81 @@
+"""Small helpers the generated ``train.py`` calls, each too dull to spell out in every loop."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import random
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from mtdsl.errors import ArtefactError, TrainingError
+from mtdsl.train.data import TaskLabels
+from mtdsl.train.streams import Stream
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's generators (data order and augmentation have their own seeds)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_generated(path: Path) -> ModuleType:
+    """A generated ``model.py`` or ``train.py``, imported afresh under a name unique to its path."""
+    if not path.is_file():
+        raise ArtefactError(f"{path} is missing", hint="run `mtdsl compile SPEC --out <its folder>` to regenerate it")
+    module_name = f"mtdsl_generated_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_model_class(path: Path) -> type[torch.nn.Module]:
+    """The ``Model`` class of a generated ``model.py``."""
+    return load_generated(path).Model
+
+
+def num_outputs(labels: TaskLabels) -> int:
+    if labels.kind == "binary":
+        return 1
+    return labels.classes if isinstance(labels.classes, int) else len(labels.classes)
+
+
+def stop_on_non_finite(losses: Mapping[str, torch.Tensor], *, epoch: int, step: int, checkpoint: Path) -> None:
+    """Stop with a clear message when a task's loss is NaN or infinite; the last checkpoint is kept."""
+    for task, loss in losses.items():
+        value = loss.item()
+        if not math.isfinite(value):
+            kept = f"the last good state is {checkpoint} (resume with --resume)" if checkpoint.exists() else \
+                "no checkpoint was written yet"
+            raise TrainingError(
+                f"the loss of task '{task}' became {value} at epoch {epoch}, step {step}; {kept}",
+                hint="lower the learning rate, add grad_clip = 1.0 to train { }, or use precision = fp32",
+            )
+
+
+def realised_ratios(plan: Sequence[int], streams: Sequence[Stream]) -> dict[str, float]:
+    """How often each stream was actually drawn in an epoch's plan."""
+    counts = Counter(plan)
+    return {stream.label: counts[i] / len(plan) for i, stream in enumerate(streams)}
+
+
+def main_values(results: Mapping[str, Mapping[str, float]], mains: Mapping[str, str]) -> dict[str, float]:
+    return {task: metrics[mains[task]] for task, metrics in results.items()}
+
+
+def stream_means(results: Mapping[str, Mapping[str, float]], mains: Mapping[str, str],
+                 streams: Sequence[Stream]) -> dict[int, float]:
+    """Each stream's mean main validation metric over its tasks (what dynamic sampling reacts to)."""
+    means = {}
+    for index, stream in enumerate(streams):
+        values = [results[t][mains[t]] for t in stream.tasks if t in results and not math.isnan(results[t][mains[t]])]
+        if values:
+            means[index] = sum(values) / len(values)
+    return means

@@ -1,0 +1,78 @@
+"""The learning rate as a pure function of training progress, measured in epochs.
+
+Progress is fractional (``epoch + step / steps_in_epoch``), so epochs of
+different lengths (ramped or dynamic sampling) need no special handling, and a
+resumed run recomputes the same value from its position: nothing but the
+position has to be saved.
+
+* ``constant``: the optimizer's ``lr``.
+* ``cyclic``: triangular between ``base_lr`` and ``max_lr`` with period ``cycle_epochs`` (Smith 2017).
+* ``cosine``: from ``lr`` down to ``min_lr`` over all epochs.
+* ``step``: ``lr · gamma^⌊epoch / every⌋``.
+
+``warmup`` epochs scale the value linearly up from 0, and a phase with its own
+``lr`` holds that value for its epochs.
+
+>>> from mtdsl.spec.training import CosineScheduleConfig, PhaseSpec
+>>> schedule = LearningRate(CosineScheduleConfig(), base_lr=0.1, epochs=10)
+>>> [round(schedule.at(e), 4) for e in (0, 5, 10)]
+[0.1, 0.05, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from mtdsl.spec.registry import Config
+from mtdsl.spec.training import PhaseSpec
+
+
+class LearningRate:
+    """Args:
+    schedule: the spec's schedule config.
+    base_lr: the optimizer's ``lr``.
+    epochs: total epochs of the run.
+    warmup: warm-up length in epochs.
+    phases: the spec's phases, for their ``lr`` overrides.
+    """
+
+    def __init__(self, schedule: Config, base_lr: float, epochs: int, warmup: float = 0.0,
+                 phases: Sequence[PhaseSpec] = ()) -> None:
+        self.schedule = schedule
+        self.base_lr = base_lr
+        self.epochs = epochs
+        self.warmup = warmup
+        self.phases = list(phases)
+
+    def _phase_lr(self, progress: float) -> float | None:
+        start = 0
+        for phase in self.phases:
+            if start <= progress < start + phase.epochs:
+                return phase.lr
+            start += phase.epochs
+        return None
+
+    def _scheduled(self, progress: float) -> float:
+        kind = self.schedule.kind
+        if kind == "constant":
+            return self.base_lr
+        if kind == "cyclic":
+            position = progress / self.schedule.cycle_epochs
+            triangle = 1 - abs(2 * (position - math.floor(position)) - 1)
+            return self.schedule.base_lr + (self.schedule.max_lr - self.schedule.base_lr) * triangle
+        if kind == "cosine":
+            fraction = min(progress / self.epochs, 1.0)
+            return self.schedule.min_lr + (self.base_lr - self.schedule.min_lr) * (1 + math.cos(math.pi * fraction)) / 2
+        if kind == "step":
+            return self.base_lr * self.schedule.gamma ** math.floor(progress / self.schedule.every)
+        raise ValueError(f"no learning-rate rule for schedule kind {kind!r}")
+
+    def at(self, progress: float) -> float:
+        """The learning rate after ``progress`` epochs."""
+        value = self._phase_lr(progress)
+        if value is None:
+            value = self._scheduled(progress)
+        if self.warmup and progress < self.warmup:
+            value *= progress / self.warmup
+        return value

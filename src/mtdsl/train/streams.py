@@ -1,0 +1,64 @@
+"""Streams: the groups of tasks that are trained from the same batches.
+
+Tasks that read the same dataset share one stream: each of its batches runs one
+forward pass through the union of their paths and sums their losses (thesis
+§6.2, "sum the losses of multiple tasks"). A ``balanced`` binary task gets a
+stream of its own, because its batches are drawn half positive, half negative
+for that task alone (thesis §6.4). Sampling strategies pick streams.
+
+>>> from mtdsl.compiler import compile_file  # doctest: +SKIP
+>>> [s.label for s in plan_streams(compile_file("specs/quickstart.mtl").spec)]  # doctest: +SKIP
+['shape+colour', 'large']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtdsl.spec.document import Spec
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One source of batches: a dataset, the tasks trained on it, and how its batches are drawn.
+
+    Attributes:
+        dataset: the spec's dataset name.
+        tasks: the tasks each batch trains, in spec order.
+        batch_size: examples per batch.
+        balanced: the binary task whose batches are half positive, half negative, if any.
+    """
+
+    dataset: str
+    tasks: tuple[str, ...]
+    batch_size: int
+    balanced: str | None = None
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.tasks)
+
+
+def is_balanced(spec: Spec, task: str) -> bool:
+    """Binary tasks draw balanced batches unless the spec says ``balanced = false``."""
+    training = spec.train.tasks[task]
+    return spec.model.tasks[task].kind == "binary" and training.balanced is not False
+
+
+def batch_size(spec: Spec, task: str) -> int:
+    return spec.train.tasks[task].batch_size or spec.train.batch_size
+
+
+def plan_streams(spec: Spec) -> list[Stream]:
+    """The spec's streams: one per dataset, plus one per balanced binary task."""
+    shared: dict[str, list[str]] = {}
+    streams: list[Stream] = []
+    for task, training in spec.train.tasks.items():
+        if is_balanced(spec, task):
+            streams.append(Stream(training.dataset, (task,), batch_size(spec, task), balanced=task))
+        else:
+            shared.setdefault(training.dataset, []).append(task)
+    for dataset, tasks in shared.items():
+        streams.append(Stream(dataset, tuple(tasks), max(batch_size(spec, t) for t in tasks)))
+    order = list(spec.train.tasks)
+    return sorted(streams, key=lambda stream: order.index(stream.tasks[0]))

@@ -1,0 +1,112 @@
+"""Task sampling: each strategy yields the stream distribution it promises."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mtdsl.spec.training import (
+    DynamicSampling,
+    EqualSampling,
+    FixedSampling,
+    ProportionalSampling,
+    Ramp,
+    RoundRobinSampling,
+    SequentialSampling,
+)
+from mtdsl.train.sampling import PLANNERS, TaskSampler
+from mtdsl.spec.training import SAMPLERS
+
+SIZES = [1200, 400, 200]
+BATCHES = [10, 20, 10]
+
+
+def sampler(config, ratios=None, **kwargs):
+    return TaskSampler.create(config, sizes=SIZES, batch_sizes=BATCHES, ratios_by_stream=ratios, seed=3, **kwargs)
+
+
+def frequencies(plan, streams=3):
+    return [plan.count(i) / len(plan) for i in range(streams)]
+
+
+def test_every_registered_sampling_kind_has_a_strategy():
+    assert set(SAMPLERS.kinds()) == set(PLANNERS)
+
+
+def test_epoch_length_is_thesis_formula():
+    ratios = [0.5, 0.3, 0.2]
+    expected = round(sum(n * a / b for n, a, b in zip(SIZES, ratios, BATCHES)))
+    assert len(sampler(FixedSampling(ratios={"a": 1}), ratios).plan(0, 0.0)) == expected
+
+
+def draws_over(s, epochs=200):
+    plan = []
+    for epoch in range(epochs):
+        plan += s.plan(epoch, 0.0)
+    return plan
+
+
+def test_proportional_follows_dataset_sizes():
+    observed = frequencies(draws_over(sampler(ProportionalSampling())))
+    assert observed == pytest.approx([n / sum(SIZES) for n in SIZES], abs=0.02)
+
+
+def test_fixed_follows_given_ratios_without_needing_them_to_sum_to_one():
+    observed = frequencies(draws_over(sampler(FixedSampling(ratios={"a": 1}), [2.0, 1.0, 1.0])))
+    assert observed == pytest.approx([0.5, 0.25, 0.25], abs=0.02)
+
+
+def test_zero_ratio_is_never_sampled():
+    plan = draws_over(sampler(FixedSampling(ratios={"a": 1}), [1.0, 0.0, 1.0]), epochs=5)
+    assert 1 not in plan
+
+
+def test_equal_samples_streams_equally():
+    assert frequencies(draws_over(sampler(EqualSampling()))) == pytest.approx([1 / 3] * 3, abs=0.02)
+
+
+def test_ramp_moves_ratio_over_training():
+    s = sampler(FixedSampling(ratios={"a": 1}), [0.7, 0.2, Ramp(start=0.1, end=0.5)])
+    start = s.ratios(0.0)
+    end = s.ratios(1.0)
+    assert start[2] == pytest.approx(0.1)
+    assert end[2] == pytest.approx(0.5 / 1.4)
+    late = frequencies(sum((s.plan(e, 1.0) for e in range(200)), []))
+    assert late[2] == pytest.approx(0.5 / 1.4, abs=0.02)
+
+
+def test_round_robin_alternates_and_covers_each_dataset_once():
+    plan = sampler(RoundRobinSampling()).plan(0, 0.0)
+    assert plan[:6] == [0, 1, 2, 0, 1, 2]
+    assert len(plan) == sum(math.ceil(n / b) for n, b in zip(SIZES, BATCHES))
+
+
+def test_sequential_runs_whole_datasets_one_after_another():
+    plan = sampler(SequentialSampling()).plan(0, 0.0)
+    assert plan == [0] * 120 + [1] * 20 + [2] * 20
+
+
+def test_plans_are_reproducible_per_epoch_and_differ_between_epochs():
+    a, b = sampler(ProportionalSampling()), sampler(ProportionalSampling())
+    assert a.plan(4, 0.0) == b.plan(4, 0.0)
+    assert a.plan(4, 0.0) != a.plan(5, 0.0)
+
+
+def test_dynamic_samples_the_task_furthest_below_target_more():
+    s = sampler(DynamicSampling(temperature=0.1, floor=0.05), targets=[0.9, 0.9, 0.9])
+    assert s.ratios(0.0) == pytest.approx([n / sum(SIZES) for n in SIZES])
+    s.observe({0: 0.9, 1: 0.5, 2: 0.85})
+    ratios = s.ratios(0.5)
+    assert ratios[1] > ratios[2] > ratios[0]
+    assert min(ratios) >= 0.05 / 3
+    observed = frequencies(draws_over(s))
+    assert observed == pytest.approx(ratios, abs=0.02)
+
+
+def test_dynamic_state_round_trips():
+    s = sampler(DynamicSampling(), targets=[0.9, 0.9, 0.9])
+    s.observe({0: 0.1, 1: 0.9, 2: 0.9})
+    restored = sampler(DynamicSampling(), targets=[0.9, 0.9, 0.9])
+    restored.load_state_dict(s.state_dict())
+    assert restored.plan(2, 0.1) == s.plan(2, 0.1)
