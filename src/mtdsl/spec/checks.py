@@ -301,6 +301,42 @@ def freeze_vocabulary(spec: Spec) -> list[str]:
     return words
 
 
+def check_balanced(spec: Spec) -> None:
+    for name, training in spec.train.tasks.items():
+        kind = spec.model.tasks[name].kind
+        if training.balanced is not None and kind != "binary":
+            raise SpecValueError(
+                f"'balanced' only applies to binary tasks; '{name}' is {kind}",
+                spec.span("task", name, "balanced"),
+                hint="remove it, or make the task binary",
+            )
+
+
+def check_shared_batches(spec: Spec) -> None:
+    """Tasks that share a stream share its batches, so they must agree on batch size and sampling ratio."""
+    from mtdsl.train.streams import plan_streams
+
+    sampling = spec.train.sampling
+    for stream in plan_streams(spec):
+        first, *others = stream.tasks
+        for other in others:
+            sizes = [spec.train.tasks[t].batch_size for t in (first, other)]
+            if None not in sizes and sizes[0] != sizes[1]:
+                raise SpecValueError(
+                    f"tasks '{first}' and '{other}' both learn from dataset '{stream.dataset}' in the same batches, "
+                    f"but ask for batch sizes {sizes[0]} and {sizes[1]}",
+                    spec.span("task", other, "batch_size"),
+                    hint=f"give them the same batch_size, or set it once in train {{ }}",
+                )
+            if isinstance(sampling, FixedSampling) and sampling.ratios[first] != sampling.ratios[other]:
+                raise SpecValueError(
+                    f"tasks '{first}' and '{other}' share the batches of dataset '{stream.dataset}', "
+                    "so they are sampled together and need the same ratio",
+                    spec.span("train", "sampling", other),
+                    hint=f"write {other} = {sampling.ratios[first]!r}, the same as {first}",
+                )
+
+
 CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_backbones,
     check_input,
@@ -312,6 +348,8 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_losses_fit,
     check_sampling,
     check_binary_positive,
+    check_balanced,
+    check_shared_batches,
     check_phases,
 )
 
