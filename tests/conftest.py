@@ -13,11 +13,15 @@ TINY_MODELS = {"resnet": "test_resnet", "efficientnet": "test_efficientnet"}
 
 
 def tiny_backbones(spec):
-    """The spec with each backbone swapped for a tiny model of its family."""
+    """The spec with each backbone swapped for a tiny model of its family, randomly initialised.
+
+    Tiny models have no offline ImageNet weights, so ``pretrained`` is reset to ``none``.
+    """
     from mtdsl.nn.backbone import family
 
     return spec.with_backbone_models(
-        {name: TINY_MODELS.get(family(b.model), "test_resnet") for name, b in spec.model.backbones.items()}
+        {name: TINY_MODELS.get(family(b.model), "test_resnet") for name, b in spec.model.backbones.items()},
+        pretrained="none",
     )
 
 

@@ -44,16 +44,13 @@ def generate_model_source(graph: nx.DiGraph, spec_path: str = "") -> str:
     tasks: dict[str, list[str]] = graph.graph["tasks"]
     name = class_name(graph.graph["name"])
     nodes = graph.nodes
-    imports = {"from mtdsl.nn.backbone import timm_segments", "from mtdsl.nn.model import resolve_tasks"}
+    imports = {"from mtdsl.nn.model import resolve_tasks"}
 
     backbone_lines = []
     for backbone, config in graph.graph["backbones"].items():
-        arguments = [repr(config["model"])]
-        if config["drop_rate"]:
-            arguments.append(f"drop_rate={config['drop_rate']!r}")
-        if config["drop_path_rate"]:
-            arguments.append(f"drop_path_rate={config['drop_path_rate']!r}")
-        backbone_lines.append(f"        {backbone} = timm_segments({', '.join(arguments)})")
+        backbone_import, expression = _backbone_source(config)
+        imports.add(backbone_import)
+        backbone_lines.append(f"        {backbone} = {expression}")
 
     shared = _grouped(graph, "segment", "backbone")
     branches = _grouped(graph, "branch", "owner")
@@ -108,9 +105,13 @@ INPUT_SIZE = {tuple(graph.graph["input"])!r}
 
 
 class {name}(nn.Module):
-    """Outputs a dict keyed by task name; only the requested tasks' paths run."""
+    """Outputs a dict keyed by task name; only the requested tasks' paths run.
 
-    def __init__(self) -> None:
+    Args:
+        load_pretrained: ``False`` builds every backbone with random weights, whatever the spec's ``pretrained``.
+    """
+
+    def __init__(self, load_pretrained: bool = True) -> None:
         super().__init__()
 {chr(10).join(backbone_lines)}
 {chr(10).join(body)}
@@ -126,6 +127,21 @@ class {name}(nn.Module):
 Model = {name}
 '''
     return source
+
+
+def _backbone_source(config: dict) -> tuple[str, str]:
+    """The import and the expression that build one backbone's segments, with its pretrained weights."""
+    arguments = [repr(config["model"])]
+    pretrained = config.get("pretrained", "none")
+    if pretrained != "none":
+        arguments.append(f"{pretrained!r} if load_pretrained else 'none'")
+    if config["drop_rate"]:
+        arguments.append(f"drop_rate={config['drop_rate']!r}")
+    if config["drop_path_rate"]:
+        arguments.append(f"drop_path_rate={config['drop_path_rate']!r}")
+    if pretrained == "none":
+        return "from mtdsl.nn.backbone import timm_segments", f"timm_segments({', '.join(arguments)})"
+    return "from mtdsl.nn.pretrained import pretrained_segments", f"pretrained_segments({', '.join(arguments)})"
 
 
 def _forward_lines(graph: nx.DiGraph, all_tasks: set[str]) -> list[str]:

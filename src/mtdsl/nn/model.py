@@ -21,8 +21,8 @@ import networkx as nx
 import torch
 from torch import nn
 
-from mtdsl.nn.backbone import timm_segments
 from mtdsl.nn.heads import HEAD_CONFIGS, build_head
+from mtdsl.nn.pretrained import pretrained_segments
 
 
 def resolve_tasks(tasks: str | Iterable[str] | None, known: Sequence[str]) -> list[str]:
@@ -47,18 +47,31 @@ class MultiTaskModel(nn.Module):
 
     Args:
         graph: the graph from :func:`mtdsl.graph.build.build_graph` (or read from ``graph.json``).
-        backbone_modules: optional pre-built segments per backbone (e.g. with pretrained
-            weights loaded); by default each backbone is built with random weights.
+        backbone_modules: optional pre-built segments per backbone; the others are built
+            with the weights their spec names (``pretrained = none | imagenet | "PATH"``).
+        load_pretrained: ``False`` builds every backbone with random weights whatever the
+            spec says (e.g. before loading a whole checkpoint, or with no weights at hand).
+
+    Raises:
+        WeightsError: a backbone's pretrained weights cannot be found or do not fit.
     """
 
-    def __init__(self, graph: nx.DiGraph, backbone_modules: dict[str, nn.ModuleDict] | None = None) -> None:
+    def __init__(
+        self,
+        graph: nx.DiGraph,
+        backbone_modules: dict[str, nn.ModuleDict] | None = None,
+        load_pretrained: bool = True,
+    ) -> None:
         super().__init__()
         self.task_names: list[str] = list(graph.graph["tasks"])
         backbones = dict(backbone_modules or {})
         for name, config in graph.graph["backbones"].items():
             if name not in backbones:
-                backbones[name] = timm_segments(
-                    config["model"], drop_rate=config["drop_rate"], drop_path_rate=config["drop_path_rate"]
+                backbones[name] = pretrained_segments(
+                    config["model"],
+                    config.get("pretrained", "none") if load_pretrained else "none",
+                    drop_rate=config["drop_rate"],
+                    drop_path_rate=config["drop_path_rate"],
                 )
         self.backbone = nn.ModuleDict()
         self.branches = nn.ModuleDict()

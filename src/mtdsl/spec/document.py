@@ -38,10 +38,17 @@ class Spec:
                 return found
         return None
 
-    def with_backbone_models(self, models: dict[str, str]) -> Spec:
-        """The same spec with other timm models in the named backbones (tests swap in tiny ones)."""
+    def with_backbone_models(self, models: dict[str, str], *, pretrained: str | None = None) -> Spec:
+        """The same spec with other timm models in the named backbones (tests swap in tiny ones).
+
+        Args:
+            models: backbone name → timm model name.
+            pretrained: when given, the weights source of the swapped backbones instead of
+                their own (weights named for the old model seldom exist for the new one).
+        """
+        update = {} if pretrained is None else {"pretrained": pretrained}
         backbones = {
-            name: backbone.model_copy(update={"model": models.get(name, backbone.model)})
+            name: backbone.model_copy(update={"model": models[name], **update}) if name in models else backbone
             for name, backbone in self.model.backbones.items()
         }
         return replace(self, model=self.model.model_copy(update={"backbones": backbones}))
