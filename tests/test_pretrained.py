@@ -110,13 +110,18 @@ def test_package_weights_classify_chelsea_as_an_egyptian_cat():
     skimage = pytest.importorskip("skimage", reason="scikit-image (for its chelsea photo) is not installed")
     from PIL import Image
 
+    from torchvision.transforms import v2
+
     model = _imagenet_classifier("tf_efficientnet_lite0")
-    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    config = timm.data.resolve_data_config({}, model=model)
+    # The whole photo squashed to 224 px; timm's 0.875 centre crop cuts the cat's face and halves the score.
+    transform = v2.Compose([v2.PILToTensor(), v2.Resize((224, 224), antialias=True), v2.ToDtype(torch.float32, scale=True),
+                            v2.Normalize(config["mean"], config["std"])])
     image = transform(Image.fromarray(skimage.data.chelsea()))[None]
     with torch.no_grad():
         probabilities = model(image).softmax(-1)[0]
     assert probabilities.argmax().item() == EGYPTIAN_CAT
-    assert probabilities[EGYPTIAN_CAT] > 0.5  # about 0.8
+    assert probabilities[EGYPTIAN_CAT] > 0.7  # 0.79 measured
 
 
 @pytest.mark.data
