@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mtdsl import __version__
-from mtdsl.errors import MtdslError, SpecValueError
+from mtdsl.errors import MtdslError, SpecValueError, TrainingError
 
 EXIT_USER_ERROR = 2
 
@@ -62,15 +62,56 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _write_spec_copy(spec_path: Path, out: Path) -> None:
+    (out / "spec.mtl").write_text(spec_path.read_text(encoding="utf-8"), encoding="utf-8")
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
+    from mtdsl.train.runtime import load_generated
+
+    spec_path = Path(args.spec)
+    out = Path(args.out) if args.out else Path("runs") / spec_path.stem
+    compilation = compile_file(spec_path, _overrides(args.set))
+    if (out / "checkpoints" / "last.pt").exists() and not (args.resume or args.overwrite):
+        raise TrainingError(f"{out} already holds a run (checkpoints/last.pt)",
+                            hint="pass --resume to continue it, --overwrite to start it again, or another --out")
+    write_artefacts(compilation, out, ARTEFACTS)
+    _write_spec_copy(spec_path, out)
+    console.print(f"[green]compiled[/] {spec_path} → {out}/ (training loop: {out / 'train.py'})")
+    loop = load_generated(out / "train.py")
+    seed = compilation.spec.train.seed if args.seed is None else args.seed
+    loop.train(out, resume=args.resume, overwrite=args.overwrite, seed=seed, device=args.device,
+               workers=loop.WORKERS if args.workers is None else args.workers, quiet=args.quiet)
+    console.print(f"[green]trained[/] {spec_path}: run folder {out}/ (diagram {out / 'architecture.svg'}, "
+                  f"plots {out / 'plots'}/)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    import tempfile
+
+    from mtdsl.compiler import compile_file, write_artefacts, write_model_source, write_train_source
+    from mtdsl.train.runtime import load_generated
+
+    compilation = compile_file(args.spec, _overrides(args.set))
+    with tempfile.TemporaryDirectory(prefix="mtdsl-eval-") as folder:
+        write_artefacts(compilation, folder, (write_model_source, write_train_source))
+        loop = load_generated(Path(folder) / "train.py")
+        loop.evaluate_checkpoint(Path(args.checkpoint), args.split, device=args.device,
+                                 workers=loop.WORKERS if args.workers is None else args.workers)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="mtdsl", description="Compile multi-task vision specs (.mtl) into PyTorch.")
     main.add_argument("--version", action="version", version=f"mtdsl {__version__}")
     commands = main.add_subparsers(dest="command", required=True)
 
-    def spec_command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def spec_command(name: str, help_text: str, out_default: str = "build/<spec name>") -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument("spec", help="path to a .mtl spec")
-        command.add_argument("--out", help="output folder (default: build/<spec name>)")
+        command.add_argument("--out", help=f"output folder (default: {out_default})")
         command.add_argument(
             "--set", action="append", default=[], metavar="NAME=VALUE", help="override a 'let' variable (repeatable)"
         )
@@ -78,6 +119,24 @@ def parser() -> argparse.ArgumentParser:
 
     spec_command("compile", "write model.py, graph.json, the diagram and summary.json").set_defaults(run=cmd_compile)
     spec_command("render", "draw the sharing graph (architecture.dot, .svg, .png)").set_defaults(run=cmd_render)
+
+    train = spec_command(
+        "train", "compile, then train with the generated loop (train.py) into a run folder", "runs/<spec name>"
+    )
+    train.set_defaults(run=cmd_train)
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    train.add_argument("--overwrite", action="store_true", help="start again in a folder that already holds a run")
+    train.add_argument("--seed", type=int, help="random seed (default: the spec's train { seed })")
+    train.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    train.add_argument("--workers", type=int, help="data-loading processes per stream (default: the spec's)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+
+    evaluate = spec_command("eval", "evaluate a checkpoint of this spec on one split and print the table")
+    evaluate.set_defaults(run=cmd_eval)
+    evaluate.add_argument("--checkpoint", required=True, help="a .pt file written by mtdsl train")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--device", help="cpu, cuda or cuda:N")
+    evaluate.add_argument("--workers", type=int, help="data-loading processes")
     return main
 
 

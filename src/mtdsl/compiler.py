@@ -14,6 +14,7 @@ from pathlib import Path
 import networkx as nx
 
 from mtdsl.codegen.model_source import generate_model_source
+from mtdsl.codegen.train_source import generate_train_source
 from mtdsl.errors import ArtefactError
 from mtdsl.graph.build import build_graph
 from mtdsl.graph.serialize import graph_to_json
@@ -59,6 +60,10 @@ def write_model_source(compilation: Compilation, out: Path) -> list[Path]:
     return [_write(out / "model.py", generate_model_source(compilation.graph, compilation.spec.source.path))]
 
 
+def write_train_source(compilation: Compilation, out: Path) -> list[Path]:
+    return [_write(out / "train.py", generate_train_source(compilation.spec, compilation.graph, str(out / "train.py")))]
+
+
 def write_graph_json(compilation: Compilation, out: Path) -> list[Path]:
     return [_write(out / "graph.json", graph_to_json(compilation.graph))]
 
@@ -74,6 +79,7 @@ def write_summary(compilation: Compilation, out: Path) -> list[Path]:
 
 ARTEFACTS: tuple[Callable[[Compilation, Path], list[Path]], ...] = (
     write_model_source,
+    write_train_source,
     write_graph_json,
     write_architecture,
     write_summary,

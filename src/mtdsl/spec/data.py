@@ -1,4 +1,4 @@
-"""Dataset sources a spec can declare: ``folder``, ``csv`` and ``synthetic``.
+"""Dataset sources a spec can declare: ``folder``, ``csv``, ``json`` and ``synthetic``.
 
 Paths are kept as written (after ``${var}`` substitution); relative paths are
 read from the directory ``mtdsl`` runs in. Nothing is read from disk while
@@ -70,6 +70,26 @@ class CsvDataset(DatasetConfig):
     label_column: str = "labels"
     separator: str = " "
     vocabulary: str | None = None
+    split: Split = Field(default_factory=lambda: [0.85, 0.15])
+    seed: NonNegativeInt = 0
+
+    positional = ("path",)
+
+    _split = field_validator("split")(_check_ratio_split)
+
+
+@DATASETS.register("json")
+class JsonDataset(DatasetConfig):
+    """A JSON manifest: a list of objects, one per image (or JSON Lines when the path ends in ``.jsonl``).
+
+    An object's label is a string (one label) or a list of strings.
+    """
+
+    kind: Literal["json"] = "json"
+    path: str
+    images: str
+    image_column: str = "file_name"
+    label_column: str = "labels"
     split: Split = Field(default_factory=lambda: [0.85, 0.15])
     seed: NonNegativeInt = 0
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from mtdsl.train.data import raise_if_unreadable
 from mtdsl.train.loaders import StreamLoaders, to_device
 from mtdsl.train.metrics import metric_for
 from mtdsl.train.precision import Precision
@@ -40,7 +41,7 @@ def evaluate(
     for index, loader in loaders.evaluation(split):
         tasks = loaders.streams[index].tasks
         metrics = {task: metric_for(*outputs_per_task[task]) for task in tasks}
-        for batch in loader:
+        for batch in map(raise_if_unreadable, loader):
             if not len(batch["index"]):
                 continue
             batch = to_device(batch, device)

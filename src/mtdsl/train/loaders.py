@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from mtdsl.errors import DataError
 from mtdsl.spec.data import DatasetConfig
 from mtdsl.train.batching import BalancedBatches, ShuffledBatches
-from mtdsl.train.data import ImageDataset, TaskLabels, collate, read_splits
+from mtdsl.train.data import ImageDataset, TaskLabels, collate, raise_if_unreadable, read_splits
 from mtdsl.train.streams import Stream
 
 
@@ -107,7 +107,7 @@ class StreamLoaders:
         if index not in self._iterators:
             self._iterators[index] = iter(self._loader(self.splits[index]["train"], batch_sampler=self._batches(index)))
         while True:
-            batch = next(self._iterators[index])
+            batch = raise_if_unreadable(next(self._iterators[index]))
             self.consumed[index] += 1
             self.skipped += batch["skipped"]
             if len(batch["index"]):

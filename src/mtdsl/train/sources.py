@@ -1,0 +1,424 @@
+"""Reading each dataset kind into a :class:`Table`: image references and label strings.
+
+A reader lists every example of a dataset and, for each task that reads it,
+the labels the example carries (a list of strings, so single- and multi-label
+sources look alike). Turning labels into target tensors is
+:mod:`mtdsl.train.data`'s job; splitting with ratios is :func:`ratio_split`.
+
+=========  ==========================================  ==============================
+kind       examples                                    labels of a task
+=========  ==========================================  ==============================
+folder     image files under ``ROOT/CLASS/``           ``[CLASS]``
+csv        rows of the manifest                        the ``label`` column, split
+json       objects of the list (or JSON Lines)         the ``label`` key: str or list
+synthetic  indices ``0 … count-1``                     the field (``shape``, …)
+=========  ==========================================  ==============================
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mtdsl.errors import DataError, did_you_mean, listing
+from mtdsl.spec.data import CsvDataset, DatasetConfig, FolderDataset, JsonDataset, SyntheticDataset
+from mtdsl.train.synthetic import SYNTHETIC_FIELDS, synthetic_labels
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+VAL_FOLDERS = ("val", "valid")
+
+ImageRef = str | int
+
+
+class LabelRequest(Protocol):
+    """What a reader needs of a task: its name and the label field it asked for (``None``: the default)."""
+
+    task: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class Table:
+    """Every example of one dataset, before targets are made.
+
+    Attributes:
+        images: file paths, or indices of synthetic samples.
+        labels: per task, each example's label strings.
+        spaces: per task, the labels in index order when the dataset defines
+            them (class folders, a vocabulary, a synthetic field); else the sorted
+            labels found.
+        exact: whether ``spaces`` is the complete set of classes (folder,
+            synthetic), so a task's class list must cover all of it.
+        parts: the dataset's own split (example indices per split name), or
+            ``None`` when a ratio split is to be drawn.
+        where: how messages name the dataset.
+    """
+
+    images: list[ImageRef]
+    labels: dict[str, list[list[str]]]
+    spaces: dict[str, tuple[str, ...]]
+    exact: bool
+    parts: dict[str, np.ndarray] | None
+    where: str
+
+
+def describe(config: DatasetConfig) -> str:
+    """``folder dataset 'beans' (data/beans/images)`` for messages."""
+    location = getattr(config, "root", None) or getattr(config, "path", None)
+    name = f" '{config.name}'" if config.name else ""
+    return f"{config.kind} dataset{name}" + (f" ({location})" if location else "")
+
+
+# ------------------------------------------------------------------ splits
+
+
+def ratio_split(count: int, ratios: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    """Example indices of ``train``, ``val`` (and ``test`` for three ratios), drawn from ``seed``.
+
+    The parts are disjoint, cover every example and are sorted; sizes are the
+    rounded cumulative ratios, so ``0.65/0.10/0.25`` of 100 gives 65/10/25.
+
+    >>> {name: len(part) for name, part in ratio_split(10, [0.7, 0.3], seed=0).items()}
+    {'train': 7, 'val': 3}
+    """
+    order = np.random.default_rng(seed).permutation(count)
+    bounds = np.rint(np.cumsum(ratios) * count).astype(int)
+    bounds[-1] = count
+    names = ("train", "val", "test")[: len(ratios)]
+    starts = np.concatenate([[0], bounds[:-1]])
+    return {name: np.sort(order[start:end]) for name, start, end in zip(names, starts, bounds)}
+
+
+# ------------------------------------------------------------------ folder
+
+
+def _image_files(folder: Path) -> list[str]:
+    return sorted(
+        entry.path
+        for entry in os.scandir(folder)
+        if entry.is_file() and not entry.name.startswith(".") and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
+
+
+def _class_images(folder: Path, where: str) -> dict[str, list[str]]:
+    classes = _subfolders(folder)
+    if not classes:
+        raise DataError(
+            f"{where}: {folder} has no class folders",
+            expected=f"one folder per class under {folder}, each holding that class' images",
+        )
+    images = {name: _image_files(folder / name) for name in classes}
+    if not any(images.values()):
+        raise DataError(
+            f"{where}: no images in the class folders of {folder} ({listing(classes)})",
+            expected=f"image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in each class folder",
+        )
+    return images
+
+
+def _given_folders(root: Path, where: str) -> dict[str, Path]:
+    found = _subfolders(root)
+    val = next((root / name for name in VAL_FOLDERS if name in found), None)
+    if "train" not in found or val is None:
+        raise DataError(
+            f"{where}: split = given needs {root}/train/ and {root}/val/ (or valid/), found "
+            + (listing(found) if found else "no folders"),
+            expected="train/, val/ (or valid/) and optionally test/, each holding one folder per class",
+            hint="write a ratio instead, e.g. split = 0.65/0.10/0.25, "
+            "when the class folders sit directly under the root",
+        )
+    parts = {"train": root / "train", "val": val}
+    if "test" in found:
+        parts["test"] = root / "test"
+    return parts
+
+
+def read_folder(config: FolderDataset, tasks: Sequence[LabelRequest]) -> Table:
+    """Images in one folder per class, under ``root`` or under its ``train/``, ``val/`` and ``test/``."""
+    where = describe(config)
+    root = Path(config.root)
+    if not root.is_dir():
+        raise DataError(f"{where}: the folder {root} does not exist", expected="a folder with one subfolder per class")
+    for task in tasks:
+        if task.label is not None:
+            raise DataError(
+                f"{where} has one label per image, its class folder; task '{task.task}' asks for label = {task.label}",
+                hint=f"remove 'label' from task '{task.task}'",
+            )
+    if config.split == "given":
+        folders = _given_folders(root, where)
+    else:
+        if {"train"} <= set(_subfolders(root)) and set(VAL_FOLDERS) & set(_subfolders(root)):
+            raise DataError(
+                f"{where} has train/ and val/ folders, but split = {'/'.join(f'{r:g}' for r in config.split)} "
+                "would read them as classes",
+                hint="write split = given to use the dataset's own split",
+            )
+        folders = {"": root}
+
+    images: list[ImageRef] = []
+    labels: list[list[str]] = []
+    parts: dict[str, np.ndarray] = {}
+    classes: set[str] = set()
+    for part, folder in folders.items():
+        start = len(images)
+        for name, files in _class_images(folder, where).items():
+            classes.add(name)
+            images += files
+            labels += [[name]] * len(files)
+        parts[part] = np.arange(start, len(images))
+    space = tuple(sorted(classes))
+    return Table(
+        images=images,
+        labels={task.task: labels for task in tasks},
+        spaces={task.task: space for task in tasks},
+        exact=True,
+        parts=parts if config.split == "given" else None,
+        where=where,
+    )
+
+
+# ------------------------------------------------------------- manifests
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Known labels, some of which may contain the separator (COCO's "dining table")."""
+
+    labels: tuple[str, ...]
+    separator: str
+
+    @property
+    def longest(self) -> int:
+        return max((len(label.split(self.separator)) for label in self.labels), default=1)
+
+    def split(self, cell: str) -> list[str] | str:
+        """The labels of ``cell``, longest match first; the first unknown word when one is not in the vocabulary."""
+        words = [word.strip() for word in cell.split(self.separator) if word.strip()]
+        known = set(self.labels)
+        found: list[str] = []
+        position = 0
+        while position < len(words):
+            for length in range(min(self.longest, len(words) - position), 0, -1):
+                candidate = self.separator.join(words[position : position + length])
+                if candidate in known:
+                    found.append(candidate)
+                    position += length
+                    break
+            else:
+                return words[position]
+        return found
+
+
+def read_vocabulary(path: str, separator: str, where: str) -> Vocabulary:
+    """One label per line of ``path``; blank lines are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise DataError(
+            f"{where}: cannot read the vocabulary file {path} ({error.strerror or error})",
+            expected="a text file with one label per line",
+        ) from None
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not labels:
+        raise DataError(f"{where}: the vocabulary file {path} is empty", expected="one label per line")
+    return Vocabulary(labels, separator)
+
+
+def _open_manifest(path: str, where: str, expected: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise DataError(f"{where}: cannot read {path} ({error.strerror or error})", expected=expected) from None
+
+
+def _csv_rows(config: CsvDataset, where: str) -> list[dict[str, object]]:
+    text = _open_manifest(config.path, where, "a CSV file with a header row")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def _json_rows(config: JsonDataset, where: str) -> list[dict[str, object]]:
+    text = _open_manifest(config.path, where, "a JSON list of objects, or JSON Lines (.jsonl)")
+    try:
+        if config.path.endswith(".jsonl"):
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            rows = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{where}: {config.path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
+            expected="a JSON list of objects, or one object per line in a .jsonl file",
+        ) from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise DataError(
+            f"{where}: {config.path} must hold a list of objects, e.g. "
+            '[{"file_name": "a.jpg", "labels": ["cat"]}]',
+            hint="write one object per image; use a .jsonl file for one object per line",
+        )
+    return rows
+
+
+def _cell_labels(value: object, separator: str | None, vocabulary: Vocabulary | None) -> list[str] | str:
+    """Label strings of one cell; a string result is an unknown word (see :meth:`Vocabulary.split`)."""
+    if value is None:
+        return []
+    if isinstance(value, bool | int):
+        return [str(int(value))]
+    if isinstance(value, list):
+        return [str(int(v)) if isinstance(v, bool | int) else str(v).strip() for v in value]
+    text = str(value)
+    if separator is None:
+        return [text.strip()] if text.strip() else []
+    if vocabulary is not None:
+        return vocabulary.split(text)
+    return [word.strip() for word in text.split(separator) if word.strip()]
+
+
+def _check_columns(rows: list[dict[str, object]], needed: list[str], where: str, what: str) -> None:
+    present = set(rows[0])
+    for index, row in enumerate(rows):
+        missing = [column for column in needed if column not in row]
+        if missing:
+            column = missing[0]
+            raise DataError(
+                f"{where} has no {what} '{column}'" + (f" in entry {index}" if what == "key" else ""),
+                expected=f"a {what}: {listing(present)}",
+                hint=did_you_mean(column, present) or "set image_column/label_column, or label = … on the task",
+            )
+
+
+def _check_files(paths: list[str], images: str, where: str) -> None:
+    if not Path(images).is_dir():
+        raise DataError(
+            f"{where}: the images folder {images} does not exist",
+            expected="the folder the manifest's file names are relative to",
+        )
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        raise DataError(
+            f"{where}: {len(missing)} of {len(paths)} image files do not exist, e.g. {missing[0]}",
+            expected=f"every listed file under {images}",
+            hint="check 'images' (the folder the file names are relative to) and 'image_column'",
+        )
+
+
+def _column_labels(
+    config: CsvDataset | JsonDataset,
+    rows: list[dict[str, object]],
+    column: str,
+    separator: str | None,
+    vocabulary: Vocabulary | None,
+) -> list[list[str]]:
+    """Each row's labels in ``column``."""
+    cells = []
+    for row in rows:
+        found = _cell_labels(row[column], separator, vocabulary)
+        if isinstance(found, str):
+            path = getattr(config, "vocabulary", None)
+            raise DataError(
+                f"{describe(config)}: label '{found}' of {row[config.image_column]} is not in the vocabulary {path}",
+                expected=f"a label listed in {path}",
+                hint=did_you_mean(found, vocabulary.labels) if vocabulary else None,
+            )
+        cells.append(found)
+    return cells
+
+
+def _read_manifest(
+    config: CsvDataset | JsonDataset,
+    tasks: Sequence[LabelRequest],
+    rows: list[dict[str, object]],
+    separator: str | None,
+    vocabulary: Vocabulary | None,
+    what: str,
+) -> Table:
+    where = describe(config)
+    if not rows:
+        raise DataError(f"{where}: {config.path} lists no images", expected="one entry per image")
+    columns = {task.task: task.label or config.label_column for task in tasks}
+    _check_columns(rows, [config.image_column, *dict.fromkeys(columns.values())], where, what)
+    folder = Path(config.images)
+    images: list[ImageRef] = [str(folder / str(row[config.image_column])) for row in rows]
+    _check_files(images, config.images, where)  # type: ignore[arg-type]
+
+    labels = {
+        task: _column_labels(config, rows, column, separator, vocabulary if column == config.label_column else None)
+        for task, column in columns.items()
+    }
+    found_labels = {task: tuple(sorted({label for cell in cells for label in cell})) for task, cells in labels.items()}
+    spaces = {
+        task: vocabulary.labels if vocabulary and columns[task] == config.label_column else found_labels[task]
+        for task in labels
+    }
+    return Table(images, labels, spaces, exact=False, parts=None, where=where)
+
+
+def read_csv(config: CsvDataset, tasks: Sequence[LabelRequest]) -> Table:
+    """A CSV manifest; labels are ``separator``-separated, matched against ``vocabulary`` when given."""
+    where = describe(config)
+    vocabulary = read_vocabulary(config.vocabulary, config.separator, where) if config.vocabulary else None
+    return _read_manifest(config, tasks, _csv_rows(config, where), config.separator, vocabulary, "column")
+
+
+def read_json(config: JsonDataset, tasks: Sequence[LabelRequest]) -> Table:
+    """A JSON list of objects (or JSON Lines); a label is a string or a list of strings."""
+    return _read_manifest(config, tasks, _json_rows(config, describe(config)), None, None, "key")
+
+
+# --------------------------------------------------------------- synthetic
+
+
+@lru_cache(maxsize=8)
+def _synthetic_fields(count: int, seed: int) -> dict[str, np.ndarray]:
+    drawn = [synthetic_labels(index, seed) for index in range(count)]
+    return {field: np.array([labels.field(field) for labels in drawn]) for field in SYNTHETIC_FIELDS}
+
+
+def read_synthetic(config: SyntheticDataset, tasks: Sequence[LabelRequest]) -> Table:
+    """``count`` generated samples; a task learns the field named by its ``label`` (default: its own name)."""
+    where = describe(config)
+    values = _synthetic_fields(config.count, config.seed)
+    labels: dict[str, list[list[str]]] = {}
+    spaces: dict[str, tuple[str, ...]] = {}
+    for task in tasks:
+        field = task.label or task.task
+        if field not in SYNTHETIC_FIELDS:
+            raise DataError(
+                f"{where} has no label field '{field}' for task '{task.task}'",
+                expected=f"one of its fields: {', '.join(SYNTHETIC_FIELDS)}",
+                hint=did_you_mean(field, SYNTHETIC_FIELDS)
+                or f"add label = shape (or colour, large) to task '{task.task}'",
+            )
+        names = SYNTHETIC_FIELDS[field] or ("0", "1")  # a yes/no field reads as 0/1
+        labels[task.task] = [[names[value]] for value in values[field].tolist()]
+        spaces[task.task] = names
+    return Table(list(range(config.count)), labels, spaces, exact=True, parts=None, where=where)
+
+
+READERS: dict[str, Callable[..., Table]] = {
+    "folder": read_folder,
+    "csv": read_csv,
+    "json": read_json,
+    "synthetic": read_synthetic,
+}
+
+
+def read_table(config: DatasetConfig, tasks: Sequence[LabelRequest]) -> Table:
+    """Every example of ``config`` with each task's labels."""
+    reader = READERS.get(config.kind)
+    if reader is None:
+        raise DataError(f"no reader for dataset kind '{config.kind}'", expected=f"one of: {listing(READERS)}")
+    return reader(config, tasks)
