@@ -1,0 +1,173 @@
+"""Training end to end on tiny backbones and synthetic data, on CPU.
+
+Each run trains test_resnet on 32-pixel synthetic shapes for a few epochs, so
+the whole file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtdsl.cli import main
+from mtdsl.errors import TrainingError
+from mtdsl.train.report import MetricsLog
+from mtdsl.train.runtime import load_generated, stop_on_non_finite
+
+TINY = """
+model tiny
+input 3x32x32
+backbone trunk = timm("test_resnet")
+dataset shapes = synthetic(count = {count}, size = 32, seed = 0)
+task shape: classify(shapes) {{ classes = [circle, square, triangle] }}
+task colour: classify(shapes) {{ classes = [red, green, blue]; branch = trunk.stage3 }}
+task large: binary(shapes) {{ tap = trunk.stage3 }}
+train {{
+    batch_size = 16
+    optimizer = adamw(lr = 0.003)
+    schedule = constant
+    workers = 0
+{train}
+}}
+"""
+
+
+def write_spec(folder: Path, train: str = "    epochs = 2", count: int = 96, name: str = "tiny.mtl") -> Path:
+    path = folder / name
+    path.write_text(TINY.format(count=count, train=train), encoding="utf-8")
+    return path
+
+
+def train(spec: Path, out: Path, *extra: str) -> int:
+    return main(["train", str(spec), "--out", str(out), "--quiet", *extra])
+
+
+def records(out: Path, event: str) -> list[dict]:
+    return [r for r in MetricsLog.read(out / "metrics.jsonl") if r["event"] == event]
+
+
+def test_run_folder_holds_everything_promised(tmp_path):
+    spec = write_spec(tmp_path)
+    assert train(spec, tmp_path / "run") == 0
+    run = tmp_path / "run"
+    for name in ("model.py", "train.py", "spec.mtl", "graph.json", "summary.json", "metrics.jsonl",
+                 "checkpoints/last.pt", "checkpoints/best.pt", "test.json", "test.md",
+                 "plots/losses.png", "plots/metrics.png", "plots/sampling.png"):
+        assert (run / name).is_file(), name
+    train_records = records(run, "train")
+    assert [r["epoch"] for r in train_records] == [1, 2]
+    assert set(train_records[0]["losses"]) == {"shape", "colour", "large"}
+    assert set(train_records[0]["ratios"]) == {"shape+colour", "large"}
+    test = json.loads((run / "test.json").read_text())
+    assert set(test["metrics"]) == {"shape", "colour", "large"}
+
+
+def test_loss_falls_and_accuracy_beats_chance(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 6", count=240)
+    assert train(spec, tmp_path / "run") == 0
+    losses = [r["losses"] for r in records(tmp_path / "run", "train")]
+    for task in ("shape", "colour", "large"):
+        assert losses[-1][task] < losses[0][task], task
+    best = max(records(tmp_path / "run", "val"), key=lambda r: r["mean"])
+    assert best["main"]["colour"] > 0.6  # chance: 1/3
+    assert best["mean"] > 0.5
+
+
+def test_same_seed_gives_identical_runs_and_another_seed_does_not(tmp_path):
+    spec = write_spec(tmp_path)
+    for out, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        assert train(spec, tmp_path / out, "--seed", seed) == 0
+    a, b, c = (records(tmp_path / out, "train") for out in "abc")
+    assert [r["losses"] for r in a] == [r["losses"] for r in b]
+    assert [r["losses"] for r in a] != [r["losses"] for r in c]
+    assert records(tmp_path / "a", "val") == records(tmp_path / "b", "val")
+
+
+def test_resume_continues_to_the_same_result(tmp_path):
+    whole = write_spec(tmp_path, "    phase heads { epochs = 1; freeze = [shared] }\n    phase all { epochs = 2 }")
+    assert train(whole, tmp_path / "whole") == 0
+
+    stopped = tmp_path / "stopped"
+    assert train(whole, stopped) == 0
+    last = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)
+    # Roll the run back to its first epoch, as if it had been killed during the second.
+    first = _rerun_until(whole, tmp_path / "first", epochs=1)
+    (stopped / "checkpoints" / "last.pt").write_bytes((first / "checkpoints" / "last.pt").read_bytes())
+    MetricsLog(stopped / "metrics.jsonl").truncate_after(1)
+    assert train(whole, stopped, "--resume") == 0
+
+    assert records(stopped, "train") == _without_time(records(tmp_path / "whole", "train"), records(stopped, "train"))
+    assert records(stopped, "val") == records(tmp_path / "whole", "val")
+    resumed = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)
+    for key, value in last["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def _rerun_until(spec: Path, out: Path, epochs: int) -> Path:
+    """Train ``spec`` but stop after ``epochs`` epochs, as a killed run would."""
+    assert main(["compile", str(spec), "--out", str(out)]) == 0
+    loop = load_generated(out / "train.py")
+    loop.PHASES[:] = loop.PHASES[:epochs]  # the first phase is one epoch long
+    loop.EPOCHS = sum(p.epochs for p in loop.PHASES)
+    return out if loop.train(out, quiet=True) else out
+
+
+def _without_time(expected: list[dict], actual: list[dict]) -> list[dict]:
+    """``expected`` with the wall-clock fields taken from ``actual`` (time is the one thing allowed to differ)."""
+    return [{**e, "seconds": a["seconds"]} for e, a in zip(expected, actual)]
+
+
+def test_resume_refuses_a_changed_spec(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert train(spec, tmp_path / "run") == 0
+    changed = write_spec(tmp_path, "    epochs = 2\n    seed = 5")
+    assert train(changed, tmp_path / "run", "--resume") == 2
+    assert "training settings changed" in capsys.readouterr().err
+
+
+def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert train(spec, tmp_path / "run") == 0
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    assert train(spec, tmp_path / "run") == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_generated_train_py_and_mtdsl_train_are_the_same_loop(tmp_path):
+    spec = write_spec(tmp_path)
+    assert train(spec, tmp_path / "cli") == 0
+    assert main(["compile", str(spec), "--out", str(tmp_path / "build")]) == 0
+    script = subprocess.run(
+        [sys.executable, str(tmp_path / "build" / "train.py"), "--out", str(tmp_path / "script"), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert script.returncode == 0, script.stderr
+    cli, direct = records(tmp_path / "cli", "train"), records(tmp_path / "script", "train")
+    assert [r["losses"] for r in cli] == [r["losses"] for r in direct]
+    assert records(tmp_path / "cli", "val") == records(tmp_path / "script", "val")
+
+
+def test_eval_reads_a_checkpoint_and_rejects_another_spec(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert train(spec, tmp_path / "run") == 0
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert main(["eval", str(spec), "--checkpoint", str(best), "--split", "val"]) == 0
+    assert "colour" in capsys.readouterr().out
+
+    other = tmp_path / "other.mtl"
+    other.write_text(spec.read_text().replace("branch = trunk.stage3", "branch = trunk.stage2"))
+    assert main(["eval", str(other), "--checkpoint", str(best)]) == 2
+    assert "different model" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(TrainingError, match="loss of task 'b' became nan at epoch 3") as caught:
+        stop_on_non_finite({"a": torch.tensor(1.0), "b": torch.tensor(float("nan"))}, epoch=3, step=40,
+                           checkpoint=tmp_path / "last.pt")
+    assert "grad_clip" in caught.value.render()
