@@ -171,3 +171,66 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
         stop_on_non_finite({"a": torch.tensor(1.0), "b": torch.tensor(float("nan"))}, epoch=3, step=40,
                            checkpoint=tmp_path / "last.pt")
     assert "grad_clip" in caught.value.render()
+
+
+FOLDER_SPEC = """
+model photos
+input 3x32x32
+backbone trunk = timm("test_resnet")
+dataset photos = folder("{root}", split = 0.5/0.5, seed = 0)
+task kind: classify(photos) {{ classes = [dark, light] }}
+train {{ epochs = 1; batch_size = 16; workers = {workers}; on_corrupt = {on_corrupt} }}
+"""
+
+
+def _photo_folder(root: Path) -> Path:
+    from PIL import Image
+
+    for label, value in (("dark", 20), ("light", 235)):
+        (root / label).mkdir(parents=True)
+        for index in range(8):
+            Image.new("RGB", (40, 40), (value, value, value + index)).save(root / label / f"{index}.png")
+    (root / "light" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    return root
+
+
+def test_a_corrupt_image_stops_training_with_its_name_even_from_a_worker(tmp_path, capsys):
+    root = _photo_folder(tmp_path / "photos")
+    spec = tmp_path / "photos.mtl"
+    spec.write_text(FOLDER_SPEC.format(root=root, workers=1, on_corrupt="error"))
+    assert train(spec, tmp_path / "run") == 2
+    error = capsys.readouterr().err
+    assert "broken.jpg" in error and "on_corrupt = skip" in error
+    assert "Traceback" not in error
+
+
+def test_corrupt_images_are_skipped_and_counted_when_asked(tmp_path):
+    root = _photo_folder(tmp_path / "photos")
+    spec = tmp_path / "photos.mtl"
+    spec.write_text(FOLDER_SPEC.format(root=root, workers=0, on_corrupt="skip"))
+    assert train(spec, tmp_path / "run") == 0
+    (epoch,) = records(tmp_path / "run", "train")
+    assert epoch["skipped_images"] >= 1
+
+
+def test_uncertainty_weights_are_learned_in_a_run(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 2\n    weighting = uncertainty")
+    assert train(spec, tmp_path / "run") == 0
+    epochs = records(tmp_path / "run", "train")
+    assert epochs[0]["loss_weights"] != epochs[-1]["loss_weights"]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["weighting"]
+    log_variances = {key: value.item() for key, value in state.items() if key.startswith("log_variance")}
+    assert len(log_variances) == 3 and all(value != 0.0 for value in log_variances.values())
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 1\n    precision = bf16\n    channels_last = true")
+    assert train(spec, tmp_path / "run") == 0
+    (epoch,) = records(tmp_path / "run", "train")
+    assert all(torch.isfinite(torch.tensor(v)) for v in epoch["losses"].values())
+
+
+def test_fp16_on_cpu_is_refused_with_a_fix(tmp_path, capsys):
+    spec = write_spec(tmp_path, "    epochs = 1\n    precision = fp16")
+    assert train(spec, tmp_path / "run", "--device", "cpu") == 2
+    assert "precision = auto" in capsys.readouterr().err

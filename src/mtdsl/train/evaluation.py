@@ -42,6 +42,7 @@ def evaluate(
         tasks = loaders.streams[index].tasks
         metrics = {task: metric_for(*outputs_per_task[task]) for task in tasks}
         for batch in map(raise_if_unreadable, loader):
+            loaders.skipped += batch["skipped"]
             if not len(batch["index"]):
                 continue
             batch = to_device(batch, device)

@@ -81,7 +81,7 @@ class UncertaintyWeights(Weighting):
         self.log_variance = nn.ParameterDict({task: nn.Parameter(torch.zeros(())) for task in weights})
 
     def factors(self) -> dict[str, float]:
-        return {task: self.constant[task] * math.exp(-float(s)) for task, s in self.log_variance.items()}
+        return {task: self.constant[task] * math.exp(-s.item()) for task, s in self.log_variance.items()}
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0

@@ -1,0 +1,42 @@
+"""Learning-rate schedules as functions of fractional epochs."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtdsl.spec.training import (
+    SCHEDULES,
+    ConstantScheduleConfig,
+    CosineScheduleConfig,
+    CyclicScheduleConfig,
+    PhaseSpec,
+    StepScheduleConfig,
+)
+from mtdsl.train.schedule import LearningRate
+
+
+@pytest.mark.parametrize("kind", SCHEDULES.kinds())
+def test_every_registered_schedule_has_a_rule(kind):
+    LearningRate(SCHEDULES.get(kind)(), base_lr=0.1, epochs=10).at(3.5)
+
+
+def test_cyclic_is_triangular_between_base_and_max():
+    schedule = LearningRate(CyclicScheduleConfig(base_lr=0.001, max_lr=0.01, cycle_epochs=4), base_lr=1.0, epochs=12)
+    assert [schedule.at(e) for e in (0, 1, 2, 3, 4, 6)] == pytest.approx([0.001, 0.0055, 0.01, 0.0055, 0.001, 0.01])
+
+
+def test_step_multiplies_by_gamma_every_n_epochs():
+    schedule = LearningRate(StepScheduleConfig(every=2, gamma=0.5), base_lr=0.8, epochs=10)
+    assert [schedule.at(e) for e in (0, 1.9, 2, 5)] == pytest.approx([0.8, 0.8, 0.4, 0.2])
+
+
+def test_warmup_rises_linearly_then_hands_over():
+    schedule = LearningRate(ConstantScheduleConfig(), base_lr=0.1, epochs=10, warmup=2)
+    assert [schedule.at(e) for e in (0.5, 1, 2, 5)] == pytest.approx([0.025, 0.05, 0.1, 0.1])
+
+
+def test_a_phase_lr_holds_during_its_phase_only():
+    phases = [PhaseSpec(name="joint", epochs=3), PhaseSpec(name="finetune", epochs=2, lr=0.001)]
+    schedule = LearningRate(CosineScheduleConfig(), base_lr=0.1, epochs=5, phases=phases)
+    assert schedule.at(2.5) > 0.001
+    assert schedule.at(3.0) == schedule.at(4.9) == 0.001
