@@ -77,3 +77,16 @@ def test_frozen_batchnorm_stays_in_eval_mode():
     assert model.get_submodule("backbone.trunk.stage4").training
     apply_phase(model, phases[1])
     assert all(m.training for m in stem_norms)
+
+
+def test_the_summary_counts_what_each_phase_freezes():
+    from mtdsl.render.summary import summarize
+
+    compilation, _ = compiled()
+    model = compilation.model()
+    summary = summarize(compilation.graph, with_flops=False)
+    heads = next(p for p in summary["phases"] if p["name"] == "heads")
+    stem_to_stage3 = sum(p.numel() for s in ("stem", "stage1", "stage2", "stage3")
+                         for p in model.get_submodule(f"backbone.trunk.{s}").parameters())
+    assert heads["frozen_params"] == stem_to_stage3
+    assert heads["trainable_params"] == sum(p.numel() for p in model.parameters()) - stem_to_stage3

@@ -35,12 +35,14 @@ def _default_out(spec: Path) -> Path:
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
     from mtdsl.render.dot import MISSING_DOT_HINT, dot_available
-    from mtdsl.render.summary import summary_table
+    from mtdsl.render.summary import phase_table, summary_table
 
     out = Path(args.out) if args.out else _default_out(Path(args.spec))
     with console.status(f"compiling {args.spec}"):
         compilation = write_artefacts(compile_file(args.spec, _overrides(args.set)), out, ARTEFACTS)
     console.print(summary_table(compilation.summary))
+    if phase_table(compilation.summary) is not None:
+        console.print(phase_table(compilation.summary))
     console.print(f"[green]compiled[/] {args.spec} → {out}/")
     for path in compilation.written:
         console.print(f"  {path}")

@@ -57,6 +57,7 @@ def summarize(graph: nx.DiGraph, with_flops: bool = True) -> dict:
         "single_task_params": single_task,
         "param_ratio": round(single_task / multi_task, 4) if multi_task else None,
     }
+    summary["phases"] = phase_summary(graph, multi_task)
     if with_flops:
         flops = count_flops(graph)
         for task in tasks:
@@ -68,6 +69,32 @@ def summarize(graph: nx.DiGraph, with_flops: bool = True) -> dict:
             flop_ratio=round(single_flops / flops["all"], 4) if flops["all"] else None,
         )
     return summary
+
+
+def phase_summary(graph: nx.DiGraph, total_params: int) -> list[dict]:
+    """Per training phase: the nodes it freezes and how many parameters stay trainable."""
+    phases = []
+    for phase in graph.graph.get("phases", []):
+        frozen = [node for node, data in graph.nodes(data=True) if phase in data.get("frozen_in", [])]
+        frozen_params = sum(graph.nodes[node]["params"] for node in frozen)
+        phases.append({"name": phase, "frozen": frozen, "frozen_params": frozen_params,
+                       "trainable_params": total_params - frozen_params})
+    return phases
+
+
+def phase_table(summary: dict) -> Table | None:
+    """What each phase freezes, or ``None`` when the spec declares no phases."""
+    if not summary.get("phases"):
+        return None
+    table = Table(title=f"{summary['model']}: training phases")
+    table.add_column("phase", no_wrap=True)
+    table.add_column("trainable", justify="right")
+    table.add_column("frozen", justify="right")
+    table.add_column("frozen parts")
+    for phase in summary["phases"]:
+        table.add_row(phase["name"], human(phase["trainable_params"]), human(phase["frozen_params"]),
+                      ", ".join(phase["frozen"]) or "nothing")
+    return table
 
 
 def summary_table(summary: dict) -> Table:
