@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make demo   compile and draw specs/quickstart.mtl, print its summary
+#   make demo   train specs/quickstart.mtl on built-in synthetic data (~3 min on 2 CPU cores)
 #   make test   run the test suite
 # Both create and fill .venv on first use (idempotent) and install Graphviz's
 # `dot` with apt-get when it is missing and they run as root.
@@ -29,7 +29,7 @@ graphviz:
 	fi
 
 demo: $(STAMP) graphviz
-	$(BIN)/mtdsl compile specs/quickstart.mtl --out build/quickstart
+	$(BIN)/mtdsl train specs/quickstart.mtl --out runs/quickstart --overwrite
 
 test: $(STAMP) graphviz
 	$(BIN)/python -m pytest -q
@@ -38,4 +38,4 @@ test-all: $(STAMP) graphviz
 	$(BIN)/python -m pytest -q -m ""
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build runs .pytest_cache

@@ -55,8 +55,23 @@ def _check_ratio_split(value: object) -> object:
     return _check_split(value)
 
 
+class ManifestDataset(DatasetConfig):
+    """Fields shared by manifest sources: where the manifest and images are, and which columns to read."""
+
+    path: str
+    images: str
+    image_column: str = "file_name"
+    label_column: str = "labels"
+    split: Split = Field(default_factory=lambda: [0.85, 0.15])
+    seed: NonNegativeInt = 0
+
+    positional = ("path",)
+
+    _split = field_validator("split")(_check_ratio_split)
+
+
 @DATASETS.register("csv")
-class CsvDataset(DatasetConfig):
+class CsvDataset(ManifestDataset):
     """A manifest: one row per image, labels in a column (``separator``-separated for multi-label).
 
     ``vocabulary`` names a file with one label per line; labels that contain the
@@ -64,38 +79,18 @@ class CsvDataset(DatasetConfig):
     """
 
     kind: Literal["csv"] = "csv"
-    path: str
-    images: str
-    image_column: str = "file_name"
-    label_column: str = "labels"
     separator: str = " "
     vocabulary: str | None = None
-    split: Split = Field(default_factory=lambda: [0.85, 0.15])
-    seed: NonNegativeInt = 0
-
-    positional = ("path",)
-
-    _split = field_validator("split")(_check_ratio_split)
 
 
 @DATASETS.register("json")
-class JsonDataset(DatasetConfig):
+class JsonDataset(ManifestDataset):
     """A JSON manifest: a list of objects, one per image (or JSON Lines when the path ends in ``.jsonl``).
 
     An object's label is a string (one label) or a list of strings.
     """
 
     kind: Literal["json"] = "json"
-    path: str
-    images: str
-    image_column: str = "file_name"
-    label_column: str = "labels"
-    split: Split = Field(default_factory=lambda: [0.85, 0.15])
-    seed: NonNegativeInt = 0
-
-    positional = ("path",)
-
-    _split = field_validator("split")(_check_ratio_split)
 
 
 @DATASETS.register("synthetic")
