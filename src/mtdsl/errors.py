@@ -94,6 +94,9 @@ class MtdslError(Exception):
 
     @property
     def location(self) -> str:
+        """``file:line:col``, the file alone, or ``""`` for errors that are not about spec text."""
+        if self.source is None and self.span is None:
+            return ""
         path = self.source.path if self.source else "<spec>"
         if self.span is None:
             return path
@@ -101,7 +104,8 @@ class MtdslError(Exception):
 
     def render(self) -> str:
         """The full message: location, source line, caret, expectation and hint."""
-        lines = [f"{self.location}: {self.stage}: {self.message}"]
+        prefix = f"{self.location}: " if self.location else ""
+        lines = [f"{prefix}{self.stage}: {self.message}"]
         if self.span is not None and self.source is not None:
             text = self.source.line(self.span.line)
             if text:
