@@ -234,3 +234,11 @@ def test_fp16_on_cpu_is_refused_with_a_fix(tmp_path, capsys):
     spec = write_spec(tmp_path, "    epochs = 1\n    precision = fp16")
     assert train(spec, tmp_path / "run", "--device", "cpu") == 2
     assert "precision = auto" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torch_compile_trains(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 1\n    compile = true")
+    assert train(spec, tmp_path / "run") == 0
+    (epoch,) = records(tmp_path / "run", "train")
+    assert all(torch.isfinite(torch.tensor(v)) for v in epoch["losses"].values())
