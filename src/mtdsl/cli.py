@@ -83,8 +83,14 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[green]compiled[/] {spec_path} → {out}/ (training loop: {out / 'train.py'})")
     loop = load_generated(out / "train.py")
     seed = compilation.spec.train.seed if args.seed is None else args.seed
-    loop.train(out, resume=args.resume, overwrite=args.overwrite, seed=seed, device=args.device,
-               workers=loop.WORKERS if args.workers is None else args.workers, quiet=args.quiet)
+    try:
+        loop.train(out, resume=args.resume, overwrite=args.overwrite, seed=seed, device=args.device,
+                   workers=loop.WORKERS if args.workers is None else args.workers, quiet=args.quiet)
+    except KeyboardInterrupt:
+        kept = "the last finished epoch is in checkpoints/last.pt" if (out / "checkpoints" / "last.pt").exists() \
+            else "no epoch had finished, so there is nothing to resume"
+        console.print(f"[yellow]interrupted[/]: {kept}; continue with: mtdsl train {spec_path} --out {out} --resume")
+        return 130
     console.print(f"[green]trained[/] {spec_path}: run folder {out}/ (diagram {out / 'architecture.svg'}, "
                   f"plots {out / 'plots'}/)")
     return 0

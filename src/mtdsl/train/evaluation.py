@@ -25,11 +25,13 @@ def evaluate(
     outputs_per_task: Mapping[str, tuple[str, int]],
     precision: Precision,
     channels_last: bool = False,
+    fallback: str | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Every task's metrics on ``split``.
 
     Args:
         outputs_per_task: per task, its kind and number of outputs.
+        fallback: the split to use for tasks whose dataset lacks ``split`` (e.g. ``val`` for ``test``).
 
     Returns:
         The metrics per task, and the name of each task's main metric.
@@ -38,7 +40,7 @@ def evaluate(
     device = loaders.device
     results: dict[str, dict[str, float]] = {}
     mains: dict[str, str] = {}
-    for index, loader in loaders.evaluation(split):
+    for index, loader in loaders.evaluation(split, fallback):
         tasks = loaders.streams[index].tasks
         metrics = {task: metric_for(*outputs_per_task[task]) for task in tasks}
         for batch in map(raise_if_unreadable, loader):

@@ -113,12 +113,21 @@ class StreamLoaders:
             if len(batch["index"]):
                 return to_device(batch, self.device)
 
-    def evaluation(self, split: str) -> Iterator[tuple[int, DataLoader]]:
-        """For each stream with this split: its index and a finite loader over the split."""
+    def split_for(self, index: int, split: str, fallback: str | None = None) -> str | None:
+        """The split stream ``index`` is evaluated on: ``split``, else ``fallback`` when it lacks ``split``."""
+        for name in (split, fallback):
+            dataset = self.splits[index].get(name) if name else None
+            if dataset is not None and len(dataset):
+                return name
+        return None
+
+    def evaluation(self, split: str, fallback: str | None = None) -> Iterator[tuple[int, DataLoader]]:
+        """For each stream with this split (or else ``fallback``): its index and a finite loader over it."""
         for index, stream in enumerate(self.streams):
-            dataset = self.splits[index].get(split)
-            if dataset is None or len(dataset) == 0:
+            chosen = self.split_for(index, split, fallback)
+            if chosen is None:
                 continue
+            dataset = self.splits[index][chosen]
             indices = [[(i, 0) for i in range(start, min(start + stream.batch_size, len(dataset)))]
                        for start in range(0, len(dataset), stream.batch_size)]
             yield index, self._loader(dataset, batch_sampler=indices)
