@@ -1,0 +1,734 @@
+"""Detection and segmentation data: COCO boxes, class-index masks, and box-aware transforms.
+
+``read_coco`` reads a COCO ``instances`` file into :class:`DetectionExamples`
+(per image its boxes as ``(x0, y0, x1, y1)`` pixels and class indices);
+``read_masks`` pairs images with PNG class-index masks. The datasets serve
+``(index, seed)`` items like :class:`mtdsl.train.data.ImageDataset`: the
+augmentation (a random horizontal flip after a letterbox resize) depends on
+that pair alone, and boxes and masks move with the pixels.
+
+>>> examples = synthetic_examples(count=8, size=48, seed=0)
+>>> examples.class_names, len(examples)
+(('circle', 'square', 'triangle'), 8)
+>>> dataset = DetectionDataset(examples, image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, train=True)
+>>> batch = detection_collate([dataset[(0, 1)], dataset[(1, 1)]])
+>>> batch["image"].shape, [tuple(b.shape) for b in batch["boxes"]], batch["index"].tolist()
+(torch.Size([2, 3, 32, 32]), [(1, 4), (1, 4)], [0, 1])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, get_worker_info
+
+from mtdsl.errors import DataError, did_you_mean, listing
+from mtdsl.train.data import _item_seed, unreadable_image
+from mtdsl.train.sources import IMAGE_SUFFIXES, ImageRef
+from mtdsl.train.synthetic import SHAPES, synthetic_sample
+from mtdsl.train.transforms import IMAGE_ERRORS, ImageTransform
+
+__all__ = [
+    "IGNORE_INDEX",
+    "DetectionDataset",
+    "DetectionExamples",
+    "Letterbox",
+    "Letterboxed",
+    "MaskDataset",
+    "MaskExamples",
+    "SyntheticDetection",
+    "detection_collate",
+    "mask_collate",
+    "read_class_names",
+    "read_coco",
+    "read_masks",
+    "synthetic_detection",
+    "synthetic_examples",
+    "synthetic_mask_examples",
+]
+
+#: The mask value that losses and metrics skip: void pixels, and the letterbox padding.
+IGNORE_INDEX = 255
+
+_NO_BOXES = np.zeros((0, 4), dtype=np.float32)
+_NO_CLASSES = np.zeros((0,), dtype=np.int64)
+
+
+# ---------------------------------------------------------------- examples
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionExamples:
+    """Images with their boxes, and the classes the dataset annotates.
+
+    Attributes:
+        images: file paths, or indices of synthetic samples.
+        boxes: per image a ``(G, 4)`` float32 array of ``(x0, y0, x1, y1)`` in
+            the image file's pixels (``G`` may be 0: a negative image).
+        classes: per image a ``(G,)`` int64 array of indices into ``class_names``.
+        class_names: the class names in index order.
+        annotated: the classes this dataset labels. A dataset annotates exactly
+            the classes it maps, so where it has no box of such a class there is
+            none; for any other class of a task (one another dataset brings),
+            its images say nothing, and a cross-dataset loss masks that class
+            out (thesis §5.3). See :meth:`annotated_mask` and :meth:`remap`.
+        synthetic: ``(size, seed)`` of the generator when ``images`` are synthetic indices.
+    """
+
+    images: tuple[ImageRef, ...]
+    boxes: tuple[np.ndarray, ...]
+    classes: tuple[np.ndarray, ...]
+    class_names: tuple[str, ...]
+    annotated: tuple[str, ...]
+    synthetic: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def box_count(self) -> int:
+        return sum(len(boxes) for boxes in self.boxes)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> DetectionExamples:
+        """The examples at ``indices``, in that order (e.g. from :func:`mtdsl.train.sources.ratio_split`)."""
+        picked = np.asarray(indices, dtype=np.int64).tolist()
+        return DetectionExamples(
+            tuple(self.images[i] for i in picked),
+            tuple(self.boxes[i] for i in picked),
+            tuple(self.classes[i] for i in picked),
+            self.class_names,
+            self.annotated,
+            self.synthetic,
+        )
+
+    def annotated_mask(self) -> np.ndarray:
+        """``(C,)`` bool over ``class_names``: True where this dataset's labels speak for the class."""
+        annotated = set(self.annotated)
+        return np.array([name in annotated for name in self.class_names], dtype=bool)
+
+    def remap(self, task_classes: Sequence[str]) -> DetectionExamples:
+        """The same examples with class indices into ``task_classes``, a superset of this dataset's classes.
+
+        Use it to train one detector on several datasets: each keeps its own
+        ``annotated`` classes, and ``annotated_mask()`` then says which of the
+        task's classes its images label.
+
+        >>> pets = synthetic_examples(2, 32, 0)
+        >>> wider = pets.remap(["car", "circle", "square", "triangle"])
+        >>> wider.annotated_mask().tolist()
+        [False, True, True, True]
+
+        Raises:
+            DataError: a class of this dataset is missing from ``task_classes``.
+        """
+        task_classes = tuple(task_classes)
+        missing = [name for name in self.class_names if name not in task_classes]
+        if missing:
+            raise DataError(
+                f"the task's classes do not include '{missing[0]}', which the dataset annotates",
+                expected=f"classes including all of: {listing(self.class_names)}",
+                hint=did_you_mean(missing[0], task_classes) or f"add '{missing[0]}' to the task's classes",
+            )
+        lookup = np.array([task_classes.index(name) for name in self.class_names], dtype=np.int64)
+        return DetectionExamples(
+            self.images,
+            self.boxes,
+            tuple(lookup[classes] for classes in self.classes),
+            task_classes,
+            self.annotated,
+            self.synthetic,
+        )
+
+
+def _pick_categories(
+    categories: dict[int, str], classes: Sequence[str] | None, where: str
+) -> tuple[tuple[str, ...], dict[int, int]]:
+    """Class names in index order and ``{COCO category id: class index}``."""
+    if classes is None:
+        ids = sorted(categories)
+        return tuple(categories[i] for i in ids), {cat: index for index, cat in enumerate(ids)}
+    by_name = {name: cat for cat, name in categories.items()}
+    for name in classes:
+        if name not in by_name:
+            raise DataError(
+                f"{where}: no category '{name}' in the annotations",
+                expected=f"one of its {len(by_name)} categories: {listing(by_name, limit=100)}",
+                hint=did_you_mean(name, by_name) or "fix the class name, or point the task at another dataset",
+            )
+    repeated = sorted({name for name in classes if list(classes).count(name) > 1})
+    if repeated:
+        raise DataError(f"{where}: class '{repeated[0]}' is listed twice", hint="list each class once")
+    return tuple(classes), {by_name[name]: index for index, name in enumerate(classes)}
+
+
+def read_coco(
+    instances_json: Path | str,
+    images_dir: Path | str,
+    classes: Sequence[str] | None = None,
+    *,
+    keep_empty: bool = True,
+) -> DetectionExamples:
+    """Read a COCO ``instances`` file: each image's boxes, in the order of the ``images`` list.
+
+    Args:
+        instances_json: the COCO annotation file (``bbox`` as ``[x, y, w, h]`` pixels).
+        images_dir: the folder the images' ``file_name`` is relative to.
+        classes: the COCO category names to learn, in class-index order; boxes
+            of other categories are dropped. ``None`` takes every category,
+            sorted by id.
+        keep_empty: keep images with no box of ``classes`` as negatives. Pass
+            ``False`` when an image without boxes means "not labelled" rather
+            than "nothing there": oxford-pets-3class lists 600 images but boxes
+            the heads of only 296.
+
+    Returns:
+        The examples; ``annotated`` is the class names (a dataset annotates
+        exactly the classes it maps). Crowd regions and boxes with no area are
+        dropped.
+
+    Raises:
+        DataError: the file or folder is missing or unreadable, an image file is
+            missing, or a class name is not a category of the file.
+    """
+    from pycocotools.coco import COCO
+
+    instances_json, images_dir = Path(instances_json), Path(images_dir)
+    where = f"COCO annotations {instances_json}"
+    if not instances_json.is_file():
+        raise DataError(f"the COCO annotation file {instances_json} does not exist", expected="a COCO instances JSON")
+    if not images_dir.is_dir():
+        raise DataError(f"{where}: the images folder {images_dir} does not exist", expected="the folder of file_name")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            coco = COCO(str(instances_json))
+    except (ValueError, KeyError, TypeError, AssertionError) as error:
+        raise DataError(f"{where} is not a COCO instances file: {error!r}") from None
+
+    categories = {int(cat["id"]): str(cat["name"]) for cat in coco.dataset.get("categories", [])}
+    names, index_of = _pick_categories(categories, classes, where)
+
+    images: list[str] = []
+    boxes: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for entry in coco.dataset.get("images", []):
+        found = [
+            (ann["bbox"], index_of[ann["category_id"]])
+            for ann in coco.imgToAnns.get(entry["id"], [])
+            if ann["category_id"] in index_of and not ann.get("iscrowd", 0)
+        ]
+        xywh = np.array([bbox for bbox, _ in found], dtype=np.float32).reshape(-1, 4)
+        keep = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
+        if not keep.any() and not keep_empty:
+            continue
+        xyxy = np.concatenate([xywh[keep, :2], xywh[keep, :2] + xywh[keep, 2:]], axis=1)
+        images.append(str(images_dir / entry["file_name"]))
+        boxes.append(np.ascontiguousarray(xyxy, dtype=np.float32))
+        labels.append(np.array([label for (_, label), k in zip(found, keep) if k], dtype=np.int64))
+
+    missing = [path for path in images if not os.path.isfile(path)]
+    if missing:
+        raise DataError(
+            f"{where}: {len(missing)} of {len(images)} image files do not exist, e.g. {missing[0]}",
+            expected=f"every file_name under {images_dir}",
+            hint="check the images folder the annotation file's file names are relative to",
+        )
+    return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names, names)
+
+
+@dataclass(frozen=True, eq=False)
+class MaskExamples:
+    """Images with class-index masks.
+
+    Attributes:
+        images: file paths, or indices of synthetic samples.
+        masks: PNG paths, one per image (the same indices for synthetic samples).
+        lookup: ``(256,)`` uint8: the class index of each raw mask value, :data:`IGNORE_INDEX` for ignored ones.
+        synthetic: ``(size, seed)`` of the generator when ``images`` are synthetic indices.
+    """
+
+    images: tuple[ImageRef, ...]
+    masks: tuple[ImageRef, ...]
+    lookup: np.ndarray
+    synthetic: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> MaskExamples:
+        """The examples at ``indices``, in that order."""
+        picked = np.asarray(indices, dtype=np.int64).tolist()
+        return MaskExamples(
+            tuple(self.images[i] for i in picked), tuple(self.masks[i] for i in picked), self.lookup, self.synthetic
+        )
+
+
+def _mask_lookup(class_map: Mapping[int, int] | None, ignore: Sequence[int]) -> np.ndarray:
+    for raw, index in (class_map or {}).items():
+        if not (0 <= int(raw) <= 255 and 0 <= int(index) <= 255):
+            raise ValueError(f"class_map entries map mask values 0..255 to classes 0..254 or 255, got {raw}: {index}")
+    if class_map is None:
+        lookup = np.arange(256, dtype=np.uint8)
+    else:
+        lookup = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+        for raw, index in class_map.items():
+            lookup[int(raw)] = int(index)
+    for raw in ignore:
+        lookup[int(raw)] = IGNORE_INDEX
+    return lookup
+
+
+def read_masks(
+    images_dir: Path | str,
+    masks_dir: Path | str,
+    class_map: Mapping[int, int] | None = None,
+    *,
+    ignore: Sequence[int] = (),
+) -> MaskExamples:
+    """Pair every image in ``images_dir`` with the PNG of the same stem in ``masks_dir``.
+
+    For CamVid (``camvid/images/<split>/*.jpg``, ``camvid/masks/<split>/*.png``
+    with values 0..10 and 11 for void)::
+
+        read_masks("camvid/images/train", "camvid/masks/train", ignore=[11])
+
+    and for the pets trimaps (1 pet, 2 background, 3 boundary)::
+
+        read_masks("pets/images", "pets/trimaps", {2: 0, 1: 1})  # boundary → ignored
+
+    Args:
+        images_dir: the images.
+        masks_dir: one single-channel PNG per image, holding a class index per pixel.
+        class_map: ``{mask value: class index}``; values it leaves out become
+            :data:`IGNORE_INDEX`. ``None`` keeps the values as class indices.
+        ignore: mask values to ignore (become :data:`IGNORE_INDEX`) on top of ``class_map``.
+
+    Raises:
+        DataError: a folder is missing, holds no images, or an image has no mask.
+    """
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    for folder, what in ((images_dir, "images"), (masks_dir, "masks")):
+        if not folder.is_dir():
+            raise DataError(f"the {what} folder {folder} does not exist", expected=f"a folder of {what}")
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise DataError(f"the images folder {images_dir} holds no images", expected="JPEG or PNG files")
+    masks = [masks_dir / f"{image.stem}.png" for image in images]
+    missing = [image.name for image, mask in zip(images, masks) if not mask.is_file()]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(images)} images in {images_dir} have no mask in {masks_dir}, e.g. {missing[0]}",
+            expected="<image stem>.png in the masks folder for every image",
+            hint="check that the images and masks folders belong to the same split",
+        )
+    return MaskExamples(tuple(map(str, images)), tuple(map(str, masks)), _mask_lookup(class_map, ignore))
+
+
+def read_class_names(path: Path | str) -> tuple[str, ...]:
+    """Class names from a ``classes.txt`` of ``<index> <name>`` lines (CamVid's) or of bare names, one a line."""
+    lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    split = [line.split(maxsplit=1) for line in lines]
+    if all(len(parts) == 2 and parts[0].isdigit() for parts in split):
+        return tuple(name for _, name in sorted((int(i), name) for i, name in split))
+    return tuple(lines)
+
+
+# ---------------------------------------------------------------- synthetic
+
+
+@dataclass(frozen=True)
+class SyntheticDetection:
+    """One synthetic image as a detection and segmentation example.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 RGB.
+        boxes: ``(1, 4)`` float32, the shape's box ``(x0, y0, x1, y1)``.
+        classes: ``(1,)`` int64, the shape's index into :data:`~mtdsl.train.synthetic.SHAPES`.
+        mask: ``(H, W)`` uint8, 0 on the background and ``1 + shape`` on the shape.
+    """
+
+    image: np.ndarray
+    boxes: np.ndarray
+    classes: np.ndarray
+    mask: np.ndarray
+
+
+def synthetic_detection(index: int, size: int, seed: int) -> SyntheticDetection:
+    """Sample ``index`` of :func:`~mtdsl.train.synthetic.synthetic_sample` as boxes, classes and a mask.
+
+    >>> sample = synthetic_detection(3, 64, 0)
+    >>> sample.boxes.shape, sample.classes.shape, sample.mask.shape
+    ((1, 4), (1,), (64, 64))
+    """
+    sample = synthetic_sample(index, size, seed)
+    return SyntheticDetection(
+        image=sample.image,
+        boxes=np.array([sample.box], dtype=np.float32),
+        classes=np.array([sample.shape], dtype=np.int64),
+        mask=sample.mask,
+    )
+
+
+def synthetic_examples(count: int, size: int, seed: int) -> DetectionExamples:
+    """``count`` synthetic detection examples; the classes are :data:`~mtdsl.train.synthetic.SHAPES`."""
+    drawn = [synthetic_detection(index, size, seed) for index in range(count)]
+    return DetectionExamples(
+        tuple(range(count)),
+        tuple(sample.boxes for sample in drawn),
+        tuple(sample.classes for sample in drawn),
+        SHAPES,
+        SHAPES,
+        (size, seed),
+    )
+
+
+def synthetic_mask_examples(count: int, size: int, seed: int) -> MaskExamples:
+    """``count`` synthetic segmentation examples: class 0 is the background, ``1 + shape`` the shape."""
+    return MaskExamples(tuple(range(count)), tuple(range(count)), _mask_lookup(None, ()), (size, seed))
+
+
+# ---------------------------------------------------------------- transform
+
+
+@dataclass(frozen=True)
+class Letterboxed:
+    """What :class:`Letterbox` makes of one image.
+
+    Attributes:
+        image: ``(3, S, S)`` float32, normalised.
+        boxes: ``(K, 4)`` float32 in output pixels, the kept boxes only.
+        keep: ``(G,)`` bool over the input boxes: which survived (index the classes with it).
+        mask: ``(S, S)`` int64 when a mask came in, padding :data:`IGNORE_INDEX`; else ``None``.
+        scale: ``(sx, sy)``, output pixels per input pixel (divide predictions by it to go back).
+        flipped: whether the image was mirrored.
+    """
+
+    image: torch.Tensor
+    boxes: np.ndarray
+    keep: np.ndarray
+    mask: torch.Tensor | None
+    scale: tuple[float, float]
+    flipped: bool
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Letterbox resize to a square, then (training only) a random horizontal flip.
+
+    The image keeps its aspect ratio: its longer side becomes ``size``, and
+    the rest of the square, at the bottom or right, is filled with the mean
+    colour (zero after normalisation). The flip mirrors the resized image
+    before padding, so the padding stays at the bottom/right. Boxes are
+    scaled and mirrored with the pixels, clipped to the image, and dropped
+    when narrower or shorter than ``min_size`` output pixels. A mask gets the
+    same geometry with nearest-neighbour resizing and :data:`IGNORE_INDEX`
+    padding. The flip is drawn from a :class:`torch.Generator` seeded with the
+    item's seed, never from the global RNG.
+
+    Attributes:
+        size: output side in pixels.
+        mean: per-channel mean in [0, 1] units (also the padding colour).
+        std: per-channel std in [0, 1] units.
+        train: whether to flip at random.
+        flip: the probability of a flip when training.
+        min_size: boxes whose clipped width or height is below this many output pixels are dropped.
+    """
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: bool
+    flip: float = 0.5
+    min_size: float = 1.0
+
+    @cached_property
+    def _normaliser(self) -> ImageTransform:
+        return ImageTransform((self.size, self.size), tuple(self.mean), tuple(self.std), train=False)
+
+    def fitted(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) a ``width`` x ``height`` image takes inside the square."""
+        scale = self.size / max(width, height)
+        return max(1, min(self.size, round(width * scale))), max(1, min(self.size, round(height * scale)))
+
+    def __call__(
+        self,
+        image: Image.Image,
+        seed: int,
+        boxes: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        original_size: tuple[int, int] | None = None,
+    ) -> Letterboxed:
+        """Transform one image with its boxes and mask.
+
+        Args:
+            image: RGB.
+            seed: the item's seed (only the flip is random).
+            boxes: ``(G, 4)`` ``(x0, y0, x1, y1)`` in the pixels of ``original_size``.
+            mask: ``(H, W)`` uint8 class indices at ``original_size``.
+            original_size: (width, height) the boxes and mask refer to, when
+                ``image`` was decoded smaller (JPEG draft); default ``image.size``.
+        """
+        width, height = original_size or image.size
+        new_w, new_h = self.fitted(width, height)
+        flipped = False
+        if self.train and self.flip > 0:
+            generator = torch.Generator().manual_seed(int(seed))
+            flipped = bool(torch.rand(1, generator=generator).item() < self.flip)
+
+        if image.size != (new_w, new_h):
+            image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        if flipped:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        fill = tuple(int(round(255 * m)) for m in self.mean)
+        canvas = Image.new("RGB", (self.size, self.size), fill)  # type: ignore[arg-type]
+        canvas.paste(image, (0, 0))
+
+        sx, sy = new_w / width, new_h / height
+        boxes = _NO_BOXES if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        moved = boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
+        if flipped:
+            moved = np.stack([new_w - moved[:, 2], moved[:, 1], new_w - moved[:, 0], moved[:, 3]], axis=1)
+        moved = np.clip(moved, 0, np.array([new_w, new_h, new_w, new_h], dtype=np.float32))
+        keep = ((moved[:, 2] - moved[:, 0]) >= self.min_size) & ((moved[:, 3] - moved[:, 1]) >= self.min_size)
+
+        out_mask = None
+        if mask is not None:
+            out_mask = torch.from_numpy(self._mask(np.asarray(mask, dtype=np.uint8), new_w, new_h, flipped))
+        return Letterboxed(
+            image=self._normaliser.normalise(np.asarray(canvas)),
+            boxes=np.ascontiguousarray(moved[keep], dtype=np.float32),
+            keep=keep,
+            mask=out_mask,
+            scale=(sx, sy),
+            flipped=flipped,
+        )
+
+    def _mask(self, mask: np.ndarray, new_w: int, new_h: int, flipped: bool) -> np.ndarray:
+        if mask.ndim != 2:
+            raise ValueError(f"a mask is (H, W) class indices, got shape {mask.shape}")
+        picture = Image.fromarray(mask)
+        if picture.size != (new_w, new_h):
+            picture = picture.resize((new_w, new_h), Image.Resampling.NEAREST)
+        if flipped:
+            picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        out = np.full((self.size, self.size), IGNORE_INDEX, dtype=np.int64)
+        out[:new_h, :new_w] = np.asarray(picture)
+        return out
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def _open_rgb(path: str, size: int) -> tuple[Image.Image, tuple[int, int]]:
+    """The image as RGB, JPEG-decoded no smaller than needed, and its full (width, height)."""
+    with Image.open(path) as image:
+        original = image.size
+        if image.format == "JPEG":
+            image.draft("RGB", (size, size))
+        return image.convert("RGB"), original
+
+
+class _Skip(Exception):
+    """An unreadable image under ``on_corrupt = "skip"``."""
+
+
+class _SeededDataset(Dataset):
+    """Shared item handling: ``(index, seed)`` items, unreadable images, ``on_corrupt``."""
+
+    def __init__(self, count: int, on_corrupt: str) -> None:
+        if on_corrupt not in ("error", "skip"):
+            raise ValueError(f"on_corrupt must be 'error' or 'skip', got {on_corrupt!r}")
+        self._count = count
+        self.on_corrupt = on_corrupt
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _make(self, index: int, seed: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any] | None:
+        index, seed = item if isinstance(item, tuple) else (item, 0)
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"example {index} is out of range for a split of {len(self)}")
+        index %= len(self)
+        try:
+            return self._make(index, _item_seed(int(seed), index))
+        except _Skip:
+            return None
+        except DataError as error:
+            if get_worker_info() is None:
+                raise
+            # torch re-raises worker errors wrapped in a traceback; the main process raises this one cleanly.
+            return {"unreadable": error.message}
+
+
+class DetectionDataset(_SeededDataset):
+    """One split of detection examples as a torch ``Dataset``.
+
+    Items are ``(example index, augmentation seed)`` pairs (a bare int means
+    seed 0) and give ``{"image": (3, S, S) float32, "boxes": (G, 4) float32,
+    "classes": (G,) int64, "index": int}``, boxes in output pixels.
+
+    Args:
+        examples: the split.
+        image_size: the square output side ``S``.
+        mean: normalisation mean per channel.
+        std: normalisation std per channel.
+        train: flip at random (the letterbox is the same either way).
+        on_corrupt: ``"error"`` raises :class:`DataError` on an unreadable image,
+            ``"skip"`` returns ``None`` (``detection_collate`` drops it).
+        min_size: see :class:`Letterbox`.
+    """
+
+    def __init__(
+        self,
+        examples: DetectionExamples,
+        *,
+        image_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        train: bool,
+        on_corrupt: str = "error",
+        min_size: float = 1.0,
+    ) -> None:
+        super().__init__(len(examples), on_corrupt)
+        self.examples = examples
+        self.transform = Letterbox(int(image_size), tuple(mean), tuple(std), train, min_size=min_size)
+
+    @property
+    def annotated(self) -> torch.Tensor:
+        """``(C,)`` bool: the classes this dataset's labels speak for (see :meth:`DetectionExamples.annotated_mask`)."""
+        return torch.from_numpy(self.examples.annotated_mask())
+
+    def _make(self, index: int, seed: int) -> dict[str, Any]:
+        reference = self.examples.images[index]
+        original = None
+        if isinstance(reference, int):
+            size, synthetic_seed = self.examples.synthetic or (0, 0)
+            if not size:
+                raise ValueError("synthetic examples need their (size, seed)")
+            image = Image.fromarray(synthetic_sample(reference, size, synthetic_seed).image)
+        else:
+            try:
+                image, original = _open_rgb(reference, self.transform.size)
+            except IMAGE_ERRORS as error:
+                if self.on_corrupt == "skip":
+                    raise _Skip from None
+                raise unreadable_image(reference, error) from None
+        out = self.transform(image, seed, boxes=self.examples.boxes[index], original_size=original)
+        return {
+            "image": out.image,
+            "boxes": torch.from_numpy(out.boxes),
+            "classes": torch.from_numpy(self.examples.classes[index][out.keep]),
+            "index": index,
+        }
+
+
+class MaskDataset(_SeededDataset):
+    """One split of segmentation examples: items give ``{"image": (3, S, S), "mask": (S, S) int64, "index": int}``.
+
+    Mask values pass through the examples' ``lookup``; void pixels and the
+    letterbox padding are :data:`IGNORE_INDEX`. Arguments as for :class:`DetectionDataset`.
+    """
+
+    def __init__(
+        self,
+        examples: MaskExamples,
+        *,
+        image_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        train: bool,
+        on_corrupt: str = "error",
+    ) -> None:
+        super().__init__(len(examples), on_corrupt)
+        self.examples = examples
+        self.transform = Letterbox(int(image_size), tuple(mean), tuple(std), train)
+
+    def _make(self, index: int, seed: int) -> dict[str, Any]:
+        reference, mask_reference = self.examples.images[index], self.examples.masks[index]
+        original = None
+        if isinstance(reference, int):
+            size, synthetic_seed = self.examples.synthetic or (0, 0)
+            if not size:
+                raise ValueError("synthetic examples need their (size, seed)")
+            sample = synthetic_sample(reference, size, synthetic_seed)
+            image, mask = Image.fromarray(sample.image), sample.mask
+        else:
+            reading = reference
+            try:
+                image, original = _open_rgb(reference, self.transform.size)
+                reading = mask_reference
+                with Image.open(str(mask_reference)) as picture:
+                    mask = np.asarray(picture)
+            except IMAGE_ERRORS as error:
+                if self.on_corrupt == "skip":
+                    raise _Skip from None
+                raise unreadable_image(reading, error) from None
+            if mask.ndim != 2 or mask.dtype != np.uint8:
+                raise DataError(
+                    f"the mask {mask_reference} is not a single-channel 8-bit image (shape {mask.shape}, {mask.dtype})",
+                    expected="a PNG of class indices, mode L or P",
+                )
+            if (mask.shape[1], mask.shape[0]) != original:
+                raise DataError(
+                    f"the mask {mask_reference} is {mask.shape[1]}x{mask.shape[0]}, "
+                    f"its image {reference} {original[0]}x{original[1]}",
+                    expected="a mask the size of its image",
+                )
+        mask = self.examples.lookup[mask]
+        out = self.transform(image, seed, mask=mask, original_size=original)
+        return {"image": out.image, "mask": out.mask, "index": index}
+
+
+def _kept(items: list[dict[str, Any] | None]) -> tuple[list[dict[str, Any]], int, str | None]:
+    for item in items:
+        if item is not None and "unreadable" in item:
+            return [], 0, item["unreadable"]
+    kept = [item for item in items if item is not None]
+    return kept, len(items) - len(kept), None
+
+
+def detection_collate(items: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Batch detection items, dropping the ``None`` of skipped images.
+
+    Returns:
+        ``{"image": (N, 3, S, S), "boxes": [(G_i, 4)], "classes": [(G_i,)],
+        "index": (N,) int64, "skipped": int}``; ``{"unreadable": message}``
+        when a loader worker met an unreadable image (pass the batch through
+        :func:`mtdsl.train.data.raise_if_unreadable`).
+    """
+    kept, skipped, unreadable = _kept(items)
+    if unreadable is not None:
+        return {"unreadable": unreadable}
+    return {
+        "image": torch.stack([item["image"] for item in kept]) if kept else torch.empty(0),
+        "boxes": [item["boxes"] for item in kept],
+        "classes": [item["classes"] for item in kept],
+        "index": torch.tensor([item["index"] for item in kept], dtype=torch.long),
+        "skipped": skipped,
+    }
+
+
+def mask_collate(items: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Batch mask items: ``{"image": (N, 3, S, S), "mask": (N, S, S) int64, "index": (N,), "skipped": int}``."""
+    kept, skipped, unreadable = _kept(items)
+    if unreadable is not None:
+        return {"unreadable": unreadable}
+    return {
+        "image": torch.stack([item["image"] for item in kept]) if kept else torch.empty(0),
+        "mask": torch.stack([item["mask"] for item in kept]) if kept else torch.empty(0, dtype=torch.long),
+        "index": torch.tensor([item["index"] for item in kept], dtype=torch.long),
+        "skipped": skipped,
+    }
