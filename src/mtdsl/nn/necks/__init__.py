@@ -1,0 +1,25 @@
+"""Necks: feature pyramids between a backbone and dense heads (detection, segmentation).
+
+A neck reads every backbone map (``in_channels``/``in_strides`` from
+:func:`mtdsl.nn.backbone.backbone_info`), picks those at strides
+``2**min_level …``, synthesises the levels above, and returns one map of
+``out_channels`` per level in ``levels``. The connections are data
+(:mod:`mtdsl.nn.necks.wiring`).
+"""
+
+from mtdsl.nn.necks.bifpn import BiFPN, BiFPNLayer, Fusion, Resample
+from mtdsl.nn.necks.fpn import FPN
+from mtdsl.nn.necks.wiring import FusionNode, bifpn_wiring, fpn_wiring, output_offsets, pyramid_inputs
+
+__all__ = [
+    "FPN",
+    "BiFPN",
+    "BiFPNLayer",
+    "Fusion",
+    "FusionNode",
+    "Resample",
+    "bifpn_wiring",
+    "fpn_wiring",
+    "output_offsets",
+    "pyramid_inputs",
+]
