@@ -270,6 +270,15 @@ def raise_if_unreadable(batch: dict[str, Any]) -> dict[str, Any]:
     return batch
 
 
+def item_index(item: tuple[int, int] | int, length: int) -> tuple[int, int]:
+    """``(example index, augmentation seed)`` from a dataset item; a bare int means seed 0."""
+    index, seed = item if isinstance(item, tuple) else (item, 0)
+    index = int(index)
+    if not -length <= index < length:
+        raise IndexError(f"example {index} is out of range for a split of {length}")
+    return index % length, seed
+
+
 class ImageDataset(Dataset):
     """One split as a torch ``Dataset`` of ``{"image", "targets", "index"}`` dicts.
 
@@ -339,11 +348,7 @@ class ImageDataset(Dataset):
             raise unreadable_image(reference, error) from None
 
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any] | None:
-        index, seed = item if isinstance(item, tuple) else (item, 0)
-        index = int(index)
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"example {index} is out of range for a split of {len(self)}")
-        index %= len(self)
+        index, seed = item_index(item, len(self))
         try:
             image = self._image(self.examples.images[index])
         except DataError as error:

@@ -33,7 +33,7 @@ from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, did_you_mean, listing
-from mtdsl.train.data import _item_seed, unreadable_image
+from mtdsl.train.data import _item_seed, item_index, unreadable_image
 from mtdsl.train.sources import IMAGE_SUFFIXES, ImageRef
 from mtdsl.train.synthetic import SHAPES, synthetic_sample
 from mtdsl.train.transforms import IMAGE_ERRORS, ImageTransform
@@ -557,11 +557,7 @@ class _SeededDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any] | None:
-        index, seed = item if isinstance(item, tuple) else (item, 0)
-        index = int(index)
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"example {index} is out of range for a split of {len(self)}")
-        index %= len(self)
+        index, seed = item_index(item, len(self))
         try:
             return self._make(index, _item_seed(int(seed), index))
         except _Skip:
