@@ -242,3 +242,32 @@ def test_torch_compile_trains(tmp_path):
     assert train(spec, tmp_path / "run") == 0
     (epoch,) = records(tmp_path / "run", "train")
     assert all(torch.isfinite(torch.tensor(v)) for v in epoch["losses"].values())
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path):
+    import os
+    import signal
+    import time
+
+    spec = write_spec(tmp_path, "    epochs = 4")
+    assert train(spec, tmp_path / "whole") == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mtdsl", "train", str(spec), "--out", str(killed), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while len(records(killed, "val")) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    if len(records(killed, "test")):
+        pytest.skip("the run finished before it could be killed")
+
+    assert train(spec, killed, "--resume") == 0
+    assert [r["losses"] for r in records(killed, "train")] == [r["losses"] for r in records(tmp_path / "whole", "train")]
+    assert records(killed, "val") == records(tmp_path / "whole", "val")
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    resumed = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(whole[key], resumed[key]) for key in whole)
