@@ -271,3 +271,13 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)["model"]
     resumed = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(whole[key], resumed[key]) for key in whole)
+
+
+def test_eval_needs_no_pretrained_weights_because_the_checkpoint_replaces_them(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert train(spec, tmp_path / "run") == 0
+    imagenet = tmp_path / "imagenet.mtl"
+    imagenet.write_text(spec.read_text().replace('timm("test_resnet")', 'timm("test_resnet", pretrained = imagenet)'))
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert main(["eval", str(imagenet), "--checkpoint", str(best)]) == 0
+    assert "test split" in capsys.readouterr().out
