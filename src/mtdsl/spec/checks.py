@@ -326,7 +326,7 @@ def check_shared_batches(spec: Spec) -> None:
                     f"tasks '{first}' and '{other}' both learn from dataset '{stream.dataset}' in the same batches, "
                     f"but ask for batch sizes {sizes[0]} and {sizes[1]}",
                     spec.span("task", other, "batch_size"),
-                    hint=f"give them the same batch_size, or set it once in train {{ }}",
+                    hint="give them the same batch_size, or set it once in train { }",
                 )
             if isinstance(sampling, FixedSampling) and sampling.ratios[first] != sampling.ratios[other]:
                 raise SpecValueError(
