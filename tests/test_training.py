@@ -125,9 +125,11 @@ def _without_time(expected: list[dict], actual: list[dict]) -> list[dict]:
 def test_resume_refuses_a_changed_spec(tmp_path, capsys):
     spec = write_spec(tmp_path)
     assert train(spec, tmp_path / "run") == 0
+    trained_loop = (tmp_path / "run" / "train.py").read_text()
     changed = write_spec(tmp_path, "    epochs = 2\n    seed = 5")
     assert train(changed, tmp_path / "run", "--resume") == 2
     assert "training settings changed" in capsys.readouterr().err
+    assert (tmp_path / "run" / "train.py").read_text() == trained_loop  # the run's own loop is kept
 
 
 def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, capsys):

@@ -69,7 +69,9 @@ def _write_spec_copy(spec_path: Path, out: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from mtdsl.codegen.train_source import model_hash, spec_hash
     from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
+    from mtdsl.train.checkpoint import load_checkpoint
     from mtdsl.train.runtime import load_generated
 
     spec_path = Path(args.spec)
@@ -78,6 +80,10 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     if (out / "checkpoints" / "last.pt").exists() and not (args.resume or args.overwrite):
         raise TrainingError(f"{out} already holds a run (checkpoints/last.pt)",
                             hint="pass --resume to continue it, --overwrite to start it again, or another --out")
+    last = out / "checkpoints" / "last.pt"
+    if args.resume and last.exists():
+        # Refuse a changed spec before its artefacts overwrite the ones the run was trained with.
+        load_checkpoint(last, model_hash=model_hash(compilation.graph), spec_hash=spec_hash(compilation.spec))
     write_artefacts(compilation, out, ARTEFACTS)
     _write_spec_copy(spec_path, out)
     console.print(f"[green]compiled[/] {spec_path} → {out}/ (training loop: {out / 'train.py'})")
