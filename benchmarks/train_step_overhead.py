@@ -68,12 +68,13 @@ def mtdsl_step(model, optimizer, losses, weighting, scaler, precision, schedule,
         outputs = model(images, tasks=tasks)
         task_losses = {task: losses[task](outputs[task].float(), targets[task]) for task in tasks}
     total = weighting(task_losses)
-    stop_on_non_finite(task_losses, epoch=1, step=step, checkpoint=Path("unused"))
+    values = {task: loss.item() for task, loss in task_losses.items()}
+    stop_on_non_finite(values, epoch=1, step=step, checkpoint=Path("unused"))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
     scaler.step(optimizer)
     scaler.update()
-    return {task: loss.item() for task, loss in task_losses.items()}
+    return values
 
 
 def timed_side_by_side(steps: dict, work, device) -> dict[str, list[float]]:

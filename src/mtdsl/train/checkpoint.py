@@ -44,7 +44,8 @@ def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None
     if not path.is_file():
         raise TrainingError(f"no checkpoint at {path}", hint="train first, or pass the path of a .pt file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: checking the fingerprints before a resume costs no read of the weights.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # noqa: BLE001  (torch raises many kinds for a damaged file)
         raise TrainingError(
             f"cannot read checkpoint {path}: {str(error).splitlines()[0]}",

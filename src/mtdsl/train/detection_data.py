@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -34,7 +33,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.train.data import _item_seed, item_index, unreadable_image
-from mtdsl.train.sources import IMAGE_SUFFIXES, ImageRef
+from mtdsl.train.sources import IMAGE_SUFFIXES, ImageRef, check_images_exist
 from mtdsl.train.synthetic import SHAPES, synthetic_sample
 from mtdsl.train.transforms import IMAGE_ERRORS, ImageTransform
 
@@ -235,13 +234,8 @@ def read_coco(
         boxes.append(np.ascontiguousarray(xyxy, dtype=np.float32))
         labels.append(np.array([label for (_, label), k in zip(found, keep) if k], dtype=np.int64))
 
-    missing = [path for path in images if not os.path.isfile(path)]
-    if missing:
-        raise DataError(
-            f"{where}: {len(missing)} of {len(images)} image files do not exist, e.g. {missing[0]}",
-            expected=f"every file_name under {images_dir}",
-            hint="check the images folder the annotation file's file names are relative to",
-        )
+    check_images_exist(images, where, expected=f"every file_name under {images_dir}",
+                       hint="check the images folder the annotation file's file names are relative to")
     return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names, names)
 
 

@@ -62,7 +62,6 @@ class StreamLoaders:
                 split: ImageDataset(
                     examples, [labels[t] for t in stream.tasks], image_size=image_size, mean=tuple(mean),
                     std=tuple(std), train=split == "train", on_corrupt=on_corrupt,
-                    synthetic=datasets[stream.dataset] if datasets[stream.dataset].kind == "synthetic" else None,
                 )
                 for split, examples in splits[stream.dataset].items()
             }

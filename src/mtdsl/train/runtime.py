@@ -47,10 +47,9 @@ def num_outputs(labels: TaskLabels) -> int:
     return labels.classes if isinstance(labels.classes, int) else len(labels.classes)
 
 
-def stop_on_non_finite(losses: Mapping[str, torch.Tensor], *, epoch: int, step: int, checkpoint: Path) -> None:
+def stop_on_non_finite(losses: Mapping[str, float], *, epoch: int, step: int, checkpoint: Path) -> None:
     """Stop with a clear message when a task's loss is NaN or infinite; the last checkpoint is kept."""
-    for task, loss in losses.items():
-        value = loss.item()
+    for task, value in losses.items():
         if not math.isfinite(value):
             kept = f"the last good state is {checkpoint} (resume with --resume)" if checkpoint.exists() else \
                 "no checkpoint was written yet"

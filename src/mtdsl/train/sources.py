@@ -306,12 +306,18 @@ def _check_files(paths: list[str], images: str, where: str) -> None:
             f"{where}: the images folder {images} does not exist",
             expected="the folder the manifest's file names are relative to",
         )
+    check_images_exist(paths, where, expected=f"every listed file under {images}",
+                       hint="check 'images' (the folder the file names are relative to) and 'image_column'")
+
+
+def check_images_exist(paths: Sequence[str], where: str, *, expected: str, hint: str) -> None:
+    """Raise one :class:`DataError` that counts the listed image files that are missing."""
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
         raise DataError(
             f"{where}: {len(missing)} of {len(paths)} image files do not exist, e.g. {missing[0]}",
-            expected=f"every listed file under {images}",
-            hint="check 'images' (the folder the file names are relative to) and 'image_column'",
+            expected=expected,
+            hint=hint,
         )
 
 
