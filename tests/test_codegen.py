@@ -13,7 +13,7 @@ from mtdsl.spec.load import load_spec
 
 from conftest import SPECS, tiny_backbones
 
-ALLOWED_IMPORTS = ("torch", "timm", "mtdsl.nn", "__future__", "collections", "copy")
+ALLOWED_IMPORTS = ("typing", "torch", "timm", "mtdsl.nn", "__future__", "collections", "copy")
 
 
 def _import(path, name):

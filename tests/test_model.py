@@ -108,16 +108,26 @@ def test_segments_of_larger_supported_backbones(model_name):
 def test_every_registered_head_serves_each_of_its_task_kinds(head_kind):
     config_class = HEAD_CONFIGS.get(head_kind)
     required = {"hidden": [8]} if "hidden" in config_class.model_fields else {}
+    pyramid = config_class.reads == "pyramid"
+    neck = "neck pyramid = fpn(trunk, channels = 16, max_level = 5)" if pyramid else ""
     for task_kind in sorted(config_class.task_kinds):
         spec = f"""
 model m
 input 3x64x64
 backbone trunk = timm("test_resnet")
+{neck}
 dataset d = synthetic()
 task t: {task_kind}(d) {{ classes = [x, y, z]; head = {head_kind}({', '.join(f'{k} = {v}' for k, v in required.items())}) }}
 """
         compiled = compile_text(spec.replace("classes = [x, y, z]; ", "") if task_kind == "binary" else spec)
         out = compiled.model().eval()(torch.randn(2, 3, 64, 64))["t"]
-        assert out.shape == (2, 1 if task_kind == "binary" else 3)
-        head = build_head(config_class(**required), in_channels=16, num_outputs=5)
-        assert head(torch.randn(3, 16, 4, 4)).shape == (3, 5)
+        if task_kind == "detect":
+            anchors = (8 * 8 + 4 * 4 + 2 * 2) * config_class().anchors_per_location
+            assert [tuple(o.shape) for o in out] == [(2, anchors, 3), (2, anchors, 4)]
+        elif task_kind == "segment":
+            assert out.shape == (2, 3, 64, 64)
+        else:
+            assert out.shape == (2, 1 if task_kind == "binary" else 3)
+        if not pyramid:
+            head = build_head(config_class(**required), in_channels=16, num_outputs=5)
+            assert head(torch.randn(3, 16, 4, 4)).shape == (3, 5)

@@ -21,6 +21,7 @@ import networkx as nx
 
 from mtdsl import __version__
 from mtdsl.nn.heads import HEAD_CONFIGS, head_source
+from mtdsl.nn.necks import NECK_CONFIGS, neck_source
 
 
 def class_name(model_name: str) -> str:
@@ -54,14 +55,21 @@ def generate_model_source(graph: nx.DiGraph, spec_path: str = "") -> str:
 
     shared = _grouped(graph, "segment", "backbone")
     branches = _grouped(graph, "branch", "owner")
+    neck_lines = []
     head_lines = []
     for node, data in sorted(nodes(data=True)):
-        if data["kind"] != "head":
-            continue
-        config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
-        head_import, expression = head_source(config, data["in_channels"], data["num_outputs"])
-        imports.add(head_import)
-        head_lines.append(f"            {data['task']!r}: {expression},")
+        if data["kind"] == "neck":
+            config = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
+            neck_import, expression = neck_source(config, data["in_channels"], data["in_strides"])
+            imports.add(neck_import)
+            neck_lines.append(f"            {data['neck']!r}: {expression},")
+        elif data["kind"] == "head":
+            config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
+            head_import, expression = head_source(
+                config, data["in_channels"], data["num_outputs"], data.get("num_levels", 1)
+            )
+            imports.add(head_import)
+            head_lines.append(f"            {data['task']!r}: {expression},")
 
     uses_copy = bool(branches)
     body = [
@@ -70,6 +78,9 @@ def generate_model_source(graph: nx.DiGraph, spec_path: str = "") -> str:
         "        })",
         "        self.branches = nn.ModuleDict({",
         *_module_dict_lines(branches, lambda d: f"copy.deepcopy({d['backbone']}[{d['segment']!r}])"),
+        "        })",
+        "        self.necks = nn.ModuleDict({",
+        *neck_lines,
         "        })",
         "        self.heads = nn.ModuleDict({",
         *head_lines,
@@ -94,6 +105,7 @@ Tasks:
 from __future__ import annotations
 
 {"import copy" + chr(10) if uses_copy else ""}from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -116,10 +128,10 @@ class {name}(nn.Module):
 {chr(10).join(backbone_lines)}
 {chr(10).join(body)}
 
-    def forward(self, x: torch.Tensor, tasks: str | Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, tasks: str | Iterable[str] | None = None) -> dict[str, Any]:
         requested = resolve_tasks(tasks, TASKS)
         wanted = set(requested)
-        outputs: dict[str, torch.Tensor] = {{}}
+        outputs: dict[str, Any] = {{}}
 {chr(10).join(forward)}
         return {{task: outputs[task] for task in requested}}
 
@@ -152,8 +164,14 @@ def _forward_lines(graph: nx.DiGraph, all_tasks: set[str]) -> list[str]:
         data = graph.nodes[node]
         if data["kind"] == "input":
             continue
-        parent = next(iter(graph.predecessors(node)))
-        argument = "x" if parent == "input" else variable(parent)
+        parents = data.get("inputs") or list(graph.predecessors(node))
+        arguments = ["x" if parent == "input" else variable(parent) for parent in parents]
+        if data["kind"] == "neck":
+            argument = f"[{', '.join(arguments)}]"
+        elif graph.nodes[parents[0]]["kind"] == "neck":
+            argument = f"{arguments[0]}, x.shape[-2:]"
+        else:
+            argument = arguments[0]
         call = f"{_access(data['module'])}({argument})"
         line = f"outputs[{data['task']!r}] = {call}" if data["kind"] == "head" else f"{variable(node)} = {call}"
         guard = () if set(data["tasks"]) == all_tasks else tuple(data["tasks"])

@@ -17,6 +17,8 @@ from pathlib import Path
 import networkx as nx
 
 from mtdsl import __version__
+from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
+from mtdsl.detection.bench import DetectionSetup
 from mtdsl.graph.serialize import graph_to_json
 from mtdsl.spec.document import Spec
 from mtdsl.spec.training import FixedSampling, Ramp
@@ -43,8 +45,8 @@ RUNTIME_IMPORTS = (
     "from mtdsl.train.progress import EpochProgress",
     "from mtdsl.train.report import MetricsLog, results_table, write_results",
     "from mtdsl.train.run_folder import RunFolder",
-    "from mtdsl.train.runtime import (\n    load_model_class, main_values, num_outputs, realised_ratios, seed_everything, stop_on_non_finite,"
-    " stream_means,\n)",
+    "from mtdsl.train.runtime import (\n    class_names, load_model_class, main_values, num_outputs, realised_ratios, seed_everything,"
+    " stop_on_non_finite,\n    stream_means, to_float,\n)",
     "from mtdsl.train.sampling import TaskSampler",
     "from mtdsl.train.schedule import LearningRate",
     "from mtdsl.train.streams import Stream",
@@ -107,6 +109,39 @@ def _targets_by_stream(spec: Spec, streams: list[Stream]) -> str:
     return repr(means)
 
 
+def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]:
+    """Anchors, matching and NMS of each detect task, from its head's config and its neck's levels."""
+    setups = {}
+    for name, task in spec.model.tasks.items():
+        if task.kind != "detect":
+            continue
+        head = task.head
+        levels = graph.nodes[task.neck]["levels"]
+        setups[name] = DetectionSetup(
+            anchors=AnchorConfig(
+                min_level=levels[0], max_level=levels[-1], num_scales=head.scales,
+                aspect_ratios=tuple((round(x, 6), round(y, 6)) for x, y in head.anchor_shapes),
+                anchor_scale=head.anchor_scale,
+            ),
+            labeler=AnchorLabeler(head.match_iou, head.background_iou, num_classes=task.num_outputs),
+            image_size=(spec.model.input.height, spec.model.input.width),
+            score_threshold=head.score_threshold,
+            nms_iou=head.nms_iou,
+            max_detections=head.max_detections,
+        )
+    return setups
+
+
+def _loss_source(spec: Spec, name: str, setups: dict[str, DetectionSetup]) -> str:
+    loss = spec.train.tasks[name].loss
+    kind = spec.model.tasks[name].kind
+    if name in setups:
+        return f"build_loss({loss!r}, task_kind={kind!r}, detection=DETECTION[{name!r}])"
+    if kind == "segment":
+        return f"build_loss({loss!r}, task_kind={kind!r})"
+    return f"build_loss({loss!r})"
+
+
 def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> str:
     """Python source of the training loop for ``spec``."""
     train = spec.train
@@ -116,6 +151,8 @@ def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train
     mean, std = normalization(first_backbone.model)
     configs = [train.sampling, train.weighting, train.optimizer, train.schedule, *spec.datasets.values()]
     configs += [t.loss for t in train.tasks.values()]
+    setups = detection_setups(spec, graph)
+    configs += [setup for setup in setups.values()] + [part for s in setups.values() for part in (s.anchors, s.labeler)]
     ramps = [r for r in getattr(train.sampling, "ratios", {}).values() if isinstance(r, Ramp)]
     values = {
         "name": spec.name,
@@ -135,7 +172,8 @@ def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train
         "on_corrupt": train.on_corrupt,
         "datasets": _mapping((name, repr(config)) for name, config in spec.datasets.items()),
         "tasks": _mapping((label.task, repr(label)) for label in labels),
-        "losses": _mapping((name, f"build_loss({t.loss!r})") for name, t in train.tasks.items()),
+        "detection": _mapping((name, repr(setup)) for name, setup in setups.items()),
+        "losses": _mapping((name, _loss_source(spec, name, setups)) for name in train.tasks),
         "weights": _mapping((name, repr(t.weight)) for name, t in train.tasks.items()),
         "streams": _listing(_stream_source(s) for s in streams),
         "sampling": repr(train.sampling),

@@ -155,12 +155,25 @@ class LetStatement:
 
 @dataclass(frozen=True)
 class InputStatement:
-    shape: Shape
+    """``input 3x224x224``, or ``input efficientdet(0)`` (a size named by a scaling rule)."""
+
+    shape: Shape | Call
     span: Span
 
 
 @dataclass(frozen=True)
 class BackboneStatement:
+    name: str
+    name_span: Span
+    source: Call
+    body: Block | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class NeckStatement:
+    """``neck pyramid = bifpn(trunk, channels = 64)``: a feature pyramid on a backbone's maps."""
+
     name: str
     name_span: Span
     source: Call
@@ -199,6 +212,7 @@ Statement = Union[
     LetStatement,
     InputStatement,
     BackboneStatement,
+    NeckStatement,
     DatasetStatement,
     TaskStatement,
     TrainStatement,

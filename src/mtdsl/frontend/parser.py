@@ -75,11 +75,15 @@ class _ToAst(Transformer):
     def let_stmt(self, meta, name: Token, value):
         return ast.LetStatement(str(name), _span(name), value, _span(meta))
 
-    def input_stmt(self, meta, token: Token):
-        return ast.InputStatement(self.shape(meta, token), _span(meta))
+    def input_stmt(self, meta, value: Token | ast.Call):
+        shape = value if isinstance(value, ast.Call) else self.shape(meta, value)
+        return ast.InputStatement(shape, _span(meta))
 
     def backbone_stmt(self, meta, name: Token, source: ast.Call, body: ast.Block | None = None):
         return ast.BackboneStatement(str(name), _span(name), source, body, _span(meta))
+
+    def neck_stmt(self, meta, name: Token, source: ast.Call, body: ast.Block | None = None):
+        return ast.NeckStatement(str(name), _span(name), source, body, _span(meta))
 
     def dataset_stmt(self, meta, name: Token, source: ast.Call, body: ast.Block | None = None):
         return ast.DatasetStatement(str(name), _span(name), source, body, _span(meta))
@@ -194,7 +198,7 @@ _BRACKETS = {
 }
 _CLOSING = {closer: opener for opener, (_, _, _, closer) in _BRACKETS.items()}
 _PARTS = {"block": "entry", "call": "argument", "list": "item"}
-_STATEMENT_KEYWORDS = frozenset({"MODEL", "LET", "INPUT", "BACKBONE", "DATASET", "TASK", "TRAIN"})
+_STATEMENT_KEYWORDS = frozenset({"MODEL", "LET", "INPUT", "BACKBONE", "NECK", "DATASET", "TASK", "TRAIN"})
 _KEYWORDS = tuple(sorted(keyword.lower() for keyword in _STATEMENT_KEYWORDS))
 _NOT_A_STATEMENT = next(label for label in SYNTAX_EXAMPLES if label[0] == "expected a statement")
 

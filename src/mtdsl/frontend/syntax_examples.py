@@ -66,7 +66,7 @@ SYNTAX_EXAMPLES: dict[tuple[str, str], list[str]] = {
     ],
     (
         "expected a statement",
-        "statements start with: model, let, input, backbone, dataset, task or train",
+        "statements start with: model, let, input, backbone, neck, dataset, task or train",
     ): [
         "foo",
         "modle x",

@@ -1,14 +1,15 @@
 """Validated spec → sharing graph (a ``networkx.DiGraph``).
 
-Nodes are the input, backbone segments (shared), task-private segment copies
-and heads. Each node carries everything needed to build its module, so the
+Nodes are the input, backbone segments (shared), task-private segment copies,
+necks and heads. A neck has one parent per backbone map it reads. Each node carries everything needed to build its module, so the
 model compiler reads only the graph:
 
 ==========  ==============================================================
 attribute   meaning
 ==========  ==============================================================
-kind        ``input`` | ``segment`` | ``branch`` | ``head``
+kind        ``input`` | ``segment`` | ``branch`` | ``neck`` | ``head``
 module      where the module lives in the model, e.g. ``branches.a.stage4``
+inputs      a neck's parents in the order it reads them (finest first)
 tasks       sorted names of the tasks whose path runs through the node
 shared      used by two tasks or more
 channels    output channels; ``stride`` its reduction from the input
@@ -27,9 +28,10 @@ import networkx as nx
 import torch
 
 from mtdsl.graph.freeze import mark_frozen
-from mtdsl.graph.paths import head_node, task_paths
+from mtdsl.graph.paths import head_node, neck_inputs, task_paths
 from mtdsl.nn.backbone import backbone_info
 from mtdsl.nn.heads import build_head
+from mtdsl.nn.necks import build_neck
 from mtdsl.spec.document import Spec
 
 INPUT = "input"
@@ -51,8 +53,9 @@ def build_graph(spec: Spec) -> nx.DiGraph:
         previous = INPUT
         for node in path:
             if node not in graph:
-                graph.add_node(node, **_node_attributes(spec, node, task, graph.nodes[previous]["channels"]))
-            graph.add_edge(previous, node)
+                graph.add_node(node, **_node_attributes(spec, node, task, graph.nodes[previous]))
+            for parent in graph.nodes[node].get("inputs", [previous]):
+                graph.add_edge(parent, node)
             previous = node
     for node, data in graph.nodes(data=True):
         data["tasks"] = sorted(task for task, path in paths.items() if node in path or node == INPUT)
@@ -71,9 +74,11 @@ def build_graph(spec: Spec) -> nx.DiGraph:
     return graph
 
 
-def _node_attributes(spec: Spec, node: str, task: str, in_channels: int) -> dict:
+def _node_attributes(spec: Spec, node: str, task: str, parent: dict) -> dict:
     if node == head_node(task):
-        return _head_attributes(spec, task, in_channels)
+        return _head_attributes(spec, task, parent)
+    if node in spec.model.necks:
+        return _neck_attributes(spec, node)
     owner, _, qualified = node.rpartition("/")
     backbone, _, segment = qualified.partition(".")
     config = spec.model.backbones[backbone]
@@ -93,10 +98,37 @@ def _node_attributes(spec: Spec, node: str, task: str, in_channels: int) -> dict
     }
 
 
-def _head_attributes(spec: Spec, task: str, in_channels: int) -> dict:
-    model_task = spec.model.tasks[task]
+def _neck_attributes(spec: Spec, neck: str) -> dict:
+    config = spec.model.necks[neck]
+    info = backbone_info(spec.model.backbones[config.backbone].model)
+    inputs = neck_inputs(spec, neck)
+    segments = [info.segment(node.partition(".")[2]) for node in inputs]
+    in_channels = [segment.channels for segment in segments]
+    in_strides = [segment.reduction for segment in segments]
     with torch.device("meta"):
-        module = build_head(model_task.head, in_channels, model_task.num_outputs)
+        module = build_neck(config, in_channels, in_strides)
+    return {
+        "kind": "neck",
+        "label": f"{neck}: {config.kind} P{config.min_level}–P{config.max_level}",
+        "neck": neck,
+        "config": config.model_dump(),
+        "module": f"necks.{neck}",
+        "inputs": inputs,
+        "in_channels": in_channels,
+        "in_strides": in_strides,
+        "levels": config.levels,
+        "channels": config.channels,
+        "stride": 2**config.min_level,
+        "params": sum(p.numel() for p in module.parameters()),
+    }
+
+
+def _head_attributes(spec: Spec, task: str, parent: dict) -> dict:
+    model_task = spec.model.tasks[task]
+    in_channels = parent["channels"]
+    num_levels = len(parent.get("levels", [])) or 1
+    with torch.device("meta"):
+        module = build_head(model_task.head, in_channels, model_task.num_outputs, num_levels)
     return {
         "kind": "head",
         "label": f"{task} head",
@@ -104,6 +136,7 @@ def _head_attributes(spec: Spec, task: str, in_channels: int) -> dict:
         "task_kind": model_task.kind,
         "head": model_task.head.model_dump(),
         "in_channels": in_channels,
+        **({"num_levels": num_levels} if model_task.head.reads == "pyramid" else {}),
         "num_outputs": model_task.num_outputs,
         "classes": list(model_task.classes or []),
         "module": f"heads.{task}",

@@ -7,6 +7,8 @@ Freeze targets name parts of the model, never positions:
 ``backbones``      every backbone segment, shared or task-private
 ``branches``       every task-private segment copy
 ``heads``          every head
+``necks``          every neck
+``pyramid``        neck ``pyramid``
 ``trunk``          every segment of backbone ``trunk``, copies included
 ``trunk.stage3``   segment ``stage3`` of ``trunk`` and every copy of it
 ``beans``          everything only task ``beans`` uses (its copies and head)
@@ -41,6 +43,11 @@ def nodes_for(graph: nx.DiGraph, target: str) -> set[str]:
         return {n for n, d in nodes(data=True) if d.get("kind") == "branch"}
     if target == "heads":
         return {n for n, d in nodes(data=True) if d.get("kind") == "head"}
+    if target == "necks":
+        return {n for n, d in nodes(data=True) if d.get("kind") == "neck"}
+    necks = {n for n, d in nodes(data=True) if d.get("kind") == "neck" and d.get("neck") == target}
+    if necks:
+        return necks
     owner, _, part = target.partition(".")
     if part == "head":
         return {n for n, d in nodes(data=True) if d.get("kind") == "head" and d.get("task") == owner}

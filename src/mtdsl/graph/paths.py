@@ -1,6 +1,7 @@
 """Which segment instances each task runs through, from its ``branch`` and ``tap``.
 
-A task with ``branch = trunk.stage2`` shares ``stem..stage2`` and owns a
+A task whose head reads a pyramid (``tap = NECK``) runs the shared backbone up
+to the neck's coarsest input, then the neck. A task with ``branch = trunk.stage2`` shares ``stem..stage2`` and owns a
 private copy of every later segment up to its tap. A task may also branch off
 another task (``branch = beans.stage3``): it then shares that task's path,
 private copies included, up to ``stage3``. Such references must not form a
@@ -22,6 +23,7 @@ import networkx as nx
 
 from mtdsl.errors import GraphError
 from mtdsl.nn.backbone import backbone_info
+from mtdsl.nn.necks.wiring import pyramid_inputs
 from mtdsl.spec.document import Spec
 
 
@@ -35,6 +37,18 @@ def private_node(owner: str, backbone: str, segment: str) -> str:
 
 def head_node(task: str) -> str:
     return f"{task}.head"
+
+
+def neck_node(neck: str) -> str:
+    return neck
+
+
+def neck_inputs(spec: Spec, neck: str) -> list[str]:
+    """The shared segments whose maps feed ``neck``: those at strides ``2**min_level …``, finest first."""
+    config = spec.model.necks[neck]
+    info = backbone_info(spec.model.backbones[config.backbone].model)
+    indices = pyramid_inputs([segment.reduction for segment in info.segments], config.min_level, config.max_level)
+    return [shared_node(config.backbone, info.names[i]) for i in indices]
 
 
 def branch_order(spec: Spec) -> list[str]:
@@ -84,6 +98,13 @@ def task_paths(spec: Spec) -> dict[str, list[str]]:
     paths: dict[str, list[str]] = {}
     for name in order:
         task = spec.model.tasks[name]
+        if task.neck is not None:
+            feeding = neck_inputs(spec, task.neck)
+            segments = backbone_info(spec.model.backbones[task.backbone].model).names
+            last = segments.index(feeding[-1].partition(".")[2])
+            shared = [shared_node(task.backbone, s) for s in segments[: last + 1]]
+            paths[name] = shared + [neck_node(task.neck), head_node(name)]
+            continue
         backbone = roots[name]
         segments = backbone_info(spec.model.backbones[backbone].model).names
         tap_owner, _, tap_segment = (task.tap or "").partition(".")

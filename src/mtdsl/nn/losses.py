@@ -1,7 +1,9 @@
 """Task losses: pure functions with a thin ``nn.Module`` shell, keyed like their configs.
 
-``cross_entropy`` serves single-label classification; ``bce`` and ``focal``
-serve binary and multi-label tasks, where targets are 0/1 per logit.
+``cross_entropy`` serves single-label classification and segmentation (per
+pixel, skipping :data:`IGNORE_INDEX`, optionally plus a Dice term); ``bce`` and
+``focal`` serve binary and multi-label tasks, where targets are 0/1 per logit;
+``detection`` is EfficientDet's focal + box loss on anchors.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveFloat
 from torch import nn
 
+from mtdsl.detection.bench import DetectionCriterion, DetectionSetup
+from mtdsl.detection.loss import DetectionLoss
 from mtdsl.spec.registry import Config, Registry
+
+#: The target value segmentation losses and metrics skip: void pixels and letterbox padding.
+IGNORE_INDEX = 255
 
 
 class LossConfig(Config):
@@ -23,11 +30,13 @@ class LossConfig(Config):
 
 
 LOSS_CONFIGS: Registry[LossConfig] = Registry("loss")
-LOSS_BUILDERS: dict[str, Callable[[LossConfig], nn.Module]] = {}
+LOSS_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_loss(kind: str):
-    def decorate(builder: Callable[[LossConfig], nn.Module]):
+    """Register ``builder(config, task_kind, detection) -> nn.Module`` under a loss kind."""
+
+    def decorate(builder: Callable[..., nn.Module]):
         LOSS_BUILDERS[kind] = builder
         return builder
 
@@ -38,16 +47,34 @@ def losses_for(task_kind: str) -> list[str]:
     return [kind for kind in LOSS_CONFIGS.kinds() if task_kind in LOSS_CONFIGS.get(kind).task_kinds]
 
 
-def build_loss(config: LossConfig) -> nn.Module:
-    return LOSS_BUILDERS[config.kind](config)
+def build_loss(config: LossConfig, task_kind: str | None = None, detection: DetectionSetup | None = None) -> nn.Module:
+    """The loss module of a task of ``task_kind``; a detect task's also needs its :class:`DetectionSetup`."""
+    return LOSS_BUILDERS[config.kind](config, task_kind=task_kind, detection=detection)
 
 
 @LOSS_CONFIGS.register("cross_entropy")
 class CrossEntropyConfig(LossConfig):
+    """``cross_entropy(label_smoothing = 0, dice = 0)``; ``dice`` (segment tasks only) adds that weight of Dice loss."""
+
     kind: Literal["cross_entropy"] = "cross_entropy"
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    dice: float = Field(default=0.0, ge=0.0)
 
-    task_kinds = frozenset({"classify"})
+    task_kinds = frozenset({"classify", "segment"})
+
+
+@LOSS_CONFIGS.register("detection")
+class DetectionLossConfig(LossConfig):
+    """``detection(alpha = 0.25, gamma = 2, box = huber, box_weight = 50, delta = 0.1)``: focal class loss + box loss."""
+
+    kind: Literal["detection"] = "detection"
+    alpha: float = Field(default=0.25, ge=0.0, le=1.0)
+    gamma: float = Field(default=2.0, ge=0.0)
+    box: Literal["huber", "smooth_l1"] = "huber"
+    box_weight: float = Field(default=50.0, ge=0.0)
+    delta: PositiveFloat = 0.1
+
+    task_kinds = frozenset({"detect"})
 
 
 @LOSS_CONFIGS.register("bce")
@@ -109,16 +136,68 @@ class BinaryCrossEntropy(nn.Module):
         )
 
 
+def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """``1 - mean_c (2 Σ p_c t_c + 1) / (Σ p_c + Σ t_c + 1)`` over softmax probabilities, skipping ignored pixels.
+
+    Args:
+        logits: ``(N, C, H, W)``.
+        targets: ``(N, H, W)`` int64 class indices or ``ignore_index``.
+    """
+    valid = (targets != ignore_index).unsqueeze(1)
+    probabilities = torch.softmax(logits, dim=1) * valid
+    one_hot = F.one_hot(targets.clamp(0, logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2) * valid
+    dims = (0, 2, 3)
+    overlap = (probabilities * one_hot).sum(dims)
+    total = probabilities.sum(dims) + one_hot.sum(dims)
+    return 1 - ((2 * overlap + 1) / (total + 1)).mean()
+
+
+class SegmentationLoss(nn.Module):
+    """Per-pixel cross-entropy skipping :data:`IGNORE_INDEX`, plus ``dice`` × :func:`soft_dice_loss`.
+
+    Shapes: ``logits (N, C, H, W)``, ``targets (N, H, W)`` int64.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, dice: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+        self.dice = dice
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if logits.shape[-2:] != targets.shape[-2:]:
+            logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        if not (targets != IGNORE_INDEX).any():
+            return logits.sum() * 0.0  # a batch of void pixels teaches nothing (and cross-entropy would be nan)
+        loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing)
+        if self.dice:
+            loss = loss + self.dice * soft_dice_loss(logits, targets)
+        return loss
+
+
 @register_loss("cross_entropy")
-def _build_cross_entropy(config: CrossEntropyConfig) -> nn.Module:
+def _build_cross_entropy(config: CrossEntropyConfig, task_kind: str | None = None, **_: object) -> nn.Module:
+    if task_kind == "segment":
+        return SegmentationLoss(config.label_smoothing, config.dice)
+    if config.dice:
+        raise ValueError("cross_entropy(dice = …) applies to segment tasks only")
     return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
 
+@register_loss("detection")
+def _build_detection(
+    config: DetectionLossConfig, detection: DetectionSetup | None = None, **_: object
+) -> nn.Module:
+    if detection is None:
+        raise ValueError("a detection loss needs the task's DetectionSetup (anchors and matching)")
+    loss = DetectionLoss(config.alpha, config.gamma, config.box_weight, config.box, config.delta)
+    return DetectionCriterion(loss, detection)
+
+
 @register_loss("bce")
-def _build_bce(config: BinaryCrossEntropyConfig) -> nn.Module:
+def _build_bce(config: BinaryCrossEntropyConfig, **_: object) -> nn.Module:
     return BinaryCrossEntropy(config.pos_weight)
 
 
 @register_loss("focal")
-def _build_focal(config: FocalConfig) -> nn.Module:
+def _build_focal(config: FocalConfig, **_: object) -> nn.Module:
     return FocalLoss(config.alpha, config.gamma)

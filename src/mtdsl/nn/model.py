@@ -9,19 +9,22 @@ Module layout (and so ``state_dict`` keys), shared with generated ``model.py``:
 
 * ``backbone.<backbone>.<segment>``: shared segments,
 * ``branches.<task>.<segment>``: a task's private copies (``copy.deepcopy``),
-* ``heads.<task>``: heads.
+* ``necks.<neck>``: feature pyramids, each reading several backbone maps,
+* ``heads.<task>``: heads; one that reads a pyramid is called ``head(maps, image_size)``.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import networkx as nx
 import torch
 from torch import nn
 
 from mtdsl.nn.heads import HEAD_CONFIGS, build_head
+from mtdsl.nn.necks import NECK_CONFIGS, build_neck
 from mtdsl.nn.pretrained import pretrained_segments
 
 
@@ -75,6 +78,7 @@ class MultiTaskModel(nn.Module):
                 )
         self.backbone = nn.ModuleDict()
         self.branches = nn.ModuleDict()
+        self.necks = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         for node, data in graph.nodes(data=True):
             if data["kind"] == "segment":
@@ -83,12 +87,18 @@ class MultiTaskModel(nn.Module):
             if data["kind"] == "branch":
                 original = backbones[data["backbone"]][data["segment"]]
                 _child(self.branches, data["owner"])[data["segment"]] = copy.deepcopy(original)
+            elif data["kind"] == "neck":
+                config = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
+                self.necks[data["neck"]] = build_neck(config, data["in_channels"], data["in_strides"])
             elif data["kind"] == "head":
                 config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
-                self.heads[data["task"]] = build_head(config, data["in_channels"], data["num_outputs"])
+                self.heads[data["task"]] = build_head(
+                    config, data["in_channels"], data["num_outputs"], data.get("num_levels", 1)
+                )
 
         self._order = [n for n in nx.lexicographical_topological_sort(graph) if graph.nodes[n]["kind"] != "input"]
-        self._parent = {n: next(iter(graph.predecessors(n))) for n in self._order}
+        self._parents = {n: graph.nodes[n].get("inputs") or list(graph.predecessors(n)) for n in self._order}
+        self._reads_pyramid = {n for n in self._order if any(graph.nodes[p]["kind"] == "neck" for p in self._parents[n])}
         self._module_path = {n: graph.nodes[n]["module"] for n in self._order}
         self._paths = {task: set(path) for task, path in graph.graph["tasks"].items()}
 
@@ -99,12 +109,22 @@ class MultiTaskModel(nn.Module):
         """Run the requested tasks (all by default) on one batch.
 
         Shapes:
-            ``x``: ``(N, C, H, W)``; each output: ``(N, num_outputs)`` for classification heads.
+            ``x``: ``(N, C, H, W)``. Outputs: ``(N, num_outputs)`` for classification heads;
+            ``(class_logits (N, A, classes), box_deltas (N, A, 4))`` for detection heads;
+            ``(N, classes, H, W)`` logits for segmentation heads.
         """
         requested = resolve_tasks(tasks, self.task_names)
         needed = set().union(*(self._paths[t] for t in requested))
-        values: dict[str, torch.Tensor] = {"input": x}
+        values: dict[str, Any] = {"input": x}
         for node in self._order:
-            if node in needed:
-                values[node] = self.node_module(node)(values[self._parent[node]])
+            if node not in needed:
+                continue
+            module = self.node_module(node)
+            parents = self._parents[node]
+            if len(parents) > 1:
+                values[node] = module([values[p] for p in parents])
+            elif node in self._reads_pyramid:
+                values[node] = module(values[parents[0]], x.shape[-2:])
+            else:
+                values[node] = module(values[parents[0]])
         return {task: values[f"{task}.head"] for task in requested}

@@ -1,6 +1,7 @@
 """Sharing graph → Graphviz diagram (``.dot`` always; ``.svg``/``.png`` when ``dot`` is installed).
 
-Shared nodes are drawn in grey-blue with a bold border; each task has a
+Necks are drawn as 3-D boxes (a stack of maps) and their out-edges name the
+pyramid levels. Shared nodes are drawn in grey-blue with a bold border; each task has a
 stable colour (by declaration order) used for its private nodes, its head and
 the edges only it uses. Nodes show parameters, edges the tensor shape, and
 nodes frozen in a phase get a dashed border and the phase names.
@@ -38,11 +39,21 @@ def _shape_text(shape: list[int]) -> str:
     return "×".join(str(d) for d in shape)
 
 
+def _edge_text(graph: nx.DiGraph, source: str, data: dict) -> str:
+    levels = graph.nodes[source].get("levels")
+    if graph.nodes[source]["kind"] == "neck" and levels:
+        return f"P{levels[0]}–P{levels[-1]} × {graph.nodes[source]['channels']} ch"
+    return _shape_text(data["shape"])
+
+
 def _node_label(node: str, data: dict) -> str:
     title = html.escape(data["label"] if data["kind"] != "segment" else node)
     rows = [f"<b>{title}</b>"]
     if data["kind"] in ("segment", "branch"):
         rows.append(f"{data['channels']} ch · stride {data['stride']}")
+    if data["kind"] == "neck":
+        rows.append(f"{data['channels']} ch · {data['config'].get('repeats', 1)}× · strides "
+                    f"{2 ** data['levels'][0]}–{2 ** data['levels'][-1]}")
     if data["kind"] == "head":
         rows.append(f"{html.escape(data['head']['kind'])} → {data['num_outputs']} ({html.escape(data['task_kind'])})")
     if data["kind"] != "input":
@@ -63,20 +74,23 @@ def to_dot(graph: nx.DiGraph) -> graphviz.Digraph:
     for node in nx.lexicographical_topological_sort(graph):
         data = graph.nodes[node]
         style = "filled,rounded" if data["kind"] == "head" else "filled"
+        shape = "box3d" if data["kind"] == "neck" else "box"
         if data.get("frozen_in"):
             style += ",dashed"
         if data["kind"] == "input":
             dot.node(node, _node_label(node, data), shape="oval", fillcolor="#f5f5f5")
         elif data["shared"]:
-            dot.node(node, _node_label(node, data), fillcolor=SHARED_FILL, color=SHARED_BORDER, penwidth="2", style=style)
+            dot.node(node, _node_label(node, data), fillcolor=SHARED_FILL, color=SHARED_BORDER, penwidth="2", style=style,
+                     shape=shape)
         else:
             colour = colours[data["tasks"][0]]
             fill = colour + ("66" if data["kind"] == "head" else "33")
-            dot.node(node, _node_label(node, data), fillcolor=fill, color=colour, penwidth="1.5", style=style)
+            dot.node(node, _node_label(node, data), fillcolor=fill, color=colour, penwidth="1.5", style=style,
+                     shape=shape)
     for source, target, data in sorted(graph.edges(data=True)):
         tasks = data["tasks"]
         colour = colours[tasks[0]] if len(tasks) == 1 else SHARED_BORDER
-        dot.edge(source, target, label=_shape_text(data["shape"]), color=colour, penwidth=str(1 + 0.5 * len(tasks)))
+        dot.edge(source, target, label=_edge_text(graph, source, data), color=colour, penwidth=str(1 + 0.5 * len(tasks)))
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="tasks", fontsize="10", style="dashed", color="#999999")
         for task, colour in colours.items():

@@ -53,6 +53,30 @@ def _looks_like_path(value: str) -> bool:
     return "/" in value or value.endswith((".pth", ".pt", ".bin", ".safetensors"))
 
 
+def check_necks(spec: Spec) -> None:
+    """A neck reads a declared backbone that has a map at the stride of its finest level."""
+    for name, neck in spec.model.necks.items():
+        if neck.backbone not in spec.model.backbones:
+            raise SpecNameError(
+                f"neck '{name}' reads backbone '{neck.backbone}', which is not declared",
+                spec.span("neck", name, "backbone") or spec.span("neck", name),
+                expected=f"a declared backbone: {listing(spec.model.backbones) or 'none declared'}",
+                hint=did_you_mean(neck.backbone, spec.model.backbones)
+                or f"write {neck.kind}({next(iter(spec.model.backbones), 'trunk')}, …)",
+            )
+        info = backbone_info(spec.model.backbones[neck.backbone].model)
+        strides = [segment.reduction for segment in info.segments]
+        if 2**neck.min_level not in strides:
+            usable = sorted(s.bit_length() - 1 for s in strides if s & (s - 1) == 0 and s > 1)
+            raise SpecValueError(
+                f"neck '{name}' starts at level {neck.min_level} (stride {2**neck.min_level}), "
+                f"but backbone '{neck.backbone}' has maps at strides {strides}",
+                spec.span("neck", name, "min_level") or spec.span("neck", name),
+                expected=f"min_level one of {usable}",
+                hint=f"write min_level = {usable[-1] if usable else 3}",
+            )
+
+
 def check_input(spec: Spec) -> None:
     channels = spec.model.input.channels
     for name, task in spec.model.tasks.items():
@@ -126,14 +150,34 @@ def check_references(spec: Spec) -> None:
                 )
             elif owner in spec.model.tasks:
                 model = spec.model.backbones[roots[owner]].model
+            elif owner in spec.model.necks and key == "tap":
+                model = ""
             else:
                 options = list(spec.model.backbones) + [t for t in spec.model.tasks if t != name]
+                if key == "tap":
+                    options += list(spec.model.necks)
                 raise SpecNameError(
-                    f"{key} = {reference}: '{owner}' is neither a backbone nor another task",
+                    f"{key} = {reference}: '{owner}' is neither a backbone{', a neck' if key == 'tap' else ''} "
+                    "nor another task",
                     span,
                     expected=f"BACKBONE.SEGMENT or TASK.SEGMENT with one of: {listing(options)}",
                     hint=did_you_mean(owner, options),
                 )
+            if key == "tap" and owner in spec.model.necks:
+                if segment:
+                    raise SpecValueError(
+                        f"tap = {reference}: a neck is read whole, as a pyramid",
+                        span,
+                        hint=f"write tap = {owner}",
+                    )
+                if task.branch:
+                    raise GraphError(
+                        f"task '{name}' taps neck '{owner}' and also branches at {task.branch}",
+                        spec.span("task", name, "branch"),
+                        hint="a neck reads the shared backbone: remove 'branch', or give the task its own neck "
+                        f"(neck {name}_pyramid = {spec.model.necks[owner].kind}({spec.model.necks[owner].backbone}))",
+                    )
+                continue
             if key == "tap" and segment == "":
                 continue
             info = backbone_info(model)
@@ -157,7 +201,7 @@ def check_references(spec: Spec) -> None:
 def check_classes(spec: Spec) -> None:
     for name, task in spec.model.tasks.items():
         span = spec.span("task", name, "classes") or spec.span("task", name)
-        if task.kind in ("classify", "multilabel") and not task.classes:
+        if task.kind in ("classify", "multilabel", "detect", "segment") and not task.classes:
             raise SpecValueError(
                 f"{task.kind} task '{name}' needs its classes",
                 span,
@@ -169,6 +213,12 @@ def check_classes(spec: Spec) -> None:
                 f"binary task '{name}' has one yes/no output; 'classes' does not apply",
                 span,
                 hint="remove 'classes' and name the positive label with positive = \"…\" if the dataset has several",
+            )
+        if task.kind == "segment" and task.classes and len(task.classes) < 2:
+            raise SpecValueError(
+                f"segment task '{name}' has one class; every pixel needs a class, the background included",
+                span,
+                hint="list the background too, e.g. classes = [background, road]",
             )
         if task.kind == "classify" and task.classes and len(task.classes) < 2:
             raise SpecValueError(
@@ -196,7 +246,7 @@ def check_heads_fit(spec: Spec) -> None:
             )
         tap_is_pyramid = task.tap is not None and "." not in task.tap
         if tap_is_pyramid and head.reads == "map":
-            owner = task.tap
+            owner = spec.model.necks[task.tap].backbone if task.tap in spec.model.necks else task.tap
             last = _last_segment(spec, owner)
             raise SpecValueError(
                 f"head '{head.kind}' of task '{name}' reads one feature map, but tap = {task.tap} is a whole pyramid",
@@ -204,11 +254,19 @@ def check_heads_fit(spec: Spec) -> None:
                 expected=f"a single segment such as {owner}.{last}",
                 hint=f"write tap = {owner}.{last}",
             )
-        if not tap_is_pyramid and head.reads == "pyramid":
+        if head.reads == "pyramid" and task.tap not in spec.model.necks:
+            necks = list(spec.model.necks)
+            if not necks:
+                backbone = task.backbone or next(iter(spec.model.backbones), "trunk")
+                hint = f"declare one, e.g. neck pyramid = bifpn({backbone}), and write tap = pyramid"
+            else:
+                hint = f"write tap = {necks[0]}" if task.tap is None else did_you_mean(task.tap, necks)
             raise SpecValueError(
-                f"head '{head.kind}' of task '{name}' reads a feature pyramid, but its tap is one feature map",
+                f"head '{head.kind}' of task '{name}' reads a feature pyramid, so it must tap a neck"
+                + (f", and {task.tap} is not one" if task.tap else ""),
                 spec.span("task", name, "tap") or span,
-                hint="tap a whole backbone or a neck",
+                expected=f"tap = a declared neck: {listing(necks)}" if necks else "a neck: neck NAME = bifpn(BACKBONE)",
+                hint=hint,
             )
 
 
@@ -216,6 +274,27 @@ def _last_segment(spec: Spec, owner: str) -> str:
     if owner in spec.model.backbones:
         return backbone_info(spec.model.backbones[owner].model).names[-1]
     return "stage4"
+
+
+def check_crops(spec: Spec) -> None:
+    """``crops = [breed]`` on a detect task names classification tasks that label each detected box."""
+    for name, task in spec.model.tasks.items():
+        if task.crops and task.kind != "detect":
+            raise SpecValueError(
+                f"'crops' only applies to detect tasks; '{name}' is {task.kind}",
+                spec.span("task", name, "crops"),
+                hint="move it to the detect task whose boxes the tasks should classify",
+            )
+        for crop_task in task.crops:
+            kind = spec.model.tasks[crop_task].kind if crop_task in spec.model.tasks else None
+            if kind not in ("classify", "binary", "multilabel"):
+                options = [t for t, s in spec.model.tasks.items() if s.kind in ("classify", "binary", "multilabel")]
+                raise SpecValueError(
+                    f"crops = {crop_task}: " + (f"'{crop_task}' is a {kind} task" if kind else "no such task"),
+                    spec.span("task", name, "crops"),
+                    expected=f"classification tasks that label each detected box: {listing(options) or 'none declared'}",
+                    hint=did_you_mean(crop_task, options),
+                )
 
 
 def check_losses_fit(spec: Spec) -> None:
@@ -285,13 +364,14 @@ def check_phases(spec: Spec) -> None:
                 raise SpecNameError(
                     f"phase '{phase.name}' freezes '{target}', which names nothing in the model",
                     spec.span("phase", phase.name, "freeze", str(index)),
-                    expected="shared, heads, branches, backbones, a backbone, BACKBONE.SEGMENT, a task or TASK.head",
+                    expected="shared, heads, branches, backbones, necks, a backbone, BACKBONE.SEGMENT, a neck, "
+                    "a task or TASK.head",
                     hint=did_you_mean(target, vocabulary),
                 )
 
 
 def freeze_vocabulary(spec: Spec) -> list[str]:
-    words = ["shared", "heads", "branches", "backbones"]
+    words = ["shared", "heads", "branches", "backbones", "necks", *spec.model.necks]
     for name, backbone in spec.model.backbones.items():
         words.append(name)
         if is_known_model(backbone.model):
@@ -339,12 +419,14 @@ def check_shared_batches(spec: Spec) -> None:
 
 CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_backbones,
+    check_necks,
     check_input,
     check_datasets,
     check_task_backbones,
     check_references,
     check_classes,
     check_heads_fit,
+    check_crops,
     check_losses_fit,
     check_sampling,
     check_binary_positive,

@@ -26,6 +26,8 @@ from mtdsl.errors import Source, Span, SpecNameError, SpecValueError, did_you_me
 from mtdsl.frontend import ast
 from mtdsl.nn.heads import HEAD_CONFIGS, heads_for
 from mtdsl.nn.losses import LOSS_CONFIGS, losses_for
+from mtdsl.nn.necks import NECK_CONFIGS
+from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.spec.data import DATASETS
 from mtdsl.spec.document import Spec, SpanKey
 from mtdsl.spec.model import BACKBONES, TASK_KINDS, InputSpec, ModelSpec, TaskSpec
@@ -33,7 +35,7 @@ from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, Pha
 from mtdsl.spec.values import Fields, block_fields, build_config, plain_value, validate
 from mtdsl.spec.variables import Variables
 
-MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input")
+MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input", "crops")
 TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "label", "balanced", "target")
 TRAIN_CALL_KEYS = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "sampling": SAMPLERS, "weighting": WEIGHTINGS}
 
@@ -60,6 +62,7 @@ class _Lowering:
         train_statement = self._single(statements, ast.TrainStatement, "train { … }", required=False)
 
         backbones = {}
+        necks = {}
         datasets = {}
         tasks: dict[str, TaskSpec] = {}
         task_training: dict[str, TaskTraining] = {}
@@ -67,21 +70,24 @@ class _Lowering:
             if isinstance(statement, ast.BackboneStatement):
                 self._declare(statement.name, "backbone", statement.name_span)
                 backbones[statement.name] = self._backbone(statement)
+            elif isinstance(statement, ast.NeckStatement):
+                self._declare(statement.name, "neck", statement.name_span)
+                necks[statement.name] = self._neck(statement)
             elif isinstance(statement, ast.DatasetStatement):
                 self._declare(statement.name, "dataset", statement.name_span)
                 datasets[statement.name] = self._dataset(statement)
         for statement in statements:
             if isinstance(statement, ast.TaskStatement):
                 self._declare(statement.name, "task", statement.name_span)
-                tasks[statement.name], task_training[statement.name] = self._task(statement, list(backbones))
+                tasks[statement.name], task_training[statement.name] = self._task(statement, list(backbones), necks)
 
         assert isinstance(model, ast.ModelStatement)
         self.spans[("model",)] = model.name_span
         input_spec = InputSpec()
         if isinstance(input_statement, ast.InputStatement):
             self.spans[("input",)] = input_statement.shape.span
-            input_spec = self._input_shape(list(input_statement.shape.dims), input_statement.shape.span)
-        model_spec = ModelSpec(name=model.name, input=input_spec, backbones=backbones, tasks=tasks)
+            input_spec = self._input(input_statement.shape)
+        model_spec = ModelSpec(name=model.name, input=input_spec, backbones=backbones, necks=necks, tasks=tasks)
         train = self._train(train_statement if isinstance(train_statement, ast.TrainStatement) else None, task_training)
         values = {name: self.variables.value(name) for name in self.variables.names()}
         return Spec(model_spec, datasets, train, self.source, values, self.spans)
@@ -121,6 +127,28 @@ class _Lowering:
         for key, span in fields.value_spans.items():
             self.spans[prefix + tuple(key.split("."))] = span
 
+    def _input(self, value: ast.Shape | ast.Call) -> InputSpec:
+        if isinstance(value, ast.Shape):
+            return self._input_shape(list(value.dims), value.span)
+        form = "efficientdet(D), D from 0 to 7"
+        if value.name != "efficientdet":
+            raise SpecNameError(
+                f"unknown input size rule '{value.name}'",
+                value.name_span,
+                expected=f"a shape such as 3x224x224, or {form}",
+                hint=did_you_mean(value.name, ["efficientdet"]),
+            )
+        scale = plain_value(value.args[0], self.variables) if len(value.args) == 1 and not value.kwargs else None
+        if not isinstance(scale, int) or isinstance(scale, bool) or not 0 <= scale <= 7:
+            raise SpecValueError(
+                "efficientdet(...) takes one whole number from 0 to 7, the D index",
+                value.span,
+                expected=form,
+                hint="e.g. input efficientdet(0) is 3x512x512, EfficientDet-D0's input",
+            )
+        side = efficientdet_scaling(scale)["image_size"]
+        return InputSpec(channels=3, height=side, width=side)
+
     def _input_shape(self, dims: list[int], span: Span) -> InputSpec:
         try:
             return InputSpec.from_dims(dims)
@@ -150,6 +178,17 @@ class _Lowering:
                 self.spans[("backbone", statement.name, entry.key)] = entry.value.span
         return config
 
+    def _neck(self, statement: ast.NeckStatement):
+        config = self._call_with_block(statement.source, statement.body, NECK_CONFIGS, f"neck '{statement.name}'")
+        if statement.source.args:
+            self.spans[("neck", statement.name, "backbone")] = statement.source.args[0].span
+        for keyword in statement.source.kwargs:
+            self.spans[("neck", statement.name, keyword.name)] = keyword.value.span
+        for entry in statement.body.entries if statement.body else ():
+            if isinstance(entry, ast.Assignment):
+                self.spans[("neck", statement.name, entry.key)] = entry.value.span
+        return config
+
     def _dataset(self, statement: ast.DatasetStatement):
         config = self._call_with_block(statement.source, statement.body, DATASETS, f"dataset '{statement.name}'")
         return config.model_copy(update={"name": statement.name})
@@ -171,7 +210,7 @@ class _Lowering:
         )
         return build_config(merged, registry, self.variables, what)
 
-    def _task(self, statement: ast.TaskStatement, backbones: list[str]) -> tuple[TaskSpec, TaskTraining]:
+    def _task(self, statement: ast.TaskStatement, backbones: list[str], necks: dict) -> tuple[TaskSpec, TaskTraining]:
         kind_call = statement.kind
         name = statement.name
         what = f"task '{name}'"
@@ -230,8 +269,14 @@ class _Lowering:
             model_fields.values["head"] = self._default(heads_for(kind), HEAD_CONFIGS, "head", kind, kind_call)
         if "loss" not in train_fields.values:
             train_fields.values["loss"] = self._default(losses_for(kind), LOSS_CONFIGS, "loss", kind, kind_call)
+        if "tap" not in model_fields.values and model_fields.values["head"].reads == "pyramid" and len(necks) == 1:
+            model_fields.values["tap"] = next(iter(necks))
         if "backbone" not in model_fields.values:
-            model_fields.values["backbone"] = self._infer_backbone(model_fields, backbones, what, statement)
+            tap = model_fields.values.get("tap")
+            if isinstance(tap, str) and tap in necks:
+                model_fields.values["backbone"] = necks[tap].backbone
+            else:
+                model_fields.values["backbone"] = self._infer_backbone(model_fields, backbones, what, statement)
         model_fields.values.update(name=name, kind=kind)
         train_fields.values["dataset"] = dataset_node.id
         self._record(("task", name), model_fields)
@@ -261,8 +306,7 @@ class _Lowering:
                 f"no {what} is registered for task kind '{task_kind}' in this version of mtdsl",
                 call.name_span,
                 expected=f"{what} kinds registered: {listing(registry.kinds())}",
-                hint="detection and segmentation heads arrive with the EfficientDet neck; "
-                "until then use classify, binary or multilabel",
+                hint="write the task's head = … explicitly",
             )
         return registry.get(kinds[0])()
 

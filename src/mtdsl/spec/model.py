@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SerializeAsAny, field_validator
 
 from mtdsl.nn.heads import HeadConfig
+from mtdsl.nn.necks import NeckConfig
 from mtdsl.spec.registry import Config, Registry
 
 TaskKind = Literal["classify", "binary", "multilabel", "detect", "segment"]
@@ -75,6 +76,12 @@ class TaskSpec(BaseModel):
     branch: str | None = None
     tap: str | None = None
     input: InputSpec | None = None
+    crops: list[str] = Field(default_factory=list)
+
+    @field_validator("crops", mode="before")
+    @classmethod
+    def _one_task_as_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -88,6 +95,11 @@ class TaskSpec(BaseModel):
         return value
 
     @property
+    def neck(self) -> str | None:
+        """The neck a pyramid head reads (``tap = NECK``), or ``None``."""
+        return self.tap if self.tap is not None and "." not in self.tap and self.head.reads == "pyramid" else None
+
+    @property
     def num_outputs(self) -> int:
         if self.kind == "binary":
             return 1
@@ -99,4 +111,5 @@ class ModelSpec(BaseModel):
     name: str
     input: InputSpec = Field(default_factory=InputSpec)
     backbones: dict[str, TimmBackbone] = Field(default_factory=dict)
+    necks: dict[str, SerializeAsAny[NeckConfig]] = Field(default_factory=dict)
     tasks: dict[str, TaskSpec] = Field(default_factory=dict)

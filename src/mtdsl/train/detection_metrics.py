@@ -25,9 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from mtdsl.train.detection_data import IGNORE_INDEX
-from mtdsl.train.metrics import NAN, TaskMetric, _mean, _ratio
+from mtdsl.train.metrics import NAN, TaskMetric, _mean, _ratio, register_metric
 
-__all__ = ["SUMMARY", "SegmentationMetric", "box_iou", "coco_evaluate", "most_confident_box_accuracy"]
+__all__ = [
+    "SUMMARY",
+    "DetectionMetric",
+    "SegmentationMetric",
+    "box_iou",
+    "coco_evaluate",
+    "most_confident_box_accuracy",
+]
 
 #: The names of ``COCOeval.stats``, in order.
 SUMMARY = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -230,6 +237,7 @@ def most_confident_box_accuracy(
     return _ratio(right, counted)
 
 
+@register_metric("segment")
 class SegmentationMetric(TaskMetric):
     """Per-pixel classification from ``(N, C, h, w)`` logits and ``(N, H, W)`` int64 class targets.
 
@@ -260,7 +268,7 @@ class SegmentationMetric(TaskMetric):
         if len(self.class_names) != num_outputs:
             raise ValueError(f"{num_outputs} classes but {len(self.class_names)} class names")
         self.ignore_index = ignore_index
-        super().__init__(num_outputs)
+        super().__init__(num_outputs, self.class_names)
 
     def reset(self) -> None:
         # confusion[target, prediction]
@@ -298,4 +306,56 @@ class SegmentationMetric(TaskMetric):
         iou = torch.where(present, hits / union.clamp(min=1), torch.full_like(hits, NAN))
         results = {"miou": _mean(iou[present]), "pixel_accuracy": _ratio(hits.sum(), confusion.sum())}
         results.update({f"iou/{name}": float(value) for name, value in zip(self.class_names, iou.tolist())})
+        return results
+
+
+#: The COCO summary values a detect task reports besides per-class AP (the rest stay out of the tables).
+DETECTION_REPORTED = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+
+
+@register_metric("detect")
+class DetectionMetric(TaskMetric):
+    """COCO box AP of a detect task, from decoded detections (:meth:`DetectionSetup.detections`).
+
+    ``update(detections, targets)`` takes the batch's per-image ``{"boxes", "scores",
+    "classes"}`` and its targets ``{"boxes": N × (G, 4), "classes": N × (G,),
+    "annotated": (N, C) bool}``. Detections of a class an image's dataset does not
+    annotate are dropped before scoring: its images say nothing about that class,
+    so such a box is neither right nor wrong. ``compute()`` runs
+    :func:`coco_evaluate` over everything seen and adds the thesis' pets metric
+    (:func:`most_confident_box_accuracy`) as ``top_box_accuracy``. Main metric: ``AP``.
+    Unlike the counting metrics it keeps every box until ``compute()`` (on the CPU).
+    """
+
+    main = "AP"
+
+    def reset(self) -> None:
+        self.truth: list[dict[str, np.ndarray]] = []
+        self.found: list[dict[str, np.ndarray]] = []
+
+    def update(self, outputs: Sequence[dict[str, torch.Tensor]], targets: dict[str, Any]) -> None:
+        annotated = targets.get("annotated")
+        for n, detections in enumerate(outputs):
+            classes = detections["classes"].detach().cpu()
+            keep = torch.ones_like(classes, dtype=torch.bool)
+            if annotated is not None and len(classes):
+                keep = annotated[n].cpu()[classes]
+            self.found.append({
+                "boxes": detections["boxes"].detach().cpu()[keep].numpy(),
+                "scores": detections["scores"].detach().cpu()[keep].numpy(),
+                "classes": classes[keep].numpy(),
+            })
+            self.truth.append({
+                "boxes": targets["boxes"][n].detach().cpu().numpy(),
+                "classes": targets["classes"][n].detach().cpu().numpy(),
+            })
+
+    def compute(self) -> dict[str, float]:
+        if not self.truth:
+            results = {name: NAN for name in DETECTION_REPORTED}
+            return {**results, "top_box_accuracy": NAN}
+        scores = coco_evaluate(self.truth, self.found, self.class_names)
+        results = {name: scores[name] for name in DETECTION_REPORTED}
+        results["top_box_accuracy"] = most_confident_box_accuracy(self.found, self.truth)
+        results.update({key: value for key, value in scores.items() if key.startswith("AP/")})
         return results

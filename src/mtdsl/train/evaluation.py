@@ -7,6 +7,7 @@ The model is put in eval mode and no gradients are kept.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +16,7 @@ from mtdsl.train.data import raise_if_unreadable
 from mtdsl.train.loaders import StreamLoaders, to_device
 from mtdsl.train.metrics import metric_for
 from mtdsl.train.precision import Precision
+from mtdsl.train.runtime import to_float
 
 
 @torch.no_grad()
@@ -22,16 +24,19 @@ def evaluate(
     model: nn.Module,
     loaders: StreamLoaders,
     split: str,
-    outputs_per_task: Mapping[str, tuple[str, int]],
+    outputs_per_task: Mapping[str, tuple],
     precision: Precision,
     channels_last: bool = False,
     fallback: str | None = None,
+    decoders: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Every task's metrics on ``split``.
 
     Args:
-        outputs_per_task: per task, its kind and number of outputs.
+        outputs_per_task: per task, its kind, number of outputs and (optionally) class names.
         fallback: the split to use for tasks whose dataset lacks ``split`` (e.g. ``val`` for ``test``).
+        decoders: per detect task, what turns its raw outputs into boxes
+            (:class:`~mtdsl.detection.bench.DetectionSetup`); its metric scores the boxes.
 
     Returns:
         The metrics per task, and the name of each task's main metric.
@@ -52,7 +57,10 @@ def evaluate(
             with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.autocast):
                 outputs = model(images, tasks=tasks)
             for task in tasks:
-                metrics[task].update(outputs[task].float(), batch["targets"][task])
+                output = to_float(outputs[task])
+                if decoders and task in decoders:
+                    output = decoders[task].detections(output)
+                metrics[task].update(output, batch["targets"][task])
         for task, metric in metrics.items():
             results[task] = metric.compute()
             mains[task] = metric.main

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -49,8 +49,9 @@ class TaskMetric(ABC):
 
     main: str
 
-    def __init__(self, num_outputs: int) -> None:
+    def __init__(self, num_outputs: int, class_names: Sequence[str] | None = None) -> None:
         self.num_outputs = num_outputs
+        self.class_names = tuple(class_names) if class_names is not None else tuple(map(str, range(num_outputs)))
         self.reset()
 
     @abstractmethod
@@ -79,8 +80,8 @@ def register_metric(kind: str) -> Callable[[type[TaskMetric]], type[TaskMetric]]
     return decorate
 
 
-def metric_for(kind: str, num_outputs: int) -> TaskMetric:
-    """A fresh metric for a task of ``kind`` whose head has ``num_outputs`` logits.
+def metric_for(kind: str, num_outputs: int, class_names: Sequence[str] | None = None) -> TaskMetric:
+    """A fresh metric for a task of ``kind`` whose head has ``num_outputs`` logits (or classes).
 
     Raises:
         ValueError: no metric is registered for ``kind``.
@@ -88,7 +89,7 @@ def metric_for(kind: str, num_outputs: int) -> TaskMetric:
     if kind not in METRICS:
         hint = did_you_mean(kind, METRICS) or "register one with @register_metric"
         raise ValueError(f"no metric for task kind '{kind}'; known kinds: {listing(METRICS)}; {hint}")
-    return METRICS[kind](num_outputs)
+    return METRICS[kind](num_outputs, class_names)
 
 
 @register_metric("classify")
@@ -226,3 +227,7 @@ def mean_main(results: dict[str, dict[str, float]], mains: dict[str, str]) -> fl
         values.append(results[task][main])
     defined = [value for value in values if not math.isnan(value)]
     return sum(defined) / len(defined) if defined else NAN
+
+
+# The detect and segment metrics live beside the box and mask code; importing them registers them.
+from mtdsl.train import detection_metrics as _dense_metrics  # noqa: E402, F401

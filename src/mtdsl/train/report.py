@@ -61,8 +61,11 @@ def _metric_names(results: dict[str, dict[str, float]]) -> list[str]:
 def _grid(
     results: dict[str, dict[str, float]], mains: dict[str, str], number: Callable[[float, bool], str]
 ) -> tuple[list[str], list[list[str]]]:
-    """The table's header and rows of cells, numbers formatted by ``number(value, is_main)``."""
-    names = _metric_names(results)
+    """The table's header and rows of cells, numbers formatted by ``number(value, is_main)``.
+
+    Per-class values (``AP/car``, ``iou/road``) stay in ``results.json``; the table keeps one column per metric.
+    """
+    names = [name for name in _metric_names(results) if "/" not in name]
     rows = []
     for task, metrics in results.items():
         main = mains.get(task)

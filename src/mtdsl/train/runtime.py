@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -47,6 +48,11 @@ def num_outputs(labels: TaskLabels) -> int:
     return labels.classes if isinstance(labels.classes, int) else len(labels.classes)
 
 
+def class_names(labels: TaskLabels) -> tuple[str, ...] | None:
+    """The task's class names, or ``None`` where the spec gave a count or the task is binary."""
+    return labels.classes if isinstance(labels.classes, tuple) else None
+
+
 def stop_on_non_finite(losses: Mapping[str, float], *, epoch: int, step: int, checkpoint: Path) -> None:
     """Stop with a clear message when a task's loss is NaN or infinite; the last checkpoint is kept."""
     for task, value in losses.items():
@@ -78,3 +84,10 @@ def stream_means(results: Mapping[str, Mapping[str, float]], mains: Mapping[str,
         if values:
             means[index] = sum(values) / len(values)
     return means
+
+
+def to_float(output: Any) -> Any:
+    """A head's output in float32 (autocast may leave it half): a tensor, or a tuple of them (detection)."""
+    if isinstance(output, tuple):
+        return tuple(part.float() for part in output)
+    return output.float()

@@ -1,6 +1,6 @@
 """Task heads. Importing this package registers every head kind."""
 
-from mtdsl.nn.heads import classification
+from mtdsl.nn.heads import classification, dense
 from mtdsl.nn.heads.classification import ClassificationHead
 from mtdsl.nn.heads.registry import HEAD_BUILDERS, HEAD_CONFIGS, HeadConfig, build_head, head_source, heads_for
 
@@ -11,6 +11,7 @@ __all__ = [
     "HeadConfig",
     "build_head",
     "classification",
+    "dense",
     "head_source",
     "heads_for",
 ]

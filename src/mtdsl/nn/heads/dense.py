@@ -4,30 +4,7 @@ Both read the list of maps a neck (:mod:`mtdsl.nn.necks`) returns, finest level
 first, all of the neck's width. They are plain modules; the registry entries
 (``HEAD_CONFIGS``/``register_head`` with ``reads = "pyramid"``) come separately.
 
-EfficientDet's compound scaling (Tan et al. 2020, Table 1) is one knob,
-:func:`efficientdet_scaling`:
-
-===  ==========  ===============  ======  =======  ==========
- d   input size  backbone         BiFPN   BiFPN    box/class
-                                  width   repeats  depth
-===  ==========  ===============  ======  =======  ==========
- 0   512         efficientnet_b0  64      3        3
- 1   640         efficientnet_b1  88      4        3
- 2   768         efficientnet_b2  112     5        3
- 3   896         efficientnet_b3  160     6        4
- 4   1024        efficientnet_b4  224     7        4
- 5   1280        efficientnet_b5  288     7        4
- 6   1280        efficientnet_b6  384     8        5
- 7   1536        efficientnet_b6  384     8        5
-===  ==========  ===============  ======  =======  ==========
-
-The paper's rules are ``R = 512 + 128·d``, ``W = 64·1.35^d`` (rounded),
-``D_bifpn = 3 + d`` and ``D_head = 3 + ⌊d/3⌋``; the table departs from them
-where the paper does (D5–D7 sizes, D6–D7 BiFPN repeats, D7 keeps B6's backbone).
-D6 and D7 use unweighted ``sum`` fusion, as effdet does for training stability.
-
->>> efficientdet_scaling(0)["image_size"], efficientdet_scaling(0)["channels"]
-(512, 64)
+EfficientDet's compound scaling (one knob, ``scale = d``) lives in :mod:`mtdsl.nn.scaling`.
 """
 
 from __future__ import annotations
@@ -41,6 +18,10 @@ import torch.nn.functional as F
 from timm.layers import SeparableConv2d
 from torch import nn
 
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from mtdsl.nn.heads.registry import HEAD_CONFIGS, HeadConfig, register_head
+from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.nn.necks.bifpn import NormLayer, batch_norm
 
 #: Prior probability of every class at initialisation (RetinaNet, Lin et al. 2017): the class
@@ -48,48 +29,6 @@ from mtdsl.nn.necks.bifpn import NormLayer, batch_norm
 CLASS_PRIOR = 0.01
 
 Merge = Literal["sum", "cat"]
-
-#: (input size, backbone index, BiFPN width, BiFPN repeats, head depth) per EfficientDet-D{d}.
-_EFFICIENTDET_TABLE = {
-    0: (512, 0, 64, 3, 3),
-    1: (640, 1, 88, 4, 3),
-    2: (768, 2, 112, 5, 3),
-    3: (896, 3, 160, 6, 4),
-    4: (1024, 4, 224, 7, 4),
-    5: (1280, 5, 288, 7, 4),
-    6: (1280, 6, 384, 8, 5),
-    7: (1536, 6, 384, 8, 5),
-}
-
-
-def efficientdet_scaling(d: int) -> dict[str, Any]:
-    """The EfficientDet-D``d`` settings (table in the module docstring).
-
-    Returns:
-        ``image_size`` (square side), ``backbone`` (timm ``efficientnet_b*``), ``tf_backbone``
-        (``tf_efficientnet_b*``, TensorFlow-ported weights and padding), ``channels`` and
-        ``repeats`` (BiFPN), ``head_depth`` (box/class nets), ``min_level``/``max_level``
-        (3–7) and ``weight_method`` (BiFPN fusion).
-
-    >>> s = efficientdet_scaling(0)
-    >>> s["image_size"], s["channels"], s["repeats"], s["head_depth"], s["backbone"]
-    (512, 64, 3, 3, 'efficientnet_b0')
-    """
-    if d not in _EFFICIENTDET_TABLE:
-        raise ValueError(f"EfficientDet scaling d={d!r} is not one of {sorted(_EFFICIENTDET_TABLE)} (D0–D7)")
-    size, backbone, channels, repeats, head_depth = _EFFICIENTDET_TABLE[d]
-    return {
-        "image_size": size,
-        "backbone": f"efficientnet_b{backbone}",
-        "tf_backbone": f"tf_efficientnet_b{backbone}",
-        "channels": channels,
-        "repeats": repeats,
-        "head_depth": head_depth,
-        "min_level": 3,
-        "max_level": 7,
-        "weight_method": "sum" if d >= 6 else "fastattn",
-    }
-
 
 def _conv3x3(channels: int, out_channels: int, separable: bool, bias: bool) -> nn.Module:
     if separable:
@@ -209,7 +148,10 @@ class DetectionHead(nn.Module):
         with torch.no_grad():
             self.class_net.predict_bias.fill_(-math.log((1 - CLASS_PRIOR) / CLASS_PRIOR))
 
-    def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: Sequence[torch.Tensor], image_size: Sequence[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image_size`` is accepted like every pyramid head's, and unused: boxes are relative to anchors."""
         classes = flatten_levels(self.class_net(features), self.num_anchors)
         boxes = flatten_levels(self.box_net(features), self.num_anchors)
         return classes, boxes
@@ -282,3 +224,108 @@ class SegmentationHead(nn.Module):
         x = torch.cat(maps, dim=1) if self.merge == "cat" else torch.stack(maps, dim=0).sum(dim=0)
         logits = self.classifier(self.fuse(x))
         return F.interpolate(logits, size=tuple(image_size), mode="bilinear", align_corners=False)
+
+
+# ---------------------------------------------------------------- registry entries
+
+
+@HEAD_CONFIGS.register("efficientdet")
+class EfficientDetHeadConfig(HeadConfig):
+    """``efficientdet(scale = 0, depth = 3, anchor_scale = 4, scales = 3, aspect_ratios = [1, 2, 0.5])``.
+
+    ``scale = d`` sets ``depth`` for EfficientDet-D``d``. Anchors: ``scales`` octave
+    sub-scales per level, ``aspect_ratios`` as width / height (2 is a wide 2:1 box; the
+    area stays that of the square anchor), ``anchor_scale`` the square anchor's side over
+    its level's stride. An anchor is a positive for a box at IoU ``>= match_iou``, background
+    below ``background_iou``, and ignored between. Detections: boxes scoring over
+    ``score_threshold`` go through class-wise NMS at ``nms_iou``; ``max_detections`` are kept.
+    """
+
+    kind: Literal["efficientdet"] = "efficientdet"
+    scale: int | None = Field(default=None, ge=0, le=7)
+    depth: PositiveInt = 3
+    separable: bool = True
+    anchor_scale: PositiveFloat = 4.0
+    scales: PositiveInt = 3
+    aspect_ratios: list[PositiveFloat] = Field(default_factory=lambda: [1.0, 2.0, 0.5], min_length=1)
+    match_iou: float = Field(default=0.5, gt=0.0, le=1.0)
+    background_iou: float = Field(default=0.4, ge=0.0, le=1.0)
+    score_threshold: float = Field(default=0.05, ge=0.0, lt=1.0)
+    nms_iou: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_detections: PositiveInt = 100
+
+    task_kinds = frozenset({"detect"})
+    reads = "pyramid"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_scale(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("scale"), int) and 0 <= values["scale"] <= 7:
+            values = {"depth": efficientdet_scaling(values["scale"])["head_depth"], **values}
+        return values
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> EfficientDetHeadConfig:
+        if self.background_iou > self.match_iou:
+            raise ValueError(f"background_iou ({self.background_iou}) must not exceed match_iou ({self.match_iou})")
+        return self
+
+    @property
+    def anchors_per_location(self) -> int:
+        return self.scales * len(self.aspect_ratios)
+
+    @property
+    def anchor_shapes(self) -> tuple[tuple[float, float], ...]:
+        """``(rx, ry)`` width and height multipliers per aspect ratio, keeping the square anchor's area."""
+        return tuple((math.sqrt(ratio), 1 / math.sqrt(ratio)) for ratio in self.aspect_ratios)
+
+
+@HEAD_CONFIGS.register("segmentation")
+class SegmentationHeadConfig(HeadConfig):
+    """``segmentation(levels = 3, depth = 1, merge = sum, separable = false)``: see :class:`SegmentationHead`."""
+
+    kind: Literal["segmentation"] = "segmentation"
+    levels: PositiveInt = 3
+    depth: int = Field(default=1, ge=0)
+    merge: Merge = "sum"
+    separable: bool = False
+
+    task_kinds = frozenset({"segment"})
+    reads = "pyramid"
+
+
+_IMPORT = "from mtdsl.nn.heads.dense import DetectionHead, SegmentationHead"
+
+
+def _efficientdet_source(config: EfficientDetHeadConfig, in_channels: int, num_outputs: int, num_levels: int) -> str:
+    return (
+        f"DetectionHead({in_channels}, {num_levels}, {num_outputs}, num_anchors={config.anchors_per_location}, "
+        f"depth={config.depth}, separable={config.separable!r})"
+    )
+
+
+@register_head("efficientdet", source=_efficientdet_source, imports=_IMPORT)
+def build_efficientdet(
+    config: EfficientDetHeadConfig, in_channels: int, num_outputs: int, num_levels: int
+) -> nn.Module:
+    return DetectionHead(
+        in_channels, num_levels, num_outputs, num_anchors=config.anchors_per_location, depth=config.depth,
+        separable=config.separable,
+    )
+
+
+def _segmentation_source(config: SegmentationHeadConfig, in_channels: int, num_outputs: int, num_levels: int) -> str:
+    return (
+        f"SegmentationHead({in_channels}, {num_outputs}, num_levels_used={min(config.levels, num_levels)}, "
+        f"depth={config.depth}, merge={config.merge!r}, separable={config.separable!r})"
+    )
+
+
+@register_head("segmentation", source=_segmentation_source, imports=_IMPORT)
+def build_segmentation(
+    config: SegmentationHeadConfig, in_channels: int, num_outputs: int, num_levels: int
+) -> nn.Module:
+    return SegmentationHead(
+        in_channels, num_outputs, num_levels_used=min(config.levels, num_levels), depth=config.depth,
+        merge=config.merge, separable=config.separable,
+    )

@@ -28,7 +28,7 @@ class HeadConfig(Config):
 
 
 HeadBuilder = Callable[..., nn.Module]
-HeadSource = Callable[[HeadConfig, int, int], str]
+HeadSource = Callable[..., str]
 
 HEAD_CONFIGS: Registry[HeadConfig] = Registry("head")
 HEAD_BUILDERS: dict[str, HeadBuilder] = {}
@@ -38,8 +38,9 @@ HEAD_SOURCES: dict[str, tuple[str, HeadSource]] = {}
 def register_head(kind: str, *, source: HeadSource, imports: str) -> Callable[[HeadBuilder], HeadBuilder]:
     """Register the builder of head ``kind``: ``builder(config, in_channels, num_outputs) -> nn.Module``.
 
-    ``source(config, in_channels, num_outputs)`` is the Python expression that builds the
-    same module in generated ``model.py`` files, and ``imports`` the import line it needs.
+    Heads that read a pyramid also get ``num_levels``, the number of maps they read.
+    ``source`` takes the same arguments and returns the Python expression that builds the
+    same module in generated ``model.py`` files; ``imports`` is the import line it needs.
     """
 
     def decorate(builder: HeadBuilder) -> HeadBuilder:
@@ -52,10 +53,14 @@ def register_head(kind: str, *, source: HeadSource, imports: str) -> Callable[[H
     return decorate
 
 
-def head_source(config: HeadConfig, in_channels: int, num_outputs: int) -> tuple[str, str]:
+def _level_arguments(config: HeadConfig, num_levels: int) -> dict[str, int]:
+    return {"num_levels": num_levels} if config.reads == "pyramid" else {}
+
+
+def head_source(config: HeadConfig, in_channels: int, num_outputs: int, num_levels: int = 1) -> tuple[str, str]:
     """(import line, constructor expression) of a head, for code generation."""
     imports, source = HEAD_SOURCES[config.kind]
-    return imports, source(config, in_channels, num_outputs)
+    return imports, source(config, in_channels, num_outputs, **_level_arguments(config, num_levels))
 
 
 def heads_for(task_kind: str) -> list[str]:
@@ -63,5 +68,8 @@ def heads_for(task_kind: str) -> list[str]:
     return [kind for kind in HEAD_CONFIGS.kinds() if task_kind in HEAD_CONFIGS.get(kind).task_kinds]
 
 
-def build_head(config: HeadConfig, in_channels: int, num_outputs: int) -> nn.Module:
-    return HEAD_BUILDERS[config.kind](config, in_channels=in_channels, num_outputs=num_outputs)
+def build_head(config: HeadConfig, in_channels: int, num_outputs: int, num_levels: int = 1) -> nn.Module:
+    """The head module; ``num_levels`` is the number of pyramid maps a ``reads = "pyramid"`` head gets."""
+    return HEAD_BUILDERS[config.kind](
+        config, in_channels=in_channels, num_outputs=num_outputs, **_level_arguments(config, num_levels)
+    )

@@ -9,10 +9,15 @@ A neck reads every backbone map (``in_channels``/``in_strides`` from
 
 from mtdsl.nn.necks.bifpn import BiFPN, BiFPNLayer, Fusion, Resample
 from mtdsl.nn.necks.fpn import FPN
+from mtdsl.nn.necks.registry import NECK_CONFIGS, NeckConfig, build_neck, neck_source
 from mtdsl.nn.necks.wiring import FusionNode, bifpn_wiring, fpn_wiring, output_offsets, pyramid_inputs
 
 __all__ = [
     "FPN",
+    "NECK_CONFIGS",
+    "NeckConfig",
+    "build_neck",
+    "neck_source",
     "BiFPN",
     "BiFPNLayer",
     "Fusion",
