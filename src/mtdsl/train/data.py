@@ -14,6 +14,17 @@ augmentation that depends only on the seed it is handed with each index.
 >>> item = dataset[(0, 7)]
 >>> item["image"].shape, item["targets"]["shape"].dtype, item["targets"]["big"].dtype
 (torch.Size([3, 32, 32]), torch.int64, torch.float32)
+
+Detect and segment tasks ride in the same items: when a stream has one, the
+image is letterboxed (boxes and masks move with its pixels) instead of cropped.
+
+>>> tasks = [TaskLabels("shape", "classify", 3), TaskLabels("box", "detect", ("circle", "square", "triangle")),
+...          TaskLabels("mask", "segment", ("background", "circle", "square", "triangle"))]
+>>> dataset = ImageDataset(read_splits(config, tasks)["train"], tasks, image_size=(32, 32),
+...                        mean=(0.5,) * 3, std=(0.5,) * 3, train=True)
+>>> batch = collate([dataset[(0, 7)], dataset[(1, 7)]])
+>>> [tuple(b.shape) for b in batch["targets"]["box"]["boxes"]], tuple(batch["targets"]["mask"].shape)
+([(1, 4), (1, 4)], (2, 32, 32))
 """
 
 from __future__ import annotations
@@ -29,16 +40,61 @@ from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset
-from mtdsl.train.sources import ImageRef, Table, ratio_split, read_table
+from mtdsl.train.detection_data import (
+    DENSE_READERS,
+    BoxTarget,
+    Letterbox,
+    MaskTarget,
+    check_mask_size,
+    open_rgb,
+    read_mask_file,
+    synthetic_targets,
+)
+from mtdsl.train.sources import (
+    ImageRef,
+    Table,
+    describe,
+    item_index,
+    item_seed,
+    raise_if_unreadable,
+    ratio_split,
+    read_table,
+    unreadable_image,
+)
 from mtdsl.train.synthetic import synthetic_sample
 from mtdsl.train.transforms import IMAGE_ERRORS, ImageTransform, load_image, normalization
 
 if TYPE_CHECKING:
     from mtdsl.spec.document import Spec
 
-__all__ = ["Examples", "ImageDataset", "TaskLabels", "collate", "normalization", "read_splits", "task_labels"]
+__all__ = [
+    "Examples",
+    "ImageDataset",
+    "TaskLabels",
+    "collate",
+    "item_index",
+    "join_examples",
+    "normalization",
+    "raise_if_unreadable",
+    "read_splits",
+    "task_labels",
+    "unreadable_image",
+]
 
-READABLE_KINDS = ("classify", "binary", "multilabel")
+#: Task kinds with one label (or a few) per image, and those with boxes or pixels.
+LABEL_KINDS = ("classify", "binary", "multilabel")
+DENSE_KINDS = ("detect", "segment")
+READABLE_KINDS = LABEL_KINDS + DENSE_KINDS
+
+#: The task kinds each dataset kind can serve.
+SERVES: dict[str, tuple[str, ...]] = {
+    "folder": LABEL_KINDS,
+    "csv": LABEL_KINDS,
+    "json": LABEL_KINDS,
+    "coco": ("detect",),
+    "masks": ("segment",),
+    "synthetic": READABLE_KINDS,
+}
 
 #: The random crop for synthetic shapes is mild, so ``large`` still describes what the model sees.
 SYNTHETIC_CROP = {"scale": (0.8, 1.0), "ratio": (0.9, 1.1)}
@@ -50,9 +106,12 @@ class TaskLabels:
 
     Attributes:
         task: the task's name.
-        kind: ``classify``, ``binary`` or ``multilabel``.
+        kind: ``classify``, ``binary``, ``multilabel``, ``detect`` or ``segment``.
         classes: the class names in index order; an int when the spec wrote
-            ``classes = N`` (the dataset's labels then name them); ``None`` for binary.
+            ``classes = N`` (the dataset's labels, categories or class names
+            then name them); ``None`` for binary. A detect task's classes are
+            the object classes (no background); a segment task's are indexed by
+            the mask's class values (index 0 usually ``background``).
         label: the dataset field to read (``TaskTraining.label``); ``None`` for the default.
         positive: the label that counts as "yes" for a binary task.
     """
@@ -93,6 +152,13 @@ def task_labels(spec: Spec, task_names: Iterable[str] | None = None) -> list[Tas
                 spec.span("task", name),
                 hint="train the other tasks of the spec without it for now",
             )
+        if task.kind in DENSE_KINDS and (training.label or training.positive):
+            key = "label" if training.label else "positive"
+            raise DataError(
+                f"task '{name}' is a {task.kind} task; '{key}' picks an image label, which it does not read",
+                spec.span("task", name),
+                hint=f"remove '{key}' from task '{name}'",
+            )
         classes = None if task.kind == "binary" else _declared_classes(task.classes)
         found.append(TaskLabels(name, task.kind, classes, training.label, training.positive))
     return found
@@ -105,8 +171,13 @@ class Examples:
     Attributes:
         images: file paths, or indices of synthetic samples.
         targets: per task, every example's target: ``(N,)`` int64 class
-            indices (classify), ``(N,)`` float32 0/1 (binary) or ``(N, C)``
-            float32 multi-hot (multilabel).
+            indices (classify), ``(N,)`` float32 0/1 (binary), ``(N, C)``
+            float32 multi-hot (multilabel), or a ``(N,)`` object array of one
+            :class:`~mtdsl.train.detection_data.BoxTarget` (detect: boxes in
+            the image file's pixels, class indices, and the ``(C,)`` mask of
+            the classes the example's dataset annotates) or
+            :class:`~mtdsl.train.detection_data.MaskTarget` (segment: the mask
+            file or synthetic index, and the value → class lookup) per example.
         synthetic: the generator config when ``images`` are synthetic indices.
     """
 
@@ -125,6 +196,32 @@ class Examples:
             {task: values[picked] for task, values in self.targets.items()},
             self.synthetic,
         )
+
+
+def join_examples(parts: Sequence[Examples]) -> Examples:
+    """The examples of ``parts`` one after the other, e.g. two datasets of one detect task.
+
+    Each example keeps its own targets, so a :class:`BoxTarget`'s ``annotated``
+    mask still says which classes its own dataset labels.
+
+    Raises:
+        ValueError: the parts hold targets for different tasks, or synthetic
+            examples of two different generator configs.
+    """
+    if not parts:
+        raise ValueError("join_examples needs at least one Examples")
+    tasks = list(parts[0].targets)
+    for part in parts[1:]:
+        if list(part.targets) != tasks:
+            raise ValueError(f"cannot join examples with targets for {listing(tasks)} and {listing(part.targets)}")
+    generators = {part.synthetic for part in parts if part.synthetic is not None}
+    if len(generators) > 1:
+        raise ValueError("cannot join synthetic examples of different generator configs (their indices would clash)")
+    return Examples(
+        tuple(image for part in parts for image in part.images),
+        {task: np.concatenate([part.targets[task] for part in parts]) for task in tasks},
+        next(iter(generators), None),
+    )
 
 
 # ---------------------------------------------------------------- targets
@@ -223,6 +320,34 @@ def encode_targets(task: TaskLabels, table: Table) -> np.ndarray:
     return encoder(task, table, table.labels[task.task])
 
 
+def check_sources(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> None:
+    """Raise :class:`DataError` when ``dataset`` cannot serve one of ``tasks`` (a detect task on a folder, …)."""
+    served = SERVES.get(dataset.kind, LABEL_KINDS)
+    for task in tasks:
+        if task.kind in served:
+            continue
+        where = describe(dataset)
+        if task.kind in LABEL_KINDS:
+            holds = "boxes" if dataset.kind == "coco" else "masks"
+            raise DataError(
+                f"{where} holds {holds}, not image labels, so {task.kind} task '{task.task}' cannot learn from it",
+                expected=f"a dataset of image labels (folder, csv, json or synthetic) for task '{task.task}'",
+                hint=(
+                    "read the image labels from a csv or json manifest beside the annotations "
+                    "(coco128 ships annotations/image_labels.csv), or make the task a detect task"
+                    if dataset.kind == "coco"
+                    else "read the image labels from a folder, csv or json dataset"
+                ),
+            )
+        source = "coco(...)" if task.kind == "detect" else "masks(...)"
+        what = "boxes" if task.kind == "detect" else "masks"
+        raise DataError(
+            f"{where} has no {what}, so {task.kind} task '{task.task}' cannot learn from it",
+            expected=f"a dataset with {what}: {source} or synthetic(...)",
+            hint=f"declare a {source} dataset and point task '{task.task}' at it",
+        )
+
+
 def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str, Examples]:
     """Read ``dataset`` once for ``tasks`` and split it.
 
@@ -232,10 +357,25 @@ def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str
         dataset's ``seed``.
 
     Raises:
-        DataError: missing files or folders, labels that do not fit a task's classes.
+        DataError: missing files or folders, a task the dataset cannot serve
+            (a classify task on a coco dataset, …), labels or classes that do
+            not fit a task's classes.
     """
-    table = read_table(dataset, tasks)
-    targets = {task.task: encode_targets(task, table) for task in tasks}
+    check_sources(dataset, tasks)
+    reader = DENSE_READERS.get(dataset.kind)
+    if reader is not None:
+        table = reader(dataset, tasks)
+    else:
+        table = read_table(dataset, [task for task in tasks if task.kind in LABEL_KINDS])
+    targets = {}
+    for task in tasks:
+        if task.kind in LABEL_KINDS:
+            targets[task.task] = encode_targets(task, table)
+        elif task.task in table.targets:
+            targets[task.task] = table.targets[task.task]
+        else:
+            assert isinstance(dataset, SyntheticDataset), dataset.kind
+            targets[task.task] = synthetic_targets(dataset, task)
     parts = table.parts
     if parts is None:
         parts = ratio_split(len(table.images), dataset.split, dataset.seed)  # type: ignore[attr-defined]
@@ -246,55 +386,40 @@ def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str
 # ---------------------------------------------------------------- dataset
 
 
-def _item_seed(seed: int, index: int) -> int:
-    # Mixing in the index gives each image its own crop even when a batch shares one seed.
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
-
-
-def _unreadable(message: str) -> DataError:
-    return DataError(
-        message,
-        expected="an image file Pillow can open (JPEG, PNG, …)",
-        hint="replace or delete the file, or write on_corrupt = skip in the train block to skip unreadable images",
-    )
-
-
-def unreadable_image(reference: object, error: object) -> DataError:
-    return _unreadable(f"cannot read the image {reference}: {error}")
-
-
-def raise_if_unreadable(batch: dict[str, Any]) -> dict[str, Any]:
-    """Raise, in the main process, the error a loader worker met while reading an image."""
-    if "unreadable" in batch:
-        raise _unreadable(batch["unreadable"])
-    return batch
-
-
-def item_index(item: tuple[int, int] | int, length: int) -> tuple[int, int]:
-    """``(example index, augmentation seed)`` from a dataset item; a bare int means seed 0."""
-    index, seed = item if isinstance(item, tuple) else (item, 0)
-    index = int(index)
-    if not -length <= index < length:
-        raise IndexError(f"example {index} is out of range for a split of {length}")
-    return index % length, seed
-
-
 class ImageDataset(Dataset):
     """One split as a torch ``Dataset`` of ``{"image", "targets", "index"}`` dicts.
 
     Items are ``(example index, augmentation seed)`` pairs (a bare int means
-    seed 0); the crop and flip come from that pair alone.
+    seed 0); the augmentation comes from that pair alone.
+
+    With image-label tasks only (classify, binary, multilabel) the image gets
+    a random resized crop and flip when training, a resize and centre crop
+    otherwise. When a detect or segment task is among ``tasks``, every task's
+    targets come through a :class:`~mtdsl.train.detection_data.Letterbox`
+    instead (aspect-preserving resize to the square ``image_size``, padding at
+    the bottom/right, a random flip when training), so boxes and masks stay on
+    their pixels. ``item["targets"][task]`` is then:
+
+    * classify/binary/multilabel: as in :class:`Examples` (one row);
+    * detect: ``{"boxes": (K, 4) float32 (x0, y0, x1, y1) in input pixels,
+      "classes": (K,) int64, "annotated": (C,) bool}``;
+    * segment: ``(S, S)`` int64 class indices,
+      :data:`~mtdsl.train.detection_data.IGNORE_INDEX` on ignored values and padding.
 
     Args:
         examples: the split.
         tasks: the tasks whose targets each item carries.
-        image_size: output (height, width).
+        image_size: output (height, width); square when a task is detect or segment.
         mean: normalisation mean per channel, e.g. from :func:`normalization`.
         std: normalisation std per channel.
-        train: augment (random resized crop and flip) or not (resize and centre crop).
+        train: augment or not.
         on_corrupt: ``"error"`` raises :class:`DataError` on an unreadable
-            image, ``"skip"`` returns ``None`` for it (``collate`` drops it).
+            image or mask, ``"skip"`` returns ``None`` for it (``collate`` drops it).
         synthetic: the generator config for synthetic examples (default: the one in ``examples``).
+
+    Raises:
+        ValueError: a task has no targets in ``examples``, or ``image_size`` is
+            not square for a detect or segment task.
     """
 
     def __init__(
@@ -322,34 +447,109 @@ class ImageDataset(Dataset):
         self.synthetic = synthetic or examples.synthetic
         if self.synthetic is None and any(isinstance(image, int) for image in examples.images):
             raise ValueError("synthetic examples need their SyntheticDataset config (pass synthetic=...)")
-        crop: dict[str, Any] = SYNTHETIC_CROP if self.synthetic is not None else {}
         size = (int(image_size[0]), int(image_size[1]))
-        self.transform = ImageTransform(size, tuple(mean), tuple(std), train, **crop)
-        self._targets = {task.task: torch.from_numpy(examples.targets[task.task]) for task in self.tasks}
+        dense = [task for task in self.tasks if task.kind in DENSE_KINDS]
+        self.transform: ImageTransform | Letterbox
+        if dense:
+            if size[0] != size[1]:
+                raise ValueError(
+                    f"{dense[0].kind} task '{dense[0].task}' letterboxes images to a square, "
+                    f"but the image size is {size[0]}x{size[1]} (height x width); make the input square"
+                )
+            self.transform = Letterbox(size[0], tuple(mean), tuple(std), train)
+        else:
+            crop: dict[str, Any] = SYNTHETIC_CROP if self.synthetic is not None else {}
+            self.transform = ImageTransform(size, tuple(mean), tuple(std), train, **crop)
+        self._targets = {
+            task.task: torch.from_numpy(examples.targets[task.task]) for task in self.tasks if task.kind in LABEL_KINDS
+        }
+        self._dense = {task.task: (task.kind, examples.targets[task.task]) for task in dense}
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def targets(self, task: str) -> torch.Tensor:
-        """Every example's target for ``task``, stacked, without opening any image."""
+        """Every example's target for an image-label ``task``, stacked, without opening any image."""
+        if task in self._dense:
+            raise KeyError(f"task '{task}' is a {self._dense[task][0]} task: its targets differ in size per example")
         if task not in self._targets:
             raise KeyError(f"no task '{task}' in this dataset; it serves {listing(self._targets)}")
         return self._targets[task].clone()
 
-    def _image(self, reference: ImageRef) -> Image.Image | None:
-        if isinstance(reference, int):
-            assert self.synthetic is not None
-            return Image.fromarray(synthetic_sample(reference, self.synthetic.size, self.synthetic.seed).image)
+    def _read(self, reference: ImageRef, read: Any) -> Any:
+        """``read(reference)``, or ``None`` under ``on_corrupt = "skip"`` when the file is unreadable."""
         try:
-            return load_image(reference, draft=self.transform.draft_size())
+            return read(reference)
         except IMAGE_ERRORS as error:
             if self.on_corrupt == "skip":
                 return None
             raise unreadable_image(reference, error) from None
 
+    def _image(self, reference: ImageRef) -> Image.Image | None:
+        if isinstance(reference, int):
+            assert self.synthetic is not None
+            return Image.fromarray(synthetic_sample(reference, self.synthetic.size, self.synthetic.seed).image)
+        assert isinstance(self.transform, ImageTransform)
+        draft = self.transform.draft_size()
+        return self._read(reference, lambda path: load_image(path, draft=draft))
+
+    def _letterboxed(self, index: int, seed: int) -> tuple[torch.Tensor, dict[str, Any]] | None:
+        """The image and the targets of every task, through one letterbox; ``None`` for a skipped file."""
+        assert isinstance(self.transform, Letterbox)
+        reference = self.examples.images[index]
+        sample, original = None, None
+        if isinstance(reference, int):
+            assert self.synthetic is not None
+            sample = synthetic_sample(reference, self.synthetic.size, self.synthetic.seed)
+            image = Image.fromarray(sample.image)
+        else:
+            opened = self._read(reference, lambda path: open_rgb(path, self.transform.size))
+            if opened is None:
+                return None
+            image, original = opened
+        masks: dict[str, np.ndarray] = {}
+        boxes: dict[str, BoxTarget] = {}
+        for task, (kind, targets) in self._dense.items():
+            if kind == "detect":
+                boxes[task] = targets[index]
+                continue
+            target: MaskTarget = targets[index]
+            if sample is not None:
+                raw = sample.mask
+            else:
+                raw = self._read(str(target.mask), read_mask_file)
+                if raw is None:
+                    return None
+                check_mask_size(raw, original or image.size, target.mask, reference)
+            masks[task] = target.classes(raw)
+
+        given = np.concatenate([target.boxes for target in boxes.values()]) if boxes else None
+        out = self.transform(image, seed, boxes=given, original_size=original)
+        found: dict[str, Any] = {}
+        start = kept = 0
+        for task, target in boxes.items():
+            keep = out.keep[start : start + len(target.boxes)]
+            count = int(keep.sum())
+            found[task] = {
+                "boxes": torch.from_numpy(out.boxes[kept : kept + count].copy()),
+                "classes": torch.from_numpy(target.classes[keep]),
+                "annotated": torch.from_numpy(target.annotated.copy()),
+            }
+            start, kept = start + len(target.boxes), kept + count
+        for task, mask in masks.items():
+            found[task] = self.transform.place_mask(mask, out.flipped)
+        for task, values in self._targets.items():
+            found[task] = values[index].clone()
+        return out.image, {task.task: found[task.task] for task in self.tasks}
+
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any] | None:
         index, seed = item_index(item, len(self))
         try:
+            if self._dense:
+                made = self._letterboxed(index, item_seed(int(seed), index))
+                if made is None:
+                    return None
+                return {"image": made[0], "targets": made[1], "index": index}
             image = self._image(self.examples.images[index])
         except DataError as error:
             if get_worker_info() is None:
@@ -359,20 +559,35 @@ class ImageDataset(Dataset):
         if image is None:
             return None
         return {
-            "image": self.transform(image, _item_seed(int(seed), index)),
+            "image": self.transform(image, item_seed(int(seed), index)),
             "targets": {task: values[index].clone() for task, values in self._targets.items()},
             "index": index,
         }
+
+
+def _batch_targets(values: list[Any]) -> Any:
+    if isinstance(values[0], dict):  # a detect task: boxes differ in number per image
+        return {
+            "boxes": [value["boxes"] for value in values],
+            "classes": [value["classes"] for value in values],
+            "annotated": torch.stack([value["annotated"] for value in values]),
+        }
+    return torch.stack(values)
 
 
 def collate(items: list[dict[str, Any] | None]) -> dict[str, Any]:
     """Stack items into a batch, dropping the ``None`` of skipped images.
 
     Returns:
-        ``{"image": (N, C, H, W), "targets": {task: (N, …)}, "index": (N,) int64,
-        "skipped": int}``. When every item was skipped, ``N`` is 0: ``image`` is an
-        empty ``(0,)`` float tensor, ``targets`` is ``{}`` and ``index`` is empty,
-        so check ``batch["index"].numel() == 0`` before using it.
+        ``{"image": (N, C, H, W), "targets": {task: …}, "index": (N,) int64,
+        "skipped": int}``, where a task's targets are ``(N, …)`` stacked
+        (classify, binary, multilabel; segment: ``(N, S, S)`` int64), or for a
+        detect task ``{"boxes": [(K_i, 4) float32] * N, "classes": [(K_i,)
+        int64] * N, "annotated": (N, C) bool}``. When every item was skipped,
+        ``N`` is 0: ``image`` is an empty ``(0,)`` float tensor, ``targets`` is
+        ``{}`` and ``index`` is empty, so check ``batch["index"].numel() == 0``
+        before using it. ``{"unreadable": message}`` when a loader worker met an
+        unreadable file (see :func:`raise_if_unreadable`).
     """
     for item in items:
         if item is not None and "unreadable" in item:
@@ -383,7 +598,7 @@ def collate(items: list[dict[str, Any] | None]) -> dict[str, Any]:
         return {"image": torch.empty(0), "targets": {}, "index": torch.empty(0, dtype=torch.long), "skipped": skipped}
     return {
         "image": torch.stack([item["image"] for item in kept]),
-        "targets": {task: torch.stack([item["targets"][task] for item in kept]) for task in kept[0]["targets"]},
+        "targets": {task: _batch_targets([item["targets"][task] for item in kept]) for task in kept[0]["targets"]},
         "index": torch.tensor([item["index"] for item in kept], dtype=torch.long),
         "skipped": skipped,
     }

@@ -7,6 +7,12 @@
 augmentation (a random horizontal flip after a letterbox resize) depends on
 that pair alone, and boxes and masks move with the pixels.
 
+The training loop reads boxes and masks through :func:`mtdsl.train.data.read_splits`
+and :class:`mtdsl.train.data.ImageDataset`, which use the pieces here:
+:data:`DENSE_READERS` (the ``coco`` and ``masks`` dataset kinds),
+:func:`synthetic_targets`, the per-example :class:`BoxTarget` and
+:class:`MaskTarget`, and :class:`Letterbox`.
+
 >>> examples = synthetic_examples(count=8, size=48, seed=0)
 >>> examples.class_names, len(examples)
 (('circle', 'square', 'triangle'), 8)
@@ -22,9 +28,9 @@ import contextlib
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,28 +38,50 @@ from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, did_you_mean, listing
-from mtdsl.train.data import _item_seed, item_index, unreadable_image
-from mtdsl.train.sources import IMAGE_SUFFIXES, ImageRef, check_images_exist
+from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
+from mtdsl.train.sources import (
+    IMAGE_SUFFIXES,
+    ImageRef,
+    Table,
+    check_images_exist,
+    describe,
+    given_folders,
+    item_index,
+    item_seed,
+    unreadable_image,
+)
 from mtdsl.train.synthetic import SHAPES, synthetic_sample
 from mtdsl.train.transforms import IMAGE_ERRORS, ImageTransform
 
+if TYPE_CHECKING:
+    from mtdsl.train.data import TaskLabels
+
 __all__ = [
+    "DENSE_READERS",
     "IGNORE_INDEX",
+    "SYNTHETIC_DETECT_CLASSES",
+    "SYNTHETIC_SEGMENT_CLASSES",
+    "BoxTarget",
     "DetectionDataset",
     "DetectionExamples",
     "Letterbox",
     "Letterboxed",
     "MaskDataset",
     "MaskExamples",
+    "MaskTarget",
     "SyntheticDetection",
     "detection_collate",
     "mask_collate",
     "read_class_names",
     "read_coco",
+    "read_coco_dataset",
+    "read_mask_dataset",
+    "read_mask_file",
     "read_masks",
     "synthetic_detection",
     "synthetic_examples",
     "synthetic_mask_examples",
+    "synthetic_targets",
 ]
 
 #: The mask value that losses and metrics skip: void pixels, and the letterbox padding.
@@ -390,6 +418,353 @@ def synthetic_mask_examples(count: int, size: int, seed: int) -> MaskExamples:
     return MaskExamples(tuple(range(count)), tuple(range(count)), _mask_lookup(None, ()), (size, seed))
 
 
+# ---------------------------------------------------------------- targets for the shared data path
+#
+# ``mtdsl.train.data.read_splits`` reads one dataset for every task of a stream;
+# for detect and segment tasks it keeps, per example, a BoxTarget or a
+# MaskTarget in a numpy object array (so ``Examples.subset`` and joining
+# datasets are plain indexing and concatenation).
+
+#: The classes of a detect task on a synthetic dataset, and of a segment task (mask value = class index).
+SYNTHETIC_DETECT_CLASSES = SHAPES
+SYNTHETIC_SEGMENT_CLASSES = ("background", *SHAPES)
+
+#: In a :attr:`MaskTarget.lookup`, a mask value that is neither a class's nor ignored.
+UNEXPECTED = -1
+
+
+@dataclass(frozen=True, eq=False)
+class BoxTarget:
+    """One example's boxes for one detect task.
+
+    Attributes:
+        boxes: ``(G, 4)`` float32 ``(x0, y0, x1, y1)`` in the image file's pixels.
+        classes: ``(G,)`` int64 indices into the task's classes.
+        annotated: ``(C,)`` bool over the task's classes: the classes the
+            example's dataset labels. Where it is False the image says nothing
+            about that class (it came from a dataset that does not annotate it),
+            so a loss masks the class out for this example.
+    """
+
+    boxes: np.ndarray
+    classes: np.ndarray
+    annotated: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class MaskTarget:
+    """One example's mask for one segment task.
+
+    Attributes:
+        mask: the mask PNG's path, or the synthetic sample's index.
+        lookup: ``(256,)`` int16: the class index of each raw mask value,
+            :data:`IGNORE_INDEX` for ignored values, :data:`UNEXPECTED` for
+            values that should not occur (shared by a dataset's examples).
+    """
+
+    mask: ImageRef
+    lookup: np.ndarray
+
+    def classes(self, raw: np.ndarray) -> np.ndarray:
+        """``raw`` mask values as ``uint8`` class indices, :data:`IGNORE_INDEX` where ignored.
+
+        Raises:
+            DataError: the mask holds a value that is neither a class's nor ignored.
+        """
+        mapped = self.lookup[raw]
+        if (mapped == UNEXPECTED).any():
+            found = np.unique(raw[mapped == UNEXPECTED]).tolist()
+            values = np.flatnonzero(self.lookup >= 0)
+            classes = [str(v) for v in values if self.lookup[v] != IGNORE_INDEX]
+            ignored = [str(v) for v in values if self.lookup[v] == IGNORE_INDEX]
+            raise DataError(
+                f"the mask {self.mask} has value(s) {', '.join(map(str, found))}, which are neither a class's "
+                "value nor ignored",
+                expected=f"class values {listing(classes, limit=30)}"
+                + (f", or ignored values {listing(ignored)}" if ignored else ""),
+                hint="add them to the dataset's ignore = [...], or give them a class (classes, class_map)",
+            )
+        return mapped.astype(np.uint8)
+
+
+def object_array(items: Sequence[object]) -> np.ndarray:
+    """A ``(N,)`` numpy object array of ``items`` (numpy would unpack sequences given to ``np.array``)."""
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array
+
+
+def _in_order(names: Sequence[str], limit: int = 20) -> str:
+    """Class names in index order (``listing`` sorts them, which hides the order that matters here)."""
+    return ", ".join(names[:limit]) + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _shown(classes: tuple[str, ...] | int | None) -> str:
+    return f"classes = {classes}" if isinstance(classes, int) else f"classes = [{', '.join(classes or ())}]"
+
+
+def check_dense_classes(task: TaskLabels, names: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """``names`` when the task's classes are them in order, or their count (or not given).
+
+    Raises:
+        DataError: the task names other classes, another order or another count.
+    """
+    if task.classes is None or task.classes == len(names) or task.classes == names:
+        return names
+    spelled = f", or classes = [{', '.join(names)}]" if len(names) <= 20 else ""
+    raise DataError(
+        f"{where}: {task.kind} task '{task.task}' has {_shown(task.classes)}, "
+        f"but the dataset's {len(names)} classes are {_in_order(names)}",
+        expected=f"the dataset's classes in its order ({len(names)} of them)",
+        hint=f"write classes = {len(names)}{spelled}",
+    )
+
+
+def _task_count(task: TaskLabels) -> int | None:
+    if task.classes is None:
+        return None
+    return task.classes if isinstance(task.classes, int) else len(task.classes)
+
+
+@lru_cache(maxsize=8)
+def _synthetic_boxes(count: int, size: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    drawn = (synthetic_detection(index, size, seed) for index in range(count))
+    return tuple((sample.boxes, sample.classes) for sample in drawn)
+
+
+def synthetic_targets(config: SyntheticDataset, task: TaskLabels) -> np.ndarray:
+    """Every synthetic example's :class:`BoxTarget` (detect) or :class:`MaskTarget` (segment) for ``task``.
+
+    Raises:
+        DataError: the task's classes are not :data:`SYNTHETIC_DETECT_CLASSES`
+            (detect) or :data:`SYNTHETIC_SEGMENT_CLASSES` (segment), in that order.
+    """
+    where = describe(config)
+    if task.kind == "detect":
+        check_dense_classes(task, SYNTHETIC_DETECT_CLASSES, where)
+        annotated = np.ones(len(SYNTHETIC_DETECT_CLASSES), dtype=bool)
+        boxes = _synthetic_boxes(config.count, config.size, config.seed)
+        return object_array([BoxTarget(b, c, annotated) for b, c in boxes])
+    check_dense_classes(task, SYNTHETIC_SEGMENT_CLASSES, where)
+    lookup = _value_lookup({value: value for value in range(len(SYNTHETIC_SEGMENT_CLASSES))}, ())
+    return object_array([MaskTarget(index, lookup) for index in range(config.count)])
+
+
+def _coco_task_targets(every: DetectionExamples, config: CocoDataset, task: TaskLabels, where: str) -> np.ndarray:
+    """Each image's :class:`BoxTarget` for ``task``, from ``every`` (all categories, indexed in category-id order)."""
+    categories = every.class_names
+    if isinstance(task.classes, int) and task.classes != len(categories):
+        raise DataError(
+            f"{where}: task '{task.task}' has classes = {task.classes}, but {config.annotations} has "
+            f"{len(categories)} categories",
+            expected=f"its categories: {listing(categories, limit=100)}",
+            hint=f"write classes = {len(categories)}, or list by name the categories the task learns",
+        )
+    names = categories if isinstance(task.classes, int) or not task.classes else tuple(task.classes)
+    annotated = tuple(config.classes) if config.classes else names
+    for name in annotated:
+        if name not in categories:
+            who = f"task '{task.task}' lists" if config.classes is None else "the dataset's classes list"
+            raise DataError(
+                f"{where}: {who} class '{name}', which is not a category of {config.annotations}",
+                expected=f"one of its {len(categories)} categories: {listing(categories, limit=100)}",
+                hint=did_you_mean(name, categories)
+                or (
+                    "fix the class name, or list the task classes this dataset annotates with classes = [...] "
+                    "on the dataset (the others are then masked out of its images' losses)"
+                    if config.classes is None
+                    else "fix the class name, or remove it from the dataset's classes"
+                ),
+            )
+        if name not in names:
+            raise DataError(
+                f"{where}: the dataset's classes list '{name}', which task '{task.task}' does not have",
+                expected=f"one of the task's classes: {listing(names)}",
+                hint=did_you_mean(name, names) or f"add '{name}' to the task's classes, or remove it from the dataset's",
+            )
+    index = {name: i for i, name in enumerate(names)}
+    lookup = np.array([index[name] if name in annotated else -1 for name in categories], dtype=np.int64)
+    mask = np.array([name in annotated for name in names], dtype=bool)
+    found = []
+    for boxes, classes in zip(every.boxes, every.classes):
+        mapped = lookup[classes]
+        keep = mapped >= 0
+        found.append(BoxTarget(boxes[keep], mapped[keep], mask))
+    return object_array(found)
+
+
+def read_coco_dataset(config: CocoDataset, tasks: Sequence[TaskLabels]) -> Table:
+    """A ``coco`` dataset for its detect tasks: images and each task's :class:`BoxTarget` per image.
+
+    The file is read once; each task takes the categories it names. With
+    ``keep_empty = false``, images with no box for any of the tasks are left out.
+    """
+    where = describe(config)
+    every = read_coco(config.annotations, config.images)
+    targets = {task.task: _coco_task_targets(every, config, task, where) for task in tasks}
+    kept = np.arange(len(every))
+    if not config.keep_empty:
+        kept = np.array(
+            [i for i in range(len(every)) if any(len(found[i].boxes) for found in targets.values())], dtype=np.int64
+        )
+    if not len(kept):
+        raise DataError(
+            f"{where}: no image has a box of the tasks' classes",
+            hint="check the task's classes against the file's categories, or write keep_empty = true",
+        )
+    return Table(
+        images=[every.images[i] for i in kept.tolist()],
+        labels={},
+        spaces={},
+        exact=True,
+        parts=None,
+        where=where,
+        targets={task: found[kept] for task, found in targets.items()},
+    )
+
+
+def _value_lookup(values: Mapping[int, int], ignore: Sequence[int]) -> np.ndarray:
+    lookup = np.full(256, UNEXPECTED, dtype=np.int16)
+    for raw, index in values.items():
+        lookup[int(raw)] = int(index)
+    for raw in ignore:
+        lookup[int(raw)] = IGNORE_INDEX
+    return lookup
+
+
+def _mask_classes(config: MasksDataset, where: str) -> tuple[tuple[str, ...] | None, dict[int, int] | None]:
+    """The dataset's class names (``None``: the task names them) and ``{mask value: class}`` (``None``: identity)."""
+    names: tuple[str, ...] | None = None
+    if isinstance(config.classes, str):
+        try:
+            names = read_class_names(config.classes)
+        except OSError as error:
+            raise DataError(
+                f"{where}: cannot read the class names file {config.classes} ({error.strerror or error})",
+                expected="a text file with one class name a line, or '<value> <name>' lines",
+            ) from None
+        if not names:
+            raise DataError(f"{where}: the class names file {config.classes} is empty", expected="one name a line")
+    elif config.classes is not None:
+        names = tuple(config.classes)
+    if config.class_map is not None:
+        if names is not None and len(names) != len(config.class_map):
+            raise DataError(
+                f"{where}: class_map gives the mask values of {len(config.class_map)} classes, "
+                f"but classes names {len(names)}: {_in_order(names)}",
+                hint="name one class per class_map entry, in the same order",
+            )
+        return names, config.mask_values()
+    if names is None:
+        return None, None
+    ignored = set(config.ignore)
+    kept = [value for value in range(len(names)) if value not in ignored]
+    return tuple(names[v] for v in kept), {value: index for index, value in enumerate(kept)}
+
+
+def _mask_task_lookup(
+    config: MasksDataset,
+    task: TaskLabels,
+    names: tuple[str, ...] | None,
+    values: dict[int, int] | None,
+    where: str,
+) -> np.ndarray:
+    if names is not None:
+        check_dense_classes(task, names, where)
+    elif values is not None:
+        count = len(config.class_map or [])
+        if _task_count(task) not in (None, count):
+            raise DataError(
+                f"{where}: segment task '{task.task}' has {_task_count(task)} classes, "
+                f"but the dataset's class_map gives {count}",
+                expected=f"classes = {count}, or {count} class names in class_map's order",
+                hint=f"write classes = {count}, or add the missing classes to class_map",
+            )
+    else:
+        count = _task_count(task)
+        if count is None:
+            raise DataError(
+                f"{where}: neither the dataset nor segment task '{task.task}' names the classes",
+                hint="write classes = [...] (or a classes.txt path) on the dataset, or classes = [...] on the task",
+            )
+        values = {value: value for value in range(min(count, IGNORE_INDEX))}
+    return _value_lookup(values or {}, config.ignore)
+
+
+def read_mask_dataset(config: MasksDataset, tasks: Sequence[TaskLabels]) -> Table:
+    """A ``masks`` dataset for its segment tasks: images, and each task's :class:`MaskTarget` per image.
+
+    ``split = given`` pairs ``images/<split>/`` with ``masks/<split>/``; a ratio
+    split pairs ``images/`` with ``masks/``.
+    """
+    where = describe(config)
+    images_root, masks_root = Path(config.images), Path(config.masks)
+    for folder, what in ((images_root, "images"), (masks_root, "masks")):
+        if not folder.is_dir():
+            raise DataError(f"{where}: the {what} folder {folder} does not exist", expected=f"a folder of {what}")
+    if config.split == "given":
+        folders = given_folders(
+            images_root, where, holding="the split's images, with its masks in the same subfolder of the masks folder",
+            hint="write ratios, e.g. split = 0.8/0.2, when the images sit directly in the images folder",
+        )
+        pairs = {part: (folder, masks_root / folder.name) for part, folder in folders.items()}
+    else:
+        if (images_root / "train").is_dir():
+            raise DataError(
+                f"{where}: {images_root} has a train/ folder, but split = "
+                + "/".join(f"{ratio:g}" for ratio in config.split)
+                + " reads the images directly in it",
+                hint="write split = given to use the dataset's own split",
+            )
+        pairs = {"": (images_root, masks_root)}
+    images: list[ImageRef] = []
+    masks: list[ImageRef] = []
+    parts: dict[str, np.ndarray] = {}
+    for part, (image_folder, mask_folder) in pairs.items():
+        paired = read_masks(image_folder, mask_folder)
+        start = len(images)
+        images += paired.images
+        masks += paired.masks
+        parts[part] = np.arange(start, len(images))
+    names, values = _mask_classes(config, where)
+    targets = {}
+    for task in tasks:
+        lookup = _mask_task_lookup(config, task, names, values, where)
+        targets[task.task] = object_array([MaskTarget(mask, lookup) for mask in masks])
+    return Table(images, {}, {}, True, parts if config.split == "given" else None, where, targets)
+
+
+def check_mask_size(mask: np.ndarray, size: tuple[int, int], mask_reference: object, image_reference: object) -> None:
+    """Raise :class:`DataError` unless ``mask`` is ``size`` (width, height), its image's size."""
+    if (mask.shape[1], mask.shape[0]) != tuple(size):
+        raise DataError(
+            f"the mask {mask_reference} is {mask.shape[1]}x{mask.shape[0]}, "
+            f"its image {image_reference} {size[0]}x{size[1]}",
+            expected="a mask the size of its image",
+        )
+
+
+#: Readers of the dataset kinds that carry boxes or masks only (``synthetic`` goes through :func:`synthetic_targets`).
+DENSE_READERS = {"coco": read_coco_dataset, "masks": read_mask_dataset}
+
+
+def read_mask_file(path: str) -> np.ndarray:
+    """A mask PNG as ``(H, W)`` uint8; raises one of :data:`IMAGE_ERRORS` when it cannot be read.
+
+    Raises:
+        DataError: the file is not a single-channel 8-bit image.
+    """
+    with Image.open(path) as picture:
+        mask = np.asarray(picture)
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise DataError(
+            f"the mask {path} is not a single-channel 8-bit image (shape {mask.shape}, {mask.dtype})",
+            expected="a PNG of class indices, mode L or P",
+        )
+    return mask
+
+
 # ---------------------------------------------------------------- transform
 
 
@@ -506,6 +881,16 @@ class Letterbox:
             flipped=flipped,
         )
 
+    def place_mask(self, mask: np.ndarray, flipped: bool) -> torch.Tensor:
+        """A mask at its image's full size through the geometry of that image's :class:`Letterboxed`.
+
+        For a second mask of one image: ``flipped`` is the image's ``Letterboxed.flipped``.
+        Returns ``(S, S)`` int64 with :data:`IGNORE_INDEX` padding.
+        """
+        height, width = mask.shape[:2]
+        new_w, new_h = self.fitted(width, height)
+        return torch.from_numpy(self._mask(np.asarray(mask, dtype=np.uint8), new_w, new_h, flipped))
+
     def _mask(self, mask: np.ndarray, new_w: int, new_h: int, flipped: bool) -> np.ndarray:
         if mask.ndim != 2:
             raise ValueError(f"a mask is (H, W) class indices, got shape {mask.shape}")
@@ -522,7 +907,7 @@ class Letterbox:
 # ---------------------------------------------------------------- datasets
 
 
-def _open_rgb(path: str, size: int) -> tuple[Image.Image, tuple[int, int]]:
+def open_rgb(path: str, size: int) -> tuple[Image.Image, tuple[int, int]]:
     """The image as RGB, JPEG-decoded no smaller than needed, and its full (width, height)."""
     with Image.open(path) as image:
         original = image.size
@@ -553,7 +938,7 @@ class _SeededDataset(Dataset):
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any] | None:
         index, seed = item_index(item, len(self))
         try:
-            return self._make(index, _item_seed(int(seed), index))
+            return self._make(index, item_seed(int(seed), index))
         except _Skip:
             return None
         except DataError as error:
@@ -611,7 +996,7 @@ class DetectionDataset(_SeededDataset):
             image = Image.fromarray(synthetic_sample(reference, size, synthetic_seed).image)
         else:
             try:
-                image, original = _open_rgb(reference, self.transform.size)
+                image, original = open_rgb(reference, self.transform.size)
             except IMAGE_ERRORS as error:
                 if self.on_corrupt == "skip":
                     raise _Skip from None
@@ -658,25 +1043,14 @@ class MaskDataset(_SeededDataset):
         else:
             reading = reference
             try:
-                image, original = _open_rgb(reference, self.transform.size)
+                image, original = open_rgb(reference, self.transform.size)
                 reading = mask_reference
-                with Image.open(str(mask_reference)) as picture:
-                    mask = np.asarray(picture)
+                mask = read_mask_file(str(mask_reference))
             except IMAGE_ERRORS as error:
                 if self.on_corrupt == "skip":
                     raise _Skip from None
                 raise unreadable_image(reading, error) from None
-            if mask.ndim != 2 or mask.dtype != np.uint8:
-                raise DataError(
-                    f"the mask {mask_reference} is not a single-channel 8-bit image (shape {mask.shape}, {mask.dtype})",
-                    expected="a PNG of class indices, mode L or P",
-                )
-            if (mask.shape[1], mask.shape[0]) != original:
-                raise DataError(
-                    f"the mask {mask_reference} is {mask.shape[1]}x{mask.shape[0]}, "
-                    f"its image {reference} {original[0]}x{original[1]}",
-                    expected="a mask the size of its image",
-                )
+            check_mask_size(mask, original, mask_reference, reference)
         mask = self.examples.lookup[mask]
         out = self.transform(image, seed, mask=mask, original_size=original)
         return {"image": out.image, "mask": out.mask, "index": index}

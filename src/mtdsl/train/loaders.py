@@ -140,10 +140,21 @@ def _tasks_of(streams: Sequence[Stream], dataset: str) -> list[str]:
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch with its image and targets on ``device``; a detect task's lists of boxes go tensor by tensor."""
     non_blocking = device.type == "cuda"
+
+    def move(value):
+        if isinstance(value, torch.Tensor):
+            return value.to(device, non_blocking=non_blocking)
+        if isinstance(value, dict):
+            return {key: move(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [move(item) for item in value]
+        return value
+
     return {
-        "image": batch["image"].to(device, non_blocking=non_blocking),
-        "targets": {task: t.to(device, non_blocking=non_blocking) for task, t in batch["targets"].items()},
+        "image": move(batch["image"]),
+        "targets": move(batch["targets"]),
         "index": batch["index"],
         "skipped": batch["skipped"],
     }

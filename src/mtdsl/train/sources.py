@@ -13,6 +13,11 @@ csv        rows of the manifest                        the ``label`` column, spl
 json       objects of the list (or JSON Lines)         the ``label`` key: str or list
 synthetic  indices ``0 … count-1``                     the field (``shape``, …)
 =========  ==========================================  ==============================
+
+Boxes and masks (``coco``, ``masks``, and synthetic detect/segment tasks) are
+read by :mod:`mtdsl.train.detection_data` into the same :class:`Table`, with
+their targets already made (:attr:`Table.targets`). The per-item helpers at
+the end (seeds, indices, unreadable images) are shared by every dataset class.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import io
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -61,6 +66,9 @@ class Table:
         parts: the dataset's own split (example indices per split name), or
             ``None`` when a ratio split is to be drawn.
         where: how messages name the dataset.
+        targets: per task, targets the reader made itself (detect and segment
+            tasks, whose targets depend on the task's classes; see
+            :class:`mtdsl.train.data.Examples`).
     """
 
     images: list[ImageRef]
@@ -69,11 +77,13 @@ class Table:
     exact: bool
     parts: dict[str, np.ndarray] | None
     where: str
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def describe(config: DatasetConfig) -> str:
     """``folder dataset 'beans' (data/beans/images)`` for messages."""
-    location = getattr(config, "root", None) or getattr(config, "path", None)
+    location = next((getattr(config, key) for key in ("root", "path", "annotations", "images")
+                     if getattr(config, key, None)), None)
     name = f" '{config.name}'" if config.name else ""
     return f"{config.kind} dataset{name}" + (f" ({location})" if location else "")
 
@@ -129,16 +139,21 @@ def _class_images(folder: Path, where: str) -> dict[str, list[str]]:
     return images
 
 
-def _given_folders(root: Path, where: str) -> dict[str, Path]:
+def given_folders(
+    root: Path,
+    where: str,
+    holding: str = "one folder per class",
+    hint: str = "write a ratio instead, e.g. split = 0.65/0.10/0.25, when the class folders sit directly under the root",
+) -> dict[str, Path]:
+    """The ``train``, ``val`` (from ``val/`` or ``valid/``) and, when present, ``test`` folders of ``root``."""
     found = _subfolders(root)
     val = next((root / name for name in VAL_FOLDERS if name in found), None)
     if "train" not in found or val is None:
         raise DataError(
             f"{where}: split = given needs {root}/train/ and {root}/val/ (or valid/), found "
             + (listing(found) if found else "no folders"),
-            expected="train/, val/ (or valid/) and optionally test/, each holding one folder per class",
-            hint="write a ratio instead, e.g. split = 0.65/0.10/0.25, "
-            "when the class folders sit directly under the root",
+            expected=f"train/, val/ (or valid/) and optionally test/, each holding {holding}",
+            hint=hint,
         )
     parts = {"train": root / "train", "val": val}
     if "test" in found:
@@ -159,7 +174,7 @@ def read_folder(config: FolderDataset, tasks: Sequence[LabelRequest]) -> Table:
                 hint=f"remove 'label' from task '{task.task}'",
             )
     if config.split == "given":
-        folders = _given_folders(root, where)
+        folders = given_folders(root, where)
     else:
         if {"train"} <= set(_subfolders(root)) and set(VAL_FOLDERS) & set(_subfolders(root)):
             raise DataError(
@@ -428,3 +443,40 @@ def read_table(config: DatasetConfig, tasks: Sequence[LabelRequest]) -> Table:
     if reader is None:
         raise DataError(f"no reader for dataset kind '{config.kind}'", expected=f"one of: {listing(READERS)}")
     return reader(config, tasks)
+
+
+# ------------------------------------------------------------------- items
+
+
+def item_seed(seed: int, index: int) -> int:
+    """The augmentation seed of example ``index`` in a batch drawn with ``seed``."""
+    # Mixing in the index gives each image its own crop even when a batch shares one seed.
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
+
+
+def item_index(item: tuple[int, int] | int, length: int) -> tuple[int, int]:
+    """``(example index, augmentation seed)`` from a dataset item; a bare int means seed 0."""
+    index, seed = item if isinstance(item, tuple) else (item, 0)
+    index = int(index)
+    if not -length <= index < length:
+        raise IndexError(f"example {index} is out of range for a split of {length}")
+    return index % length, seed
+
+
+def _unreadable(message: str) -> DataError:
+    return DataError(
+        message,
+        expected="an image file Pillow can open (JPEG, PNG, …)",
+        hint="replace or delete the file, or write on_corrupt = skip in the train block to skip unreadable images",
+    )
+
+
+def unreadable_image(reference: object, error: object) -> DataError:
+    return _unreadable(f"cannot read the image {reference}: {error}")
+
+
+def raise_if_unreadable(batch: dict[str, Any]) -> dict[str, Any]:
+    """Raise, in the main process, the error a loader worker met while reading an image."""
+    if "unreadable" in batch:
+        raise _unreadable(batch["unreadable"])
+    return batch
