@@ -117,6 +117,28 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    from mtdsl.compiler import compile_file
+    from mtdsl.predict import predict, summary_lines
+
+    spec_path = Path(args.spec)
+    out = Path(args.out) if args.out else Path("predictions") / spec_path.stem
+    compilation = compile_file(spec_path, _overrides(args.set))
+    report = predict(compilation.spec, compilation.graph, Path(args.checkpoint), args.images, out,
+                     device=args.device, tasks=args.tasks, batch_size=args.batch_size, progress=not args.quiet)
+    for line in summary_lines(report):
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+    console.print(f"[green]predicted[/] {len(report.images)} image{'s' if len(report.images) != 1 else ''} "
+                  f"with {args.checkpoint} → {out}/")
+    # Every path for a few images; for many, the JSON files and a count of the PNGs beside them.
+    shown = report.written if len(report.written) <= 12 else [p for p in report.written if p.suffix == ".json"]
+    for path in shown:
+        console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
+    if len(shown) < len(report.written):
+        console.print(f"  … and {len(report.written) - len(shown)} drawn images and masks (PNG) in {out}/")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="mtdsl", description="Compile multi-task vision specs (.mtl) into PyTorch.")
     main.add_argument("--version", action="version", version=f"mtdsl {__version__}")
@@ -151,6 +173,16 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("--device", help="cpu, cuda or cuda:N")
     evaluate.add_argument("--workers", type=int, help="data-loading processes")
+
+    predicting = spec_command("predict", "run a checkpoint on images: drawn PNGs, masks, predictions.json and "
+                              "detections.json (COCO results)", "predictions/<spec name>")
+    predicting.set_defaults(run=cmd_predict)
+    predicting.add_argument("images", nargs="+", metavar="IMAGES", help="image files, or folders of images")
+    predicting.add_argument("--checkpoint", required=True, help="a .pt file written by mtdsl train")
+    predicting.add_argument("--tasks", help="comma-separated tasks to run (default: all)")
+    predicting.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    predicting.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    predicting.add_argument("--quiet", action="store_true", help="no progress bar")
     return main
 
 
