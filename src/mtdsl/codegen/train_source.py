@@ -49,6 +49,7 @@ RUNTIME_IMPORTS = (
     " stop_on_non_finite,\n    stream_means, to_float,\n)",
     "from mtdsl.train.sampling import TaskSampler",
     "from mtdsl.train.schedule import LearningRate",
+    "from mtdsl.train.showcase import write_prediction_images",
     "from mtdsl.train.streams import Stream",
     "from mtdsl.train.weighting import build_weighting",
 )

@@ -40,8 +40,10 @@ from mtdsl.nn.necks.wiring import FusionNode, WeightMethod, bifpn_wiring, check_
 
 NormLayer = Callable[[int], nn.Module]
 
-#: effdet's BatchNorm settings (TensorFlow's defaults: eps 1e-3, momentum 0.99 ≙ PyTorch's 0.01).
-batch_norm: NormLayer = functools.partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
+#: BatchNorm for necks and dense heads: effdet's eps (1e-3), PyTorch's momentum (0.1). effdet's momentum,
+#: 0.01 (TensorFlow's 0.99), suits its 300-epoch runs; after the tens of steps of a short run, the running
+#: statistics it gives are still far from the data's, and an evaluated model predicts garbage.
+batch_norm: NormLayer = functools.partial(nn.BatchNorm2d, eps=1e-3, momentum=0.1)
 
 FUSION_EPS = 1e-4
 
@@ -223,7 +225,7 @@ class BiFPN(nn.Module):
             strides ``2**min_level …`` feed the neck; levels above the last one are synthesised.
         separable: depthwise-separable 3×3 convs in the nodes (EfficientDet) or plain ones.
         weight_method: ``fastattn`` (learned fusion weights) or ``sum``.
-        norm_layer: norm constructor taking the width (BatchNorm, eps 1e-3, momentum 0.01).
+        norm_layer: norm constructor taking the width (BatchNorm, eps 1e-3, momentum 0.1).
         act_layer: activation class (SiLU, EfficientDet's swish).
 
     Raises:

@@ -1,0 +1,92 @@
+"""A few test images with the model's boxes and masks drawn on them, for the run folder.
+
+Numbers say how good a detector is; pictures say how it fails. After training,
+:func:`write_prediction_images` draws the first images of each stream that has
+a detect or segment task (test split, else val) with every task's output, one
+grid per stream, in ``predictions/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtdsl.train.data import TaskLabels, raise_if_unreadable
+from mtdsl.train.loaders import StreamLoaders, to_device
+from mtdsl.train.precision import Precision
+from mtdsl.train.runtime import to_float
+
+DENSE_KINDS = ("detect", "segment")
+
+
+def _pixels(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A normalised ``(3, H, W)`` image back to ``(H, W, 3)`` uint8."""
+    restored = image.float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    return (restored.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _caption(labels: TaskLabels, output: torch.Tensor) -> str:
+    names = labels.classes if isinstance(labels.classes, tuple) else None
+    if labels.kind == "binary":
+        return f"{labels.task} {torch.sigmoid(output).item():.2f}"
+    if labels.kind == "multilabel":
+        on = [i for i, p in enumerate(torch.sigmoid(output).tolist()) if p > 0.5]
+        return f"{labels.task}: " + (", ".join(names[i] if names else str(i) for i in on) or "none")
+    index = int(output.argmax())
+    return f"{labels.task}: {names[index] if names else index} {torch.softmax(output, 0)[index]:.2f}"
+
+
+@torch.no_grad()
+def write_prediction_images(
+    model: nn.Module,
+    loaders: StreamLoaders,
+    labels: Mapping[str, TaskLabels],
+    decoders: Mapping[str, Any],
+    out_dir: Path,
+    precision: Precision,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    count: int = 8,
+) -> list[Path]:
+    """Draw ``count`` images per dense stream with every task's prediction; returns the PNGs written."""
+    from mtdsl.render.predictions import draw_predictions, save_prediction_grid
+
+    model.eval()
+    written = []
+    for index, loader in loaders.evaluation("test", fallback="val"):
+        stream = loaders.streams[index]
+        if not any(labels[task].kind in DENSE_KINDS for task in stream.tasks):
+            continue
+        batch = next((b for b in map(raise_if_unreadable, loader) if len(b["index"])), None)
+        if batch is None:
+            continue
+        batch = to_device(batch, loaders.device)
+        images = batch["image"][:count]
+        with torch.autocast(loaders.device.type, dtype=precision.dtype, enabled=precision.autocast):
+            outputs = model(images, tasks=stream.tasks)
+        drawn = []
+        for n in range(len(images)):
+            drawing: dict[str, Any] = {"title": None}
+            captions = []
+            for task in stream.tasks:
+                task_labels = labels[task]
+                names = task_labels.classes if isinstance(task_labels.classes, tuple) else None
+                output = to_float(outputs[task])
+                if task_labels.kind == "detect":
+                    found = decoders[task].detections(tuple(part[n : n + 1] for part in output))[0]
+                    drawing.update(boxes=found["boxes"], scores=found["scores"], classes=found["classes"],
+                                   class_names=names)
+                elif task_labels.kind == "segment":
+                    drawing.update(mask=output[n].argmax(0), mask_names=names)
+                else:
+                    captions.append(_caption(task_labels, output[n]))
+            drawing["title"] = " · ".join(captions) or None
+            drawn.append(draw_predictions(_pixels(images[n], mean, std), **drawing))
+        written.append(save_prediction_grid(drawn, out_dir / f"{stream.dataset}.png"))
+    return written
