@@ -113,6 +113,10 @@ class CocoDataset(DatasetConfig):
             file. In its images a task class left out is neither present nor
             absent: losses mask it out, so several datasets can train one
             detector on different classes.
+        one_class: the name of one class that every box becomes, whatever
+            its category (``"pet"`` for the cat and dog heads of
+            oxford-pets-3class: a one-class detector whose boxes a
+            classification task then labels, thesis §6.5).
         keep_empty: keep images with no box of the annotated classes as
             negatives. Write ``false`` when an image without boxes means "not
             labelled": oxford-pets-3class lists 600 images but boxes the heads of 296.
@@ -124,6 +128,7 @@ class CocoDataset(DatasetConfig):
     annotations: str
     images: str
     classes: list[str] | None = None
+    one_class: str | None = None
     keep_empty: bool = True
     split: Split = Field(default_factory=lambda: [0.8, 0.2])
     seed: NonNegativeInt = 0
@@ -131,6 +136,12 @@ class CocoDataset(DatasetConfig):
     positional = ("annotations",)
 
     _split = field_validator("split")(_check_ratio_split)
+
+    @model_validator(mode="after")
+    def _one_class_alone(self) -> CocoDataset:
+        if self.one_class is not None and self.classes is not None:
+            raise ValueError("one_class merges every category into one class; leave out classes")
+        return self
 
     @field_validator("classes")
     @classmethod

@@ -554,6 +554,10 @@ def synthetic_targets(config: SyntheticDataset, task: TaskLabels) -> np.ndarray:
 def _coco_task_targets(every: DetectionExamples, config: CocoDataset, task: TaskLabels, where: str) -> np.ndarray:
     """Each image's :class:`BoxTarget` for ``task``, from ``every`` (all categories, indexed in category-id order)."""
     categories = every.class_names
+    if config.one_class is not None:
+        check_dense_classes(task, (config.one_class,), where)
+        one = np.array([True])
+        return object_array([BoxTarget(boxes, np.zeros(len(boxes), dtype=np.int64), one) for boxes in every.boxes])
     if isinstance(task.classes, int) and task.classes != len(categories):
         raise DataError(
             f"{where}: task '{task.task}' has classes = {task.classes}, but {config.annotations} has "

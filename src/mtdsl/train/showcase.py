@@ -23,6 +23,11 @@ from mtdsl.train.runtime import to_float
 
 DENSE_KINDS = ("detect", "segment")
 
+#: Boxes drawn: confident ones only (evaluation keeps every box over the head's score_threshold).
+DRAWN_SCORE = 0.3
+#: Small images are drawn enlarged so that labels stay legible.
+DRAWN_SIDE = 256
+
 
 def _pixels(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A normalised ``(3, H, W)`` image back to ``(H, W, 3)`` uint8."""
@@ -71,6 +76,7 @@ def write_prediction_images(
         with torch.autocast(loaders.device.type, dtype=precision.dtype, enabled=precision.autocast):
             outputs = model(images, tasks=stream.tasks)
         drawn = []
+        zoom = max(1, DRAWN_SIDE // max(images.shape[-2:]))
         for n in range(len(images)):
             drawing: dict[str, Any] = {"title": None}
             captions = []
@@ -80,13 +86,16 @@ def write_prediction_images(
                 output = to_float(outputs[task])
                 if task_labels.kind == "detect":
                     found = decoders[task].detections(tuple(part[n : n + 1] for part in output))[0]
-                    drawing.update(boxes=found["boxes"], scores=found["scores"], classes=found["classes"],
-                                   class_names=names)
+                    sure = found["scores"] >= DRAWN_SCORE
+                    drawing.update(boxes=found["boxes"][sure] * zoom, scores=found["scores"][sure],
+                                   classes=found["classes"][sure], class_names=names)
                 elif task_labels.kind == "segment":
-                    drawing.update(mask=output[n].argmax(0), mask_names=names)
+                    mask = output[n].argmax(0)
+                    drawing.update(mask=mask.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1), mask_names=names)
                 else:
                     captions.append(_caption(task_labels, output[n]))
             drawing["title"] = " · ".join(captions) or None
-            drawn.append(draw_predictions(_pixels(images[n], mean, std), **drawing))
+            pixels = _pixels(images[n], mean, std).repeat(zoom, axis=0).repeat(zoom, axis=1)
+            drawn.append(draw_predictions(pixels, **drawing))
         written.append(save_prediction_grid(drawn, out_dir / f"{stream.dataset}.png"))
     return written
