@@ -7,6 +7,7 @@ step of each runs on the real data (tiny backbone and input, so it is fast).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def _one_step(spec_path: Path, overrides: dict[str, str]) -> dict[str, float]:
     compilation = compile_spec(spec)
     model = compilation.model()
     labels = {label.task: label for label in task_labels(spec)}
-    streams = [s.__class__(s.dataset, tasks=s.tasks, batch_size=4) for s in plan_streams(spec)]
+    streams = [dataclasses.replace(stream, batch_size=4) for stream in plan_streams(spec)]
     data = StreamLoaders(streams, spec.datasets, labels, image_size=(64, 64), mean=(0.5,) * 3, std=(0.5,) * 3,
                          seed=0, workers=0, on_corrupt="error", device=torch.device("cpu"))
     setups = detection_setups(spec, compilation.graph)
@@ -80,7 +81,7 @@ def _one_step(spec_path: Path, overrides: dict[str, str]) -> dict[str, float]:
         optimizer.zero_grad()
         sum(losses[t] for t in stream.tasks).backward()
         optimizer.step()
-    return {task: float(value) for task, value in losses.items()}
+    return {task: value.item() for task, value in losses.items()}
 
 
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is absent (the shared real datasets)")
@@ -88,19 +89,15 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is absent (th
 
 @pytest.mark.data
 @needs_data
-def test_kitti_coco_takes_a_step_on_coco128_and_camvid(tmp_path):
-    spec_file = tmp_path / "kitti_coco.mtl"
-    spec_file.write_text((SPECS / "kitti_coco.mtl").read_text().replace("input efficientdet(${d})", "input 3x64x64"))
+@pytest.mark.parametrize("name, input_line, tasks", [
+    ("kitti_coco", "input efficientdet(${d})", {"objects", "road"}),    # coco128 boxes + CamVid masks
+    ("pets_coco", "input 3x256x256", {"pet", "breed"}),                # oxford-pets heads + breeds
+])
+def test_each_detection_spec_takes_a_step_on_its_real_data(tmp_path, name, input_line, tasks):
+    text = (SPECS / f"{name}.mtl").read_text()
+    assert input_line in text
+    spec_file = tmp_path / f"{name}.mtl"
+    spec_file.write_text(text.replace(input_line, "input 3x64x64"))
     losses = _one_step(spec_file, {"data": str(DATA)})
-    assert set(losses) == {"objects", "road"}
-    assert all(torch.isfinite(torch.tensor(v)) and v > 0 for v in losses.values())
-
-
-@pytest.mark.data
-@needs_data
-def test_pets_coco_takes_a_step_on_oxford_pets(tmp_path):
-    spec_file = tmp_path / "pets_coco.mtl"
-    spec_file.write_text((SPECS / "pets_coco.mtl").read_text().replace("input 3x256x256", "input 3x64x64"))
-    losses = _one_step(spec_file, {"data": str(DATA)})
-    assert set(losses) == {"pet", "breed"}
+    assert set(losses) == tasks
     assert all(torch.isfinite(torch.tensor(v)) and v > 0 for v in losses.values())

@@ -191,8 +191,8 @@ def test_missing_checkpoint_and_unknown_task_are_clean_errors(pets, tmp_path):
                 tasks="bred", progress=False)
 
 
-def test_dense_tasks_need_a_square_input(tmp_path):
-    wide = compile_text(SPEC.replace("input 3x64x64", "input 3x64x96"), "wide.mtl")
+def test_dense_tasks_need_a_square_input():
+    """A spec whose detect/segment tasks would letterbox to a non-square input is refused when it compiles."""
     with pytest.raises(SpecValueError, match="letterboxes images to a square") as raised:
-        predict(wide.spec, wide.graph, tmp_path / "unused.pt", [tmp_path], tmp_path, progress=False)
+        compile_text(SPEC.replace("input 3x64x64", "input 3x64x96"), "wide.mtl")
     assert "wide.mtl:3:" in raised.value.render()

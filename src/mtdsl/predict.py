@@ -154,8 +154,8 @@ def requested_tasks(spec: Spec, tasks: str | Iterable[str] | None) -> list[str]:
     return [t for t in known if t in names]
 
 
-def check_input(spec: Spec, tasks: Sequence[str]) -> None:
-    """The input must be RGB, and square when a task letterboxes (detect, segment).
+def check_input(spec: Spec) -> None:
+    """The input must be RGB (a checked spec already has a square one when it has detect or segment tasks).
 
     Raises:
         SpecValueError: pointing at the spec's ``input`` line.
@@ -165,15 +165,6 @@ def check_input(spec: Spec, tasks: Sequence[str]) -> None:
         raise SpecValueError(
             f"predict reads RGB images, but the model's input has {size.channels} channels",
             spec.span("input"), source=spec.source, expected=f"input 3x{size.height}x{size.width}",
-        )
-    dense = [t for t in tasks if spec.model.tasks[t].kind in DENSE_KINDS]
-    if dense and size.height != size.width:
-        side = max(size.height, size.width)
-        raise SpecValueError(
-            f"{spec.model.tasks[dense[0]].kind} task '{dense[0]}' letterboxes images to a square, but the input "
-            f"is {size.height}x{size.width} (height x width)",
-            spec.span("input"), source=spec.source,
-            hint=f"make the input square (e.g. input 3x{side}x{side}), or leave the task out with --tasks",
         )
 
 
@@ -582,14 +573,14 @@ def predict(
 
     Raises:
         SpecNameError: an unknown task in ``tasks``.
-        SpecValueError: the input is not RGB, or not square while a detect or segment task runs.
+        SpecValueError: the input is not RGB.
         ArtefactError: a missing checkpoint, a missing or unreadable image, an unwritable ``out_dir``.
         TrainingError: the checkpoint is damaged or belongs to another model.
     """
     from mtdsl.train.precision import pick_device
 
     names = requested_tasks(spec, tasks)
-    check_input(spec, names)
+    check_input(spec)
     if batch_size < 1:
         raise SpecValueError(f"--batch-size {batch_size}: a batch holds at least one image", hint="e.g. --batch-size 8")
     files = collect_images(images)

@@ -153,7 +153,7 @@ def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train
     configs = [train.sampling, train.weighting, train.optimizer, train.schedule, *spec.datasets.values()]
     configs += [t.loss for t in train.tasks.values()]
     setups = detection_setups(spec, graph)
-    configs += [setup for setup in setups.values()] + [part for s in setups.values() for part in (s.anchors, s.labeler)]
+    configs += [part for setup in setups.values() for part in (setup, setup.anchors, setup.labeler)]
     ramps = [r for r in getattr(train.sampling, "ratios", {}).values() if isinstance(r, Ramp)]
     values = {
         "name": spec.name,

@@ -88,6 +88,20 @@ def check_input(spec: Spec) -> None:
             )
 
 
+def check_square_input(spec: Spec) -> None:
+    """Detect and segment tasks letterbox images to a square, so the model's input must be one."""
+    size = spec.model.input
+    dense = [name for name, task in spec.model.tasks.items() if task.kind in ("detect", "segment")]
+    if dense and size.height != size.width:
+        side = max(size.height, size.width)
+        raise SpecValueError(
+            f"{spec.model.tasks[dense[0]].kind} task '{dense[0]}' letterboxes images to a square, "
+            f"but the input is {size.height}x{size.width} (height x width)",
+            spec.span("input") or spec.span("task", dense[0]),
+            hint=f"make the input square, e.g. input {size.channels}x{side}x{side}",
+        )
+
+
 def check_datasets(spec: Spec) -> None:
     for name, training in spec.train.tasks.items():
         if training.dataset not in spec.datasets:
@@ -300,6 +314,12 @@ def check_crops(spec: Spec) -> None:
 def check_losses_fit(spec: Spec) -> None:
     for name, training in spec.train.tasks.items():
         kind = spec.model.tasks[name].kind
+        if getattr(training.loss, "dice", 0) and kind != "segment":
+            raise SpecValueError(
+                f"cross_entropy(dice = …) applies to segment tasks; '{name}' is {kind}",
+                spec.span("task", name, "loss"),
+                hint="remove dice, or use it on a segment task",
+            )
         if kind not in training.loss.task_kinds:
             raise SpecValueError(
                 f"loss '{training.loss.kind}' does not fit {kind} task '{name}'",
@@ -421,6 +441,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_backbones,
     check_necks,
     check_input,
+    check_square_input,
     check_datasets,
     check_task_backbones,
     check_references,

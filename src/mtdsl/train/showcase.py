@@ -36,14 +36,12 @@ def _pixels(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
 
 
 def _caption(labels: TaskLabels, output: torch.Tensor) -> str:
-    names = labels.classes if isinstance(labels.classes, tuple) else None
-    if labels.kind == "binary":
-        return f"{labels.task} {torch.sigmoid(output).item():.2f}"
-    if labels.kind == "multilabel":
-        on = [i for i, p in enumerate(torch.sigmoid(output).tolist()) if p > 0.5]
-        return f"{labels.task}: " + (", ".join(names[i] if names else str(i) for i in on) or "none")
-    index = int(output.argmax())
-    return f"{labels.task}: {names[index] if names else index} {torch.softmax(output, 0)[index]:.2f}"
+    """``"shape: circle 0.54"``: an image-label task's result, worded as ``mtdsl predict`` words it."""
+    from mtdsl.predict import label_output, label_text
+
+    names = labels.classes if isinstance(labels.classes, tuple) else tuple(map(str, range(output.numel())))
+    text = label_text(labels.task, label_output(labels.kind, names, output))
+    return text if labels.kind == "binary" else f"{labels.task}: {text}"
 
 
 @torch.no_grad()

@@ -20,7 +20,8 @@ from torch import nn
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from mtdsl.nn.heads.registry import HEAD_CONFIGS, HeadConfig, register_head
+from mtdsl.nn.heads.registry import HEAD_CONFIGS, HeadConfig, register_head_call
+from mtdsl.nn.module_call import ModuleCall
 from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.nn.necks.bifpn import NormLayer, batch_norm
 
@@ -297,35 +298,20 @@ class SegmentationHeadConfig(HeadConfig):
 _IMPORT = "from mtdsl.nn.heads.dense import DetectionHead, SegmentationHead"
 
 
-def _efficientdet_source(config: EfficientDetHeadConfig, in_channels: int, num_outputs: int, num_levels: int) -> str:
-    return (
-        f"DetectionHead({in_channels}, {num_levels}, {num_outputs}, num_anchors={config.anchors_per_location}, "
-        f"depth={config.depth}, separable={config.separable!r})"
-    )
-
-
-@register_head("efficientdet", source=_efficientdet_source, imports=_IMPORT)
-def build_efficientdet(
+@register_head_call("efficientdet", imports=_IMPORT)
+def efficientdet_call(
     config: EfficientDetHeadConfig, in_channels: int, num_outputs: int, num_levels: int
-) -> nn.Module:
-    return DetectionHead(
-        in_channels, num_levels, num_outputs, num_anchors=config.anchors_per_location, depth=config.depth,
-        separable=config.separable,
-    )
+) -> ModuleCall:
+    return ModuleCall(DetectionHead, (in_channels, num_levels, num_outputs), {
+        "num_anchors": config.anchors_per_location, "depth": config.depth, "separable": config.separable,
+    })
 
 
-def _segmentation_source(config: SegmentationHeadConfig, in_channels: int, num_outputs: int, num_levels: int) -> str:
-    return (
-        f"SegmentationHead({in_channels}, {num_outputs}, num_levels_used={min(config.levels, num_levels)}, "
-        f"depth={config.depth}, merge={config.merge!r}, separable={config.separable!r})"
-    )
-
-
-@register_head("segmentation", source=_segmentation_source, imports=_IMPORT)
-def build_segmentation(
+@register_head_call("segmentation", imports=_IMPORT)
+def segmentation_call(
     config: SegmentationHeadConfig, in_channels: int, num_outputs: int, num_levels: int
-) -> nn.Module:
-    return SegmentationHead(
-        in_channels, num_outputs, num_levels_used=min(config.levels, num_levels), depth=config.depth,
-        merge=config.merge, separable=config.separable,
-    )
+) -> ModuleCall:
+    return ModuleCall(SegmentationHead, (in_channels, num_outputs), {
+        "num_levels_used": min(config.levels, num_levels), "depth": config.depth, "merge": config.merge,
+        "separable": config.separable,
+    })

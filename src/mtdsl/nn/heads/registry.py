@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 
 from torch import nn
 
+from mtdsl.nn.module_call import ModuleCall
 from mtdsl.spec.registry import Config, Registry
 
 Reads = Literal["map", "pyramid"]
@@ -49,6 +50,18 @@ def register_head(kind: str, *, source: HeadSource, imports: str) -> Callable[[H
         HEAD_BUILDERS[kind] = builder
         HEAD_SOURCES[kind] = (imports, source)
         return builder
+
+    return decorate
+
+
+def register_head_call(kind: str, *, imports: str) -> Callable[[Callable[..., ModuleCall]], Callable[..., ModuleCall]]:
+    """Register head ``kind`` from one function returning its constructor call: builder and source both follow it."""
+
+    def decorate(call: Callable[..., ModuleCall]) -> Callable[..., ModuleCall]:
+        register_head(kind, source=lambda *a, **k: call(*a, **k).source(), imports=imports)(
+            lambda *a, **k: call(*a, **k).build()
+        )
+        return call
 
     return decorate
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.nn.necks.bifpn import BiFPN
+from mtdsl.nn.module_call import ModuleCall
 from mtdsl.nn.necks.fpn import FPN
 from mtdsl.spec.registry import Config, Registry
 
@@ -52,33 +53,32 @@ class NeckConfig(Config):
 
 
 NECK_CONFIGS: Registry[NeckConfig] = Registry("neck")
-NeckBuilder = Callable[[Any, list[int], list[int]], nn.Module]
-NeckSource = Callable[[Any, list[int], list[int]], str]
-NECK_BUILDERS: dict[str, tuple[NeckBuilder, NeckSource]] = {}
+NeckCall = Callable[[Any, list[int], list[int]], ModuleCall]
+NECK_CALLS: dict[str, NeckCall] = {}
 
 _IMPORT = "from mtdsl.nn.necks import BiFPN, FPN"
 
 
-def register_neck(kind: str, *, source: NeckSource) -> Callable[[NeckBuilder], NeckBuilder]:
-    """Register ``builder(config, in_channels, in_strides) -> nn.Module`` and its source for ``model.py``."""
+def register_neck(kind: str) -> Callable[[NeckCall], NeckCall]:
+    """Register ``call(config, in_channels, in_strides) -> ModuleCall``: the neck's constructor call."""
 
-    def decorate(builder: NeckBuilder) -> NeckBuilder:
+    def decorate(call: NeckCall) -> NeckCall:
         if kind not in NECK_CONFIGS:
             raise ValueError(f"neck '{kind}' has a builder but no registered config")
-        NECK_BUILDERS[kind] = (builder, source)
-        return builder
+        NECK_CALLS[kind] = call
+        return call
 
     return decorate
 
 
 def build_neck(config: NeckConfig, in_channels: list[int], in_strides: list[int]) -> nn.Module:
     """The neck on maps of ``in_channels`` widths at ``in_strides`` (exactly the maps it reads)."""
-    return NECK_BUILDERS[config.kind][0](config, in_channels, in_strides)
+    return NECK_CALLS[config.kind](config, in_channels, in_strides).build()
 
 
 def neck_source(config: NeckConfig, in_channels: list[int], in_strides: list[int]) -> tuple[str, str]:
     """(import line, constructor expression) of a neck, for code generation."""
-    return _IMPORT, NECK_BUILDERS[config.kind][1](config, in_channels, in_strides)
+    return _IMPORT, NECK_CALLS[config.kind](config, in_channels, in_strides).source()
 
 
 @NECK_CONFIGS.register("bifpn")
@@ -117,42 +117,17 @@ class FPNConfig(NeckConfig):
     extra: Literal["conv", "pool"] = "conv"
 
 
-def _bifpn_source(config: BiFPNConfig, in_channels: list[int], in_strides: list[int]) -> str:
-    return (
-        f"BiFPN({in_channels!r}, {in_strides!r}, channels={config.channels}, repeats={config.repeats}, "
-        f"min_level={config.min_level}, max_level={config.max_level}, separable={config.separable!r}, "
-        f"weight_method={config.weighting!r})"
-    )
+@register_neck("bifpn")
+def bifpn_call(config: BiFPNConfig, in_channels: list[int], in_strides: list[int]) -> ModuleCall:
+    return ModuleCall(BiFPN, (in_channels, in_strides), {
+        "channels": config.channels, "repeats": config.repeats, "min_level": config.min_level,
+        "max_level": config.max_level, "separable": config.separable, "weight_method": config.weighting,
+    })
 
 
-@register_neck("bifpn", source=_bifpn_source)
-def build_bifpn(config: BiFPNConfig, in_channels: list[int], in_strides: list[int]) -> nn.Module:
-    return BiFPN(
-        in_channels,
-        in_strides,
-        channels=config.channels,
-        repeats=config.repeats,
-        min_level=config.min_level,
-        max_level=config.max_level,
-        separable=config.separable,
-        weight_method=config.weighting,
-    )
-
-
-def _fpn_source(config: FPNConfig, in_channels: list[int], in_strides: list[int]) -> str:
-    return (
-        f"FPN({in_channels!r}, {in_strides!r}, channels={config.channels}, min_level={config.min_level}, "
-        f"max_level={config.max_level}, extra={config.extra!r})"
-    )
-
-
-@register_neck("fpn", source=_fpn_source)
-def build_fpn(config: FPNConfig, in_channels: list[int], in_strides: list[int]) -> nn.Module:
-    return FPN(
-        in_channels,
-        in_strides,
-        channels=config.channels,
-        min_level=config.min_level,
-        max_level=config.max_level,
-        extra=config.extra,
-    )
+@register_neck("fpn")
+def fpn_call(config: FPNConfig, in_channels: list[int], in_strides: list[int]) -> ModuleCall:
+    return ModuleCall(FPN, (in_channels, in_strides), {
+        "channels": config.channels, "min_level": config.min_level, "max_level": config.max_level,
+        "extra": config.extra,
+    })
