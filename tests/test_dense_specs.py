@@ -92,6 +92,7 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is absent (th
 @pytest.mark.parametrize("name, input_line, tasks", [
     ("kitti_coco", "input efficientdet(${d})", {"objects", "road"}),    # coco128 boxes + CamVid masks
     ("pets_coco", "input 3x256x256", {"pet", "breed"}),                # oxford-pets heads + breeds
+    ("pets_people", "input 3x256x256", {"objects"}),                   # oxford-pets heads joined with coco128
 ])
 def test_each_detection_spec_takes_a_step_on_its_real_data(tmp_path, name, input_line, tasks):
     text = (SPECS / f"{name}.mtl").read_text()

@@ -91,7 +91,7 @@ class Replay(nn.Module):
 def _loaders() -> StreamLoaders:
     labels = {"objects": TaskLabels("objects", "detect", SHAPES)}
     return StreamLoaders(
-        [Stream("shapes", tasks=["objects"], batch_size=8)],
+        [Stream(("shapes",), tasks=("objects",), batch_size=8)],
         {"shapes": SyntheticDataset(name="shapes", count=40, size=64, seed=3)},
         labels, image_size=(64, 64), mean=(0.5,) * 3, std=(0.5,) * 3, seed=0, workers=0, on_corrupt="error",
         device=torch.device("cpu"),

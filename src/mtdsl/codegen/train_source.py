@@ -93,7 +93,7 @@ def _config_imports(objects: Iterable[object]) -> list[str]:
 
 def _stream_source(stream: Stream) -> str:
     balanced = f", balanced={stream.balanced!r}" if stream.balanced else ""
-    return f"Stream({stream.dataset!r}, tasks={stream.tasks!r}, batch_size={stream.batch_size}{balanced})"
+    return f"Stream({stream.datasets!r}, tasks={stream.tasks!r}, batch_size={stream.batch_size}{balanced})"
 
 
 def _ratios_by_stream(spec: Spec, streams: list[Stream]) -> str:

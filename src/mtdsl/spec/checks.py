@@ -104,13 +104,49 @@ def check_square_input(spec: Spec) -> None:
 
 def check_datasets(spec: Spec) -> None:
     for name, training in spec.train.tasks.items():
-        if training.dataset not in spec.datasets:
-            raise SpecNameError(
-                f"task '{name}' uses dataset '{training.dataset}', which is not declared",
+        for dataset in training.datasets:
+            if dataset not in spec.datasets:
+                raise SpecNameError(
+                    f"task '{name}' uses dataset '{dataset}', which is not declared",
+                    spec.span("task", name, "dataset", dataset),
+                    expected=f"a declared dataset: {listing(spec.datasets) or 'none declared'}",
+                    hint=did_you_mean(dataset, spec.datasets)
+                    or f"declare it, e.g. dataset {dataset} = folder(\"path/to/images\")",
+                )
+
+
+JOINABLE_KINDS = ("classify", "detect", "segment")
+
+
+def check_joined_datasets(spec: Spec) -> None:
+    """A task may learn from several datasets when each one's labels can be matched to its classes by name."""
+    for name, training in spec.train.tasks.items():
+        if len(training.datasets) == 1:
+            continue
+        task = spec.model.tasks[name]
+        joined = " + ".join(training.datasets)
+        if task.kind not in JOINABLE_KINDS:
+            raise SpecValueError(
+                f"{task.kind} task '{name}' learns from {joined}, but a {task.kind} task reads one dataset: "
+                "an image of one dataset would count as a 'no' for labels only the other one gives",
                 spec.span("task", name, "dataset"),
-                expected=f"a declared dataset: {listing(spec.datasets) or 'none declared'}",
-                hint=did_you_mean(training.dataset, spec.datasets)
-                or f"declare it, e.g. dataset {training.dataset} = folder(\"path/to/images\")",
+                expected=f"one dataset, or a task kind that joins datasets: {', '.join(JOINABLE_KINDS)}",
+                hint=f"read one dataset, or declare one {task.kind} task per dataset",
+            )
+        counted = task.classes is None or task.classes == [str(i) for i in range(len(task.classes))]
+        if task.kind != "segment" and counted:
+            raise SpecValueError(
+                f"task '{name}' learns from {joined} but does not name its classes",
+                spec.span("task", name, "classes"),
+                expected="the class names, so each dataset's labels can be matched to them",
+                hint='list them, e.g. classes = ["cat", "dog", "person"]; each dataset labels those it has',
+            )
+        synthetic = [dataset for dataset in training.datasets if spec.datasets[dataset].kind == "synthetic"]
+        if len(synthetic) > 1:
+            raise SpecValueError(
+                f"task '{name}' joins the synthetic datasets '{synthetic[0]}' and '{synthetic[1]}'",
+                spec.span("task", name, "dataset", synthetic[1]),
+                hint="use one synthetic dataset with a larger count",
             )
 
 
@@ -443,6 +479,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_input,
     check_square_input,
     check_datasets,
+    check_joined_datasets,
     check_task_backbones,
     check_references,
     check_classes,

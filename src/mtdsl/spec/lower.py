@@ -228,14 +228,10 @@ class _Lowering:
                 kind_call.span,
                 expected=f"{kind}(DATASET), e.g. {kind}(pets)",
             )
-        dataset_node = kind_call.args[0]
-        if not isinstance(dataset_node, ast.Name):
-            raise SpecValueError(
-                f"the dataset of {what} must be a dataset name",
-                dataset_node.span,
-                hint="declare it with 'dataset NAME = folder(…)' and write its name here, unquoted",
-            )
-        self.spans[("task", name, "dataset")] = dataset_node.span
+        datasets = self._task_datasets(kind_call.args[0], what)
+        self.spans[("task", name, "dataset")] = kind_call.args[0].span
+        for dataset in datasets:
+            self.spans[("task", name, "dataset", dataset.id)] = dataset.span
         self.spans[("task", name, "kind")] = kind_call.name_span
 
         entries: list[tuple[str, Span, ast.Value, Span]] = [
@@ -278,10 +274,32 @@ class _Lowering:
             else:
                 model_fields.values["backbone"] = self._infer_backbone(model_fields, backbones, what, statement)
         model_fields.values.update(name=name, kind=kind)
-        train_fields.values["dataset"] = dataset_node.id
+        train_fields.values["datasets"] = tuple(dataset.id for dataset in datasets)
         self._record(("task", name), model_fields)
         self._record(("task", name), train_fields)
         return validate(TaskSpec, model_fields, what), validate(TaskTraining, train_fields, what)
+
+    @staticmethod
+    def _task_datasets(node: ast.Value, what: str) -> tuple[ast.Name, ...]:
+        """``detect(coco)`` → (coco,); ``detect(pets + coco)`` → (pets, coco)."""
+        terms = node.terms if isinstance(node, ast.Sum) else (node,)
+        for term in terms:
+            if not isinstance(term, ast.Name):
+                raise SpecValueError(
+                    f"the dataset of {what} must be a dataset name, or several joined with +",
+                    term.span,
+                    expected="e.g. detect(coco), or detect(pets + coco) to learn from both",
+                    hint="declare it with 'dataset NAME = folder(…)' and write its name here, unquoted",
+                )
+        names = [term.id for term in terms]
+        repeated = next((term for i, term in enumerate(terms) if term.id in names[:i]), None)
+        if repeated is not None:
+            raise SpecValueError(
+                f"{what} lists dataset '{repeated.id}' twice",
+                repeated.span,
+                hint=f"write '{repeated.id}' once",
+            )
+        return tuple(terms)  # type: ignore[arg-type]
 
     def _task_value(self, key: str, value: ast.Value, kind: str, what: str) -> Any:
         if key == "head":

@@ -196,10 +196,15 @@ class PhaseSpec(BaseModel):
 
 
 class TaskTraining(BaseModel):
-    """The training side of one task block."""
+    """The training side of one task block.
+
+    ``datasets`` holds one name for ``detect(coco)`` and several for
+    ``detect(pets + coco)``: a task that learns from several datasets, each of
+    which may label only some of its classes (thesis §5.3).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    dataset: str
+    datasets: tuple[str, ...] = Field(min_length=1)
     loss: SerializeAsAny[LossConfig]
     weight: NonNegativeFloat = 1.0
     batch_size: PositiveInt | None = None

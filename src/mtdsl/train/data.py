@@ -29,7 +29,7 @@ image is letterboxed (boxes and masks move with its pixels) instead of cropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +114,9 @@ class TaskLabels:
             the mask's class values (index 0 usually ``background``).
         label: the dataset field to read (``TaskTraining.label``); ``None`` for the default.
         positive: the label that counts as "yes" for a binary task.
+        partial: the task learns from several datasets (``detect(pets + coco)``),
+            so one dataset may label only some of its classes. A detect task's
+            targets then mark, per image, which classes its dataset annotates.
     """
 
     task: str
@@ -121,6 +124,7 @@ class TaskLabels:
     classes: tuple[str, ...] | int | None
     label: str | None = None
     positive: str | None = None
+    partial: bool = False
 
 
 def _declared_classes(classes: list[str] | None) -> tuple[str, ...] | int | None:
@@ -160,7 +164,8 @@ def task_labels(spec: Spec, task_names: Iterable[str] | None = None) -> list[Tas
                 hint=f"remove '{key}' from task '{name}'",
             )
         classes = None if task.kind == "binary" else _declared_classes(task.classes)
-        found.append(TaskLabels(name, task.kind, classes, training.label, training.positive))
+        partial = len(training.datasets) > 1
+        found.append(TaskLabels(name, task.kind, classes, training.label, training.positive, partial))
     return found
 
 
@@ -197,6 +202,10 @@ class Examples:
             self.synthetic,
         )
 
+    def select(self, tasks: Iterable[str]) -> Examples:
+        """The same examples with the targets of ``tasks`` only."""
+        return Examples(self.images, {task: self.targets[task] for task in tasks}, self.synthetic)
+
 
 def join_examples(parts: Sequence[Examples]) -> Examples:
     """The examples of ``parts`` one after the other, e.g. two datasets of one detect task.
@@ -214,7 +223,10 @@ def join_examples(parts: Sequence[Examples]) -> Examples:
     for part in parts[1:]:
         if list(part.targets) != tasks:
             raise ValueError(f"cannot join examples with targets for {listing(tasks)} and {listing(part.targets)}")
-    generators = {part.synthetic for part in parts if part.synthetic is not None}
+    generators = []
+    for part in parts:
+        if part.synthetic is not None and part.synthetic not in generators:
+            generators.append(part.synthetic)
     if len(generators) > 1:
         raise ValueError("cannot join synthetic examples of different generator configs (their indices would clash)")
     return Examples(
@@ -222,6 +234,63 @@ def join_examples(parts: Sequence[Examples]) -> Examples:
         {task: np.concatenate([part.targets[task] for part in parts]) for task in tasks},
         next(iter(generators), None),
     )
+
+
+def join_datasets(parts: Mapping[str, Mapping[str, Examples]], tasks: Sequence[TaskLabels]) -> dict[str, Examples]:
+    """The splits of several datasets joined split by split, for the ``tasks`` that learn from all of them.
+
+    A split that only some datasets have (``test``) joins those. Each example
+    keeps its own targets, so a detect task's images still say which classes
+    their own dataset annotates.
+
+    Args:
+        parts: per dataset name, its splits from :func:`read_splits`.
+        tasks: the tasks of the joined stream (targets of other tasks are left out).
+
+    Raises:
+        DataError: a detect task has a class that none of the datasets annotates.
+    """
+    names = [task.task for task in tasks]
+    joined = {}
+    for split in dict.fromkeys(split for splits in parts.values() for split in splits):
+        joined[split] = join_examples([splits[split].select(names) for splits in parts.values() if split in splits])
+    for task in tasks:
+        if task.kind in ("classify", "detect"):
+            check_classes_labelled(task, parts)
+    return joined
+
+
+def _labelled(task: TaskLabels, targets: np.ndarray, count: int) -> np.ndarray:
+    """``(count,)`` bool: the classes that ``targets`` (one dataset split's, for ``task``) label."""
+    found = np.zeros(count, dtype=bool)
+    if task.kind == "detect":
+        for target in targets[:1]:
+            found |= target.annotated
+    else:
+        found[np.unique(targets)] = True
+    return found
+
+
+def check_classes_labelled(task: TaskLabels, parts: Mapping[str, Mapping[str, Examples]]) -> None:
+    """Raise :class:`DataError` when none of a joined task's datasets labels one of its classes.
+
+    A detect task's class counts when a dataset annotates it, a classify task's
+    when a dataset has an image of it.
+    """
+    classes = tuple(task.classes) if isinstance(task.classes, tuple) else ()
+    labelled = np.zeros(len(classes), dtype=bool)
+    for splits in parts.values():
+        for examples in splits.values():
+            labelled |= _labelled(task, examples.targets[task.task], len(classes))
+    missing = [name for name, found in zip(classes, labelled) if not found]
+    if missing:
+        raise DataError(
+            f"task '{task.task}' learns class '{missing[0]}', but none of {' + '.join(parts)} labels it"
+            + (f" (nor {listing(missing[1:])})" if len(missing) > 1 else ""),
+            expected="every class of the task labelled by at least one of its datasets",
+            hint="check the spelling against the datasets' labels or category names"
+            + (", or list the classes a coco dataset annotates with classes = [...]" if task.kind == "detect" else ""),
+        )
 
 
 # ---------------------------------------------------------------- targets
@@ -239,7 +308,7 @@ def _resolve_classes(task: TaskLabels, space: tuple[str, ...], exact: bool, wher
         return space
     classes = tuple(task.classes or ())
     unknown = [name for name in classes if name not in space]
-    if unknown:
+    if unknown and not task.partial:
         raise DataError(
             f"{where}: task '{task.task}' lists class '{unknown[0]}', which the dataset does not have",
             expected=f"its labels: {listing(space)}",

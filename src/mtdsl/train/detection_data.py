@@ -542,31 +542,56 @@ def synthetic_targets(config: SyntheticDataset, task: TaskLabels) -> np.ndarray:
     """
     where = describe(config)
     if task.kind == "detect":
+        boxes = _synthetic_boxes(config.count, config.size, config.seed)
+        if task.partial:
+            names = tuple(task.classes) if isinstance(task.classes, tuple) else ()
+            return _boxes_in_task_classes(boxes, SYNTHETIC_DETECT_CLASSES, names, where)
         check_dense_classes(task, SYNTHETIC_DETECT_CLASSES, where)
         annotated = np.ones(len(SYNTHETIC_DETECT_CLASSES), dtype=bool)
-        boxes = _synthetic_boxes(config.count, config.size, config.seed)
         return object_array([BoxTarget(b, c, annotated) for b, c in boxes])
     check_dense_classes(task, SYNTHETIC_SEGMENT_CLASSES, where)
     lookup = _value_lookup({value: value for value in range(len(SYNTHETIC_SEGMENT_CLASSES))}, ())
     return object_array([MaskTarget(index, lookup) for index in range(config.count)])
 
 
-def _coco_task_targets(every: DetectionExamples, config: CocoDataset, task: TaskLabels, where: str) -> np.ndarray:
-    """Each image's :class:`BoxTarget` for ``task``, from ``every`` (all categories, indexed in category-id order)."""
-    categories = every.class_names
-    if config.one_class is not None:
-        check_dense_classes(task, (config.one_class,), where)
-        one = np.array([True])
-        return object_array([BoxTarget(boxes, np.zeros(len(boxes), dtype=np.int64), one) for boxes in every.boxes])
-    if isinstance(task.classes, int) and task.classes != len(categories):
+def _boxes_in_task_classes(
+    found: Sequence[tuple[np.ndarray, np.ndarray]], own: Sequence[str], names: Sequence[str], where: str
+) -> np.ndarray:
+    """Each image's :class:`BoxTarget` over a joined task's ``names``, from boxes indexed into the dataset's ``own`` classes.
+
+    The dataset annotates the task classes it has; boxes of its other classes are dropped.
+
+    Raises:
+        DataError: the dataset has none of the task's classes.
+    """
+    annotated = np.array([name in own for name in names], dtype=bool)
+    if not annotated.any():
         raise DataError(
-            f"{where}: task '{task.task}' has classes = {task.classes}, but {config.annotations} has "
-            f"{len(categories)} categories",
-            expected=f"its categories: {listing(categories, limit=100)}",
-            hint=f"write classes = {len(categories)}, or list by name the categories the task learns",
+            f"{where} labels none of the classes of the task that reads it: {_in_order(names)}",
+            expected=f"a task class among its classes: {_in_order(own)}",
+            hint="check the spelling of the task's classes, or take the dataset out of the task",
         )
-    names = categories if isinstance(task.classes, int) or not task.classes else tuple(task.classes)
-    annotated = tuple(config.classes) if config.classes else names
+    lookup = np.array([list(names).index(name) if name in names else -1 for name in own], dtype=np.int64)
+    targets = []
+    for boxes, classes in found:
+        mapped = lookup[classes]
+        keep = mapped >= 0
+        targets.append(BoxTarget(boxes[keep], mapped[keep], annotated))
+    return object_array(targets)
+
+
+def _check_annotated(
+    annotated: Sequence[str], categories: Sequence[str], names: Sequence[str], task: TaskLabels,
+    config: CocoDataset, where: str,
+) -> None:
+    """Every class a coco dataset annotates for ``task`` must be a category of its file and a class of the task.
+
+    With ``config.classes`` unset, a single dataset annotates all the task's
+    classes; a joined task's dataset (``task.partial``) annotates those of its
+    categories the task has, which are both by construction.
+    """
+    if config.classes is None and task.partial:
+        return
     for name in annotated:
         if name not in categories:
             who = f"task '{task.task}' lists" if config.classes is None else "the dataset's classes list"
@@ -587,6 +612,41 @@ def _coco_task_targets(every: DetectionExamples, config: CocoDataset, task: Task
                 expected=f"one of the task's classes: {listing(names)}",
                 hint=did_you_mean(name, names) or f"add '{name}' to the task's classes, or remove it from the dataset's",
             )
+
+
+def _coco_task_targets(every: DetectionExamples, config: CocoDataset, task: TaskLabels, where: str) -> np.ndarray:
+    """Each image's :class:`BoxTarget` for ``task``, from ``every`` (all categories, indexed in category-id order).
+
+    For a task that learns from several datasets (``task.partial``) the
+    dataset annotates the task classes among its categories (or its
+    ``classes``, or its ``one_class``); the others are masked out of its images.
+    """
+    categories = every.class_names
+    if task.partial and isinstance(task.classes, tuple):
+        if config.one_class is not None:
+            own: tuple[str, ...] = (config.one_class,)
+            found = [(boxes, np.zeros(len(boxes), dtype=np.int64)) for boxes in every.boxes]
+        else:
+            own = categories if config.classes is None else tuple(config.classes)
+            _check_annotated(own, categories, task.classes, task, config, where)
+            position = np.array([own.index(name) if name in own else -1 for name in categories], dtype=np.int64)
+            found = [(boxes[position[classes] >= 0], position[classes][position[classes] >= 0])
+                     for boxes, classes in zip(every.boxes, every.classes)]
+        return _boxes_in_task_classes(found, own, task.classes, where)
+    if config.one_class is not None:
+        check_dense_classes(task, (config.one_class,), where)
+        one = np.array([True])
+        return object_array([BoxTarget(boxes, np.zeros(len(boxes), dtype=np.int64), one) for boxes in every.boxes])
+    if isinstance(task.classes, int) and task.classes != len(categories):
+        raise DataError(
+            f"{where}: task '{task.task}' has classes = {task.classes}, but {config.annotations} has "
+            f"{len(categories)} categories",
+            expected=f"its categories: {listing(categories, limit=100)}",
+            hint=f"write classes = {len(categories)}, or list by name the categories the task learns",
+        )
+    names = categories if isinstance(task.classes, int) or not task.classes else tuple(task.classes)
+    annotated = tuple(config.classes) if config.classes else names
+    _check_annotated(annotated, categories, names, task, config, where)
     index = {name: i for i, name in enumerate(names)}
     lookup = np.array([index[name] if name in annotated else -1 for name in categories], dtype=np.int64)
     mask = np.array([name in annotated for name in names], dtype=bool)

@@ -1,7 +1,8 @@
 """Data loaders for every stream: endless ones for training, finite ones for evaluation.
 
 Each dataset is read once (:func:`mtdsl.train.data.read_splits`) and shared by
-the streams that use it. A training loader draws its batches from
+the streams that use it; a stream of several datasets joins their splits
+(:func:`mtdsl.train.data.join_datasets`). A training loader draws its batches from
 :mod:`mtdsl.train.batching`, so the ``k``-th batch of a stream is fixed by the
 seed alone; :attr:`StreamLoaders.consumed` (saved in checkpoints) is all it
 takes to continue exactly where a run stopped.
@@ -17,7 +18,15 @@ from torch.utils.data import DataLoader
 from mtdsl.errors import DataError
 from mtdsl.spec.data import DatasetConfig
 from mtdsl.train.batching import BalancedBatches, ShuffledBatches
-from mtdsl.train.data import ImageDataset, TaskLabels, collate, raise_if_unreadable, read_splits
+from mtdsl.train.data import (
+    Examples,
+    ImageDataset,
+    TaskLabels,
+    collate,
+    join_datasets,
+    raise_if_unreadable,
+    read_splits,
+)
 from mtdsl.train.streams import Stream
 
 
@@ -55,15 +64,15 @@ class StreamLoaders:
         self.workers = workers
         self.consumed = list(consumed or [0] * len(streams))
         self.skipped = 0
-        splits = {name: read_splits(datasets[name], [labels[t] for t in _tasks_of(streams, name)]) for name in
-                  dict.fromkeys(s.dataset for s in streams)}
+        names = dict.fromkeys(name for stream in streams for name in stream.datasets)
+        splits = {name: read_splits(datasets[name], [labels[t] for t in _tasks_of(streams, name)]) for name in names}
         self.splits = {
             stream_index: {
                 split: ImageDataset(
                     examples, [labels[t] for t in stream.tasks], image_size=image_size, mean=tuple(mean),
                     std=tuple(std), train=split == "train", on_corrupt=on_corrupt,
                 )
-                for split, examples in splits[stream.dataset].items()
+                for split, examples in _stream_splits(stream, splits, labels).items()
             }
             for stream_index, stream in enumerate(self.streams)
         }
@@ -136,7 +145,15 @@ class StreamLoaders:
 
 
 def _tasks_of(streams: Sequence[Stream], dataset: str) -> list[str]:
-    return [task for stream in streams if stream.dataset == dataset for task in stream.tasks]
+    return [task for stream in streams if dataset in stream.datasets for task in stream.tasks]
+
+
+def _stream_splits(
+    stream: Stream, splits: Mapping[str, dict[str, Examples]], labels: Mapping[str, TaskLabels]
+) -> dict[str, Examples]:
+    if len(stream.datasets) == 1:
+        return splits[stream.datasets[0]]
+    return join_datasets({name: splits[name] for name in stream.datasets}, [labels[t] for t in stream.tasks])
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -1,6 +1,7 @@
 """Streams: the groups of tasks that are trained from the same batches.
 
-Tasks that read the same dataset share one stream: each of its batches runs one
+Tasks that read the same dataset (or the same datasets joined, as in
+``detect(pets + coco)``) share one stream: each of its batches runs one
 forward pass through the union of their paths and sums their losses (thesis
 §6.2, "sum the losses of multiple tasks"). A ``balanced`` binary task gets a
 stream of its own, because its batches are drawn half positive, half negative
@@ -20,19 +21,24 @@ from mtdsl.spec.document import Spec
 
 @dataclass(frozen=True)
 class Stream:
-    """One source of batches: a dataset, the tasks trained on it, and how its batches are drawn.
+    """One source of batches: its datasets, the tasks trained on them, and how its batches are drawn.
 
     Attributes:
-        dataset: the spec's dataset name.
+        datasets: the spec's dataset names; the examples of several are joined into one pool.
         tasks: the tasks each batch trains, in spec order.
         batch_size: examples per batch.
         balanced: the binary task whose batches are half positive, half negative, if any.
     """
 
-    dataset: str
+    datasets: tuple[str, ...]
     tasks: tuple[str, ...]
     batch_size: int
     balanced: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        """The stream's source in messages and file names: ``coco``, or ``pets+coco`` for joined datasets."""
+        return "+".join(self.datasets)
 
     @property
     def label(self) -> str:
@@ -50,15 +56,15 @@ def batch_size(spec: Spec, task: str) -> int:
 
 
 def plan_streams(spec: Spec) -> list[Stream]:
-    """The spec's streams: one per dataset, plus one per balanced binary task."""
-    shared: dict[str, list[str]] = {}
+    """The spec's streams: one per dataset (or join of datasets), plus one per balanced binary task."""
+    shared: dict[tuple[str, ...], list[str]] = {}
     streams: list[Stream] = []
     for task, training in spec.train.tasks.items():
         if is_balanced(spec, task):
-            streams.append(Stream(training.dataset, (task,), batch_size(spec, task), balanced=task))
+            streams.append(Stream(training.datasets, (task,), batch_size(spec, task), balanced=task))
         else:
-            shared.setdefault(training.dataset, []).append(task)
-    for dataset, tasks in shared.items():
-        streams.append(Stream(dataset, tuple(tasks), max(batch_size(spec, t) for t in tasks)))
+            shared.setdefault(training.datasets, []).append(task)
+    for datasets, tasks in shared.items():
+        streams.append(Stream(datasets, tuple(tasks), max(batch_size(spec, t) for t in tasks)))
     order = list(spec.train.tasks)
     return sorted(streams, key=lambda stream: order.index(stream.tasks[0]))
