@@ -91,6 +91,20 @@ def test_box_colours_follow_the_class():
     assert class_colour(0) != class_colour(5)
 
 
+def test_a_box_beside_a_mask_takes_the_colour_of_the_mask_class_of_its_name():
+    mask = np.zeros((64, 64), np.int64)
+    mask[40:60, 40:60] = 2  # a "square" region; box classes index circle 0, square 1, car 2
+    drawn = draw_predictions(
+        _grey(), boxes=[[2, 2, 20, 20], [30, 2, 50, 20], [2, 25, 20, 35]], classes=[1, 0, 2],
+        class_names=["circle", "square", "car"], mask=mask, mask_names=["background", "circle", "square"],
+    )
+    assert drawn.getpixel((2, 10)) == class_colour(2)  # square box = mask class 2's colour
+    assert drawn.getpixel((30, 10)) == class_colour(1)  # circle box = mask class 1's colour
+    assert drawn.getpixel((2, 30)) not in {class_colour(i) for i in range(3)}  # car: no mask class of that name
+    without_mask = draw_predictions(_grey(), boxes=[[2, 2, 20, 20]], classes=[1], class_names=["circle", "square"])
+    assert without_mask.getpixel((2, 10)) == class_colour(1)
+
+
 def _label_area(labels: list[str], box: list[float]) -> np.ndarray:
     """Where drawing ``labels`` changes the image, against the same box drawn unlabelled."""
     plain = draw_predictions(_grey(), boxes=[box], classes=[1], labels=[""])

@@ -50,13 +50,11 @@ from mtdsl.errors import (
     did_you_mean,
     listing,
 )
+from mtdsl.render.label_results import label_output, label_text, rounded
 from mtdsl.spec.document import Spec
 from mtdsl.train.data import DENSE_KINDS, LABEL_KINDS
 from mtdsl.train.sources import IMAGE_SUFFIXES
 from mtdsl.train.transforms import IMAGE_ERRORS
-
-#: Classes listed under ``"top"`` for a classify task.
-TOP_K = 5
 
 #: Preprocessing views: ``letterbox`` keeps the aspect ratio (padding bottom/right), ``resize``
 #: is the resize + centre crop of image-label evaluation.
@@ -258,48 +256,14 @@ def load_model(spec: Spec, graph: nx.DiGraph, checkpoint: str | Path, device: to
 # --------------------------------------------------------------------------------------------
 
 
-def _round(value: float, digits: int = 5) -> float:
-    return round(float(value), digits)
-
-
-def label_output(kind: str, classes: Sequence[str] | None, logits: torch.Tensor, top: int = TOP_K) -> dict[str, Any]:
-    """One image's result for an image-label task from its ``(C,)`` logits (see :class:`ImagePrediction`)."""
-    logits = logits.detach().float().cpu()
-    if kind == "classify":
-        assert classes is not None
-        probabilities = logits.softmax(-1)
-        values, indices = probabilities.topk(min(top, probabilities.numel()))
-        ranked = [{"class": classes[int(i)], "score": _round(v)} for v, i in zip(values, indices)]
-        return {"kind": kind, **ranked[0], "top": ranked}
-    probabilities = logits.sigmoid()
-    if kind == "binary":
-        score = float(probabilities[0])
-        return {"kind": kind, "positive": score > 0.5, "score": _round(score)}
-    assert classes is not None
-    return {
-        "kind": kind,
-        "labels": [name for name, p in zip(classes, probabilities.tolist()) if p > 0.5],
-        "scores": {name: _round(p) for name, p in zip(classes, probabilities.tolist())},
-    }
-
-
 def _crop_result(output: dict[str, Any]) -> dict[str, Any]:
     """A crop task's result without the whole-image extras (kind, top classes)."""
     return {key: value for key, value in output.items() if key not in ("kind", "top")}
 
 
-def label_text(task: str, output: dict[str, Any]) -> str:
-    """``"Bengal 0.77"``, ``"large yes 0.81"``, ``"x+y"``: a label task's result in a few characters."""
-    if "class" in output:
-        return f"{output['class']} {output['score']:.2f}"
-    if "positive" in output:
-        return f"{task} {'yes' if output['positive'] else 'no'} {output['score']:.2f}"
-    return "+".join(output["labels"]) or f"{task}: none"
-
-
 def _fractions(mask: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     counts = np.bincount(mask.ravel().astype(np.int64), minlength=len(classes))[: len(classes)]
-    return {name: _round(count / max(mask.size, 1)) for name, count in zip(classes, counts.tolist())}
+    return {name: rounded(count / max(mask.size, 1)) for name, count in zip(classes, counts.tolist())}
 
 
 def _mask_image(mask: np.ndarray) -> Image.Image:
@@ -403,8 +367,8 @@ class _Predictor:
             classes = detection["classes"].cpu().numpy().astype(np.int64)[keep]
             boxes = boxes[keep]
             entries = [
-                {"box": [_round(v, 2) for v in box.tolist()], "class": names[int(c)], "class_index": int(c),
-                 "score": _round(s)}
+                {"box": [rounded(v, 2) for v in box.tolist()], "class": names[int(c)], "class_index": int(c),
+                 "score": rounded(s)}
                 for box, s, c in zip(boxes, scores, classes)
             ]
             if task in self.crops and entries:

@@ -8,7 +8,9 @@
   format that ``pycocotools`` (``COCO.loadRes``) reads.
 
 A class has the same colour everywhere (:func:`class_colour`, a fixed function of its index),
-so "class 3" looks the same in every image, grid and run. Boxes, scores, classes and masks may
+so "class 3" looks the same in every image, grid and run. When an image shows boxes and a mask,
+a box class takes the colour of the mask class of the same name: a detected circle and the
+circle's pixels match. Boxes, scores, classes and masks may
 be torch tensors (any device), numpy arrays or nested lists; nothing here imports torch.
 
 >>> import numpy as np
@@ -186,7 +188,8 @@ def draw_predictions(
         boxes: ``(K, 4)`` ``(x0, y0, x1, y1)`` in the image's pixels.
         scores: ``(K,)`` scores in [0, 1], written after the class name with two decimals.
         classes: ``(K,)`` 0-based class indices; each box takes :func:`class_colour` of its
-            class (class 0 for every box when not given).
+            class (class 0 for every box when not given), or with a mask, the colour of the
+            mask class of the same name.
         class_names: a name per class index; the index itself labels a class without one.
         mask: ``(H, W)`` integer class indices at the image's size. Each class's pixels are
             blended with its colour; ``ignore_index`` pixels are left alone, and so are class
@@ -216,12 +219,25 @@ def draw_predictions(
     if mask is not None:
         picture = _blend_mask(picture, _array(mask), mask_names, ignore_index, mask_alpha)
     if boxes is not None:
-        _draw_boxes(picture, boxes, scores, classes, class_names, labels, line_width, font)
+        colours = _box_colour_indices(class_names, mask_names if mask is not None else None)
+        _draw_boxes(picture, boxes, scores, classes, class_names, labels, colours, line_width, font)
     if mask is not None:
         _draw_legend(picture, _array(mask), mask_names, ignore_index, font)
     if title:
         picture = _add_title(picture, title, font)
     return picture
+
+
+def _box_colour_indices(class_names: Sequence[str] | None, mask_names: Sequence[str] | None) -> list[int] | None:
+    """Per box class, the :func:`class_colour` index: its own, or beside a mask, the mask class of its name.
+
+    Box classes the mask does not name take indices after the mask's, so no two classes share a colour.
+    ``None`` when the box classes keep their own indices.
+    """
+    if not class_names or not mask_names:
+        return None
+    in_mask = {str(name): index for index, name in enumerate(mask_names)}
+    return [in_mask.get(str(name), len(mask_names) + index) for index, name in enumerate(class_names)]
 
 
 def _box_texts(
@@ -251,6 +267,7 @@ def _draw_boxes(
     classes: Any,
     class_names: Sequence[str] | None,
     labels: Sequence[str | None] | None,
+    colours: Sequence[int] | None,
     line_width: int,
     font: Font,
 ) -> None:
@@ -263,6 +280,10 @@ def _draw_boxes(
     if (class_values < 0).any():
         raise ValueError(f"draw_predictions wants class indices >= 0, got {int(class_values.min())}")
     texts = _box_texts(count, score_values, class_values, class_names, labels)
+    colour_of = [
+        class_colour(colours[index] if colours is not None and index < len(colours) else index)
+        for index in class_values.tolist()
+    ]
 
     order = np.argsort(score_values, kind="stable") if score_values is not None else np.arange(count)
     order = [k for k in order if np.isfinite(corners[k]).all()]
@@ -272,13 +293,13 @@ def _draw_boxes(
         # PIL refuses x1 < x0; a degenerate box is still worth seeing.
         draw.rectangle(
             (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)),
-            outline=class_colour(int(class_values[k])),
+            outline=colour_of[k],
             width=line_width,
         )
     for k in order:
         if texts[k]:
             x0, y0 = min(corners[k][0], corners[k][2]), min(corners[k][1], corners[k][3])
-            _draw_label(draw, picture.size, (x0, y0), texts[k], class_colour(int(class_values[k])), font)
+            _draw_label(draw, picture.size, (x0, y0), texts[k], colour_of[k], font)
 
 
 def _draw_label(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtdsl.render.label_results import label_output, label_text
 from mtdsl.train.data import TaskLabels, raise_if_unreadable
 from mtdsl.train.loaders import StreamLoaders, to_device
 from mtdsl.train.precision import Precision
@@ -37,8 +38,6 @@ def _pixels(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
 
 def _caption(labels: TaskLabels, output: torch.Tensor) -> str:
     """``"shape: circle 0.54"``: an image-label task's result, worded as ``mtdsl predict`` words it."""
-    from mtdsl.predict import label_output, label_text
-
     names = labels.classes if isinstance(labels.classes, tuple) else tuple(map(str, range(output.numel())))
     text = label_text(labels.task, label_output(labels.kind, names, output))
     return text if labels.kind == "binary" else f"{labels.task}: {text}"
