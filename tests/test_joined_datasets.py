@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -200,6 +201,35 @@ def test_classify_tasks_join_folders_that_hold_some_of_their_classes(tmp_path):
         owl = TaskLabels("animal", "classify", ("cat", "dog", "fox", "owl"), partial=True)
         join_datasets({name: read_splits(FolderDataset(root=str(tmp_path / name), split=[0.5, 0.5]), [owl])
                        for name in ("a", "b")}, [owl])
+
+
+def test_segment_tasks_join_mask_datasets_of_the_same_classes(tmp_path):
+    """Synthetic masks (0 background, 1 circle, 2 square, 3 triangle) joined with photos whose masks
+    write the square as 7 and the circle as 9 (class_map puts them in the task's order)."""
+    for folder in ("images", "masks"):
+        (tmp_path / "photos" / folder).mkdir(parents=True)
+    values = np.zeros((40, 40), np.uint8)
+    values[5:15, 5:15], values[20:30, 20:30] = 7, 9
+    for index in range(4):
+        Image.new("RGB", (40, 40), "white").save(tmp_path / "photos" / "images" / f"{index}.png")
+        Image.fromarray(values).save(tmp_path / "photos" / "masks" / f"{index}.png")
+    text = f"""
+model regions
+input 3x64x64
+backbone trunk = timm("test_efficientnet")
+neck pyramid = fpn(trunk, channels = 16, max_level = 5)
+dataset shapes = synthetic(count = 16, size = 64, seed = 0)
+dataset photos = masks(images = "{tmp_path / 'photos' / 'images'}", masks = "{tmp_path / 'photos' / 'masks'}",
+                       class_map = [0, 9, 7, 3], split = 0.5/0.5)
+task regions: segment(shapes + photos) {{ classes = [background, circle, square, triangle] }}
+"""
+    loaders = _loaders(compile_text(text).spec)
+    train = loaders.splits[0]["train"]
+    assert len(train) == round(16 * 0.7) + 2
+    photo = next(i for i, ref in enumerate(train.examples.images) if isinstance(ref, str))
+    mask = train[(photo, 0)]["targets"]["regions"]
+    assert set(mask.unique().tolist()) == {0, 1, 2}  # square photos: no letterbox padding
+    assert int((mask == 2).sum()) == int((mask == 1).sum()) > 0
 
 
 # ---------------------------------------------------------------- a run
