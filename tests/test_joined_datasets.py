@@ -149,6 +149,7 @@ def test_each_joined_image_marks_the_classes_its_own_dataset_annotates(cars):
     shape_classes = torch.cat([c for c, car in zip(target["classes"], from_cars) if not car])
     assert set(shape_classes.tolist()) <= {0, 1, 2} and len(shape_classes) > 0
     assert set(loaders.splits[0]) == {"train", "val", "test"}  # the cars have no test split; the shapes do
+    assert loaders.describe() == ["shapes+cars → objects: 46 train · 11 val · 7 test"]
     assert all(isinstance(ref, int) for ref in loaders.splits[0]["test"].examples.images)
 
 

@@ -82,6 +82,15 @@ class StreamLoaders:
         self._seed = seed
         self._iterators: dict[int, Iterator[dict]] = {}
 
+    def describe(self) -> list[str]:
+        """A line per stream: ``heads+coco → objects: 338 train · 85 val``."""
+        lines = []
+        for index, stream in enumerate(self.streams):
+            counts = " · ".join(f"{len(dataset)} {split}" for split, dataset in self.splits[index].items())
+            balanced = " (balanced)" if stream.balanced else ""
+            lines.append(f"{stream.dataset} → {', '.join(stream.tasks)}{balanced}: {counts}")
+        return lines
+
     @property
     def sizes(self) -> list[int]:
         """Training examples per stream."""
