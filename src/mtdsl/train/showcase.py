@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mtdsl.render.label_results import label_output, label_text
-from mtdsl.train.data import TaskLabels, raise_if_unreadable
+from mtdsl.train.data import TaskLabels, collate, raise_if_unreadable
 from mtdsl.train.loaders import StreamLoaders, to_device
 from mtdsl.train.precision import Precision
 from mtdsl.train.runtime import to_float
@@ -56,20 +56,26 @@ def write_prediction_images(
     std: Sequence[float],
     count: int = 8,
 ) -> list[Path]:
-    """Draw ``count`` images per dense stream with every task's prediction; returns the PNGs written."""
+    """Draw ``count`` images per dense stream with every task's prediction; returns the PNGs written.
+
+    The images are spread evenly over the stream's test split (else val), so a
+    stream of joined datasets shows images of each.
+    """
     from mtdsl.render.predictions import draw_predictions, save_prediction_grid
 
     model.eval()
     written = []
-    for index, loader in loaders.evaluation("test", fallback="val"):
-        stream = loaders.streams[index]
-        if not any(labels[task].kind in DENSE_KINDS for task in stream.tasks):
+    for index, stream in enumerate(loaders.streams):
+        split = loaders.split_for(index, "test", fallback="val")
+        if split is None or not any(labels[task].kind in DENSE_KINDS for task in stream.tasks):
             continue
-        batch = next((b for b in map(raise_if_unreadable, loader) if len(b["index"])), None)
-        if batch is None:
+        dataset = loaders.splits[index][split]
+        picked = dict.fromkeys(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int).tolist())
+        batch = raise_if_unreadable(collate([dataset[(i, 0)] for i in picked]))
+        if not len(batch["index"]):
             continue
         batch = to_device(batch, loaders.device)
-        images = batch["image"][:count]
+        images = batch["image"]
         with torch.autocast(loaders.device.type, dtype=precision.dtype, enabled=precision.autocast):
             outputs = model(images, tasks=stream.tasks)
         drawn = []
