@@ -2,16 +2,17 @@
 
 kitti_coco's detect task at EfficientDet-D0 (tf_efficientnet_lite0, BiFPN 64x3,
 512x512) gets random weights and random boxes (``--boxes`` per image, COCO-like
-sizes). Each step is timed in two parts, one after the other on the same batch:
+sizes). Each step is timed in three parts, one after the other on the same batch:
 
 * ``network``: forward of the detect task and backward of a stand-in loss (the
   sum of the outputs), so no target work is in it;
-* ``targets + loss``: :class:`~mtdsl.detection.bench.DetectionCriterion` on the
-  same outputs, detached: IoU matching of every anchor for each image (a Python
-  loop over the batch), then focal and Huber loss with the cross-dataset mask.
+* ``anchor matching``: IoU matching of every anchor for each image (a Python
+  loop over the batch), as :class:`~mtdsl.detection.bench.DetectionCriterion` does;
+* ``loss``: focal and Huber loss with the cross-dataset mask on the same
+  outputs, detached, forward and backward.
 
-It prints the median of each part and the targets' share of the sum, the
-number that says whether the per-image loop matters.
+It prints the median of each part and its share of the step, the numbers that
+say whether the per-image loop matters.
 
     .venv/bin/python benchmarks/detection_step.py [--device cuda] [--batch 8] [--steps 8] [--boxes 7] [--d 0]
 """
@@ -27,7 +28,7 @@ import torch
 
 from mtdsl.codegen.train_source import detection_setups
 from mtdsl.compiler import compile_spec
-from mtdsl.detection.bench import DetectionCriterion
+from mtdsl.detection.anchors import batch_targets
 from mtdsl.detection.loss import DetectionLoss
 from mtdsl.spec.load import load_spec
 
@@ -67,12 +68,13 @@ def main() -> None:
     compilation = compile_spec(spec)
     size = spec.model.input.height
     setup = detection_setups(spec, compilation.graph)[TASK]
-    criterion = DetectionCriterion(DetectionLoss(), setup)
+    loss = DetectionLoss()
     classes = spec.model.tasks[TASK].num_outputs
     model = compilation.model().to(device).train()
     generator = torch.Generator().manual_seed(0)
 
-    network, targets_and_loss = [], []
+    times: dict[str, list[float]] = {"network (forward + backward)": [], "anchor matching": [],
+                                     "loss (forward + backward)": []}
     for _ in range(args.steps + 2):
         images = torch.randn(args.batch, 3, size, size, generator=generator).to(device)
         targets = random_targets(args.batch, args.boxes, size, classes, generator)
@@ -82,19 +84,23 @@ def main() -> None:
         outputs = model(images, tasks=[TASK])[TASK]
         sum(part.float().sum() for part in outputs).backward()
         model.zero_grad(set_to_none=True)
-        middle = synchronised(device)
-        criterion(tuple(part.detach().requires_grad_() for part in outputs), targets).backward()
-        ended = synchronised(device)
-        network.append(middle - started)
-        targets_and_loss.append(ended - middle)
+        network_done = synchronised(device)
+        anchors = setup.anchor_boxes(device)
+        matched = batch_targets(anchors, targets["boxes"], targets["classes"], setup.labeler)
+        matching_done = synchronised(device)
+        logits, deltas = (part.detach().float().requires_grad_() for part in outputs)
+        loss(logits, deltas, *matched, class_mask=targets["annotated"])["loss"].backward()
+        loss_done = synchronised(device)
+        times["network (forward + backward)"].append(network_done - started)
+        times["anchor matching"].append(matching_done - network_done)
+        times["loss (forward + backward)"].append(loss_done - matching_done)
 
-    network_ms = statistics.median(network[2:]) * 1e3
-    targets_ms = statistics.median(targets_and_loss[2:]) * 1e3
+    medians = {part: statistics.median(values[2:]) * 1e3 for part, values in times.items()}
+    step = sum(medians.values())
     print(f"device {device}, D{args.d} {size}x{size}, batch {args.batch}, {args.boxes} boxes/image, "
           f"{len(setup.anchor_boxes())} anchors, {args.steps} timed steps")
-    print(f"network (forward + backward): {network_ms:9.1f} ms/step")
-    print(f"targets + loss:               {targets_ms:9.1f} ms/step  "
-          f"({targets_ms / (network_ms + targets_ms):.1%} of the step)")
+    for part, milliseconds in medians.items():
+        print(f"{part:<29} {milliseconds:9.1f} ms/step  ({milliseconds / step:5.1%} of the step)")
 
 
 if __name__ == "__main__":
