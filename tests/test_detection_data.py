@@ -15,22 +15,25 @@ from conftest import SHARED_DATA, requires_shared_data
 from mtdsl.errors import DataError
 from mtdsl.train.detection_data import (
     IGNORE_INDEX,
-    DetectionDataset,
-    DetectionExamples,
     Letterbox,
-    MaskDataset,
-    detection_collate,
-    mask_collate,
+    Letterboxed,
     read_class_names,
     read_coco,
+    read_mask_file,
     read_masks,
     synthetic_detection,
-    synthetic_examples,
-    synthetic_mask_examples,
 )
 from mtdsl.train.detection_metrics import SegmentationMetric, coco_evaluate, most_confident_box_accuracy
 
 STATS = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+
+
+def _letterboxed(examples, index: int, size: int) -> Letterboxed:
+    """Example ``index`` of ``read_coco``/``read_masks`` output through the letterbox, as training reads it."""
+    image = Image.open(examples.images[index]).convert("RGB")
+    if hasattr(examples, "lookup"):
+        return Letterbox(size, **STATS, train=False)(image, 0, mask=examples.lookup[read_mask_file(examples.masks[index])])
+    return Letterbox(size, **STATS, train=False)(image, 0, boxes=examples.boxes[index])
 
 
 def _truth_and_perfect():
@@ -182,27 +185,12 @@ def test_letterbox_clips_and_drops_degenerate_boxes():
     assert out.boxes[1, 0] == 0.0 and out.boxes.shape == (2, 4)
 
 
-def test_synthetic_detection_boxes_match_masks_through_the_datasets():
-    sample = synthetic_detection(5, 48, 0)
-    assert tuple(sample.boxes[0]) == _bounds(sample.mask > 0) and sample.classes[0] == sample.mask.max() - 1
-    examples = synthetic_examples(6, 48, 0)
-    boxes = DetectionDataset(examples, image_size=40, **STATS, train=True)
-    masks = MaskDataset(synthetic_mask_examples(6, 48, 0), image_size=40, **STATS, train=True)
-    flips = set()
+def test_synthetic_detection_boxes_match_masks():
+    """The box, class and mask of a synthetic sample describe one shape (through ``ImageDataset`` in
+    tests/test_dense_data.py they stay together under letterbox and flip)."""
     for index in range(6):
-        for seed in (0, 1, 2):
-            item, masked = boxes[(index, seed)], masks[(index, seed)]
-            assert torch.equal(item["image"], masked["image"])  # the same seed gives the same flip
-            assert item["classes"].tolist() == examples.classes[index].tolist()
-            shape = masked["mask"].numpy() == item["classes"][0].item() + 1
-            assert np.abs(np.array(_bounds(shape)) - item["boxes"][0].numpy()).max() <= 1.0
-            flips.add(bool(item["boxes"][0, 0] != boxes[(index, seed + 10)]["boxes"][0, 0]))
-    assert flips == {False, True}
-    again = boxes[(3, 7)]
-    assert torch.equal(again["image"], boxes[(3, 7)]["image"]) and torch.equal(again["boxes"], boxes[(3, 7)]["boxes"])
-    batch = detection_collate([boxes[(0, 0)], None, boxes[(1, 0)]])
-    assert batch["image"].shape == (2, 3, 40, 40) and batch["index"].tolist() == [0, 1] and batch["skipped"] == 1
-    assert mask_collate([masks[0], masks[1]])["mask"].dtype == torch.int64
+        sample = synthetic_detection(index, 48, 0)
+        assert tuple(sample.boxes[0]) == _bounds(sample.mask > 0) and sample.classes[0] == sample.mask.max() - 1
 
 
 # ---------------------------------------------------------------- reading
@@ -232,7 +220,7 @@ def _write_coco(tmp_path: Path) -> Path:
     return path
 
 
-def test_read_coco_classes_crowds_negatives_and_remapping(tmp_path):
+def test_read_coco_classes_crowds_and_negatives(tmp_path):
     path = _write_coco(tmp_path)
     every = read_coco(path, tmp_path / "images")
     assert every.class_names == ("person", "car", "dog")  # sorted by category id
@@ -240,12 +228,8 @@ def test_read_coco_classes_crowds_negatives_and_remapping(tmp_path):
     assert every.boxes[0].tolist() == [[1, 2, 11, 7], [5, 5, 9, 9]] and every.classes[0].tolist() == [0, 2]
 
     dogs = read_coco(path, tmp_path / "images", ["dog", "person"])
-    assert dogs.classes[0].tolist() == [1, 0] and len(dogs.boxes[1]) == 0 and dogs.annotated == ("dog", "person")
+    assert dogs.classes[0].tolist() == [1, 0] and len(dogs.boxes[1]) == 0 and dogs.class_names == ("dog", "person")
     assert len(read_coco(path, tmp_path / "images", ["dog"], keep_empty=False)) == 1
-
-    wider = dogs.remap(["car", "person", "dog", "cat"])
-    assert wider.classes[0].tolist() == [1, 2] and wider.annotated_mask().tolist() == [False, True, True, False]
-    assert isinstance(wider.subset([1, 0]), DetectionExamples) and wider.subset([1, 0]).images[1].endswith("a.jpg")
 
     with pytest.raises(DataError, match="no category 'dgo'") as error:
         read_coco(path, tmp_path / "images", ["dgo"])
@@ -261,10 +245,10 @@ def test_read_masks_maps_values_and_needs_a_mask_per_image(tmp_path):
     Image.new("RGB", (8, 6), "white").save(tmp_path / "images" / "f.png")
     Image.fromarray(np.array([[1, 2, 3, 3, 0, 0, 0, 0]] * 6, dtype=np.uint8)).save(tmp_path / "masks" / "f.png")
     trimap = read_masks(tmp_path / "images", tmp_path / "masks", {2: 0, 1: 1})
-    item = MaskDataset(trimap, image_size=8, **STATS, train=False)[0]
-    assert item["mask"][0].tolist() == [1, 0, 255, 255, 255, 255, 255, 255] and (item["mask"][6:] == 255).all()
+    mask = _letterboxed(trimap, 0, 8).mask
+    assert mask[0].tolist() == [1, 0, 255, 255, 255, 255, 255, 255] and (mask[6:] == 255).all()
     ignoring = read_masks(tmp_path / "images", tmp_path / "masks", ignore=[3])
-    assert MaskDataset(ignoring, image_size=8, **STATS, train=False)[0]["mask"][0, :4].tolist() == [1, 2, 255, 255]
+    assert _letterboxed(ignoring, 0, 8).mask[0, :4].tolist() == [1, 2, 255, 255]
     Image.new("RGB", (8, 6), "white").save(tmp_path / "images" / "g.png")
     with pytest.raises(DataError, match="1 of 2 images .* have no mask"):
         read_masks(tmp_path / "images", tmp_path / "masks")
@@ -280,9 +264,9 @@ def test_coco128_boxes():
     examples = read_coco(root / "annotations" / "instances_train2017.json", root / "images" / "train2017")
     assert len(examples) == 128 and examples.box_count == 929 and len(examples.class_names) == 80
     assert sum(len(boxes) == 0 for boxes in examples.boxes) == 2 and examples.class_names[0] == "person"
-    item = DetectionDataset(examples, image_size=128, **STATS, train=True)[(0, 0)]
-    assert item["image"].shape == (3, 128, 128) and len(item["boxes"]) == len(item["classes"]) > 0
-    assert float(item["boxes"].min()) >= 0 and float(item["boxes"].max()) <= 128
+    item = _letterboxed(examples, 0, 128)
+    assert item.image.shape == (3, 128, 128) and len(item.boxes) == item.keep.sum() > 0
+    assert float(item.boxes.min()) >= 0 and float(item.boxes.max()) <= 128
 
 
 @pytest.mark.data
@@ -306,8 +290,7 @@ def test_camvid_mask_void_is_ignored():
     examples = read_masks(root / "images" / "val", root / "masks" / "val", ignore=[11])
     assert len(examples) == 101
     raw = np.asarray(Image.open(examples.masks[0]))
-    item = MaskDataset(examples, image_size=320, **STATS, train=False)[0]
-    mask = item["mask"].numpy()
+    mask = _letterboxed(examples, 0, 320).mask.numpy()
     assert set(np.unique(mask)) <= set(range(11)) | {IGNORE_INDEX}
     # 320x240 keeps its size: the top 240 rows are the mask itself, void turned into 255, the rest padding.
     assert np.array_equal(mask[:240] == IGNORE_INDEX, raw == 11) and (mask[240:] == IGNORE_INDEX).all()

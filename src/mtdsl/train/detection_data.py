@@ -1,25 +1,19 @@
-"""Detection and segmentation data: COCO boxes, class-index masks, and box-aware transforms.
-
-``read_coco`` reads a COCO ``instances`` file into :class:`DetectionExamples`
-(per image its boxes as ``(x0, y0, x1, y1)`` pixels and class indices);
-``read_masks`` pairs images with PNG class-index masks. The datasets serve
-``(index, seed)`` items like :class:`mtdsl.train.data.ImageDataset`: the
-augmentation (a random horizontal flip after a letterbox resize) depends on
-that pair alone, and boxes and masks move with the pixels.
+"""Detection and segmentation data: COCO boxes, class-index masks, and the box-aware letterbox.
 
 The training loop reads boxes and masks through :func:`mtdsl.train.data.read_splits`
 and :class:`mtdsl.train.data.ImageDataset`, which use the pieces here:
-:data:`DENSE_READERS` (the ``coco`` and ``masks`` dataset kinds),
-:func:`synthetic_targets`, the per-example :class:`BoxTarget` and
-:class:`MaskTarget`, and :class:`Letterbox`.
 
->>> examples = synthetic_examples(count=8, size=48, seed=0)
->>> examples.class_names, len(examples)
-(('circle', 'square', 'triangle'), 8)
->>> dataset = DetectionDataset(examples, image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, train=True)
->>> batch = detection_collate([dataset[(0, 1)], dataset[(1, 1)]])
->>> batch["image"].shape, [tuple(b.shape) for b in batch["boxes"]], batch["index"].tolist()
-(torch.Size([2, 3, 32, 32]), [(1, 4), (1, 4)], [0, 1])
+* :data:`DENSE_READERS`, the ``coco`` and ``masks`` dataset kinds: :func:`read_coco`
+  reads a COCO ``instances`` file (per image its ``(x0, y0, x1, y1)`` boxes and
+  class indices), :func:`read_masks` pairs images with PNG class-index masks;
+* :func:`synthetic_targets`, the boxes and masks of the built-in synthetic shapes;
+* the per-example :class:`BoxTarget` and :class:`MaskTarget`;
+* :class:`Letterbox`: an aspect-preserving resize and a seeded flip that move
+  boxes and masks with the pixels.
+
+>>> sample = synthetic_detection(3, 48, 0)
+>>> Letterbox(32, (0.5,) * 3, (0.5,) * 3, train=False)(Image.fromarray(sample.image), 0, boxes=sample.boxes).boxes.shape
+(1, 4)
 """
 
 from __future__ import annotations
@@ -30,12 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
@@ -46,12 +39,9 @@ from mtdsl.train.sources import (
     check_images_exist,
     describe,
     given_folders,
-    item_index,
-    item_seed,
-    unreadable_image,
 )
 from mtdsl.train.synthetic import SHAPES, synthetic_sample
-from mtdsl.train.transforms import IMAGE_ERRORS, ImageTransform
+from mtdsl.train.transforms import ImageTransform
 
 if TYPE_CHECKING:
     from mtdsl.train.data import TaskLabels
@@ -62,16 +52,12 @@ __all__ = [
     "SYNTHETIC_DETECT_CLASSES",
     "SYNTHETIC_SEGMENT_CLASSES",
     "BoxTarget",
-    "DetectionDataset",
     "DetectionExamples",
     "Letterbox",
     "Letterboxed",
-    "MaskDataset",
     "MaskExamples",
     "MaskTarget",
     "SyntheticDetection",
-    "detection_collate",
-    "mask_collate",
     "read_class_names",
     "read_coco",
     "read_coco_dataset",
@@ -79,8 +65,6 @@ __all__ = [
     "read_mask_file",
     "read_masks",
     "synthetic_detection",
-    "synthetic_examples",
-    "synthetic_mask_examples",
     "synthetic_targets",
 ]
 
@@ -96,28 +80,20 @@ _NO_CLASSES = np.zeros((0,), dtype=np.int64)
 
 @dataclass(frozen=True, eq=False)
 class DetectionExamples:
-    """Images with their boxes, and the classes the dataset annotates.
+    """Images with their boxes: what :func:`read_coco` reads from a COCO file.
 
     Attributes:
-        images: file paths, or indices of synthetic samples.
+        images: file paths.
         boxes: per image a ``(G, 4)`` float32 array of ``(x0, y0, x1, y1)`` in
             the image file's pixels (``G`` may be 0: a negative image).
         classes: per image a ``(G,)`` int64 array of indices into ``class_names``.
         class_names: the class names in index order.
-        annotated: the classes this dataset labels. A dataset annotates exactly
-            the classes it maps, so where it has no box of such a class there is
-            none; for any other class of a task (one another dataset brings),
-            its images say nothing, and a cross-dataset loss masks that class
-            out (thesis §5.3). See :meth:`annotated_mask` and :meth:`remap`.
-        synthetic: ``(size, seed)`` of the generator when ``images`` are synthetic indices.
     """
 
     images: tuple[ImageRef, ...]
     boxes: tuple[np.ndarray, ...]
     classes: tuple[np.ndarray, ...]
     class_names: tuple[str, ...]
-    annotated: tuple[str, ...]
-    synthetic: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -125,57 +101,6 @@ class DetectionExamples:
     @property
     def box_count(self) -> int:
         return sum(len(boxes) for boxes in self.boxes)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> DetectionExamples:
-        """The examples at ``indices``, in that order (e.g. from :func:`mtdsl.train.sources.ratio_split`)."""
-        picked = np.asarray(indices, dtype=np.int64).tolist()
-        return DetectionExamples(
-            tuple(self.images[i] for i in picked),
-            tuple(self.boxes[i] for i in picked),
-            tuple(self.classes[i] for i in picked),
-            self.class_names,
-            self.annotated,
-            self.synthetic,
-        )
-
-    def annotated_mask(self) -> np.ndarray:
-        """``(C,)`` bool over ``class_names``: True where this dataset's labels speak for the class."""
-        annotated = set(self.annotated)
-        return np.array([name in annotated for name in self.class_names], dtype=bool)
-
-    def remap(self, task_classes: Sequence[str]) -> DetectionExamples:
-        """The same examples with class indices into ``task_classes``, a superset of this dataset's classes.
-
-        Use it to train one detector on several datasets: each keeps its own
-        ``annotated`` classes, and ``annotated_mask()`` then says which of the
-        task's classes its images label.
-
-        >>> pets = synthetic_examples(2, 32, 0)
-        >>> wider = pets.remap(["car", "circle", "square", "triangle"])
-        >>> wider.annotated_mask().tolist()
-        [False, True, True, True]
-
-        Raises:
-            DataError: a class of this dataset is missing from ``task_classes``.
-        """
-        task_classes = tuple(task_classes)
-        missing = [name for name in self.class_names if name not in task_classes]
-        if missing:
-            raise DataError(
-                f"the task's classes do not include '{missing[0]}', which the dataset annotates",
-                expected=f"classes including all of: {listing(self.class_names)}",
-                hint=did_you_mean(missing[0], task_classes) or f"add '{missing[0]}' to the task's classes",
-            )
-        lookup = np.array([task_classes.index(name) for name in self.class_names], dtype=np.int64)
-        return DetectionExamples(
-            self.images,
-            self.boxes,
-            tuple(lookup[classes] for classes in self.classes),
-            task_classes,
-            self.annotated,
-            self.synthetic,
-        )
-
 
 def _pick_categories(
     categories: dict[int, str], classes: Sequence[str] | None, where: str
@@ -219,9 +144,7 @@ def read_coco(
             the heads of only 296.
 
     Returns:
-        The examples; ``annotated`` is the class names (a dataset annotates
-        exactly the classes it maps). Crowd regions and boxes with no area are
-        dropped.
+        The examples. Crowd regions and boxes with no area are dropped.
 
     Raises:
         DataError: the file or folder is missing or unreadable, an image file is
@@ -264,7 +187,7 @@ def read_coco(
 
     check_images_exist(images, where, expected=f"every file_name under {images_dir}",
                        hint="check the images folder the annotation file's file names are relative to")
-    return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names, names)
+    return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names)
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,26 +195,17 @@ class MaskExamples:
     """Images with class-index masks.
 
     Attributes:
-        images: file paths, or indices of synthetic samples.
-        masks: PNG paths, one per image (the same indices for synthetic samples).
+        images: file paths.
+        masks: PNG paths, one per image.
         lookup: ``(256,)`` uint8: the class index of each raw mask value, :data:`IGNORE_INDEX` for ignored ones.
-        synthetic: ``(size, seed)`` of the generator when ``images`` are synthetic indices.
     """
 
     images: tuple[ImageRef, ...]
     masks: tuple[ImageRef, ...]
     lookup: np.ndarray
-    synthetic: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> MaskExamples:
-        """The examples at ``indices``, in that order."""
-        picked = np.asarray(indices, dtype=np.int64).tolist()
-        return MaskExamples(
-            tuple(self.images[i] for i in picked), tuple(self.masks[i] for i in picked), self.lookup, self.synthetic
-        )
 
 
 def _mask_lookup(class_map: Mapping[int, int] | None, ignore: Sequence[int]) -> np.ndarray:
@@ -398,24 +312,6 @@ def synthetic_detection(index: int, size: int, seed: int) -> SyntheticDetection:
         classes=np.array([sample.shape], dtype=np.int64),
         mask=sample.mask,
     )
-
-
-def synthetic_examples(count: int, size: int, seed: int) -> DetectionExamples:
-    """``count`` synthetic detection examples; the classes are :data:`~mtdsl.train.synthetic.SHAPES`."""
-    drawn = [synthetic_detection(index, size, seed) for index in range(count)]
-    return DetectionExamples(
-        tuple(range(count)),
-        tuple(sample.boxes for sample in drawn),
-        tuple(sample.classes for sample in drawn),
-        SHAPES,
-        SHAPES,
-        (size, seed),
-    )
-
-
-def synthetic_mask_examples(count: int, size: int, seed: int) -> MaskExamples:
-    """``count`` synthetic segmentation examples: class 0 is the background, ``1 + shape`` the shape."""
-    return MaskExamples(tuple(range(count)), tuple(range(count)), _mask_lookup(None, ()), (size, seed))
 
 
 # ---------------------------------------------------------------- targets for the shared data path
@@ -978,185 +874,3 @@ def open_rgb(path: str, size: int) -> tuple[Image.Image, tuple[int, int]]:
         if image.format == "JPEG":
             image.draft("RGB", (size, size))
         return image.convert("RGB"), original
-
-
-class _Skip(Exception):
-    """An unreadable image under ``on_corrupt = "skip"``."""
-
-
-class _SeededDataset(Dataset):
-    """Shared item handling: ``(index, seed)`` items, unreadable images, ``on_corrupt``."""
-
-    def __init__(self, count: int, on_corrupt: str) -> None:
-        if on_corrupt not in ("error", "skip"):
-            raise ValueError(f"on_corrupt must be 'error' or 'skip', got {on_corrupt!r}")
-        self._count = count
-        self.on_corrupt = on_corrupt
-
-    def __len__(self) -> int:
-        return self._count
-
-    def _make(self, index: int, seed: int) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any] | None:
-        index, seed = item_index(item, len(self))
-        try:
-            return self._make(index, item_seed(int(seed), index))
-        except _Skip:
-            return None
-        except DataError as error:
-            if get_worker_info() is None:
-                raise
-            # torch re-raises worker errors wrapped in a traceback; the main process raises this one cleanly.
-            return {"unreadable": error.message}
-
-
-class DetectionDataset(_SeededDataset):
-    """One split of detection examples as a torch ``Dataset``.
-
-    Items are ``(example index, augmentation seed)`` pairs (a bare int means
-    seed 0) and give ``{"image": (3, S, S) float32, "boxes": (G, 4) float32,
-    "classes": (G,) int64, "index": int}``, boxes in output pixels.
-
-    Args:
-        examples: the split.
-        image_size: the square output side ``S``.
-        mean: normalisation mean per channel.
-        std: normalisation std per channel.
-        train: flip at random (the letterbox is the same either way).
-        on_corrupt: ``"error"`` raises :class:`DataError` on an unreadable image,
-            ``"skip"`` returns ``None`` (``detection_collate`` drops it).
-        min_size: see :class:`Letterbox`.
-    """
-
-    def __init__(
-        self,
-        examples: DetectionExamples,
-        *,
-        image_size: int,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        train: bool,
-        on_corrupt: str = "error",
-        min_size: float = 1.0,
-    ) -> None:
-        super().__init__(len(examples), on_corrupt)
-        self.examples = examples
-        self.transform = Letterbox(int(image_size), tuple(mean), tuple(std), train, min_size=min_size)
-
-    @property
-    def annotated(self) -> torch.Tensor:
-        """``(C,)`` bool: the classes this dataset's labels speak for (see :meth:`DetectionExamples.annotated_mask`)."""
-        return torch.from_numpy(self.examples.annotated_mask())
-
-    def _make(self, index: int, seed: int) -> dict[str, Any]:
-        reference = self.examples.images[index]
-        original = None
-        if isinstance(reference, int):
-            size, synthetic_seed = self.examples.synthetic or (0, 0)
-            if not size:
-                raise ValueError("synthetic examples need their (size, seed)")
-            image = Image.fromarray(synthetic_sample(reference, size, synthetic_seed).image)
-        else:
-            try:
-                image, original = open_rgb(reference, self.transform.size)
-            except IMAGE_ERRORS as error:
-                if self.on_corrupt == "skip":
-                    raise _Skip from None
-                raise unreadable_image(reference, error) from None
-        out = self.transform(image, seed, boxes=self.examples.boxes[index], original_size=original)
-        return {
-            "image": out.image,
-            "boxes": torch.from_numpy(out.boxes),
-            "classes": torch.from_numpy(self.examples.classes[index][out.keep]),
-            "index": index,
-        }
-
-
-class MaskDataset(_SeededDataset):
-    """One split of segmentation examples: items give ``{"image": (3, S, S), "mask": (S, S) int64, "index": int}``.
-
-    Mask values pass through the examples' ``lookup``; void pixels and the
-    letterbox padding are :data:`IGNORE_INDEX`. Arguments as for :class:`DetectionDataset`.
-    """
-
-    def __init__(
-        self,
-        examples: MaskExamples,
-        *,
-        image_size: int,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        train: bool,
-        on_corrupt: str = "error",
-    ) -> None:
-        super().__init__(len(examples), on_corrupt)
-        self.examples = examples
-        self.transform = Letterbox(int(image_size), tuple(mean), tuple(std), train)
-
-    def _make(self, index: int, seed: int) -> dict[str, Any]:
-        reference, mask_reference = self.examples.images[index], self.examples.masks[index]
-        original = None
-        if isinstance(reference, int):
-            size, synthetic_seed = self.examples.synthetic or (0, 0)
-            if not size:
-                raise ValueError("synthetic examples need their (size, seed)")
-            sample = synthetic_sample(reference, size, synthetic_seed)
-            image, mask = Image.fromarray(sample.image), sample.mask
-        else:
-            reading = reference
-            try:
-                image, original = open_rgb(reference, self.transform.size)
-                reading = mask_reference
-                mask = read_mask_file(str(mask_reference))
-            except IMAGE_ERRORS as error:
-                if self.on_corrupt == "skip":
-                    raise _Skip from None
-                raise unreadable_image(reading, error) from None
-            check_mask_size(mask, original, mask_reference, reference)
-        mask = self.examples.lookup[mask]
-        out = self.transform(image, seed, mask=mask, original_size=original)
-        return {"image": out.image, "mask": out.mask, "index": index}
-
-
-def _kept(items: list[dict[str, Any] | None]) -> tuple[list[dict[str, Any]], int, str | None]:
-    for item in items:
-        if item is not None and "unreadable" in item:
-            return [], 0, item["unreadable"]
-    kept = [item for item in items if item is not None]
-    return kept, len(items) - len(kept), None
-
-
-def detection_collate(items: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Batch detection items, dropping the ``None`` of skipped images.
-
-    Returns:
-        ``{"image": (N, 3, S, S), "boxes": [(G_i, 4)], "classes": [(G_i,)],
-        "index": (N,) int64, "skipped": int}``; ``{"unreadable": message}``
-        when a loader worker met an unreadable image (pass the batch through
-        :func:`mtdsl.train.data.raise_if_unreadable`).
-    """
-    kept, skipped, unreadable = _kept(items)
-    if unreadable is not None:
-        return {"unreadable": unreadable}
-    return {
-        "image": torch.stack([item["image"] for item in kept]) if kept else torch.empty(0),
-        "boxes": [item["boxes"] for item in kept],
-        "classes": [item["classes"] for item in kept],
-        "index": torch.tensor([item["index"] for item in kept], dtype=torch.long),
-        "skipped": skipped,
-    }
-
-
-def mask_collate(items: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Batch mask items: ``{"image": (N, 3, S, S), "mask": (N, S, S) int64, "index": (N,), "skipped": int}``."""
-    kept, skipped, unreadable = _kept(items)
-    if unreadable is not None:
-        return {"unreadable": unreadable}
-    return {
-        "image": torch.stack([item["image"] for item in kept]) if kept else torch.empty(0),
-        "mask": torch.stack([item["mask"] for item in kept]) if kept else torch.empty(0, dtype=torch.long),
-        "index": torch.tensor([item["index"] for item in kept], dtype=torch.long),
-        "skipped": skipped,
-    }
