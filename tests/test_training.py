@@ -89,7 +89,7 @@ def test_same_seed_gives_identical_runs_and_another_seed_does_not(tmp_path):
 
 
 def test_resume_continues_to_the_same_result(tmp_path):
-    whole = write_spec(tmp_path, "    phase heads { epochs = 1; freeze = [shared] }\n    phase all { epochs = 2 }")
+    whole = randomised(write_spec(tmp_path, "    phase heads { epochs = 1; freeze = [shared] }\n    phase all { epochs = 2 }"))
     assert train(whole, tmp_path / "whole") == 0
 
     stopped = tmp_path / "stopped"
@@ -250,12 +250,25 @@ def test_torch_compile_trains(tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in epoch["losses"].values())
 
 
+def randomised(spec: Path) -> Path:
+    """``spec`` with every source of randomness the model itself has: drop-path and dropout in the
+    backbone, dropout in a head, and learned uncertainty weights."""
+    text = spec.read_text(encoding="utf-8")
+    text = text.replace('timm("test_resnet")', 'timm("test_resnet", drop_rate = 0.2, drop_path_rate = 0.2)')
+    text = text.replace("classes = [circle, square, triangle] }", "classes = [circle, square, triangle]; "
+                        "head = mlp(16, dropout = 0.3) }")
+    text = text.replace("    workers = 0", "    workers = 0\n    weighting = uncertainty")
+    assert text.count("dropout") == 1 and "drop_path_rate" in text and "uncertainty" in text
+    spec.write_text(text, encoding="utf-8")
+    return spec
+
+
 def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     import os
     import signal
     import time
 
-    spec = write_spec(tmp_path, "    epochs = 4")
+    spec = randomised(write_spec(tmp_path, "    epochs = 4"))
     assert train(spec, tmp_path / "whole") == 0
 
     killed = tmp_path / "killed"

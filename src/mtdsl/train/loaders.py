@@ -27,6 +27,7 @@ from mtdsl.train.data import (
     raise_if_unreadable,
     read_splits,
 )
+from mtdsl.train.stop_signals import ignore_stop_signals
 from mtdsl.train.streams import Stream
 
 
@@ -112,17 +113,29 @@ class StreamLoaders:
             return BalancedBatches(targets, stream.batch_size, seed, start=self.consumed[index])
         return ShuffledBatches(len(dataset), stream.batch_size, seed, start=self.consumed[index])
 
-    def _loader(self, dataset: ImageDataset, **kwargs) -> DataLoader:
+    def _loader(self, dataset: ImageDataset, index: int, **kwargs) -> DataLoader:
+        """A loader that never draws from the global RNG.
+
+        A DataLoader draws its workers' base seed when an iterator starts, from
+        ``generator`` or else from the global RNG. Training iterators start lazily,
+        at a stream's first batch, so drawing from the global RNG would shift the
+        dropout and drop-path masks of every later step by when the stream was
+        first used, which differs after a resume. Augmentation has its own seeds
+        (:mod:`mtdsl.train.batching`), so this seed only names the workers.
+        """
         on_gpu = self.device.type == "cuda"
         return DataLoader(
             dataset, collate_fn=collate, num_workers=self.workers, pin_memory=on_gpu,
-            persistent_workers=on_gpu and self.workers > 0, **kwargs,
+            persistent_workers=on_gpu and self.workers > 0, worker_init_fn=ignore_stop_signals,
+            generator=torch.Generator().manual_seed(self._seed + index), **kwargs,
         )
 
     def next_batch(self, index: int) -> dict:
         """The stream's next training batch, on the device (batches whose images were all skipped are passed over)."""
         if index not in self._iterators:
-            self._iterators[index] = iter(self._loader(self.splits[index]["train"], batch_sampler=self._batches(index)))
+            self._iterators[index] = iter(
+                self._loader(self.splits[index]["train"], index, batch_sampler=self._batches(index))
+            )
         while True:
             batch = raise_if_unreadable(next(self._iterators[index]))
             self.consumed[index] += 1
@@ -147,7 +160,7 @@ class StreamLoaders:
             dataset = self.splits[index][chosen]
             indices = [[(i, 0) for i in range(start, min(start + stream.batch_size, len(dataset)))]
                        for start in range(0, len(dataset), stream.batch_size)]
-            yield index, self._loader(dataset, batch_sampler=indices)
+            yield index, self._loader(dataset, index, batch_sampler=indices)
 
     def has_split(self, split: str) -> bool:
         return any(split in splits and len(splits[split]) for splits in self.splits.values())
