@@ -7,15 +7,26 @@ the process exits with status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from mtdsl import __version__
-from mtdsl.errors import MtdslError, SpecValueError, TrainingError
+from mtdsl.errors import ArtefactError, MtdslError, SpecValueError
 
 EXIT_USER_ERROR = 2
+
+#: Failures of the machine rather than of mtdsl (a full disk, a read-only folder): a message, not a traceback.
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "free space on that disk, or choose another --out",
+    errno.EDQUOT: "free space within your disk quota, or choose another --out",
+    errno.EFBIG: "the file outgrew a size limit (ulimit -f); raise it or choose another --out",
+    errno.EROFS: "the file system is read-only; choose another --out",
+    errno.EACCES: "check the folder's permissions, or choose another --out",
+    errno.EPERM: "check the folder's permissions, or choose another --out",
+}
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -72,33 +83,32 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.codegen.train_source import model_hash, spec_hash
     from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
     from mtdsl.train.checkpoint import load_checkpoint
+    from mtdsl.train.run_folder import RunFolder
     from mtdsl.train.runtime import load_generated
+    from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
 
+    refuse_multi_process_launch()
     spec_path = Path(args.spec)
-    out = Path(args.out) if args.out else Path("runs") / spec_path.stem
+    run = RunFolder(Path(args.out) if args.out else Path("runs") / spec_path.stem)
     compilation = compile_file(spec_path, _overrides(args.set))
-    if (out / "checkpoints" / "last.pt").exists() and not (args.resume or args.overwrite):
-        raise TrainingError(f"{out} already holds a run (checkpoints/last.pt)",
-                            hint="pass --resume to continue it, --overwrite to start it again, or another --out")
-    last = out / "checkpoints" / "last.pt"
-    if args.resume and last.exists():
-        # Refuse a changed spec before its artefacts overwrite the ones the run was trained with.
-        load_checkpoint(last, model_hash=model_hash(compilation.graph), spec_hash=spec_hash(compilation.spec))
-    write_artefacts(compilation, out, ARTEFACTS)
-    _write_spec_copy(spec_path, out)
-    console.print(f"[green]compiled[/] {spec_path} → {out}/ (training loop: {out / 'train.py'})")
-    loop = load_generated(out / "train.py")
-    seed = compilation.spec.train.seed if args.seed is None else args.seed
-    try:
-        loop.train(out, resume=args.resume, overwrite=args.overwrite, seed=seed, device=args.device,
-                   workers=loop.WORKERS if args.workers is None else args.workers, quiet=args.quiet)
-    except KeyboardInterrupt:
-        kept = "the last finished epoch is in checkpoints/last.pt" if (out / "checkpoints" / "last.pt").exists() \
-            else "no epoch had finished, so there is nothing to resume"
-        console.print(f"[yellow]interrupted[/]: {kept}; continue with: mtdsl train {spec_path} --out {out} --resume")
-        return 130
-    console.print(f"[green]trained[/] {spec_path}: run folder {out}/ (diagram {out / 'architecture.svg'}, "
-                  f"plots {out / 'plots'}/)")
+    with run.claim(resume=args.resume, overwrite=args.overwrite), stop_signals():
+        if args.resume and run.last.exists():
+            # Refuse a changed spec before its artefacts overwrite the ones the run was trained with.
+            load_checkpoint(run.last, model_hash=model_hash(compilation.graph), spec_hash=spec_hash(compilation.spec))
+        write_artefacts(compilation, run.root, ARTEFACTS)
+        _write_spec_copy(spec_path, run.root)
+        console.print(f"[green]compiled[/] {spec_path} → {run.root}/ (training loop: {run.root / 'train.py'})")
+        loop = load_generated(run.root / "train.py")
+        seed = compilation.spec.train.seed if args.seed is None else args.seed
+        try:
+            loop.train(run.root, resume=args.resume, overwrite=args.overwrite, seed=seed, device=args.device,
+                       workers=loop.WORKERS if args.workers is None else args.workers, quiet=args.quiet)
+        except KeyboardInterrupt as interrupt:
+            command = f"mtdsl train {spec_path} --out {run.root}"
+            console.print(stopped_message(interrupt, run, command), style="yellow", markup=False, highlight=False)
+            return exit_code(interrupt)
+    console.print(f"[green]trained[/] {spec_path}: run folder {run.root}/ (diagram {run.root / 'architecture.svg'}, "
+                  f"plots {run.root / 'plots'}/)")
     return 0
 
 
@@ -193,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args, console)
     except MtdslError as error:
         print(error.render(), file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRORS:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(ArtefactError(f"cannot write{where}: {error.strerror}", hint=ENVIRONMENT_ERRORS[error.errno]).render(),
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

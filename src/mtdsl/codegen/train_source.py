@@ -50,6 +50,7 @@ RUNTIME_IMPORTS = (
     "from mtdsl.train.sampling import TaskSampler",
     "from mtdsl.train.schedule import LearningRate",
     "from mtdsl.train.showcase import write_prediction_images",
+    "from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message",
     "from mtdsl.train.streams import Stream",
     "from mtdsl.train.weighting import build_weighting",
 )

@@ -26,12 +26,45 @@ def fingerprint(text: str) -> str:
 
 
 def save_checkpoint(state: dict, path: Path) -> Path:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, flushed to disk, then a rename.
+
+    Whatever stops the write (a full disk, a signal), the temporary file is removed and
+    ``path`` keeps its previous contents.
+
+    Raises:
+        TrainingError: the file could not be written (e.g. no space left on the device).
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format_version": FORMAT_VERSION, **state}, temporary)
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as file:
+            torch.save({"format_version": FORMAT_VERSION, **state}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        temporary.unlink(missing_ok=True)
+        cause = _os_error(error)
+        if cause is None:
+            raise
+        kept = f"{path} still holds the previous checkpoint" if path.exists() else f"nothing was written to {path}"
+        raise TrainingError(
+            f"cannot write checkpoint {path}: {cause.strerror or cause}; {kept}",
+            hint="free space on that disk (or choose another --out), then continue with --resume",
+        ) from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OSError behind ``error``: torch reports a failed write as a RuntimeError of its zip writer."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None) -> dict:

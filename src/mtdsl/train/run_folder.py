@@ -1,4 +1,4 @@
-"""Where a run keeps its files.
+"""Where a run keeps its files, and who may write them.
 
 ::
 
@@ -11,12 +11,50 @@
       checkpoints/best.pt   the epoch with the best mean validation metric
       plots/losses.png, plots/metrics.png, plots/sampling.png
       test.json, test.md    the final per-task results on the test split
+      .lock                 held by the process training into the folder
+
+A folder *holds a run* once any of :data:`RUN_FILES` is in it (a folder with
+only ``mtdsl compile``'s artefacts does not). :meth:`RunFolder.claim` is the one
+gate every training process passes: it refuses a folder that holds a run
+unless ``--resume`` or ``--overwrite`` says what to do with it, and then
+changes nothing in it; it takes an exclusive lock, so two runs never write
+one folder; and with ``--overwrite`` it deletes the old run's files, so no
+result of the old run can pass for one of the new.
+
+>>> import tempfile
+>>> folder = RunFolder(Path(tempfile.mkdtemp()))
+>>> with folder.claim(resume=False, overwrite=False):
+...     folder.held_by_this_process()
+True
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from mtdsl.errors import ArtefactError, TrainingError
+
+try:  # POSIX; elsewhere runs are not locked (the check for an existing run still applies)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+#: What a run writes beside the compiled artefacts; any of them means the folder holds a run.
+RUN_FILES = ("spec.mtl", "metrics.jsonl", "checkpoints", "plots", "predictions", "test.json", "test.md")
+LOCK_NAME = ".lock"
+
+#: Locks this process holds: folder → (open lock file, how many claims are open). A process that
+#: already holds a folder (``mtdsl train`` before it runs the loop) may claim it again.
+_HELD: dict[Path, list] = {}
 
 
 @dataclass(frozen=True)
@@ -42,3 +80,128 @@ class RunFolder:
     @property
     def results(self) -> Path:
         return self.root / "test"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def run_files(self) -> list[str]:
+        """The :data:`RUN_FILES` present: empty when the folder holds no run."""
+        return [name for name in RUN_FILES if (self.root / name).exists()]
+
+    def held_by_this_process(self) -> bool:
+        return self.root.resolve() in _HELD
+
+    @contextlib.contextmanager
+    def claim(self, *, resume: bool, overwrite: bool) -> Iterator[RunFolder]:
+        """Hold the folder for one run: refuse a used folder, lock it, and clear it for ``overwrite``.
+
+        Claims nest within one process: the outer one checks and clears, inner ones only count.
+
+        Raises:
+            TrainingError: the folder holds a run and neither ``resume`` nor ``overwrite`` is set
+                (nothing in it is changed), or another process is training into it.
+            ArtefactError: the folder cannot be created or written.
+        """
+        key = self.root.resolve() if self.root.exists() else self.root.absolute()
+        if key in _HELD:
+            _HELD[key][1] += 1
+            try:
+                yield self
+            finally:
+                _HELD[key][1] -= 1
+            return
+        existed = self.root.is_dir()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ArtefactError(f"cannot create the run folder {self.root}: {error.strerror or error}",
+                                hint="choose another --out") from None
+        key = self.root.resolve()
+        created_lock = not self.lock.exists()
+        handle = self._lock()
+        try:
+            found = self.run_files()
+            if found and not (resume or overwrite):
+                raise TrainingError(
+                    f"{self.root} already holds a run ({', '.join(found)})",
+                    hint="pass --resume to continue it, --overwrite to delete it and start again, or another --out",
+                )
+            if overwrite:
+                self._delete_run_files()
+            self._write_holder(handle)
+        except BaseException:
+            self._unlock(handle)
+            if created_lock:
+                self.lock.unlink(missing_ok=True)
+                if not existed:
+                    with contextlib.suppress(OSError):
+                        self.root.rmdir()
+            raise
+        _HELD[key] = [handle, 1]
+        try:
+            yield self
+        finally:
+            _HELD[key][1] -= 1
+            if _HELD[key][1] == 0:
+                del _HELD[key]
+                self._unlock(handle)
+
+    def _lock(self):
+        try:
+            handle = open(self.lock, "a+b", buffering=0)  # noqa: SIM115 - held for the whole run
+        except OSError as error:
+            raise ArtefactError(f"cannot write to the run folder {self.root}: {error.strerror or error}",
+                                hint="check its permissions and free space, or choose another --out") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = _describe_holder(handle.read().decode("utf-8", "replace"))
+                handle.close()
+                raise TrainingError(
+                    f"{self.root} is in use by another training run ({holder})",
+                    hint="wait for it to finish or stop it, or train into another --out",
+                ) from None
+        return handle
+
+    def _write_holder(self, handle) -> None:
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+        }
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write((json.dumps(holder) + "\n").encode("utf-8"))
+        except OSError as error:
+            raise ArtefactError(f"cannot write to the run folder {self.root}: {error.strerror or error}",
+                                hint="check its permissions and free space, or choose another --out") from None
+
+    @staticmethod
+    def _unlock(handle) -> None:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):
+            handle.close()
+
+    def _delete_run_files(self) -> None:
+        for name in RUN_FILES:
+            path = self.root / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+
+
+def _describe_holder(text: str) -> str:
+    """The lock file's record of who holds it, as one line."""
+    try:
+        holder = json.loads(text)
+        return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
+    except (ValueError, KeyError, TypeError):
+        return "another process"

@@ -1,0 +1,109 @@
+"""Stopping a run from outside: SIGTERM like Ctrl-C, and launches this loop cannot serve.
+
+SLURM and Kubernetes stop a job with SIGTERM (then SIGKILL after a grace
+period). Python's default for SIGTERM is to die at once, silently; during
+training :func:`stop_signals` turns it into :class:`RunStopped`, a
+``KeyboardInterrupt``, so it takes the path Ctrl-C takes: the step in flight is
+abandoned (nothing of it was saved), the last checkpoint stays as it was, and
+the caller prints how to resume. Loader workers ignore the signal, since
+schedulers send it to every process of the job: the main process shuts them
+down itself.
+
+>>> import os, signal
+>>> with stop_signals():
+...     try:
+...         os.kill(os.getpid(), signal.SIGTERM)
+...     except RunStopped as stopped:
+...         stopped.exit_code
+143
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from mtdsl.errors import TrainingError
+
+if TYPE_CHECKING:
+    from mtdsl.train.run_folder import RunFolder
+
+#: The signals that stop a run cleanly besides SIGINT (Ctrl-C, already a KeyboardInterrupt).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class RunStopped(KeyboardInterrupt):
+    """The run was asked to stop by a signal; ``exit_code`` is the shell's ``128 + signal number``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise RunStopped(signum)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Within the block, SIGTERM (and SIGHUP) raise :class:`RunStopped` in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a run driven from another thread keeps the defaults
+        return
+    previous = {number: signal.signal(number, _raise_stopped) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """A loader worker's ``worker_init_fn``: leave stopping to the main process."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+
+
+def refuse_multi_process_launch() -> None:
+    """Raise when started as one of several processes (``torchrun --nproc_per_node N``, N > 1).
+
+    Each process would run the whole single-process loop into the same folder.
+
+    Raises:
+        TrainingError: ``WORLD_SIZE`` is above 1, or ``RANK``/``LOCAL_RANK`` name a process other than the first.
+    """
+    world_size = os.environ.get("WORLD_SIZE", "1")
+    ranks = {name: os.environ.get(name, "0") for name in ("RANK", "LOCAL_RANK")}
+    several = world_size.strip() not in ("", "1") or any(rank.strip() not in ("", "0") for rank in ranks.values())
+    if several:
+        raise TrainingError(
+            f"this run was launched as one of several processes (WORLD_SIZE={world_size}, "
+            f"RANK={ranks['RANK']}, LOCAL_RANK={ranks['LOCAL_RANK']}), but mtdsl trains in one process: "
+            "each would train the whole model into the same folder",
+            hint="run `mtdsl train SPEC` without torchrun (or with --nproc_per_node 1)",
+        )
+
+
+def exit_code(interrupt: KeyboardInterrupt) -> int:
+    """The exit status of a stopped run: ``128 + signal``, as a shell reports a process the signal ended."""
+    return interrupt.exit_code if isinstance(interrupt, RunStopped) else 128 + signal.SIGINT
+
+
+def stopped_message(interrupt: KeyboardInterrupt, run: RunFolder, command: str) -> str:
+    """What was kept of a stopped run and the command that continues it; ``command`` is the one that started it."""
+    cause = f"stopped by {interrupt.name}" if isinstance(interrupt, RunStopped) else "interrupted"
+    if run.last.exists():
+        return f"{cause}: the last finished epoch is in {run.last}; continue with: {command} --resume"
+    return f"{cause}: no epoch had finished, so there is nothing to resume; start again with: {command} --overwrite"

@@ -1,0 +1,304 @@
+"""A run's folder is right or the run fails clearly: no silent overwrite, no other run's numbers.
+
+Covers issue 10's items 3-8: ``--overwrite`` never reports the previous run's
+results, a used folder is refused untouched, two runs cannot share a folder,
+a multi-process launch is refused, a failed checkpoint write leaves no
+temporary file and a clear message, and SIGTERM stops a run as Ctrl-C does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtdsl.cli import main
+from mtdsl.errors import TrainingError
+from mtdsl.train.checkpoint import save_checkpoint
+from mtdsl.train.run_folder import RUN_FILES, RunFolder
+
+from test_training import records, train, write_spec
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder`` with its bytes and modification time."""
+    return {
+        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A spec and a folder holding one finished two-epoch run of it."""
+    folder = tmp_path_factory.mktemp("finished")
+    spec = write_spec(folder)
+    assert train(spec, folder / "run") == 0
+    return spec, folder / "run"
+
+
+# ------------------------------------------------------------------ a used folder
+
+
+@pytest.mark.parametrize("present", [*RUN_FILES, "checkpoints/last.pt"])
+def test_a_folder_holding_any_part_of_a_run_is_refused_and_left_as_it_was(tmp_path, capsys, present):
+    spec = write_spec(tmp_path)
+    out = tmp_path / "run"
+    (out / present).parent.mkdir(parents=True, exist_ok=True)
+    if present in ("checkpoints", "plots", "predictions"):
+        (out / present).mkdir()
+        (out / present / "kept.txt").write_text("from an earlier run")
+    else:
+        (out / present).write_text("from an earlier run")
+    (out / "model.py").write_text("# an earlier run's model")
+    before = snapshot(out)
+
+    assert train(spec, out) == 2
+    message = capsys.readouterr().err
+    assert "already holds a run" in message and "--resume" in message and "--overwrite" in message
+    assert snapshot(out) == before  # nothing written, nothing deleted, not even a lock file
+
+
+def test_the_generated_loop_refuses_a_used_folder_too(finished_run, tmp_path):
+    from mtdsl.train.runtime import load_generated
+
+    spec, run = finished_run
+    assert main(["compile", str(spec), "--out", str(tmp_path / "build")]) == 0
+    loop = load_generated(tmp_path / "build" / "train.py")
+    before = snapshot(run)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        loop.train(run, quiet=True)
+    assert snapshot(run) == before
+
+
+def test_a_folder_with_only_compiled_artefacts_is_not_a_run(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 1")
+    assert main(["compile", str(spec), "--out", str(tmp_path / "build")]) == 0
+    assert RunFolder(tmp_path / "build").run_files() == []
+    assert train(spec, tmp_path / "build") == 0
+
+
+# ------------------------------------------------------------- --overwrite and best.pt
+
+
+def never_finite(monkeypatch) -> None:
+    """Make every validation score nan, as a run whose metrics are all undefined would have."""
+    import mtdsl.train.metrics
+
+    monkeypatch.setattr(mtdsl.train.metrics, "mean_main", lambda results, mains: float("nan"))
+
+
+def test_overwrite_deletes_the_old_run_so_its_results_cannot_pass_for_the_new(finished_run, tmp_path, monkeypatch,
+                                                                               capsys):
+    spec, finished = finished_run
+    out = tmp_path / "run"
+    out.mkdir()
+    for path in finished.rglob("*"):
+        if path.is_file():
+            (out / path.relative_to(finished)).parent.mkdir(parents=True, exist_ok=True)
+            (out / path.relative_to(finished)).write_bytes(path.read_bytes())
+    old_best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
+    (out / "predictions").mkdir()
+    (out / "predictions" / "stale.png").write_bytes(b"an old drawing")
+
+    never_finite(monkeypatch)
+    assert train(spec, out, "--overwrite", "--seed", "7") == 0
+    assert "no epoch had a finite mean validation metric" in capsys.readouterr().err
+
+    new_best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
+    assert new_best["state"]["run"] != old_best["state"]["run"]
+    assert new_best["state"]["epoch"] == 1  # with no finite score, the first epoch is this run's best
+    assert not torch.equal(new_best["model"]["heads.shape.classifier.0.weight"],
+                           old_best["model"]["heads.shape.classifier.0.weight"])
+    assert len(records(out, "train")) == 2 and len(records(out, "test")) == 1  # only the new run's lines
+    assert not (out / "predictions" / "stale.png").exists()
+
+
+def test_a_run_without_any_finite_validation_score_still_tests_its_own_weights(tmp_path, monkeypatch):
+    spec = write_spec(tmp_path)
+    never_finite(monkeypatch)
+    assert train(spec, tmp_path / "run") == 0
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    (test,) = records(tmp_path / "run", "test")
+    assert test["epoch"] == best["state"]["epoch"] == 1
+
+
+# ------------------------------------------------------------------- one run a folder
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from mtdsl.train.run_folder import RunFolder
+with RunFolder(Path(sys.argv[1])).claim(resume=False, overwrite=False):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_folder_in_use_by_another_process_is_refused_naming_it(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for flags in ((), ("--overwrite",), ("--resume",)):
+            assert train(spec, out, *flags) == 2
+            message = capsys.readouterr().err
+            assert "in use by another training run" in message and f"pid {holder.pid}" in message
+        assert not (out / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train(spec, out) == 0  # a killed holder leaves no lock behind
+
+
+def test_a_training_run_holds_its_folder_against_a_second_one(tmp_path, capsys):
+    spec = write_spec(tmp_path, "    epochs = 30")
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "mtdsl", "train", str(spec), "--out", str(out), "--quiet"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not records(out, "train") and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert first.poll() is None, "the first run ended before the second could try"
+        assert train(spec, out, "--overwrite") == 2
+        assert f"pid {first.pid}" in capsys.readouterr().err
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.parametrize("environment", [
+    {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"},
+    {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"},
+    {"WORLD_SIZE": "8", "RANK": "5", "LOCAL_RANK": "1"},
+    {"LOCAL_RANK": "1"},
+])
+def test_a_multi_process_launch_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch, environment):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    spec = write_spec(tmp_path)
+    assert train(spec, tmp_path / "run") == 2
+    assert "several processes" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_single_process_torchrun_launch_trains(tmp_path, monkeypatch):
+    for name, value in {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    assert train(write_spec(tmp_path, "    epochs = 1"), tmp_path / "run") == 0
+
+
+def test_torchrun_with_two_processes_refuses_in_both(tmp_path):
+    spec = write_spec(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "mtdsl", "train", str(spec), "--out", str(tmp_path / "run"), "--quiet"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode != 0
+    assert result.stderr.count("launched as one of several processes") == 2
+    frames = [line for line in result.stderr.splitlines() if line.strip().startswith('File "')]
+    assert not [frame for frame in frames if "/mtdsl/" in frame], result.stderr  # torchrun's own report only
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------- disk full
+
+
+def test_a_failed_checkpoint_write_removes_its_temporary_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint({"weights": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def disk_full(state, file):
+        file.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(TrainingError, match="No space left on device") as raised:
+        save_checkpoint({"weights": torch.zeros(3)}, path)
+    assert "still holds the previous checkpoint" in raised.value.message
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_real_write_failure_during_training_is_a_message_and_leaves_no_temporary_file(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 1")
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "mtdsl", "train", str(spec), "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=240, preexec_fn=_file_size_limit(1_000_000),  # a checkpoint is ~4.5 MB
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot write checkpoint" in result.stderr and "Traceback" not in result.stderr
+    assert leftovers(out) == []
+
+
+def test_an_unwritable_run_folder_is_refused_before_training(tmp_path):
+    spec = write_spec(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "mtdsl", "train", str(spec), "--out", str(tmp_path / "run"), "--quiet"],
+        capture_output=True, text=True, timeout=240, preexec_fn=_file_size_limit(0),
+    )
+    assert result.returncode == 2
+    assert "cannot write to the run folder" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_an_output_path_under_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert train(write_spec(tmp_path), tmp_path / "file" / "run") == 2
+    assert "cannot create the run folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ SIGTERM
+
+
+def test_sigterm_to_the_whole_job_stops_it_cleanly_and_it_resumes(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 5")
+    spec.write_text(spec.read_text().replace("workers = 0", "workers = 2"))
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mtdsl", "train", str(spec), "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while not records(out, "val") and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be stopped"
+    time.sleep(0.5)  # into the next epoch, with loader workers running
+    os.killpg(process.pid, signal.SIGTERM)  # as SLURM does: every process of the job
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in stdout and "--resume" in stdout
+    assert "Traceback" not in stdout + stderr
+    assert leftovers(out) == []
+    finished = len(records(out, "val"))
+    assert finished < 5 and torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"] == finished
+    assert train(spec, out, "--resume") == 0  # the lock went with the stopped process
+    assert len(records(out, "val")) == 5
