@@ -302,3 +302,12 @@ def test_sigterm_to_the_whole_job_stops_it_cleanly_and_it_resumes(tmp_path):
     assert finished < 5 and torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"] == finished
     assert train(spec, out, "--resume") == 0  # the lock went with the stopped process
     assert len(records(out, "val")) == 5
+
+
+@pytest.mark.parametrize("command", ["compile", "render"])
+def test_compiling_into_a_run_folder_is_refused(finished_run, capsys, command):
+    spec, run = finished_run
+    before = snapshot(run)
+    assert main([command, str(spec), "--out", str(run)]) == 2
+    assert "holds a training run" in capsys.readouterr().err
+    assert snapshot(run) == before

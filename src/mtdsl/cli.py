@@ -39,8 +39,19 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     return result
 
 
-def _default_out(spec: Path) -> Path:
-    return Path("build") / spec.stem
+def _compile_out(args: argparse.Namespace) -> Path:
+    """Where ``compile``/``render`` write: ``--out`` or ``build/<spec>``, never a training run's folder."""
+    from mtdsl.train.run_folder import RunFolder
+
+    out = Path(args.out) if args.out else Path("build") / Path(args.spec).stem
+    found = RunFolder(out).run_files()
+    if found:
+        raise ArtefactError(
+            f"{out} holds a training run ({', '.join(found)}); compiling into it would replace the model.py, "
+            "train.py and diagram it was trained with",
+            hint="choose another --out (mtdsl train writes a run's own artefacts)",
+        )
+    return out
 
 
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
@@ -48,7 +59,7 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.render.dot import MISSING_DOT_HINT, dot_available
     from mtdsl.render.summary import phase_table, summary_table
 
-    out = Path(args.out) if args.out else _default_out(Path(args.spec))
+    out = _compile_out(args)
     with console.status(f"compiling {args.spec}"):
         compilation = write_artefacts(compile_file(args.spec, _overrides(args.set)), out, ARTEFACTS)
     console.print(summary_table(compilation.summary))
@@ -66,7 +77,7 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compiler import compile_file, write_architecture, write_artefacts
     from mtdsl.render.dot import MISSING_DOT_HINT, dot_available
 
-    out = Path(args.out) if args.out else _default_out(Path(args.spec))
+    out = _compile_out(args)
     compilation = write_artefacts(compile_file(args.spec, _overrides(args.set)), out, (write_architecture,))
     for path in compilation.written:
         console.print(f"  {path}")
