@@ -62,7 +62,8 @@ def build_graph(spec: Spec) -> nx.DiGraph:
         data["shared"] = len(data["tasks"]) > 1
     for source, target, data in graph.edges(data=True):
         stride = graph.nodes[source]["stride"]
-        data["shape"] = [graph.nodes[source]["channels"], math.ceil(height / stride), math.ceil(width / stride)]
+        size = [1, 1] if graph.nodes[source].get("pooled") else [math.ceil(height / stride), math.ceil(width / stride)]
+        data["shape"] = [graph.nodes[source]["channels"], *size]
         data["tasks"] = sorted(set(graph.nodes[source]["tasks"]) & set(graph.nodes[target]["tasks"]))
     graph.graph["tasks"] = {task: path for task, path in paths.items()}
     graph.graph["backbones"] = {
@@ -94,6 +95,7 @@ def _node_attributes(spec: Spec, node: str, task: str, parent: dict) -> dict:
         "timm_modules": list(info.timm_modules),
         "channels": info.channels,
         "stride": info.reduction,
+        **({"pooled": True} if info.pooled else {}),
         "params": info.parameters,
     }
 

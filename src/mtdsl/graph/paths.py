@@ -46,9 +46,9 @@ def neck_node(neck: str) -> str:
 def neck_inputs(spec: Spec, neck: str) -> list[str]:
     """The shared segments whose maps feed ``neck``: those at strides ``2**min_level …``, finest first."""
     config = spec.model.necks[neck]
-    info = backbone_info(spec.model.backbones[config.backbone].model)
-    indices = pyramid_inputs([segment.reduction for segment in info.segments], config.min_level, config.max_level)
-    return [shared_node(config.backbone, info.names[i]) for i in indices]
+    stages = backbone_info(spec.model.backbones[config.backbone].model).stages
+    indices = pyramid_inputs([stage.reduction for stage in stages], config.min_level, config.max_level)
+    return [shared_node(config.backbone, stages[i].name) for i in indices]
 
 
 def branch_order(spec: Spec) -> list[str]:

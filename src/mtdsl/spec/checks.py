@@ -65,7 +65,7 @@ def check_necks(spec: Spec) -> None:
                 or f"write {neck.kind}({next(iter(spec.model.backbones), 'trunk')}, …)",
             )
         info = backbone_info(spec.model.backbones[neck.backbone].model)
-        strides = [segment.reduction for segment in info.segments]
+        strides = [stage.reduction for stage in info.stages]
         if 2**neck.min_level not in strides:
             usable = sorted(s.bit_length() - 1 for s in strides if s & (s - 1) == 0 and s > 1)
             raise SpecValueError(
