@@ -311,3 +311,19 @@ def test_compiling_into_a_run_folder_is_refused(finished_run, capsys, command):
     assert main([command, str(spec), "--out", str(run)]) == 2
     assert "holds a training run" in capsys.readouterr().err
     assert snapshot(run) == before
+
+
+def test_resume_without_a_checkpoint_is_refused_instead_of_starting_afresh(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert train(spec, tmp_path / "typo", "--resume") == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "spec.mtl").write_text(spec.read_text())  # killed before its first epoch ended
+    assert train(spec, tmp_path / "killed", "--resume") == 2
+    assert "no epoch of its run finished" in capsys.readouterr().err
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
+    assert train(write_spec(tmp_path), tmp_path / "run", "--resume", "--overwrite") == 2
+    assert "pass one of them" in capsys.readouterr().err

@@ -100,9 +100,12 @@ class RunFolder:
 
         Raises:
             TrainingError: the folder holds a run and neither ``resume`` nor ``overwrite`` is set
-                (nothing in it is changed), or another process is training into it.
+                (nothing in it is changed); ``resume`` finds no checkpoint; both are set; or another
+                process is training into it.
             ArtefactError: the folder cannot be created or written.
         """
+        if resume and overwrite:
+            raise TrainingError("--resume continues the run in the folder and --overwrite deletes it: pass one of them")
         key = self.root.resolve() if self.root.exists() else self.root.absolute()
         if key in _HELD:
             _HELD[key][1] += 1
@@ -126,6 +129,12 @@ class RunFolder:
                 raise TrainingError(
                     f"{self.root} already holds a run ({', '.join(found)})",
                     hint="pass --resume to continue it, --overwrite to delete it and start again, or another --out",
+                )
+            if resume and not self.last.exists():
+                raise TrainingError(
+                    f"there is nothing to resume in {self.root}: "
+                    + ("no epoch of its run finished (no checkpoints/last.pt)" if found else "it holds no run"),
+                    hint="start again with --overwrite" if found else "leave out --resume to start a run there",
                 )
             if overwrite:
                 self._delete_run_files()
