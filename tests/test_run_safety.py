@@ -327,3 +327,20 @@ def test_resume_without_a_checkpoint_is_refused_instead_of_starting_afresh(tmp_p
 def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
     assert train(write_spec(tmp_path), tmp_path / "run", "--resume", "--overwrite") == 2
     assert "pass one of them" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, says", [
+    (["--workers", "-1"], "out of range"),
+    (["--workers", "two"], "not a whole number"),
+    (["--seed", "-5"], "out of range"),
+    (["--seed", str(2**64)], "out of range"),
+    (["--device", "tpu"], "not a device"),
+    (["--device", "cuda:7"], "--device cuda:7"),
+])
+def test_bad_command_line_values_are_refused_before_anything_is_written(tmp_path, capsys, arguments, says):
+    spec = write_spec(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        sys.exit(train(spec, tmp_path / "run", *arguments))
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -94,11 +94,13 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.codegen.train_source import model_hash, spec_hash
     from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
     from mtdsl.train.checkpoint import load_checkpoint
+    from mtdsl.train.precision import pick_device
     from mtdsl.train.run_folder import RunFolder
     from mtdsl.train.runtime import load_generated
     from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
 
     refuse_multi_process_launch()
+    pick_device(args.device)  # a wrong --device is refused before anything is written
     spec_path = Path(args.spec)
     run = RunFolder(Path(args.out) if args.out else Path("runs") / spec_path.stem)
     compilation = compile_file(spec_path, _overrides(args.set))
@@ -160,6 +162,34 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+#: Seeds are 63-bit: torch's generators take them, with room to add a stream's index.
+MAX_SEED = 2**63 - 1
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0 (``--workers``)."""
+    return _bounded_int(text, 0, 1024)
+
+
+def _positive(text: str) -> int:
+    """A whole number >= 1 (``--batch-size``)."""
+    return _bounded_int(text, 1, 65536)
+
+
+def _seed(text: str) -> int:
+    return _bounded_int(text, 0, MAX_SEED)
+
+
+def _bounded_int(text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: it must be from {low} to {high}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="mtdsl", description="Compile multi-task vision specs (.mtl) into PyTorch.")
     main.add_argument("--version", action="version", version=f"mtdsl {__version__}")
@@ -183,9 +213,9 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     train.add_argument("--overwrite", action="store_true", help="start again in a folder that already holds a run")
-    train.add_argument("--seed", type=int, help="random seed (default: the spec's train { seed })")
+    train.add_argument("--seed", type=_seed, help="random seed (default: the spec's train { seed })")
     train.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    train.add_argument("--workers", type=int, help="data-loading processes per stream (default: the spec's)")
+    train.add_argument("--workers", type=_count, help="data-loading processes per stream (default: the spec's)")
     train.add_argument("--quiet", action="store_true", help="no progress bars or tables")
 
     evaluate = spec_command("eval", "evaluate a checkpoint of this spec on one split and print the table")
@@ -193,7 +223,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True, help="a .pt file written by mtdsl train")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("--device", help="cpu, cuda or cuda:N")
-    evaluate.add_argument("--workers", type=int, help="data-loading processes")
+    evaluate.add_argument("--workers", type=_count, help="data-loading processes")
 
     predicting = spec_command("predict", "run a checkpoint on images: drawn PNGs, masks, predictions.json and "
                               "detections.json (COCO results)", "predictions/<spec name>")
@@ -202,7 +232,7 @@ def parser() -> argparse.ArgumentParser:
     predicting.add_argument("--checkpoint", required=True, help="a .pt file written by mtdsl train")
     predicting.add_argument("--tasks", help="comma-separated tasks to run (default: all)")
     predicting.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    predicting.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    predicting.add_argument("--batch-size", type=_positive, default=8, help="images per forward pass (default: 8)")
     predicting.add_argument("--quiet", action="store_true", help="no progress bar")
     return main
 

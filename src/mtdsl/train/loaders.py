@@ -127,7 +127,7 @@ class StreamLoaders:
         return DataLoader(
             dataset, collate_fn=collate, num_workers=self.workers, pin_memory=on_gpu,
             persistent_workers=on_gpu and self.workers > 0, worker_init_fn=ignore_stop_signals,
-            generator=torch.Generator().manual_seed(self._seed + index), **kwargs,
+            generator=torch.Generator().manual_seed((self._seed + index) % 2**63), **kwargs,
         )
 
     def next_batch(self, index: int) -> dict:

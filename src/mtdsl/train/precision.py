@@ -31,13 +31,30 @@ class Precision:
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """``requested`` (``cpu``, ``cuda``, ``cuda:1``), else CUDA when available, else CPU."""
-    if requested:
+    """``requested`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``), else CUDA when available, else CPU.
+
+    Raises:
+        TrainingError: the name is not a device, or names one this machine does not have.
+    """
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    have = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                      if torch.cuda.is_available() else [])
+    try:
         device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise TrainingError(f"--device {requested}: no CUDA device is available here", hint="use --device cpu")
-        return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise TrainingError(f"--device {requested} is not a device mtdsl can train on",
+                            expected=f"one of: {', '.join(have)}", hint="e.g. --device cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {requested}: no CUDA device is available here", hint="use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TrainingError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                            expected=f"one of: {', '.join(have)}", hint="use --device cuda:0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"--device {requested}: no MPS device is available here", hint="use --device cpu")
+    return device
 
 
 def resolve_precision(setting: str, device: torch.device) -> Precision:
