@@ -140,6 +140,33 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from mtdsl.compare import compare
+    from mtdsl.compare.report import compare_table, write_compare
+    from mtdsl.compiler import compile_file
+    from mtdsl.train.precision import pick_device
+
+    device = pick_device(args.device)
+    spec_path = Path(args.spec)
+    out = Path(args.out) if args.out else Path("build") / spec_path.stem
+    compilation = compile_file(spec_path, _overrides(args.set))
+    with console.status(f"timing {compilation.spec.name} and its single-task models on {device}"):
+        result = compare(compilation.spec, device=device, batch_sizes=args.batch_sizes, runs=args.runs)
+    console.print(compare_table(result))
+    for path in write_compare(result, out):
+        console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
+    return 0
+
+
+def _batch_sizes(text: str) -> list[int]:
+    """``1,32`` → [1, 32]."""
+    try:
+        sizes = [_positive(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"batch sizes are whole numbers joined by commas, e.g. 1,32 ({error})") from None
+    return sizes
+
+
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compiler import compile_file
     from mtdsl.predict import predict, summary_lines
@@ -224,6 +251,15 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("--device", help="cpu, cuda or cuda:N")
     evaluate.add_argument("--workers", type=_count, help="data-loading processes")
+
+    comparing = spec_command("compare", "one multi-task model against each task's single-task model: parameters, "
+                             "FLOPs, latency and peak memory (compare.json, compare.md, compare.png)")
+    comparing.set_defaults(run=cmd_compare)
+    comparing.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    comparing.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 32], metavar="B,B",
+                           help="batch sizes to time (default: 1,32)")
+    comparing.add_argument("--runs", type=lambda text: _bounded_int(text, 1, 10_000), default=20,
+                           help="timed passes per model and batch size, after warm-up (default: 20)")
 
     predicting = spec_command("predict", "run a checkpoint on images: drawn PNGs, masks, predictions.json and "
                               "detections.json (COCO results)", "predictions/<spec name>")

@@ -1,0 +1,97 @@
+"""``mtdsl compare``: single-task counterparts derived from a spec, and their size and speed measured beside it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mtdsl.cli import main
+from mtdsl.compare import MULTI, compare
+from mtdsl.compare.single_task import single_task_specs
+from mtdsl.compiler import compile_file, compile_text
+from mtdsl.graph.build import build_graph
+from mtdsl.render.summary import count_flops, summarize
+
+from conftest import SPECS, tiny_backbones
+
+SPEC = """
+model four
+input 3x64x64
+backbone trunk = timm("test_efficientnet")
+neck pyramid = bifpn(trunk, channels = 32, repeats = 1, max_level = 5)
+dataset shapes = synthetic(count = 96, size = 64, seed = 0)
+task shape: classify(shapes) { classes = [circle, square, triangle] }
+task colour: classify(shapes) { classes = [red, green, blue]; branch = trunk.stage3 }
+task large: binary(shapes) { branch = colour.stage4; label = large }
+task objects: detect(shapes) { classes = [circle, square, triangle] }
+train {
+    sampling = fixed(shape = 0.4, colour = 0.4, large = 0.2, objects = 0.4)
+    phase heads { epochs = 1; freeze = [shared] }
+    phase all { epochs = 1; freeze = [colour.head] }
+}
+"""
+
+
+def counterpart(node: str) -> str:
+    """The single-task graph's node for a multi-task node: a private copy becomes the backbone's own segment."""
+    return node.partition("/")[2] if "/" in node else node
+
+
+@pytest.mark.parametrize("path", [None, *SPECS], ids=lambda p: "four" if p is None else p.stem)
+def test_each_single_task_model_is_its_task_path_with_the_same_frozen_parts(path):
+    spec = compile_text(SPEC).spec if path is None else tiny_backbones(compile_file(path).spec)
+    graph = build_graph(spec)
+    summary = summarize(graph, with_flops=False)
+    flops = count_flops(graph)
+    for task, single in single_task_specs(spec, graph).items():
+        alone = build_graph(single)
+        assert list(alone.graph["tasks"]) == [task] and not single.model.tasks[task].branch
+        assert sum(d["params"] for _, d in alone.nodes(data=True)) == summary["tasks"][task]["path_params"]
+        assert count_flops(alone)["all"] == flops[task]
+        for node in graph.graph["tasks"][task]:
+            assert alone.nodes[counterpart(node)]["frozen_in"] == graph.nodes[node]["frozen_in"], node
+
+
+def test_compare_measures_every_model_and_sums_the_single_ones():
+    spec = compile_text(SPEC).spec
+    result = compare(spec, device=torch.device("cpu"), batch_sizes=[1, 2], runs=3)
+    rows = result["rows"]
+    assert list(rows) == [MULTI, "shape", "colour", "large", "objects", "single-task total"]
+    single = [rows[task] for task in result["tasks"]]
+    assert rows["single-task total"]["params"] == sum(row["params"] for row in single) > rows[MULTI]["params"]
+    for row in rows.values():
+        assert row["macs"] * 2 == row["flops"] > 0
+        assert set(row["latency_ms"]) == {1, 2} and all(ms > 0 for ms in row["latency_ms"].values())
+        assert row["peak_memory_bytes"] > 0
+    assert rows["single-task total"]["latency_ms"][2] == pytest.approx(sum(r["latency_ms"][2] for r in single))
+
+
+def test_the_compare_command_writes_json_markdown_and_a_chart(tmp_path, capsys):
+    spec = tmp_path / "four.mtl"
+    spec.write_text(SPEC)
+    assert main(["compare", str(spec), "--out", str(tmp_path / "out"), "--runs", "2", "--batch-sizes", "1,2"]) == 0
+    printed = capsys.readouterr().out
+    assert "single / multi" in printed and "MACs" in printed
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert result["batch_sizes"] == [1, 2] and result["runs"] == 2
+    assert "| single: objects |" in (tmp_path / "out" / "compare.md").read_text()
+    assert (tmp_path / "out" / "compare.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("arguments", [["--batch-sizes", "1,0"], ["--batch-sizes", "x"], ["--runs", "0"]])
+def test_bad_compare_options_are_refused(tmp_path, capsys, arguments):
+    spec = tmp_path / "four.mtl"
+    spec.write_text(SPEC)
+    with pytest.raises(SystemExit) as exited:
+        main(["compare", str(spec), "--out", str(tmp_path / "out"), *arguments])
+    assert exited.value.code == 2 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_compare_runs_on_every_shipped_spec(path):
+    spec = tiny_backbones(compile_file(path).spec)
+    result = compare(spec, device=torch.device("cpu"), batch_sizes=[1], runs=1)
+    assert set(result["rows"]) == {MULTI, *spec.model.tasks, "single-task total"}
