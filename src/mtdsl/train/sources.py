@@ -238,35 +238,52 @@ class Vocabulary:
         return found
 
 
+def read_text(path: str | Path, where: str, expected: str) -> str:
+    """The text of a file a dataset names (manifest, vocabulary, class names, COCO annotations).
+
+    Every such file is read as UTF-8 (a byte-order mark is dropped), whatever
+    the machine's locale, so a dataset reads the same everywhere.
+
+    Raises:
+        DataError: the file cannot be read, or is not UTF-8 text (naming the
+            first bad byte's line, and how to convert the file).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise DataError(f"{where}: cannot read {path} ({error.strerror or error})", expected=expected) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{where}: {path} is not UTF-8 text: byte 0x{data[error.start]:02x} on line {line} "
+            f"(offset {error.start}) is not valid UTF-8",
+            expected=f"{expected}, saved as UTF-8",
+            hint=f"save {Path(path).name} as UTF-8, e.g. iconv -f latin1 -t utf-8 (or your editor's 'save with encoding')",
+        ) from None
+
+
 def read_vocabulary(path: str, separator: str, where: str) -> Vocabulary:
     """One label per line of ``path``; blank lines are skipped."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise DataError(
-            f"{where}: cannot read the vocabulary file {path} ({error.strerror or error})",
-            expected="a text file with one label per line",
-        ) from None
+    text = read_text(path, where, "a vocabulary file with one label per line")
     labels = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not labels:
         raise DataError(f"{where}: the vocabulary file {path} is empty", expected="one label per line")
     return Vocabulary(labels, separator)
 
 
-def _open_manifest(path: str, where: str, expected: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise DataError(f"{where}: cannot read {path} ({error.strerror or error})", expected=expected) from None
-
-
 def _csv_rows(config: CsvDataset, where: str) -> list[dict[str, object]]:
-    text = _open_manifest(config.path, where, "a CSV file with a header row")
-    return list(csv.DictReader(io.StringIO(text, newline="")))
+    text = read_text(config.path, where, "a CSV file with a header row")
+    try:
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise DataError(f"{where}: {config.path} is not a readable CSV file ({error})",
+                        expected="a CSV file with a header row, one row per image") from None
 
 
 def _json_rows(config: JsonDataset, where: str) -> list[dict[str, object]]:
-    text = _open_manifest(config.path, where, "a JSON list of objects, or JSON Lines (.jsonl)")
+    text = read_text(config.path, where, "a JSON list of objects, or JSON Lines (.jsonl)")
     try:
         if config.path.endswith(".jsonl"):
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
