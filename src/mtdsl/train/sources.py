@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mtdsl.errors import DataError, did_you_mean, listing
+from mtdsl.errors import DataError, DataWarning, did_you_mean, listing
 from mtdsl.spec.data import CsvDataset, DatasetConfig, FolderDataset, JsonDataset, SyntheticDataset
 from mtdsl.train.synthetic import SYNTHETIC_FIELDS, synthetic_labels
 
@@ -123,7 +124,15 @@ def _subfolders(folder: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
 
 
-def _class_images(folder: Path, where: str) -> dict[str, list[str]]:
+def _class_images(folder: Path, where: str, part: str) -> dict[str, list[str]]:
+    """The image files of each class folder under ``folder`` (``part``: the split it holds, ``""`` for all).
+
+    Raises:
+        DataError: there are no class folders, or none holds an image.
+
+    Warns:
+        DataWarning: a class folder holds no image.
+    """
     classes = _subfolders(folder)
     if not classes:
         raise DataError(
@@ -136,6 +145,16 @@ def _class_images(folder: Path, where: str) -> dict[str, list[str]]:
             f"{where}: no images in the class folders of {folder} ({listing(classes)})",
             expected=f"image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in each class folder",
         )
+    for name, files in images.items():
+        if not files:
+            # A class with no images still trains (it is never the answer), which is rarely what was meant.
+            warnings.warn(
+                f"{where}: the class folder {folder / name} holds no images, so class '{name}' has no "
+                f"{'examples' if part == '' else part + ' examples'}; add its images, or delete the folder "
+                "if the class is not to be learned",
+                DataWarning,
+                stacklevel=2,
+            )
     return images
 
 
@@ -190,7 +209,7 @@ def read_folder(config: FolderDataset, tasks: Sequence[LabelRequest]) -> Table:
     classes: set[str] = set()
     for part, folder in folders.items():
         start = len(images)
-        for name, files in _class_images(folder, where).items():
+        for name, files in _class_images(folder, where, part).items():
             classes.add(name)
             images += files
             labels += [[name]] * len(files)
