@@ -71,7 +71,9 @@ class StreamLoaders:
         names = dict.fromkeys(name for stream in streams for name in stream.datasets)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
-            splits = {name: read_splits(datasets[name], [labels[t] for t in _tasks_of(streams, name)]) for name in names}
+            splits = {
+                name: read_splits(datasets[name], [labels[t] for t in _tasks_of(streams, name)]) for name in names
+            }
         self.warnings = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
         for other in caught:
             if not issubclass(other.category, DataWarning):
@@ -119,8 +121,8 @@ class StreamLoaders:
         """
         stream = self.streams[index]
         sizes = "; ".join(
-            f"{describe(configs[name])}: " + " · ".join(f"{len(examples)} {split}" for split, examples in parts.items())
-            for name, parts in ((name, splits[name]) for name in stream.datasets)
+            f"{describe(configs[name])}: " + " · ".join(f"{len(part)} {split}" for split, part in splits[name].items())
+            for name in stream.datasets
         )
         source = f"dataset '{stream.dataset}'" if len(stream.datasets) == 1 else (
             "datasets " + " + ".join(f"'{name}'" for name in stream.datasets) + " joined")

@@ -279,7 +279,8 @@ def read_text(path: str | Path, where: str, expected: str) -> str:
             f"{where}: {path} is not UTF-8 text: byte 0x{data[error.start]:02x} on line {line} "
             f"(offset {error.start}) is not valid UTF-8",
             expected=f"{expected}, saved as UTF-8",
-            hint=f"save {Path(path).name} as UTF-8, e.g. iconv -f latin1 -t utf-8 (or your editor's 'save with encoding')",
+            hint=f"save {Path(path).name} as UTF-8, e.g. with iconv -f latin1 -t utf-8 "
+            "(or your editor's 'save with encoding')",
         ) from None
 
 
