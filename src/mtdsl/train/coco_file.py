@@ -170,8 +170,9 @@ def read_coco_file(path: Path | str) -> CocoFile:
             malformed: a category without an integer id or a name, an image
             without an id or a ``file_name``, duplicate ids, or an annotation
             whose ``image_id`` or ``category_id`` is unknown (or a string where
-            the categories' ids are integers) or whose ``bbox`` is not
-            ``[x, y, width, height]`` of finite numbers with width, height >= 0.
+            the categories' ids are integers), whose ``bbox`` is not
+            ``[x, y, width, height]`` of finite numbers with width, height >= 0,
+            or whose ``iscrowd`` is neither 0 nor 1.
     """
     where = f"COCO annotations {path}"
     text = read_text(path, where, "a COCO instances JSON file")
@@ -210,7 +211,7 @@ def read_coco_file(path: Path | str) -> CocoFile:
         name = _name("annotation", position, entry)
         if "image_id" not in entry:
             return f"{name} has no image_id"
-        if entry["image_id"] not in image_ids:
+        if not _is_id(entry["image_id"]) or entry["image_id"] not in image_ids:
             return f"{name} is of image_id {_shown(entry['image_id'])}, which is not an image of the file"
         name += f" (image {entry['image_id']})"
         category = entry.get("category_id")
@@ -221,13 +222,17 @@ def read_coco_file(path: Path | str) -> CocoFile:
         if "bbox" not in entry:
             return f"{name} has no bbox"
         problem = _bbox_problem(entry["bbox"])
-        return f"{name} has {problem}" if problem else None
+        if problem:
+            return f"{name} has {problem}"
+        if entry.get("iscrowd", 0) not in (0, 1):  # True and False compare equal to 1 and 0
+            return f"{name} has iscrowd {_shown(entry['iscrowd'])}, which is neither 0 nor 1"
+        return None
 
     annotation_entries = _entries(data, "annotations", path, required=False)
     _check_each(annotation_entries, annotation_problem, _Problems(
         where, "annotations",
         "an annotation of a listed image_id and category_id, with bbox [x, y, width, height]: "
-        "four finite numbers, width and height >= 0"
+        "four finite numbers, width and height >= 0, and iscrowd 0 or 1 when given"
         + (f"; the category ids are {', '.join(map(str, list(categories)[:20]))}" if categories else ""),
         f"fix or remove those annotations in {path}"))
     annotations: dict[Hashable, list[CocoAnnotation]] = {}
