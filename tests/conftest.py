@@ -35,7 +35,7 @@ TWO_BRANCH_SPEC = """
 model demo
 input 3x64x64
 backbone trunk = timm("test_resnet")
-dataset d = synthetic(count = 32, size = 64)
+dataset d = synthetic(count = 64, size = 64)
 task a: classify(d) { classes = 2 }
 task b: classify(d) { classes = 3; branch = trunk.stage2 }
 task c: binary(d) { branch = b.stage3; head = mlp([16, 8], pool = avg+max, dropout = 0.1) }

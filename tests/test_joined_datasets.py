@@ -223,6 +223,7 @@ dataset shapes = synthetic(count = 16, size = 64, seed = 0)
 dataset photos = masks(images = "{tmp_path / 'photos' / 'images'}", masks = "{tmp_path / 'photos' / 'masks'}",
                        class_map = [0, 9, 7, 3], split = 0.5/0.5)
 task regions: segment(shapes + photos) {{ classes = [background, circle, square, triangle] }}
+train {{ batch_size = 8 }}
 """
     loaders = _loaders(compile_text(text).spec)
     train = loaders.splits[0]["train"]

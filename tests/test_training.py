@@ -182,7 +182,7 @@ input 3x32x32
 backbone trunk = timm("test_resnet")
 dataset photos = folder("{root}", split = 0.5/0.5, seed = 0)
 task kind: classify(photos) {{ classes = [dark, light] }}
-train {{ epochs = 1; batch_size = 16; workers = {workers}; on_corrupt = {on_corrupt} }}
+train {{ epochs = 1; batch_size = 8; workers = {workers}; on_corrupt = {on_corrupt} }}
 """
 
 

@@ -179,3 +179,11 @@ class TrainingError(MtdslError):
     """Training cannot go on: a non-finite loss, or a checkpoint that does not fit the spec."""
 
     stage = "training error"
+
+
+class DataWarning(UserWarning):
+    """Data that trains, but likely not as meant: a class folder without images.
+
+    Emitted with :func:`warnings.warn`; ``mtdsl train`` shows each one in yellow
+    with the streams' split sizes before the first step.
+    """

@@ -18,8 +18,6 @@ and :class:`mtdsl.train.data.ImageDataset`, which use the pieces here:
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -31,6 +29,7 @@ import torch
 from PIL import Image
 
 from mtdsl.errors import DataError, did_you_mean, listing
+from mtdsl.train.coco_file import read_coco_file
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
 from mtdsl.train.sources import (
     IMAGE_SUFFIXES,
@@ -39,6 +38,7 @@ from mtdsl.train.sources import (
     check_images_exist,
     describe,
     given_folders,
+    read_text,
 )
 from mtdsl.train.synthetic import SHAPES, synthetic_sample
 from mtdsl.train.transforms import ImageTransform
@@ -147,41 +147,34 @@ def read_coco(
         The examples. Crowd regions and boxes with no area are dropped.
 
     Raises:
-        DataError: the file or folder is missing or unreadable, an image file is
-            missing, or a class name is not a category of the file.
+        DataError: the file or folder is missing or unreadable, an entry of the
+            file is malformed (see :func:`~mtdsl.train.coco_file.read_coco_file`),
+            an image file is missing, or a class name is not a category of the file.
     """
-    from pycocotools.coco import COCO
-
     instances_json, images_dir = Path(instances_json), Path(images_dir)
     where = f"COCO annotations {instances_json}"
     if not instances_json.is_file():
         raise DataError(f"the COCO annotation file {instances_json} does not exist", expected="a COCO instances JSON")
     if not images_dir.is_dir():
         raise DataError(f"{where}: the images folder {images_dir} does not exist", expected="the folder of file_name")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco = COCO(str(instances_json))
-    except (ValueError, KeyError, TypeError, AssertionError) as error:
-        raise DataError(f"{where} is not a COCO instances file: {error!r}") from None
-
-    categories = {int(cat["id"]): str(cat["name"]) for cat in coco.dataset.get("categories", [])}
-    names, index_of = _pick_categories(categories, classes, where)
+    coco = read_coco_file(instances_json)
+    names, index_of = _pick_categories(coco.categories, classes, where)
 
     images: list[str] = []
     boxes: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    for entry in coco.dataset.get("images", []):
+    for image_id, file_name in coco.images:
         found = [
-            (ann["bbox"], index_of[ann["category_id"]])
-            for ann in coco.imgToAnns.get(entry["id"], [])
-            if ann["category_id"] in index_of and not ann.get("iscrowd", 0)
+            (ann.bbox, index_of[ann.category])
+            for ann in coco.annotations.get(image_id, ())
+            if ann.category in index_of and not ann.crowd
         ]
         xywh = np.array([bbox for bbox, _ in found], dtype=np.float32).reshape(-1, 4)
         keep = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
         if not keep.any() and not keep_empty:
             continue
         xyxy = np.concatenate([xywh[keep, :2], xywh[keep, :2] + xywh[keep, 2:]], axis=1)
-        images.append(str(images_dir / entry["file_name"]))
+        images.append(str(images_dir / file_name))
         boxes.append(np.ascontiguousarray(xyxy, dtype=np.float32))
         labels.append(np.array([label for (_, label), k in zip(found, keep) if k], dtype=np.int64))
 
@@ -269,9 +262,14 @@ def read_masks(
     return MaskExamples(tuple(map(str, images)), tuple(map(str, masks)), _mask_lookup(class_map, ignore))
 
 
-def read_class_names(path: Path | str) -> tuple[str, ...]:
-    """Class names from a ``classes.txt`` of ``<index> <name>`` lines (CamVid's) or of bare names, one a line."""
-    lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+def read_class_names(path: Path | str, where: str = "class names") -> tuple[str, ...]:
+    """Class names from a ``classes.txt`` of ``<index> <name>`` lines (CamVid's) or of bare names, one a line.
+
+    Raises:
+        DataError: the file cannot be read or is not UTF-8 text; ``where`` names the dataset in the message.
+    """
+    text = read_text(path, where, "a class names file: one name a line, or '<value> <name>' lines")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     split = [line.split(maxsplit=1) for line in lines]
     if all(len(parts) == 2 and parts[0].isdigit() for parts in split):
         return tuple(name for _, name in sorted((int(i), name) for i, name in split))
@@ -597,13 +595,7 @@ def _mask_classes(config: MasksDataset, where: str) -> tuple[tuple[str, ...] | N
     """The dataset's class names (``None``: the task names them) and ``{mask value: class}`` (``None``: identity)."""
     names: tuple[str, ...] | None = None
     if isinstance(config.classes, str):
-        try:
-            names = read_class_names(config.classes)
-        except OSError as error:
-            raise DataError(
-                f"{where}: cannot read the class names file {config.classes} ({error.strerror or error})",
-                expected="a text file with one class name a line, or '<value> <name>' lines",
-            ) from None
+        names = read_class_names(config.classes, where)
         if not names:
             raise DataError(f"{where}: the class names file {config.classes} is empty", expected="one name a line")
     elif config.classes is not None:

@@ -10,13 +10,16 @@ takes to continue exactly where a run stopped.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
+from rich.markup import escape
 from torch.utils.data import DataLoader
 
-from mtdsl.errors import DataError
-from mtdsl.spec.data import DatasetConfig
+from mtdsl.errors import DataError, DataWarning
+from mtdsl.spec.data import DatasetConfig, SyntheticDataset
 from mtdsl.train.batching import BalancedBatches, ShuffledBatches
 from mtdsl.train.data import (
     Examples,
@@ -27,6 +30,7 @@ from mtdsl.train.data import (
     raise_if_unreadable,
     read_splits,
 )
+from mtdsl.train.sources import describe
 from mtdsl.train.stop_signals import ignore_stop_signals
 from mtdsl.train.streams import Stream
 
@@ -66,7 +70,15 @@ class StreamLoaders:
         self.consumed = list(consumed or [0] * len(streams))
         self.skipped = 0
         names = dict.fromkeys(name for stream in streams for name in stream.datasets)
-        splits = {name: read_splits(datasets[name], [labels[t] for t in _tasks_of(streams, name)]) for name in names}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            splits = {
+                name: read_splits(datasets[name], [labels[t] for t in _tasks_of(streams, name)]) for name in names
+            }
+        self.warnings = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+        for other in caught:
+            if not issubclass(other.category, DataWarning):
+                warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
         self.splits = {
             stream_index: {
                 split: ImageDataset(
@@ -78,19 +90,61 @@ class StreamLoaders:
             for stream_index, stream in enumerate(self.streams)
         }
         for index, stream in enumerate(self.streams):
-            if len(self.splits[index]["train"]) == 0:
-                raise DataError(f"dataset '{stream.dataset}' has no training examples", hint="check its path and split")
+            self._check_splits(index, {name: datasets[name] for name in stream.datasets}, splits)
         self._seed = seed
         self._iterators: dict[int, Iterator[dict]] = {}
 
     def describe(self) -> list[str]:
-        """A line per stream: ``heads+coco → objects: 338 train · 85 val``."""
+        """A line per stream: ``heads+coco → objects: 338 train · 85 val``, then a line per data warning.
+
+        Warnings (:class:`~mtdsl.errors.DataWarning`, e.g. an empty class
+        folder) are rich markup, ``[yellow]warning:[/] …``, for the loop's console.
+        """
         lines = []
         for index, stream in enumerate(self.streams):
-            counts = " · ".join(f"{len(dataset)} {split}" for split, dataset in self.splits[index].items())
             balanced = " (balanced)" if stream.balanced else ""
-            lines.append(f"{stream.dataset} → {', '.join(stream.tasks)}{balanced}: {counts}")
-        return lines
+            lines.append(f"{stream.dataset} → {', '.join(stream.tasks)}{balanced}: {self._counts(index)}")
+        return lines + [f"[yellow]warning:[/] {escape(message)}" for message in self.warnings]
+
+    def _counts(self, index: int) -> str:
+        return " · ".join(f"{len(dataset)} {split}" for split, dataset in self.splits[index].items())
+
+    def _check_splits(
+        self, index: int, configs: Mapping[str, DatasetConfig], splits: Mapping[str, Mapping[str, Examples]]
+    ) -> None:
+        """Refuse, before any step, a stream that cannot train a whole epoch as its spec asks.
+
+        Raises:
+            DataError: its training or validation split is empty (every epoch
+                validates), or its batch size exceeds its training examples
+                (an endless sampler would otherwise fill memory with a batch
+                that cannot be drawn without repeats).
+        """
+        stream = self.streams[index]
+        sizes = "; ".join(
+            f"{describe(configs[name])}: " + " · ".join(f"{len(part)} {split}" for split, part in splits[name].items())
+            for name in stream.datasets
+        )
+        source = f"dataset '{stream.dataset}'" if len(stream.datasets) == 1 else (
+            "datasets " + " + ".join(f"'{name}'" for name in stream.datasets) + " joined")
+        for split, meaning in (("train", "training"), ("val", "validation")):
+            if len(self.splits[index].get(split, ())) == 0:
+                raise DataError(
+                    f"{source} (tasks {', '.join(stream.tasks)}) has no {meaning} examples: {sizes}",
+                    expected=f"at least one {meaning} example"
+                    + ("; every epoch is validated" if split == "val" else ""),
+                    hint="; ".join(_fill_hint(configs[name], split) for name in stream.datasets
+                                   if len(splits[name].get(split, ())) == 0),
+                )
+        training = len(self.splits[index]["train"])
+        if stream.batch_size > training:
+            raise DataError(
+                f"{source} (tasks {', '.join(stream.tasks)}) has {training} training examples, "
+                f"fewer than its batch size of {stream.batch_size}: {sizes}",
+                expected=f"a batch size of at most {training}, the stream's training examples",
+                hint=f"write batch_size = {training} or less (in the train block, and on the tasks "
+                f"{', '.join(stream.tasks)} where they set their own), or give the stream more training examples",
+            )
 
     @property
     def sizes(self) -> list[int]:
@@ -164,6 +218,23 @@ class StreamLoaders:
 
     def has_split(self, split: str) -> bool:
         return any(split in splits and len(splits[split]) for splits in self.splits.values())
+
+
+def _fill_hint(config: DatasetConfig, split: str) -> str:
+    """How to give ``config``'s ``split`` (``train`` or ``val``) an example."""
+    where = describe(config)
+    ratios = getattr(config, "split", "given")
+    if ratios == "given":
+        return f"put images in the {split}/ folder of {where}"
+    shown = "/".join(f"{ratio:g}" for ratio in ratios)
+    share = ratios[0 if split == "train" else 1]
+    if share == 0:
+        return f"give {split} a share of {where}'s split = {shown}, e.g. split = 0.8/0.2"
+    # ratio_split rounds cumulative shares, so a part of share r holds an example once count * r >= 1.
+    needed = math.ceil(1 / share)
+    if isinstance(config, SyntheticDataset):
+        return f"raise {where}'s count = {config.count} to {needed} or more, or {split}'s share of split = {shown}"
+    return f"give {where} {needed} or more images, or raise {split}'s share of split = {shown}"
 
 
 def _tasks_of(streams: Sequence[Stream], dataset: str) -> list[str]:

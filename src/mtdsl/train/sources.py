@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mtdsl.errors import DataError, did_you_mean, listing
+from mtdsl.errors import DataError, DataWarning, did_you_mean, listing
 from mtdsl.spec.data import CsvDataset, DatasetConfig, FolderDataset, JsonDataset, SyntheticDataset
 from mtdsl.train.synthetic import SYNTHETIC_FIELDS, synthetic_labels
 
@@ -123,7 +124,15 @@ def _subfolders(folder: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
 
 
-def _class_images(folder: Path, where: str) -> dict[str, list[str]]:
+def _class_images(folder: Path, where: str, part: str) -> dict[str, list[str]]:
+    """The image files of each class folder under ``folder`` (``part``: the split it holds, ``""`` for all).
+
+    Raises:
+        DataError: there are no class folders, or none holds an image.
+
+    Warns:
+        DataWarning: a class folder holds no image.
+    """
     classes = _subfolders(folder)
     if not classes:
         raise DataError(
@@ -136,6 +145,16 @@ def _class_images(folder: Path, where: str) -> dict[str, list[str]]:
             f"{where}: no images in the class folders of {folder} ({listing(classes)})",
             expected=f"image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in each class folder",
         )
+    for name, files in images.items():
+        if not files:
+            # A class with no images still trains (it is never the answer), which is rarely what was meant.
+            warnings.warn(
+                f"{where}: the class folder {folder / name} holds no images, so class '{name}' has no "
+                f"{'examples' if part == '' else part + ' examples'}; add its images, or delete the folder "
+                "if the class is not to be learned",
+                DataWarning,
+                stacklevel=2,
+            )
     return images
 
 
@@ -190,7 +209,7 @@ def read_folder(config: FolderDataset, tasks: Sequence[LabelRequest]) -> Table:
     classes: set[str] = set()
     for part, folder in folders.items():
         start = len(images)
-        for name, files in _class_images(folder, where).items():
+        for name, files in _class_images(folder, where, part).items():
             classes.add(name)
             images += files
             labels += [[name]] * len(files)
@@ -238,35 +257,53 @@ class Vocabulary:
         return found
 
 
+def read_text(path: str | Path, where: str, expected: str) -> str:
+    """The text of a file a dataset names (manifest, vocabulary, class names, COCO annotations).
+
+    Every such file is read as UTF-8 (a byte-order mark is dropped), whatever
+    the machine's locale, so a dataset reads the same everywhere.
+
+    Raises:
+        DataError: the file cannot be read, or is not UTF-8 text (naming the
+            first bad byte's line, and how to convert the file).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise DataError(f"{where}: cannot read {path} ({error.strerror or error})", expected=expected) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{where}: {path} is not UTF-8 text: byte 0x{data[error.start]:02x} on line {line} "
+            f"(offset {error.start}) is not valid UTF-8",
+            expected=f"{expected}, saved as UTF-8",
+            hint=f"save {Path(path).name} as UTF-8, e.g. with iconv -f latin1 -t utf-8 "
+            "(or your editor's 'save with encoding')",
+        ) from None
+
+
 def read_vocabulary(path: str, separator: str, where: str) -> Vocabulary:
     """One label per line of ``path``; blank lines are skipped."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise DataError(
-            f"{where}: cannot read the vocabulary file {path} ({error.strerror or error})",
-            expected="a text file with one label per line",
-        ) from None
+    text = read_text(path, where, "a vocabulary file with one label per line")
     labels = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not labels:
         raise DataError(f"{where}: the vocabulary file {path} is empty", expected="one label per line")
     return Vocabulary(labels, separator)
 
 
-def _open_manifest(path: str, where: str, expected: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise DataError(f"{where}: cannot read {path} ({error.strerror or error})", expected=expected) from None
-
-
 def _csv_rows(config: CsvDataset, where: str) -> list[dict[str, object]]:
-    text = _open_manifest(config.path, where, "a CSV file with a header row")
-    return list(csv.DictReader(io.StringIO(text, newline="")))
+    text = read_text(config.path, where, "a CSV file with a header row")
+    try:
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise DataError(f"{where}: {config.path} is not a readable CSV file ({error})",
+                        expected="a CSV file with a header row, one row per image") from None
 
 
 def _json_rows(config: JsonDataset, where: str) -> list[dict[str, object]]:
-    text = _open_manifest(config.path, where, "a JSON list of objects, or JSON Lines (.jsonl)")
+    text = read_text(config.path, where, "a JSON list of objects, or JSON Lines (.jsonl)")
     try:
         if config.path.endswith(".jsonl"):
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -63,13 +63,31 @@ def load_image(path: str | Path, draft: tuple[int, int] | None = None) -> Image.
         return image.convert("RGB")
 
 
+def box_inside(left: float, top: float, crop_w: float, crop_h: float, width: int, height: int) -> Box:
+    """The ``crop_w`` x ``crop_h`` box at ``(left, top)``, moved and shrunk just enough to lie inside the image.
+
+    The callers' arithmetic is exact in real numbers but not in floats: centring
+    a crop as wide as a 211x320 image gives a left edge of -1.4e-14, which
+    Pillow's ``resize(box=...)`` refuses ("box offset can't be negative").
+    Every box this module hands to Pillow comes through here, so it always has
+    ``0 <= left < right <= width`` and ``0 <= top < bottom <= height``
+    (``crop_w`` and ``crop_h`` must be positive).
+
+    >>> box_inside(-1.4e-14, 54.5, 211.0, 211.0, 211, 320)
+    (0.0, 54.5, 211.0, 265.5)
+    """
+    crop_w, crop_h = min(crop_w, float(width)), min(crop_h, float(height))
+    left = min(max(left, 0.0), width - crop_w)
+    top = min(max(top, 0.0), height - crop_h)
+    return (left, top, min(left + crop_w, float(width)), min(top + crop_h, float(height)))
+
+
 def centre_box(width: int, height: int, size: tuple[int, int]) -> Box:
     """The centred region that, scaled to ``size`` (H, W), fills it: shorter side first, then a centre crop."""
     out_h, out_w = size
     scale = max(out_h / height, out_w / width)
     crop_w, crop_h = out_w / scale, out_h / scale
-    left, top = (width - crop_w) / 2, (height - crop_h) / 2
-    return (left, top, left + crop_w, top + crop_h)
+    return box_inside((width - crop_w) / 2, (height - crop_h) / 2, crop_w, crop_h, width, height)
 
 
 def random_box(
@@ -95,15 +113,14 @@ def random_box(
         if 0 < crop_w <= width and 0 < crop_h <= height:
             left = (width - crop_w) * draws[2]
             top = (height - crop_h) * draws[3]
-            return (left, top, left + crop_w, top + crop_h)
+            return box_inside(left, top, crop_w, crop_h, width, height)
     in_ratio = width / height
     crop_w, crop_h = float(width), float(height)
     if in_ratio < ratio[0]:
         crop_h = width / ratio[0]
     elif in_ratio > ratio[1]:
         crop_w = height * ratio[1]
-    left, top = (width - crop_w) / 2, (height - crop_h) / 2
-    return (left, top, left + crop_w, top + crop_h)
+    return box_inside((width - crop_w) / 2, (height - crop_h) / 2, crop_w, crop_h, width, height)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,244 @@
+"""Reading a COCO ``instances`` file, and refusing a malformed one while it is read.
+
+Every entry is checked here, before any image is opened: a box that is not
+four finite numbers, an image without a ``file_name``, a ``category_id`` that
+is a string or names no category, an annotation of an image the file does not
+list. Each is a :class:`~mtdsl.errors.DataError` naming the file, the entry
+and the fix, never a traceback in a loader worker or a NaN loss an hour later.
+
+For an annotation whose ``bbox`` holds a string::
+
+    data error: COCO annotations heads.json: annotation 1 (image 7) has bbox [1, 2, 3, '4']
+      expected: an annotation of a listed image_id and category_id, with bbox [x, y, width, height]:
+                four finite numbers, width and height >= 0; the category ids are 1
+      hint: fix or remove those annotations in heads.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import reprlib
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtdsl.errors import DataError
+from mtdsl.train.sources import read_text
+
+__all__ = ["CocoAnnotation", "CocoFile", "read_coco_file"]
+
+
+def _shown(value: object) -> str:
+    """A short repr of a bad value: a whole malformed entry can be long."""
+    short = reprlib.Repr()
+    short.maxstring, short.maxlist, short.maxdict, short.maxother = 40, 6, 4, 40
+    return short.repr(value)
+
+
+@dataclass(frozen=True)
+class CocoAnnotation:
+    """One checked annotation.
+
+    Attributes:
+        category: its ``category_id``.
+        bbox: ``(x, y, width, height)`` in pixels, finite, width and height >= 0.
+        crowd: whether it is a crowd region (``iscrowd``).
+    """
+
+    category: int
+    bbox: tuple[float, float, float, float]
+    crowd: bool
+
+
+@dataclass(frozen=True)
+class CocoFile:
+    """A checked COCO instances file.
+
+    Attributes:
+        categories: ``{category id: name}``, in the file's order.
+        images: ``(image id, file_name)`` in the order of the file's ``images`` list.
+        annotations: per image id, its annotations in file order (images without any are absent).
+    """
+
+    categories: dict[int, str]
+    images: tuple[tuple[Hashable, str], ...]
+    annotations: dict[Hashable, tuple[CocoAnnotation, ...]]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_id(value: object) -> bool:
+    # COCO writes integer ids; some converters write strings. Floats, booleans and null are mistakes.
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value != "")
+
+
+def _entries(data: dict, key: str, path: Path | str, required: bool) -> list:
+    where = f"COCO annotations {path}"
+    if key not in data:
+        if required:
+            raise DataError(f"{where} has no '{key}' list", expected="a COCO instances file: images, annotations, "
+                            "categories", hint="check that this is an instances file, not a results or captions file")
+        return []
+    entries = data[key]
+    if not isinstance(entries, list):
+        raise DataError(f"{where}: '{key}' is {type(entries).__name__} {_shown(entries)}",
+                        expected=f"a list of {key} entries", hint=f"write '{key}' as a JSON list [...] in {path}")
+    return entries
+
+
+class _Problems:
+    """The entries of one kind that are wrong: raised together, first one shown, so one run finds them all."""
+
+    def __init__(self, where: str, kind: str, expected: str, hint: str) -> None:
+        self.where, self.kind, self.expected, self.hint = where, kind, expected, hint
+        self.found: list[str] = []
+
+    def add(self, problem: str) -> None:
+        self.found.append(problem)
+
+    def raise_any(self) -> None:
+        if not self.found:
+            return
+        more = f" (and {len(self.found) - 1} more {self.kind} like it)" if len(self.found) > 1 else ""
+        raise DataError(f"{self.where}: {self.found[0]}{more}", expected=self.expected, hint=self.hint)
+
+
+def _check_each(entries: list, problem_of: Callable[[int, object], str | None], problems: _Problems) -> None:
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            problems.add(f"entry {position} of the {problems.kind} is {_shown(entry)}, not an object")
+            continue
+        found = problem_of(position, entry)
+        if found:
+            problems.add(found)
+    problems.raise_any()
+
+
+def _name(kind: str, position: int, entry: dict) -> str:
+    """``annotation 17``, or ``annotation at position 3`` when it has no usable id."""
+    return f"{kind} {entry['id']}" if _is_id(entry.get("id")) else f"{kind} at position {position}"
+
+
+def _category_problem(position: int, entry: dict) -> str | None:
+    if not (isinstance(entry.get("id"), int) and not isinstance(entry.get("id"), bool)):
+        return f"category at position {position} has id {_shown(entry.get('id'))}"
+    if not (isinstance(entry.get("name"), str) and entry["name"].strip()):
+        return f"category {entry['id']} has name {_shown(entry.get('name'))}"
+    return None
+
+
+def _image_problem(position: int, entry: dict) -> str | None:
+    if not _is_id(entry.get("id")):
+        return f"image at position {position} has id {_shown(entry.get('id'))}"
+    if "file_name" not in entry:
+        return f"image {entry['id']} has no file_name"
+    if not (isinstance(entry["file_name"], str) and entry["file_name"].strip()):
+        return f"image {entry['id']} has file_name {_shown(entry['file_name'])}"
+    return None
+
+
+def _bbox_problem(bbox: object) -> str | None:
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        return f"bbox {_shown(bbox)}"
+    if not all(math.isfinite(v) for v in bbox):
+        return f"bbox {bbox}, which is not finite"
+    if bbox[2] < 0 or bbox[3] < 0:
+        return f"bbox {bbox}, whose width or height is negative"
+    return None
+
+
+def _duplicates(values: list) -> list:
+    seen: set = set()
+    return [value for value in values if value in seen or seen.add(value)]
+
+
+def read_coco_file(path: Path | str) -> CocoFile:
+    """Read and check a COCO ``instances`` JSON file.
+
+    Args:
+        path: the file (``images``; ``annotations`` and ``categories`` may be absent).
+
+    Returns:
+        Its categories, images and, per image, annotations; crowds and boxes with
+        no area are kept (the caller decides what to learn from).
+
+    Raises:
+        DataError: the file is unreadable, not UTF-8, not JSON, or an entry is
+            malformed: a category without an integer id or a name, an image
+            without an id or a ``file_name``, duplicate ids, or an annotation
+            whose ``image_id`` or ``category_id`` is unknown (or a string where
+            the categories' ids are integers), whose ``bbox`` is not
+            ``[x, y, width, height]`` of finite numbers with width, height >= 0,
+            or whose ``iscrowd`` is neither 0 nor 1.
+    """
+    where = f"COCO annotations {path}"
+    text = read_text(path, where, "a COCO instances JSON file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
+                        expected="a COCO instances JSON file") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{where} holds a JSON {type(data).__name__}", expected="a JSON object with images, "
+                        "annotations and categories", hint="point annotations at a COCO instances file")
+
+    category_entries = _entries(data, "categories", path, required=False)
+    _check_each(category_entries, _category_problem, _Problems(
+        where, "categories", "a category is {\"id\": <integer>, \"name\": <text>}",
+        f"fix the category in {path}"))
+    categories = {entry["id"]: entry["name"].strip() for entry in category_entries}
+    for what, values in (("id", [e["id"] for e in category_entries]), ("name", list(categories.values()))):
+        repeated = _duplicates(values)
+        if repeated:
+            raise DataError(f"{where}: two categories have the {what} {_shown(repeated[0])}",
+                            expected="a unique id and name per category", hint=f"merge or rename them in {path}")
+
+    image_entries = _entries(data, "images", path, required=True)
+    _check_each(image_entries, _image_problem, _Problems(
+        where, "images", 'an image is {"id": <integer>, "file_name": <path relative to the images folder>, …}',
+        f"give every image of {path} an id and its file_name"))
+    images = tuple((entry["id"], entry["file_name"]) for entry in image_entries)
+    repeated = _duplicates([image_id for image_id, _ in images])
+    if repeated:
+        raise DataError(f"{where}: two images have the id {_shown(repeated[0])}", expected="a unique id per image",
+                        hint=f"give each image of {path} its own id")
+    image_ids = {image_id for image_id, _ in images}
+
+    def annotation_problem(position: int, entry: dict) -> str | None:
+        name = _name("annotation", position, entry)
+        if "image_id" not in entry:
+            return f"{name} has no image_id"
+        if not _is_id(entry["image_id"]) or entry["image_id"] not in image_ids:
+            return f"{name} is of image_id {_shown(entry['image_id'])}, which is not an image of the file"
+        name += f" (image {entry['image_id']})"
+        category = entry.get("category_id")
+        if "category_id" not in entry:
+            return f"{name} has no category_id"
+        if not (isinstance(category, int) and not isinstance(category, bool)) or category not in categories:
+            return f"{name} has category_id {_shown(category)}, which is not a category id of the file"
+        if "bbox" not in entry:
+            return f"{name} has no bbox"
+        problem = _bbox_problem(entry["bbox"])
+        if problem:
+            return f"{name} has {problem}"
+        if entry.get("iscrowd", 0) not in (0, 1):  # True and False compare equal to 1 and 0
+            return f"{name} has iscrowd {_shown(entry['iscrowd'])}, which is neither 0 nor 1"
+        return None
+
+    annotation_entries = _entries(data, "annotations", path, required=False)
+    _check_each(annotation_entries, annotation_problem, _Problems(
+        where, "annotations",
+        "an annotation of a listed image_id and category_id, with bbox [x, y, width, height]: "
+        "four finite numbers, width and height >= 0, and iscrowd 0 or 1 when given"
+        + (f"; the category ids are {', '.join(map(str, list(categories)[:20]))}" if categories else ""),
+        f"fix or remove those annotations in {path}"))
+    annotations: dict[Hashable, list[CocoAnnotation]] = {}
+    for entry in annotation_entries:
+        bbox = tuple(float(v) for v in entry["bbox"])
+        found = CocoAnnotation(entry["category_id"], bbox, bool(entry.get("iscrowd", 0)))  # type: ignore[arg-type]
+        annotations.setdefault(entry["image_id"], []).append(found)
+    return CocoFile(categories, images, {key: tuple(found) for key, found in annotations.items()})
+
