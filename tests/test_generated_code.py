@@ -23,6 +23,7 @@ from mtdsl.codegen.train_source import Code, _fill, generate_train_source
 from mtdsl.compiler import compile_spec, compile_text
 from mtdsl.errors import MtdslError, Source
 from mtdsl.spec.load import load_spec
+from mtdsl.spec.training import Ramp
 
 from conftest import SPECS, tiny_backbones
 
@@ -168,6 +169,39 @@ def test_non_finite_numbers_in_configs_are_written_so_train_py_imports():
     namespace = _run(generate_train_source(spec, compilation.graph), "train.py")
     assert namespace["OPTIMIZER"].lr == math.inf and namespace["GRAD_CLIP"] == -math.inf
     assert namespace["LOSS_WEIGHTS"] == {"a": math.inf, "b": math.inf}
+
+
+def _registered_configs():
+    """One instance of every registered config kind, its text fields hostile where it has any."""
+    from mtdsl.nn.heads import HEAD_CONFIGS
+    from mtdsl.nn.losses import LOSS_CONFIGS
+    from mtdsl.nn.necks import NECK_CONFIGS
+    from mtdsl.spec.data import DATASETS
+    from mtdsl.spec.model import BACKBONES
+    from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS
+
+    hostile = 'C:\\Users\\new\\x41 """ \' \n'
+    fillers = {"hidden": [16, 8], "every": 2, "ratios": {"a": 0.25, "b'\"": Ramp(start=0.1, end=1e999)}}
+    configs = []
+    for registry in (HEAD_CONFIGS, NECK_CONFIGS, LOSS_CONFIGS, BACKBONES, OPTIMIZERS, SAMPLERS, SCHEDULES,
+                     WEIGHTINGS, DATASETS):
+        for kind in registry.kinds():
+            config = registry.get(kind)
+            required = {name: fillers.get(name, hostile) for name, field in config.model_fields.items()
+                        if field.is_required()}
+            configs.append(pytest.param(config, required, id=f"{registry.what}-{kind}"))
+    return configs
+
+
+@pytest.mark.parametrize(("config", "fields"), _registered_configs())
+def test_every_registered_config_is_written_so_it_rebuilds_equal(config, fields):
+    instance = config.model_validate(fields)
+    classes: set[type] = set()
+    text = literal(instance, classes)
+    imports = "".join(f"from {kind.__module__} import {kind.__name__}\n" for kind in classes)
+    namespace: dict = {}
+    exec(checked_source(f"{imports}VALUE = {text}\n", "v.py"), namespace)  # noqa: S102
+    assert namespace["VALUE"] == instance
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)

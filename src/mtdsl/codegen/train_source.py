@@ -102,6 +102,12 @@ def _imports_of(classes: set[type]) -> list[str]:
     return [f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(by_module.items())]
 
 
+def _stream_source(stream: Stream) -> Code:
+    balanced = f", balanced={literal(stream.balanced)}" if stream.balanced else ""
+    return Code(f"Stream({literal(stream.datasets)}, tasks={literal(stream.tasks)}, "
+                f"batch_size={literal(stream.batch_size)}{balanced})")
+
+
 def _ratios_by_stream(spec: Spec, streams: list[Stream]) -> list | None:
     sampling = spec.train.sampling
     if not isinstance(sampling, FixedSampling):
@@ -187,7 +193,7 @@ def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train
         "detection": _mapping((name, value(setup)) for name, setup in setups.items()),
         "losses": _mapping((name, _loss_source(spec, name, setups, classes)) for name in train.tasks),
         "weights": _mapping((name, literal(t.weight)) for name, t in train.tasks.items()),
-        "streams": _listing(value(s) for s in streams),
+        "streams": _listing(_stream_source(s) for s in streams),
         "sampling": value(train.sampling),
         "sampling_ratios": value(_ratios_by_stream(spec, streams)),
         "sampling_targets": value(_targets_by_stream(spec, streams)),
