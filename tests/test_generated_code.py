@@ -157,6 +157,17 @@ def test_template_holes_take_values_in_the_form_they_say():
         _fill("${b!r}", {})
 
 
+def test_a_train_py_that_would_not_import_is_an_internal_error_not_a_file(tmp_path, monkeypatch):
+    from mtdsl.codegen import train_source
+
+    for broken in ('"""${spec_path!doc}"""\nLR = inf\n', '"""${spec_path!doc}"""\nif True\n'):
+        template = tmp_path / "train.py.tmpl"
+        template.write_text(broken, encoding="utf-8")
+        monkeypatch.setattr(train_source, "TEMPLATE", template)
+        with pytest.raises(GeneratedCodeError):
+            generate_train_source(_small().spec, _small().graph)
+
+
 def test_non_finite_numbers_in_configs_are_written_so_train_py_imports():
     compilation = _small()
     train = compilation.spec.train
@@ -315,3 +326,14 @@ def test_node_variables_are_distinct_identifiers_outside_taken(nodes, taken):
     assert all(name.isidentifier() and name not in taken for name in names.values())
     assert not any(name in __builtins__ if isinstance(__builtins__, dict) else hasattr(__builtins__, name)
                    for name in names.values())
+
+
+def test_a_neck_named_like_the_input_node_is_a_located_error():
+    text = (
+        'model m\ninput 3x64x64\nbackbone trunk = timm("test_resnet")\nneck input = fpn(trunk, max_level = 5)\n'
+        "dataset d = synthetic()\ntask s: segment(d) { classes = 3 }\n"
+    )
+    with pytest.raises(MtdslError) as caught:
+        compile_text(text, "input_neck.mtl")
+    assert caught.value.span is not None and caught.value.span.line == 4
+    assert "neck input_pyramid" in caught.value.render()
