@@ -11,7 +11,8 @@ of both → graph JSON, diagram and summary, on tiny backbones. A case fails whe
 * a generated file does not compile.
 
 The default suite runs ``SHARDS × EXAMPLES`` cases per family with fixed seeds;
-``MTDSL_FUZZ_EXAMPLES=N`` sets the examples per shard, and the ``slow`` tests run many more.
+``MTDSL_FUZZ_EXAMPLES=N`` sets the examples per shard; the ``slow`` tests run ``MTDSL_FUZZ_SLOW_EXAMPLES``
+(5,000 by default) per family.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from conftest import tiny_backbones
 PATH = "fuzz.mtl"
 SHARDS = 4
 EXAMPLES = int(os.environ.get("MTDSL_FUZZ_EXAMPLES", "280"))
-SLOW_EXAMPLES = 5000
+SLOW_EXAMPLES = int(os.environ.get("MTDSL_FUZZ_SLOW_EXAMPLES", "5000"))
 FLOPS_EVERY = int(os.environ.get("MTDSL_FUZZ_FLOPS_EVERY", "10"))
 
 
