@@ -5,23 +5,30 @@ decisions into it as Python constants (config objects print as the calls that
 rebuild them), so the generated file depends only on torch, timm and
 mtdsl's runtime modules, and a reader sees every setting next to the loop
 that uses it. ``mtdsl train`` runs this same file.
+
+The template's holes say how a value is written, so no spec text can become
+code: ``${x!r}`` is a value written by :func:`~mtdsl.codegen.literal.literal`,
+``${x!doc}`` is text shown in the docstring, and a bare ``${x}`` takes only
+:class:`Code` that this module assembled from such literals.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
 import networkx as nx
 
 from mtdsl import __version__
+from mtdsl.codegen.literal import GeneratedCodeError, checked_source, docstring_text, imported_names, literal
 from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
 from mtdsl.detection.bench import DetectionSetup
 from mtdsl.graph.serialize import graph_to_json
 from mtdsl.spec.document import Spec
-from mtdsl.spec.training import FixedSampling, Ramp
+from mtdsl.spec.training import FixedSampling
 from mtdsl.train.checkpoint import fingerprint
 from mtdsl.train.data import normalization, task_labels
 from mtdsl.train.freezing import phases_of
@@ -75,40 +82,44 @@ def model_hash(graph: nx.DiGraph) -> str:
     return fingerprint(graph_to_json(structure))
 
 
-def _mapping(items: Iterable[tuple[str, str]]) -> str:
-    lines = [f"    {key!r}: {value}," for key, value in items]
-    return "{\n" + "\n".join(lines) + "\n}" if lines else "{}"
+class Code(str):
+    """Python source assembled by this module (never raw spec text): the only thing a bare ``${x}`` hole takes."""
 
 
-def _listing(values: Iterable[str]) -> str:
+def _mapping(items: Iterable[tuple[str, str]]) -> Code:
+    lines = [f"    {literal(key)}: {value}," for key, value in items]
+    return Code("{\n" + "\n".join(lines) + "\n}" if lines else "{}")
+
+
+def _listing(values: Iterable[str]) -> Code:
     lines = [f"    {value}," for value in values]
-    return "[\n" + "\n".join(lines) + "\n]" if lines else "[]"
+    return Code("[\n" + "\n".join(lines) + "\n]" if lines else "[]")
 
 
-def _config_imports(objects: Iterable[object]) -> list[str]:
+def _imports_of(classes: set[type]) -> list[str]:
     by_module: dict[str, set[str]] = {}
-    for obj in objects:
-        by_module.setdefault(type(obj).__module__, set()).add(type(obj).__name__)
+    for kind in classes:
+        by_module.setdefault(kind.__module__, set()).add(kind.__name__)
     return [f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(by_module.items())]
 
 
-def _stream_source(stream: Stream) -> str:
-    balanced = f", balanced={stream.balanced!r}" if stream.balanced else ""
-    return f"Stream({stream.datasets!r}, tasks={stream.tasks!r}, batch_size={stream.batch_size}{balanced})"
+def _stream_source(stream: Stream) -> Code:
+    balanced = f", balanced={literal(stream.balanced)}" if stream.balanced else ""
+    return Code(f"Stream({literal(stream.datasets)}, tasks={literal(stream.tasks)}, "
+                f"batch_size={literal(stream.batch_size)}{balanced})")
 
 
-def _ratios_by_stream(spec: Spec, streams: list[Stream]) -> str:
+def _ratios_by_stream(spec: Spec, streams: list[Stream]) -> list | None:
     sampling = spec.train.sampling
     if not isinstance(sampling, FixedSampling):
-        return "None"
-    return "[" + ", ".join(repr(sampling.ratios[stream.tasks[0]]) for stream in streams) + "]"
+        return None
+    return [sampling.ratios[stream.tasks[0]] for stream in streams]
 
 
-def _targets_by_stream(spec: Spec, streams: list[Stream]) -> str:
+def _targets_by_stream(spec: Spec, streams: list[Stream]) -> list[float] | None:
     if spec.train.sampling.kind != "dynamic":
-        return "None"
-    means = [sum(spec.train.tasks[t].target for t in s.tasks) / len(s.tasks) for s in streams]
-    return repr(means)
+        return None
+    return [sum(spec.train.tasks[t].target for t in s.tasks) / len(s.tasks) for s in streams]
 
 
 def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]:
@@ -134,67 +145,85 @@ def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]
     return setups
 
 
-def _loss_source(spec: Spec, name: str, setups: dict[str, DetectionSetup]) -> str:
-    loss = spec.train.tasks[name].loss
+def _loss_source(spec: Spec, name: str, setups: dict[str, DetectionSetup], classes: set[type]) -> Code:
+    loss = literal(spec.train.tasks[name].loss, classes)
     kind = spec.model.tasks[name].kind
     if name in setups:
-        return f"build_loss({loss!r}, task_kind={kind!r}, detection=DETECTION[{name!r}])"
+        return Code(f"build_loss({loss}, task_kind={literal(kind)}, detection=DETECTION[{literal(name)}])")
     if kind == "segment":
-        return f"build_loss({loss!r}, task_kind={kind!r})"
-    return f"build_loss({loss!r})"
+        return Code(f"build_loss({loss}, task_kind={literal(kind)})")
+    return Code(f"build_loss({loss})")
 
 
 def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> str:
-    """Python source of the training loop for ``spec``."""
+    """Python source of the training loop for ``spec``.
+
+    Raises:
+        GeneratedCodeError: the source would not compile (mtdsl's bug, never the spec's).
+    """
     train = spec.train
     streams = plan_streams(spec)
     labels = task_labels(spec, list(train.tasks))
     first_backbone = next(iter(spec.model.backbones.values()))
     mean, std = normalization(first_backbone.model)
-    configs = [train.sampling, train.weighting, train.optimizer, train.schedule, *spec.datasets.values()]
-    configs += [t.loss for t in train.tasks.values()]
     setups = detection_setups(spec, graph)
-    configs += [part for setup in setups.values() for part in (setup, setup.anchors, setup.labeler)]
-    ramps = [r for r in getattr(train.sampling, "ratios", {}).values() if isinstance(r, Ramp)]
-    values = {
+    classes: set[type] = set()  # every class a constant below calls, so the file imports exactly those
+
+    def value(obj: object) -> Code:
+        return Code(literal(obj, classes))
+
+    out = f"runs/{spec.name}"
+    values: dict[str, object] = {
         "name": spec.name,
         "version": __version__,
         "spec_path": spec.source.path,
-        "this_file": this_file,
-        "imports": "\n".join(list(RUNTIME_IMPORTS) + _config_imports(configs + ramps[:1])),
+        "python_command": f"python {shlex.quote(this_file)} --out {shlex.quote(out)}",
+        "mtdsl_command": f"mtdsl train {shlex.quote(spec.source.path)} --out {shlex.quote(out)}",
         "spec_hash": spec_hash(spec),
         "model_hash": model_hash(graph),
         "seed": train.seed,
         "input_size": (spec.model.input.height, spec.model.input.width),
-        "normalization": f"({tuple(round(v, 6) for v in mean)!r}, {tuple(round(v, 6) for v in std)!r})",
+        "normalization": (tuple(round(v, 6) for v in mean), tuple(round(v, 6) for v in std)),
         "precision": train.precision,
         "channels_last": train.channels_last,
         "compile": train.compile,
         "workers": train.workers,
         "on_corrupt": train.on_corrupt,
-        "datasets": _mapping((name, repr(config)) for name, config in spec.datasets.items()),
-        "tasks": _mapping((label.task, repr(label)) for label in labels),
-        "detection": _mapping((name, repr(setup)) for name, setup in setups.items()),
-        "losses": _mapping((name, _loss_source(spec, name, setups)) for name in train.tasks),
-        "weights": _mapping((name, repr(t.weight)) for name, t in train.tasks.items()),
+        "datasets": _mapping((name, value(config)) for name, config in spec.datasets.items()),
+        "tasks": _mapping((label.task, value(label)) for label in labels),
+        "detection": _mapping((name, value(setup)) for name, setup in setups.items()),
+        "losses": _mapping((name, _loss_source(spec, name, setups, classes)) for name in train.tasks),
+        "weights": _mapping((name, literal(t.weight)) for name, t in train.tasks.items()),
         "streams": _listing(_stream_source(s) for s in streams),
-        "sampling": repr(train.sampling),
-        "sampling_ratios": _ratios_by_stream(spec, streams),
-        "sampling_targets": _targets_by_stream(spec, streams),
-        "weighting": repr(train.weighting),
-        "optimizer": repr(train.optimizer),
-        "schedule": repr(train.schedule),
+        "sampling": value(train.sampling),
+        "sampling_ratios": value(_ratios_by_stream(spec, streams)),
+        "sampling_targets": value(_targets_by_stream(spec, streams)),
+        "weighting": value(train.weighting),
+        "optimizer": value(train.optimizer),
+        "schedule": value(train.schedule),
         "warmup": train.warmup,
         "grad_clip": train.grad_clip,
-        "phases": _listing(repr(p) for p in phases_of(graph, train)),
+        "phases": _listing(value(p) for p in phases_of(graph, train)),
     }
-    return _fill(TEMPLATE.read_text(encoding="utf-8"), values)
+    imported = imported_names(list(RUNTIME_IMPORTS))
+    values["imports"] = Code("\n".join([*RUNTIME_IMPORTS, *_imports_of({c for c in classes if c.__name__ not in imported})]))
+    return checked_source(_fill(TEMPLATE.read_text(encoding="utf-8"), values), "train.py")
 
 
 def _fill(template: str, values: dict[str, object]) -> str:
+    """The template with each hole filled as its form says (see the module docstring)."""
+
     def replace(match: re.Match) -> str:
-        value = values[match.group(1)]
-        return repr(value) if match.group(2) else str(value)
+        key, form = match.group(1), match.group(2)
+        if key not in values:
+            raise GeneratedCodeError(f"train.py.tmpl has a hole ${{{key}}} that nothing fills")
+        value = values[key]
+        if form == "r":
+            return literal(value)
+        if form == "doc":
+            return docstring_text(str(value))
+        if not isinstance(value, Code):
+            raise GeneratedCodeError(f"hole ${{{key}}} takes Code, got {type(value).__name__}: use ${{{key}!r}}")
+        return value
 
-    return re.sub(r"\$\{(\w+)(!r)?\}", replace, template)
-
+    return re.sub(r"\$\{(\w+)(?:!(r|doc))?\}", replace, template)

@@ -15,10 +15,12 @@ from typing import Any
 
 from torch import nn
 
+from mtdsl.codegen.literal import literal
+
 
 @dataclass(frozen=True)
 class ModuleCall:
-    """``target(*args, **kwargs)``: arguments must be literals whose ``repr`` rebuilds them."""
+    """``target(*args, **kwargs)``: arguments must be values :func:`~mtdsl.codegen.literal.literal` can write."""
 
     target: type[nn.Module]
     args: tuple[Any, ...] = ()
@@ -28,5 +30,5 @@ class ModuleCall:
         return self.target(*self.args, **self.kwargs)
 
     def source(self) -> str:
-        arguments = [repr(value) for value in self.args] + [f"{key}={value!r}" for key, value in self.kwargs.items()]
+        arguments = [literal(value) for value in self.args] + [f"{key}={literal(v)}" for key, v in self.kwargs.items()]
         return f"{self.target.__name__}({', '.join(arguments)})"

@@ -14,6 +14,7 @@ from pydantic import Field, PositiveInt, field_validator
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
+from mtdsl.codegen.literal import literal
 from mtdsl.nn.heads.registry import HEAD_CONFIGS, HeadConfig, register_head
 
 Pool = Literal["avg", "max", "avg+max"]
@@ -92,13 +93,16 @@ _IMPORT = "from mtdsl.nn.heads import ClassificationHead"
 
 
 def _linear_source(config: LinearHeadConfig, in_channels: int, num_outputs: int) -> str:
-    return f"ClassificationHead({in_channels}, {num_outputs}, pool={config.pool!r}, dropout={config.dropout!r})"
+    return (
+        f"ClassificationHead({literal(in_channels)}, {literal(num_outputs)}, pool={literal(config.pool)}, "
+        f"dropout={literal(config.dropout)})"
+    )
 
 
 def _mlp_source(config: MlpHeadConfig, in_channels: int, num_outputs: int) -> str:
     return (
-        f"ClassificationHead({in_channels}, {num_outputs}, pool={config.pool!r}, "
-        f"hidden={tuple(config.hidden)!r}, dropout={config.dropout!r})"
+        f"ClassificationHead({literal(in_channels)}, {literal(num_outputs)}, pool={literal(config.pool)}, "
+        f"hidden={literal(tuple(config.hidden))}, dropout={literal(config.dropout)})"
     )
 
 

@@ -1,0 +1,132 @@
+r"""Values and text → Python source that is safe to paste into generated files.
+
+Everything the generators write into ``model.py`` and ``train.py`` that did not
+come from mtdsl's own templates (paths, names, numbers, configs) passes through
+one of two doors:
+
+* :func:`literal` for values: an expression that rebuilds the value exactly,
+  whatever its strings hold and whatever its floats are;
+* :func:`docstring_text` for text shown inside a docstring: escaped so that the
+  docstring stays one string and reads back as the original text.
+
+:func:`checked_source` then refuses a generated file that would not compile or
+that reads a name nothing defines (a bare ``inf`` once slipped through that way).
+
+>>> print(literal({"lr": 1e999, "layers": (64,)}))
+{'lr': float('inf'), 'layers': (64,)}
+>>> print(docstring_text('C:\\new "x"'))
+C:\\new \"x\"
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import dataclasses
+import math
+import symtable
+
+from pydantic import BaseModel
+
+_BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__", "__builtins__"}
+
+
+class GeneratedCodeError(RuntimeError):
+    """mtdsl's own bug: a generated file would not compile, or a value cannot be written as Python."""
+
+
+def literal(value: object, classes: set[type] | None = None) -> str:
+    """A Python expression that evaluates to ``value``.
+
+    Handles ``None``, ``bool``, ``int``, ``float`` (non-finite ones as ``float('inf')``),
+    ``str``, tuples, lists, dicts, dataclass instances and pydantic models (as keyword calls
+    of their class, checked to rebuild an equal object). The classes of those calls are
+    added to ``classes``, so the caller can import exactly what the expression names.
+
+    Raises:
+        GeneratedCodeError: the value is of a type whose source form is not known, or its
+            class would not rebuild it from its fields.
+    """
+    kind = type(value)
+    if value is None or kind in (bool, int, str):
+        return repr(value)
+    if kind is float:
+        return repr(value) if math.isfinite(value) else f"float({str(value)!r})"
+    if kind is tuple:
+        items = [literal(item, classes) for item in value]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    if kind is list:
+        return f"[{', '.join(literal(item, classes) for item in value)}]"
+    if kind is dict:
+        return "{" + ", ".join(f"{literal(k, classes)}: {literal(v, classes)}" for k, v in value.items()) + "}"
+    if isinstance(value, BaseModel):
+        return _call(value, {name: getattr(value, name) for name in kind.model_fields}, classes)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+        return _call(value, fields, classes)
+    raise GeneratedCodeError(f"cannot write a {kind.__name__} into generated code: {value!r}")
+
+
+def _call(value: object, fields: dict[str, object], classes: set[type] | None) -> str:
+    kind = type(value)
+    if kind(**fields) != value:
+        raise GeneratedCodeError(f"{kind.__name__} does not rebuild from its fields: {value!r}")
+    if classes is not None:
+        classes.add(kind)
+    arguments = ", ".join(f"{name}={literal(field, classes)}" for name, field in fields.items())
+    return f"{kind.__name__}({arguments})"
+
+
+def docstring_text(text: str) -> str:
+    """``text`` escaped for a ``\"\"\"`` docstring: backslashes, quotes and unprintable characters.
+
+    Printable characters, non-ASCII letters included, stay as they are, so the reader
+    sees the text, and the docstring's value is exactly ``text``.
+    """
+    return "".join(_docstring_character(character) for character in text)
+
+
+def _docstring_character(character: str) -> str:
+    if character in '\\"':
+        return "\\" + character
+    if character.isprintable():
+        return character
+    return repr(character)[1:-1]
+
+
+def checked_source(source: str, filename: str) -> str:
+    """``source`` itself, once it compiles and every global name it reads is bound or built in.
+
+    Raises:
+        GeneratedCodeError: the generated file is broken; that is mtdsl's bug, not the spec's.
+    """
+    try:
+        compile(source, filename, "exec", dont_inherit=True)
+        table = symtable.symtable(source, filename, "exec")
+    except (SyntaxError, ValueError) as error:
+        raise GeneratedCodeError(f"generated {filename} does not compile: {error}") from error
+    bound = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    unbound = sorted(_global_reads(table) - bound - _BUILTINS)
+    if unbound:
+        raise GeneratedCodeError(f"generated {filename} reads undefined names: {', '.join(unbound)}")
+    return source
+
+
+def _global_reads(table: symtable.SymbolTable) -> set[str]:
+    names = {
+        s.get_name()
+        for s in table.get_symbols()
+        if s.is_referenced() and (table.get_type() == "module" or s.is_global())
+    }
+    for child in table.get_children():
+        names |= _global_reads(child)
+    return names
+
+
+def imported_names(import_lines: list[str]) -> set[str]:
+    """The names a block of import statements binds."""
+    names = set()
+    for statement in ast.parse("\n".join(import_lines)).body:
+        for alias in statement.names:
+            names.add(alias.asname or alias.name.partition(".")[0])
+    return names

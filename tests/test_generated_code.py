@@ -1,0 +1,339 @@
+"""Generated ``model.py`` and ``train.py`` stay valid, inert Python whatever the spec's paths, names and values.
+
+Paths and names from the user reach the generated files only as escaped
+docstring text or as literals; numbers (``inf`` included) are written so they
+rebuild exactly; node names never become Python names of their own.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from mtdsl.codegen.literal import GeneratedCodeError, checked_source, docstring_text, literal
+from mtdsl.codegen.model_source import generate_model_source, variables
+from mtdsl.codegen.train_source import Code, _fill, generate_train_source
+from mtdsl.compiler import compile_spec, compile_text
+from mtdsl.errors import MtdslError, Source
+from mtdsl.spec.load import load_spec
+from mtdsl.spec.training import Ramp
+
+from conftest import SPECS, tiny_backbones
+
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+SMALL_SPEC = """
+model small
+input 3x32x32
+backbone trunk = timm("test_resnet")
+dataset shapes = synthetic(count = 8, size = 32)
+task a: classify(shapes) { classes = 2 }
+task b: binary(shapes) { branch = trunk.stage3 }
+"""
+
+HOSTILE_PATHS = (
+    "C:\\Users\\new\\x41",
+    "\\x",
+    "C:\\U",
+    'a"""; import os; os.system("x") #',
+    '"""\nraise SystemExit\n"""',
+    "'''\nraise SystemExit\n'''",
+    "x\\",
+    'end"',
+    "line\rreturn\r\nfeed\fnext\x85sep\u2028para\u2029",
+    "\x00nul\x7f\udcff",
+    "{}{{}}${x}%s",
+)
+#: Arbitrary text: quotes, backslashes, line breaks of every kind, control characters, surrogates.
+any_text = st.text(st.characters(codec=None), max_size=40) | st.sampled_from(HOSTILE_PATHS)
+
+
+@functools.lru_cache(maxsize=1)
+def _small():
+    return compile_text(SMALL_SPEC, "small.mtl")
+
+
+def _top_level(source: str) -> tuple[str, list[str]]:
+    """The module docstring and every other top-level statement, dumped."""
+    tree = ast.parse(source)
+    return tree.body[0].value.value, [ast.dump(node) for node in tree.body[1:]]
+
+
+def _run(source: str, filename: str) -> dict:
+    namespace = {"__name__": f"generated_{filename.partition('.')[0]}", "__file__": f"/tmp/{filename}"}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - running generated code is the point
+    return namespace
+
+
+# ------------------------------------------------------------------- hostile paths (item 9)
+
+
+@SETTINGS
+@given(path=any_text)
+@example(path="C:\\Users\\new\\x41")
+@example(path='a"""; import os; os.system("x") #')
+@example(path='"""\nraise SystemExit\n"""')
+def test_hostile_spec_paths_are_shown_in_the_docstring_and_never_run(path):
+    compilation = _small()
+    spec = dataclasses.replace(compilation.spec, source=Source(path, SMALL_SPEC))
+    plain = dataclasses.replace(compilation.spec, source=Source("small.mtl", SMALL_SPEC))
+    for filename, source, baseline in (
+        ("model.py", generate_model_source(compilation.graph, path),
+         generate_model_source(compilation.graph, "small.mtl")),
+        ("train.py", generate_train_source(spec, compilation.graph, path + "/train.py"),
+         generate_train_source(plain, compilation.graph, "out/train.py")),
+    ):
+        docstring, statements = _top_level(source)
+        assert path in docstring, filename  # the reader still sees the path, exactly
+        assert statements == _top_level(baseline)[1], filename  # and nothing else changed: no injected code
+        assert _run(source, filename)["__doc__"] == docstring
+
+
+@SETTINGS
+@given(text=any_text)
+def test_docstring_text_reads_back_as_the_text(text):
+    assert ast.literal_eval('"""' + docstring_text(text) + '"""') == text
+
+
+# ------------------------------------------------------------------ values (item 10)
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return type(b) is dict and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+@SETTINGS
+@given(value=values)
+@example(value=[1e999, -1e999, float("nan"), -0.0, 5e-324, 2**200])
+def test_literal_rebuilds_every_value_exactly(value):
+    text = literal(value)
+    assert _same(eval(checked_source(f"({text})", "v.py")), value)  # noqa: S307 - the literal is the subject
+
+
+def test_literal_refuses_values_it_cannot_write():
+    with pytest.raises(GeneratedCodeError):
+        literal(object())
+    with pytest.raises(GeneratedCodeError):
+        literal({1, 2})
+
+
+def test_checked_source_refuses_broken_or_undefined_names():
+    with pytest.raises(GeneratedCodeError, match="inf"):
+        checked_source("LR = inf\n", "train.py")
+    with pytest.raises(GeneratedCodeError, match="nan"):
+        checked_source("def f():\n    return nan\n", "train.py")
+    with pytest.raises(GeneratedCodeError, match="compile"):
+        checked_source('"""a"""b"""\n', "train.py")
+    assert checked_source("import math\nX = math.inf\ndef f(y):\n    return X, y, len\n", "ok.py")
+
+
+def test_template_holes_take_values_in_the_form_they_say():
+    assert _fill("A = ${a!r}", {"a": 'x"\\'}) == "A = 'x\"\\\\'"
+    assert _fill("${a}", {"a": Code("[1]")}) == "[1]"
+    with pytest.raises(GeneratedCodeError, match="takes Code"):
+        _fill("${a}", {"a": "raw spec text"})
+    with pytest.raises(GeneratedCodeError, match="nothing fills"):
+        _fill("${b!r}", {})
+
+
+def test_a_train_py_that_would_not_import_is_an_internal_error_not_a_file(tmp_path, monkeypatch):
+    from mtdsl.codegen import train_source
+
+    for broken in ('"""${spec_path!doc}"""\nLR = inf\n', '"""${spec_path!doc}"""\nif True\n'):
+        template = tmp_path / "train.py.tmpl"
+        template.write_text(broken, encoding="utf-8")
+        monkeypatch.setattr(train_source, "TEMPLATE", template)
+        with pytest.raises(GeneratedCodeError):
+            generate_train_source(_small().spec, _small().graph)
+
+
+def test_non_finite_numbers_in_configs_are_written_so_train_py_imports():
+    compilation = _small()
+    train = compilation.spec.train
+    train = train.model_copy(update={
+        "optimizer": train.optimizer.model_copy(update={"lr": float("inf")}),
+        "grad_clip": float("-inf"),
+        "tasks": {name: t.model_copy(update={"weight": 1e999}) for name, t in train.tasks.items()},
+    })
+    spec = dataclasses.replace(compilation.spec, train=train)
+    namespace = _run(generate_train_source(spec, compilation.graph), "train.py")
+    assert namespace["OPTIMIZER"].lr == math.inf and namespace["GRAD_CLIP"] == -math.inf
+    assert namespace["LOSS_WEIGHTS"] == {"a": math.inf, "b": math.inf}
+
+
+def _registered_configs():
+    """One instance of every registered config kind, its text fields hostile where it has any."""
+    from mtdsl.nn.heads import HEAD_CONFIGS
+    from mtdsl.nn.losses import LOSS_CONFIGS
+    from mtdsl.nn.necks import NECK_CONFIGS
+    from mtdsl.spec.data import DATASETS
+    from mtdsl.spec.model import BACKBONES
+    from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS
+
+    hostile = 'C:\\Users\\new\\x41 """ \' \n'
+    fillers = {"hidden": [16, 8], "every": 2, "ratios": {"a": 0.25, "b'\"": Ramp(start=0.1, end=1e999)}}
+    configs = []
+    for registry in (HEAD_CONFIGS, NECK_CONFIGS, LOSS_CONFIGS, BACKBONES, OPTIMIZERS, SAMPLERS, SCHEDULES,
+                     WEIGHTINGS, DATASETS):
+        for kind in registry.kinds():
+            config = registry.get(kind)
+            required = {name: fillers.get(name, hostile) for name, field in config.model_fields.items()
+                        if field.is_required()}
+            configs.append(pytest.param(config, required, id=f"{registry.what}-{kind}"))
+    return configs
+
+
+@pytest.mark.parametrize(("config", "fields"), _registered_configs())
+def test_every_registered_config_is_written_so_it_rebuilds_equal(config, fields):
+    instance = config.model_validate(fields)
+    classes: set[type] = set()
+    text = literal(instance, classes)
+    imports = "".join(f"from {kind.__module__} import {kind.__name__}\n" for kind in classes)
+    namespace: dict = {}
+    exec(checked_source(f"{imports}VALUE = {text}\n", "v.py"), namespace)  # noqa: S102
+    assert namespace["VALUE"] == instance
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_constant_of_train_py_rebuilds_the_spec_value(path):
+    compilation = compile_spec(tiny_backbones(load_spec(path)))
+    spec = compilation.spec
+    namespace = _run(generate_train_source(spec, compilation.graph), "train.py")
+    assert namespace["DATASETS"] == dict(spec.datasets)
+    for constant, value in (("SAMPLING", spec.train.sampling), ("WEIGHTING", spec.train.weighting),
+                            ("OPTIMIZER", spec.train.optimizer), ("SCHEDULE", spec.train.schedule),
+                            ("GRAD_CLIP", spec.train.grad_clip), ("WARMUP_EPOCHS", spec.train.warmup),
+                            ("SEED", spec.train.seed), ("SPEC_NAME", spec.name)):
+        assert namespace[constant] == value, constant
+    assert namespace["LOSS_WEIGHTS"] == {name: t.weight for name, t in spec.train.tasks.items()}
+
+
+# --------------------------------------------------------- names in the generated model (item 3)
+
+#: Names that ``model.py`` binds or uses itself, and builtins. nn.Module attributes
+#: (``train``, ``eval``, ``to``) are the spec layer's to reject and are not listed here.
+TRICKY_NAMES = (
+    "x", "self", "tasks", "outputs", "wanted", "requested", "built", "torch", "nn", "copy", "TASKS",
+    "INPUT_SIZE", "Model", "resolve_tasks", "timm_segments", "ClassificationHead", "set", "print", "Any",
+    "annotations", "trunk_stage3", "input", "x_2",
+)
+#: Python keywords: the spec layer may reject them; if it accepts them, model.py must work.
+KEYWORD_NAMES = ("class", "lambda", "None", "def", "match", "_")
+
+
+def _named_spec(backbone: str, dataset: str, tasks: list[str]) -> str:
+    """One spec in which every name is used: tasks alternately branch at stage2, stage3 and tap stage3."""
+    where = (f"branch = {backbone}.stage2", f"branch = {backbone}.stage3", f"tap = {backbone}.stage3")
+    lines = [f"model {tasks[0]}", "input 3x32x32", f'backbone {backbone} = timm("test_resnet")',
+             f"dataset {dataset} = synthetic(count = 8, size = 32)"]
+    lines += [f"task {task}: classify({dataset}) {{ classes = 2; {where[i % 3]} }}" for i, task in enumerate(tasks)]
+    return "\n".join(lines) + "\n"
+
+
+NAMED_SPECS = {
+    "names": _named_spec(TRICKY_NAMES[0], TRICKY_NAMES[1], list(TRICKY_NAMES[2:])),
+    "names_rotated": _named_spec(TRICKY_NAMES[8], TRICKY_NAMES[7], list(TRICKY_NAMES[:7] + TRICKY_NAMES[9:])),
+    "keywords": _named_spec(KEYWORD_NAMES[0], KEYWORD_NAMES[1], list(KEYWORD_NAMES[2:])),
+}
+
+COLLIDING_SPECS = {
+    # `c/zb.stage4` (task c's copy of zb.stage4) and `c__zb.stage4` would both be `c__zb_stage4`;
+    # the graph walk computes c's copy between c__zb.stage4 and the zz head that reads it.
+    "branch_vs_backbone": """
+model m
+input 3x32x32
+backbone zb = timm("test_resnet")
+backbone c__zb = timm("test_resnet")
+dataset d = synthetic(count = 8, size = 32)
+task c: classify(d) { classes = 2; branch = zb.stage3 }
+task zz: classify(d) { classes = 2; backbone = c__zb }
+task e: classify(d) { classes = 2; backbone = zb }
+""",
+    # a neck named like the segment variable `trunk_stage3`, computed before zz's head reads trunk.stage3.
+    "neck_vs_segment": """
+model m
+input 3x64x64
+backbone trunk = timm("test_resnet")
+neck trunk_stage3 = fpn(trunk, channels = 8, min_level = 3, max_level = 5)
+dataset d = synthetic(count = 8, size = 64)
+task x: segment(d) { classes = [background, circle, square, triangle]; tap = trunk_stage3 }
+task zz: classify(d) { classes = 2; tap = trunk.stage3 }
+""",
+}
+
+
+def _assert_generated_model_matches(compilation, tmp_name: str) -> None:
+    source = generate_model_source(compilation.graph, "names.mtl")
+    generated = _run(source, f"{tmp_name}.py")["Model"](load_pretrained=False).eval()
+    compiled = compilation.model().eval()
+    generated.load_state_dict(compiled.state_dict(), strict=True)
+    size = compilation.spec.model.input.size
+    x = torch.randn(2, *size)
+    tasks = list(compilation.spec.model.tasks)
+    with torch.no_grad():
+        for wanted in (None, tasks[:1], tasks[-1:]):
+            expected, actual = compiled(x, tasks=wanted), generated(x, tasks=wanted)
+            assert list(actual) == list(expected)
+            for task in expected:
+                torch.testing.assert_close(actual[task], expected[task], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMED_SPECS)
+def test_tricky_names_give_a_model_py_equal_to_the_model(name):
+    try:
+        compilation = compile_text(NAMED_SPECS[name], f"{name}.mtl")
+    except MtdslError:
+        assert name == "keywords", "only keywords may be rejected"
+        pytest.skip("the spec layer rejects Python keywords as names")  # rejecting is as good as working
+    _assert_generated_model_matches(compilation, name)
+
+
+@pytest.mark.parametrize("name", COLLIDING_SPECS)
+def test_node_variables_never_collide(name):
+    compilation = compile_text(COLLIDING_SPECS[name], f"{name}.mtl")
+    _assert_generated_model_matches(compilation, name)
+
+
+@SETTINGS
+@given(nodes=st.lists(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}([./][A-Za-z_][A-Za-z0-9_]{0,6}){0,2}",
+                                    fullmatch=True), unique=True, max_size=12),
+       taken=st.sets(st.sampled_from(["x", "self", "outputs", "a_b", "a__b"]) | st.from_regex(r"[a-z_]{1,4}",
+                                                                                         fullmatch=True)))
+def test_node_variables_are_distinct_identifiers_outside_taken(nodes, taken):
+    names = variables(nodes, taken)
+    assert len(set(names.values())) == len(nodes)
+    assert all(name.isidentifier() and name not in taken for name in names.values())
+    assert not any(name in __builtins__ if isinstance(__builtins__, dict) else hasattr(__builtins__, name)
+                   for name in names.values())
+
+
+def test_a_neck_named_like_the_input_node_is_a_located_error():
+    text = (
+        'model m\ninput 3x64x64\nbackbone trunk = timm("test_resnet")\nneck input = fpn(trunk, max_level = 5)\n'
+        "dataset d = synthetic()\ntask s: segment(d) { classes = 3 }\n"
+    )
+    with pytest.raises(MtdslError) as caught:
+        compile_text(text, "input_neck.mtl")
+    assert caught.value.span is not None and caught.value.span.line == 4
+    assert "neck input_pyramid" in caught.value.render()
