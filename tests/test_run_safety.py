@@ -344,3 +344,11 @@ def test_bad_command_line_values_are_refused_before_anything_is_written(tmp_path
     assert exited.value.code == 2
     assert says in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_another_seed_is_refused(finished_run, tmp_path, capsys):
+    spec, finished = finished_run
+    out = tmp_path / "run"
+    assert train(spec, out, "--seed", "3") == 0
+    assert train(spec, out, "--resume") == 2
+    assert "resume with --seed 3" in capsys.readouterr().err

@@ -34,10 +34,28 @@ def test_every_registered_sampling_kind_has_a_strategy():
     assert set(SAMPLERS.kinds()) == set(PLANNERS)
 
 
-def test_epoch_length_is_thesis_formula():
-    ratios = [0.5, 0.3, 0.2]
-    expected = round(sum(n * a / b for n, a, b in zip(SIZES, ratios, BATCHES)))
-    assert len(sampler(FixedSampling(ratios={"a": 1}), ratios).plan(0, 0.0)) == expected
+@pytest.mark.parametrize("config, ratios", [
+    (FixedSampling(ratios={"a": 1}), [0.5, 0.3, 0.2]),
+    (FixedSampling(ratios={"a": 1}), [0.1, 0.1, 0.8]),
+    (ProportionalSampling(), None),
+    (EqualSampling(), None),
+])
+def test_an_epoch_is_one_pass_over_every_stream_by_default_and_the_thesis_formula_by_name(config, ratios):
+    passes = sampler(config, ratios).plan(0, 0.0)
+    assert len(passes) == round(sum(n / b for n, b in zip(SIZES, BATCHES)))
+    weighted = sampler(config, ratios, epoch="weighted")
+    alphas = weighted.ratios(0.0)
+    assert len(weighted.plan(0, 0.0)) == round(sum(n * a / b for n, a, b in zip(SIZES, alphas, BATCHES)))
+
+
+def test_under_proportional_sampling_an_epoch_sees_every_dataset_once():
+    plan = sampler(ProportionalSampling()).plan(0, 0.0)
+    assert [plan.count(i) * b for i, b in enumerate(BATCHES)] == pytest.approx(SIZES, abs=max(BATCHES))
+
+
+def test_an_unknown_epoch_length_is_refused():
+    with pytest.raises(ValueError, match="passes"):
+        sampler(ProportionalSampling(), epoch="steps")
 
 
 def draws_over(s, epochs=200):
@@ -47,9 +65,16 @@ def draws_over(s, epochs=200):
     return plan
 
 
-def test_proportional_follows_dataset_sizes():
+def test_proportional_follows_dataset_sizes_in_batches():
     observed = frequencies(draws_over(sampler(ProportionalSampling())))
-    assert observed == pytest.approx([n / sum(SIZES) for n in SIZES], abs=0.02)
+    batches = [n / b for n, b in zip(SIZES, BATCHES)]
+    assert observed == pytest.approx([count / sum(batches) for count in batches], abs=0.02)
+
+
+def test_proportional_with_equal_batch_sizes_follows_dataset_sizes():
+    plan = TaskSampler.create(ProportionalSampling(), sizes=SIZES, batch_sizes=[10, 10, 10], ratios_by_stream=None,
+                              seed=3).plan(0, 0.0)
+    assert frequencies(plan) == pytest.approx([n / sum(SIZES) for n in SIZES], abs=0.01)
 
 
 def test_fixed_follows_given_ratios_without_needing_them_to_sum_to_one():

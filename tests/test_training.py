@@ -300,3 +300,15 @@ def test_eval_needs_no_pretrained_weights_because_the_checkpoint_replaces_them(t
     best = tmp_path / "run" / "checkpoints" / "best.pt"
     assert main(["eval", str(imagenet), "--checkpoint", str(best)]) == 0
     assert "test split" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("epoch, passes", [("passes", 1.0), ("weighted", 0.5)])
+def test_an_epoch_shows_each_task_its_data_once_by_default_and_half_as_much_by_the_thesis_formula(
+        tmp_path, capsys, epoch, passes):
+    spec = write_spec(tmp_path, f"    epochs = 1\n    epoch = {epoch}")
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 0
+    (record,) = records(tmp_path / "run", "train")
+    train_images = 67  # 70% of 96
+    for task in ("shape", "colour", "large"):  # two streams on one dataset: shape+colour, and balanced large
+        assert record["images"][task] == pytest.approx(passes * train_images, abs=16)
+    assert f"an epoch ({'one pass over every stream' if epoch == 'passes' else 'Σ|X|·α/B'}" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import shlex
 import sys
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
             loop.train(run.root, resume=args.resume, overwrite=args.overwrite, seed=seed, device=args.device,
                        workers=loop.WORKERS if args.workers is None else args.workers, quiet=args.quiet)
         except KeyboardInterrupt as interrupt:
-            command = f"mtdsl train {spec_path} --out {run.root}"
+            command = shlex.join(["mtdsl", "train", str(spec_path), "--out", str(run.root)]
+                                 + [f"--set={pair}" for pair in args.set]
+                                 + ([f"--seed={args.seed}"] if args.seed is not None else []))
             console.print(stopped_message(interrupt, run, command), style="yellow", markup=False, highlight=False)
             return exit_code(interrupt)
     console.print(f"[green]trained[/] {spec_path}: run folder {run.root}/ (diagram {run.root / 'architecture.svg'}, "

@@ -52,7 +52,8 @@ RUNTIME_IMPORTS = (
     "from mtdsl.train.progress import EpochProgress",
     "from mtdsl.train.report import MetricsLog, results_table, write_results",
     "from mtdsl.train.run_folder import RunFolder",
-    "from mtdsl.train.runtime import (\n    class_names, load_model_class, main_values, num_outputs, realised_ratios, seed_everything,"
+    "from mtdsl.train.runtime import (\n    class_names, epoch_line, images_per_task, load_model_class, main_values, num_outputs,"
+    " realised_ratios, seed_everything,"
     " stop_on_non_finite,\n    stream_means, to_float,\n)",
     "from mtdsl.train.sampling import TaskSampler",
     "from mtdsl.train.schedule import LearningRate",
@@ -198,6 +199,7 @@ def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train
         "sampling": value(train.sampling),
         "sampling_ratios": value(_ratios_by_stream(spec, streams)),
         "sampling_targets": value(_targets_by_stream(spec, streams)),
+        "epoch": train.epoch,
         "weighting": value(train.weighting),
         "optimizer": value(train.optimizer),
         "schedule": value(train.schedule),

@@ -223,6 +223,7 @@ class TrainSpec(BaseModel):
     warmup: NonNegativeFloat = 0.0
     grad_clip: PositiveFloat | None = None
     sampling: SerializeAsAny[Config] = Field(default_factory=ProportionalSampling)
+    epoch: Literal["passes", "weighted"] = "passes"
     weighting: SerializeAsAny[Config] = Field(default_factory=ConstantWeighting)
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     seed: NonNegativeInt = 0

@@ -3,17 +3,25 @@
 One strategy per spec, registered under the same key as its config in
 :data:`mtdsl.spec.training.SAMPLERS`. A strategy turns the training progress
 into an epoch *plan*: the ordered list of stream indices for that epoch's
-steps. One epoch has ``Σ |X_i| α_i / B_i`` steps (thesis Algorithm 1), where
-``|X_i|`` is stream ``i``'s training-set size, ``α_i`` its ratio and ``B_i``
-its batch size. Plans are drawn from ``(seed, epoch)``, so they are the same
-after a resume; only ``dynamic`` carries state (its current ratios).
+steps, each stream's share of them as close to its ratio ``α_i`` as whole
+steps allow. How many steps an epoch has is the spec's ``epoch``:
+
+* ``passes`` (the default): ``Σ |X_i| / B_i``, as many batches as one pass over
+  every stream's data takes, where ``|X_i|`` is stream ``i``'s training-set size
+  and ``B_i`` its batch size. Under proportional sampling every stream is seen
+  once per epoch, as a single-task epoch sees its dataset once;
+* ``weighted``: ``Σ |X_i| α_i / B_i``, the thesis' Algorithm 1. Under
+  proportional sampling two equal datasets then get half a pass each.
+
+Plans are drawn from ``(seed, epoch)``, so they are the same after a resume;
+only ``dynamic`` carries state (its current ratios).
 
 >>> from mtdsl.spec.training import ProportionalSampling
->>> sampler = TaskSampler.create(ProportionalSampling(), sizes=[300, 100], batch_sizes=[10, 10],
-...                              ratios_by_stream=None, seed=0)
->>> plan = sampler.plan(epoch=0, progress=0.0)
->>> len(plan), round(plan.count(0) / len(plan), 1)
-(25, 0.8)
+>>> def plan(epoch):
+...     return TaskSampler.create(ProportionalSampling(), sizes=[300, 100], batch_sizes=[10, 10],
+...                               ratios_by_stream=None, seed=0, epoch=epoch).plan(epoch=0, progress=0.0)
+>>> len(plan("passes")), plan("passes").count(0), len(plan("weighted"))
+(40, 30, 25)
 """
 
 from __future__ import annotations
@@ -61,8 +69,12 @@ def apportion(ratios: Sequence[float], steps: int) -> list[int]:
     return counts
 
 
+#: What one epoch is (the spec's ``epoch``): see the module docstring.
+EPOCH_LENGTHS = ("passes", "weighted")
+
+
 class TaskSampler:
-    """Base strategy: ``Σ |X_i| α_i / B_i`` steps per epoch, each stream's share as close to
+    """Base strategy: an epoch of :meth:`steps` steps, each stream's share as close to
     ``α_i`` as whole steps allow, in a random order drawn from ``(seed, epoch)``.
 
     Drawing the counts exactly rather than i.i.d. (as the thesis' Algorithm 1
@@ -75,15 +87,19 @@ class TaskSampler:
         batch_sizes: batch size per stream.
         ratios_by_stream: per stream, its ratio (or ramp) for ``fixed``; else ``None``.
         seed: the run's seed.
+        epoch: ``passes`` or ``weighted`` (:data:`EPOCH_LENGTHS`).
     """
 
     def __init__(self, config: Config, sizes: Sequence[int], batch_sizes: Sequence[int],
-                 ratios_by_stream: Sequence[float | Ramp] | None, seed: int) -> None:
+                 ratios_by_stream: Sequence[float | Ramp] | None, seed: int, epoch: str = "passes") -> None:
+        if epoch not in EPOCH_LENGTHS:
+            raise ValueError(f"epoch must be one of {EPOCH_LENGTHS}, got {epoch!r}")
         self.config = config
         self.sizes = list(sizes)
         self.batch_sizes = list(batch_sizes)
         self.ratios_by_stream = ratios_by_stream
         self.seed = seed
+        self.epoch = epoch
 
     @staticmethod
     def create(config: Config, **kwargs) -> TaskSampler:
@@ -93,7 +109,9 @@ class TaskSampler:
         raise NotImplementedError
 
     def steps(self, ratios: Ratios) -> int:
-        return max(1, round(sum(n * a / b for n, a, b in zip(self.sizes, ratios, self.batch_sizes))))
+        """Steps in an epoch at these ratios: ``Σ |X_i| / B_i`` (``passes``) or ``Σ |X_i| α_i / B_i`` (``weighted``)."""
+        weights = ratios if self.epoch == "weighted" else [1.0] * len(ratios)
+        return max(1, round(sum(n * a / b for n, a, b in zip(self.sizes, weights, self.batch_sizes))))
 
     def plan(self, epoch: int, progress: float) -> list[int]:
         ratios = self.ratios(progress)
@@ -114,8 +132,11 @@ class TaskSampler:
 
 @register_sampler("proportional")
 class Proportional(TaskSampler):
+    """Streams in proportion to their size in batches, ``|X_i| / B_i``: every dataset is gone through at the
+    same pace (with equal batch sizes, in proportion to its images, as the thesis samples)."""
+
     def ratios(self, progress: float) -> Ratios:
-        return normalised(self.sizes)
+        return normalised([n / b for n, b in zip(self.sizes, self.batch_sizes)])
 
 
 @register_sampler("equal")
