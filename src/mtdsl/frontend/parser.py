@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import sys
 
 import lark
 from lark import Lark, Token, Transformer, v_args
@@ -39,6 +41,7 @@ def parse(text: str, path: str = "<spec>") -> ast.SpecFile:
         SpecSyntaxError: with the position, a caret and the expected tokens.
     """
     source = Source(path, text)
+    _check_nesting(text, source)
     try:
         tree = grammar().parse(text)
     except lark.exceptions.UnexpectedInput as error:
@@ -49,6 +52,35 @@ def parse(text: str, path: str = "<spec>") -> ast.SpecFile:
         if isinstance(error.orig_exc, SpecSyntaxError):
             raise error.orig_exc.with_source(source) from None
         raise
+
+
+#: How deep brackets may nest. Real specs nest two or three deep; the limit keeps the
+#: recursive passes after parsing (the AST transformer, lowering) far from Python's stack limit.
+MAX_NESTING = 100
+
+
+def _check_nesting(text: str, source: Source) -> None:
+    """Refuse brackets nested more than :data:`MAX_NESTING` deep, before anything recurses on them.
+
+    Text that does not lex is left to the parser, which reports it.
+    """
+    depth = 0
+    try:
+        for token in grammar().lex(text):
+            if token.type in _BRACKETS:
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise SpecSyntaxError(
+                        f"brackets nested more than {MAX_NESTING} deep",
+                        _span(token),
+                        source=source,
+                        expected=f"at most {MAX_NESTING} levels of '[', '(' and '{{'",
+                        hint="flatten the value; no setting takes lists or calls nested this deep",
+                    )
+            elif token.type in _CLOSING:
+                depth = max(depth - 1, 0)
+    except lark.exceptions.LarkError:
+        return
 
 
 def _span(meta_or_token: object) -> Span:
@@ -115,8 +147,18 @@ class _ToAst(Transformer):
 
     def number(self, meta, token: Token):
         text = str(token)
-        is_integer = text.lstrip("-").isdigit()
-        return ast.Number(int(text) if is_integer else float(text), _span(token))
+        try:
+            value: int | float = int(text) if text.lstrip("-").isdigit() else float(text)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            value = math.inf
+        if not math.isfinite(value):
+            raise SpecSyntaxError(
+                f"number {text[:20]}{'…' if len(text) > 20 else ''} is too large to represent",
+                _span(token),
+                expected=f"a finite number, at most about {sys.float_info.max:.1e}",
+                hint="no setting takes a value this large; check the exponent",
+            )
+        return ast.Number(value, _span(token))
 
     def shape(self, meta, token: Token):
         return ast.Shape(tuple(int(d) for d in str(token).split("x")), _span(token))
@@ -334,7 +376,7 @@ def _allowed_before(text: str, position: int) -> set[str] | None:
 def _syntax_error(error: lark.exceptions.UnexpectedInput, text: str, source: Source) -> SpecSyntaxError:
     line, column = error.line, error.column
     if line is None or line < 0:
-        lines = text.splitlines() or [""]
+        lines = text.rstrip("\n").split("\n")  # lark's line count: only "\n" ends a line
         line, column = len(lines), len(lines[-1]) + 1
     width = 1
     label = None

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Config(BaseModel):
-    """Base of every kind's config: frozen, and unknown keys are errors.
+    """Base of every kind's config: frozen, unknown keys are errors, and so are ``inf`` and ``nan``.
 
     Class variables shape how a call's arguments map onto fields:
     ``positional`` names the fields filled by positional arguments, in order;
@@ -30,7 +30,7 @@ class Config(BaseModel):
     are not fields (e.g. per-task ratios in ``fixed(a = 0.7, b = 0.3)``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     positional: ClassVar[tuple[str, ...]] = ()
     keywords_field: ClassVar[str | None] = None
