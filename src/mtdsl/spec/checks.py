@@ -495,9 +495,9 @@ def check_shared_batches(spec: Spec) -> None:
 
 
 CHECKS: tuple[Callable[[Spec], None], ...] = (
-    check_declarations,
     check_backbones,
     check_necks,
+    check_declarations,
     check_square_input,
     check_datasets,
     check_joined_datasets,

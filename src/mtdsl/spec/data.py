@@ -11,7 +11,7 @@ compiling a model: the data is only opened when training.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -22,7 +22,9 @@ from mtdsl.spec.registry import Config, Registry
 MIN_SYNTHETIC_SIDE = 16
 MAX_SYNTHETIC_COUNT = 1_000_000
 
-Split = Union[Literal["given"], list[float]]
+Split = Union[Literal["given"], list[Annotated[float, Field(le=1.0)]]]
+#: A value of an 8-bit mask (the lower bound is checked with a message that names the range).
+MaskValue = Annotated[int, Field(le=255)]
 
 
 class DatasetConfig(Config):
@@ -200,8 +202,8 @@ class MasksDataset(DatasetConfig):
     images: str
     masks: str
     classes: list[str] | str | None = None
-    class_map: list[int | list[int]] | None = None
-    ignore: list[int] = Field(default_factory=list)
+    class_map: list[MaskValue | list[MaskValue]] | None = None
+    ignore: list[MaskValue] = Field(default_factory=list)
     split: Split = "given"
     seed: Seed = 0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SerializeAsAny, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 from mtdsl.nn.heads import HeadConfig
 from mtdsl.nn.necks import NeckConfig
@@ -33,13 +33,13 @@ class InputSpec(BaseModel):
     """``3x224x224``: channels, height, width."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-    channels: PositiveInt = CHANNELS
+    channels: int = Field(default=CHANNELS, ge=CHANNELS, le=CHANNELS)
     height: Side = 224
     width: Side = 224
 
-    @field_validator("channels")
+    @field_validator("channels", mode="before")
     @classmethod
-    def _rgb(cls, value: int) -> int:
+    def _rgb(cls, value: object) -> object:
         if value != CHANNELS:
             raise ValueError(f"must be {CHANNELS}: images are read as RGB, and timm backbones take 3 channels")
         return value

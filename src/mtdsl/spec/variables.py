@@ -201,9 +201,9 @@ class _Resolver:
                     raise undefined_variable(reference, span, self.raw)
                 graph.add_edge(name, reference, span=span)
         try:
-            cycle = nx.find_cycle(graph)
-        except nx.NetworkXNoCycle:
             return list(reversed(list(nx.topological_sort(graph))))
+        except nx.NetworkXUnfeasible:  # find_cycle only now: it is quadratic on a long acyclic chain
+            cycle = nx.find_cycle(graph)
         names = [edge[0] for edge in cycle] + [cycle[0][0]]
         start = cycle[0][0]
         written_here = start in lets and self.raw[start] is lets[start].value
