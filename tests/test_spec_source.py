@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,12 +102,39 @@ def test_columns_after_a_byte_order_mark_count_from_the_first_character() -> Non
 # ------------------------------------------------------------------ spec files
 
 
+def load_in_child(path: Path | str) -> str:
+    """``load_spec(path)``'s error stage and message, from a child process with a time and memory limit.
+
+    Reading /dev/zero never ends; in a child with a memory limit a regression
+    fails the test instead of exhausting the machine's memory.
+    """
+    code = (
+        "import os, resource, sys\n"
+        "from mtdsl.errors import MtdslError\n"
+        "from mtdsl.spec.load import load_spec\n"
+        "mapped = int(open('/proc/self/statm').read().split()[0]) * os.sysconf('SC_PAGE_SIZE')\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (mapped + (1 << 30), mapped + (1 << 30)))\n"
+        "try:\n"
+        "    load_spec(sys.argv[1])\n"
+        "except MtdslError as error:\n"
+        "    print(error.stage + ': ' + error.message)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, env=env
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"load_spec({path}) was still reading after 60 s")
+    return done.stdout.strip() + done.stderr[-2000:]
+
+
 @contextmanager
 def deadline(seconds: int) -> Iterator[None]:
-    """Fail instead of hanging: reading a FIFO or /dev/zero never returns."""
+    """Fail instead of hanging: opening a FIFO with no writer blocks until a signal interrupts it."""
 
     def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"still reading after {seconds} s")
+        raise TimeoutError(f"still blocked after {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.alarm(seconds)
@@ -119,14 +148,21 @@ def deadline(seconds: int) -> Iterator[None]:
 def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "spec.mtl"
     os.mkfifo(fifo)
-    with deadline(5), pytest.raises(ArtefactError, match="not a regular file"):
+    with deadline(10), pytest.raises(ArtefactError, match="not a regular file"):
         load_spec(fifo)
 
 
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null here")
+def test_a_device_is_refused() -> None:
+    with pytest.raises(ArtefactError, match="not a regular file"):
+        load_spec("/dev/null")
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero here")
 def test_dev_zero_is_refused_without_reading_it() -> None:
-    with deadline(5), pytest.raises(ArtefactError, match="not a regular file"):
-        load_spec("/dev/zero")
+    """In a child process: a regression would read /dev/zero until memory runs out."""
+    assert "not a regular file" in load_in_child("/dev/zero")
 
 
 def test_a_directory_is_refused(tmp_path: Path) -> None:
@@ -173,10 +209,17 @@ def test_set_values_nested_too_deep_do_not_recurse() -> None:
 
 
 @pytest.mark.parametrize("count", [200, 1500])
-def test_long_chains_of_variables_resolve(count: int) -> None:
-    chain = 'let v0 = "leaf"\n' + "".join(f'let v{i} = "${{v{i - 1}}}"\n' for i in range(1, count))
+@pytest.mark.parametrize("form", ['"${{v{0}}}"', "${{v{0}}}"], ids=["in a string", "whole value"])
+@pytest.mark.parametrize("direction", ["backward", "forward"])
+def test_long_chains_of_variables_resolve(count: int, form: str, direction: str) -> None:
+    """``let v1 = ${v0}`` … or ``let v0 = ${v1}`` …: each resolved after what it refers to, without recursion."""
+    step = -1 if direction == "backward" else 1
+    leaf = 0 if direction == "backward" else count - 1
+    chain = "".join(
+        f'let v{i} = "leaf"\n' if i == leaf else f"let v{i} = {form.format(i + step)}\n" for i in range(count)
+    )
     spec = load_text(chain + HEAD + TASK, "chain.mtl")
-    assert spec.variables[f"v{count - 1}"] == "leaf"
+    assert spec.variables[f"v{count - 1 - leaf}"] == "leaf"
 
 
 # ------------------------------------------------------------------ ${…} references
