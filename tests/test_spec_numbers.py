@@ -12,6 +12,7 @@ import math
 import re
 import types
 import typing
+from pathlib import Path
 from dataclasses import dataclass
 
 import annotated_types
@@ -313,3 +314,16 @@ def test_inf_and_nan_cannot_come_in_through_set(raw: str) -> None:
     with pytest.raises(SpecValueError, match="lr") as caught:
         load_text(text, "nonfinite.mtl", overrides={"lr": raw})
     assert caught.value.span is not None and caught.value.span.line == text.count("\n")
+
+
+def _limits_table() -> list[str]:
+    docs = (Path(__file__).parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
+    section = docs.split("### Limits", 1)[1].split("\n## ", 1)[0]
+    return [row for row in section.splitlines() if row.startswith("| ") and not row.startswith("| fields")]
+
+
+@pytest.mark.parametrize("case", BOUNDED, ids=lambda c: f"{c.owner}.{c.field}")
+def test_every_bound_is_documented(case: Bounded) -> None:
+    bound = f"`{int(case.bound)}`" if float(case.bound).is_integer() else f"`{case.bound}`"
+    rows = [row for row in _limits_table() if f"`{case.field}`" in row and bound in row.split("|")[2]]
+    assert rows, f"docs/language.md's Limits table lacks `{case.field}` with {bound}"
