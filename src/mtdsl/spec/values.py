@@ -130,6 +130,8 @@ def _shown(value: Any) -> str:
     """A value as the spec wrote it: ``ramp(…)`` for a call, else its repr."""
     if isinstance(value, dict) and "kind" in value:
         return f"{value['kind']}(…)"
+    if isinstance(value, bool):
+        return as_text(value)
     return repr(value)
 
 
@@ -172,6 +174,9 @@ def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, wha
     if first["type"] == "bool_type":
         expected = "true or false"
         hint = "write true or false"
+    if first["type"] == "string_type" and isinstance(first.get("input"), bool):
+        word = "true" if first["input"] else "false"
+        hint = f'true and false are booleans; for the text write "{word}" in quotes'
     if first["type"] == "literal_error":
         expected = first["ctx"]["expected"]
         options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
