@@ -327,3 +327,21 @@ def test_every_bound_is_documented(case: Bounded) -> None:
     bound = f"`{int(case.bound)}`" if float(case.bound).is_integer() else f"`{case.bound}`"
     rows = [row for row in _limits_table() if f"`{case.field}`" in row and bound in row.split("|")[2]]
     assert rows, f"docs/language.md's Limits table lacks `{case.field}` with {bound}"
+
+
+@pytest.mark.parametrize(
+    "line, written",
+    [
+        ("let parts = 0.5/1e400", "1e400"),
+        ("let parts = 0.5/" + "9" * 5000, "9" * 5000),
+        ("input 3x" + "9" * 5000 + "x64", "3x"),
+        ("let n = " + "9" * 5000, "9" * 5000),
+    ],
+    ids=["ratio", "ratio digits", "shape digits", "integer digits"],
+)
+def test_every_number_literal_is_finite(line: str, written: str) -> None:
+    """Ratios and shapes too: a float that overflows, or more digits than Python converts."""
+    with pytest.raises(SpecSyntaxError, match="too large") as caught:
+        load_text(_HEAD + line + "\ntask t: classify(shapes) { classes = 3 }\n", "nonfinite.mtl")
+    span = caught.value.span
+    assert span is not None and span.line == _HEAD.count("\n") + 1 and span.column == line.index(written) + 1

@@ -147,24 +147,14 @@ class _ToAst(Transformer):
 
     def number(self, meta, token: Token):
         text = str(token)
-        try:
-            value: int | float = int(text) if text.lstrip("-").isdigit() else float(text)
-        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
-            value = math.inf
-        if not math.isfinite(value):
-            raise SpecSyntaxError(
-                f"number {text[:20]}{'…' if len(text) > 20 else ''} is too large to represent",
-                _span(token),
-                expected=f"a finite number, at most about {sys.float_info.max:.1e}",
-                hint="no setting takes a value this large; check the exponent",
-            )
-        return ast.Number(value, _span(token))
+        return ast.Number(_finite(text, int if text.lstrip("-").isdigit() else float, _span(token)), _span(token))
 
     def shape(self, meta, token: Token):
-        return ast.Shape(tuple(int(d) for d in str(token).split("x")), _span(token))
+        span = _span(token)
+        return ast.Shape(tuple(_finite(d, int, span) for d in str(token).split("x")), span)
 
     def ratio(self, meta, *parts: Token):
-        return ast.Ratio(tuple(float(p) for p in parts), _span(meta))
+        return ast.Ratio(tuple(_finite(str(p), float, _span(p)) for p in parts), _span(meta))
 
     def list(self, meta, *items):
         return ast.ListValue(tuple(items), _span(meta))
@@ -200,6 +190,27 @@ class _ToAst(Transformer):
                         hint="move it before the first 'key = value' or give it a key",
                     )
         return ast.Call(str(name), _span(name), args, kwargs, _span(meta))
+
+
+def _finite(text: str, kind: type[int] | type[float], span: Span) -> int | float:
+    """A number literal's value; one too large for a float (``1e999``) is an error, never ``inf``.
+
+    Integers keep their exact value (the schema bounds them), unless they have
+    more digits than Python converts (``sys.get_int_max_str_digits``).
+    """
+    try:
+        value = kind(text)
+    except ValueError:
+        value = math.inf
+    if not math.isfinite(value):
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        raise SpecSyntaxError(
+            f"number {shown} is too large to represent",
+            span,
+            expected=f"a finite number, at most about {sys.float_info.max:.1e}",
+            hint="no setting takes a value this large; check the exponent",
+        )
+    return value
 
 
 _ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
