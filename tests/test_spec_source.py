@@ -289,3 +289,11 @@ def test_a_boolean_variable_reads_as_the_spec_wrote_it() -> None:
 def test_parse_keeps_true_as_a_name() -> None:
     """The parser stays generic: ``true`` is a name until lowering reads it as a boolean."""
     assert parse("let t = true").statements[0].value.id == "true"
+
+
+@pytest.mark.parametrize("raw", ["${nosuch}/x", "[${nosuch}]", "${nosuch}"])
+def test_a_mistake_in_a_set_value_names_set_instead_of_a_spec_line(raw: str) -> None:
+    """The value is command-line text: pointing into the spec's first line would show the wrong text."""
+    with pytest.raises(MtdslError, match=r"--set root=") as caught:
+        load_text('let root = "data"\n' + HEAD + TASK, "set.mtl", overrides={"root": raw})
+    assert caught.value.span is None

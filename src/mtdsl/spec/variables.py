@@ -33,7 +33,7 @@ class Override:
     value: ast.Value
 
 
-def undefined_variable(name: str, span: Span, known: Iterable[str]) -> SpecNameError:
+def undefined_variable(name: str, span: Span | None, known: Iterable[str]) -> SpecNameError:
     known = list(known)
     return SpecNameError(
         f"undefined variable '${{{name}}}'",
@@ -191,14 +191,19 @@ class _Resolver:
         graph = nx.DiGraph()
         for name, value in self.raw.items():
             graph.add_node(name)
-            if name in lets and value is lets[name].value:  # a --set value is text, taken as given
+            written_here = name in lets and value is lets[name].value
+            if written_here:  # a --set value is text, taken as given
                 for string in _strings(value):
                     check_references(string.value, string.span)
             for reference, span in self.references(value):
                 if reference in BUILTINS:
                     continue
                 if reference not in self.raw:
-                    raise undefined_variable(reference, span, self.raw)
+                    if written_here:
+                        raise undefined_variable(reference, span, self.raw)
+                    error = undefined_variable(reference, None, self.raw)  # no position: the text is not the spec's
+                    error.message = f"--set {name}=…: {error.message}"
+                    raise error
                 graph.add_edge(name, reference, span=span)
         try:
             return list(reversed(list(nx.topological_sort(graph))))
