@@ -156,7 +156,10 @@ def _upper(metadata: list[object]) -> tuple[float, bool] | None:
     return None
 
 
-def _leaves(annotation: object, metadata: list[object], shape: str) -> list[tuple[type, tuple[float, bool] | None, str]]:
+Leaf = tuple[type, typing.Optional[tuple[float, bool]], str]
+
+
+def _leaves(annotation: object, metadata: list[object], shape: str) -> list[Leaf]:
     """(number type, upper bound, shape) of every number an annotation holds."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -274,7 +277,8 @@ def test_huge_class_counts_fail_before_naming_the_classes(count: int) -> None:
 
 def test_lists_have_a_bounded_length() -> None:
     ratios = ", ".join(["1"] * 17)
-    text = _DETECT.replace("{line}", f"head = efficientdet(aspect_ratios = [{ratios}])").replace("{{", "{").replace("}}", "}")
+    head = f"head = efficientdet(aspect_ratios = [{ratios}])"
+    text = _DETECT.replace("{line}", head).replace("{{", "{").replace("}}", "}")
     with pytest.raises(SpecValueError, match="aspect_ratios"):
         load_text(text, "bounds.mtl")
 

@@ -226,12 +226,12 @@ def check_references(spec: Spec) -> None:
             if key == "tap" and owner in spec.model.necks:
                 neck_backbone = spec.model.necks[owner].backbone
                 if task.backbone and neck_backbone != task.backbone:
+                    on_its_backbone = [n for n, config in spec.model.necks.items() if config.backbone == task.backbone]
                     raise GraphError(
                         f"task '{name}' uses backbone '{task.backbone}', but tap = {owner} reads neck '{owner}', "
                         f"which is built on backbone '{neck_backbone}'",
                         span,
-                        expected=f"a neck built on '{task.backbone}': "
-                        + (listing(n for n, c in spec.model.necks.items() if c.backbone == task.backbone) or "none declared"),
+                        expected=f"a neck built on '{task.backbone}': {listing(on_its_backbone) or 'none declared'}",
                         hint=f"remove 'backbone = {task.backbone}' (the neck decides it), or declare "
                         f"neck {task.backbone}_pyramid = {spec.model.necks[owner].kind}({task.backbone}) and tap it",
                     )
