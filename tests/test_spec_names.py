@@ -6,6 +6,8 @@ import keyword
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from mtdsl.errors import SpecNameError
@@ -81,3 +83,24 @@ def test_input_names_a_task_backbone_or_dataset(what: str) -> None:
 def test_statement_keywords_and_class_names_stay_ordinary_names() -> None:
     text = spec().replace("classes = 3", "classes = [train, phase, eval, to]")
     assert load_text(text, "names.mtl").model.tasks["breed"].classes == ["train", "phase", "eval", "to"]
+
+
+names = st.one_of(
+    st.sampled_from(MODULE_ATTRIBUTES + KEYWORDS + list(FREEZE_WORDS) + ["input"]),
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+)
+
+
+@pytest.mark.slow  # builds and runs a model per example
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=names, what=st.sampled_from(["task", "backbone", "neck", "dataset"]))
+def test_a_declared_name_is_refused_where_declared_or_the_model_builds(name: str, what: str) -> None:
+    """No name gets past the spec and then breaks the model (nn.ModuleDict raised KeyError for 'train')."""
+    text = spec(**{what: name})
+    try:
+        loaded = load_text(text, "names.mtl")
+    except SpecNameError as error:
+        assert error.span is not None and name in text.split("\n")[error.span.line - 1]
+        return
+    model = MultiTaskModel(build_graph(loaded), load_pretrained=False)
+    assert set(model.eval()(torch.zeros(1, 3, 64, 64))) == set(loaded.model.tasks)
