@@ -349,3 +349,16 @@ def test_every_number_literal_is_finite(line: str, written: str) -> None:
         load_text(_HEAD + line + "\ntask t: classify(shapes) { classes = 3 }\n", "nonfinite.mtl")
     span = caught.value.span
     assert span is not None and span.line == _HEAD.count("\n") + 1 and span.column == line.index(written) + 1
+
+
+@pytest.mark.parametrize("word", ["true", "false"])
+@pytest.mark.parametrize(
+    "case", [c for c in BOUNDED if c.field not in ("height", "width")], ids=lambda c: f"{c.owner}.{c.field}"
+)
+def test_a_boolean_is_not_a_number(case: Bounded, word: str) -> None:
+    """pydantic would read true as 1 (epochs = true trains one epoch); every number field refuses it."""
+    text, value = case.spec()
+    text = text.replace(case.over, word, 1)
+    with pytest.raises(SpecValueError, match="true and false are booleans") as caught:
+        load_text(text, "booleans.mtl")
+    assert caught.value.span is not None and caught.value.hint and "quote" in caught.value.hint

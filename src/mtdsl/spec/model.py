@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
+from pydantic import Field, SerializeAsAny, field_validator
 
 from mtdsl.nn.heads import HeadConfig
 from mtdsl.nn.necks import NeckConfig
 from mtdsl.spec.fields import MAX_CLASSES, Fraction, Side
-from mtdsl.spec.registry import Config, Registry
+from mtdsl.spec.registry import Config, Registry, SpecModel
 
 #: Images are read as RGB and timm stems take three channels.
 CHANNELS = 3
@@ -29,10 +29,9 @@ TASK_KINDS: dict[str, str] = {
 }
 
 
-class InputSpec(BaseModel):
+class InputSpec(SpecModel):
     """``3x224x224``: channels, height, width."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     channels: int = Field(default=CHANNELS, ge=CHANNELS, le=CHANNELS)
     height: Side = 224
     width: Side = 224
@@ -75,10 +74,9 @@ class TimmBackbone(Config):
     positional = ("model",)
 
 
-class TaskSpec(BaseModel):
+class TaskSpec(SpecModel):
     """The model side of one task: what it predicts and where its head sits."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str
     kind: TaskKind
     classes: list[str] | None = Field(default=None, max_length=MAX_CLASSES)
@@ -119,8 +117,7 @@ class TaskSpec(BaseModel):
         return len(self.classes or [])
 
 
-class ModelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class ModelSpec(SpecModel):
     name: str
     input: InputSpec = Field(default_factory=InputSpec)
     backbones: dict[str, TimmBackbone] = Field(default_factory=dict)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
+from pydantic import Field, SerializeAsAny, model_validator
 
 from mtdsl.nn.losses import LossConfig
 from mtdsl.spec.fields import (
@@ -26,7 +26,7 @@ from mtdsl.spec.fields import (
     Weight,
     Workers,
 )
-from mtdsl.spec.registry import Config, Registry
+from mtdsl.spec.registry import Config, Registry, SpecModel
 
 # ---------------------------------------------------------------- optimizers
 
@@ -96,10 +96,9 @@ class StepScheduleConfig(Config):
 SAMPLERS: Registry[Config] = Registry("sampling strategy")
 
 
-class Ramp(BaseModel):
+class Ramp(SpecModel):
     """``ramp(0.1, 0.2)``: a ratio that moves linearly from start to end over training."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     kind: Literal["ramp"] = "ramp"
     start: Weight
     end: Weight
@@ -199,17 +198,16 @@ class DwaWeighting(Config):
 # -------------------------------------------------------------------- phases
 
 
-class PhaseSpec(BaseModel):
+class PhaseSpec(SpecModel):
     """A stretch of training with its own frozen parts: ``phase heads { epochs = 10; freeze = [trunk] }``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str
     epochs: Epochs
     freeze: list[str] = Field(default_factory=list)
     lr: LearningRate | None = None
 
 
-class TaskTraining(BaseModel):
+class TaskTraining(SpecModel):
     """The training side of one task block.
 
     ``datasets`` holds one name for ``detect(coco)`` and several for
@@ -217,7 +215,6 @@ class TaskTraining(BaseModel):
     which may label only some of its classes (thesis §5.3).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     datasets: tuple[str, ...] = Field(min_length=1)
     loss: SerializeAsAny[LossConfig]
     weight: Weight = 1.0
@@ -228,8 +225,7 @@ class TaskTraining(BaseModel):
     target: float | None = Field(default=None, gt=0.0, le=1.0)
 
 
-class TrainSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class TrainSpec(SpecModel):
     epochs: Epochs = 10
     batch_size: BatchSize = 32
     optimizer: SerializeAsAny[Config] = Field(default_factory=SgdConfig)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from mtdsl.errors import Span, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.frontend import ast
-from mtdsl.spec.registry import Config, Registry
+from mtdsl.spec.registry import MISPLACED_BOOLEAN, Config, Registry
 from mtdsl.spec.variables import as_text
 
 if TYPE_CHECKING:
@@ -132,6 +132,8 @@ def _shown(value: Any) -> str:
         return f"{value['kind']}(…)"
     if isinstance(value, bool):
         return as_text(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(item) for item in value) + "]"
     return repr(value)
 
 
@@ -174,15 +176,14 @@ def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, wha
     if first["type"] == "bool_type":
         expected = "true or false"
         hint = "write true or false"
-    if first["type"] == "string_type" and isinstance(first.get("input"), bool):
-        word = "true" if first["input"] else "false"
-        hint = f'true and false are booleans; for the text write "{word}" in quotes'
     if first["type"] == "literal_error":
         expected = first["ctx"]["expected"]
         options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
         hint = did_you_mean(str(first.get("input")), options)
         message = f"'{first.get('input')}' is not a valid value"
-    prefix = f"{field} = {_shown(value)} in {what}" if key else what
+    if message.startswith(MISPLACED_BOOLEAN):
+        hint = 'write a number, or quote the word for text ("true"); true and false only set on/off fields'
+    prefix = f"{field} = {_shown(value)} in {what}" if key and field else what
     return SpecValueError(f"{prefix}: {message[0].lower()}{message[1:]}", span, expected=expected, hint=hint)
 
 
