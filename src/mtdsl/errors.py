@@ -36,7 +36,13 @@ class Source:
     text: str
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
+        """Line ``number`` (from 1) as lark counts lines: only ``\\n`` ends one.
+
+        ``str.splitlines`` also splits at form feeds, ``\\x85``, ``\\u2028`` and
+        other separators, which would show a different line than the one lark
+        reported.
+        """
+        lines = self.text.split("\n")
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
 

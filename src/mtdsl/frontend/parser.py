@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import sys
 
 import lark
 from lark import Lark, Token, Transformer, v_args
@@ -39,6 +41,7 @@ def parse(text: str, path: str = "<spec>") -> ast.SpecFile:
         SpecSyntaxError: with the position, a caret and the expected tokens.
     """
     source = Source(path, text)
+    _check_nesting(text, source)
     try:
         tree = grammar().parse(text)
     except lark.exceptions.UnexpectedInput as error:
@@ -49,6 +52,35 @@ def parse(text: str, path: str = "<spec>") -> ast.SpecFile:
         if isinstance(error.orig_exc, SpecSyntaxError):
             raise error.orig_exc.with_source(source) from None
         raise
+
+
+#: How deep brackets may nest. Real specs nest two or three deep; the limit keeps the
+#: recursive passes after parsing (the AST transformer, lowering) far from Python's stack limit.
+MAX_NESTING = 100
+
+
+def _check_nesting(text: str, source: Source) -> None:
+    """Refuse brackets nested more than :data:`MAX_NESTING` deep, before anything recurses on them.
+
+    Text that does not lex is left to the parser, which reports it.
+    """
+    depth = 0
+    try:
+        for token in grammar().lex(text):
+            if token.type in _BRACKETS:
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise SpecSyntaxError(
+                        f"brackets nested more than {MAX_NESTING} deep",
+                        _span(token),
+                        source=source,
+                        expected=f"at most {MAX_NESTING} levels of '[', '(' and '{{'",
+                        hint="flatten the value; no setting takes lists or calls nested this deep",
+                    )
+            elif token.type in _CLOSING:
+                depth = max(depth - 1, 0)
+    except lark.exceptions.LarkError:
+        return
 
 
 def _span(meta_or_token: object) -> Span:
@@ -115,14 +147,14 @@ class _ToAst(Transformer):
 
     def number(self, meta, token: Token):
         text = str(token)
-        is_integer = text.lstrip("-").isdigit()
-        return ast.Number(int(text) if is_integer else float(text), _span(token))
+        return ast.Number(_finite(text, int if text.lstrip("-").isdigit() else float, _span(token)), _span(token))
 
     def shape(self, meta, token: Token):
-        return ast.Shape(tuple(int(d) for d in str(token).split("x")), _span(token))
+        span = _span(token)
+        return ast.Shape(tuple(_finite(d, int, span) for d in str(token).split("x")), span)
 
     def ratio(self, meta, *parts: Token):
-        return ast.Ratio(tuple(float(p) for p in parts), _span(meta))
+        return ast.Ratio(tuple(_finite(str(p), float, _span(p)) for p in parts), _span(meta))
 
     def list(self, meta, *items):
         return ast.ListValue(tuple(items), _span(meta))
@@ -158,6 +190,27 @@ class _ToAst(Transformer):
                         hint="move it before the first 'key = value' or give it a key",
                     )
         return ast.Call(str(name), _span(name), args, kwargs, _span(meta))
+
+
+def _finite(text: str, kind: type[int] | type[float], span: Span) -> int | float:
+    """A number literal's value; one too large for a float (``1e999``) is an error, never ``inf``.
+
+    Integers keep their exact value (the schema bounds them), unless they have
+    more digits than Python converts (``sys.get_int_max_str_digits``).
+    """
+    try:
+        value = kind(text)
+    except ValueError:
+        value = math.inf
+    if not math.isfinite(value):
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        raise SpecSyntaxError(
+            f"number {shown} is too large to represent",
+            span,
+            expected=f"a finite number, at most about {sys.float_info.max:.1e}",
+            hint="no setting takes a value this large; check the exponent",
+        )
+    return value
 
 
 _ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
@@ -334,7 +387,7 @@ def _allowed_before(text: str, position: int) -> set[str] | None:
 def _syntax_error(error: lark.exceptions.UnexpectedInput, text: str, source: Source) -> SpecSyntaxError:
     line, column = error.line, error.column
     if line is None or line < 0:
-        lines = text.splitlines() or [""]
+        lines = text.rstrip("\n").split("\n")  # lark's line count: only "\n" ends a line
         line, column = len(lines), len(lines[-1]) + 1
     width = 1
     label = None

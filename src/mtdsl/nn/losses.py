@@ -13,12 +13,18 @@ from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveFloat
+from pydantic import Field
 from torch import nn
 
 from mtdsl.detection.bench import DetectionCriterion, DetectionSetup
 from mtdsl.detection.loss import DetectionLoss
+from mtdsl.spec.fields import Fraction, PositiveWeight, Weight
 from mtdsl.spec.registry import Config, Registry
+
+#: The focal loss's focusing exponent; 2 is the usual value, and past ~10 every easy example weighs nothing.
+MAX_GAMMA = 20.0
+#: The Huber loss's delta, in box-delta units (EfficientDet uses 0.1).
+MAX_DELTA = 100.0
 
 #: The target value segmentation losses and metrics skip: void pixels and letterbox padding.
 IGNORE_INDEX = 255
@@ -57,8 +63,8 @@ class CrossEntropyConfig(LossConfig):
     """``cross_entropy(label_smoothing = 0, dice = 0)``; ``dice`` (segment tasks only) adds that weight of Dice loss."""
 
     kind: Literal["cross_entropy"] = "cross_entropy"
-    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
-    dice: float = Field(default=0.0, ge=0.0)
+    label_smoothing: Fraction = 0.0
+    dice: Weight = 0.0
 
     task_kinds = frozenset({"classify", "segment"})
 
@@ -69,10 +75,10 @@ class DetectionLossConfig(LossConfig):
 
     kind: Literal["detection"] = "detection"
     alpha: float = Field(default=0.25, ge=0.0, le=1.0)
-    gamma: float = Field(default=2.0, ge=0.0)
+    gamma: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)
     box: Literal["huber", "smooth_l1"] = "huber"
-    box_weight: float = Field(default=50.0, ge=0.0)
-    delta: PositiveFloat = 0.1
+    box_weight: Weight = 50.0
+    delta: float = Field(default=0.1, gt=0.0, le=MAX_DELTA)
 
     task_kinds = frozenset({"detect"})
 
@@ -80,7 +86,7 @@ class DetectionLossConfig(LossConfig):
 @LOSS_CONFIGS.register("bce")
 class BinaryCrossEntropyConfig(LossConfig):
     kind: Literal["bce"] = "bce"
-    pos_weight: PositiveFloat | None = None
+    pos_weight: PositiveWeight | None = None
 
     task_kinds = frozenset({"binary", "multilabel"})
 
@@ -89,7 +95,7 @@ class BinaryCrossEntropyConfig(LossConfig):
 class FocalConfig(LossConfig):
     kind: Literal["focal"] = "focal"
     alpha: float = Field(default=0.25, ge=0.0, le=1.0)
-    gamma: float = Field(default=2.0, ge=0.0)
+    gamma: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)
 
     task_kinds = frozenset({"binary", "multilabel"})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mtdsl.errors import BackboneError, GraphError, SpecNameError, SpecValueError, close_matches, did_you_mean, listing
+from mtdsl.graph.freeze import FREEZE_WORDS
 from mtdsl.graph.paths import branch_order, root_backbones
 from mtdsl.nn.backbone import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
 from mtdsl.nn.heads import HEAD_CONFIGS, heads_for
@@ -19,6 +20,26 @@ from mtdsl.spec.document import Spec
 from mtdsl.spec.training import DynamicSampling, FixedSampling
 
 PRETRAINED_SOURCES = ("none", "imagenet")
+
+
+def check_declarations(spec: Spec) -> None:
+    """A spec declares at least one backbone and one task: without either there is no model to build."""
+    model_name = spec.span("model")
+    if not spec.model.backbones:
+        raise SpecNameError(
+            "the spec declares no backbone",
+            model_name,
+            expected="a backbone statement: backbone NAME = timm(\"MODEL\")",
+            hint='declare one, e.g. backbone trunk = timm("resnet18")',
+        )
+    if not spec.model.tasks:
+        dataset = next(iter(spec.datasets), "DATASET")
+        raise SpecNameError(
+            "the spec declares no task",
+            model_name,
+            expected="a task statement: task NAME: KIND(DATASET) { … }",
+            hint=f"add one, e.g. task colour: classify({dataset}) {{ classes = 3 }}",
+        )
 
 
 def check_backbones(spec: Spec) -> None:
@@ -74,17 +95,6 @@ def check_necks(spec: Spec) -> None:
                 spec.span("neck", name, "min_level") or spec.span("neck", name),
                 expected=f"min_level one of {usable}",
                 hint=f"write min_level = {usable[-1] if usable else 3}",
-            )
-
-
-def check_input(spec: Spec) -> None:
-    channels = spec.model.input.channels
-    for name, task in spec.model.tasks.items():
-        if task.input is not None and task.input.channels != channels:
-            raise SpecValueError(
-                f"task '{name}' has {task.input.channels} input channels but the model has {channels}",
-                spec.span("task", name, "input"),
-                hint="tasks may change the image size, not the number of channels",
             )
 
 
@@ -214,6 +224,17 @@ def check_references(spec: Spec) -> None:
                     hint=did_you_mean(owner, options),
                 )
             if key == "tap" and owner in spec.model.necks:
+                neck_backbone = spec.model.necks[owner].backbone
+                if task.backbone and neck_backbone != task.backbone:
+                    on_its_backbone = [n for n, config in spec.model.necks.items() if config.backbone == task.backbone]
+                    raise GraphError(
+                        f"task '{name}' uses backbone '{task.backbone}', but tap = {owner} reads neck '{owner}', "
+                        f"which is built on backbone '{neck_backbone}'",
+                        span,
+                        expected=f"a neck built on '{task.backbone}': {listing(on_its_backbone) or 'none declared'}",
+                        hint=f"remove 'backbone = {task.backbone}' (the neck decides it), or declare "
+                        f"neck {task.backbone}_pyramid = {spec.model.necks[owner].kind}({task.backbone}) and tap it",
+                    )
                 if segment:
                     raise SpecValueError(
                         f"tap = {reference}: a neck is read whole, as a pyramid",
@@ -427,7 +448,7 @@ def check_phases(spec: Spec) -> None:
 
 
 def freeze_vocabulary(spec: Spec) -> list[str]:
-    words = ["shared", "heads", "branches", "backbones", "necks", *spec.model.necks]
+    words = [*FREEZE_WORDS, *spec.model.necks]
     for name, backbone in spec.model.backbones.items():
         words.append(name)
         if is_known_model(backbone.model):
@@ -476,7 +497,7 @@ def check_shared_batches(spec: Spec) -> None:
 CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_backbones,
     check_necks,
-    check_input,
+    check_declarations,
     check_square_input,
     check_datasets,
     check_joined_datasets,

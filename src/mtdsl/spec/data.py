@@ -11,13 +11,20 @@ compiling a model: the data is only opened when training.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from mtdsl.spec.fields import MAX_SIDE, Flag, Seed
 from mtdsl.spec.registry import Config, Registry
 
-Split = Union[Literal["given"], list[float]]
+#: The synthetic generator draws shapes at least a few pixels wide, so images are at least this side.
+MIN_SYNTHETIC_SIDE = 16
+MAX_SYNTHETIC_COUNT = 1_000_000
+
+Split = Union[Literal["given"], list[Annotated[float, Field(le=1.0)]]]
+#: A value of an 8-bit mask (the lower bound is checked with a message that names the range).
+MaskValue = Annotated[int, Field(le=255)]
 
 
 class DatasetConfig(Config):
@@ -46,7 +53,7 @@ class FolderDataset(DatasetConfig):
     kind: Literal["folder"] = "folder"
     root: str
     split: Split = "given"
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
 
     positional = ("root",)
 
@@ -67,7 +74,7 @@ class ManifestDataset(DatasetConfig):
     image_column: str = "file_name"
     label_column: str = "labels"
     split: Split = Field(default_factory=lambda: [0.85, 0.15])
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
 
     positional = ("path",)
 
@@ -129,9 +136,9 @@ class CocoDataset(DatasetConfig):
     images: str
     classes: list[str] | None = None
     one_class: str | None = None
-    keep_empty: bool = True
+    keep_empty: Flag = True
     split: Split = Field(default_factory=lambda: [0.8, 0.2])
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
 
     positional = ("annotations",)
 
@@ -195,10 +202,10 @@ class MasksDataset(DatasetConfig):
     images: str
     masks: str
     classes: list[str] | str | None = None
-    class_map: list[int | list[int]] | None = None
-    ignore: list[int] = Field(default_factory=list)
+    class_map: list[MaskValue | list[MaskValue]] | None = None
+    ignore: list[MaskValue] = Field(default_factory=list)
     split: Split = "given"
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
 
     positional = ("images", "masks")
 
@@ -257,9 +264,9 @@ class SyntheticDataset(DatasetConfig):
     """
 
     kind: Literal["synthetic"] = "synthetic"
-    count: PositiveInt = 512
-    size: PositiveInt = 64
-    seed: NonNegativeInt = 0
+    count: int = Field(default=512, gt=0, le=MAX_SYNTHETIC_COUNT)
+    size: int = Field(default=64, ge=MIN_SYNTHETIC_SIDE, le=MAX_SIDE)
+    seed: Seed = 0
     split: Split = Field(default_factory=lambda: [0.7, 0.15, 0.15])
 
     _split = field_validator("split")(_check_ratio_split)

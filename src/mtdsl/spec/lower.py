@@ -30,9 +30,11 @@ from mtdsl.nn.necks import NECK_CONFIGS
 from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.spec.data import DATASETS
 from mtdsl.spec.document import Spec, SpanKey
+from mtdsl.spec.fields import MAX_SIDE
+from mtdsl.spec.names import check_declared_name
 from mtdsl.spec.model import BACKBONES, TASK_KINDS, InputSpec, ModelSpec, TaskSpec
 from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, PhaseSpec, TaskTraining, TrainSpec
-from mtdsl.spec.values import Fields, block_fields, build_config, plain_value, validate
+from mtdsl.spec.values import Fields, assignments, block_fields, build_config, plain_value, validate
 from mtdsl.spec.variables import Variables
 
 MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input", "crops")
@@ -113,6 +115,7 @@ class _Lowering:
         return found[0] if found else None
 
     def _declare(self, name: str, what: str, span: Span) -> None:
+        check_declared_name(name, what, span)
         if name in self.declared:
             other, first = self.declared[name]
             raise SpecNameError(
@@ -154,13 +157,16 @@ class _Lowering:
             return InputSpec.from_dims(dims)
         except ValidationError as error:
             first = error.errors()[0]
-            reason = f"{first['loc'][0]} {first['msg'].removeprefix('Input ')}"  # "height should be greater than 0"
+            message = first["msg"].removeprefix("Value error, ").removeprefix("Input ")
+            reason = f"{first['loc'][0]} {message}"  # "height should be greater than 0"
         except ValueError as error:
             reason = str(error)
+        height, width = (dims[1:3] + [224, 224])[:2]
         raise SpecValueError(
             f"invalid input shape {'x'.join(map(str, dims))}: {reason}",
             span,
-            expected="channels x height x width, each at least 1, e.g. 3x224x224",
+            expected=f"3 x height x width, each side from 1 to {MAX_SIDE}, e.g. 3x224x224",
+            hint=f"write 3x{min(max(height, 1), MAX_SIDE)}x{min(max(width, 1), MAX_SIDE)}",
         ) from None
 
     # ---------------------------------------------------------- statements
@@ -203,8 +209,7 @@ class _Lowering:
             call.kwargs
             + tuple(
                 ast.KeywordArgument(entry.key, entry.key_span, entry.value, entry.span)
-                for entry in body.entries
-                if isinstance(entry, ast.Assignment)
+                for entry in assignments(body, what)
             ),
             call.span,
         )

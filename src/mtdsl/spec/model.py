@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SerializeAsAny, field_validator
+from pydantic import Field, SerializeAsAny, field_validator
 
 from mtdsl.nn.heads import HeadConfig
 from mtdsl.nn.necks import NeckConfig
-from mtdsl.spec.registry import Config, Registry
+from mtdsl.spec.fields import MAX_CLASSES, Fraction, Side
+from mtdsl.spec.registry import Config, Registry, SpecModel
+
+#: Images are read as RGB and timm stems take three channels.
+CHANNELS = 3
 
 TaskKind = Literal["classify", "binary", "multilabel", "detect", "segment"]
 
@@ -25,13 +29,19 @@ TASK_KINDS: dict[str, str] = {
 }
 
 
-class InputSpec(BaseModel):
+class InputSpec(SpecModel):
     """``3x224x224``: channels, height, width."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    channels: PositiveInt = 3
-    height: PositiveInt = 224
-    width: PositiveInt = 224
+    channels: int = Field(default=CHANNELS, ge=CHANNELS, le=CHANNELS)
+    height: Side = 224
+    width: Side = 224
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _rgb(cls, value: object) -> object:
+        if value != CHANNELS:
+            raise ValueError(f"must be {CHANNELS}: images are read as RGB, and timm backbones take 3 channels")
+        return value
 
     @classmethod
     def from_dims(cls, dims: list[int]) -> InputSpec:
@@ -58,19 +68,18 @@ class TimmBackbone(Config):
     kind: Literal["timm"] = "timm"
     model: str
     pretrained: str = "none"
-    drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
-    drop_path_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    drop_rate: Fraction = 0.0
+    drop_path_rate: Fraction = 0.0
 
     positional = ("model",)
 
 
-class TaskSpec(BaseModel):
+class TaskSpec(SpecModel):
     """The model side of one task: what it predicts and where its head sits."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     kind: TaskKind
-    classes: list[str] | None = None
+    classes: list[str] | None = Field(default=None, max_length=MAX_CLASSES)
     head: SerializeAsAny[HeadConfig]
     backbone: str
     branch: str | None = None
@@ -91,6 +100,8 @@ class TaskSpec(BaseModel):
         if isinstance(value, int):
             if value < 1:
                 raise ValueError("a task needs at least one class")
+            if value > MAX_CLASSES:  # before the names are made: 10**7 of them take seconds and gigabytes
+                raise ValueError(f"a task has at most {MAX_CLASSES} classes")
             return [str(i) for i in range(value)]
         return value
 
@@ -106,8 +117,7 @@ class TaskSpec(BaseModel):
         return len(self.classes or [])
 
 
-class ModelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ModelSpec(SpecModel):
     name: str
     input: InputSpec = Field(default_factory=InputSpec)
     backbones: dict[str, TimmBackbone] = Field(default_factory=dict)

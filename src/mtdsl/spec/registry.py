@@ -16,21 +16,61 @@ config lives next to the head module and both use the key ``"linear"``).
 
 from __future__ import annotations
 
-from typing import ClassVar, Generic, TypeVar
+import typing
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 
-class Config(BaseModel):
-    """Base of every kind's config: frozen, and unknown keys are errors.
+MISPLACED_BOOLEAN = "true and false are booleans, and this field does not take one"
+
+
+class SpecModel(BaseModel):
+    """Base of every model a spec fills in: frozen; unknown keys, ``inf``, ``nan`` and misplaced booleans are errors.
+
+    ``true``/``false`` lower to Python bools, which pydantic would quietly read
+    as ``1``/``0`` in a number field (``epochs = true``); only fields that hold
+    booleans take them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_only_where_expected(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_bool(value) and not _takes_bool(field.annotation):
+            raise ValueError(MISPLACED_BOOLEAN)
+        return value
+
+
+def _holds_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(item) for item in value.values())
+    return False
+
+
+def _takes_bool(annotation: object) -> bool:
+    """Whether a field's type holds a bool anywhere (``Flag``, ``Flag | None``, ``list[Flag]``)."""
+    if annotation is bool:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return False  # a nested model checks its own fields
+    return any(_takes_bool(arg) for arg in typing.get_args(annotation))
+
+
+class Config(SpecModel):
+    """Base of every kind's config: frozen, unknown keys are errors, and so are ``inf`` and ``nan``.
 
     Class variables shape how a call's arguments map onto fields:
     ``positional`` names the fields filled by positional arguments, in order;
     ``keywords_field`` names a dict field that collects keyword arguments that
     are not fields (e.g. per-task ratios in ``fixed(a = 0.7, b = 0.3)``).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     positional: ClassVar[tuple[str, ...]] = ()
     keywords_field: ClassVar[str | None] = None

@@ -8,11 +8,25 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SerializeAsAny
-from pydantic import model_validator
+from pydantic import Field, SerializeAsAny, model_validator
 
 from mtdsl.nn.losses import LossConfig
-from mtdsl.spec.registry import Config, Registry
+from mtdsl.spec.fields import (
+    MAX_EPOCHS,
+    MAX_LEARNING_RATE,
+    BatchSize,
+    EpochSpan,
+    Epochs,
+    Flag,
+    Fraction,
+    LearningRate,
+    PositiveWeight,
+    Seed,
+    Temperature,
+    Weight,
+    Workers,
+)
+from mtdsl.spec.registry import Config, Registry, SpecModel
 
 # ---------------------------------------------------------------- optimizers
 
@@ -22,18 +36,18 @@ OPTIMIZERS: Registry[Config] = Registry("optimizer")
 @OPTIMIZERS.register("sgd")
 class SgdConfig(Config):
     kind: Literal["sgd"] = "sgd"
-    lr: PositiveFloat = 0.01
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
-    weight_decay: NonNegativeFloat = 1e-4
-    nesterov: bool = False
+    lr: LearningRate = 0.01
+    momentum: Fraction = 0.9
+    weight_decay: float = Field(default=1e-4, ge=0.0, le=1.0)
+    nesterov: Flag = False
 
 
 @OPTIMIZERS.register("adamw")
 class AdamWConfig(Config):
     kind: Literal["adamw"] = "adamw"
-    lr: PositiveFloat = 1e-3
-    weight_decay: NonNegativeFloat = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
+    lr: LearningRate = 1e-3
+    weight_decay: float = Field(default=0.05, ge=0.0, le=1.0)
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
 
 
 # ----------------------------------------------------------------- schedules
@@ -51,9 +65,9 @@ class CyclicScheduleConfig(Config):
     """Triangular cyclic learning rate (Smith 2017), the thesis' default."""
 
     kind: Literal["cyclic"] = "cyclic"
-    base_lr: PositiveFloat = 1e-4
-    max_lr: PositiveFloat = 1e-2
-    cycle_epochs: PositiveFloat = 4.0
+    base_lr: LearningRate = 1e-4
+    max_lr: LearningRate = 1e-2
+    cycle_epochs: float = Field(default=4.0, gt=0.0, le=MAX_EPOCHS)
 
     @model_validator(mode="after")
     def _ordered(self) -> CyclicScheduleConfig:
@@ -65,13 +79,13 @@ class CyclicScheduleConfig(Config):
 @SCHEDULES.register("cosine")
 class CosineScheduleConfig(Config):
     kind: Literal["cosine"] = "cosine"
-    min_lr: NonNegativeFloat = 0.0
+    min_lr: float = Field(default=0.0, ge=0.0, le=MAX_LEARNING_RATE)
 
 
 @SCHEDULES.register("step")
 class StepScheduleConfig(Config):
     kind: Literal["step"] = "step"
-    every: PositiveInt = 10
+    every: Epochs = 10
     gamma: float = Field(default=0.1, gt=0.0, le=1.0)
 
     positional = ("every",)
@@ -82,13 +96,12 @@ class StepScheduleConfig(Config):
 SAMPLERS: Registry[Config] = Registry("sampling strategy")
 
 
-class Ramp(BaseModel):
+class Ramp(SpecModel):
     """``ramp(0.1, 0.2)``: a ratio that moves linearly from start to end over training."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["ramp"] = "ramp"
-    start: NonNegativeFloat
-    end: NonNegativeFloat
+    start: Weight
+    end: Weight
 
     @model_validator(mode="before")
     @classmethod
@@ -102,7 +115,7 @@ class Ramp(BaseModel):
         return value
 
 
-RatioValue = Union[NonNegativeFloat, Ramp]
+RatioValue = Union[Weight, Ramp]
 
 
 @SAMPLERS.register("proportional")
@@ -153,8 +166,8 @@ class DynamicSampling(Config):
     """Sample tasks more the further they are below their ``target`` metric (thesis §6.3's proposal)."""
 
     kind: Literal["dynamic"] = "dynamic"
-    temperature: PositiveFloat = 0.1
-    floor: float = Field(default=0.05, ge=0.0, lt=1.0)
+    temperature: Temperature = 0.1
+    floor: Fraction = 0.05
 
 
 # ----------------------------------------------------------------- weighting
@@ -179,23 +192,22 @@ class DwaWeighting(Config):
     """Dynamic weight average (Liu, Johns & Davison 2019): gradient-free."""
 
     kind: Literal["dwa"] = "dwa"
-    temperature: PositiveFloat = 2.0
+    temperature: Temperature = 2.0
 
 
 # -------------------------------------------------------------------- phases
 
 
-class PhaseSpec(BaseModel):
+class PhaseSpec(SpecModel):
     """A stretch of training with its own frozen parts: ``phase heads { epochs = 10; freeze = [trunk] }``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    epochs: PositiveInt
+    epochs: Epochs
     freeze: list[str] = Field(default_factory=list)
-    lr: PositiveFloat | None = None
+    lr: LearningRate | None = None
 
 
-class TaskTraining(BaseModel):
+class TaskTraining(SpecModel):
     """The training side of one task block.
 
     ``datasets`` holds one name for ``detect(coco)`` and several for
@@ -203,33 +215,31 @@ class TaskTraining(BaseModel):
     which may label only some of its classes (thesis §5.3).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     datasets: tuple[str, ...] = Field(min_length=1)
     loss: SerializeAsAny[LossConfig]
-    weight: NonNegativeFloat = 1.0
-    batch_size: PositiveInt | None = None
+    weight: Weight = 1.0
+    batch_size: BatchSize | None = None
     positive: str | None = None
     label: str | None = None
-    balanced: bool | None = None
+    balanced: Flag | None = None
     target: float | None = Field(default=None, gt=0.0, le=1.0)
 
 
-class TrainSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 32
+class TrainSpec(SpecModel):
+    epochs: Epochs = 10
+    batch_size: BatchSize = 32
     optimizer: SerializeAsAny[Config] = Field(default_factory=SgdConfig)
     schedule: SerializeAsAny[Config] = Field(default_factory=CyclicScheduleConfig)
-    warmup: NonNegativeFloat = 0.0
-    grad_clip: PositiveFloat | None = None
+    warmup: EpochSpan = 0.0
+    grad_clip: PositiveWeight | None = None
     sampling: SerializeAsAny[Config] = Field(default_factory=ProportionalSampling)
     epoch: Literal["passes", "weighted"] = "passes"
     weighting: SerializeAsAny[Config] = Field(default_factory=ConstantWeighting)
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
-    seed: NonNegativeInt = 0
-    workers: NonNegativeInt = 2
-    channels_last: bool = False
-    compile: bool = False
+    seed: Seed = 0
+    workers: Workers = 2
+    channels_last: Flag = False
+    compile: Flag = False
     on_corrupt: Literal["error", "skip"] = "error"
     phases: list[PhaseSpec] = Field(default_factory=list)
     tasks: dict[str, TaskTraining] = Field(default_factory=dict)

@@ -15,12 +15,17 @@ from pydantic import BaseModel, ValidationError
 
 from mtdsl.errors import Span, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.frontend import ast
-from mtdsl.spec.registry import Config, Registry
+from mtdsl.spec.registry import MISPLACED_BOOLEAN, Config, Registry
+from mtdsl.spec.variables import as_text
 
 if TYPE_CHECKING:
     from mtdsl.spec.variables import Variables
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+#: The only booleans: the names ``true`` and ``false`` (not ``yes``, ``on``, ``1`` or ``"true"``).
+BOOLEANS = {"true": True, "false": False}
 
 
 def plain_value(node: ast.Value, variables: Variables | None) -> Any:
@@ -34,7 +39,7 @@ def plain_value(node: ast.Value, variables: Variables | None) -> Any:
     if isinstance(node, ast.Ratio):
         return list(node.parts)
     if isinstance(node, ast.Name):
-        return node.id
+        return BOOLEANS.get(node.id, node.id)
     if isinstance(node, ast.Variable):
         if variables is None:
             return f"${{{node.name}}}"
@@ -42,7 +47,7 @@ def plain_value(node: ast.Value, variables: Variables | None) -> Any:
     if isinstance(node, ast.Ref):
         return node.dotted
     if isinstance(node, ast.Sum):
-        return "+".join(str(plain_value(term, variables)) for term in node.terms)
+        return "+".join(as_text(plain_value(term, variables)) for term in node.terms)
     if isinstance(node, ast.ListValue):
         return [plain_value(item, variables) for item in node.items]
     if isinstance(node, ast.Call):
@@ -125,6 +130,10 @@ def _shown(value: Any) -> str:
     """A value as the spec wrote it: ``ramp(…)`` for a call, else its repr."""
     if isinstance(value, dict) and "kind" in value:
         return f"{value['kind']}(…)"
+    if isinstance(value, bool):
+        return as_text(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(item) for item in value) + "]"
     return repr(value)
 
 
@@ -164,12 +173,17 @@ def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, wha
         message = f"item {int(location[-1]) + 1} is missing"
     expected = None
     hint = None
+    if first["type"] == "bool_type":
+        expected = "true or false"
+        hint = "write true or false"
     if first["type"] == "literal_error":
         expected = first["ctx"]["expected"]
         options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
         hint = did_you_mean(str(first.get("input")), options)
         message = f"'{first.get('input')}' is not a valid value"
-    prefix = f"{field} = {_shown(value)} in {what}" if key else what
+    if message.startswith(MISPLACED_BOOLEAN):
+        hint = 'write a number, or quote the word for text ("true"); true and false only set on/off fields'
+    prefix = f"{field} = {_shown(value)} in {what}" if key and field else what
     return SpecValueError(f"{prefix}: {message[0].lower()}{message[1:]}", span, expected=expected, hint=hint)
 
 
@@ -233,19 +247,29 @@ def build_config(
     return validate(config, fields, description)
 
 
+def assignments(body: ast.Block | None, owner: str) -> list[ast.Assignment]:
+    """A block's ``key = value`` entries.
+
+    Raises:
+        SpecNameError: the block holds a ``phase`` block, which only ``train { }`` may.
+    """
+    if body is None:
+        return []
+    for entry in body.entries:
+        if isinstance(entry, ast.Phase):
+            raise SpecNameError(
+                f"'phase' blocks belong in 'train', not in {owner}",
+                entry.span,
+                hint="move it into the train { … } block",
+            )
+    return [entry for entry in body.entries if isinstance(entry, ast.Assignment)]
+
+
 def block_fields(
     fields: Fields, body: ast.Block | None, variables: Variables, converters: Mapping[str, Any] | None = None
 ) -> Fields:
     """Add a block's ``key = value`` entries to ``fields``; ``converters`` lower call-valued keys."""
-    if body is None:
-        return fields
-    for entry in body.entries:
-        if isinstance(entry, ast.Phase):
-            raise SpecNameError(
-                f"'phase' blocks belong in 'train', not in {fields.owner}",
-                entry.span,
-                hint="move it into the train { … } block",
-            )
+    for entry in assignments(body, fields.owner):
         convert = (converters or {}).get(entry.key)
         value = convert(entry.value) if convert else plain_value(entry.value, variables)
         fields.add(entry.key, entry.key_span, value, entry.value.span)

@@ -19,7 +19,8 @@ from mtdsl.errors import GraphError, Span, SpecNameError, SpecSyntaxError, did_y
 from mtdsl.frontend import ast
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DOLLAR_WITHOUT_BRACES = re.compile(r"\$(?!\{)")
+#: A '$' that does not open a whole reference: '$x', '${}', '${1a}', '${a' (unclosed).
+_STRAY_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 BUILTINS = ("spec_dir",)
 
@@ -32,7 +33,7 @@ class Override:
     value: ast.Value
 
 
-def undefined_variable(name: str, span: Span, known: Iterable[str]) -> SpecNameError:
+def undefined_variable(name: str, span: Span | None, known: Iterable[str]) -> SpecNameError:
     known = list(known)
     return SpecNameError(
         f"undefined variable '${{{name}}}'",
@@ -40,6 +41,58 @@ def undefined_variable(name: str, span: Span, known: Iterable[str]) -> SpecNameE
         expected=f"a declared variable: {listing(known)}",
         hint=did_you_mean(name, known) or f"declare it with 'let {name} = …' or pass --set {name}=…",
     )
+
+
+def as_text(value: object) -> str:
+    """A value inserted into a string, spelled as the spec spells it (``true``, not ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def check_references(text: str, span: Span) -> None:
+    """Every ``$`` in a string literal opens a whole ``${name}`` reference.
+
+    Args:
+        text: the string's contents.
+        span: the string literal, quotes included.
+
+    Raises:
+        SpecSyntaxError: at the first ``$`` that does not, e.g. in ``"$x"``, ``"${}"``, ``"${1a}"`` or ``"${a"``.
+    """
+    stray = _STRAY_DOLLAR.search(text)
+    if stray is None:
+        return
+    after = text[stray.end() :]
+    if not after.startswith("{"):
+        problem = "'$' in a string must start a variable reference like ${data}"
+    elif "}" not in after:
+        problem = "'${' is never closed with '}'"
+    else:
+        problem = f"'${after[: after.index('}') + 1]}' is not a variable reference: a name starts with a letter or '_'"
+    raise SpecSyntaxError(
+        problem,
+        span.shifted(stray.start() + 1, 1),
+        expected="${name}, with name made of letters, digits and '_', not starting with a digit",
+        hint="write ${name}, or remove the '$'",
+    )
+
+
+def _strings(value: ast.Value) -> list[ast.String]:
+    """Every string literal inside a value, nested lists and calls included."""
+    if isinstance(value, ast.String):
+        return [value]
+    return [string for child in _children(value) for string in _strings(child)]
+
+
+def _children(value: ast.Value) -> tuple[ast.Value, ...]:
+    if isinstance(value, ast.ListValue):
+        return value.items
+    if isinstance(value, ast.Sum):
+        return value.terms
+    if isinstance(value, ast.Call):
+        return value.args + tuple(keyword.value for keyword in value.kwargs)
+    return ()
 
 
 class Variables:
@@ -82,7 +135,8 @@ class Variables:
         raw.update(overrides)
         spans = {name: let.name_span for name, let in lets.items()}
         resolver = _Resolver(raw, spec_dir)
-        resolver.check_acyclic(lets)
+        for name in resolver.dependency_order(lets):
+            resolver.resolve(name)
         values = {name: resolver.resolve(name) for name in raw}
         values["spec_dir"] = str(spec_dir) if spec_dir else "."
         return cls(values, spans)
@@ -100,17 +154,11 @@ class Variables:
 
     def interpolate(self, text: str, span: Span) -> str:
         """Replace each ``${name}`` in a string; errors point at the reference itself."""
-        stray = _DOLLAR_WITHOUT_BRACES.search(text)
-        if stray:
-            raise SpecSyntaxError(
-                "'$' in a string must start a variable reference like ${data}",
-                span.shifted(stray.start() + 1, 1),
-                hint="write ${name}, or remove the '$'",
-            )
+        check_references(text, span)
 
         def substitute(match: re.Match[str]) -> str:
             where = span.shifted(match.start() + 1, len(match.group(0)))
-            return str(self.lookup(match.group(1), where))
+            return as_text(self.lookup(match.group(1), where))
 
         return _REFERENCE.sub(substitute, text)
 
@@ -132,37 +180,35 @@ class _Resolver:
             ]
         if isinstance(value, ast.Variable):
             return [(value.name, value.span)]
-        children: tuple[ast.Value, ...] = ()
-        if isinstance(value, ast.ListValue):
-            children = value.items
-        elif isinstance(value, ast.Sum):
-            children = value.terms
-        elif isinstance(value, ast.Call):
-            children = value.args + tuple(keyword.value for keyword in value.kwargs)
-        return [reference for child in children for reference in self.references(child)]
+        return [reference for child in _children(value) for reference in self.references(child)]
 
-    def check_acyclic(self, lets: dict[str, ast.LetStatement]) -> None:
+    def dependency_order(self, lets: dict[str, ast.LetStatement]) -> list[str]:
+        """The variables, each after those it refers to, so resolving them in turn never recurses.
+
+        Raises:
+            GraphError: variables refer to each other in a cycle.
+        """
         graph = nx.DiGraph()
         for name, value in self.raw.items():
             graph.add_node(name)
-            written_here = name in lets and value is lets[name].value  # not a --set override
-            stray = _DOLLAR_WITHOUT_BRACES.search(value.value) if isinstance(value, ast.String) else None
-            if stray and written_here:
-                raise SpecSyntaxError(
-                    "'$' in a string must start a variable reference like ${data}",
-                    value.span.shifted(stray.start() + 1, 1),
-                    hint="write ${name}, or remove the '$'",
-                )
+            written_here = name in lets and value is lets[name].value
+            if written_here:  # a --set value is text, taken as given
+                for string in _strings(value):
+                    check_references(string.value, string.span)
             for reference, span in self.references(value):
                 if reference in BUILTINS:
                     continue
                 if reference not in self.raw:
-                    raise undefined_variable(reference, span, self.raw)
+                    if written_here:
+                        raise undefined_variable(reference, span, self.raw)
+                    error = undefined_variable(reference, None, self.raw)  # no position: the text is not the spec's
+                    error.message = f"--set {name}=…: {error.message}"
+                    raise error
                 graph.add_edge(name, reference, span=span)
         try:
+            return list(reversed(list(nx.topological_sort(graph))))
+        except nx.NetworkXUnfeasible:  # find_cycle only now: it is quadratic on a long acyclic chain
             cycle = nx.find_cycle(graph)
-        except nx.NetworkXNoCycle:
-            return
         names = [edge[0] for edge in cycle] + [cycle[0][0]]
         start = cycle[0][0]
         written_here = start in lets and self.raw[start] is lets[start].value
@@ -183,4 +229,4 @@ class _Resolver:
         return self.resolve(name)
 
     def interpolate(self, text: str, span: Span) -> str:
-        return _REFERENCE.sub(lambda m: str(self.resolve(m.group(1))), text)
+        return _REFERENCE.sub(lambda m: as_text(self.resolve(m.group(1))), text)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, field_validator
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
 from mtdsl.codegen.literal import literal
 from mtdsl.nn.heads.registry import HEAD_CONFIGS, HeadConfig, register_head
+from mtdsl.spec.fields import MAX_HIDDEN_LAYERS, Fraction, Hidden
 
 Pool = Literal["avg", "max", "avg+max"]
 
@@ -28,7 +29,7 @@ CLASSIFYING = frozenset({"classify", "binary", "multilabel"})
 class LinearHeadConfig(HeadConfig):
     kind: Literal["linear"] = "linear"
     pool: Pool = "avg"
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    dropout: Fraction = 0.0
 
     task_kinds = CLASSIFYING
 
@@ -36,9 +37,9 @@ class LinearHeadConfig(HeadConfig):
 @HEAD_CONFIGS.register("mlp")
 class MlpHeadConfig(HeadConfig):
     kind: Literal["mlp"] = "mlp"
-    hidden: list[PositiveInt]
+    hidden: list[Hidden] = Field(max_length=MAX_HIDDEN_LAYERS)
     pool: Pool = "avg"
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    dropout: Fraction = 0.0
 
     positional = ("hidden",)
     task_kinds = CLASSIFYING

@@ -11,25 +11,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from timm.layers import SeparableConv2d
 from torch import nn
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from mtdsl.nn.heads.registry import HEAD_CONFIGS, HeadConfig, register_head_call
 from mtdsl.nn.module_call import ModuleCall
 from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.nn.necks.bifpn import NormLayer, batch_norm
+from mtdsl.spec.fields import MAX_DEPTH, Depth, Flag
 
 #: Prior probability of every class at initialisation (RetinaNet, Lin et al. 2017): the class
 #: bias is ``-log((1 - π) / π)`` so the focal loss is not swamped by easy negatives early on.
 CLASS_PRIOR = 0.01
 
 Merge = Literal["sum", "cat"]
+
+#: An anchor's side over its level's stride (EfficientDet uses 4).
+MAX_ANCHOR_SCALE = 64.0
+#: Octave scales and aspect ratios per level; their product is the anchors per location.
+MAX_ANCHOR_SHAPES = 16
+#: Width over height of an anchor, between 1:100 and 100:1.
+AspectRatio = Annotated[float, Field(ge=0.01, le=100.0)]
+MAX_DETECTIONS = 10_000
+#: Pyramid levels a segmentation head merges: at most as many as a neck has (levels 1 to 10).
+MAX_LEVELS = 10
 
 def _conv3x3(channels: int, out_channels: int, separable: bool, bias: bool) -> nn.Module:
     if separable:
@@ -244,16 +255,18 @@ class EfficientDetHeadConfig(HeadConfig):
 
     kind: Literal["efficientdet"] = "efficientdet"
     scale: int | None = Field(default=None, ge=0, le=7)
-    depth: PositiveInt = 3
-    separable: bool = True
-    anchor_scale: PositiveFloat = 4.0
-    scales: PositiveInt = 3
-    aspect_ratios: list[PositiveFloat] = Field(default_factory=lambda: [1.0, 2.0, 0.5], min_length=1)
+    depth: Depth = 3
+    separable: Flag = True
+    anchor_scale: float = Field(default=4.0, gt=0.0, le=MAX_ANCHOR_SCALE)
+    scales: int = Field(default=3, gt=0, le=MAX_ANCHOR_SHAPES)
+    aspect_ratios: list[AspectRatio] = Field(
+        default_factory=lambda: [1.0, 2.0, 0.5], min_length=1, max_length=MAX_ANCHOR_SHAPES
+    )
     match_iou: float = Field(default=0.5, gt=0.0, le=1.0)
     background_iou: float = Field(default=0.4, ge=0.0, le=1.0)
     score_threshold: float = Field(default=0.05, ge=0.0, lt=1.0)
     nms_iou: float = Field(default=0.5, gt=0.0, le=1.0)
-    max_detections: PositiveInt = 100
+    max_detections: int = Field(default=100, gt=0, le=MAX_DETECTIONS)
 
     task_kinds = frozenset({"detect"})
     reads = "pyramid"
@@ -286,10 +299,10 @@ class SegmentationHeadConfig(HeadConfig):
     """``segmentation(levels = 3, depth = 1, merge = sum, separable = false)``: see :class:`SegmentationHead`."""
 
     kind: Literal["segmentation"] = "segmentation"
-    levels: PositiveInt = 3
-    depth: int = Field(default=1, ge=0)
+    levels: int = Field(default=3, gt=0, le=MAX_LEVELS)
+    depth: int = Field(default=1, ge=0, le=MAX_DEPTH)
     merge: Merge = "sum"
-    separable: bool = False
+    separable: Flag = False
 
     task_kinds = frozenset({"segment"})
     reads = "pyramid"

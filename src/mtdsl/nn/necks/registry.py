@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.nn.necks.bifpn import BiFPN
 from mtdsl.nn.module_call import ModuleCall
 from mtdsl.nn.necks.fpn import FPN
+from mtdsl.spec.fields import Channels, Depth, Flag
 from mtdsl.spec.registry import Config, Registry
 
 Level = Field(ge=1, le=10)
@@ -87,11 +88,11 @@ class BiFPNConfig(NeckConfig):
 
     kind: Literal["bifpn"] = "bifpn"
     scale: int | None = Field(default=None, ge=0, le=7)
-    channels: PositiveInt = 64
-    repeats: PositiveInt = 3
+    channels: Channels = 64
+    repeats: Depth = 3
     min_level: int = Field(default=3, ge=1, le=10)
     max_level: int = Field(default=7, ge=1, le=10)
-    separable: bool = True
+    separable: Flag = True
     weighting: Literal["fastattn", "sum"] = "fastattn"
 
     @model_validator(mode="before")
@@ -111,7 +112,7 @@ class FPNConfig(NeckConfig):
     """``fpn(trunk, channels = 64, min_level = 3, max_level = 7, extra = conv)``: a plain top-down pyramid."""
 
     kind: Literal["fpn"] = "fpn"
-    channels: PositiveInt = 64
+    channels: Channels = 64
     min_level: int = Field(default=3, ge=1, le=10)
     max_level: int = Field(default=7, ge=1, le=10)
     extra: Literal["conv", "pool"] = "conv"
