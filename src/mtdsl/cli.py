@@ -192,8 +192,6 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-#: Seeds are 63-bit: torch's generators take them, with room to add a stream's index.
-MAX_SEED = 2**63 - 1
 
 
 def _count(text: str) -> int:
@@ -207,6 +205,8 @@ def _positive(text: str) -> int:
 
 
 def _seed(text: str) -> int:
+    from mtdsl.spec.fields import MAX_SEED
+
     return _bounded_int(text, 0, MAX_SEED)
 
 
