@@ -69,7 +69,11 @@ def literal(value: object, classes: set[type] | None = None) -> str:
 
 def _call(value: object, fields: dict[str, object], classes: set[type] | None) -> str:
     kind = type(value)
-    if kind(**fields) != value:
+    try:
+        rebuilt = kind(**fields)
+    except (ValueError, TypeError) as error:  # pydantic's ValidationError is a ValueError
+        raise GeneratedCodeError(f"{kind.__name__} does not rebuild from its fields: {value!r} ({error})") from None
+    if rebuilt != value:
         raise GeneratedCodeError(f"{kind.__name__} does not rebuild from its fields: {value!r}")
     if classes is not None:
         classes.add(kind)

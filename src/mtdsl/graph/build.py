@@ -27,7 +27,6 @@ import math
 import networkx as nx
 import torch
 
-from mtdsl.errors import GraphError
 from mtdsl.graph.freeze import mark_frozen
 from mtdsl.graph.paths import head_node, neck_inputs, task_paths
 from mtdsl.nn.backbone import backbone_info
@@ -46,7 +45,6 @@ def build_graph(spec: Spec) -> nx.DiGraph:
         input → trunk.stem → … → trunk.stage3 → trunk.stage4 → a.head
                                              ↘ b/trunk.stage4 → b.head
     """
-    _check_no_neck_named_input(spec)
     paths = task_paths(spec)
     graph = nx.DiGraph(name=spec.name, input=list(spec.model.input.size))
     channels, height, width = spec.model.input.size
@@ -75,17 +73,6 @@ def build_graph(spec: Spec) -> nx.DiGraph:
     graph.graph["phases"] = [phase.name for phase in spec.train.phases]
     mark_frozen(graph, spec)
     return graph
-
-
-def _check_no_neck_named_input(spec: Spec) -> None:
-    # A neck's node is its name, so a neck named like the input node would become the input.
-    if INPUT in spec.model.necks:
-        raise GraphError(
-            f"a neck cannot be named '{INPUT}': the sharing graph's input node has that name",
-            spec.span("neck", INPUT),
-            source=spec.source,
-            hint=f"rename the neck, e.g. neck {INPUT}_pyramid = ...",
-        )
 
 
 def _node_attributes(spec: Spec, node: str, task: str, parent: dict) -> dict:
