@@ -138,7 +138,7 @@ def test_each_joined_image_marks_the_classes_its_own_dataset_annotates(cars):
     loaders = _loaders(spec)
     train = loaders.splits[0]["train"]
     assert len(train) == round(48 * 0.7) + 12  # the shapes' default split (0.7/0.15/0.15), then 0.75 of 16 cars
-    batch = next(iter(loaders._loader(train, batch_sampler=[[(i, 0) for i in range(len(train))]])))
+    batch = next(iter(loaders._loader(train, 0, batch_sampler=[[(i, 0) for i in range(len(train))]])))
     target = batch["targets"]["objects"]
     from_cars = torch.tensor([isinstance(ref, str) for ref in train.examples.images])
     assert from_cars.sum() == 12

@@ -16,6 +16,7 @@ import networkx as nx
 from mtdsl.codegen.model_source import generate_model_source
 from mtdsl.codegen.train_source import generate_train_source
 from mtdsl.errors import ArtefactError
+from mtdsl.files import write_atomic
 from mtdsl.graph.build import build_graph
 from mtdsl.graph.serialize import graph_to_json
 from mtdsl.nn.model import MultiTaskModel
@@ -49,23 +50,16 @@ def compile_text(text: str, path: str = "<spec>", overrides: dict[str, str] | No
     return compile_spec(load_text(text, path, overrides))
 
 
-def _write(path: Path, text: str) -> Path:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-    return path
-
-
 def write_model_source(compilation: Compilation, out: Path) -> list[Path]:
-    return [_write(out / "model.py", generate_model_source(compilation.graph, compilation.spec.source.path))]
+    return [write_atomic(out / "model.py", generate_model_source(compilation.graph, compilation.spec.source.path))]
 
 
 def write_train_source(compilation: Compilation, out: Path) -> list[Path]:
-    return [_write(out / "train.py", generate_train_source(compilation.spec, compilation.graph, str(out / "train.py")))]
+    return [write_atomic(out / "train.py", generate_train_source(compilation.spec, compilation.graph, str(out / "train.py")))]
 
 
 def write_graph_json(compilation: Compilation, out: Path) -> list[Path]:
-    return [_write(out / "graph.json", graph_to_json(compilation.graph))]
+    return [write_atomic(out / "graph.json", graph_to_json(compilation.graph))]
 
 
 def write_architecture(compilation: Compilation, out: Path) -> list[Path]:
@@ -74,7 +68,7 @@ def write_architecture(compilation: Compilation, out: Path) -> list[Path]:
 
 def write_summary(compilation: Compilation, out: Path) -> list[Path]:
     compilation.summary = summarize(compilation.graph)
-    return [_write(out / "summary.json", json.dumps(compilation.summary, indent=2) + "\n")]
+    return [write_atomic(out / "summary.json", json.dumps(compilation.summary, indent=2) + "\n")]
 
 
 ARTEFACTS: tuple[Callable[[Compilation, Path], list[Path]], ...] = (

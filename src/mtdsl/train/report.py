@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from mtdsl.files import write_atomic
 from mtdsl.train.metrics import mean_main
 
 MEAN_ROW = "mean (main)"
@@ -39,18 +39,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
     return value
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
 
 
 def _metric_names(results: dict[str, dict[str, float]]) -> list[str]:
@@ -129,8 +117,8 @@ def write_results(results: dict[str, dict[str, float]], mains: dict[str, str], p
     }
     text = json.dumps(_json_safe(summary), indent=2) + "\n"
     return [
-        _write_atomic(path_stem.with_name(path_stem.name + ".json"), text),
-        _write_atomic(path_stem.with_name(path_stem.name + ".md"), results_markdown(results, mains)),
+        write_atomic(path_stem.with_name(path_stem.name + ".json"), text),
+        write_atomic(path_stem.with_name(path_stem.name + ".md"), results_markdown(results, mains)),
     ]
 
 
@@ -191,4 +179,4 @@ class MetricsLog:
             for record in self.records()
             if record.get("event") != "test" and ("epoch" not in record or record["epoch"] <= epoch)
         ]
-        _write_atomic(self.path, "".join(json.dumps(record) + "\n" for record in kept))
+        write_atomic(self.path, "".join(json.dumps(record) + "\n" for record in kept))
