@@ -56,7 +56,7 @@ def test_each_single_task_model_is_its_task_path_with_the_same_frozen_parts(path
 
 def test_compare_measures_every_model_and_sums_the_single_ones():
     spec = compile_text(SPEC).spec
-    result = compare(spec, device=torch.device("cpu"), batch_sizes=[1, 2], runs=3)
+    result = compare(spec, device=torch.device("cpu"), batch_sizes=[1, 2], runs=2)
     rows = result["rows"]
     assert list(rows) == [MULTI, "shape", "colour", "large", "objects", "single-task total"]
     single = [rows[task] for task in result["tasks"]]
