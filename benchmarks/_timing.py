@@ -91,5 +91,7 @@ def median_ms(seconds: Sequence[float]) -> float:
 
 def spread(seconds: Sequence[float]) -> str:
     """``p25–p75 ms``: how much the timed rounds varied (a wide range means a noisy machine)."""
+    if len(seconds) < 2:
+        return "n/a"
     quartiles = statistics.quantiles(seconds, n=4)
     return f"{quartiles[0] * 1e3:.1f}–{quartiles[2] * 1e3:.1f} ms"
