@@ -13,7 +13,7 @@ latency ≤ 0.45x at batch 1 and at batch 8. Where batch 1 misses, it profiles t
 multi-task model at batch 1: median time per graph node (forward hooks on
 ``model.node_module(node)``) and torch's top operators, so the docs can say what costs.
 
-    .venv/bin/python benchmarks/sharing_payoff.py [--device cuda] [--runs 20] [--spec PATH] [--profile]
+    .venv/bin/python benchmarks/sharing_payoff.py [--device cuda] [--runs 20] [--spec PATH] [--profile] [--threads N]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from mtdsl.compare import MULTI, compare
 from mtdsl.compiler import compile_file
 from mtdsl.graph.build import build_graph
 from mtdsl.nn.model import MultiTaskModel
+from mtdsl.nn.necks.bifpn import Fusion
 
 SPEC = Path(__file__).resolve().parent / "specs" / "cls_det_seg.mtl"
 BATCHES = (1, 8)
@@ -94,6 +95,35 @@ def node_times(model: MultiTaskModel, graph, image_size, device: torch.device, r
     return {node: statistics.median(values) for node, values in times.items()}
 
 
+def fusion_time(model: MultiTaskModel, image_size, device: torch.device, runs: int) -> tuple[float, int]:
+    """Median ms per batch-1 pass spent in the BiFPN's weighted fusions (``Fusion`` modules), and how many run."""
+    fusions = [module for module in model.modules() if isinstance(module, Fusion)]
+    spent: list[float] = []
+    started: list[float] = []
+
+    def before(_module, _inputs):
+        synchronise(device)
+        started.append(time.perf_counter())
+
+    def after(_module, _inputs, _output):
+        synchronise(device)
+        spent.append(time.perf_counter() - started.pop())
+
+    handles = [handle for module in fusions
+               for handle in (module.register_forward_pre_hook(before), module.register_forward_hook(after))]
+    images = torch.randn(1, *image_size, device=device)
+    per_pass = []
+    with torch.inference_mode():
+        for run in range(3 + runs):
+            spent.clear()
+            model(images)
+            if run >= 3:
+                per_pass.append(sum(spent) * 1e3)
+    for handle in handles:
+        handle.remove()
+    return statistics.median(per_pass), len(fusions)
+
+
 def profile_batch_one(spec, device: torch.device, runs: int) -> None:
     """Where the multi-task model's batch-1 time goes: per graph node, then torch's top operators."""
     graph = build_graph(spec)
@@ -106,6 +136,8 @@ def profile_batch_one(spec, device: torch.device, runs: int) -> None:
     for node, ms in sorted(per_node.items(), key=lambda item: -item[1]):
         print(f"{node:<28} {graph.nodes[node]['kind']:<8} {ms:7.2f} {ms / whole:6.1%}")
     print(f"{'sum of nodes':<28} {'':<8} {whole:7.2f}")
+    fused, count = fusion_time(model, image_size, device, runs)
+    print(f"of which the BiFPN's {count} weighted fusions (stack + sum): {fused:.2f} ms")
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -126,8 +158,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=int, default=20, help="timed passes per model and batch size")
     parser.add_argument("--profile", action="store_true", help="profile batch 1 even when it meets its goal")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 resists a busy machine")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     spec = compile_file(args.spec).spec
