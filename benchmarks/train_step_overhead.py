@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from _timing import check_runs, machine_line, side_by_side
 from mtdsl.compiler import compile_file
 from mtdsl.nn.losses import build_loss
 from mtdsl.spec.training import CosineScheduleConfig
@@ -37,6 +37,7 @@ from mtdsl.train.streams import plan_streams
 from mtdsl.train.weighting import build_weighting
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "quickstart.mtl"
+WARMUP = 3
 
 
 def batches(streams, size: int, batch: int, steps: int, device: torch.device) -> list[tuple]:
@@ -78,22 +79,6 @@ def mtdsl_step(model, optimizer, losses, weighting, scaler, precision, schedule,
     return values
 
 
-def timed_side_by_side(steps: dict, work, device) -> dict[str, list[float]]:
-    """Each batch through every loop in turn (order alternating), so warm-up and machine noise hit all alike."""
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    names = list(steps)
-    for index, item in enumerate(work):
-        for name in names if index % 2 == 0 else names[::-1]:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            steps[name](index, *item)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - started)
-    return {name: values[3:] for name, values in times.items()}  # drop warm-up
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -119,17 +104,19 @@ def main() -> None:
     precision = resolve_precision(spec.train.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
     schedule = LearningRate(CosineScheduleConfig(), spec.train.optimizer.lr, epochs=1)
-    times = timed_side_by_side(
+    times = side_by_side(
         {
-            "hand": lambda i, *item: hand_written_step(hand_model, hand_optimizer, losses, *item),
-            "mtdsl": lambda i, *item: mtdsl_step(mtdsl_model, optimizer, losses, weighting, scaler, precision,
-                                                 schedule, device, i, *item),
+            "hand": lambda i: hand_written_step(hand_model, hand_optimizer, losses, *work[i]),
+            "mtdsl": lambda i: mtdsl_step(mtdsl_model, optimizer, losses, weighting, scaler, precision,
+                                          schedule, device, i, *work[i]),
         },
-        work, device,
+        rounds=len(work) - WARMUP, warmup=WARMUP, device=device,
     )
     hand, ours = times["hand"], times["mtdsl"]
 
     hand_ms, ours_ms = statistics.median(hand) * 1e3, statistics.median(ours) * 1e3
+    print(machine_line(device))
+    check_runs(len(hand))
     print(f"device {device}, batch {args.batch}, {args.size}x{args.size}, {len(hand)} timed steps, "
           f"precision {precision.name}")
     print(f"hand-written loop: {hand_ms:8.1f} ms/step")

@@ -1,0 +1,156 @@
+"""Wall time of ``mtdsl --version`` and of ``mtdsl compile`` per spec, split into imports and work.
+
+Every measurement runs in fresh subprocesses of this Python with ``PYTHONPATH``
+pointing at this checkout's ``src/``, ``--repeats`` times after one untimed run
+(so the disk cache is warm), and the median is printed:
+
+* ``python``: ``python -c pass``, the interpreter's own start-up;
+* ``--version``: ``python -m mtdsl --version`` (what a user waits for before anything happens);
+* the imports ``mtdsl compile`` needs, once with a normal exit and once ending
+  in ``os._exit(0)``: the difference is the interpreter's shutdown with torch and timm loaded;
+* ``compile``: ``python -m mtdsl compile SPEC --out DIR`` for each spec in ``specs/``;
+* the split, from a child that times, in order: ``import mtdsl.cli``; the
+  modules ``mtdsl compile`` imports (``mtdsl.compiler``, ``mtdsl.render``);
+  ``compile_file(SPEC)`` and ``write_artefacts(...)`` (the work, first call, so
+  any import done lazily inside it counts as work); and both again (the work
+  once everything is loaded); the child's own wall time gives its exit time.
+
+Last it lists the packages that dominate ``import mtdsl.cli`` and the compile imports
+(``python -X importtime``).
+
+    .venv/bin/python benchmarks/cli_startup.py [--repeats 5] [--specs specs/*.mtl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _timing import machine_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPLIT = """
+import json, sys, time
+spec, out = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+import mtdsl.cli
+t1 = time.perf_counter()
+from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
+import mtdsl.render.dot, mtdsl.render.summary
+t2 = time.perf_counter()
+compilation = compile_file(spec)
+t3 = time.perf_counter()
+write_artefacts(compilation, out + "/first", ARTEFACTS)
+t4 = time.perf_counter()
+write_artefacts(compile_file(spec), out + "/second", ARTEFACTS)
+t5 = time.perf_counter()
+print(json.dumps({"cli": t1 - t0, "compile_imports": t2 - t1, "compile_file": t3 - t2,
+                  "write_artefacts": t4 - t3, "warm_work": t5 - t4}))
+"""
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    return env
+
+
+def run(arguments: list[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *arguments], env=environment(), capture_output=True, text=True,
+                            cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(arguments)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result
+
+
+def wall_seconds(arguments: list[str], repeats: int) -> float:
+    """Median wall time of ``python ARGUMENTS`` over ``repeats`` runs after one untimed run."""
+    run(arguments)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(arguments)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def split_seconds(spec: Path, repeats: int, folder: Path) -> dict[str, float]:
+    """Median of each part of :data:`SPLIT` over ``repeats`` children, and of each child's own wall time."""
+    parts = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        output = run(["-c", SPLIT, str(spec), str(folder)]).stdout
+        part = json.loads(output.strip().splitlines()[-1])
+        part["child_wall"] = time.perf_counter() - started
+        parts.append(part)
+    return {key: statistics.median(part[key] for part in parts) for key in parts[0]}
+
+
+COMPILE_IMPORTS = "import mtdsl.cli; import mtdsl.compiler, mtdsl.render.dot, mtdsl.render.summary"
+
+
+def heaviest_imports(code: str, count: int) -> list[tuple[str, float]]:
+    """Top-level packages by cumulative import time of ``code`` (``-X importtime``), in seconds."""
+    stderr = run(["-X", "importtime", "-c", code]).stderr
+    totals: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line or "cumulative" in line:
+            continue
+        _, cumulative, name = (field.strip() for field in line.partition(":")[2].split("|"))
+        top = name.split(".")[0]
+        totals[top] = max(totals.get(top, 0.0), int(cumulative) / 1e6)
+    return sorted(totals.items(), key=lambda item: -item[1])[:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--specs", type=Path, nargs="+", default=sorted((ROOT / "specs").glob("*.mtl")))
+    args = parser.parse_args()
+    print(machine_line())
+    print(f"median of {args.repeats} fresh processes after one untimed run; times in seconds")
+    python = wall_seconds(["-c", "pass"], args.repeats)
+    version = wall_seconds(["-m", "mtdsl", "--version"], args.repeats)
+    imports = wall_seconds(["-c", COMPILE_IMPORTS], args.repeats)
+    imports_no_exit = wall_seconds(["-c", COMPILE_IMPORTS + "; import os; os._exit(0)"], args.repeats)
+    print(f"python -c pass:                                  {python:6.2f}")
+    print(f"mtdsl --version:                                 {version:6.2f}")
+    print(f"python -c 'COMPILE IMPORTS':                     {imports:6.2f}")
+    print(f"python -c 'COMPILE IMPORTS; os._exit(0)':        {imports_no_exit:6.2f}  "
+          f"(interpreter shutdown after them: {imports - imports_no_exit:.2f})")
+    print(f"  COMPILE IMPORTS = {COMPILE_IMPORTS}")
+    columns = ("wall", "python", "import cli", "compile imports", "compile_file", "write_artefacts", "rest",
+               "child exit", "work, warm")
+    print("\nmtdsl compile SPEC --out DIR")
+    print(f"{'spec':<18}" + "".join(f" {name:>{max(len(name), 6)}}" for name in columns))
+    with tempfile.TemporaryDirectory() as folder:
+        for spec in args.specs:
+            out = Path(folder) / spec.stem
+            wall = wall_seconds(["-m", "mtdsl", "compile", str(spec), "--out", str(out / "cli")], args.repeats)
+            parts = split_seconds(spec, args.repeats, out)
+            measured = python + sum(parts[key] for key in ("cli", "compile_imports", "compile_file", "write_artefacts"))
+            child_exit = parts["child_wall"] - measured - parts["warm_work"]
+            values = (wall, python, parts["cli"], parts["compile_imports"], parts["compile_file"],
+                      parts["write_artefacts"], wall - measured, child_exit, parts["warm_work"])
+            cells = (f" {value:{max(len(name), 6)}.2f}" for name, value in zip(columns, values))
+            print(f"{spec.name:<18}" + "".join(cells))
+    print("\nwall: `mtdsl compile` as a user runs it; python ... write_artefacts: the parts, timed in a child")
+    print("rest: wall minus the parts (argument parsing, printing the summary table, process exit)")
+    print("child exit: the child's wall time after its last timed line (its process exit), for comparison")
+    print("work, warm: compile_file + write_artefacts again in the same process, everything imported")
+    for code in ("import mtdsl.cli", COMPILE_IMPORTS):
+        print(f"\nheaviest imports of `{code}` (cumulative s, -X importtime, one run):")
+        for name, seconds in heaviest_imports(code, 8):
+            print(f"  {name:<24} {seconds:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
