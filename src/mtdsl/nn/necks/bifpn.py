@@ -115,11 +115,17 @@ class Fusion(nn.Module):
         return w / (w.sum() + FUSION_EPS)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        # Added in turn, not stacked and reduced over a last axis: the same sum, without a copy of every
+        # input and a strided reduction (8% of a batch-1 pass of a D0 model on CPU, benchmarks/sharing_payoff.py).
         weights = self.normalized_weights()
         if weights is None:
-            return torch.stack(inputs, dim=-1).sum(dim=-1)
-        weights = weights.to(inputs[0].dtype)
-        return torch.stack([w * x for w, x in zip(weights, inputs)], dim=-1).sum(dim=-1)
+            weights = [None] * len(inputs)
+        else:
+            weights = weights.to(inputs[0].dtype)
+        fused = inputs[0] if weights[0] is None else weights[0] * inputs[0]
+        for weight, x in zip(weights[1:], inputs[1:]):
+            fused = fused + (x if weight is None else weight * x)
+        return fused
 
 
 class FusionNodeModule(nn.Module):
