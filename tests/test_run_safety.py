@@ -298,8 +298,10 @@ def test_sigterm_to_the_whole_job_stops_it_cleanly_and_it_resumes(tmp_path):
     assert "stopped by SIGTERM" in stdout and "--resume" in stdout
     assert "Traceback" not in stdout + stderr
     assert leftovers(out) == []
-    finished = len(records(out, "val"))
-    assert finished < 5 and torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"] == finished
+    finished = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"]
+    assert 1 <= finished < 5
+    # A stop between an epoch's log lines and its checkpoint leaves one epoch logged ahead; resume drops it.
+    assert len(records(out, "val")) in (finished, finished + 1)
     assert train(spec, out, "--resume") == 0  # the lock went with the stopped process
     assert len(records(out, "val")) == 5
 
