@@ -95,3 +95,11 @@ def test_compare_runs_on_every_shipped_spec(path):
     spec = tiny_backbones(compile_file(path).spec)
     result = compare(spec, device=torch.device("cpu"), batch_sizes=[1], runs=1)
     assert set(result["rows"]) == {MULTI, *spec.model.tasks, "single-task total"}
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_timing(tmp_path, capsys):
+    spec = tmp_path / "four.mtl"
+    spec.write_text(SPEC)
+    (tmp_path / "file").write_text("")
+    assert main(["compare", str(spec), "--out", str(tmp_path / "file")]) == 2
+    assert "cannot create output folder" in capsys.readouterr().err

@@ -153,6 +153,11 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     spec_path = Path(args.spec)
     out = Path(args.out) if args.out else Path("build") / spec_path.stem
     compilation = compile_file(spec_path, _overrides(args.set))
+    try:  # before minutes of timing, not after
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ArtefactError(f"cannot create output folder {out}: {error.strerror or error}",
+                            hint="choose another --out") from None
     with console.status(f"timing {compilation.spec.name} and its single-task models on {device}"):
         result = compare(compilation.spec, device=device, batch_sizes=args.batch_sizes, runs=args.runs)
     console.print(compare_table(result))
