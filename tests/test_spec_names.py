@@ -12,7 +12,7 @@ from torch import nn
 
 from mtdsl.errors import SpecNameError
 from mtdsl.graph.build import build_graph
-from mtdsl.graph.freeze import FREEZE_WORDS
+from mtdsl.spec.names import FREEZE_WORDS
 from mtdsl.nn.model import MultiTaskModel
 from mtdsl.spec.load import load_text
 

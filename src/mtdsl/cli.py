@@ -159,7 +159,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         raise ArtefactError(f"cannot create output folder {out}: {error.strerror or error}",
                             hint="choose another --out") from None
     with console.status(f"timing {compilation.spec.name} and its single-task models on {device}"):
-        result = compare(compilation.spec, device=device, batch_sizes=args.batch_sizes, runs=args.runs)
+        result = compare(compilation.spec, device=device, batch_sizes=args.batch_sizes, runs=args.runs,
+                         graph=compilation.graph)
     console.print(compare_table(result))
     for path in write_compare(result, out):
         console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
@@ -292,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         if error.errno not in ENVIRONMENT_ERRORS:
             raise
-        where = f" {error.filename}" if error.filename else ""
-        print(ArtefactError(f"cannot write{where}: {error.strerror}", hint=ENVIRONMENT_ERRORS[error.errno]).render(),
+        where = f" {error.filename}" if error.filename else " a file"  # a read can fail so too (EACCES)
+        print(ArtefactError(f"cannot use{where}: {error.strerror}", hint=ENVIRONMENT_ERRORS[error.errno]).render(),
               file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import networkx as nx
 import torch
 
 from mtdsl.compare.measure import latencies, peak_memory
@@ -25,16 +26,18 @@ from mtdsl.spec.document import Spec
 MULTI = "multi-task"
 
 
-def compare(spec: Spec, *, device: torch.device, batch_sizes: Sequence[int] = (1, 32), runs: int = 20) -> dict:
+def compare(spec: Spec, *, device: torch.device, batch_sizes: Sequence[int] = (1, 32), runs: int = 20,
+            graph: nx.DiGraph | None = None) -> dict:
     """Size, cost, latency and memory of ``spec``'s model and of each task's single-task model.
 
     Returns:
         ``{"model", "input", "device", "batch_sizes", "runs", "tasks": [...], "rows": {name: row}}`` where
         ``rows`` has ``multi-task`` and one row per task's single-task model, each with ``params``,
         ``flops``, ``macs``, ``latency_ms`` (``{batch: median ms}``) and ``peak_memory_bytes`` (-1: not
-        measured), and ``"single-task total"`` sums the single-task rows.
+        measured), and ``"single-task total"`` sums the single-task rows. ``graph`` is ``spec``'s sharing
+        graph when the caller has built it already.
     """
-    graphs = {MULTI: build_graph(spec)}
+    graphs = {MULTI: graph if graph is not None else build_graph(spec)}
     graphs.update({task: build_graph(single) for task, single in single_task_specs(spec, graphs[MULTI]).items()})
     image_size = tuple(spec.model.input.size)
     models = {name: MultiTaskModel(graph, load_pretrained=False).to(device).eval() for name, graph in graphs.items()}

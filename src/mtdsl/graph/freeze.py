@@ -31,16 +31,6 @@ from mtdsl.spec.document import Spec
 
 _SEGMENT_KINDS = ("segment", "branch")
 
-#: Freeze targets that name a sort of part, not one declared part; no declaration may take these names.
-FREEZE_WORDS = {
-    "shared": "every segment used by two tasks or more",
-    "backbones": "every backbone segment",
-    "branches": "every task-private segment copy",
-    "heads": "every head",
-    "necks": "every neck",
-}
-
-
 def nodes_for(graph: nx.DiGraph, target: str) -> set[str]:
     """The nodes a freeze target names; an unknown target names none."""
     nodes = graph.nodes

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mtdsl.errors import BackboneError, GraphError, SpecNameError, SpecValueError, close_matches, did_you_mean, listing
-from mtdsl.graph.freeze import FREEZE_WORDS
+from mtdsl.spec.names import FREEZE_WORDS
 from mtdsl.graph.paths import branch_order, root_backbones
 from mtdsl.nn.backbone import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
 from mtdsl.nn.heads import HEAD_CONFIGS, heads_for

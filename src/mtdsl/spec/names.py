@@ -19,7 +19,16 @@ import functools
 import keyword
 
 from mtdsl.errors import SpecNameError, Span
-from mtdsl.graph.freeze import FREEZE_WORDS
+
+#: Freeze targets that name a sort of part, not one declared part; no declaration may take these names.
+FREEZE_WORDS = {
+    "shared": "every segment used by two tasks or more",
+    "backbones": "every backbone segment",
+    "branches": "every task-private segment copy",
+    "heads": "every head",
+    "necks": "every neck",
+}
+
 
 #: The graph's input node; a neck's node carries the neck's own name, so a neck may not take it.
 INPUT_NODE = "input"
