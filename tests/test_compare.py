@@ -103,3 +103,80 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_timing(tmp_path,
     (tmp_path / "file").write_text("")
     assert main(["compare", str(spec), "--out", str(tmp_path / "file")]) == 2
     assert "cannot create output folder" in capsys.readouterr().err
+
+
+TRAINED = """
+model pair
+input 3x32x32
+backbone trunk = timm("test_efficientnet")
+dataset shapes = synthetic(count = 60, size = 32, seed = 0)
+dataset more = synthetic(count = 40, size = 32, seed = 1)
+task shape: classify(shapes) { classes = [circle, square, triangle] }
+task colour: classify(more) { classes = [red, green, blue]; branch = trunk.stage3 }
+train {
+    batch_size = 8
+    sampling = fixed(shape = 0.8, colour = 0.2)
+    phase all { epochs = 1 }
+}
+"""
+
+
+def test_compare_train_gives_each_single_task_model_the_images_its_task_saw_and_resumes(tmp_path, capsys):
+    spec, out = tmp_path / "pair.mtl", tmp_path / "out"
+    spec.write_text(TRAINED)
+    command = ["compare", str(spec), "--out", str(out), "--runs", "1", "--batch-sizes", "1", "--train", "--quiet"]
+    assert main(command) == 0
+    assert "Δ = multi − single" in " ".join(capsys.readouterr().out.split())
+    result = json.loads((out / "compare.json").read_text())
+    runs = result["training"]["runs"]
+    assert set(runs) == {MULTI, "shape", "colour"} and result["training"]["budget"] == "images"
+    # Fixed sampling starves colour (0.2 of the steps): its single-task model gets that budget, not a full pass.
+    assert runs[MULTI]["images"]["colour"] < runs[MULTI]["images"]["shape"]
+    for task in ("shape", "colour"):
+        assert abs(runs[task]["images"][task] - runs[MULTI]["images"][task]) <= 8 / 2
+        for run in (runs[MULTI], runs[task]):
+            metric = run["metrics"][task]
+            assert metric["metric"] == "accuracy" and metric["split"] == "test" and 0 <= metric["value"] <= 1
+        assert (out / "runs" / f"single-{task}" / "train.py").is_file()
+    assert "| shape | accuracy | test |" in (out / "compare.md").read_text()
+
+    checkpoints = sorted((out / "runs").glob("*/checkpoints/*.pt"))
+    stamps = [path.stat().st_mtime_ns for path in checkpoints]
+    assert main([*command, "--resume"]) == 0  # finished runs are read back, not trained again
+    assert [path.stat().st_mtime_ns for path in checkpoints] == stamps
+    assert json.loads((out / "compare.json").read_text())["training"]["runs"] == runs
+
+    assert main(command) == 2  # a used --out is refused, and left as it was
+    assert "--overwrite" in capsys.readouterr().err
+    assert [path.stat().st_mtime_ns for path in checkpoints] == stamps
+
+
+def test_a_seconds_budget_stops_each_epoch_when_its_time_is_spent(tmp_path):
+    from mtdsl.launch import train_compiled
+    from mtdsl.train.budget import Budget
+    from mtdsl.train.report import MetricsLog
+    from mtdsl.train.run_folder import RunFolder
+
+    compilation = compile_text(TRAINED.replace("epochs = 1", "epochs = 2"))
+    run = RunFolder(tmp_path / "run")
+    train_compiled(compilation, run, resume=False, overwrite=False, seed=0, device="cpu", workers=0, quiet=True,
+                   budget=Budget.of("seconds", [0.0, 0.0]), announce=lambda line: None)
+    epochs = [r for r in MetricsLog.read(run.metrics) if r["event"] == "train"]
+    assert len(epochs) == 2 and all(sum(r["images"].values()) == 8 for r in epochs)  # one step each
+
+
+def test_the_seconds_budget_shares_each_epoch_by_the_images_each_task_saw():
+    from mtdsl.compare.training import task_budget
+
+    multi = {"epochs": 2, "seconds_per_epoch": [30.0, 60.0],
+             "images_per_epoch": {"a": [100, 100], "b": [300, 100]}}
+    assert task_budget(multi, "a", "seconds").seconds == (7.5, 30.0)
+    assert task_budget(multi, "b", "seconds").seconds == (22.5, 30.0)
+    assert task_budget(multi, "b", "images").images == (300, 100)
+
+
+def test_resume_and_overwrite_without_train_are_refused(tmp_path, capsys):
+    spec = tmp_path / "pair.mtl"
+    spec.write_text(TRAINED)
+    assert main(["compare", str(spec), "--out", str(tmp_path / "out"), "--resume"]) == 2
+    assert "--train" in capsys.readouterr().err

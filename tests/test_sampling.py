@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtdsl.spec.training import (
     DynamicSampling,
@@ -143,3 +145,25 @@ def test_dynamic_state_round_trips():
     restored = sampler(DynamicSampling(), targets=[0.9, 0.9, 0.9])
     restored.load_state_dict(s.state_dict())
     assert restored.plan(2, 0.1) == s.plan(2, 0.1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["proportional", "equal", "fixed", "round_robin", "sequential"]),
+       batches=st.lists(st.integers(1, 64), min_size=1, max_size=4), images=st.integers(1, 50_000),
+       data=st.data())
+def test_an_images_budget_draws_that_many_images_within_a_batch_per_stream(kind, batches, images, data):
+    sizes = data.draw(st.lists(st.integers(1, 5_000), min_size=len(batches), max_size=len(batches)))
+    ratios = data.draw(st.lists(st.floats(0.05, 1.0), min_size=len(batches), max_size=len(batches)))
+    config = {"proportional": ProportionalSampling(), "equal": EqualSampling(),
+              "fixed": FixedSampling(ratios={"a": 1}), "round_robin": RoundRobinSampling(),
+              "sequential": SequentialSampling()}[kind]
+    planner = TaskSampler.create(config, sizes=sizes, batch_sizes=batches,
+                                 ratios_by_stream=ratios if kind == "fixed" else None, seed=1)
+    plan = planner.plan(epoch=2, progress=0.5, images=images)
+    drawn = sum(batches[stream] for stream in plan)
+    allowed = max(batches) / 2 if len(batches) == 1 else len(batches) * max(batches)
+    assert abs(drawn - images) <= allowed or len(plan) == 1  # an epoch has one step at least
+    if kind in ("proportional", "equal", "fixed"):  # the budget is shared out by the same ratios
+        counts = [plan.count(i) for i in range(len(batches))]
+        expected = [a * len(plan) for a in planner.ratios(0.5)]
+        assert all(abs(c - e) < 1 for c, e in zip(counts, expected))

@@ -87,17 +87,11 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _write_spec_copy(spec_path: Path, out: Path) -> None:
-    (out / "spec.mtl").write_text(spec_path.read_text(encoding="utf-8"), encoding="utf-8")
-
-
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from mtdsl.codegen.train_source import model_hash, spec_hash
-    from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
-    from mtdsl.train.checkpoint import load_checkpoint
+    from mtdsl.compiler import compile_file
+    from mtdsl.launch import spec_source, train_compiled
     from mtdsl.train.precision import pick_device
     from mtdsl.train.run_folder import RunFolder
-    from mtdsl.train.runtime import load_generated
     from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
 
     refuse_multi_process_launch()
@@ -105,18 +99,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     spec_path = Path(args.spec)
     run = RunFolder(Path(args.out) if args.out else Path("runs") / spec_path.stem)
     compilation = compile_file(spec_path, _overrides(args.set))
-    with run.claim(resume=args.resume, overwrite=args.overwrite), stop_signals():
-        if args.resume and run.last.exists():
-            # Refuse a changed spec before its artefacts overwrite the ones the run was trained with.
-            load_checkpoint(run.last, model_hash=model_hash(compilation.graph), spec_hash=spec_hash(compilation.spec))
-        write_artefacts(compilation, run.root, ARTEFACTS)
-        _write_spec_copy(spec_path, run.root)
-        console.print(f"[green]compiled[/] {spec_path} → {run.root}/ (training loop: {run.root / 'train.py'})")
-        loop = load_generated(run.root / "train.py")
-        seed = compilation.spec.train.seed if args.seed is None else args.seed
+    with stop_signals():
         try:
-            loop.train(run.root, resume=args.resume, overwrite=args.overwrite, seed=seed, device=args.device,
-                       workers=loop.WORKERS if args.workers is None else args.workers, quiet=args.quiet)
+            train_compiled(compilation, run, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
+                           device=args.device, workers=args.workers, quiet=args.quiet,
+                           spec_text=spec_source(spec_path), announce=_announcer(console))
         except KeyboardInterrupt as interrupt:
             command = shlex.join(["mtdsl", "train", str(spec_path), "--out", str(run.root)]
                                  + [f"--set={pair}" for pair in args.set]
@@ -126,6 +113,10 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[green]trained[/] {spec_path}: run folder {run.root}/ (diagram {run.root / 'architecture.svg'}, "
                   f"plots {run.root / 'plots'}/)")
     return 0
+
+
+def _announcer(console: Console):
+    return lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
@@ -145,10 +136,12 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compare import compare
-    from mtdsl.compare.report import compare_table, write_compare
+    from mtdsl.compare.report import compare_table, metric_table, write_compare
     from mtdsl.compiler import compile_file
     from mtdsl.train.precision import pick_device
 
+    if not args.train and (args.resume or args.overwrite):
+        raise ArtefactError("--resume and --overwrite apply to the runs of --train", hint="add --train")
     device = pick_device(args.device)
     spec_path = Path(args.spec)
     out = Path(args.out) if args.out else Path("build") / spec_path.stem
@@ -162,9 +155,39 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         result = compare(compilation.spec, device=device, batch_sizes=args.batch_sizes, runs=args.runs,
                          graph=compilation.graph)
     console.print(compare_table(result))
+    if args.train:
+        training = _train_for_compare(args, compilation, spec_path, out, console)
+        if isinstance(training, int):
+            return training
+        result["training"] = training
+        console.print(metric_table(result))
     for path in write_compare(result, out):
         console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
     return 0
+
+
+def _train_for_compare(args: argparse.Namespace, compilation, spec_path: Path, out: Path,
+                       console: Console) -> dict | int:
+    """Train every model of the comparison into ``out/runs/``: what they scored, or the exit code of a stop."""
+    from mtdsl.compare.training import train_all
+    from mtdsl.launch import spec_source
+    from mtdsl.train.stop_signals import RunStopped, exit_code, refuse_multi_process_launch, stop_signals
+
+    refuse_multi_process_launch()
+    with stop_signals():
+        try:
+            return train_all(compilation, out, budget=args.budget, seed=args.seed, device=args.device,
+                                      workers=args.workers, resume=args.resume, overwrite=args.overwrite,
+                                      quiet=args.quiet, spec_text=spec_source(spec_path),
+                                      announce=_announcer(console))
+        except KeyboardInterrupt as interrupt:
+            command = shlex.join(["mtdsl", "compare", str(spec_path), "--train", "--resume", "--out", str(out),
+                                  f"--budget={args.budget}"] + [f"--set={pair}" for pair in args.set]
+                                 + ([f"--seed={args.seed}"] if args.seed is not None else []))
+            cause = f"stopped by {interrupt.name}" if isinstance(interrupt, RunStopped) else "interrupted"
+            console.print(f"{cause}: finished runs and the last epoch of the one in progress are kept in {out / 'runs'}/;"
+                          f" continue with: {command}", style="yellow", markup=False, highlight=False)
+            return exit_code(interrupt)
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -269,6 +292,17 @@ def parser() -> argparse.ArgumentParser:
                            help="batch sizes to time (default: 1,32)")
     comparing.add_argument("--runs", type=lambda text: _bounded_int(text, 1, 10_000), default=20,
                            help="timed passes per model and batch size, after warm-up (default: 20)")
+    comparing.add_argument("--train", action="store_true",
+                           help="also train the multi-task model and every single-task model into OUT/runs/ and "
+                           "compare each task's test metric")
+    comparing.add_argument("--budget", choices=["images", "seconds"], default="images",
+                           help="what --train holds equal: each single-task model sees as many images as its task "
+                           "did in the multi-task run (default), or together they train as long")
+    comparing.add_argument("--seed", type=_seed, help="random seed of every run (default: the spec's train { seed })")
+    comparing.add_argument("--workers", type=_count, help="data-loading processes per stream (default: the spec's)")
+    comparing.add_argument("--resume", action="store_true", help="--train: read back finished runs, continue the rest")
+    comparing.add_argument("--overwrite", action="store_true", help="--train: delete the runs in OUT/runs/ first")
+    comparing.add_argument("--quiet", action="store_true", help="--train: no progress bars or per-run tables")
 
     predicting = spec_command("predict", "run a checkpoint on images: drawn PNGs, masks, predictions.json and "
                               "detections.json (COCO results)", "predictions/<spec name>")

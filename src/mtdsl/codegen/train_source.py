@@ -41,6 +41,7 @@ RUNTIME_IMPORTS = (
     "from mtdsl.errors import DataError, MtdslError, TrainingError",
     "from mtdsl.nn.losses import build_loss",
     "from mtdsl.render.plots import plot_run",
+    "from mtdsl.train.budget import Budget",
     "from mtdsl.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint",
     "from mtdsl.train.data import TaskLabels",
     "from mtdsl.train.evaluation import evaluate",

@@ -1,8 +1,10 @@
-"""The comparison as a terminal table, ``compare.json``, ``compare.md`` and a bar chart ``compare.png``.
+"""The comparison as terminal tables, ``compare.json``, ``compare.md`` and a bar chart ``compare.png``.
 
-Rows: the multi-task model, each task's single-task model, their total, and
-``single / multi``, the factor sharing saves (above 1 means the multi-task
-model is smaller or faster).
+Cost table rows: the multi-task model, each task's single-task model, their
+total, and ``single / multi``, the factor sharing saves (above 1 means the
+multi-task model is smaller or faster). After ``--train``, a second table has
+one row per task: its main test metric in the multi-task model and in its
+single-task model, the difference, and the images each saw (the budget).
 """
 
 from __future__ import annotations
@@ -69,11 +71,53 @@ def compare_table(result: dict) -> Table:
     return table
 
 
+METRIC_COLUMNS = ["task", "metric", "split", "multi", "single", "Δ", "images multi / single"]
+
+
+def _metric_rows(result: dict) -> list[list[str]]:
+    runs = result["training"]["runs"]
+    rows = []
+    for task in result["tasks"]:
+        multi, single = runs[MULTI]["metrics"][task], runs[task]["metrics"][task]
+        rows.append([task, multi["metric"], multi["split"] or "n/a", f"{multi['value']:.4f}",
+                     f"{single['value']:.4f}", f"{multi['value'] - single['value']:+.4f}",
+                     f"{runs[MULTI]['images'][task]:,} / {runs[task]['images'][task]:,}"])
+    seconds = sum(runs[task]["seconds"] for task in result["tasks"])
+    rows.append(["training", "seconds", "", f"{runs[MULTI]['seconds']:.0f}", f"{seconds:.0f}",
+                 f"{runs[MULTI]['seconds'] - seconds:+.0f}", ""])
+    return rows
+
+
+def _metric_caption(result: dict) -> str:
+    training = result["training"]
+    held = ("each single-task model saw as many images as its task did in the multi-task run"
+            if training["budget"] == "images" else
+            "the single-task models together trained as long as the multi-task model")
+    return (f"{result['model']}: each task's main test metric, multi-task model against single-task model, seed "
+            f"{training['seed']} ({held}; val where there is no test split; Δ = multi − single)")
+
+
+def metric_table(result: dict) -> Table:
+    table = Table(title=_metric_caption(result))
+    for index, column in enumerate(METRIC_COLUMNS):
+        table.add_column(column, justify="left" if index < 3 else "right", no_wrap=index == 0)
+    rows = _metric_rows(result)
+    for row in rows[:-1]:
+        table.add_row(*row)
+    table.add_section()
+    table.add_row(*rows[-1])
+    return table
+
+
+def _markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def compare_markdown(result: dict) -> str:
-    lines = [f"# {_caption(result)}", "", "| " + " | ".join(_columns(result)) + " |",
-             "|" + "---|" * len(_columns(result))]
-    for cells in [*(_cells(result, name) for name in _order(result)), _ratio_cells(result)]:
-        lines.append("| " + " | ".join(cells) + " |")
+    rows = [*(_cells(result, name) for name in _order(result)), _ratio_cells(result)]
+    lines = [f"# {_caption(result)}", "", *_markdown_table(_columns(result), rows)]
+    if "training" in result:
+        lines += ["", f"## {_metric_caption(result)}", "", *_markdown_table(METRIC_COLUMNS, _metric_rows(result))]
     return "\n".join(lines) + "\n"
 
 
@@ -99,8 +143,13 @@ def _chart(result: dict, path: Path) -> Path | None:
     measures += [(f"latency, batch {batch} (ms)", lambda row, b=batch: row["latency_ms"][b])
                  for batch in result["batch_sizes"]]
     palette = colours(result["tasks"])
-    figure = Figure(figsize=(3.2 * len(measures), 3.6), layout="constrained")
-    for axes, (title, value) in zip(figure.subplots(1, len(measures), squeeze=False)[0], measures):
+    panels = len(measures) + ("training" in result)
+    figure = Figure(figsize=(3.2 * panels + 0.8 * len(result["tasks"]) * ("training" in result), 3.6),
+                    layout="constrained")
+    every_axes = figure.subplots(1, panels, squeeze=False)[0]
+    if "training" in result:
+        _metric_panel(every_axes[-1], result, palette)
+    for axes, (title, value) in zip(every_axes, measures):
         axes.bar(0, value(result["rows"][MULTI]), color="#555555", label=MULTI)
         bottom = 0.0
         for task in result["tasks"]:
@@ -115,3 +164,14 @@ def _chart(result: dict, path: Path) -> Path | None:
     figure.suptitle(f"{result['model']}: sharing against single-task models ({result['device']})", fontsize=11)
     figure.savefig(path, dpi=100)
     return path
+
+
+def _metric_panel(axes, result: dict, palette: dict) -> None:
+    """Each task's test metric: the multi-task model's bar beside its single-task model's."""
+    runs = result["training"]["runs"]
+    for index, task in enumerate(result["tasks"]):
+        axes.bar(index - 0.2, runs[MULTI]["metrics"][task]["value"], width=0.4, color="#555555")
+        axes.bar(index + 0.2, runs[task]["metrics"][task]["value"], width=0.4, color=palette[task])
+    axes.set_xticks(range(len(result["tasks"])), result["tasks"], rotation=30, ha="right", fontsize=8)
+    axes.set_ylim(0, 1)
+    axes.set_title("test metric (multi grey, single colour)", fontsize=10)

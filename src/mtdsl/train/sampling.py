@@ -13,6 +13,10 @@ steps allow. How many steps an epoch has is the spec's ``epoch``:
 * ``weighted``: ``Σ |X_i| α_i / B_i``, the thesis' Algorithm 1. Under
   proportional sampling two equal datasets then get half a pass each.
 
+A caller may instead fix how many images an epoch draws (``images``, the budget
+``mtdsl compare --train`` gives a single-task model): the plan then has
+``images / Σ α_i B_i`` steps, shared out by the same ratios.
+
 Plans are drawn from ``(seed, epoch)``, so they are the same after a resume;
 only ``dynamic`` carries state (its current ratios).
 
@@ -22,6 +26,9 @@ only ``dynamic`` carries state (its current ratios).
 ...                               ratios_by_stream=None, seed=0, epoch=epoch).plan(epoch=0, progress=0.0)
 >>> len(plan("passes")), plan("passes").count(0), len(plan("weighted"))
 (40, 30, 25)
+>>> TaskSampler.create(ProportionalSampling(), sizes=[300, 100], batch_sizes=[10, 10], ratios_by_stream=None,
+...                    seed=0).plan(epoch=0, progress=0.0, images=600).count(0)
+45
 """
 
 from __future__ import annotations
@@ -69,6 +76,16 @@ def apportion(ratios: Sequence[float], steps: int) -> list[int]:
     return counts
 
 
+def cycle_until(plan: Sequence[int], batch_sizes: Sequence[int], images: int) -> list[int]:
+    """``plan``'s steps, repeated as often as needed, up to the step that comes closest to ``images`` (one at least)."""
+    steps, drawn = [], 0
+    while not steps or drawn + batch_sizes[plan[len(steps) % len(plan)]] / 2 <= images:
+        stream = plan[len(steps) % len(plan)]
+        steps.append(stream)
+        drawn += batch_sizes[stream]
+    return steps
+
+
 #: What one epoch is (the spec's ``epoch``): see the module docstring.
 EPOCH_LENGTHS = ("passes", "weighted")
 
@@ -108,14 +125,18 @@ class TaskSampler:
     def ratios(self, progress: float) -> Ratios:
         raise NotImplementedError
 
-    def steps(self, ratios: Ratios) -> int:
-        """Steps in an epoch at these ratios: ``Σ |X_i| / B_i`` (``passes``) or ``Σ |X_i| α_i / B_i`` (``weighted``)."""
+    def steps(self, ratios: Ratios, images: int | None = None) -> int:
+        """Steps in an epoch at these ratios: ``Σ |X_i| / B_i`` (``passes``) or ``Σ |X_i| α_i / B_i`` (``weighted``);
+        for a budget of ``images``, as many steps as draw that many images at these ratios."""
+        if images is not None:
+            return max(1, round(images / sum(a * b for a, b in zip(ratios, self.batch_sizes))))
         weights = ratios if self.epoch == "weighted" else [1.0] * len(ratios)
         return max(1, round(sum(n * a / b for n, a, b in zip(self.sizes, weights, self.batch_sizes))))
 
-    def plan(self, epoch: int, progress: float) -> list[int]:
+    def plan(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
+        """The streams of ``epoch``'s steps, in order; ``images`` overrides the epoch's length (see the module)."""
         ratios = self.ratios(progress)
-        counts = apportion(ratios, self.steps(ratios))
+        counts = apportion(ratios, self.steps(ratios, images))
         plan = torch.tensor([stream for stream, count in enumerate(counts) for _ in range(count)])
         order = torch.randperm(len(plan), generator=seeded_generator(self.seed, 7919, epoch))
         return plan[order].tolist()
@@ -158,9 +179,10 @@ class RoundRobin(TaskSampler):
     def ratios(self, progress: float) -> Ratios:
         return [1 / len(self.sizes)] * len(self.sizes)
 
-    def plan(self, epoch: int, progress: float) -> list[int]:
+    def plan(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
         steps = sum(math.ceil(n / b) for n, b in zip(self.sizes, self.batch_sizes))
-        return [step % len(self.sizes) for step in range(steps)]
+        plan = [step % len(self.sizes) for step in range(steps)]
+        return plan if images is None else cycle_until(plan, self.batch_sizes, images)
 
 
 @register_sampler("sequential")
@@ -170,8 +192,9 @@ class Sequential(TaskSampler):
     def ratios(self, progress: float) -> Ratios:
         return normalised([math.ceil(n / b) for n, b in zip(self.sizes, self.batch_sizes)])
 
-    def plan(self, epoch: int, progress: float) -> list[int]:
-        return [i for i, (n, b) in enumerate(zip(self.sizes, self.batch_sizes)) for _ in range(math.ceil(n / b))]
+    def plan(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
+        plan = [i for i, (n, b) in enumerate(zip(self.sizes, self.batch_sizes)) for _ in range(math.ceil(n / b))]
+        return plan if images is None else cycle_until(plan, self.batch_sizes, images)
 
 
 @register_sampler("dynamic")
