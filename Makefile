@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make demo   train specs/quickstart.mtl on built-in synthetic data (~3 min on 2 CPU cores)
+#   make demo   train specs/quickstart.mtl on built-in synthetic data (~3 min on 2 CPU cores),
+#               then compare its size and speed with its five single-task models
 #   make test   run the test suite
 # Both create and fill .venv on first use (idempotent) and install Graphviz's
 # `dot` with apt-get when it is missing and they run as root.
@@ -30,6 +31,7 @@ graphviz:
 
 demo: $(STAMP) graphviz
 	$(BIN)/mtdsl train specs/quickstart.mtl --out runs/quickstart --overwrite
+	$(BIN)/mtdsl compare specs/quickstart.mtl --out runs/quickstart-compare --batch-sizes 1,8
 
 test: $(STAMP) graphviz
 	$(BIN)/python -m pytest -q
