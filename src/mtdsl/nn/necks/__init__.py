@@ -1,7 +1,7 @@
 """Necks: feature pyramids between a backbone and dense heads (detection, segmentation).
 
 A neck reads every backbone map (``in_channels``/``in_strides`` from
-:func:`mtdsl.nn.backbone.backbone_info`), picks those at strides
+:func:`mtdsl.graph.backbones.backbone_info`), picks those at strides
 ``2**min_level …``, synthesises the levels above, and returns one map of
 ``out_channels`` per level in ``levels``. The connections are data
 (:mod:`mtdsl.nn.necks.wiring`). The neck configs live in :mod:`mtdsl.spec.necks`;

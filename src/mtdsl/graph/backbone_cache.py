@@ -1,0 +1,107 @@
+"""A file of the backbone metadata read from timm, so that checking a spec need not import torch.
+
+Reading a backbone's segments takes timm, and importing timm imports torch:
+seconds, where parsing and checking a spec take a fraction of one. What timm
+says about a model depends only on timm's version, so each model read is
+kept in ``backbones-v<FORMAT>-timm-<version>.json`` in the cache folder:
+``$MTDSL_CACHE_DIR``, else ``$XDG_CACHE_HOME/mtdsl``, else ``~/.cache/mtdsl``.
+timm's version is read from its installed ``version.py``, without importing
+it; a new timm (or a new :data:`FORMAT`, when the way mtdsl cuts models
+changes) starts a new file.
+
+The cache only ever saves time: an unreadable or corrupt file reads as empty,
+and a file that cannot be written is left alone. ``MTDSL_CACHE_DIR=""``
+turns it off.
+
+>>> import tempfile
+>>> from unittest import mock
+>>> with mock.patch.dict(os.environ, {"MTDSL_CACHE_DIR": tempfile.mkdtemp()}):
+...     write("demo_net", {"model": "demo_net", "family": "test", "segments": []})
+...     read("demo_net")["family"], cache_file().name.startswith("backbones-v1-timm-")
+('test', True)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from mtdsl.files import write_atomic
+
+#: Bump when :func:`mtdsl.graph.backbones.cut` or the record's fields change.
+FORMAT = 1
+
+
+def folder() -> Path | None:
+    """The cache folder, or ``None`` when ``MTDSL_CACHE_DIR`` is set empty."""
+    configured = os.environ.get("MTDSL_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mtdsl"
+
+
+def timm_version() -> str | None:
+    """Installed timm's version from its ``version.py``, without importing timm; ``None`` if it cannot be read."""
+    try:
+        found = importlib.util.find_spec("timm")
+        if found is None or found.origin is None:
+            return None
+        text = (Path(found.origin).parent / "version.py").read_text(encoding="utf-8")
+    except (OSError, ImportError, ValueError):
+        return None
+    match = re.search(r"""__version__\s*=\s*['"]([^'"]+)['"]""", text)
+    return match.group(1) if match else None
+
+
+def cache_file() -> Path | None:
+    """The file for this timm version, or ``None`` when there is no folder or no readable timm version."""
+    base, version = folder(), timm_version()
+    if base is None or version is None:
+        return None
+    return base / f"backbones-v{FORMAT}-timm-{version}.json"
+
+
+def _records(path: Path) -> dict[str, Any]:
+    """The file's records (read once per version of the file, as several checks ask in turn)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return {}
+    return dict(_parsed(path, status.st_mtime_ns, status.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read(model_name: str) -> dict[str, Any] | None:
+    """The record kept for ``model_name``, or ``None``."""
+    path = cache_file()
+    if path is None:
+        return None
+    record = _records(path).get(model_name)
+    return record if isinstance(record, dict) else None
+
+
+def write(model_name: str, record: dict[str, Any]) -> None:
+    """Keep ``record`` for ``model_name`` beside the others; a folder that cannot be written is no error."""
+    path = cache_file()
+    if path is None:
+        return
+    records = _records(path)
+    records[model_name] = record
+    try:
+        write_atomic(path, json.dumps(records, sort_keys=True) + "\n")
+    except OSError:
+        pass
