@@ -3,7 +3,7 @@
 The layers, from the bottom (see "Layout" in the README):
 
 =============  ==================================================================================
-base           ``mtdsl`` (the version), ``errors``, ``files``, ``codegen.literal`` (writes Python
+base           ``mtdsl`` (the version), ``errors``, ``files``, ``cache``, ``codegen.literal`` (writes Python
                values; imports nothing of mtdsl, and ``nn.module_call`` prints constructor calls with it)
 frontend       grammar, parser, AST
 spec           pydantic configs of every kind, lowering, the checks that read the spec alone, streams
@@ -34,7 +34,7 @@ import mtdsl
 SOURCE = Path(mtdsl.__file__).resolve().parent
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("mtdsl", "mtdsl.errors", "mtdsl.files", "mtdsl.codegen.literal")),
+    ("base", ("mtdsl", "mtdsl.errors", "mtdsl.files", "mtdsl.cache", "mtdsl.codegen.literal")),
     ("frontend", ("mtdsl.frontend",)),
     ("spec", ("mtdsl.spec",)),
     ("graph", ("mtdsl.graph",)),

@@ -3,17 +3,16 @@
 Reading a backbone's segments takes timm, and importing timm imports torch:
 seconds, where parsing and checking a spec take a fraction of one. What timm
 says about a model depends only on timm's version, so each model read is
-kept in ``backbones-v<FORMAT>-timm-<version>.json`` in the cache folder:
-``$MTDSL_CACHE_DIR``, else ``$XDG_CACHE_HOME/mtdsl``, else ``~/.cache/mtdsl``.
-timm's version is read from its installed ``version.py``, without importing
+kept in ``backbones-v<FORMAT>-timm-<version>.json`` in mtdsl's cache folder
+(:func:`mtdsl.cache.cache_folder`, ``~/.cache/mtdsl`` unless ``$MTDSL_CACHE_DIR``
+says otherwise). timm's version is read from its installed ``version.py``, without importing
 it; a new timm (or a new :data:`FORMAT`, when the way mtdsl cuts models
 changes) starts a new file.
 
 The cache only ever saves time: an unreadable or corrupt file reads as empty,
-and a file that cannot be written is left alone. ``MTDSL_CACHE_DIR=""``
-turns it off.
+and a file that cannot be written is left alone.
 
->>> import tempfile
+>>> import os, tempfile
 >>> from unittest import mock
 >>> with mock.patch.dict(os.environ, {"MTDSL_CACHE_DIR": tempfile.mkdtemp()}):
 ...     write("demo_net", {"model": "demo_net", "family": "test", "segments": []})
@@ -26,24 +25,15 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from mtdsl.cache import cache_folder
 from mtdsl.files import write_atomic
 
 #: Bump when :func:`mtdsl.graph.backbones.cut` or the record's fields change.
 FORMAT = 1
-
-
-def folder() -> Path | None:
-    """The cache folder, or ``None`` when ``MTDSL_CACHE_DIR`` is set empty."""
-    configured = os.environ.get("MTDSL_CACHE_DIR")
-    if configured is not None:
-        return Path(configured) if configured else None
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mtdsl"
 
 
 def timm_version() -> str | None:
@@ -61,7 +51,7 @@ def timm_version() -> str | None:
 
 def cache_file() -> Path | None:
     """The file for this timm version, or ``None`` when there is no folder or no readable timm version."""
-    base, version = folder(), timm_version()
+    base, version = cache_folder(), timm_version()
     if base is None or version is None:
         return None
     return base / f"backbones-v{FORMAT}-timm-{version}.json"
