@@ -50,8 +50,7 @@ def build_graph(spec: Spec) -> nx.DiGraph:
         input → trunk.stem → … → trunk.stage3 → trunk.stage4 → a.head
                                              ↘ b/trunk.stage4 → b.head
     """
-    run_graph_checks(spec)
-    paths = task_paths(spec)
+    paths = task_paths(run_graph_checks(spec))  # all that can fail: mtdsl check stops here
     graph = nx.DiGraph(name=spec.name, input=list(spec.model.input.size))
     channels, height, width = spec.model.input.size
     graph.add_node(INPUT, kind="input", label="input", channels=channels, stride=1, params=0, module="")
