@@ -66,11 +66,12 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     errors = {spec: spec_error(spec, overrides) for spec in args.specs}
     if args.json:
         print(json.dumps([error_record(error, spec) for spec, error in errors.items() if error], indent=2))
-    for spec, error in errors.items():
-        if error is not None and not args.json:
-            print(error.render(), file=sys.stderr)
-        elif error is None and not args.json:
-            console.print(f"[green]ok[/] {escape(spec)}", soft_wrap=True, highlight=False)
+    else:
+        for spec, error in errors.items():
+            if error is None:
+                console.print(f"[green]ok[/] {escape(spec)}", soft_wrap=True, highlight=False)
+            else:
+                print(error.render(), file=sys.stderr)
     return EXIT_USER_ERROR if any(errors.values()) else 0
 
 
@@ -284,7 +285,8 @@ def parser() -> argparse.ArgumentParser:
 
     checking = commands.add_parser("check", help="parse, validate and resolve specs without building the model "
                                    "(exit 0: all fine, 2: an error)", description="parse, validate and resolve "
-                                   "specs and build their sharing graph, without torch where the spec needs none")
+                                   "specs (every check compile makes) without building the model, and without "
+                                   "torch once each backbone's metadata is cached")
     checking.set_defaults(run=cmd_check)
     checking.add_argument("specs", nargs="+", metavar="SPEC", help="paths to .mtl specs")
     checking.add_argument("--json", action="store_true", help="print the errors as a JSON list of {file, line, col, "

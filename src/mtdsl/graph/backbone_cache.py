@@ -2,12 +2,13 @@
 
 Reading a backbone's segments takes timm, and importing timm imports torch:
 seconds, where parsing and checking a spec take a fraction of one. What timm
-says about a model depends only on timm's version, so each model read is
-kept in ``backbones-v<FORMAT>-timm-<version>.json`` in mtdsl's cache folder
-(:func:`mtdsl.cache.cache_folder`, ``~/.cache/mtdsl`` unless ``$MTDSL_CACHE_DIR``
-says otherwise). timm's version is read from its installed ``version.py``, without importing
-it; a new timm (or a new :data:`FORMAT`, when the way mtdsl cuts models
-changes) starts a new file.
+says about a model depends only on timm's version and on how mtdsl reads it,
+so each model read is kept in ``backbones-<reader>-timm-<version>.json`` in
+mtdsl's cache folder (:func:`mtdsl.cache.cache_folder`, ``~/.cache/mtdsl``
+unless ``$MTDSL_CACHE_DIR`` says otherwise). timm's version is read from its
+installed ``version.py``, without importing it; ``<reader>`` is a hash of
+:mod:`mtdsl.graph.backbones`, the module that cuts models into segments. A
+new timm, or any change to that module, starts a new file.
 
 The cache only ever saves time: an unreadable or corrupt file reads as empty,
 and a file that cannot be written is left alone.
@@ -16,13 +17,14 @@ and a file that cannot be written is left alone.
 >>> from unittest import mock
 >>> with mock.patch.dict(os.environ, {"MTDSL_CACHE_DIR": tempfile.mkdtemp()}):
 ...     write("demo_net", {"model": "demo_net", "family": "test", "segments": []})
-...     read("demo_net")["family"], cache_file().name.startswith("backbones-v1-timm-")
+...     read("demo_net")["family"], cache_file().name == f"backbones-{reader_version()}-timm-{timm_version()}.json"
 ('test', True)
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import json
 import re
@@ -31,10 +33,6 @@ from typing import Any
 
 from mtdsl.cache import cache_folder
 from mtdsl.files import write_atomic
-
-#: Bump when :func:`mtdsl.graph.backbones.cut` or the record's fields change.
-FORMAT = 1
-
 
 def timm_version() -> str | None:
     """Installed timm's version from its ``version.py``, without importing timm; ``None`` if it cannot be read."""
@@ -54,7 +52,14 @@ def cache_file() -> Path | None:
     base, version = cache_folder(), timm_version()
     if base is None or version is None:
         return None
-    return base / f"backbones-v{FORMAT}-timm-{version}.json"
+    return base / f"backbones-{reader_version()}-timm-{version}.json"
+
+
+@functools.lru_cache(maxsize=1)
+def reader_version() -> str:
+    """A short hash of :mod:`mtdsl.graph.backbones` (read as text, not imported), which writes the records."""
+    source = Path(__file__).with_name("backbones.py").read_bytes()
+    return hashlib.sha256(source).hexdigest()[:12]
 
 
 def _records(path: Path) -> dict[str, Any]:

@@ -24,7 +24,8 @@ Building the graph needs no torch: it first runs the graph stage's checks
 and segment sizes from that metadata (:mod:`mtdsl.graph.backbones`, cached
 in a file). A neck's or head's parameter count depends on its module, so
 :func:`mtdsl.nn.parameters.count_parameters`, a pass of the layer that builds
-modules, adds it: the compiler runs it next; ``mtdsl check`` stops here.
+modules, adds it: the compiler runs it next. ``mtdsl check`` runs only the
+first line of :func:`build_graph`, all of it that can fail.
 """
 
 from __future__ import annotations
