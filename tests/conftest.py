@@ -1,8 +1,20 @@
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+#: The backbone metadata cache (mtdsl.graph.backbone_cache) of this test session, apart from the user's;
+#: subprocesses (the CLI tests) inherit it.
+_CACHE = tempfile.mkdtemp(prefix="mtdsl-test-cache-")
+os.environ["MTDSL_CACHE_DIR"] = _CACHE
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.mtl"))

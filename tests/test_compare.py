@@ -12,6 +12,7 @@ from mtdsl.compare import MULTI, compare
 from mtdsl.compare.single_task import single_task_specs
 from mtdsl.compiler import compile_file, compile_text
 from mtdsl.graph.build import build_graph
+from mtdsl.nn.parameters import count_parameters
 from mtdsl.render.summary import count_flops, summarize
 
 from conftest import SPECS, tiny_backbones
@@ -42,11 +43,11 @@ def counterpart(node: str) -> str:
 @pytest.mark.parametrize("path", [None, *SPECS], ids=lambda p: "four" if p is None else p.stem)
 def test_each_single_task_model_is_its_task_path_with_the_same_frozen_parts(path):
     spec = compile_text(SPEC).spec if path is None else tiny_backbones(compile_file(path).spec)
-    graph = build_graph(spec)
+    graph = count_parameters(build_graph(spec))
     summary = summarize(graph, with_flops=False)
     flops = count_flops(graph)
     for task, single in single_task_specs(spec, graph).items():
-        alone = build_graph(single)
+        alone = count_parameters(build_graph(single))
         assert list(alone.graph["tasks"]) == [task] and not single.model.tasks[task].branch
         assert sum(d["params"] for _, d in alone.nodes(data=True)) == summary["tasks"][task]["path_params"]
         assert count_flops(alone)["all"] == flops[task]

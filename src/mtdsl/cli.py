@@ -55,6 +55,26 @@ def _compile_out(args: argparse.Namespace) -> Path:
     return out
 
 
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from rich.markup import escape
+
+    from mtdsl.check import error_record, spec_error
+
+    overrides = _overrides(args.set)
+    errors = {spec: spec_error(spec, overrides) for spec in args.specs}
+    if args.json:
+        print(json.dumps([error_record(error, spec) for spec, error in errors.items() if error], indent=2))
+    else:
+        for spec, error in errors.items():
+            if error is None:
+                console.print(f"[green]ok[/] {escape(spec)}", soft_wrap=True, highlight=False)
+            else:
+                print(error.render(), file=sys.stderr)
+    return EXIT_USER_ERROR if any(errors.values()) else 0
+
+
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
     from mtdsl.render.dot import MISSING_DOT_HINT, dot_available
@@ -263,6 +283,17 @@ def parser() -> argparse.ArgumentParser:
         )
         return command
 
+    checking = commands.add_parser("check", help="parse, validate and resolve specs without building the model "
+                                   "(exit 0: all fine, 2: an error)", description="parse, validate and resolve "
+                                   "specs (every check compile makes) without building the model, and without "
+                                   "torch once each backbone's metadata is cached")
+    checking.set_defaults(run=cmd_check)
+    checking.add_argument("specs", nargs="+", metavar="SPEC", help="paths to .mtl specs")
+    checking.add_argument("--json", action="store_true", help="print the errors as a JSON list of {file, line, col, "
+                          "end_line, end_col, stage, message, expected, hint} objects")
+    checking.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="override a 'let' variable (repeatable)"
+    )
     spec_command("compile", "write model.py, graph.json, the diagram and summary.json").set_defaults(run=cmd_compile)
     spec_command("render", "draw the sharing graph (architecture.dot, .svg, .png)").set_defaults(run=cmd_render)
 

@@ -20,6 +20,7 @@ from mtdsl.files import write_atomic
 from mtdsl.graph.build import build_graph
 from mtdsl.graph.serialize import graph_to_json
 from mtdsl.nn.model import MultiTaskModel
+from mtdsl.nn.parameters import count_parameters
 from mtdsl.render.dot import write_diagram
 from mtdsl.render.summary import summarize
 from mtdsl.spec.document import Spec
@@ -39,7 +40,8 @@ class Compilation:
 
 
 def compile_spec(spec: Spec) -> Compilation:
-    return Compilation(spec, build_graph(spec))
+    """The spec's sharing graph, with the parameter count of every neck and head (built on the meta device)."""
+    return Compilation(spec, count_parameters(build_graph(spec)))
 
 
 def compile_file(path: str | Path, overrides: dict[str, str] | None = None) -> Compilation:

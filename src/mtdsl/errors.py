@@ -129,6 +129,30 @@ class MtdslError(Exception):
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
 
+    def to_dict(self) -> dict[str, str | int | None]:
+        """The error as plain data for editors and CI (``mtdsl check --json``): every field :meth:`render` shows.
+
+        ``line``/``col``/``end_line``/``end_col`` count from 1 (``end_col`` exclusive) and are
+        ``None`` for an error with no position, as ``file`` is for one about no spec file.
+
+        >>> error = SpecValueError("epochs = 0 must be positive", Span(3, 14, 3, 15),
+        ...                        source=Source("a.mtl", ""), hint="write epochs = 1")
+        >>> error.to_dict()["line"], error.to_dict()["stage"], error.to_dict()["expected"]
+        (3, 'invalid value', None)
+        """
+        span = self.span
+        return {
+            "file": self.source.path if self.source else None,
+            "line": span.line if span else None,
+            "col": span.column if span else None,
+            "end_line": span.end_line if span else None,
+            "end_col": span.end_column if span else None,
+            "stage": self.stage,
+            "message": self.message,
+            "expected": self.expected,
+            "hint": self.hint,
+        }
+
     def __str__(self) -> str:
         return self.render()
 

@@ -291,7 +291,7 @@ def task_views(spec: Spec, tasks: Sequence[str]) -> dict[str, list[str]]:
     batches (the same stream) as one of them. Other image-label tasks get the resize and
     centre crop they were evaluated with.
     """
-    from mtdsl.train.streams import plan_streams
+    from mtdsl.spec.streams import plan_streams
 
     dense_streams = {
         task for stream in plan_streams(spec)

@@ -29,8 +29,10 @@ import networkx as nx
 
 from mtdsl import __version__
 from mtdsl.codegen.literal import checked_source, docstring_text, imported_names, literal
-from mtdsl.nn.heads import HEAD_CONFIGS, head_source
-from mtdsl.nn.necks import NECK_CONFIGS, neck_source
+from mtdsl.nn.heads import head_source
+from mtdsl.nn.necks import neck_source
+from mtdsl.spec.heads import HEAD_CONFIGS
+from mtdsl.spec.necks import NECK_CONFIGS
 
 #: Names ``forward`` uses itself; node variables must not take them.
 FORWARD_NAMES = frozenset({"self", "x", "tasks", "requested", "wanted", "outputs"})

@@ -28,11 +28,11 @@ from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
 from mtdsl.detection.bench import DetectionSetup
 from mtdsl.graph.serialize import graph_to_json
 from mtdsl.spec.document import Spec
+from mtdsl.spec.streams import Stream, plan_streams
 from mtdsl.spec.training import FixedSampling
 from mtdsl.train.checkpoint import fingerprint
 from mtdsl.train.data import normalization, task_labels
 from mtdsl.train.freezing import phases_of
-from mtdsl.train.streams import Stream, plan_streams
 
 TEMPLATE = Path(__file__).with_name("templates") / "train.py.tmpl"
 
@@ -41,6 +41,7 @@ RUNTIME_IMPORTS = (
     "from mtdsl.errors import DataError, MtdslError, TrainingError",
     "from mtdsl.nn.losses import build_loss",
     "from mtdsl.render.plots import plot_run",
+    "from mtdsl.spec.streams import Stream",
     "from mtdsl.train.budget import Budget",
     "from mtdsl.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint",
     "from mtdsl.train.data import TaskLabels",
@@ -60,7 +61,6 @@ RUNTIME_IMPORTS = (
     "from mtdsl.train.schedule import LearningRate",
     "from mtdsl.train.showcase import write_prediction_images",
     "from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message",
-    "from mtdsl.train.streams import Stream",
     "from mtdsl.train.weighting import build_weighting",
 )
 

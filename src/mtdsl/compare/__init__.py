@@ -20,6 +20,7 @@ from mtdsl.compare.measure import latencies, peak_memory
 from mtdsl.compare.single_task import single_task_specs
 from mtdsl.graph.build import build_graph
 from mtdsl.nn.model import MultiTaskModel
+from mtdsl.nn.parameters import count_parameters
 from mtdsl.render.summary import count_flops
 from mtdsl.spec.document import Spec
 
@@ -37,8 +38,9 @@ def compare(spec: Spec, *, device: torch.device, batch_sizes: Sequence[int] = (1
         measured), and ``"single-task total"`` sums the single-task rows. ``graph`` is ``spec``'s sharing
         graph when the caller has built it already.
     """
-    graphs = {MULTI: graph if graph is not None else build_graph(spec)}
-    graphs.update({task: build_graph(single) for task, single in single_task_specs(spec, graphs[MULTI]).items()})
+    graphs = {MULTI: graph if graph is not None else count_parameters(build_graph(spec))}
+    graphs.update({task: count_parameters(build_graph(single))
+                   for task, single in single_task_specs(spec, graphs[MULTI]).items()})
     image_size = tuple(spec.model.input.size)
     models = {name: MultiTaskModel(graph, load_pretrained=False).to(device).eval() for name, graph in graphs.items()}
     timed = latencies(models, image_size, batch_sizes, device, runs=runs)

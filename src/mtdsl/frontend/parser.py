@@ -15,6 +15,7 @@ import sys
 import lark
 from lark import Lark, Token, Transformer, v_args
 
+from mtdsl.cache import cache_folder
 from mtdsl.errors import Source, Span, SpecSyntaxError, did_you_mean
 from mtdsl.frontend import ast
 from mtdsl.frontend.syntax_examples import SYNTAX_EXAMPLES
@@ -22,6 +23,7 @@ from mtdsl.frontend.syntax_examples import SYNTAX_EXAMPLES
 
 @functools.lru_cache(maxsize=1)
 def grammar() -> Lark:
+    """The LALR parser; its analysed tables are kept in mtdsl's cache folder (lark checks them against the grammar)."""
     return Lark.open(
         "grammar.lark",
         rel_to=__file__,
@@ -31,7 +33,20 @@ def grammar() -> Lark:
         lexer="basic",
         propagate_positions=True,
         maybe_placeholders=False,
+        cache=_grammar_cache(),
     )
+
+
+def _grammar_cache() -> str | bool:
+    """Where lark keeps the analysed grammar (a few times faster to load than to analyse), or ``False``."""
+    folder = cache_folder()
+    if folder is None:
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return str(folder / f"grammar-lark-{lark.__version__}.cache")
 
 
 def parse(text: str, path: str = "<spec>") -> ast.SpecFile:

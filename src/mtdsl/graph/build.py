@@ -13,11 +13,19 @@ inputs      a neck's parents in the order it reads them (finest first)
 tasks       sorted names of the tasks whose path runs through the node
 shared      used by two tasks or more
 channels    output channels; ``stride`` its reduction from the input
-params      parameter count
+params      parameter count (of necks and heads: written by :mod:`mtdsl.nn.parameters`)
 frozen_in   phases that freeze it (written by :mod:`mtdsl.graph.freeze`)
 ==========  ==============================================================
 
 Edges carry the tensor ``shape`` (C, H, W) flowing along them.
+
+Building the graph needs no torch: it first runs the graph stage's checks
+(:mod:`mtdsl.graph.checks`, most of them on timm's metadata), then reads channels, strides
+and segment sizes from that metadata (:mod:`mtdsl.graph.backbones`, cached
+in a file). A neck's or head's parameter count depends on its module, so
+:func:`mtdsl.nn.parameters.count_parameters`, a pass of the layer that builds
+modules, adds it: the compiler runs it next. ``mtdsl check`` runs only the
+first line of :func:`build_graph`, all of it that can fail.
 """
 
 from __future__ import annotations
@@ -25,13 +33,11 @@ from __future__ import annotations
 import math
 
 import networkx as nx
-import torch
 
+from mtdsl.graph.backbones import backbone_info
+from mtdsl.graph.checks import run_graph_checks
 from mtdsl.graph.freeze import mark_frozen
 from mtdsl.graph.paths import head_node, neck_inputs, task_paths
-from mtdsl.nn.backbone import backbone_info
-from mtdsl.nn.heads import build_head
-from mtdsl.nn.necks import build_neck
 from mtdsl.spec.document import Spec
 
 INPUT = "input"
@@ -45,7 +51,7 @@ def build_graph(spec: Spec) -> nx.DiGraph:
         input → trunk.stem → … → trunk.stage3 → trunk.stage4 → a.head
                                              ↘ b/trunk.stage4 → b.head
     """
-    paths = task_paths(spec)
+    paths = task_paths(run_graph_checks(spec))  # all that can fail: mtdsl check stops here
     graph = nx.DiGraph(name=spec.name, input=list(spec.model.input.size))
     channels, height, width = spec.model.input.size
     graph.add_node(INPUT, kind="input", label="input", channels=channels, stride=1, params=0, module="")
@@ -105,10 +111,6 @@ def _neck_attributes(spec: Spec, neck: str) -> dict:
     info = backbone_info(spec.model.backbones[config.backbone].model)
     inputs = neck_inputs(spec, neck)
     segments = [info.segment(node.partition(".")[2]) for node in inputs]
-    in_channels = [segment.channels for segment in segments]
-    in_strides = [segment.reduction for segment in segments]
-    with torch.device("meta"):
-        module = build_neck(config, in_channels, in_strides)
     return {
         "kind": "neck",
         "label": f"{neck}: {config.kind} P{config.min_level}–P{config.max_level}",
@@ -116,12 +118,11 @@ def _neck_attributes(spec: Spec, neck: str) -> dict:
         "config": config.model_dump(),
         "module": f"necks.{neck}",
         "inputs": inputs,
-        "in_channels": in_channels,
-        "in_strides": in_strides,
+        "in_channels": [segment.channels for segment in segments],
+        "in_strides": [segment.reduction for segment in segments],
         "levels": config.levels,
         "channels": config.channels,
         "stride": 2**config.min_level,
-        "params": sum(p.numel() for p in module.parameters()),
     }
 
 
@@ -129,8 +130,6 @@ def _head_attributes(spec: Spec, task: str, parent: dict) -> dict:
     model_task = spec.model.tasks[task]
     in_channels = parent["channels"]
     num_levels = len(parent.get("levels", [])) or 1
-    with torch.device("meta"):
-        module = build_head(model_task.head, in_channels, model_task.num_outputs, num_levels)
     return {
         "kind": "head",
         "label": f"{task} head",
@@ -144,5 +143,4 @@ def _head_attributes(spec: Spec, task: str, parent: dict) -> dict:
         "module": f"heads.{task}",
         "channels": model_task.num_outputs,
         "stride": 0,
-        "params": sum(p.numel() for p in module.parameters()),
     }

@@ -5,7 +5,7 @@ to the neck's coarsest input, then the neck. A task with ``branch = trunk.stage2
 private copy of every later segment up to its tap. A task may also branch off
 another task (``branch = beans.stage3``): it then shares that task's path,
 private copies included, up to ``stage3``. Such references must not form a
-cycle.
+cycle (:func:`mtdsl.spec.branches.branch_order`, checked with the spec).
 
 >>> from mtdsl.spec.load import load_text
 >>> spec = load_text('''model demo
@@ -19,12 +19,11 @@ cycle.
 
 from __future__ import annotations
 
-import networkx as nx
-
 from mtdsl.errors import GraphError
-from mtdsl.nn.backbone import backbone_info
-from mtdsl.nn.necks.wiring import pyramid_inputs
+from mtdsl.graph.backbones import backbone_info
+from mtdsl.spec.branches import branch_order, root_backbones
 from mtdsl.spec.document import Spec
+from mtdsl.spec.necks import pyramid_inputs
 
 
 def shared_node(backbone: str, segment: str) -> str:
@@ -49,46 +48,6 @@ def neck_inputs(spec: Spec, neck: str) -> list[str]:
     stages = backbone_info(spec.model.backbones[config.backbone].model).stages
     indices = pyramid_inputs([stage.reduction for stage in stages], config.min_level, config.max_level)
     return [shared_node(config.backbone, stages[i].name) for i in indices]
-
-
-def branch_order(spec: Spec) -> list[str]:
-    """Tasks ordered so that a task comes after the task it branches off; cycles are errors."""
-    dependencies = nx.DiGraph()
-    dependencies.add_nodes_from(spec.model.tasks)
-    for name, task in spec.model.tasks.items():
-        for reference in (task.branch, task.tap):
-            owner = (reference or "").split(".")[0]
-            if owner in spec.model.tasks and owner != name:
-                dependencies.add_edge(owner, name)
-    try:
-        cycle = nx.find_cycle(dependencies)
-    except nx.NetworkXNoCycle:
-        return list(nx.lexicographical_topological_sort(dependencies, key=list(spec.model.tasks).index))
-    # Edges run from a task to the tasks that branch off it; read the loop the other way, as
-    # "first → the task it branches off → …", starting at the task declared first.
-    order = list(spec.model.tasks)
-    tasks = [edge[1] for edge in cycle][::-1]
-    start = min(range(len(tasks)), key=lambda i: order.index(tasks[i]))
-    tasks = tasks[start:] + tasks[:start]
-    first = spec.model.tasks[tasks[0]]
-    key = "branch" if (first.branch or "").split(".")[0] == tasks[1] else "tap"
-    loop = " → ".join(tasks + [tasks[0]])
-    raise GraphError(
-        f"tasks branch off each other in a cycle: {loop}",
-        spec.span("task", tasks[0], key) or spec.span("task", tasks[0]),
-        source=spec.source,
-        expected="each task branches off a backbone, or off a task that does not lead back to it",
-        hint=f"let one of them branch off a backbone, e.g. branch = {next(iter(spec.model.backbones), 'trunk')}.stage3",
-    )
-
-
-def root_backbones(spec: Spec, order: list[str]) -> dict[str, str]:
-    roots: dict[str, str] = {}
-    for name in order:
-        task = spec.model.tasks[name]
-        owner = (task.branch or task.tap or "").split(".")[0]
-        roots[name] = roots[owner] if owner in spec.model.tasks and owner != name else task.backbone
-    return roots
 
 
 def task_paths(spec: Spec) -> dict[str, list[str]]:

@@ -3,101 +3,47 @@
 ``cross_entropy`` serves single-label classification and segmentation (per
 pixel, skipping :data:`IGNORE_INDEX`, optionally plus a Dice term); ``bce`` and
 ``focal`` serve binary and multi-label tasks, where targets are 0/1 per logit;
-``detection`` is EfficientDet's focal + box loss on anchors.
+``detection`` is EfficientDet's focal + box loss on anchors. Their configs live
+in :mod:`mtdsl.spec.losses` (re-exported here for code written before they moved).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from mtdsl.detection.bench import DetectionCriterion, DetectionSetup
 from mtdsl.detection.loss import DetectionLoss
-from mtdsl.spec.fields import Fraction, PositiveWeight, Weight
-from mtdsl.spec.registry import Config, Registry
+from mtdsl.spec.losses import (
+    LOSS_CONFIGS,
+    BinaryCrossEntropyConfig,
+    CrossEntropyConfig,
+    DetectionLossConfig,
+    FocalConfig,
+    LossConfig,
+    losses_for,
+)
+from mtdsl.spec.registry import Builders
 
-#: The focal loss's focusing exponent; 2 is the usual value, and past ~10 every easy example weighs nothing.
-MAX_GAMMA = 20.0
-#: The Huber loss's delta, in box-delta units (EfficientDet uses 0.1).
-MAX_DELTA = 100.0
+__all__ = [
+    "LOSS_BUILDERS", "LOSS_CONFIGS", "BinaryCrossEntropyConfig", "CrossEntropyConfig", "DetectionLossConfig",
+    "FocalConfig", "LossConfig", "build_loss", "losses_for", "register_loss",
+]
 
 #: The target value segmentation losses and metrics skip: void pixels and letterbox padding.
 IGNORE_INDEX = 255
 
-
-class LossConfig(Config):
-    kind: str
-    task_kinds: ClassVar[frozenset[str]] = frozenset()
-
-
-LOSS_CONFIGS: Registry[LossConfig] = Registry("loss")
-LOSS_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_loss(kind: str):
-    """Register ``builder(config, task_kind, detection) -> nn.Module`` under a loss kind."""
-
-    def decorate(builder: Callable[..., nn.Module]):
-        LOSS_BUILDERS[kind] = builder
-        return builder
-
-    return decorate
-
-
-def losses_for(task_kind: str) -> list[str]:
-    return [kind for kind in LOSS_CONFIGS.kinds() if task_kind in LOSS_CONFIGS.get(kind).task_kinds]
+LOSS_BUILDERS: Builders[Callable[..., nn.Module]] = Builders(LOSS_CONFIGS)
+#: Register ``builder(config, task_kind, detection) -> nn.Module`` under a loss kind.
+register_loss = LOSS_BUILDERS.register
 
 
 def build_loss(config: LossConfig, task_kind: str | None = None, detection: DetectionSetup | None = None) -> nn.Module:
     """The loss module of a task of ``task_kind``; a detect task's also needs its :class:`DetectionSetup`."""
-    return LOSS_BUILDERS[config.kind](config, task_kind=task_kind, detection=detection)
-
-
-@LOSS_CONFIGS.register("cross_entropy")
-class CrossEntropyConfig(LossConfig):
-    """``cross_entropy(label_smoothing = 0, dice = 0)``; ``dice`` (segment tasks only) adds that weight of Dice loss."""
-
-    kind: Literal["cross_entropy"] = "cross_entropy"
-    label_smoothing: Fraction = 0.0
-    dice: Weight = 0.0
-
-    task_kinds = frozenset({"classify", "segment"})
-
-
-@LOSS_CONFIGS.register("detection")
-class DetectionLossConfig(LossConfig):
-    """``detection(alpha = 0.25, gamma = 2, box = huber, box_weight = 50, delta = 0.1)``: focal class loss + box loss."""
-
-    kind: Literal["detection"] = "detection"
-    alpha: float = Field(default=0.25, ge=0.0, le=1.0)
-    gamma: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)
-    box: Literal["huber", "smooth_l1"] = "huber"
-    box_weight: Weight = 50.0
-    delta: float = Field(default=0.1, gt=0.0, le=MAX_DELTA)
-
-    task_kinds = frozenset({"detect"})
-
-
-@LOSS_CONFIGS.register("bce")
-class BinaryCrossEntropyConfig(LossConfig):
-    kind: Literal["bce"] = "bce"
-    pos_weight: PositiveWeight | None = None
-
-    task_kinds = frozenset({"binary", "multilabel"})
-
-
-@LOSS_CONFIGS.register("focal")
-class FocalConfig(LossConfig):
-    kind: Literal["focal"] = "focal"
-    alpha: float = Field(default=0.25, ge=0.0, le=1.0)
-    gamma: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)
-
-    task_kinds = frozenset({"binary", "multilabel"})
+    return LOSS_BUILDERS.build(config, task_kind=task_kind, detection=detection)
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:

@@ -23,9 +23,11 @@ import networkx as nx
 import torch
 from torch import nn
 
-from mtdsl.nn.heads import HEAD_CONFIGS, build_head
-from mtdsl.nn.necks import NECK_CONFIGS, build_neck
+from mtdsl.nn.heads import build_head
+from mtdsl.nn.necks import build_neck
 from mtdsl.nn.pretrained import pretrained_segments
+from mtdsl.spec.heads import HEAD_CONFIGS
+from mtdsl.spec.necks import NECK_CONFIGS
 
 
 def resolve_tasks(tasks: str | Iterable[str] | None, known: Sequence[str]) -> list[str]:

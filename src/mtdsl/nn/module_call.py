@@ -20,11 +20,15 @@ from mtdsl.codegen.literal import literal
 
 @dataclass(frozen=True)
 class ModuleCall:
-    """``target(*args, **kwargs)``: arguments must be values :func:`~mtdsl.codegen.literal.literal` can write."""
+    """``target(*args, **kwargs)``: arguments must be values :func:`~mtdsl.codegen.literal.literal` can write.
+
+    ``imports`` is the import line that makes ``target`` available in generated source.
+    """
 
     target: type[nn.Module]
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
+    imports: str = ""
 
     def build(self) -> nn.Module:
         return self.target(*self.args, **self.kwargs)

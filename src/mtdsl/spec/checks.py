@@ -1,65 +1,31 @@
 """Rules that span several fields, each a small ``check_*`` function.
 
 They run after lowering, in the order of :data:`CHECKS`, and each raises an
-error that points at the offending text with a concrete fix. Rules that need
-the sharing graph (branch cycles) live with the graph in
-:mod:`mtdsl.graph.paths`.
+error that points at the offending text with a concrete fix. They read the
+spec alone: rules that need what timm says about a backbone (a model's
+family, its segments and strides) run in the graph stage, in one pass
+(:mod:`mtdsl.graph.checks`) before the graph is built, as does the rule that
+a spec declares a backbone and a task at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from mtdsl.errors import BackboneError, GraphError, SpecNameError, SpecValueError, close_matches, did_you_mean, listing
-from mtdsl.spec.names import FREEZE_WORDS
-from mtdsl.graph.paths import branch_order, root_backbones
-from mtdsl.nn.backbone import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
-from mtdsl.nn.heads import HEAD_CONFIGS, heads_for
-from mtdsl.nn.losses import losses_for
+from mtdsl.errors import GraphError, SpecNameError, SpecValueError, did_you_mean, listing
+from mtdsl.spec.branches import branch_order
 from mtdsl.spec.document import Spec
+from mtdsl.spec.heads import heads_for
+from mtdsl.spec.losses import losses_for
+from mtdsl.spec.streams import plan_streams
 from mtdsl.spec.training import DynamicSampling, FixedSampling
 
 PRETRAINED_SOURCES = ("none", "imagenet")
 
 
-def check_declarations(spec: Spec) -> None:
-    """A spec declares at least one backbone and one task: without either there is no model to build."""
-    model_name = spec.span("model")
-    if not spec.model.backbones:
-        raise SpecNameError(
-            "the spec declares no backbone",
-            model_name,
-            expected="a backbone statement: backbone NAME = timm(\"MODEL\")",
-            hint='declare one, e.g. backbone trunk = timm("resnet18")',
-        )
-    if not spec.model.tasks:
-        dataset = next(iter(spec.datasets), "DATASET")
-        raise SpecNameError(
-            "the spec declares no task",
-            model_name,
-            expected="a task statement: task NAME: KIND(DATASET) { … }",
-            hint=f"add one, e.g. task colour: classify({dataset}) {{ classes = 3 }}",
-        )
-
-
-def check_backbones(spec: Spec) -> None:
+def check_pretrained(spec: Spec) -> None:
+    """``pretrained`` is ``none``, ``imagenet`` or a path (whether timm knows the model is the graph stage's check)."""
     for name, backbone in spec.model.backbones.items():
-        span = spec.span("backbone", name, "model")
-        if not is_known_model(backbone.model):
-            suggestions = close_matches(backbone.model, known_models(), n=5)
-            raise BackboneError(
-                f"unknown timm model '{backbone.model}' in backbone '{name}'",
-                span,
-                expected="a name from timm.list_models(), e.g. resnet50, efficientnet_b3, tf_efficientnet_lite0",
-                hint=("did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?") if suggestions else None,
-            )
-        if family(backbone.model) not in SUPPORTED_FAMILIES:
-            raise BackboneError(
-                f"timm model '{backbone.model}' (family '{family(backbone.model)}') cannot be cut into segments yet",
-                span,
-                expected=f"a model from a supported family: {', '.join(SUPPORTED_FAMILIES)}",
-                hint="use e.g. resnet50 or efficientnet_b3",
-            )
         pretrained = backbone.pretrained
         if pretrained not in PRETRAINED_SOURCES and not _looks_like_path(pretrained):
             raise SpecValueError(
@@ -75,7 +41,7 @@ def _looks_like_path(value: str) -> bool:
 
 
 def check_necks(spec: Spec) -> None:
-    """A neck reads a declared backbone that has a map at the stride of its finest level."""
+    """A neck reads a declared backbone (that the backbone has a map at the neck's finest stride is the graph stage's check)."""
     for name, neck in spec.model.necks.items():
         if neck.backbone not in spec.model.backbones:
             raise SpecNameError(
@@ -84,17 +50,6 @@ def check_necks(spec: Spec) -> None:
                 expected=f"a declared backbone: {listing(spec.model.backbones) or 'none declared'}",
                 hint=did_you_mean(neck.backbone, spec.model.backbones)
                 or f"write {neck.kind}({next(iter(spec.model.backbones), 'trunk')}, …)",
-            )
-        info = backbone_info(spec.model.backbones[neck.backbone].model)
-        strides = [stage.reduction for stage in info.stages]
-        if 2**neck.min_level not in strides:
-            usable = sorted(s.bit_length() - 1 for s in strides if s & (s - 1) == 0 and s > 1)
-            raise SpecValueError(
-                f"neck '{name}' starts at level {neck.min_level} (stride {2**neck.min_level}), "
-                f"but backbone '{neck.backbone}' has maps at strides {strides}",
-                spec.span("neck", name, "min_level") or spec.span("neck", name),
-                expected=f"min_level one of {usable}",
-                hint=f"write min_level = {usable[-1] if usable else 3}",
             )
 
 
@@ -183,8 +138,8 @@ def check_task_backbones(spec: Spec) -> None:
 
 
 def check_references(spec: Spec) -> None:
-    """``branch`` and ``tap`` name a segment of a backbone, or of another task's path."""
-    roots = root_backbones(spec, branch_order(spec))
+    """``branch`` and ``tap`` name a backbone, a neck or another task (which segments exist is the graph stage's check)."""
+    branch_order(spec)  # tasks that branch off each other in a cycle are an error here
     for name, task in spec.model.tasks.items():
         for key in ("branch", "tap"):
             reference = getattr(task, key)
@@ -200,7 +155,6 @@ def check_references(spec: Spec) -> None:
                         span,
                         hint=f"write {key} = {uses}.{segment or 'SEGMENT'}, or remove 'backbone = {uses}'",
                     )
-                model = spec.model.backbones[owner].model
             elif owner == name:
                 example = f"{next(iter(spec.model.backbones), 'trunk')}.stage3"
                 raise GraphError(
@@ -208,11 +162,7 @@ def check_references(spec: Spec) -> None:
                     span,
                     expected=f"BACKBONE.SEGMENT or another task's TASK.SEGMENT, e.g. {example}",
                 )
-            elif owner in spec.model.tasks:
-                model = spec.model.backbones[roots[owner]].model
-            elif owner in spec.model.necks and key == "tap":
-                model = ""
-            else:
+            elif owner not in spec.model.tasks and not (owner in spec.model.necks and key == "tap"):
                 options = list(spec.model.backbones) + [t for t in spec.model.tasks if t != name]
                 if key == "tap":
                     options += list(spec.model.necks)
@@ -248,25 +198,6 @@ def check_references(spec: Spec) -> None:
                         hint="a neck reads the shared backbone: remove 'branch', or give the task its own neck "
                         f"(neck {name}_pyramid = {spec.model.necks[owner].kind}({spec.model.necks[owner].backbone}))",
                     )
-                continue
-            if key == "tap" and segment == "":
-                continue
-            info = backbone_info(model)
-            if segment == "":
-                raise SpecValueError(
-                    f"{key} = {reference} needs a segment",
-                    span,
-                    expected=f"{owner}.SEGMENT with SEGMENT one of: {', '.join(info.names)}",
-                    hint=f"e.g. {key} = {owner}.{info.names[-1]}",
-                )
-            if segment not in info.names:
-                raise BackboneError(
-                    f"{key} = {reference}: backbone '{model}' has no segment '{segment}'",
-                    span,
-                    expected="one of its segments (from timm feature_info): "
-                    + ", ".join(f"{s.name} ({s.channels}ch, stride {s.reduction})" for s in info.segments),
-                    hint=did_you_mean(segment, info.names),
-                )
 
 
 def check_classes(spec: Spec) -> None:
@@ -315,16 +246,6 @@ def check_heads_fit(spec: Spec) -> None:
                 expected=f"a head for {task.kind} tasks: {listing(heads_for(task.kind)) or 'none registered yet'}",
                 hint=f"'{head.kind}' serves {', '.join(sorted(head.task_kinds))} tasks",
             )
-        tap_is_pyramid = task.tap is not None and "." not in task.tap
-        if tap_is_pyramid and head.reads == "map":
-            owner = spec.model.necks[task.tap].backbone if task.tap in spec.model.necks else task.tap
-            last = _last_segment(spec, owner)
-            raise SpecValueError(
-                f"head '{head.kind}' of task '{name}' reads one feature map, but tap = {task.tap} is a whole pyramid",
-                spec.span("task", name, "tap"),
-                expected=f"a single segment such as {owner}.{last}",
-                hint=f"write tap = {owner}.{last}",
-            )
         if head.reads == "pyramid" and task.tap not in spec.model.necks:
             necks = list(spec.model.necks)
             if not necks:
@@ -339,12 +260,6 @@ def check_heads_fit(spec: Spec) -> None:
                 expected=f"tap = a declared neck: {listing(necks)}" if necks else "a neck: neck NAME = bifpn(BACKBONE)",
                 hint=hint,
             )
-
-
-def _last_segment(spec: Spec, owner: str) -> str:
-    if owner in spec.model.backbones:
-        return backbone_info(spec.model.backbones[owner].model).names[-1]
-    return "stage4"
 
 
 def check_crops(spec: Spec) -> None:
@@ -427,6 +342,7 @@ def check_binary_positive(spec: Spec) -> None:
 
 
 def check_phases(spec: Spec) -> None:
+    """The phases add up to ``epochs`` (what each phase may freeze is the graph stage's check)."""
     train = spec.train
     if train.phases and spec.span("train", "epochs") is not None and train.epochs != train.total_epochs:
         raise SpecValueError(
@@ -434,28 +350,6 @@ def check_phases(spec: Spec) -> None:
             spec.span("train", "epochs"),
             hint="remove 'epochs' (the phases decide it) or make them agree",
         )
-    vocabulary = freeze_vocabulary(spec)
-    for phase in train.phases:
-        for index, target in enumerate(phase.freeze):
-            if target not in vocabulary:
-                raise SpecNameError(
-                    f"phase '{phase.name}' freezes '{target}', which names nothing in the model",
-                    spec.span("phase", phase.name, "freeze", str(index)),
-                    expected="shared, heads, branches, backbones, necks, a backbone, BACKBONE.SEGMENT, a neck, "
-                    "a task or TASK.head",
-                    hint=did_you_mean(target, vocabulary),
-                )
-
-
-def freeze_vocabulary(spec: Spec) -> list[str]:
-    words = [*FREEZE_WORDS, *spec.model.necks]
-    for name, backbone in spec.model.backbones.items():
-        words.append(name)
-        if is_known_model(backbone.model):
-            words += [f"{name}.{segment}" for segment in backbone_info(backbone.model).names]
-    for task in spec.model.tasks:
-        words += [task, f"{task}.head"]
-    return words
 
 
 def check_balanced(spec: Spec) -> None:
@@ -471,8 +365,6 @@ def check_balanced(spec: Spec) -> None:
 
 def check_shared_batches(spec: Spec) -> None:
     """Tasks that share a stream share its batches, so they must agree on batch size and sampling ratio."""
-    from mtdsl.train.streams import plan_streams
-
     sampling = spec.train.sampling
     for stream in plan_streams(spec):
         first, *others = stream.tasks
@@ -495,9 +387,8 @@ def check_shared_batches(spec: Spec) -> None:
 
 
 CHECKS: tuple[Callable[[Spec], None], ...] = (
-    check_backbones,
+    check_pretrained,
     check_necks,
-    check_declarations,
     check_square_input,
     check_datasets,
     check_joined_datasets,
@@ -526,4 +417,4 @@ def run_checks(spec: Spec) -> Spec:
     return spec
 
 
-__all__ = ["CHECKS", "HEAD_CONFIGS", "run_checks"]
+__all__ = ["CHECKS", "run_checks"]

@@ -24,15 +24,15 @@ from pydantic import ValidationError
 
 from mtdsl.errors import Source, Span, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.frontend import ast
-from mtdsl.nn.heads import HEAD_CONFIGS, heads_for
-from mtdsl.nn.losses import LOSS_CONFIGS, losses_for
-from mtdsl.nn.necks import NECK_CONFIGS
-from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.spec.data import DATASETS
 from mtdsl.spec.document import Spec, SpanKey
 from mtdsl.spec.fields import MAX_SIDE
-from mtdsl.spec.names import check_declared_name
+from mtdsl.spec.heads import HEAD_CONFIGS, heads_for
+from mtdsl.spec.losses import LOSS_CONFIGS, losses_for
 from mtdsl.spec.model import BACKBONES, TASK_KINDS, InputSpec, ModelSpec, TaskSpec
+from mtdsl.spec.names import check_declared_name
+from mtdsl.spec.necks import NECK_CONFIGS
+from mtdsl.spec.scaling import efficientdet_scaling
 from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, PhaseSpec, TaskTraining, TrainSpec
 from mtdsl.spec.values import Fields, assignments, block_fields, build_config, plain_value, validate
 from mtdsl.spec.variables import Variables

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import Field, SerializeAsAny, field_validator
 
-from mtdsl.nn.heads import HeadConfig
-from mtdsl.nn.necks import NeckConfig
 from mtdsl.spec.fields import MAX_CLASSES, Fraction, Side
+from mtdsl.spec.heads import HeadConfig
+from mtdsl.spec.necks import NeckConfig
 from mtdsl.spec.registry import Config, Registry, SpecModel
 
 #: Images are read as RGB and timm stems take three channels.

@@ -1,8 +1,11 @@
-"""Registries of config kinds: ``linear(...)``, ``sgd(...)``, ``folder(...)``.
+"""Registries of config kinds (``linear(...)``, ``sgd(...)``, ``folder(...)``) and of what implements them.
 
-A call in a spec names a kind; the kind's pydantic config class is
-registered under that name, beside the code that implements it (a head's
-config lives next to the head module and both use the key ``"linear"``).
+A call in a spec names a kind. The kind's pydantic config class is registered
+under that name in a :class:`Registry` of the spec layer (``HEAD_CONFIGS`` in
+:mod:`mtdsl.spec.heads`), so a spec is validated without importing torch. The
+code that implements the kind (a head module, a loss, a sampling strategy)
+registers itself under the same key in a :class:`Builders` bound to that
+registry, in ``nn/`` or ``train/``: the one registry pattern of every kind.
 
 >>> from typing import Literal
 >>> DEMO = Registry("demo")
@@ -12,11 +15,18 @@ config lives next to the head module and both use the key ``"linear"``).
 ...     size: int = 1
 >>> DEMO.get("thing").model_validate({"size": 3}).size
 3
+>>> AREAS = Builders(DEMO)
+>>> @AREAS.register("thing")
+... def thing_area(config):
+...     return config.size**2
+>>> AREAS.build(ThingConfig(size=3))
+9
 """
 
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -33,7 +43,7 @@ class SpecModel(BaseModel):
     booleans take them.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -103,3 +113,47 @@ class Registry(Generic[ConfigT]):
 
     def kinds(self) -> list[str]:
         return list(self._configs)
+
+
+BuilderT = TypeVar("BuilderT", bound=Callable[..., Any])
+
+
+class Builders(Mapping[str, BuilderT]):
+    """What implements each kind of one config :class:`Registry`, keyed like the configs.
+
+    ``register(kind)`` refuses a kind the registry lacks or one registered twice,
+    when the implementing module is imported; :meth:`missing` lists config kinds
+    that nothing implements yet (a test asserts there are none). A read-only
+    mapping of kind → builder otherwise.
+    """
+
+    def __init__(self, configs: Registry[Any]) -> None:
+        self.configs = configs
+        self._builders: dict[str, BuilderT] = {}
+
+    def register(self, kind: str) -> Callable[[BuilderT], BuilderT]:
+        def decorate(builder: BuilderT) -> BuilderT:
+            if kind not in self.configs:
+                raise ValueError(f"{self.configs.what} '{kind}' has a builder but no registered config")
+            if kind in self._builders:
+                raise ValueError(f"{self.configs.what} '{kind}' has two builders")
+            self._builders[kind] = builder
+            return builder
+
+        return decorate
+
+    def build(self, config: Config, *args: Any, **kwargs: Any) -> Any:
+        """``builder(config, *args, **kwargs)`` for the builder of ``config.kind``."""
+        return self[config.kind](config, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def missing(self) -> list[str]:
+        return [kind for kind in self.configs.kinds() if kind not in self._builders]
+
+    def __getitem__(self, kind: str) -> BuilderT:
+        return self._builders[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)

@@ -10,7 +10,6 @@ from typing import Literal, Union
 
 from pydantic import Field, SerializeAsAny, model_validator
 
-from mtdsl.nn.losses import LossConfig
 from mtdsl.spec.fields import (
     MAX_EPOCHS,
     MAX_LEARNING_RATE,
@@ -26,6 +25,7 @@ from mtdsl.spec.fields import (
     Weight,
     Workers,
 )
+from mtdsl.spec.losses import LossConfig
 from mtdsl.spec.registry import Config, Registry, SpecModel
 
 # ---------------------------------------------------------------- optimizers

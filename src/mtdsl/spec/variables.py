@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import networkx as nx
-
 from mtdsl.errors import GraphError, Span, SpecNameError, SpecSyntaxError, did_you_mean, listing
 from mtdsl.frontend import ast
 
@@ -188,9 +186,9 @@ class _Resolver:
         Raises:
             GraphError: variables refer to each other in a cycle.
         """
-        graph = nx.DiGraph()
+        references: dict[str, list[tuple[str, Span]]] = {}
         for name, value in self.raw.items():
-            graph.add_node(name)
+            references[name] = []
             written_here = name in lets and value is lets[name].value
             if written_here:  # a --set value is text, taken as given
                 for string in _strings(value):
@@ -204,11 +202,18 @@ class _Resolver:
                     error = undefined_variable(reference, None, self.raw)  # no position: the text is not the spec's
                     error.message = f"--set {name}=…: {error.message}"
                     raise error
+                references[name].append((reference, span))
+        order = topological_order({name: [ref for ref, _ in refs] for name, refs in references.items()})
+        if order is not None:
+            return list(reversed(order))
+        import networkx as nx  # only to name a cycle: a spec without one does not load networkx
+
+        graph = nx.DiGraph()
+        for name, refs in references.items():
+            graph.add_node(name)
+            for reference, span in refs:
                 graph.add_edge(name, reference, span=span)
-        try:
-            return list(reversed(list(nx.topological_sort(graph))))
-        except nx.NetworkXUnfeasible:  # find_cycle only now: it is quadratic on a long acyclic chain
-            cycle = nx.find_cycle(graph)
+        cycle = nx.find_cycle(graph)
         names = [edge[0] for edge in cycle] + [cycle[0][0]]
         start = cycle[0][0]
         written_here = start in lets and self.raw[start] is lets[start].value
@@ -230,3 +235,40 @@ class _Resolver:
 
     def interpolate(self, text: str, span: Span) -> str:
         return _REFERENCE.sub(lambda m: as_text(self.resolve(m.group(1))), text)
+
+
+def topological_order(references: dict[str, list[str]]) -> list[str] | None:
+    """Each name before the names it refers to, in ``networkx.topological_sort``'s order; ``None`` on a cycle.
+
+    The graph is the one built by ``add_node(name)`` and then ``add_edge(name, reference)`` for
+    each name in turn; its nodes are taken generation by generation (Kahn's algorithm), each
+    generation in the order the nodes entered the graph, as networkx does.
+
+    >>> topological_order({"a": ["b"], "b": [], "c": ["a"]})
+    ['c', 'a', 'b']
+    >>> topological_order({"a": ["b"], "b": ["a"]}) is None
+    True
+    """
+    nodes: dict[str, None] = {}
+    children: dict[str, dict[str, None]] = {}
+    for name, refs in references.items():
+        nodes.setdefault(name)
+        for reference in refs:
+            nodes.setdefault(reference)
+            children.setdefault(name, {}).setdefault(reference)  # a repeated edge is one edge
+    indegree = dict.fromkeys(nodes, 0)
+    for targets in children.values():
+        for target in targets:
+            indegree[target] += 1
+    generation = [node for node in nodes if indegree[node] == 0]
+    order: list[str] = []
+    while generation:
+        order += generation
+        following = []
+        for node in generation:
+            for child in children.get(node, {}):
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    following.append(child)
+        generation = following
+    return order if len(order) == len(nodes) else None

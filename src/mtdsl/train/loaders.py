@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from mtdsl.errors import DataError, DataWarning
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset
+from mtdsl.spec.streams import Stream
 from mtdsl.train.batching import BalancedBatches, ShuffledBatches
 from mtdsl.train.data import (
     Examples,
@@ -32,7 +33,6 @@ from mtdsl.train.data import (
 )
 from mtdsl.train.sources import describe
 from mtdsl.train.stop_signals import ignore_stop_signals
-from mtdsl.train.streams import Stream
 
 
 class StreamLoaders:

@@ -8,10 +8,16 @@ weight decay, as in timm's ``param_groups_weight_decay``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from mtdsl.spec.registry import Config
+from mtdsl.spec.registry import Builders, Config
+from mtdsl.spec.training import OPTIMIZERS, AdamWConfig, SgdConfig
+
+#: ``builder(config, parameter_groups) -> torch.optim.Optimizer`` per optimizer kind.
+OPTIMIZER_BUILDERS: Builders[Callable[[Config, list[dict]], torch.optim.Optimizer]] = Builders(OPTIMIZERS)
 
 
 def parameter_groups(model: nn.Module, extra: nn.Module | None, weight_decay: float) -> list[dict]:
@@ -25,12 +31,17 @@ def parameter_groups(model: nn.Module, extra: nn.Module | None, weight_decay: fl
 
 def build_optimizer(config: Config, model: nn.Module, weighting: nn.Module | None = None) -> torch.optim.Optimizer:
     """An optimizer over ``model`` (and the weighting's learnable parameters, if any)."""
-    groups = parameter_groups(model, weighting, config.weight_decay)
-    if config.kind == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
-    if config.kind == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
-    raise ValueError(f"no optimizer for kind {config.kind!r}")
+    return OPTIMIZER_BUILDERS.build(config, parameter_groups(model, weighting, config.weight_decay))
+
+
+@OPTIMIZER_BUILDERS.register("sgd")
+def _sgd(config: SgdConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+
+
+@OPTIMIZER_BUILDERS.register("adamw")
+def _adamw(config: AdamWConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from mtdsl.errors import ArtefactError, TrainingError
+from mtdsl.spec.streams import Stream
 from mtdsl.train.data import TaskLabels
-from mtdsl.train.streams import Stream
 
 
 def seed_everything(seed: int) -> None:

@@ -38,20 +38,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from mtdsl.spec.registry import Config
-from mtdsl.spec.training import DynamicSampling, Ramp
+from mtdsl.spec.registry import Builders, Config
+from mtdsl.spec.training import SAMPLERS, DynamicSampling, Ramp
 from mtdsl.train.batching import seeded_generator
 
 Ratios = list[float]
-PLANNERS: dict[str, Callable[..., TaskSampler]] = {}
-
-
-def register_sampler(kind: str):
-    def decorate(cls):
-        PLANNERS[kind] = cls
-        return cls
-
-    return decorate
+PLANNERS: Builders[Callable[..., TaskSampler]] = Builders(SAMPLERS)
+register_sampler = PLANNERS.register
 
 
 def normalised(values: Sequence[float]) -> Ratios:

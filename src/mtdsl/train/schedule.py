@@ -22,10 +22,20 @@ position has to be saved.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from mtdsl.spec.registry import Config
-from mtdsl.spec.training import PhaseSpec
+from mtdsl.spec.registry import Builders, Config
+from mtdsl.spec.training import (
+    SCHEDULES,
+    ConstantScheduleConfig,
+    CosineScheduleConfig,
+    CyclicScheduleConfig,
+    PhaseSpec,
+    StepScheduleConfig,
+)
+
+#: ``rule(schedule, base_lr, epochs, progress) -> lr`` per schedule kind, before warm-up and phase overrides.
+SCHEDULE_RULES: Builders[Callable[[Config, float, int, float], float]] = Builders(SCHEDULES)
 
 
 class LearningRate:
@@ -53,26 +63,34 @@ class LearningRate:
             start += phase.epochs
         return None
 
-    def _scheduled(self, progress: float) -> float:
-        kind = self.schedule.kind
-        if kind == "constant":
-            return self.base_lr
-        if kind == "cyclic":
-            position = progress / self.schedule.cycle_epochs
-            triangle = 1 - abs(2 * (position - math.floor(position)) - 1)
-            return self.schedule.base_lr + (self.schedule.max_lr - self.schedule.base_lr) * triangle
-        if kind == "cosine":
-            fraction = min(progress / self.epochs, 1.0)
-            return self.schedule.min_lr + (self.base_lr - self.schedule.min_lr) * (1 + math.cos(math.pi * fraction)) / 2
-        if kind == "step":
-            return self.base_lr * self.schedule.gamma ** math.floor(progress / self.schedule.every)
-        raise ValueError(f"no learning-rate rule for schedule kind {kind!r}")
-
     def at(self, progress: float) -> float:
         """The learning rate after ``progress`` epochs."""
         value = self._phase_lr(progress)
         if value is None:
-            value = self._scheduled(progress)
+            value = SCHEDULE_RULES.build(self.schedule, self.base_lr, self.epochs, progress)
         if self.warmup and progress < self.warmup:
             value *= progress / self.warmup
         return value
+
+
+@SCHEDULE_RULES.register("constant")
+def _constant(schedule: ConstantScheduleConfig, base_lr: float, epochs: int, progress: float) -> float:
+    return base_lr
+
+
+@SCHEDULE_RULES.register("cyclic")
+def _cyclic(schedule: CyclicScheduleConfig, base_lr: float, epochs: int, progress: float) -> float:
+    position = progress / schedule.cycle_epochs
+    triangle = 1 - abs(2 * (position - math.floor(position)) - 1)
+    return schedule.base_lr + (schedule.max_lr - schedule.base_lr) * triangle
+
+
+@SCHEDULE_RULES.register("cosine")
+def _cosine(schedule: CosineScheduleConfig, base_lr: float, epochs: int, progress: float) -> float:
+    fraction = min(progress / epochs, 1.0)
+    return schedule.min_lr + (base_lr - schedule.min_lr) * (1 + math.cos(math.pi * fraction)) / 2
+
+
+@SCHEDULE_RULES.register("step")
+def _step(schedule: StepScheduleConfig, base_lr: float, epochs: int, progress: float) -> float:
+    return base_lr * schedule.gamma ** math.floor(progress / schedule.every)

@@ -20,22 +20,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mtdsl.spec.registry import Config
+from mtdsl.spec.registry import Builders, Config
+from mtdsl.spec.training import WEIGHTINGS
 
-WEIGHTING_METHODS: dict[str, Callable[[Config, dict[str, float]], Weighting]] = {}
-
-
-def register_weighting(kind: str):
-    def decorate(cls):
-        WEIGHTING_METHODS[kind] = cls
-        return cls
-
-    return decorate
+WEIGHTING_METHODS: Builders[Callable[[Config, dict[str, float]], Weighting]] = Builders(WEIGHTINGS)
+register_weighting = WEIGHTING_METHODS.register
 
 
 def build_weighting(config: Config, weights: dict[str, float]) -> Weighting:
     """The weighting method for a spec's ``weighting`` config and its tasks' constant weights."""
-    return WEIGHTING_METHODS[config.kind](config, weights)
+    return WEIGHTING_METHODS.build(config, weights)
 
 
 class Weighting(nn.Module):

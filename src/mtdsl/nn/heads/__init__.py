@@ -1,8 +1,14 @@
-"""Task heads. Importing this package registers every head kind."""
+"""Task heads. Importing this package registers the builder of every head kind.
+
+The head configs live in :mod:`mtdsl.spec.heads`; ``HEAD_CONFIGS``,
+``HeadConfig`` and ``heads_for`` are re-exported here for code written
+before they moved.
+"""
 
 from mtdsl.nn.heads import classification, dense
 from mtdsl.nn.heads.classification import ClassificationHead
-from mtdsl.nn.heads.registry import HEAD_BUILDERS, HEAD_CONFIGS, HeadConfig, build_head, head_source, heads_for
+from mtdsl.nn.heads.registry import HEAD_BUILDERS, build_head, head_call, head_source
+from mtdsl.spec.heads import HEAD_CONFIGS, HeadConfig, heads_for
 
 __all__ = [
     "HEAD_BUILDERS",
@@ -12,6 +18,7 @@ __all__ = [
     "build_head",
     "classification",
     "dense",
+    "head_call",
     "head_source",
     "heads_for",
 ]

@@ -2,52 +2,21 @@
 
 ``linear(pool = avg+max)`` pools the feature map (average, max, or both
 concatenated, as the thesis' 14-head model does) and applies one linear layer.
-``mlp([512, 256], dropout = 0.2)`` adds hidden layers before it.
+``mlp([512, 256], dropout = 0.2)`` adds hidden layers before it. Their configs
+live in :mod:`mtdsl.spec.heads`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field, field_validator
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
-from mtdsl.codegen.literal import literal
-from mtdsl.nn.heads.registry import HEAD_CONFIGS, HeadConfig, register_head
-from mtdsl.spec.fields import MAX_HIDDEN_LAYERS, Fraction, Hidden
-
-Pool = Literal["avg", "max", "avg+max"]
+from mtdsl.nn.heads.registry import register_head
+from mtdsl.nn.module_call import ModuleCall
+from mtdsl.spec.heads import LinearHeadConfig, MlpHeadConfig
 
 _TIMM_POOL = {"avg": "avg", "max": "max", "avg+max": "catavgmax"}
-
-CLASSIFYING = frozenset({"classify", "binary", "multilabel"})
-
-
-@HEAD_CONFIGS.register("linear")
-class LinearHeadConfig(HeadConfig):
-    kind: Literal["linear"] = "linear"
-    pool: Pool = "avg"
-    dropout: Fraction = 0.0
-
-    task_kinds = CLASSIFYING
-
-
-@HEAD_CONFIGS.register("mlp")
-class MlpHeadConfig(HeadConfig):
-    kind: Literal["mlp"] = "mlp"
-    hidden: list[Hidden] = Field(max_length=MAX_HIDDEN_LAYERS)
-    pool: Pool = "avg"
-    dropout: Fraction = 0.0
-
-    positional = ("hidden",)
-    task_kinds = CLASSIFYING
-
-    @field_validator("hidden", mode="before")
-    @classmethod
-    def _one_layer_as_list(cls, value: object) -> object:
-        return [value] if isinstance(value, int) else value
 
 
 class ClassificationHead(nn.Module):
@@ -93,27 +62,15 @@ class ClassificationHead(nn.Module):
 _IMPORT = "from mtdsl.nn.heads import ClassificationHead"
 
 
-def _linear_source(config: LinearHeadConfig, in_channels: int, num_outputs: int) -> str:
-    return (
-        f"ClassificationHead({literal(in_channels)}, {literal(num_outputs)}, pool={literal(config.pool)}, "
-        f"dropout={literal(config.dropout)})"
-    )
+@register_head("linear")
+def linear_call(config: LinearHeadConfig, in_channels: int, num_outputs: int) -> ModuleCall:
+    return ModuleCall(ClassificationHead, (in_channels, num_outputs), {
+        "pool": config.pool, "dropout": config.dropout,
+    }, imports=_IMPORT)
 
 
-def _mlp_source(config: MlpHeadConfig, in_channels: int, num_outputs: int) -> str:
-    return (
-        f"ClassificationHead({literal(in_channels)}, {literal(num_outputs)}, pool={literal(config.pool)}, "
-        f"hidden={literal(tuple(config.hidden))}, dropout={literal(config.dropout)})"
-    )
-
-
-@register_head("linear", source=_linear_source, imports=_IMPORT)
-def build_linear(config: LinearHeadConfig, in_channels: int, num_outputs: int) -> nn.Module:
-    return ClassificationHead(in_channels, num_outputs, pool=config.pool, dropout=config.dropout)
-
-
-@register_head("mlp", source=_mlp_source, imports=_IMPORT)
-def build_mlp(config: MlpHeadConfig, in_channels: int, num_outputs: int) -> nn.Module:
-    return ClassificationHead(
-        in_channels, num_outputs, pool=config.pool, hidden=tuple(config.hidden), dropout=config.dropout
-    )
+@register_head("mlp")
+def mlp_call(config: MlpHeadConfig, in_channels: int, num_outputs: int) -> ModuleCall:
+    return ModuleCall(ClassificationHead, (in_channels, num_outputs), {
+        "pool": config.pool, "hidden": tuple(config.hidden), "dropout": config.dropout,
+    }, imports=_IMPORT)

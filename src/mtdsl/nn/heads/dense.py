@@ -1,46 +1,35 @@
 """Dense heads on a feature pyramid: EfficientDet's detection head and a segmentation head (thesis Fig. 6.7).
 
 Both read the list of maps a neck (:mod:`mtdsl.nn.necks`) returns, finest level
-first, all of the neck's width. They are plain modules; the registry entries
-(``HEAD_CONFIGS``/``register_head`` with ``reads = "pyramid"``) come separately.
+first, all of the neck's width. They are plain modules; their configs (``reads =
+"pyramid"``) are in :mod:`mtdsl.spec.heads`, and their builders are registered at
+the end of this file.
 
-EfficientDet's compound scaling (one knob, ``scale = d``) lives in :mod:`mtdsl.nn.scaling`.
+EfficientDet's compound scaling (one knob, ``scale = d``) lives in :mod:`mtdsl.spec.scaling`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from timm.layers import SeparableConv2d
 from torch import nn
 
-from pydantic import Field, model_validator
-
-from mtdsl.nn.heads.registry import HEAD_CONFIGS, HeadConfig, register_head_call
+from mtdsl.nn.heads.registry import register_head
 from mtdsl.nn.module_call import ModuleCall
-from mtdsl.nn.scaling import efficientdet_scaling
 from mtdsl.nn.necks.bifpn import NormLayer, batch_norm
-from mtdsl.spec.fields import MAX_DEPTH, Depth, Flag
+from mtdsl.spec.heads import EfficientDetHeadConfig, Merge, SegmentationHeadConfig
+from mtdsl.spec.scaling import efficientdet_scaling
+
+__all__ = ["DetectionHead", "HeadNet", "SegmentationHead", "efficientdet_scaling", "flatten_levels"]
 
 #: Prior probability of every class at initialisation (RetinaNet, Lin et al. 2017): the class
 #: bias is ``-log((1 - π) / π)`` so the focal loss is not swamped by easy negatives early on.
 CLASS_PRIOR = 0.01
 
-Merge = Literal["sum", "cat"]
-
-#: An anchor's side over its level's stride (EfficientDet uses 4).
-MAX_ANCHOR_SCALE = 64.0
-#: Octave scales and aspect ratios per level; their product is the anchors per location.
-MAX_ANCHOR_SHAPES = 16
-#: Width over height of an anchor, between 1:100 and 100:1.
-AspectRatio = Annotated[float, Field(ge=0.01, le=100.0)]
-MAX_DETECTIONS = 10_000
-#: Pyramid levels a segmentation head merges: at most as many as a neck has (levels 1 to 10).
-MAX_LEVELS = 10
 
 def _conv3x3(channels: int, out_channels: int, separable: bool, bias: bool) -> nn.Module:
     if separable:
@@ -240,91 +229,23 @@ class SegmentationHead(nn.Module):
 
 # ---------------------------------------------------------------- registry entries
 
-
-@HEAD_CONFIGS.register("efficientdet")
-class EfficientDetHeadConfig(HeadConfig):
-    """``efficientdet(scale = 0, depth = 3, anchor_scale = 4, scales = 3, aspect_ratios = [1, 2, 0.5])``.
-
-    ``scale = d`` sets ``depth`` for EfficientDet-D``d``. Anchors: ``scales`` octave
-    sub-scales per level, ``aspect_ratios`` as width / height (2 is a wide 2:1 box; the
-    area stays that of the square anchor), ``anchor_scale`` the square anchor's side over
-    its level's stride. An anchor is a positive for a box at IoU ``>= match_iou``, background
-    below ``background_iou``, and ignored between. Detections: boxes scoring over
-    ``score_threshold`` go through class-wise NMS at ``nms_iou``; ``max_detections`` are kept.
-    """
-
-    kind: Literal["efficientdet"] = "efficientdet"
-    scale: int | None = Field(default=None, ge=0, le=7)
-    depth: Depth = 3
-    separable: Flag = True
-    anchor_scale: float = Field(default=4.0, gt=0.0, le=MAX_ANCHOR_SCALE)
-    scales: int = Field(default=3, gt=0, le=MAX_ANCHOR_SHAPES)
-    aspect_ratios: list[AspectRatio] = Field(
-        default_factory=lambda: [1.0, 2.0, 0.5], min_length=1, max_length=MAX_ANCHOR_SHAPES
-    )
-    match_iou: float = Field(default=0.5, gt=0.0, le=1.0)
-    background_iou: float = Field(default=0.4, ge=0.0, le=1.0)
-    score_threshold: float = Field(default=0.05, ge=0.0, lt=1.0)
-    nms_iou: float = Field(default=0.5, gt=0.0, le=1.0)
-    max_detections: int = Field(default=100, gt=0, le=MAX_DETECTIONS)
-
-    task_kinds = frozenset({"detect"})
-    reads = "pyramid"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_from_scale(cls, values: Any) -> Any:
-        if isinstance(values, dict) and isinstance(values.get("scale"), int) and 0 <= values["scale"] <= 7:
-            values = {"depth": efficientdet_scaling(values["scale"])["head_depth"], **values}
-        return values
-
-    @model_validator(mode="after")
-    def _thresholds_in_order(self) -> EfficientDetHeadConfig:
-        if self.background_iou > self.match_iou:
-            raise ValueError(f"background_iou ({self.background_iou}) must not exceed match_iou ({self.match_iou})")
-        return self
-
-    @property
-    def anchors_per_location(self) -> int:
-        return self.scales * len(self.aspect_ratios)
-
-    @property
-    def anchor_shapes(self) -> tuple[tuple[float, float], ...]:
-        """``(rx, ry)`` width and height multipliers per aspect ratio, keeping the square anchor's area."""
-        return tuple((math.sqrt(ratio), 1 / math.sqrt(ratio)) for ratio in self.aspect_ratios)
-
-
-@HEAD_CONFIGS.register("segmentation")
-class SegmentationHeadConfig(HeadConfig):
-    """``segmentation(levels = 3, depth = 1, merge = sum, separable = false)``: see :class:`SegmentationHead`."""
-
-    kind: Literal["segmentation"] = "segmentation"
-    levels: int = Field(default=3, gt=0, le=MAX_LEVELS)
-    depth: int = Field(default=1, ge=0, le=MAX_DEPTH)
-    merge: Merge = "sum"
-    separable: Flag = False
-
-    task_kinds = frozenset({"segment"})
-    reads = "pyramid"
-
-
 _IMPORT = "from mtdsl.nn.heads.dense import DetectionHead, SegmentationHead"
 
 
-@register_head_call("efficientdet", imports=_IMPORT)
+@register_head("efficientdet")
 def efficientdet_call(
     config: EfficientDetHeadConfig, in_channels: int, num_outputs: int, num_levels: int
 ) -> ModuleCall:
     return ModuleCall(DetectionHead, (in_channels, num_levels, num_outputs), {
         "num_anchors": config.anchors_per_location, "depth": config.depth, "separable": config.separable,
-    })
+    }, imports=_IMPORT)
 
 
-@register_head_call("segmentation", imports=_IMPORT)
+@register_head("segmentation")
 def segmentation_call(
     config: SegmentationHeadConfig, in_channels: int, num_outputs: int, num_levels: int
 ) -> ModuleCall:
     return ModuleCall(SegmentationHead, (in_channels, num_outputs), {
         "num_levels_used": min(config.levels, num_levels), "depth": config.depth, "merge": config.merge,
         "separable": config.separable,
-    })
+    }, imports=_IMPORT)

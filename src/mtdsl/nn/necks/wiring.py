@@ -7,7 +7,8 @@ offsets ``0 … L-1``. Each :class:`FusionNode` resamples the maps at its
 ``fpn_config`` (``{feat_level, inputs_offsets, weight_method}``); the generic
 modules in :mod:`mtdsl.nn.necks.bifpn` and :mod:`mtdsl.nn.necks.fpn` are built
 from it, and a layer's outputs are the last map of each level
-(:func:`output_offsets`).
+(:func:`output_offsets`). Which backbone maps feed the layer is the spec's
+business (:func:`mtdsl.spec.necks.pyramid_inputs`, re-exported here).
 
 The BiFPN for P3–P7 (EfficientDet, Tan et al. 2020, Fig. 2d): a top-down path
 P6 → P3 then a bottom-up path P4 → P7, where the bottom-up nodes also read the
@@ -32,7 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mtdsl.spec.necks import check_levels, pyramid_inputs
+
 WeightMethod = Literal["fastattn", "sum"]
+
+__all__ = ["FusionNode", "WeightMethod", "bifpn_wiring", "check_levels", "check_wiring", "fpn_wiring",
+           "output_offsets", "pyramid_inputs"]
 
 WEIGHT_METHODS: tuple[str, ...] = ("fastattn", "sum")
 
@@ -65,14 +71,6 @@ class FusionNode:
         return f"P{self.level} <- {self.inputs} {self.weight_method}"
 
 
-def _check_levels(min_level: int, max_level: int) -> None:
-    if not 1 <= min_level <= max_level:
-        raise ValueError(
-            f"pyramid levels must satisfy 1 <= min_level <= max_level, got min_level={min_level}, "
-            f"max_level={max_level}; EfficientDet uses min_level=3, max_level=7"
-        )
-
-
 def bifpn_wiring(min_level: int = 3, max_level: int = 7, weight_method: WeightMethod = "fastattn") -> list[FusionNode]:
     """The nodes of one BiFPN layer: top-down from ``max_level - 1`` to ``min_level``, then bottom-up.
 
@@ -82,7 +80,7 @@ def bifpn_wiring(min_level: int = 3, max_level: int = 7, weight_method: WeightMe
     For P3–P7 that is 8 nodes (see the module docstring). Same as effdet's
     ``bifpn_config``.
     """
-    _check_levels(min_level, max_level)
+    check_levels(min_level, max_level)
     ids: dict[int, list[int]] = {level: [i] for i, level in enumerate(range(min_level, max_level + 1))}
     next_id = len(ids)
     nodes: list[FusionNode] = []
@@ -106,7 +104,7 @@ def fpn_wiring(min_level: int = 3, max_level: int = 7, weight_method: WeightMeth
     >>> [str(node) for node in fpn_wiring(3, 5)]
     ['P4 <- (1, 2) sum', 'P3 <- (0, 3) sum']
     """
-    _check_levels(min_level, max_level)
+    check_levels(min_level, max_level)
     ids = {level: i for i, level in enumerate(range(min_level, max_level + 1))}
     nodes: list[FusionNode] = []
     for level in range(max_level - 1, min_level - 1, -1):
@@ -136,32 +134,3 @@ def check_wiring(nodes: list[FusionNode], min_level: int, max_level: int) -> Non
                 "an input must be a layer input or an earlier node"
             )
         available += 1
-
-
-def pyramid_inputs(in_strides: list[int], min_level: int, max_level: int) -> list[int]:
-    """Indices of the backbone maps that feed levels ``min_level …`` (as many as exist up to ``max_level``).
-
-    Level ``l`` reads the map with stride ``2**l`` (the deepest one, if several share
-    it). The maps must cover ``min_level`` and be contiguous from there; the neck
-    synthesises the levels above the last one by downsampling.
-
-    >>> pyramid_inputs([2, 4, 8, 16, 32], 3, 7)
-    [2, 3, 4]
-    >>> pyramid_inputs([2, 4, 8, 16, 32], 5, 7)
-    [4]
-    """
-    _check_levels(min_level, max_level)
-    by_stride = {stride: i for i, stride in enumerate(in_strides)}
-    if 2**min_level not in by_stride:
-        usable = sorted(s.bit_length() - 1 for s in by_stride if s > 0 and s & (s - 1) == 0)
-        hint = f"use min_level in {usable}" if usable else "use a backbone with power-of-two strides"
-        raise ValueError(
-            f"min_level={min_level} needs a backbone feature map at stride {2**min_level}, but the backbone's maps "
-            f"have strides {list(in_strides)}; {hint}, or tap a backbone that reaches stride {2**min_level}"
-        )
-    indices = []
-    for level in range(min_level, max_level + 1):
-        if 2**level not in by_stride:
-            break
-        indices.append(by_stride[2**level])
-    return indices

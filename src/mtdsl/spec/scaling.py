@@ -20,6 +20,9 @@ The paper's rules are ``R = 512 + 128·d``, ``W = 64·1.35^d`` (rounded),
 where the paper does (D5–D7 sizes, D6–D7 BiFPN repeats, D7 keeps B6's backbone).
 D6 and D7 use unweighted ``sum`` fusion, as effdet does for training stability.
 
+It is a table of numbers, in the spec layer: ``input efficientdet(d)`` and the
+``scale = d`` of necks and heads read it while a spec is validated.
+
 >>> efficientdet_scaling(0)["image_size"], efficientdet_scaling(0)["channels"]
 (512, 64)
 """

@@ -1,0 +1,29 @@
+"""Where mtdsl keeps what it can compute again but would rather not: ``$MTDSL_CACHE_DIR``.
+
+Two things live there, each keyed so that a stale entry is never used: the
+backbone metadata read from timm (:mod:`mtdsl.graph.backbone_cache`, per timm
+version) and lark's analysed grammar (:func:`mtdsl.frontend.parser.grammar`,
+checked by lark against a hash of the grammar, lark and Python). Deleting the
+folder costs only time. The folder is ``$MTDSL_CACHE_DIR``, else
+``$XDG_CACHE_HOME/mtdsl``, else ``~/.cache/mtdsl``; ``MTDSL_CACHE_DIR=""``
+turns caching off.
+
+>>> from unittest import mock
+>>> with mock.patch.dict(os.environ, {"MTDSL_CACHE_DIR": ""}):
+...     cache_folder() is None
+True
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_folder() -> Path | None:
+    """The cache folder (not created here), or ``None`` when caching is off."""
+    configured = os.environ.get("MTDSL_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mtdsl"

@@ -1,0 +1,189 @@
+"""The graph stage's checks: is there a model to build, and does what timm says about its backbones allow it.
+
+:mod:`mtdsl.spec.checks` reads the spec alone; most rules here also need
+timm's metadata (:mod:`mtdsl.graph.backbones`): whether timm knows a model
+and can cut it, which strides a neck can start at, which segments a
+``branch`` or ``tap`` may name, and what a phase may freeze. With them is
+the rule that a spec declares a backbone and a task at all (without either
+there is no graph); it runs after the model names, as it always has, so an
+unknown model is still the first thing a half-written spec is told.
+
+They run in the order of :data:`GRAPH_CHECKS`, each raising a located error
+with a fix, on a spec that passed the spec checks, and import timm (and with
+it torch) only when a backbone's metadata is not in the cache file yet
+(:mod:`mtdsl.graph.backbone_cache`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mtdsl.errors import BackboneError, SpecNameError, SpecValueError, close_matches, did_you_mean
+from mtdsl.graph.backbones import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
+from mtdsl.spec.branches import branch_order, root_backbones
+from mtdsl.spec.document import Spec
+from mtdsl.spec.names import FREEZE_WORDS
+
+
+def check_models(spec: Spec) -> None:
+    """Each backbone names a timm model of a family mtdsl can cut into segments."""
+    for name, backbone in spec.model.backbones.items():
+        span = spec.span("backbone", name, "model")
+        if not is_known_model(backbone.model):
+            suggestions = close_matches(backbone.model, known_models(), n=5)
+            raise BackboneError(
+                f"unknown timm model '{backbone.model}' in backbone '{name}'",
+                span,
+                expected="a name from timm.list_models(), e.g. resnet50, efficientnet_b3, tf_efficientnet_lite0",
+                hint=("did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?") if suggestions else None,
+            )
+        if family(backbone.model) not in SUPPORTED_FAMILIES:
+            raise BackboneError(
+                f"timm model '{backbone.model}' (family '{family(backbone.model)}') cannot be cut into segments yet",
+                span,
+                expected=f"a model from a supported family: {', '.join(SUPPORTED_FAMILIES)}",
+                hint="use e.g. resnet50 or efficientnet_b3",
+            )
+
+
+def check_neck_strides(spec: Spec) -> None:
+    """A neck's backbone has a map at the stride of the neck's finest level."""
+    for name, neck in spec.model.necks.items():
+        info = backbone_info(spec.model.backbones[neck.backbone].model)
+        strides = [stage.reduction for stage in info.stages]
+        if 2**neck.min_level not in strides:
+            usable = sorted(s.bit_length() - 1 for s in strides if s & (s - 1) == 0 and s > 1)
+            raise SpecValueError(
+                f"neck '{name}' starts at level {neck.min_level} (stride {2**neck.min_level}), "
+                f"but backbone '{neck.backbone}' has maps at strides {strides}",
+                spec.span("neck", name, "min_level") or spec.span("neck", name),
+                expected=f"min_level one of {usable}",
+                hint=f"write min_level = {usable[-1] if usable else 3}",
+            )
+
+
+def check_declarations(spec: Spec) -> None:
+    """A spec declares at least one backbone and one task: without either there is no model to build."""
+    model_name = spec.span("model")
+    if not spec.model.backbones:
+        raise SpecNameError(
+            "the spec declares no backbone",
+            model_name,
+            expected="a backbone statement: backbone NAME = timm(\"MODEL\")",
+            hint='declare one, e.g. backbone trunk = timm("resnet18")',
+        )
+    if not spec.model.tasks:
+        dataset = next(iter(spec.datasets), "DATASET")
+        raise SpecNameError(
+            "the spec declares no task",
+            model_name,
+            expected="a task statement: task NAME: KIND(DATASET) { … }",
+            hint=f"add one, e.g. task colour: classify({dataset}) {{ classes = 3 }}",
+        )
+
+
+def check_segments(spec: Spec) -> None:
+    """``branch`` and ``tap`` name a segment the backbone has (a ``tap`` may also name a whole backbone or neck)."""
+    roots = root_backbones(spec, branch_order(spec))
+    for name, task in spec.model.tasks.items():
+        for key in ("branch", "tap"):
+            reference = getattr(task, key)
+            if reference is None:
+                continue
+            owner, _, segment = reference.partition(".")
+            if owner in spec.model.backbones:
+                model = spec.model.backbones[owner].model
+            elif owner in spec.model.tasks:
+                model = spec.model.backbones[roots[owner]].model
+            else:
+                continue  # a neck, read whole
+            if key == "tap" and segment == "":
+                continue
+            span = spec.span("task", name, key)
+            info = backbone_info(model)
+            if segment == "":
+                raise SpecValueError(
+                    f"{key} = {reference} needs a segment",
+                    span,
+                    expected=f"{owner}.SEGMENT with SEGMENT one of: {', '.join(info.names)}",
+                    hint=f"e.g. {key} = {owner}.{info.names[-1]}",
+                )
+            if segment not in info.names:
+                raise BackboneError(
+                    f"{key} = {reference}: backbone '{model}' has no segment '{segment}'",
+                    span,
+                    expected="one of its segments (from timm feature_info): "
+                    + ", ".join(f"{s.name} ({s.channels}ch, stride {s.reduction})" for s in info.segments),
+                    hint=did_you_mean(segment, info.names),
+                )
+
+
+def check_map_heads(spec: Spec) -> None:
+    """A head that reads one feature map taps a segment, not a whole pyramid (the fix names the last segment)."""
+    for name, task in spec.model.tasks.items():
+        head = task.head
+        if task.tap is None or "." in task.tap or head.reads != "map":
+            continue
+        owner = spec.model.necks[task.tap].backbone if task.tap in spec.model.necks else task.tap
+        last = _last_segment(spec, owner)
+        raise SpecValueError(
+            f"head '{head.kind}' of task '{name}' reads one feature map, but tap = {task.tap} is a whole pyramid",
+            spec.span("task", name, "tap"),
+            expected=f"a single segment such as {owner}.{last}",
+            hint=f"write tap = {owner}.{last}",
+        )
+
+
+def _last_segment(spec: Spec, owner: str) -> str:
+    if owner in spec.model.backbones:
+        return backbone_info(spec.model.backbones[owner].model).names[-1]
+    return "stage4"
+
+
+def check_freeze_targets(spec: Spec) -> None:
+    """Each phase freezes parts of the model by name (see :mod:`mtdsl.graph.freeze`)."""
+    vocabulary = freeze_vocabulary(spec)
+    for phase in spec.train.phases:
+        for index, target in enumerate(phase.freeze):
+            if target not in vocabulary:
+                raise SpecNameError(
+                    f"phase '{phase.name}' freezes '{target}', which names nothing in the model",
+                    spec.span("phase", phase.name, "freeze", str(index)),
+                    expected="shared, heads, branches, backbones, necks, a backbone, BACKBONE.SEGMENT, a neck, "
+                    "a task or TASK.head",
+                    hint=did_you_mean(target, vocabulary),
+                )
+
+
+def freeze_vocabulary(spec: Spec) -> list[str]:
+    """Every freeze target that names something in ``spec``'s model."""
+    words = [*FREEZE_WORDS, *spec.model.necks]
+    for name, backbone in spec.model.backbones.items():
+        words.append(name)
+        if is_known_model(backbone.model):
+            words += [f"{name}.{segment}" for segment in backbone_info(backbone.model).names]
+    for task in spec.model.tasks:
+        words += [task, f"{task}.head"]
+    return words
+
+
+GRAPH_CHECKS: tuple[Callable[[Spec], None], ...] = (
+    check_models,
+    check_neck_strides,
+    check_declarations,
+    check_segments,
+    check_map_heads,
+    check_freeze_targets,
+)
+
+
+def run_graph_checks(spec: Spec) -> Spec:
+    """Run :data:`GRAPH_CHECKS` on a spec that passed :func:`mtdsl.spec.checks.run_checks`."""
+    for check in GRAPH_CHECKS:
+        try:
+            check(spec)
+        except Exception as error:
+            if hasattr(error, "with_source"):
+                error.with_source(spec.source)
+            raise
+    return spec

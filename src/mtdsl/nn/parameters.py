@@ -1,0 +1,44 @@
+"""The parameter count of each neck and head, written onto the sharing graph as ``params``.
+
+:func:`mtdsl.graph.build.build_graph` reads every backbone segment's size from
+timm's metadata, without torch; a neck's or head's size depends on its module,
+so this pass builds each one on the meta device (no memory, no compute) and
+counts. The compiler runs it right after the graph is built
+(:func:`mtdsl.compiler.compile_spec`); ``mtdsl check`` does not need it.
+
+>>> from mtdsl.graph.build import build_graph
+>>> from mtdsl.spec.load import load_text
+>>> graph = build_graph(load_text('''model demo
+... backbone trunk = timm("test_resnet")
+... dataset d = synthetic()
+... task a: classify(d) { classes = 3 }'''))
+>>> "params" in graph.nodes["a.head"], count_parameters(graph).nodes["a.head"]["params"]
+(False, 291)
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import torch
+
+from mtdsl.nn.heads import build_head
+from mtdsl.nn.necks import build_neck
+from mtdsl.spec.heads import HEAD_CONFIGS
+from mtdsl.spec.necks import NECK_CONFIGS
+
+
+def count_parameters(graph: nx.DiGraph) -> nx.DiGraph:
+    """Set ``params`` on every neck and head node of ``graph`` (in place) and return it."""
+    for _, data in graph.nodes(data=True):
+        if data["kind"] == "neck":
+            config = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
+            with torch.device("meta"):
+                module = build_neck(config, data["in_channels"], data["in_strides"])
+        elif data["kind"] == "head":
+            config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
+            with torch.device("meta"):
+                module = build_head(config, data["in_channels"], data["num_outputs"], data.get("num_levels", 1))
+        else:
+            continue
+        data["params"] = sum(p.numel() for p in module.parameters())
+    return graph

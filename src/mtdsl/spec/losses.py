@@ -1,0 +1,78 @@
+"""Loss configs: what ``loss = cross_entropy(…)``, ``bce(…)``, ``focal(…)`` and ``detection(…)`` may say.
+
+A loss kind's config is registered here in :data:`LOSS_CONFIGS`; the module
+that implements it registers its builder under the same key in
+:mod:`mtdsl.nn.losses`. Each config names the task kinds it serves.
+
+>>> losses_for("binary")
+['bce', 'focal']
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from mtdsl.spec.fields import Fraction, PositiveWeight, Weight
+from mtdsl.spec.registry import Config, Registry
+
+#: The focal loss's focusing exponent; 2 is the usual value, and past ~10 every easy example weighs nothing.
+MAX_GAMMA = 20.0
+#: The Huber loss's delta, in box-delta units (EfficientDet uses 0.1).
+MAX_DELTA = 100.0
+
+
+class LossConfig(Config):
+    kind: str
+    task_kinds: ClassVar[frozenset[str]] = frozenset()
+
+
+LOSS_CONFIGS: Registry[LossConfig] = Registry("loss")
+
+
+def losses_for(task_kind: str) -> list[str]:
+    """Loss kinds that can serve a task kind, in registration order (the first is the default)."""
+    return [kind for kind in LOSS_CONFIGS.kinds() if task_kind in LOSS_CONFIGS.get(kind).task_kinds]
+
+
+@LOSS_CONFIGS.register("cross_entropy")
+class CrossEntropyConfig(LossConfig):
+    """``cross_entropy(label_smoothing = 0, dice = 0)``; ``dice`` (segment tasks only) adds that weight of Dice loss."""
+
+    kind: Literal["cross_entropy"] = "cross_entropy"
+    label_smoothing: Fraction = 0.0
+    dice: Weight = 0.0
+
+    task_kinds = frozenset({"classify", "segment"})
+
+
+@LOSS_CONFIGS.register("detection")
+class DetectionLossConfig(LossConfig):
+    """``detection(alpha = 0.25, gamma = 2, box = huber, box_weight = 50, delta = 0.1)``: focal class loss + box loss."""
+
+    kind: Literal["detection"] = "detection"
+    alpha: float = Field(default=0.25, ge=0.0, le=1.0)
+    gamma: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)
+    box: Literal["huber", "smooth_l1"] = "huber"
+    box_weight: Weight = 50.0
+    delta: float = Field(default=0.1, gt=0.0, le=MAX_DELTA)
+
+    task_kinds = frozenset({"detect"})
+
+
+@LOSS_CONFIGS.register("bce")
+class BinaryCrossEntropyConfig(LossConfig):
+    kind: Literal["bce"] = "bce"
+    pos_weight: PositiveWeight | None = None
+
+    task_kinds = frozenset({"binary", "multilabel"})
+
+
+@LOSS_CONFIGS.register("focal")
+class FocalConfig(LossConfig):
+    kind: Literal["focal"] = "focal"
+    alpha: float = Field(default=0.25, ge=0.0, le=1.0)
+    gamma: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)
+
+    task_kinds = frozenset({"binary", "multilabel"})

@@ -1,0 +1,130 @@
+"""Dependencies point one way: each layer imports only its own layer and the layers below it.
+
+The layers, from the bottom (see "Layout" in the README):
+
+=============  ==================================================================================
+base           ``mtdsl`` (the version), ``errors``, ``files``, ``cache``, ``codegen.literal`` (writes Python
+               values; imports nothing of mtdsl, and ``nn.module_call`` prints constructor calls with it)
+frontend       grammar, parser, AST
+spec           pydantic configs of every kind, lowering, the checks that read the spec alone, streams
+graph          timm's backbone metadata and the checks that need it, task paths, the sharing graph
+nn             torch modules: backbone segments, necks, heads, losses, the model (with ``detection``)
+render         diagrams, summaries, plots, drawn predictions
+train          data, sampling, weighting, phases, checkpoints, the loop's helpers
+codegen        ``model.py`` and ``train.py``: the loop is generated from train's parts
+orchestrators  ``compiler``, ``check``, ``launch``, ``predict``, ``compare``, ``cli``: may import anything
+=============  ==================================================================================
+
+Every import counts, at the top of a module or inside a function: an import
+that only runs later still points where it points.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mtdsl
+
+SOURCE = Path(mtdsl.__file__).resolve().parent
+
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("base", ("mtdsl", "mtdsl.errors", "mtdsl.files", "mtdsl.cache", "mtdsl.codegen.literal")),
+    ("frontend", ("mtdsl.frontend",)),
+    ("spec", ("mtdsl.spec",)),
+    ("graph", ("mtdsl.graph",)),
+    ("nn", ("mtdsl.nn", "mtdsl.detection")),
+    ("render", ("mtdsl.render",)),
+    ("train", ("mtdsl.train",)),
+    ("codegen", ("mtdsl.codegen",)),
+    ("orchestrators", ("mtdsl.compiler", "mtdsl.check", "mtdsl.launch", "mtdsl.predict", "mtdsl.compare",
+                       "mtdsl.cli", "mtdsl.__main__")),
+)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(SOURCE.rglob("*.py"))}
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of the longest prefix that names ``module`` or a package above it.
+
+    ``mtdsl`` itself names only the package's ``__init__``, so a new top-level module has no layer
+    until one is given to it here.
+    """
+    best, length = None, -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            matches = module == prefix or (prefix != "mtdsl" and module.startswith(prefix + "."))
+            if matches and len(prefix) > length:
+                best, length = index, len(prefix)
+    if best is None:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS in {Path(__file__).name}")
+    return best
+
+
+def imported_modules(module: str, path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every ``mtdsl`` module that ``module`` imports, anywhere in its file."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from mtdsl.codegen import literal` imports the module mtdsl.codegen.literal
+            found += [(node.lineno, f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
+                      for alias in node.names]
+    return sorted({(line, name) for line, name in found if name == "mtdsl" or name.startswith("mtdsl.")})
+
+
+def test_every_module_has_a_layer():
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_no_import_points_back_up():
+    upward = []
+    for module, path in MODULES.items():
+        own = layer_of(module)
+        for line, imported in imported_modules(module, path):
+            if layer_of(imported) > own:
+                upward.append(f"{module} ({LAYERS[own][0]}), line {line}: imports {imported} "
+                              f"({LAYERS[layer_of(imported)][0]})")
+    assert not upward, "imports that point back up:\n  " + "\n  ".join(upward)
+
+
+def test_the_rule_catches_an_upward_import(tmp_path):
+    """The walk sees imports inside functions too, and names the module and the line."""
+    path = tmp_path / "checks.py"
+    path.write_text("def f():\n    from mtdsl.nn.backbone import backbone_info\n", encoding="utf-8")
+    imports = imported_modules("mtdsl.spec.checks", path)
+    assert imports == [(2, "mtdsl.nn.backbone")]
+    assert layer_of(imports[0][1]) > layer_of("mtdsl.spec.checks")
+
+
+def _imports_torch(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SOURCE.parent), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("modules", [
+    "mtdsl.spec.document, mtdsl.frontend.parser",
+    "mtdsl.spec.load, mtdsl.spec.checks, mtdsl.graph.build, mtdsl.graph.checks",
+])
+def test_the_front_end_loads_without_torch(modules):
+    result = _imports_torch(f"import {modules}; import sys; "
+                            "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'torch or timm loaded'")
+    assert result.returncode == 0, result.stderr
