@@ -354,3 +354,56 @@ def test_resume_with_another_seed_is_refused(finished_run, tmp_path, capsys):
     assert train(spec, out, "--seed", "3") == 0
     assert train(spec, out, "--resume") == 2
     assert "resume with --seed 3" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ exiting
+
+HOLD_LOADERS = """
+import sys
+import torch
+from mtdsl.spec.data import SyntheticDataset
+from mtdsl.train.data import TaskLabels
+from mtdsl.train.loaders import StreamLoaders
+from mtdsl.train.streams import Stream
+
+labels = {"shape": TaskLabels("shape", "classify", ("circle", "square", "triangle"))}
+loaders = StreamLoaders([Stream(("d",), ("shape",), 4)], {"d": SyntheticDataset(name="d", count=32, size=16)}, labels,
+                        image_size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, seed=0, workers=1,
+                        on_corrupt="error", device=torch.device("cpu"))
+loaders.next_batch(0)
+if sys.argv[1] == "close":
+    loaders.close()
+print("drawn", flush=True)
+"""
+
+
+@pytest.mark.parametrize("ending", ["close", "keep"])
+def test_a_process_still_holding_its_training_loaders_exits(ending):
+    """Loader workers ignore SIGTERM, so multiprocessing's exit handler (SIGTERM, then join) could wait on them for ever.
+
+    Found on specs/real/pets.mtl: matplotlib's pyparsing cached a traceback through the training
+    loop's frames, which kept the loaders alive until the interpreter exited, and `mtdsl train`
+    hung after printing its results. "keep" holds them in a global, as that cache did.
+    """
+    result = subprocess.run([sys.executable, "-c", HOLD_LOADERS, ending], capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0 and result.stdout == "drawn\n", result.stderr
+
+
+def test_closing_the_loaders_stops_their_training_workers():
+    import multiprocessing
+
+    from mtdsl.spec.data import SyntheticDataset
+    from mtdsl.train.data import TaskLabels
+    from mtdsl.train.loaders import StreamLoaders
+    from mtdsl.train.streams import Stream
+
+    before = set(multiprocessing.active_children())
+    labels = {"shape": TaskLabels("shape", "classify", ("circle", "square", "triangle"))}
+    loaders = StreamLoaders([Stream(("d",), ("shape",), 4)], {"d": SyntheticDataset(name="d", count=32, size=16)},
+                            labels, image_size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, seed=0, workers=1,
+                            on_corrupt="error", device=torch.device("cpu"))
+    loaders.next_batch(0)
+    assert set(multiprocessing.active_children()) - before
+    loaders.close()
+    assert not set(multiprocessing.active_children()) - before
+    assert len(loaders.next_batch(0)["index"]) == 4  # a closed stream starts its workers again when asked

@@ -10,8 +10,12 @@ takes to continue exactly where a run stopped.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import math
+import multiprocessing.util  # noqa: F401  registers multiprocessing's exit handler before any StreamLoaders' own
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
@@ -93,6 +97,23 @@ class StreamLoaders:
             self._check_splits(index, {name: datasets[name] for name in stream.datasets}, splits)
         self._seed = seed
         self._iterators: dict[int, Iterator[dict]] = {}
+        # atexit runs last-registered first, so this runs before multiprocessing's handler (see close).
+        atexit.register(functools.partial(_close_if_alive, weakref.ref(self)))
+
+    def close(self) -> None:
+        """Stop the training streams' loader workers now; a stream's next batch starts them again.
+
+        The workers ignore SIGTERM (:func:`~mtdsl.train.stop_signals.ignore_stop_signals`), and at
+        interpreter exit multiprocessing sends its daemonic children SIGTERM and then joins them, so
+        workers still running then would keep the process waiting for ever. Loaders that are still
+        referenced at exit are therefore closed first: on specs/real/pets.mtl, matplotlib's pyparsing
+        cached a traceback through the training loop's frames, and ``mtdsl train`` hung after its results.
+        """
+        for iterator in self._iterators.values():
+            shutdown = getattr(iterator, "_shutdown_workers", None)  # none without workers
+            if shutdown is not None:
+                shutdown()  # what torch's iterator runs when it is freed
+        self._iterators.clear()
 
     def describe(self) -> list[str]:
         """A line per stream: ``heads+coco → objects: 338 train · 85 val``, then a line per data warning.
@@ -218,6 +239,12 @@ class StreamLoaders:
 
     def has_split(self, split: str) -> bool:
         return any(split in splits and len(splits[split]) for splits in self.splits.values())
+
+
+def _close_if_alive(loaders: weakref.ref[StreamLoaders]) -> None:
+    alive = loaders()
+    if alive is not None:
+        alive.close()
 
 
 def _fill_hint(config: DatasetConfig, split: str) -> str:
