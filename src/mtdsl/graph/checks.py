@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from mtdsl.errors import BackboneError, SpecNameError, SpecValueError, close_matches, did_you_mean
 from mtdsl.graph.backbones import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
+from mtdsl.spec.checks import run_checks
 from mtdsl.spec.branches import branch_order, root_backbones
 from mtdsl.spec.document import Spec
 from mtdsl.spec.names import FREEZE_WORDS
@@ -179,11 +180,4 @@ GRAPH_CHECKS: tuple[Callable[[Spec], None], ...] = (
 
 def run_graph_checks(spec: Spec) -> Spec:
     """Run :data:`GRAPH_CHECKS` on a spec that passed :func:`mtdsl.spec.checks.run_checks`."""
-    for check in GRAPH_CHECKS:
-        try:
-            check(spec)
-        except Exception as error:
-            if hasattr(error, "with_source"):
-                error.with_source(spec.source)
-            raise
-    return spec
+    return run_checks(spec, GRAPH_CHECKS)

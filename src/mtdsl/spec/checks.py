@@ -406,8 +406,9 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
 )
 
 
-def run_checks(spec: Spec) -> Spec:
-    for check in CHECKS:
+def run_checks(spec: Spec, checks=CHECKS) -> Spec:
+    """Run ``checks`` in order; the first mistake is raised, located in the spec's source."""
+    for check in checks:
         try:
             check(spec)
         except Exception as error:
