@@ -140,6 +140,9 @@ def test_compare_train_gives_each_single_task_model_the_images_its_task_saw_and_
             assert metric["metric"] == "accuracy" and metric["split"] == "test" and 0 <= metric["value"] <= 1
         assert (out / "runs" / f"single-{task}" / "train.py").is_file()
     assert "| shape | accuracy | test |" in (out / "compare.md").read_text()
+    # The multi-task run keeps the spec it was compiled from; a single-task run has no text of its own.
+    assert (out / "runs" / MULTI / "spec.mtl").read_text() == TRAINED
+    assert not (out / "runs" / "single-shape" / "spec.mtl").exists()
 
     checkpoints = sorted((out / "runs").glob("*/checkpoints/*.pt"))
     stamps = [path.stat().st_mtime_ns for path in checkpoints]

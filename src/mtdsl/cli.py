@@ -109,7 +109,7 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compiler import compile_file
-    from mtdsl.launch import spec_source, train_compiled
+    from mtdsl.launch import train_compiled
     from mtdsl.train.precision import pick_device
     from mtdsl.train.run_folder import RunFolder
     from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         try:
             train_compiled(compilation, run, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
                            device=args.device, workers=args.workers, quiet=args.quiet,
-                           spec_text=spec_source(spec_path), announce=_announcer(console))
+                           announce=_announcer(console))
         except KeyboardInterrupt as interrupt:
             command = shlex.join(["mtdsl", "train", str(spec_path), "--out", str(run.root)]
                                  + [f"--set={pair}" for pair in args.set]
@@ -190,7 +190,6 @@ def _train_for_compare(args: argparse.Namespace, compilation, spec_path: Path, o
                        console: Console) -> dict | int:
     """Train every model of the comparison into ``out/runs/``: what they scored, or the exit code of a stop."""
     from mtdsl.compare.training import train_all
-    from mtdsl.launch import spec_source
     from mtdsl.train.stop_signals import RunStopped, exit_code, refuse_multi_process_launch, stop_signals
 
     refuse_multi_process_launch()
@@ -198,8 +197,7 @@ def _train_for_compare(args: argparse.Namespace, compilation, spec_path: Path, o
         try:
             return train_all(compilation, out, budget=args.budget, seed=args.seed, device=args.device,
                                       workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-                                      quiet=args.quiet, spec_text=spec_source(spec_path),
-                                      announce=_announcer(console))
+                                      quiet=args.quiet, announce=_announcer(console))
         except KeyboardInterrupt as interrupt:
             command = shlex.join(["mtdsl", "compare", str(spec_path), "--train", "--resume", "--out", str(out),
                                   f"--budget={args.budget}"] + [f"--set={pair}" for pair in args.set]

@@ -14,17 +14,18 @@ from mtdsl.codegen.train_source import model_hash, spec_hash
 from mtdsl.compiler import ARTEFACTS, Compilation, write_artefacts
 from mtdsl.train.budget import Budget
 from mtdsl.train.checkpoint import load_checkpoint
+from mtdsl.train.report import MetricsLog
 from mtdsl.train.run_folder import RunFolder
 from mtdsl.train.runtime import load_generated
 
 
 def train_compiled(compilation: Compilation, run: RunFolder, *, resume: bool, overwrite: bool, seed: int | None,
-                   device: str | None, workers: int | None, quiet: bool, spec_text: str | None = None,
+                   device: str | None, workers: int | None, quiet: bool, keep_spec: bool = True,
                    budget: Budget | None = None, announce=print) -> dict:
     """Train ``compilation`` into ``run`` and return the loop's test results (``splits``, ``results``, ``mains``).
 
     ``resume`` continues the run from its last checkpoint (refused when the spec changed since);
-    ``spec_text`` is kept as ``spec.mtl`` beside the artefacts; ``seed`` and ``workers`` default to
+    ``keep_spec`` keeps the spec text that was compiled as ``spec.mtl`` beside the artefacts; ``seed`` and ``workers`` default to
     the spec's. The caller handles ``KeyboardInterrupt`` (Ctrl-C, SIGTERM).
     """
     with run.claim(resume=resume, overwrite=overwrite):
@@ -32,8 +33,8 @@ def train_compiled(compilation: Compilation, run: RunFolder, *, resume: bool, ov
             # Refuse a changed spec before its artefacts overwrite the ones the run was trained with.
             load_checkpoint(run.last, model_hash=model_hash(compilation.graph), spec_hash=spec_hash(compilation.spec))
         write_artefacts(compilation, run.root, ARTEFACTS)
-        if spec_text is not None:
-            (run.root / "spec.mtl").write_text(spec_text, encoding="utf-8")
+        if keep_spec:
+            (run.root / "spec.mtl").write_text(compilation.spec.source.text, encoding="utf-8")
         announce(f"compiled {compilation.spec.name} → {run.root}/ (training loop: {run.root / 'train.py'})")
         loop = load_generated(run.root / "train.py")
         return loop.train(run.root, resume=resume, overwrite=overwrite,
@@ -43,13 +44,8 @@ def train_compiled(compilation: Compilation, run: RunFolder, *, resume: bool, ov
 
 def finished(run: RunFolder, compilation: Compilation) -> bool:
     """Whether ``run`` holds a finished run of this very spec (its last checkpoint matches and it was tested)."""
-    from mtdsl.train.report import MetricsLog
-
     if not run.last.exists() or not any(r.get("event") == "test" for r in MetricsLog.read(run.metrics)):
         return False
     load_checkpoint(run.last, model_hash=model_hash(compilation.graph), spec_hash=spec_hash(compilation.spec))
     return True
 
-
-def spec_source(path: Path) -> str:
-    return Path(path).read_text(encoding="utf-8")

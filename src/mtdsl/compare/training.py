@@ -39,7 +39,7 @@ def run_folders(out: Path, tasks: list[str]) -> dict[str, RunFolder]:
 
 
 def train_all(compilation: Compilation, out: Path, *, budget: str, seed: int | None, device: str | None,
-              workers: int | None, resume: bool, overwrite: bool, quiet: bool, spec_text: str,
+              workers: int | None, resume: bool, overwrite: bool, quiet: bool,
               announce: Callable[[str], None] = print) -> dict:
     """Train the multi-task model, then every single-task model at its task's budget; return what they scored.
 
@@ -56,22 +56,22 @@ def train_all(compilation: Compilation, out: Path, *, budget: str, seed: int | N
             with folder.claim(resume=False, overwrite=overwrite):
                 pass
     runs = {MULTI: _train(compilation, folders[MULTI], None, seed=seed, device=device, workers=workers,
-                          resume=resume, quiet=quiet, spec_text=spec_text, announce=announce)}
+                          resume=resume, quiet=quiet, keep_spec=True, announce=announce)}
     for task, single in singles.items():
         announce(f"single-task {task}: {budget} budget of its multi-task run "
                  f"({_describe(runs[MULTI], task, budget)})")
         runs[task] = _train(single, folders[task], task_budget(runs[MULTI], task, budget), seed=seed, device=device,
-                            workers=workers, resume=resume, quiet=quiet, spec_text=None, announce=announce)
+                            workers=workers, resume=resume, quiet=quiet, keep_spec=False, announce=announce)
     return {"budget": budget, "seed": spec.train.seed if seed is None else seed, "runs": runs}
 
 
 def _train(compilation: Compilation, run: RunFolder, budget: Budget | None, *, seed, device, workers, resume,
-           quiet, spec_text, announce) -> dict:
+           quiet, keep_spec, announce) -> dict:
     if resume and finished(run, compilation):
         announce(f"{run.root}: finished already, reading its results")
     else:
         train_compiled(compilation, run, resume=resume and run.last.exists(), overwrite=False, seed=seed,
-                       device=device, workers=workers, quiet=quiet, spec_text=spec_text, budget=budget,
+                       device=device, workers=workers, quiet=quiet, keep_spec=keep_spec, budget=budget,
                        announce=announce)
     return read_run(run)
 
