@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make demo   train specs/quickstart.mtl on built-in synthetic data (~3 min on 2 CPU cores),
+#   make demo   train specs/quickstart.mtl on built-in synthetic data (~2 min on 2 CPU cores),
 #               then compare its size and speed with its five single-task models
 #   make test   run the test suite
 # Both create and fill .venv on first use (idempotent) and install Graphviz's

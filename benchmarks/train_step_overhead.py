@@ -1,17 +1,17 @@
 """Cost of one training step of mtdsl's generated loop against a hand-written loop, side by side.
 
-Both loops train the same model (quickstart's three classification tasks on resnet18) on the
-same batches already in memory, so data loading is left out and only the
-loop's own machinery is compared:
+Both loops train the same model (the quickstart's three classification tasks on its
+backbone) on the same batches already in memory, so data loading is left out and
+only the loop's own machinery is compared:
 
 * ``hand-written``: forward, summed losses, ``backward``, ``AdamW.step`` — the minimum;
 * ``mtdsl loop``: the step as ``train.py`` writes it — learning rate from the
   schedule, autocast and ``GradScaler`` (disabled on CPU, as ``precision = auto``
   does), the weighting module, the non-finite-loss check, the per-task loss read-out.
 
-Steps alternate between the two streams the way the generated loop samples them,
-and each loop runs the same sequence. It prints the median time per step and
-the ratio.
+Steps take the spec's streams in turn (the quickstart has one: its `large` task is
+not balanced), and each loop runs the same sequence. It prints the median time per
+step and the ratio.
 
     .venv/bin/python benchmarks/train_step_overhead.py [--device cuda] [--steps 30] [--batch 64] [--size 64]
 """
