@@ -13,6 +13,10 @@ _CACHE = tempfile.mkdtemp(prefix="mtdsl-test-cache-")
 os.environ["MTDSL_CACHE_DIR"] = _CACHE
 
 
+#: Golden generated sources are compared as text, never imported or collected.
+collect_ignore = ["golden"]
+
+
 def pytest_unconfigure(config) -> None:
     shutil.rmtree(_CACHE, ignore_errors=True)
 

@@ -58,7 +58,7 @@ def test_generated_model_for_every_spec_matches_and_loads_the_same_state_dict(pa
     (tmp_path / "model.py").write_text(source)
     generated = _import(tmp_path / "model.py", f"generated_{path.stem}").Model().eval()
     compiled = compilation.model().eval()
-    assert set(generated.state_dict()) == set(compiled.state_dict())
+    assert list(generated.state_dict()) == list(compiled.state_dict())  # one plan: same keys, same order
     generated.load_state_dict(compiled.state_dict(), strict=True)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -70,3 +70,25 @@ def test_generated_model_for_every_spec_matches_and_loads_the_same_state_dict(pa
 
 def test_generated_source_is_deterministic(two_branch):
     assert generate_model_source(two_branch.graph) == generate_model_source(two_branch.graph)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_generated_model_imports_only_what_it_uses_and_names_every_argument(path):
+    """model.py prints the module plan: every imported name is used, and no constructor gets a bare positional value."""
+    source = generate_model_source(compile_spec(tiny_backbones(load_spec(path))).graph, str(path))
+    tree = ast.parse(source)
+    imported = {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__"
+        for alias in node.names
+    } | {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert imported <= used, f"imported but unused: {sorted(imported - used)}"
+    module_classes = {
+        alias.name for node in tree.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("mtdsl.nn.heads", "mtdsl.nn.necks"))
+        for alias in node.names
+    }
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", None) in module_classes]
+    assert calls and all(not call.args for call in calls), [ast.unparse(c) for c in calls if c.args]

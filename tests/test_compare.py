@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -16,6 +21,7 @@ from mtdsl.nn.parameters import count_parameters
 from mtdsl.render.summary import count_flops, summarize
 
 from conftest import SPECS, tiny_backbones
+from test_training import records
 
 SPEC = """
 model four
@@ -153,6 +159,34 @@ def test_compare_train_gives_each_single_task_model_the_images_its_task_saw_and_
     assert main(command) == 2  # a used --out is refused, and left as it was
     assert "--overwrite" in capsys.readouterr().err
     assert [path.stat().st_mtime_ns for path in checkpoints] == stamps
+
+
+def test_sigterm_stops_compare_train_cleanly_and_resume_finishes_every_run(tmp_path, capsys):
+    """As SLURM stops a job: every process gets SIGTERM. The command says how to resume, and resuming
+    continues the run in progress from its last checkpoint instead of starting it again."""
+    spec, out = tmp_path / "pair.mtl", tmp_path / "out"
+    spec.write_text(TRAINED.replace("epochs = 1", "epochs = 4"))
+    command = ["compare", str(spec), "--out", str(out), "--runs", "1", "--batch-sizes", "1", "--train", "--quiet"]
+    process = subprocess.Popen([sys.executable, "-m", "mtdsl", *command], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    multi = out / "runs" / MULTI
+    deadline = time.monotonic() + 240
+    while not (multi / "metrics.jsonl").exists() or not records(multi, "val"):
+        assert process.poll() is None and time.monotonic() < deadline, "the comparison ended before it was stopped"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 128 + signal.SIGTERM
+    said = " ".join(stdout.split())
+    assert "stopped by SIGTERM" in said and "--resume" in said and "Traceback" not in stdout + stderr
+    done = len(records(multi, "val"))
+    assert 1 <= done < 4 and not (out / "compare.json").exists()
+
+    assert main([*command, "--resume"]) == 0
+    epochs = [record["epoch"] for record in records(multi, "val")]
+    assert epochs == [1, 2, 3, 4]  # continued where it stopped: no epoch logged twice
+    assert set(json.loads((out / "compare.json").read_text())["training"]["runs"]) == {MULTI, "shape", "colour"}
 
 
 def test_a_seconds_budget_stops_each_epoch_when_its_time_is_spent(tmp_path):

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from mtdsl.codegen.model_source import generate_model_source
 from mtdsl.compiler import compile_file, compile_text
 from mtdsl.graph.freeze import nodes_for
 from mtdsl.graph.serialize import graph_from_json, graph_to_json
@@ -69,16 +70,27 @@ def test_graph_json_round_trips_and_is_stable(two_branch):
     assert graph_to_json(compile_text(TWO_BRANCH_SPEC, "demo.mtl").graph) == text
 
 
-@pytest.mark.parametrize("name", ["quickstart"])
-def test_golden_files_per_stage(name):
-    """specs/<name>.mtl → golden/graph/<name>.json → golden/dot/<name>.dot"""
-    graph = compile_file(ROOT / "specs" / f"{name}.mtl").graph
+GOLDEN_SPECS = sorted((ROOT / "specs").glob("**/*.mtl"))
+
+
+@pytest.mark.parametrize("path", GOLDEN_SPECS, ids=lambda p: str(p.relative_to(ROOT / "specs")))
+def test_golden_files_per_stage(path):
+    """specs/<name>.mtl → golden/graph/<name>.json → golden/dot/<name>.dot, and golden/model/<name>.py.
+
+    A change to any stage's output shows up as a diff of these files in review; regenerate them with
+    ``MTDSL_REGENERATE_GOLDEN=1 pytest tests/test_graph.py`` when the change is intended.
+    """
+    relative = path.relative_to(ROOT)
+    name = str(path.relative_to(ROOT / "specs").with_suffix("")).replace("/", "__")
+    graph = compile_file(path).graph
     produced = {
         GOLDEN / "graph" / f"{name}.json": graph_to_json(graph),
         GOLDEN / "dot" / f"{name}.dot": to_dot(graph_from_json(graph_to_json(graph))).source,
+        GOLDEN / "model" / f"{name}.py": generate_model_source(graph, relative.as_posix()),
     }
-    for path, text in produced.items():
+    for golden, text in produced.items():
         if REGENERATE:
-            path.write_text(text)
-        assert path.exists(), f"{path} is missing; create it with MTDSL_REGENERATE_GOLDEN=1"
-        assert text == path.read_text(), f"{path} changed; rerun with MTDSL_REGENERATE_GOLDEN=1 if intended"
+            golden.parent.mkdir(exist_ok=True)
+            golden.write_text(text)
+        assert golden.exists(), f"{golden} is missing; create it with MTDSL_REGENERATE_GOLDEN=1"
+        assert text == golden.read_text(), f"{golden} changed; rerun with MTDSL_REGENERATE_GOLDEN=1 if intended"

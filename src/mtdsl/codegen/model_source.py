@@ -1,9 +1,11 @@
 """Sharing graph → readable ``model.py`` source.
 
-The generated module depends only on torch, timm and ``mtdsl.nn``. It builds
-the same modules under the same names as :class:`mtdsl.nn.model.MultiTaskModel`,
-so either loads the other's ``state_dict``, and its ``forward`` spells out the
-graph walk: each node is one line, guarded by the set of tasks that need it.
+The generated module depends only on torch, timm and ``mtdsl.nn``. It prints
+the module plan (:mod:`mtdsl.nn.plan`) that :class:`mtdsl.nn.model.MultiTaskModel`
+runs, so both build the same modules under the same names and either loads the
+other's ``state_dict``. Constructor calls name every argument, only the names
+the plan uses are imported, and ``forward`` spells out the plan's steps: one
+line each, guarded by the set of tasks that need it.
 
 Example output for two tasks, ``b`` branching at ``stage3``::
 
@@ -29,21 +31,11 @@ import networkx as nx
 
 from mtdsl import __version__
 from mtdsl.codegen.literal import checked_source, docstring_text, imported_names, literal
-from mtdsl.nn.heads import head_source
-from mtdsl.nn.necks import neck_source
-from mtdsl.spec.heads import HEAD_CONFIGS
-from mtdsl.spec.necks import NECK_CONFIGS
+from mtdsl.nn.module_call import ModuleCall
+from mtdsl.nn.plan import CONTAINERS, INPUT, BackboneBuild, ModulePlan, PlannedModule, SegmentOf, module_plan
 
 #: Names ``forward`` uses itself; node variables must not take them.
 FORWARD_NAMES = frozenset({"self", "x", "tasks", "requested", "wanted", "outputs"})
-_FIXED_IMPORTS = (
-    "from __future__ import annotations",
-    "import copy",
-    "from collections.abc import Iterable",
-    "from typing import Any",
-    "import torch",
-    "from torch import nn",
-)
 _MODULE_NAMES = frozenset({"TASKS", "INPUT_SIZE", "Model"})
 
 
@@ -81,67 +73,29 @@ def variables(nodes: list[str], taken: set[str]) -> dict[str, str]:
 
 
 def generate_model_source(graph: nx.DiGraph, spec_path: str = "") -> str:
-    """Python source of a module equivalent to ``MultiTaskModel(graph)``.
+    """Python source of a module equivalent to ``MultiTaskModel(graph)``: the same plan, printed.
 
     Raises:
         GeneratedCodeError: the source would not compile (mtdsl's bug, never the spec's).
     """
-    tasks: dict[str, list[str]] = graph.graph["tasks"]
-    name = class_name(graph.graph["name"])
-    nodes = graph.nodes
-    imports = {"from mtdsl.nn.model import resolve_tasks"}
-
-    backbone_lines = []
-    for backbone, config in graph.graph["backbones"].items():
-        backbone_import, expression = _backbone_source(config)
-        imports.add(backbone_import)
-        backbone_lines.append(f"            {literal(backbone)}: {expression},")
-
-    shared = _grouped(graph, "segment", "backbone")
-    branches = _grouped(graph, "branch", "owner")
-    neck_lines = []
-    head_lines = []
-    for node, data in sorted(nodes(data=True)):
-        if data["kind"] == "neck":
-            config = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
-            neck_import, expression = neck_source(config, data["in_channels"], data["in_strides"])
-            imports.add(neck_import)
-            neck_lines.append(f"            {literal(data['neck'])}: {expression},")
-        elif data["kind"] == "head":
-            config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
-            head_import, expression = head_source(
-                config, data["in_channels"], data["num_outputs"], data.get("num_levels", 1)
-            )
-            imports.add(head_import)
-            head_lines.append(f"            {literal(data['task'])}: {expression},")
-
+    plan = module_plan(graph)
+    name = class_name(plan.name)
+    imports = _imports(plan)
     body = [
         "        built = {",
-        *backbone_lines,
+        *(f"            {literal(backbone.name)}: {_backbone_expression(backbone)}," for backbone in plan.backbones),
         "        }",
-        "        self.backbone = nn.ModuleDict({",
-        *_module_dict_lines(shared, lambda d: f"built[{literal(d['backbone'])}][{literal(d['segment'])}]"),
-        "        })",
-        "        self.branches = nn.ModuleDict({",
-        *_module_dict_lines(
-            branches, lambda d: f"copy.deepcopy(built[{literal(d['backbone'])}][{literal(d['segment'])}])"
-        ),
-        "        })",
-        "        self.necks = nn.ModuleDict({",
-        *neck_lines,
-        "        })",
-        "        self.heads = nn.ModuleDict({",
-        *head_lines,
-        "        })",
     ]
+    for container in CONTAINERS:
+        body += _container_lines(container, [m for m in plan.modules if m.place[0] == container])
 
-    taken = FORWARD_NAMES | _MODULE_NAMES | {name} | imported_names([*_FIXED_IMPORTS, *imports])
-    forward = _forward_lines(graph, set(tasks), taken)
+    taken = FORWARD_NAMES | _MODULE_NAMES | {name} | imported_names(imports)
+    forward = _forward_lines(plan, taken)
 
     task_summary = "\n".join(
-        f"    {docstring_text(task)}: {docstring_text(nodes[path[-1]]['task_kind'])}, "
-        f"outputs {nodes[path[-1]]['num_outputs']}, path {docstring_text(' → '.join(path[:-1]))}"
-        for task, path in tasks.items()
+        f"    {docstring_text(task)}: {docstring_text(output.kind)}, "
+        f"outputs {output.num_outputs}, path {docstring_text(' → '.join(output.path))}"
+        for task, output in plan.tasks.items()
     )
     origin = f" from {docstring_text(spec_path)}" if spec_path else ""
     source = f'''"""{name}: generated by mtdsl {docstring_text(__version__)}{origin}.
@@ -152,18 +106,10 @@ Tasks:
 {task_summary}
 """
 
-from __future__ import annotations
+{chr(10).join(imports)}
 
-{"import copy" + chr(10) if branches else ""}from collections.abc import Iterable
-from typing import Any
-
-import torch
-from torch import nn
-
-{chr(10).join(sorted(imports))}
-
-TASKS = {literal(tuple(tasks))}
-INPUT_SIZE = {literal(tuple(graph.graph["input"]))}
+TASKS = {literal(tuple(plan.tasks))}
+INPUT_SIZE = {literal(plan.input_size)}
 
 
 class {name}(nn.Module):
@@ -190,74 +136,96 @@ Model = {name}
     return checked_source(source, "model.py")
 
 
-def _backbone_source(config: dict) -> tuple[str, str]:
-    """The import and the expression that build one backbone's segments, with its pretrained weights."""
-    arguments = [literal(config["model"])]
-    pretrained = config.get("pretrained", "none")
-    if pretrained != "none":
-        arguments.append(f"{literal(pretrained)} if load_pretrained else 'none'")
-    if config["drop_rate"]:
-        arguments.append(f"drop_rate={literal(config['drop_rate'])}")
-    if config["drop_path_rate"]:
-        arguments.append(f"drop_path_rate={literal(config['drop_path_rate'])}")
-    if pretrained == "none":
-        return "from mtdsl.nn.backbone import timm_segments", f"timm_segments({', '.join(arguments)})"
-    return "from mtdsl.nn.pretrained import pretrained_segments", f"pretrained_segments({', '.join(arguments)})"
+def _imports(plan: ModulePlan) -> list[str]:
+    """The import block: the standard lines, then one line per module the plan's calls come from."""
+    names: dict[str, set[str]] = {"mtdsl.nn.model": {"resolve_tasks"}}
+    for backbone in plan.backbones:
+        module, function = _backbone_function(backbone)
+        names.setdefault(module, set()).add(function)
+    for planned in plan.modules:
+        if isinstance(planned.made, ModuleCall):
+            names.setdefault(planned.made.module_name, set()).add(planned.made.target.__name__)
+    copies = any(isinstance(m.made, SegmentOf) and m.made.copy for m in plan.modules)
+    return [
+        "from __future__ import annotations",
+        "",
+        *(["import copy"] if copies else []),
+        "from collections.abc import Iterable",
+        "from typing import Any",
+        "",
+        "import torch",
+        "from torch import nn",
+        "",
+        *(f"from {module} import {', '.join(sorted(names[module]))}" for module in sorted(names)),
+    ]
 
 
-def module_access(data: dict) -> str:
-    """The expression that reaches a node's module, by item so that no name becomes an attribute."""
-    if data["kind"] == "segment":
-        return f"self.backbone[{literal(data['backbone'])}][{literal(data['segment'])}]"
-    if data["kind"] == "branch":
-        return f"self.branches[{literal(data['owner'])}][{literal(data['segment'])}]"
-    if data["kind"] == "neck":
-        return f"self.necks[{literal(data['neck'])}]"
-    if data["kind"] == "head":
-        return f"self.heads[{literal(data['task'])}]"
-    raise ValueError(f"node kind {data['kind']!r} has no module")
+def _backbone_function(backbone: BackboneBuild) -> tuple[str, str]:
+    if backbone.pretrained == "none":
+        return "mtdsl.nn.backbone", "timm_segments"
+    return "mtdsl.nn.pretrained", "pretrained_segments"
 
 
-def _forward_lines(graph: nx.DiGraph, all_tasks: set[str], taken: set[str]) -> list[str]:
-    """One line per node in topological order; consecutive lines needing the same tasks share one ``if``."""
-    order = [n for n in nx.lexicographical_topological_sort(graph) if graph.nodes[n]["kind"] != "input"]
-    names = variables([n for n in order if graph.nodes[n]["kind"] != "head"], taken)
-    names["input"] = "x"
+def _backbone_expression(backbone: BackboneBuild) -> str:
+    """The call that builds one backbone's segments, with its pretrained weights."""
+    arguments = [literal(backbone.model)]
+    if backbone.pretrained != "none":
+        arguments.append(f"{literal(backbone.pretrained)} if load_pretrained else 'none'")
+    if backbone.drop_rate:
+        arguments.append(f"drop_rate={literal(backbone.drop_rate)}")
+    if backbone.drop_path_rate:
+        arguments.append(f"drop_path_rate={literal(backbone.drop_path_rate)}")
+    return f"{_backbone_function(backbone)[1]}({', '.join(arguments)})"
+
+
+def _made_expression(made: SegmentOf | ModuleCall) -> str:
+    if isinstance(made, ModuleCall):
+        return made.source()
+    segment = f"built[{literal(made.backbone)}][{literal(made.segment)}]"
+    return f"copy.deepcopy({segment})" if made.copy else segment
+
+
+def _container_lines(container: str, members: list[PlannedModule]) -> list[str]:
+    """``self.<container> = nn.ModuleDict({...})``, nested one level where places have three parts."""
+    lines = [f"        self.{container} = nn.ModuleDict({{"]
+    groups: dict[str, list[PlannedModule]] = {}
+    for member in members:
+        if len(member.place) == 2:
+            lines.append(f"            {literal(member.place[1])}: {_made_expression(member.made)},")
+        else:
+            groups.setdefault(member.place[1], []).append(member)
+    for group, grouped in groups.items():
+        lines.append(f"            {literal(group)}: nn.ModuleDict({{")
+        lines += [f"                {literal(m.place[2])}: {_made_expression(m.made)}," for m in grouped]
+        lines.append("            }),")
+    return [*lines, "        })"]
+
+
+def module_access(place: tuple[str, ...]) -> str:
+    """The expression that reaches a module, by item so that no name from the spec becomes an attribute."""
+    return f"self.{place[0]}" + "".join(f"[{literal(key)}]" for key in place[1:])
+
+
+def _forward_lines(plan: ModulePlan, taken: set[str]) -> list[str]:
+    """One line per step; consecutive lines needing the same tasks share one ``if``."""
+    names = variables([step.node for step in plan.steps if step.task is None], taken)
+    names[INPUT] = "x"
+    all_tasks = set(plan.tasks)
     lines: list[str] = []
     open_guard: tuple[str, ...] | None = None
-    for node in order:
-        data = graph.nodes[node]
-        parents = data.get("inputs") or list(graph.predecessors(node))
-        arguments = [names[parent] for parent in parents]
-        if data["kind"] == "neck":
+    for step in plan.steps:
+        arguments = [names[name] for name in step.inputs]
+        if step.reads == "maps":
             argument = f"[{', '.join(arguments)}]"
-        elif graph.nodes[parents[0]]["kind"] == "neck":
+        elif step.reads == "pyramid":
             argument = f"{arguments[0]}, x.shape[-2:]"
         else:
             argument = arguments[0]
-        call = f"{module_access(data)}({argument})"
-        line = f"outputs[{literal(data['task'])}] = {call}" if data["kind"] == "head" else f"{names[node]} = {call}"
-        guard = () if set(data["tasks"]) == all_tasks else tuple(data["tasks"])
+        call = f"{module_access(step.place)}({argument})"
+        line = f"outputs[{literal(step.task)}] = {call}" if step.task is not None else f"{names[step.node]} = {call}"
+        guard = () if set(step.tasks) == all_tasks else tuple(step.tasks)
         if guard and guard != open_guard:
             lines.append(f"        if wanted & {{{', '.join(literal(t) for t in guard)}}}:")
         lines.append(("            " if guard else "        ") + line)
         open_guard = guard or None
-    return lines
-
-
-def _grouped(graph: nx.DiGraph, kind: str, key: str) -> dict[str, list[dict]]:
-    groups: dict[str, list[dict]] = {}
-    for node in nx.lexicographical_topological_sort(graph):
-        data = graph.nodes[node]
-        if data["kind"] == kind:
-            groups.setdefault(data[key], []).append(data)
-    return groups
-
-
-def _module_dict_lines(groups: dict[str, list[dict]], expression) -> list[str]:
-    lines = []
-    for group, members in groups.items():
-        lines.append(f"            {literal(group)}: nn.ModuleDict({{")
-        lines += [f"                {literal(m['segment'])}: {expression(m)}," for m in members]
-        lines.append("            }),")
     return lines

@@ -1,16 +1,10 @@
-"""Sharing graph → :class:`MultiTaskModel`.
+"""Sharing graph → :class:`MultiTaskModel`, by way of the module plan (:mod:`mtdsl.nn.plan`).
 
-The model is generic: modules are created from the graph's node data, and
-``forward`` walks the nodes in topological order, computing only those on the
-paths of the requested tasks, each once. Outputs are a dict keyed by task name;
-heads are never matched to tasks by position.
-
-Module layout (and so ``state_dict`` keys), shared with generated ``model.py``:
-
-* ``backbone.<backbone>.<segment>``: shared segments,
-* ``branches.<task>.<segment>``: a task's private copies (``copy.deepcopy``),
-* ``necks.<neck>``: feature pyramids, each reading several backbone maps,
-* ``heads.<task>``: heads; one that reads a pyramid is called ``head(maps, image_size)``.
+The model is generic: it builds the plan's modules in their places and its
+``forward`` runs the plan's steps, only those that a requested task needs, each
+once. Outputs are a dict keyed by task name; heads are never matched to tasks
+by position. The generated ``model.py`` prints the same plan, so either loads
+the other's ``state_dict``.
 """
 
 from __future__ import annotations
@@ -23,11 +17,8 @@ import networkx as nx
 import torch
 from torch import nn
 
-from mtdsl.nn.heads import build_head
-from mtdsl.nn.necks import build_neck
-from mtdsl.nn.pretrained import pretrained_segments
-from mtdsl.spec.heads import HEAD_CONFIGS
-from mtdsl.spec.necks import NECK_CONFIGS
+from mtdsl.nn.module_call import ModuleCall
+from mtdsl.nn.plan import CONTAINERS, INPUT, PlannedModule, module_plan
 
 
 def resolve_tasks(tasks: str | Iterable[str] | None, known: Sequence[str]) -> list[str]:
@@ -39,12 +30,6 @@ def resolve_tasks(tasks: str | Iterable[str] | None, known: Sequence[str]) -> li
     if unknown:
         raise KeyError(f"unknown task {unknown[0]!r}; this model's tasks are: {', '.join(known)}")
     return requested
-
-
-def _child(parent: nn.ModuleDict, key: str) -> nn.ModuleDict:
-    if key not in parent:
-        parent[key] = nn.ModuleDict()
-    return parent[key]
 
 
 class MultiTaskModel(nn.Module):
@@ -68,44 +53,25 @@ class MultiTaskModel(nn.Module):
         load_pretrained: bool = True,
     ) -> None:
         super().__init__()
-        self.task_names: list[str] = list(graph.graph["tasks"])
-        backbones = dict(backbone_modules or {})
-        for name, config in graph.graph["backbones"].items():
-            if name not in backbones:
-                backbones[name] = pretrained_segments(
-                    config["model"],
-                    config.get("pretrained", "none") if load_pretrained else "none",
-                    drop_rate=config["drop_rate"],
-                    drop_path_rate=config["drop_path_rate"],
-                )
-        self.backbone = nn.ModuleDict()
-        self.branches = nn.ModuleDict()
-        self.necks = nn.ModuleDict()
-        self.heads = nn.ModuleDict()
-        for node, data in graph.nodes(data=True):
-            if data["kind"] == "segment":
-                _child(self.backbone, data["backbone"])[data["segment"]] = backbones[data["backbone"]][data["segment"]]
-        for node, data in graph.nodes(data=True):
-            if data["kind"] == "branch":
-                original = backbones[data["backbone"]][data["segment"]]
-                _child(self.branches, data["owner"])[data["segment"]] = copy.deepcopy(original)
-            elif data["kind"] == "neck":
-                config = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
-                self.necks[data["neck"]] = build_neck(config, data["in_channels"], data["in_strides"])
-            elif data["kind"] == "head":
-                config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
-                self.heads[data["task"]] = build_head(
-                    config, data["in_channels"], data["num_outputs"], data.get("num_levels", 1)
-                )
+        plan = module_plan(graph)
+        self.task_names: list[str] = list(plan.tasks)
+        built = dict(backbone_modules or {})
+        for backbone in plan.backbones:
+            if backbone.name not in built:
+                built[backbone.name] = backbone.build(load_pretrained)
+        for container in CONTAINERS:
+            setattr(self, container, nn.ModuleDict())
+        for planned in plan.modules:
+            self._put(planned.place, _made(planned, built))
+        self._steps = plan.steps
 
-        self._order = [n for n in nx.lexicographical_topological_sort(graph) if graph.nodes[n]["kind"] != "input"]
-        self._parents = {n: graph.nodes[n].get("inputs") or list(graph.predecessors(n)) for n in self._order}
-        self._reads_pyramid = {n for n in self._order if any(graph.nodes[p]["kind"] == "neck" for p in self._parents[n])}
-        self._module_path = {n: graph.nodes[n]["module"] for n in self._order}
-        self._paths = {task: set(path) for task, path in graph.graph["tasks"].items()}
-
-    def node_module(self, node: str) -> nn.Module:
-        return self.get_submodule(self._module_path[node])
+    def _put(self, place: tuple[str, ...], module: nn.Module) -> None:
+        parent = getattr(self, place[0])
+        for key in place[1:-1]:
+            if key not in parent:
+                parent[key] = nn.ModuleDict()
+            parent = parent[key]
+        parent[place[-1]] = module
 
     def forward(self, x: torch.Tensor, tasks: str | Iterable[str] | None = None) -> dict[str, torch.Tensor]:
         """Run the requested tasks (all by default) on one batch.
@@ -116,17 +82,28 @@ class MultiTaskModel(nn.Module):
             ``(N, classes, H, W)`` logits for segmentation heads.
         """
         requested = resolve_tasks(tasks, self.task_names)
-        needed = set().union(*(self._paths[t] for t in requested))
-        values: dict[str, Any] = {"input": x}
-        for node in self._order:
-            if node not in needed:
+        wanted = set(requested)
+        values: dict[str, Any] = {INPUT: x}
+        outputs: dict[str, Any] = {}
+        for step in self._steps:
+            if wanted.isdisjoint(step.tasks):
                 continue
-            module = self.node_module(node)
-            parents = self._parents[node]
-            if len(parents) > 1:
-                values[node] = module([values[p] for p in parents])
-            elif node in self._reads_pyramid:
-                values[node] = module(values[parents[0]], x.shape[-2:])
+            module = self.get_submodule(".".join(step.place))
+            inputs = [values[name] for name in step.inputs]
+            if step.reads == "maps":
+                values[step.node] = module(inputs)
+            elif step.reads == "pyramid":
+                values[step.node] = module(inputs[0], x.shape[-2:])
             else:
-                values[node] = module(values[parents[0]])
-        return {task: values[f"{task}.head"] for task in requested}
+                values[step.node] = module(inputs[0])
+            if step.task is not None:
+                outputs[step.task] = values[step.node]
+        return {task: outputs[task] for task in requested}
+
+
+def _made(planned: PlannedModule, built: dict[str, nn.ModuleDict]) -> nn.Module:
+    made = planned.made
+    if isinstance(made, ModuleCall):
+        return made.build()
+    segment = built[made.backbone][made.segment]
+    return copy.deepcopy(segment) if made.copy else segment

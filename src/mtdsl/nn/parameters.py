@@ -21,24 +21,14 @@ from __future__ import annotations
 import networkx as nx
 import torch
 
-from mtdsl.nn.heads import build_head
-from mtdsl.nn.necks import build_neck
-from mtdsl.spec.heads import HEAD_CONFIGS
-from mtdsl.spec.necks import NECK_CONFIGS
+from mtdsl.nn.plan import node_call
 
 
 def count_parameters(graph: nx.DiGraph) -> nx.DiGraph:
     """Set ``params`` on every neck and head node of ``graph`` (in place) and return it."""
     for _, data in graph.nodes(data=True):
-        if data["kind"] == "neck":
-            config = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
+        if data["kind"] in ("neck", "head"):
             with torch.device("meta"):
-                module = build_neck(config, data["in_channels"], data["in_strides"])
-        elif data["kind"] == "head":
-            config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
-            with torch.device("meta"):
-                module = build_head(config, data["in_channels"], data["num_outputs"], data.get("num_levels", 1))
-        else:
-            continue
-        data["params"] = sum(p.numel() for p in module.parameters())
+                module = node_call(data).build()
+            data["params"] = sum(p.numel() for p in module.parameters())
     return graph

@@ -7,7 +7,7 @@ before they moved.
 
 from mtdsl.nn.heads import classification, dense
 from mtdsl.nn.heads.classification import ClassificationHead
-from mtdsl.nn.heads.registry import HEAD_BUILDERS, build_head, head_call, head_source
+from mtdsl.nn.heads.registry import HEAD_BUILDERS, build_head, head_call
 from mtdsl.spec.heads import HEAD_CONFIGS, HeadConfig, heads_for
 
 __all__ = [
@@ -19,6 +19,5 @@ __all__ = [
     "classification",
     "dense",
     "head_call",
-    "head_source",
     "heads_for",
 ]

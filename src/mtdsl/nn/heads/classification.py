@@ -59,18 +59,16 @@ class ClassificationHead(nn.Module):
         return self.classifier(self.pool(features))
 
 
-_IMPORT = "from mtdsl.nn.heads import ClassificationHead"
-
-
 @register_head("linear")
 def linear_call(config: LinearHeadConfig, in_channels: int, num_outputs: int) -> ModuleCall:
-    return ModuleCall(ClassificationHead, (in_channels, num_outputs), {
-        "pool": config.pool, "dropout": config.dropout,
-    }, imports=_IMPORT)
+    return ModuleCall.of(
+        ClassificationHead, in_channels=in_channels, num_outputs=num_outputs, pool=config.pool, dropout=config.dropout
+    )
 
 
 @register_head("mlp")
 def mlp_call(config: MlpHeadConfig, in_channels: int, num_outputs: int) -> ModuleCall:
-    return ModuleCall(ClassificationHead, (in_channels, num_outputs), {
-        "pool": config.pool, "hidden": tuple(config.hidden), "dropout": config.dropout,
-    }, imports=_IMPORT)
+    return ModuleCall.of(
+        ClassificationHead, in_channels=in_channels, num_outputs=num_outputs, pool=config.pool,
+        hidden=tuple(config.hidden), dropout=config.dropout,
+    )

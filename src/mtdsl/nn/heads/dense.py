@@ -229,23 +229,21 @@ class SegmentationHead(nn.Module):
 
 # ---------------------------------------------------------------- registry entries
 
-_IMPORT = "from mtdsl.nn.heads.dense import DetectionHead, SegmentationHead"
-
-
 @register_head("efficientdet")
 def efficientdet_call(
     config: EfficientDetHeadConfig, in_channels: int, num_outputs: int, num_levels: int
 ) -> ModuleCall:
-    return ModuleCall(DetectionHead, (in_channels, num_levels, num_outputs), {
-        "num_anchors": config.anchors_per_location, "depth": config.depth, "separable": config.separable,
-    }, imports=_IMPORT)
+    return ModuleCall.of(
+        DetectionHead, in_channels, num_levels, num_outputs, num_anchors=config.anchors_per_location,
+        depth=config.depth, separable=config.separable,
+    )
 
 
 @register_head("segmentation")
 def segmentation_call(
     config: SegmentationHeadConfig, in_channels: int, num_outputs: int, num_levels: int
 ) -> ModuleCall:
-    return ModuleCall(SegmentationHead, (in_channels, num_outputs), {
-        "num_levels_used": min(config.levels, num_levels), "depth": config.depth, "merge": config.merge,
-        "separable": config.separable,
-    }, imports=_IMPORT)
+    return ModuleCall.of(
+        SegmentationHead, in_channels, num_outputs, num_levels_used=min(config.levels, num_levels),
+        depth=config.depth, merge=config.merge, separable=config.separable,
+    )

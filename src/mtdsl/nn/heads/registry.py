@@ -4,7 +4,7 @@ The configs (what a spec may write) live in :mod:`mtdsl.spec.heads`; here
 each kind registers in :data:`HEAD_BUILDERS` one function
 ``call(config, in_channels, num_outputs[, num_levels]) -> ModuleCall``, so
 building the module (:func:`build_head`) and writing it into ``model.py``
-(:func:`head_source`) follow the same call. Heads that read a pyramid
+(through :mod:`mtdsl.nn.plan`) follow the same call. Heads that read a pyramid
 (``reads = "pyramid"``) also get ``num_levels``, the number of maps they read.
 """
 
@@ -30,16 +30,10 @@ def head_call(config: HeadConfig, in_channels: int, num_outputs: int, num_levels
     return HEAD_BUILDERS.build(config, in_channels=in_channels, num_outputs=num_outputs, **levels)
 
 
-def head_source(config: HeadConfig, in_channels: int, num_outputs: int, num_levels: int = 1) -> tuple[str, str]:
-    """(import line, constructor expression) of a head, for code generation."""
-    call = head_call(config, in_channels, num_outputs, num_levels)
-    return call.imports, call.source()
-
-
 def build_head(config: HeadConfig, in_channels: int, num_outputs: int, num_levels: int = 1) -> nn.Module:
     """The head module; ``num_levels`` is the number of pyramid maps a ``reads = "pyramid"`` head gets."""
     return head_call(config, in_channels, num_outputs, num_levels).build()
 
 
-__all__ = ["HEAD_BUILDERS", "HEAD_CONFIGS", "HeadConfig", "build_head", "head_call", "head_source", "heads_for",
+__all__ = ["HEAD_BUILDERS", "HEAD_CONFIGS", "HeadConfig", "build_head", "head_call", "heads_for",
            "register_head"]

@@ -11,7 +11,7 @@ they moved.
 
 from mtdsl.nn.necks.bifpn import BiFPN, BiFPNLayer, Fusion, Resample
 from mtdsl.nn.necks.fpn import FPN
-from mtdsl.nn.necks.registry import NECK_BUILDERS, build_neck, neck_source
+from mtdsl.nn.necks.registry import NECK_BUILDERS, build_neck, neck_call
 from mtdsl.nn.necks.wiring import FusionNode, bifpn_wiring, fpn_wiring, output_offsets, pyramid_inputs
 from mtdsl.spec.necks import NECK_CONFIGS, NeckConfig
 
@@ -21,7 +21,7 @@ __all__ = [
     "NECK_CONFIGS",
     "NeckConfig",
     "build_neck",
-    "neck_source",
+    "neck_call",
     "BiFPN",
     "BiFPNLayer",
     "Fusion",

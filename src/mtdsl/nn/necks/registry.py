@@ -4,7 +4,7 @@ The configs (``bifpn(trunk, …)``, ``fpn(trunk, …)``) live in
 :mod:`mtdsl.spec.necks`; here each kind registers in :data:`NECK_BUILDERS`
 one function ``call(config, in_channels, in_strides) -> ModuleCall``, so
 building the module (:func:`build_neck`) and writing it into ``model.py``
-(:func:`neck_source`) follow the same call.
+(through :mod:`mtdsl.nn.plan`) follow the same call.
 """
 
 from __future__ import annotations
@@ -24,31 +24,27 @@ NeckCall = Callable[[NeckConfig, list[int], list[int]], ModuleCall]
 NECK_BUILDERS: Builders[NeckCall] = Builders(NECK_CONFIGS)
 register_neck = NECK_BUILDERS.register
 
-_IMPORT = "from mtdsl.nn.necks import BiFPN, FPN"
+def neck_call(config: NeckConfig, in_channels: list[int], in_strides: list[int]) -> ModuleCall:
+    """The constructor call of the neck on maps of ``in_channels`` widths at ``in_strides`` (exactly the maps it reads)."""
+    return NECK_BUILDERS.build(config, in_channels, in_strides)
 
 
 def build_neck(config: NeckConfig, in_channels: list[int], in_strides: list[int]) -> nn.Module:
-    """The neck on maps of ``in_channels`` widths at ``in_strides`` (exactly the maps it reads)."""
-    return NECK_BUILDERS.build(config, in_channels, in_strides).build()
-
-
-def neck_source(config: NeckConfig, in_channels: list[int], in_strides: list[int]) -> tuple[str, str]:
-    """(import line, constructor expression) of a neck, for code generation."""
-    call = NECK_BUILDERS.build(config, in_channels, in_strides)
-    return call.imports, call.source()
+    return neck_call(config, in_channels, in_strides).build()
 
 
 @register_neck("bifpn")
 def bifpn_call(config: BiFPNConfig, in_channels: list[int], in_strides: list[int]) -> ModuleCall:
-    return ModuleCall(BiFPN, (in_channels, in_strides), {
-        "channels": config.channels, "repeats": config.repeats, "min_level": config.min_level,
-        "max_level": config.max_level, "separable": config.separable, "weight_method": config.weighting,
-    }, imports=_IMPORT)
+    return ModuleCall.of(
+        BiFPN, in_channels, in_strides, channels=config.channels, repeats=config.repeats,
+        min_level=config.min_level, max_level=config.max_level, separable=config.separable,
+        weight_method=config.weighting,
+    )
 
 
 @register_neck("fpn")
 def fpn_call(config: FPNConfig, in_channels: list[int], in_strides: list[int]) -> ModuleCall:
-    return ModuleCall(FPN, (in_channels, in_strides), {
-        "channels": config.channels, "min_level": config.min_level, "max_level": config.max_level,
-        "extra": config.extra,
-    }, imports=_IMPORT)
+    return ModuleCall.of(
+        FPN, in_channels, in_strides, channels=config.channels, min_level=config.min_level,
+        max_level=config.max_level, extra=config.extra,
+    )
