@@ -90,7 +90,7 @@ class PlainStep:
 
 
 class MtdslStep:
-    """The step of the generated training loop (``train.py.tmpl``), data loading left out."""
+    """The step of the generated training loop (``codegen/templates/train_loop.py``), data loading left out."""
 
     def __init__(self, model: nn.Module, spec, precision, device: torch.device) -> None:
         self.model = model

@@ -11,6 +11,8 @@ import ast
 import dataclasses
 import functools
 import math
+import os
+import shlex
 
 import pytest
 import torch
@@ -19,13 +21,13 @@ from hypothesis import strategies as st
 
 from mtdsl.codegen.literal import GeneratedCodeError, checked_source, docstring_text, literal
 from mtdsl.codegen.model_source import generate_model_source, variables
-from mtdsl.codegen.train_source import Code, _fill, generate_train_source
-from mtdsl.compiler import compile_spec, compile_text
+from mtdsl.codegen.train_source import BEGIN, END, TEMPLATE, fill_block, generate_train_source, spec_block, template_block
+from mtdsl.compiler import compile_file, compile_spec, compile_text
 from mtdsl.errors import MtdslError, Source
 from mtdsl.spec.load import load_spec
 from mtdsl.spec.training import Ramp
 
-from conftest import SPECS, tiny_backbones
+from conftest import ROOT, SPECS, tiny_backbones
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -81,20 +83,30 @@ def _run(source: str, filename: str) -> dict:
 @example(path="C:\\Users\\new\\x41")
 @example(path='a"""; import os; os.system("x") #')
 @example(path='"""\nraise SystemExit\n"""')
-def test_hostile_spec_paths_are_shown_in_the_docstring_and_never_run(path):
+def test_hostile_spec_paths_are_shown_and_never_run(path):
+    """model.py shows the spec's path in its docstring, train.py in SPEC_PATH and RUN_COMMANDS: exactly, as data."""
     compilation = _small()
     spec = dataclasses.replace(compilation.spec, source=Source(path, SMALL_SPEC))
     plain = dataclasses.replace(compilation.spec, source=Source("small.mtl", SMALL_SPEC))
-    for filename, source, baseline in (
-        ("model.py", generate_model_source(compilation.graph, path),
-         generate_model_source(compilation.graph, "small.mtl")),
-        ("train.py", generate_train_source(spec, compilation.graph, path + "/train.py"),
-         generate_train_source(plain, compilation.graph, "out/train.py")),
-    ):
-        docstring, statements = _top_level(source)
-        assert path in docstring, filename  # the reader still sees the path, exactly
-        assert statements == _top_level(baseline)[1], filename  # and nothing else changed: no injected code
-        assert _run(source, filename)["__doc__"] == docstring
+
+    source, baseline = generate_model_source(compilation.graph, path), generate_model_source(compilation.graph, "small.mtl")
+    docstring, statements = _top_level(source)
+    assert path in docstring  # the reader still sees the path, exactly
+    assert statements == _top_level(baseline)[1]  # and nothing else changed: no injected code
+    assert _run(source, "model.py")["__doc__"] == docstring
+
+    source = generate_train_source(spec, compilation.graph, path + "/train.py")
+    baseline = generate_train_source(plain, compilation.graph, "out/train.py")
+    namespace = _run(source, "train.py")
+    assert namespace["SPEC_PATH"] == path and any(path in shlex.split(command) for command in namespace["RUN_COMMANDS"])
+    assert _top_level(source)[0] == _top_level(baseline)[0]
+    assert _statements_but(source, "SPEC_PATH", "RUN_COMMANDS") == _statements_but(baseline, "SPEC_PATH", "RUN_COMMANDS")
+
+
+def _statements_but(source: str, *names: str) -> list[str]:
+    """Every top-level statement but the assignments to ``names``, dumped."""
+    return [ast.dump(node) for node in ast.parse(source).body
+            if not (isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) in names)]
 
 
 @SETTINGS
@@ -148,20 +160,32 @@ def test_checked_source_refuses_broken_or_undefined_names():
     assert checked_source("import math\nX = math.inf\ndef f(y):\n    return X, y, len\n", "ok.py")
 
 
-def test_template_holes_take_values_in_the_form_they_say():
-    assert _fill("A = ${a!r}", {"a": 'x"\\'}) == "A = 'x\"\\\\'"
-    assert _fill("${a}", {"a": Code("[1]")}) == "[1]"
-    with pytest.raises(GeneratedCodeError, match="takes Code"):
-        _fill("${a}", {"a": "raw spec text"})
-    with pytest.raises(GeneratedCodeError, match="nothing fills"):
-        _fill("${b!r}", {})
+def test_the_block_between_the_markers_is_the_only_part_written():
+    template = f"A = 1\n{BEGIN}\nOLD = 1\n{END}\nB = 2"
+    assert fill_block(template, "NEW = 2") == f"A = 1\n{BEGIN}\nNEW = 2\n{END}\nB = 2"
+    for broken in ("A = 1", f"{BEGIN}\n{BEGIN}\n{END}", f"{END}\n{BEGIN}"):
+        with pytest.raises(GeneratedCodeError, match="needs one"):
+            fill_block(broken, "X = 1")
+
+
+def test_the_template_is_itself_the_quickstart_loop_and_imports_as_it_stands(monkeypatch):
+    """The shipped template must be valid Python (ruff reads it); its block is the quickstart's."""
+    monkeypatch.chdir(ROOT)
+    compilation = compile_file("specs/quickstart.mtl")
+    block = spec_block(compilation.spec, compilation.graph)
+    if os.environ.get("MTDSL_REGENERATE_GOLDEN") == "1":
+        TEMPLATE.write_text(fill_block(TEMPLATE.read_text(encoding="utf-8"), block), encoding="utf-8")
+    assert template_block(TEMPLATE.read_text(encoding="utf-8")) == block, (
+        "the template's block is not the quickstart's any more; rerun with MTDSL_REGENERATE_GOLDEN=1")
+    loop = _run(TEMPLATE.read_text(encoding="utf-8"), "train_loop.py")
+    assert list(loop["TASKS"]) == list(compilation.spec.model.tasks) and callable(loop["train"])
 
 
 def test_a_train_py_that_would_not_import_is_an_internal_error_not_a_file(tmp_path, monkeypatch):
     from mtdsl.codegen import train_source
 
-    for broken in ('"""${spec_path!doc}"""\nLR = inf\n', '"""${spec_path!doc}"""\nif True\n'):
-        template = tmp_path / "train.py.tmpl"
+    for broken in (f"{BEGIN}\n{END}\nLR = inf\n", f"{BEGIN}\n{END}\nif True\n"):
+        template = tmp_path / "train_loop.py"
         template.write_text(broken, encoding="utf-8")
         monkeypatch.setattr(train_source, "TEMPLATE", template)
         with pytest.raises(GeneratedCodeError):

@@ -1,21 +1,22 @@
 """Validated spec + sharing graph → readable ``train.py`` source.
 
-The loop lives in ``templates/train.py.tmpl``; this pass writes the spec's
-decisions into it as Python constants (config objects print as the calls that
-rebuild them), so the generated file depends only on torch, timm and
-mtdsl's runtime modules, and a reader sees every setting next to the loop
-that uses it. ``mtdsl train`` runs this same file.
+The loop is ``templates/train_loop.py``: plain Python that imports, lints and
+type-checks as it stands, because its one generated part, the block between
+:data:`BEGIN` and :data:`END`, holds the constants of a real spec
+(``specs/quickstart.mtl``; a test keeps it current). This pass writes the
+spec's decisions into that block as Python constants (config objects print as
+the calls that rebuild them), so the generated file depends only on torch,
+timm and mtdsl's runtime modules, and a reader sees every setting above the
+loop that uses it. ``mtdsl train`` runs this same file.
 
-The template's holes say how a value is written, so no spec text can become
-code: ``${x!r}`` is a value written by :func:`~mtdsl.codegen.literal.literal`,
-``${x!doc}`` is text shown in the docstring, and a bare ``${x}`` takes only
-:class:`Code` that this module assembled from such literals.
+No spec text can become code: every value in the block is written by
+:func:`~mtdsl.codegen.literal.literal`, and the block is checked to compile.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
-import re
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import networkx as nx
 
 from mtdsl import __version__
-from mtdsl.codegen.literal import GeneratedCodeError, checked_source, docstring_text, imported_names, literal
+from mtdsl.codegen.literal import GeneratedCodeError, checked_source, imported_names, literal
 from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
 from mtdsl.detection.bench import DetectionSetup
 from mtdsl.graph.serialize import graph_to_json
@@ -34,36 +35,17 @@ from mtdsl.train.checkpoint import fingerprint
 from mtdsl.train.data import normalization, task_labels
 from mtdsl.train.freezing import phases_of
 
-TEMPLATE = Path(__file__).with_name("templates") / "train.py.tmpl"
+TEMPLATE = Path(__file__).with_name("templates") / "train_loop.py"
+BEGIN = "# >>> spec: written by mtdsl from the spec (change the spec and compile again, not this block)"
+END = "# <<< spec"
 
-RUNTIME_IMPORTS = (
-    "from rich.console import Console",
-    "from mtdsl.errors import DataError, MtdslError, TrainingError",
-    "from mtdsl.nn.losses import build_loss",
-    "from mtdsl.render.plots import plot_run",
-    "from mtdsl.spec.streams import Stream",
-    "from mtdsl.train.budget import Budget",
-    "from mtdsl.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint",
-    "from mtdsl.train.data import TaskLabels",
-    "from mtdsl.train.evaluation import evaluate",
-    "from mtdsl.train.freezing import Phase, apply_phase, phase_at",
-    "from mtdsl.train.loaders import StreamLoaders",
-    "from mtdsl.train.metrics import mean_main",
-    "from mtdsl.train.optimizer import build_optimizer, set_learning_rate",
-    "from mtdsl.train.precision import pick_device, resolve_precision",
-    "from mtdsl.train.progress import EpochProgress",
-    "from mtdsl.train.report import MetricsLog, results_table, write_results",
-    "from mtdsl.train.run_folder import RunFolder",
-    "from mtdsl.train.runtime import (\n    class_names, epoch_line, images_per_task, load_model_class, main_values, num_outputs,"
-    " realised_ratios, seed_everything,"
-    " stop_on_non_finite,\n    stream_means, to_float,\n)",
-    "from mtdsl.train.sampling import TaskSampler",
-    "from mtdsl.train.schedule import LearningRate",
-    "from mtdsl.train.showcase import write_prediction_images",
-    "from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message",
-    "from mtdsl.train.weighting import build_weighting",
-)
-
+#: What a reader of the block needs told about a constant (fixed text, never the spec's).
+COMMENTS = {
+    "RUN_COMMANDS": "Run this file, or the same loop through mtdsl:",
+    "DETECTION": "Anchors, box matching and NMS of each detection task.",
+    "EPOCH": 'One epoch: "passes" is a pass over every stream\'s data (Σ|X_i|/B_i steps), '
+             '"weighted" the thesis\' Σ|X_i|α_i/B_i.',
+}
 
 def spec_hash(spec: Spec) -> str:
     """A fingerprint of everything the spec says (model, data and training)."""
@@ -84,18 +66,14 @@ def model_hash(graph: nx.DiGraph) -> str:
     return fingerprint(graph_to_json(structure))
 
 
-class Code(str):
-    """Python source assembled by this module (never raw spec text): the only thing a bare ``${x}`` hole takes."""
-
-
-def _mapping(items: Iterable[tuple[str, str]]) -> Code:
+def _mapping(items: Iterable[tuple[str, str]]) -> str:
     lines = [f"    {literal(key)}: {value}," for key, value in items]
-    return Code("{\n" + "\n".join(lines) + "\n}" if lines else "{}")
+    return "{\n" + "\n".join(lines) + "\n}" if lines else "{}"
 
 
-def _listing(values: Iterable[str]) -> Code:
+def _listing(values: Iterable[str]) -> str:
     lines = [f"    {value}," for value in values]
-    return Code("[\n" + "\n".join(lines) + "\n]" if lines else "[]")
+    return "[\n" + "\n".join(lines) + "\n]" if lines else "[]"
 
 
 def _imports_of(classes: set[type]) -> list[str]:
@@ -105,10 +83,10 @@ def _imports_of(classes: set[type]) -> list[str]:
     return [f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(by_module.items())]
 
 
-def _stream_source(stream: Stream) -> Code:
+def _stream_source(stream: Stream) -> str:
     balanced = f", balanced={literal(stream.balanced)}" if stream.balanced else ""
-    return Code(f"Stream({literal(stream.datasets)}, tasks={literal(stream.tasks)}, "
-                f"batch_size={literal(stream.batch_size)}{balanced})")
+    return (f"Stream({literal(stream.datasets)}, tasks={literal(stream.tasks)}, "
+            f"batch_size={literal(stream.batch_size)}{balanced})")
 
 
 def _ratios_by_stream(spec: Spec, streams: list[Stream]) -> list | None:
@@ -147,22 +125,28 @@ def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]
     return setups
 
 
-def _loss_source(spec: Spec, name: str, setups: dict[str, DetectionSetup], classes: set[type]) -> Code:
+def _loss_source(spec: Spec, name: str, setups: dict[str, DetectionSetup], classes: set[type]) -> str:
     loss = literal(spec.train.tasks[name].loss, classes)
     kind = spec.model.tasks[name].kind
     if name in setups:
-        return Code(f"build_loss({loss}, task_kind={literal(kind)}, detection=DETECTION[{literal(name)}])")
+        return f"build_loss({loss}, task_kind={literal(kind)}, detection=DETECTION[{literal(name)}])"
     if kind == "segment":
-        return Code(f"build_loss({loss}, task_kind={literal(kind)})")
-    return Code(f"build_loss({loss})")
+        return f"build_loss({loss}, task_kind={literal(kind)})"
+    return f"build_loss({loss})"
 
 
 def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> str:
-    """Python source of the training loop for ``spec``.
+    """Python source of the training loop for ``spec``: the template with its block written for ``spec``.
 
     Raises:
         GeneratedCodeError: the source would not compile (mtdsl's bug, never the spec's).
     """
+    template = TEMPLATE.read_text(encoding="utf-8")
+    return checked_source(fill_block(template, spec_block(spec, graph, this_file)), "train.py")
+
+
+def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> str:
+    """The constants of ``spec`` as Python, with the imports of the config classes they call."""
     train = spec.train
     streams = plan_streams(spec)
     labels = task_labels(spec, list(train.tasks))
@@ -171,62 +155,72 @@ def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train
     setups = detection_setups(spec, graph)
     classes: set[type] = set()  # every class a constant below calls, so the file imports exactly those
 
-    def value(obj: object) -> Code:
-        return Code(literal(obj, classes))
+    def value(obj: object) -> str:
+        return literal(obj, classes)
 
     out = f"runs/{spec.name}"
-    values: dict[str, object] = {
-        "name": spec.name,
-        "version": __version__,
-        "spec_path": spec.source.path,
-        "python_command": f"python {shlex.quote(this_file)} --out {shlex.quote(out)}",
-        "mtdsl_command": f"mtdsl train {shlex.quote(spec.source.path)} --out {shlex.quote(out)}",
-        "spec_hash": spec_hash(spec),
-        "model_hash": model_hash(graph),
-        "seed": train.seed,
-        "input_size": (spec.model.input.height, spec.model.input.width),
-        "normalization": (tuple(round(v, 6) for v in mean), tuple(round(v, 6) for v in std)),
-        "precision": train.precision,
-        "channels_last": train.channels_last,
-        "compile": train.compile,
-        "workers": train.workers,
-        "on_corrupt": train.on_corrupt,
-        "datasets": _mapping((name, value(config)) for name, config in spec.datasets.items()),
-        "tasks": _mapping((label.task, value(label)) for label in labels),
-        "detection": _mapping((name, value(setup)) for name, setup in setups.items()),
-        "losses": _mapping((name, _loss_source(spec, name, setups, classes)) for name in train.tasks),
-        "weights": _mapping((name, literal(t.weight)) for name, t in train.tasks.items()),
-        "streams": _listing(_stream_source(s) for s in streams),
-        "sampling": value(train.sampling),
-        "sampling_ratios": value(_ratios_by_stream(spec, streams)),
-        "sampling_targets": value(_targets_by_stream(spec, streams)),
-        "epoch": train.epoch,
-        "weighting": value(train.weighting),
-        "optimizer": value(train.optimizer),
-        "schedule": value(train.schedule),
-        "warmup": train.warmup,
-        "grad_clip": train.grad_clip,
-        "phases": _listing(value(p) for p in phases_of(graph, train)),
+    commands = (f"python {shlex.quote(this_file)} --out {shlex.quote(out)}",
+                f"mtdsl train {shlex.quote(spec.source.path)} --out {shlex.quote(out)}")
+    constants = {
+        "SPEC_NAME": literal(spec.name),
+        "SPEC_PATH": literal(spec.source.path),
+        "MTDSL_VERSION": literal(__version__),
+        "RUN_COMMANDS": literal(commands),
+        "SPEC_HASH": literal(spec_hash(spec)),
+        "MODEL_HASH": literal(model_hash(graph)),
+        "SEED": literal(train.seed),
+        "INPUT_SIZE": literal((spec.model.input.height, spec.model.input.width)),
+        "NORMALIZATION": literal((tuple(round(v, 6) for v in mean), tuple(round(v, 6) for v in std))),
+        "PRECISION": literal(train.precision),
+        "CHANNELS_LAST": literal(train.channels_last),
+        "COMPILE": literal(train.compile),
+        "WORKERS": literal(train.workers),
+        "ON_CORRUPT": literal(train.on_corrupt),
+        "DATASETS": _mapping((name, value(config)) for name, config in spec.datasets.items()),
+        "TASKS": _mapping((label.task, value(label)) for label in labels),
+        "DETECTION": _mapping((name, value(setup)) for name, setup in setups.items()),
+        "LOSSES": _mapping((name, _loss_source(spec, name, setups, classes)) for name in train.tasks),
+        "LOSS_WEIGHTS": _mapping((name, literal(t.weight)) for name, t in train.tasks.items()),
+        "STREAMS": _listing(_stream_source(s) for s in streams),
+        "SAMPLING": value(train.sampling),
+        "SAMPLING_RATIOS": value(_ratios_by_stream(spec, streams)),
+        "SAMPLING_TARGETS": value(_targets_by_stream(spec, streams)),
+        "EPOCH": literal(train.epoch),
+        "WEIGHTING": value(train.weighting),
+        "OPTIMIZER": value(train.optimizer),
+        "SCHEDULE": value(train.schedule),
+        "WARMUP_EPOCHS": literal(train.warmup),
+        "GRAD_CLIP": literal(train.grad_clip),
+        "PHASES": _listing(value(p) for p in phases_of(graph, train)),
     }
-    imported = imported_names(list(RUNTIME_IMPORTS))
-    values["imports"] = Code("\n".join([*RUNTIME_IMPORTS, *_imports_of({c for c in classes if c.__name__ not in imported})]))
-    return checked_source(_fill(TEMPLATE.read_text(encoding="utf-8"), values), "train.py")
+    template_imports = imported_names(_import_lines(TEMPLATE.read_text(encoding="utf-8")))
+    imports = _imports_of({c for c in classes if c.__name__ not in template_imports})
+    lines = [*imports, *([""] if imports else [])]
+    for name, source in constants.items():
+        lines += [f"# {COMMENTS[name]}"] if name in COMMENTS else []
+        lines.append(f"{name} = {source}")
+    return "\n".join(lines)
 
 
-def _fill(template: str, values: dict[str, object]) -> str:
-    """The template with each hole filled as its form says (see the module docstring)."""
+def fill_block(template: str, block: str) -> str:
+    """``template`` with the lines between its :data:`BEGIN` and :data:`END` markers replaced by ``block``."""
+    lines = template.split("\n")
+    if lines.count(BEGIN) != 1 or lines.count(END) != 1 or lines.index(BEGIN) > lines.index(END):
+        raise GeneratedCodeError(f"the training-loop template needs one '{BEGIN}' line, then one '{END}' line")
+    begin, end = lines.index(BEGIN), lines.index(END)
+    return "\n".join([*lines[: begin + 1], block, *lines[end:]])
 
-    def replace(match: re.Match) -> str:
-        key, form = match.group(1), match.group(2)
-        if key not in values:
-            raise GeneratedCodeError(f"train.py.tmpl has a hole ${{{key}}} that nothing fills")
-        value = values[key]
-        if form == "r":
-            return literal(value)
-        if form == "doc":
-            return docstring_text(str(value))
-        if not isinstance(value, Code):
-            raise GeneratedCodeError(f"hole ${{{key}}} takes Code, got {type(value).__name__}: use ${{{key}!r}}")
-        return value
 
-    return re.sub(r"\$\{(\w+)(?:!(r|doc))?\}", replace, template)
+def template_block(template: str) -> str:
+    """The block a template holds between its markers (the quickstart's, in the shipped template)."""
+    lines = template.split("\n")
+    return "\n".join(lines[lines.index(BEGIN) + 1 : lines.index(END)])
+
+
+def _import_lines(source: str) -> list[str]:
+    """The module-level import statements of ``source``, outside the generated block."""
+    try:
+        tree = ast.parse(fill_block(source, ""))
+    except SyntaxError as error:
+        raise GeneratedCodeError(f"the training-loop template does not parse: {error}") from error
+    return [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
