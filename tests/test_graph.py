@@ -9,6 +9,7 @@ from mtdsl.compiler import compile_file, compile_text
 from mtdsl.graph.freeze import nodes_for
 from mtdsl.graph.serialize import graph_from_json, graph_to_json
 from mtdsl.render.dot import to_dot
+from mtdsl.spec.references import SegmentRef
 
 from conftest import ROOT, TWO_BRANCH_SPEC
 
@@ -52,7 +53,7 @@ def test_a_private_copy_has_the_parameters_of_the_segment_it_copies(two_branch):
     ],
 )
 def test_freeze_targets_name_parts_not_positions(two_branch, target, expected):
-    assert nodes_for(two_branch.graph, target) == expected
+    assert nodes_for(two_branch.graph, SegmentRef.parse(target)) == expected
 
 
 def test_phases_are_written_onto_nodes():

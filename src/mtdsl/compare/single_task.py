@@ -19,7 +19,7 @@ the multi-task spec becomes the shared segments of this task's path).
 ... task b: classify(d) { classes = 3; branch = a.stage3 }
 ... train { phase heads { epochs = 1; freeze = [shared] } }''').spec
 >>> single = single_task_specs(spec)
->>> single["b"].model.tasks["b"].branch, single["b"].train.phases[0].freeze
+>>> single["b"].model.tasks["b"].branch, [str(target) for target in single["b"].train.phases[0].freeze]
 (None, ['trunk.stem', 'trunk.stage1', 'trunk.stage2', 'trunk.stage3'])
 """
 
@@ -33,6 +33,7 @@ from mtdsl.graph.build import build_graph
 from mtdsl.graph.paths import branch_order, root_backbones
 from mtdsl.spec.document import Spec
 from mtdsl.spec.model import TaskSpec
+from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.training import ProportionalSampling
 
 
@@ -66,14 +67,12 @@ def _single(spec: Spec, graph: nx.DiGraph, name: str, backbone: str) -> Spec:
 
 def _unshared(task: TaskSpec, backbone: str, tasks: set[str]) -> TaskSpec:
     tap = task.tap
-    if tap is not None:
-        owner, _, segment = tap.partition(".")
-        if owner in tasks:
-            tap = f"{backbone}.{segment}"
+    if tap is not None and tap.owner in tasks:
+        tap = SegmentRef(backbone, tap.segment)
     return task.model_copy(update={"backbone": backbone, "branch": None, "tap": tap, "crops": []})
 
 
-def _frozen_targets(graph: nx.DiGraph, task: str, phase: str) -> list[str]:
+def _frozen_targets(graph: nx.DiGraph, task: str, phase: str) -> list[SegmentRef]:
     """The nodes of ``task``'s path that ``phase`` freezes, as freeze targets of the single-task spec."""
     targets = []
     for node in graph.graph["tasks"][task]:
@@ -81,9 +80,9 @@ def _frozen_targets(graph: nx.DiGraph, task: str, phase: str) -> list[str]:
         if phase not in data.get("frozen_in", []):
             continue
         if data["kind"] in ("segment", "branch"):
-            targets.append(f"{data['backbone']}.{data['segment']}")
+            targets.append(SegmentRef(data["backbone"], data["segment"]))
         elif data["kind"] == "neck":
-            targets.append(data["neck"])
+            targets.append(SegmentRef(data["neck"]))
         elif data["kind"] == "head":
-            targets.append(f"{task}.head")
+            targets.append(SegmentRef(task, "head"))
     return targets

@@ -37,7 +37,8 @@ import networkx as nx
 from mtdsl.graph.backbones import backbone_info
 from mtdsl.graph.checks import run_graph_checks
 from mtdsl.graph.freeze import mark_frozen
-from mtdsl.graph.paths import head_node, neck_inputs, task_paths
+from mtdsl.graph.node_keys import HeadNode, NeckNode, NodeKey, SegmentNode
+from mtdsl.graph.paths import neck_inputs, task_paths
 from mtdsl.spec.document import Spec
 
 INPUT = "input"
@@ -51,18 +52,20 @@ def build_graph(spec: Spec) -> nx.DiGraph:
         input → trunk.stem → … → trunk.stage3 → trunk.stage4 → a.head
                                              ↘ b/trunk.stage4 → b.head
     """
-    paths = task_paths(run_graph_checks(spec))  # all that can fail: mtdsl check stops here
+    keys = task_paths(run_graph_checks(spec))  # all that can fail: mtdsl check stops here
     graph = nx.DiGraph(name=spec.name, input=list(spec.model.input.size))
     channels, height, width = spec.model.input.size
     graph.add_node(INPUT, kind="input", label="input", channels=channels, stride=1, params=0, module="")
-    for task, path in paths.items():
+    for path in keys.values():
         previous = INPUT
-        for node in path:
+        for key in path:
+            node = key.id
             if node not in graph:
-                graph.add_node(node, **_node_attributes(spec, node, task, graph.nodes[previous]))
+                graph.add_node(node, **_node_attributes(spec, key, graph.nodes[previous]))
             for parent in graph.nodes[node].get("inputs", [previous]):
                 graph.add_edge(parent, node)
             previous = node
+    paths = {task: [key.id for key in path] for task, path in keys.items()}
     for node, data in graph.nodes(data=True):
         data["tasks"] = sorted(task for task, path in paths.items() if node in path or node == INPUT)
         data["shared"] = len(data["tasks"]) > 1
@@ -81,13 +84,16 @@ def build_graph(spec: Spec) -> nx.DiGraph:
     return graph
 
 
-def _node_attributes(spec: Spec, node: str, task: str, parent: dict) -> dict:
-    if node == head_node(task):
-        return _head_attributes(spec, task, parent)
-    if node in spec.model.necks:
-        return _neck_attributes(spec, node)
-    owner, _, qualified = node.rpartition("/")
-    backbone, _, segment = qualified.partition(".")
+def _node_attributes(spec: Spec, key: NodeKey, parent: dict) -> dict:
+    if isinstance(key, HeadNode):
+        return _head_attributes(spec, key.task, parent)
+    if isinstance(key, NeckNode):
+        return _neck_attributes(spec, key.neck)
+    return _segment_attributes(spec, key)
+
+
+def _segment_attributes(spec: Spec, key: SegmentNode) -> dict:
+    owner, backbone, segment = key.owner, key.backbone, key.segment
     config = spec.model.backbones[backbone]
     info = backbone_info(config.model).segment(segment)
     return {
@@ -96,7 +102,7 @@ def _node_attributes(spec: Spec, node: str, task: str, parent: dict) -> dict:
         "backbone": backbone,
         "model": config.model,
         "segment": segment,
-        "owner": owner or None,
+        "owner": owner,
         "module": f"branches.{owner}.{segment}" if owner else f"backbone.{backbone}.{segment}",
         "timm_modules": list(info.timm_modules),
         "channels": info.channels,
@@ -110,14 +116,14 @@ def _neck_attributes(spec: Spec, neck: str) -> dict:
     config = spec.model.necks[neck]
     info = backbone_info(spec.model.backbones[config.backbone].model)
     inputs = neck_inputs(spec, neck)
-    segments = [info.segment(node.partition(".")[2]) for node in inputs]
+    segments = [info.segment(node.segment) for node in inputs]
     return {
         "kind": "neck",
         "label": f"{neck}: {config.kind} P{config.min_level}–P{config.max_level}",
         "neck": neck,
         "config": config.model_dump(),
         "module": f"necks.{neck}",
-        "inputs": inputs,
+        "inputs": [node.id for node in inputs],
         "in_channels": [segment.channels for segment in segments],
         "in_strides": [segment.reduction for segment in segments],
         "levels": config.levels,

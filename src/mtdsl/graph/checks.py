@@ -24,6 +24,7 @@ from mtdsl.spec.checks import run_checks
 from mtdsl.spec.branches import branch_order, root_backbones
 from mtdsl.spec.document import Spec
 from mtdsl.spec.names import FREEZE_WORDS
+from mtdsl.spec.references import SegmentRef
 
 
 def check_models(spec: Spec) -> None:
@@ -87,22 +88,21 @@ def check_segments(spec: Spec) -> None:
     """``branch`` and ``tap`` name a segment the backbone has (a ``tap`` may also name a whole backbone or neck)."""
     roots = root_backbones(spec, branch_order(spec))
     for name, task in spec.model.tasks.items():
-        for key in ("branch", "tap"):
-            reference = getattr(task, key)
+        for key, reference in (("branch", task.branch), ("tap", task.tap)):
             if reference is None:
                 continue
-            owner, _, segment = reference.partition(".")
+            owner, segment = reference.owner, reference.segment
             if owner in spec.model.backbones:
                 model = spec.model.backbones[owner].model
             elif owner in spec.model.tasks:
                 model = spec.model.backbones[roots[owner]].model
             else:
                 continue  # a neck, read whole
-            if key == "tap" and segment == "":
+            if key == "tap" and not segment:
                 continue
             span = spec.span("task", name, key)
             info = backbone_info(model)
-            if segment == "":
+            if not segment:
                 raise SpecValueError(
                     f"{key} = {reference} needs a segment",
                     span,
@@ -123,9 +123,10 @@ def check_map_heads(spec: Spec) -> None:
     """A head that reads one feature map taps a segment, not a whole pyramid (the fix names the last segment)."""
     for name, task in spec.model.tasks.items():
         head = task.head
-        if task.tap is None or "." in task.tap or head.reads != "map":
+        if task.tap is None or not task.tap.is_whole or head.reads != "map":
             continue
-        owner = spec.model.necks[task.tap].backbone if task.tap in spec.model.necks else task.tap
+        tapped = task.tap.owner
+        owner = spec.model.necks[tapped].backbone if tapped in spec.model.necks else tapped
         last = _last_segment(spec, owner)
         raise SpecValueError(
             f"head '{head.kind}' of task '{name}' reads one feature map, but tap = {task.tap} is a whole pyramid",
@@ -146,13 +147,13 @@ def check_freeze_targets(spec: Spec) -> None:
     vocabulary = freeze_vocabulary(spec)
     for phase in spec.train.phases:
         for index, target in enumerate(phase.freeze):
-            if target not in vocabulary:
+            if str(target) not in vocabulary:
                 raise SpecNameError(
                     f"phase '{phase.name}' freezes '{target}', which names nothing in the model",
                     spec.span("phase", phase.name, "freeze", str(index)),
                     expected="shared, heads, branches, backbones, necks, a backbone, BACKBONE.SEGMENT, a neck, "
                     "a task or TASK.head",
-                    hint=did_you_mean(target, vocabulary),
+                    hint=did_you_mean(str(target), vocabulary),
                 )
 
 
@@ -162,9 +163,9 @@ def freeze_vocabulary(spec: Spec) -> list[str]:
     for name, backbone in spec.model.backbones.items():
         words.append(name)
         if is_known_model(backbone.model):
-            words += [f"{name}.{segment}" for segment in backbone_info(backbone.model).names]
+            words += [str(SegmentRef(name, segment)) for segment in backbone_info(backbone.model).names]
     for task in spec.model.tasks:
-        words += [task, f"{task}.head"]
+        words += [task, str(SegmentRef(task, "head"))]
     return words
 
 

@@ -19,7 +19,7 @@ Freeze targets name parts of the model, never positions:
 >>> g = nx.DiGraph()
 >>> g.add_node("trunk.stem", kind="segment", backbone="trunk", segment="stem", tasks=["a", "b"], shared=True)
 >>> g.add_node("a.head", kind="head", task="a", tasks=["a"], shared=False)
->>> sorted(nodes_for(g, "shared")), sorted(nodes_for(g, "a"))
+>>> sorted(nodes_for(g, SegmentRef("shared"))), sorted(nodes_for(g, SegmentRef("a")))
 (['trunk.stem'], ['a.head'])
 """
 
@@ -28,26 +28,28 @@ from __future__ import annotations
 import networkx as nx
 
 from mtdsl.spec.document import Spec
+from mtdsl.spec.references import SegmentRef
 
 _SEGMENT_KINDS = ("segment", "branch")
 
-def nodes_for(graph: nx.DiGraph, target: str) -> set[str]:
+def nodes_for(graph: nx.DiGraph, target: SegmentRef) -> set[str]:
     """The nodes a freeze target names; an unknown target names none."""
     nodes = graph.nodes
-    if target == "shared":
+    word = target.owner if target.is_whole else None
+    if word == "shared":
         return {n for n, d in nodes(data=True) if d.get("kind") in _SEGMENT_KINDS and d["shared"]}
-    if target == "backbones":
+    if word == "backbones":
         return {n for n, d in nodes(data=True) if d.get("kind") in _SEGMENT_KINDS}
-    if target == "branches":
+    if word == "branches":
         return {n for n, d in nodes(data=True) if d.get("kind") == "branch"}
-    if target == "heads":
+    if word == "heads":
         return {n for n, d in nodes(data=True) if d.get("kind") == "head"}
-    if target == "necks":
+    if word == "necks":
         return {n for n, d in nodes(data=True) if d.get("kind") == "neck"}
-    necks = {n for n, d in nodes(data=True) if d.get("kind") == "neck" and d.get("neck") == target}
+    necks = {n for n, d in nodes(data=True) if d.get("kind") == "neck" and d.get("neck") == word}
     if necks:
         return necks
-    owner, _, part = target.partition(".")
+    owner, part = target.owner, target.segment
     if part == "head":
         return {n for n, d in nodes(data=True) if d.get("kind") == "head" and d.get("task") == owner}
     by_backbone = {n for n, d in nodes(data=True) if d.get("kind") in _SEGMENT_KINDS and d.get("backbone") == owner}

@@ -13,7 +13,7 @@ cycle (:func:`mtdsl.spec.branches.branch_order`, checked with the spec).
 ... dataset d = synthetic()
 ... task a: classify(d) { classes = 2 }
 ... task b: classify(d) { classes = 2; branch = trunk.stage3 }''')
->>> task_paths(spec)["b"][-3:]
+>>> [node.id for node in task_paths(spec)["b"][-3:]]
 ['trunk.stage3', 'b/trunk.stage4', 'b.head']
 """
 
@@ -21,54 +21,39 @@ from __future__ import annotations
 
 from mtdsl.errors import GraphError
 from mtdsl.graph.backbones import backbone_info
+from mtdsl.graph.node_keys import HeadNode, NeckNode, NodeKey, SegmentNode
 from mtdsl.spec.branches import branch_order, root_backbones
 from mtdsl.spec.document import Spec
 from mtdsl.spec.necks import pyramid_inputs
 
 
-def shared_node(backbone: str, segment: str) -> str:
-    return f"{backbone}.{segment}"
-
-
-def private_node(owner: str, backbone: str, segment: str) -> str:
-    return f"{owner}/{backbone}.{segment}"
-
-
-def head_node(task: str) -> str:
-    return f"{task}.head"
-
-
-def neck_node(neck: str) -> str:
-    return neck
-
-
-def neck_inputs(spec: Spec, neck: str) -> list[str]:
+def neck_inputs(spec: Spec, neck: str) -> list[SegmentNode]:
     """The shared segments whose maps feed ``neck``: those at strides ``2**min_level …``, finest first."""
     config = spec.model.necks[neck]
     stages = backbone_info(spec.model.backbones[config.backbone].model).stages
     indices = pyramid_inputs([stage.reduction for stage in stages], config.min_level, config.max_level)
-    return [shared_node(config.backbone, stages[i].name) for i in indices]
+    return [SegmentNode(config.backbone, stages[i].name) for i in indices]
 
 
-def task_paths(spec: Spec) -> dict[str, list[str]]:
-    """Node ids from the first segment to the head, per task, in declaration order."""
+def task_paths(spec: Spec) -> dict[str, list[NodeKey]]:
+    """Nodes from the first segment to the head, per task, in declaration order."""
     order = branch_order(spec)
     roots = root_backbones(spec, order)
-    paths: dict[str, list[str]] = {}
+    paths: dict[str, list[NodeKey]] = {}
     for name in order:
         task = spec.model.tasks[name]
         if task.neck is not None:
             feeding = neck_inputs(spec, task.neck)
             segments = backbone_info(spec.model.backbones[task.backbone].model).names
-            last = segments.index(feeding[-1].partition(".")[2])
-            shared = [shared_node(task.backbone, s) for s in segments[: last + 1]]
-            paths[name] = shared + [neck_node(task.neck), head_node(name)]
+            last = segments.index(feeding[-1].segment)
+            shared: list[NodeKey] = [SegmentNode(task.backbone, s) for s in segments[: last + 1]]
+            paths[name] = shared + [NeckNode(task.neck), HeadNode(name)]
             continue
         backbone = roots[name]
         segments = backbone_info(spec.model.backbones[backbone].model).names
-        tap_owner, _, tap_segment = (task.tap or "").partition(".")
+        tap_segment = task.tap.segment if task.tap is not None else None
         tap = segments.index(tap_segment) if tap_segment else len(segments) - 1
-        branch_owner, _, branch_segment = (task.branch or "").partition(".")
+        branch_segment = task.branch.segment if task.branch is not None else None
         branch = segments.index(branch_segment) if branch_segment else len(segments) - 1
         if task.branch and tap_segment and branch > tap:
             raise GraphError(
@@ -77,7 +62,8 @@ def task_paths(spec: Spec) -> dict[str, list[str]]:
                 source=spec.source,
                 hint=f"remove 'branch' (the task shares everything up to {tap_segment}) or branch at {tap_segment} or earlier",
             )
-        owner, key = (branch_owner, "branch") if task.branch else (tap_owner, "tap")
+        key, reference = ("branch", task.branch) if task.branch else ("tap", task.tap)
+        owner = reference.owner if reference is not None else ""
         if owner in spec.model.tasks and owner != name:
             if not task.branch:
                 branch = tap
@@ -92,7 +78,7 @@ def task_paths(spec: Spec) -> dict[str, list[str]]:
                 )
             prefix = prefix[: branch + 1]
         else:
-            prefix = [shared_node(backbone, s) for s in segments[: branch + 1]]
-        path = prefix[: tap + 1] + [private_node(name, backbone, s) for s in segments[branch + 1 : tap + 1]]
-        paths[name] = path + [head_node(name)]
+            prefix = [SegmentNode(backbone, s) for s in segments[: branch + 1]]
+        path = prefix[: tap + 1] + [SegmentNode(backbone, s, owner=name) for s in segments[branch + 1 : tap + 1]]
+        paths[name] = path + [HeadNode(name)]
     return {name: paths[name] for name in spec.model.tasks}

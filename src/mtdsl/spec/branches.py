@@ -29,10 +29,10 @@ def branch_order(spec: Spec) -> list[str]:
     found without importing networkx (``mtdsl check`` stays fast).
     """
     edges = [
-        (owner, name)
+        (reference.owner, name)
         for name, task in spec.model.tasks.items()
-        for owner in ((reference or "").split(".")[0] for reference in (task.branch, task.tap))
-        if owner in spec.model.tasks and owner != name
+        for reference in (task.branch, task.tap)
+        if reference is not None and reference.owner in spec.model.tasks and reference.owner != name
     ]
     if not edges:
         return list(spec.model.tasks)
@@ -52,7 +52,7 @@ def branch_order(spec: Spec) -> list[str]:
     start = min(range(len(tasks)), key=lambda i: order.index(tasks[i]))
     tasks = tasks[start:] + tasks[:start]
     first = spec.model.tasks[tasks[0]]
-    key = "branch" if (first.branch or "").split(".")[0] == tasks[1] else "tap"
+    key = "branch" if first.branch is not None and first.branch.owner == tasks[1] else "tap"
     loop = " → ".join(tasks + [tasks[0]])
     raise GraphError(
         f"tasks branch off each other in a cycle: {loop}",
@@ -68,6 +68,7 @@ def root_backbones(spec: Spec, order: list[str]) -> dict[str, str]:
     roots: dict[str, str] = {}
     for name in order:
         task = spec.model.tasks[name]
-        owner = (task.branch or task.tap or "").split(".")[0]
+        reference = task.branch or task.tap
+        owner = reference.owner if reference is not None else ""
         roots[name] = roots[owner] if owner in spec.model.tasks and owner != name else task.backbone
     return roots

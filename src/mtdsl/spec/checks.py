@@ -17,6 +17,7 @@ from mtdsl.spec.branches import branch_order
 from mtdsl.spec.document import Spec
 from mtdsl.spec.heads import heads_for
 from mtdsl.spec.losses import losses_for
+from mtdsl.spec.model import TaskSpec
 from mtdsl.spec.streams import plan_streams
 from mtdsl.spec.training import DynamicSampling, FixedSampling
 
@@ -119,8 +120,8 @@ def check_task_backbones(spec: Spec) -> None:
     backbones = spec.model.backbones
     for name, task in spec.model.tasks.items():
         if task.backbone == "":
-            branch = task.branch or task.tap
-            if branch and branch.split(".")[0] in spec.model.tasks:
+            reference = task.branch or task.tap
+            if reference is not None and reference.owner in spec.model.tasks:
                 continue
             raise SpecNameError(
                 f"task '{name}' does not say which backbone it uses, and there are {len(backbones)}",
@@ -141,12 +142,11 @@ def check_references(spec: Spec) -> None:
     """``branch`` and ``tap`` name a backbone, a neck or another task (which segments exist is the graph stage's check)."""
     branch_order(spec)  # tasks that branch off each other in a cycle are an error here
     for name, task in spec.model.tasks.items():
-        for key in ("branch", "tap"):
-            reference = getattr(task, key)
+        for key, reference in (("branch", task.branch), ("tap", task.tap)):
             if reference is None:
                 continue
             span = spec.span("task", name, key)
-            owner, _, segment = reference.partition(".")
+            owner, segment = reference.owner, reference.segment
             if owner in spec.model.backbones:
                 if task.backbone and owner != task.backbone:
                     uses = task.backbone
@@ -246,13 +246,13 @@ def check_heads_fit(spec: Spec) -> None:
                 expected=f"a head for {task.kind} tasks: {listing(heads_for(task.kind)) or 'none registered yet'}",
                 hint=f"'{head.kind}' serves {', '.join(sorted(head.task_kinds))} tasks",
             )
-        if head.reads == "pyramid" and task.tap not in spec.model.necks:
+        if head.reads == "pyramid" and not _taps_a_neck(task, spec):
             necks = list(spec.model.necks)
             if not necks:
                 backbone = task.backbone or next(iter(spec.model.backbones), "trunk")
                 hint = f"declare one, e.g. neck pyramid = bifpn({backbone}), and write tap = pyramid"
             else:
-                hint = f"write tap = {necks[0]}" if task.tap is None else did_you_mean(task.tap, necks)
+                hint = f"write tap = {necks[0]}" if task.tap is None else did_you_mean(str(task.tap), necks)
             raise SpecValueError(
                 f"head '{head.kind}' of task '{name}' reads a feature pyramid, so it must tap a neck"
                 + (f", and {task.tap} is not one" if task.tap else ""),
@@ -260,6 +260,10 @@ def check_heads_fit(spec: Spec) -> None:
                 expected=f"tap = a declared neck: {listing(necks)}" if necks else "a neck: neck NAME = bifpn(BACKBONE)",
                 hint=hint,
             )
+
+
+def _taps_a_neck(task: TaskSpec, spec: Spec) -> bool:
+    return task.tap is not None and task.tap.is_whole and task.tap.owner in spec.model.necks
 
 
 def check_crops(spec: Spec) -> None:

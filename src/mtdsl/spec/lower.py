@@ -32,9 +32,10 @@ from mtdsl.spec.losses import LOSS_CONFIGS, losses_for
 from mtdsl.spec.model import BACKBONES, TASK_KINDS, InputSpec, ModelSpec, TaskSpec
 from mtdsl.spec.names import check_declared_name
 from mtdsl.spec.necks import NECK_CONFIGS
+from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.scaling import efficientdet_scaling
 from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, PhaseSpec, TaskTraining, TrainSpec
-from mtdsl.spec.values import Fields, assignments, block_fields, build_config, plain_value, validate
+from mtdsl.spec.values import BOOLEANS, Fields, assignments, block_fields, build_config, plain_value, validate
 from mtdsl.spec.variables import Variables
 
 MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input", "crops")
@@ -271,11 +272,11 @@ class _Lowering:
         if "loss" not in train_fields.values:
             train_fields.values["loss"] = self._default(losses_for(kind), LOSS_CONFIGS, "loss", kind, kind_call)
         if "tap" not in model_fields.values and model_fields.values["head"].reads == "pyramid" and len(necks) == 1:
-            model_fields.values["tap"] = next(iter(necks))
+            model_fields.values["tap"] = SegmentRef(next(iter(necks)))
         if "backbone" not in model_fields.values:
             tap = model_fields.values.get("tap")
-            if isinstance(tap, str) and tap in necks:
-                model_fields.values["backbone"] = necks[tap].backbone
+            if isinstance(tap, SegmentRef) and tap.is_whole and tap.owner in necks:
+                model_fields.values["backbone"] = necks[tap.owner].backbone
             else:
                 model_fields.values["backbone"] = self._infer_backbone(model_fields, backbones, what, statement)
         model_fields.values.update(name=name, kind=kind)
@@ -321,6 +322,20 @@ class _Lowering:
                 value.span,
                 expected="e.g. trunk.stage3 (a backbone segment) or other_task.stage3",
             )
+        if key in ("branch", "tap"):
+            return self._reference(value)
+        return plain_value(value, self.variables)
+
+    def _reference(self, value: ast.Value) -> Any:
+        """A dotted reference or a bare name as a :class:`SegmentRef`, built here once.
+
+        ``true``/``false`` stay booleans and text stays text: the field rejects
+        the first and reads the second (``freeze = "trunk"``, a ``let`` value).
+        """
+        if isinstance(value, ast.Ref):
+            return SegmentRef.from_parts(value.parts)
+        if isinstance(value, ast.Name) and value.id not in BOOLEANS:
+            return SegmentRef(value.id)
         return plain_value(value, self.variables)
 
     def _default(self, kinds: list[str], registry, what: str, task_kind: str, call: ast.Call):
@@ -336,8 +351,8 @@ class _Lowering:
     def _infer_backbone(self, fields: Fields, backbones: list[str], what: str, statement: ast.TaskStatement) -> str:
         for key in ("branch", "tap"):
             reference = fields.values.get(key)
-            if isinstance(reference, str) and reference.split(".")[0] in backbones:
-                return reference.split(".")[0]
+            if isinstance(reference, SegmentRef) and reference.owner in backbones:
+                return reference.owner
         if len(backbones) == 1:
             return backbones[0]
         if not backbones:
@@ -390,15 +405,23 @@ class _Lowering:
             if other.name == phase.name:
                 raise SpecNameError(f"phase '{phase.name}' is declared twice", phase.name_span, hint="rename one")
         fields = block_fields(Fields(what, phase.span), phase.body, self.variables)
-        if "freeze" in fields.values and isinstance(fields.values["freeze"], str):
-            fields.values["freeze"] = [fields.values["freeze"]]
+        freeze = self._freeze_node(phase.body)
+        if freeze is not None:
+            fields.values["freeze"] = self._freeze_targets(freeze)
         self._record(("phase", phase.name), fields)
         self.spans[("phase", phase.name)] = phase.name_span
-        if isinstance(freeze := self._freeze_node(phase.body), ast.ListValue):
+        if isinstance(freeze, ast.ListValue):
             for index, item in enumerate(freeze.items):
                 self.spans[("phase", phase.name, "freeze", str(index))] = item.span
         fields.values["name"] = phase.name
         return validate(PhaseSpec, fields, what)
+
+    def _freeze_targets(self, node: ast.Value) -> Any:
+        """``freeze = shared`` or ``freeze = [trunk.stage3, beans.head]``: a list of references."""
+        if isinstance(node, ast.ListValue):
+            return [self._reference(item) for item in node.items]
+        value = self._reference(node)
+        return [value] if isinstance(value, (SegmentRef, str)) else value
 
     @staticmethod
     def _freeze_node(body: ast.Block) -> ast.Value | None:

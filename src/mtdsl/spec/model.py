@@ -13,6 +13,7 @@ from pydantic import Field, SerializeAsAny, field_validator
 from mtdsl.spec.fields import MAX_CLASSES, Fraction, Side
 from mtdsl.spec.heads import HeadConfig
 from mtdsl.spec.necks import NeckConfig
+from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.registry import Config, Registry, SpecModel
 
 #: Images are read as RGB and timm stems take three channels.
@@ -82,8 +83,8 @@ class TaskSpec(SpecModel):
     classes: list[str] | None = Field(default=None, max_length=MAX_CLASSES)
     head: SerializeAsAny[HeadConfig]
     backbone: str
-    branch: str | None = None
-    tap: str | None = None
+    branch: SegmentRef | None = None
+    tap: SegmentRef | None = None
     input: InputSpec | None = None
     crops: list[str] = Field(default_factory=list)
 
@@ -108,7 +109,7 @@ class TaskSpec(SpecModel):
     @property
     def neck(self) -> str | None:
         """The neck a pyramid head reads (``tap = NECK``), or ``None``."""
-        return self.tap if self.tap is not None and "." not in self.tap and self.head.reads == "pyramid" else None
+        return self.tap.owner if self.tap is not None and self.tap.is_whole and self.head.reads == "pyramid" else None
 
     @property
     def num_outputs(self) -> int:

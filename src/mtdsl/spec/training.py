@@ -26,6 +26,7 @@ from mtdsl.spec.fields import (
     Workers,
 )
 from mtdsl.spec.losses import LossConfig
+from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.registry import Config, Registry, SpecModel
 
 # ---------------------------------------------------------------- optimizers
@@ -203,7 +204,7 @@ class PhaseSpec(SpecModel):
 
     name: str
     epochs: Epochs
-    freeze: list[str] = Field(default_factory=list)
+    freeze: list[SegmentRef] = Field(default_factory=list)
     lr: LearningRate | None = None
 
 
