@@ -74,3 +74,15 @@ def test_set_overrides_variables_and_rejects_unknown_ones(tmp_path, capsys):
     spec = ROOT / "specs" / "plants.mtl"
     assert main(["compile", str(spec), "--set", "nosuch=1", "--out", str(tmp_path)]) == 2
     assert "--set nosuch" in capsys.readouterr().err
+
+
+def test_streams_are_planned_once_from_spec_to_generated_loop(tmp_path, monkeypatch):
+    """Validation, the generated loop and its constants all read one plan of the spec's streams."""
+    from mtdsl.spec import streams
+
+    calls = []
+    plan = streams.plan_streams
+    monkeypatch.setattr(streams, "plan_streams", lambda spec: calls.append(spec) or plan(spec))
+    compilation = compile_file(ROOT / "specs" / "quickstart.mtl")
+    write_artefacts(compilation, tmp_path)
+    assert (tmp_path / "train.py").is_file() and len(calls) == 1

@@ -291,10 +291,8 @@ def task_views(spec: Spec, tasks: Sequence[str]) -> dict[str, list[str]]:
     batches (the same stream) as one of them. Other image-label tasks get the resize and
     centre crop they were evaluated with.
     """
-    from mtdsl.spec.streams import plan_streams
-
     dense_streams = {
-        task for stream in plan_streams(spec)
+        task for stream in spec.streams
         if any(spec.model.tasks[t].kind in DENSE_KINDS for t in stream.tasks) for task in stream.tasks
     }
     views: dict[str, list[str]] = {LETTERBOX: [], RESIZE: []}

@@ -29,7 +29,7 @@ from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
 from mtdsl.detection.bench import DetectionSetup
 from mtdsl.graph.serialize import graph_to_json
 from mtdsl.spec.document import Spec
-from mtdsl.spec.streams import Stream, plan_streams
+from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
 from mtdsl.train.checkpoint import fingerprint
 from mtdsl.train.data import normalization, task_labels
@@ -148,7 +148,7 @@ def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train
 def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> str:
     """The constants of ``spec`` as Python, with the imports of the config classes they call."""
     train = spec.train
-    streams = plan_streams(spec)
+    streams = spec.streams
     labels = task_labels(spec, list(train.tasks))
     first_backbone = next(iter(spec.model.backbones.values()))
     mean, std = normalization(first_backbone.model)

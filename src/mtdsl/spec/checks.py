@@ -18,7 +18,6 @@ from mtdsl.spec.document import Spec
 from mtdsl.spec.heads import heads_for
 from mtdsl.spec.losses import losses_for
 from mtdsl.spec.model import TaskSpec
-from mtdsl.spec.streams import plan_streams
 from mtdsl.spec.training import DynamicSampling, FixedSampling
 
 PRETRAINED_SOURCES = ("none", "imagenet")
@@ -370,7 +369,7 @@ def check_balanced(spec: Spec) -> None:
 def check_shared_batches(spec: Spec) -> None:
     """Tasks that share a stream share its batches, so they must agree on batch size and sampling ratio."""
     sampling = spec.train.sampling
-    for stream in plan_streams(spec):
+    for stream in spec.streams:
         first, *others = stream.tasks
         for other in others:
             sizes = [spec.train.tasks[t].batch_size for t in (first, other)]

@@ -8,11 +8,16 @@ the graph passes) can still point at the source.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from mtdsl.errors import Source, Span
 from mtdsl.spec.data import DatasetConfig
 from mtdsl.spec.model import ModelSpec, TimmBackbone
 from mtdsl.spec.training import TrainSpec
+
+if TYPE_CHECKING:
+    from mtdsl.spec.streams import Stream
 
 SpanKey = tuple[str, ...]
 
@@ -29,6 +34,13 @@ class Spec:
     @property
     def name(self) -> str:
         return self.model.name
+
+    @cached_property
+    def streams(self) -> list[Stream]:
+        """The spec's streams (:func:`mtdsl.spec.streams.plan_streams`), planned once per spec."""
+        from mtdsl.spec.streams import plan_streams  # streams.py reads Spec: imported when first asked
+
+        return plan_streams(self)
 
     def span(self, *key: str) -> Span | None:
         """The most specific recorded span for ``key`` or one of its prefixes."""
