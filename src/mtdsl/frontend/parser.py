@@ -166,7 +166,7 @@ class _ToAst(Transformer):
 
     def shape(self, meta, token: Token):
         span = _span(token)
-        return ast.Shape(tuple(_finite(d, int, span) for d in str(token).split("x")), span)
+        return ast.Shape(tuple(int(_finite(d, int, span)) for d in str(token).split("x")), span)
 
     def ratio(self, meta, *parts: Token):
         return ast.Ratio(tuple(_finite(str(p), float, _span(p)) for p in parts), _span(meta))
@@ -413,9 +413,9 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, text: str, source: Sou
         expected = _describe_expected(error.accepts or error.expected)
         tokens = _tokens_before(error, text)
         opener = _unclosed_bracket(error, text, tokens) if tokens is not None else None
-        if opener is not None:
+        if opener is not None and tokens is not None:
             keyword = tokens[-1] if token.type != "$END" and _starts_statement(tokens[-1]) else None
-            if keyword is not None:
+            if keyword is not None and keyword.line is not None and keyword.column is not None:
                 line, column, width, found = keyword.line, keyword.column, len(keyword), f"'{keyword}'"
             what, opening, closing, _ = _BRACKETS[opener.type]
             return SpecSyntaxError(
@@ -432,8 +432,9 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, text: str, source: Sou
             if hint:
                 label = (label[0], f"{hint} {label[1]}")
     elif isinstance(error, lark.exceptions.UnexpectedCharacters):
-        found = f"character {text[error.pos_in_stream]!r}"
-        expected = _describe_expected(_allowed_before(text, error.pos_in_stream))
+        position = error.pos_in_stream or 0
+        found = f"character {text[position]!r}"
+        expected = _describe_expected(_allowed_before(text, position))
     else:
         found = "end of file"
         expected = None

@@ -192,7 +192,7 @@ def read_backbone(model_name: str) -> BackboneInfo:
     import torch
 
     with torch.device("meta"):
-        model = timm.create_model(model_name, pretrained=False, num_classes=0)
+        model: Any = timm.create_model(model_name, pretrained=False, num_classes=0)  # timm types it as nn.Module
     infos = list(model.feature_info)
     segments_of_model = cut(model)
     if PRE_LOGITS in segments_of_model:

@@ -247,6 +247,7 @@ def check_heads_fit(spec: Spec) -> None:
             )
         if head.reads == "pyramid" and not _taps_a_neck(task, spec):
             necks = list(spec.model.necks)
+            hint: str | None
             if not necks:
                 backbone = task.backbone or next(iter(spec.model.backbones), "trunk")
                 hint = f"declare one, e.g. neck pyramid = bifpn({backbone}), and write tap = pyramid"

@@ -17,8 +17,9 @@ but in :mod:`mtdsl.spec.checks`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -37,6 +38,8 @@ from mtdsl.spec.scaling import efficientdet_scaling
 from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, PhaseSpec, TaskTraining, TrainSpec
 from mtdsl.spec.values import BOOLEANS, Fields, assignments, block_fields, build_config, plain_value, validate
 from mtdsl.spec.variables import Variables
+
+StatementT = TypeVar("StatementT", bound=ast.Statement)
 
 MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input", "crops")
 TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "label", "balanced", "target")
@@ -97,7 +100,8 @@ class _Lowering:
 
     # ------------------------------------------------------------- helpers
 
-    def _single(self, statements, kind: type, form: str, required: bool) -> ast.Statement | None:
+    def _single(self, statements: Sequence[ast.Statement], kind: type[StatementT], form: str,
+                required: bool) -> StatementT | None:
         found = [s for s in statements if isinstance(s, kind)]
         if len(found) > 1:
             raise SpecNameError(
@@ -297,15 +301,16 @@ class _Lowering:
                     expected="e.g. detect(coco), or detect(pets + coco) to learn from both",
                     hint="declare it with 'dataset NAME = folder(…)' and write its name here, unquoted",
                 )
-        names = [term.id for term in terms]
-        repeated = next((term for i, term in enumerate(terms) if term.id in names[:i]), None)
+        named = [term for term in terms if isinstance(term, ast.Name)]  # all of them, checked above
+        names = [term.id for term in named]
+        repeated = next((term for i, term in enumerate(named) if term.id in names[:i]), None)
         if repeated is not None:
             raise SpecValueError(
                 f"{what} lists dataset '{repeated.id}' twice",
                 repeated.span,
                 hint=f"write '{repeated.id}' once",
             )
-        return tuple(terms)  # type: ignore[arg-type]
+        return tuple(named)
 
     def _task_value(self, key: str, value: ast.Value, kind: str, what: str) -> Any:
         if key == "head":

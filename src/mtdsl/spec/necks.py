@@ -18,7 +18,7 @@ EfficientDet-D``d``; values written next to it win.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -35,6 +35,9 @@ class NeckConfig(Config):
     kind: str
     backbone: str
     min_level: int = Level
+
+    if TYPE_CHECKING:  # every kind has a width; each declares its own field (and its place in dumps)
+        channels: int
     max_level: int = Level
 
     positional = ("backbone",)
