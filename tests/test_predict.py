@@ -20,7 +20,7 @@ from mtdsl.compiler import compile_file, compile_text
 from mtdsl.errors import ArtefactError, SpecNameError, SpecValueError, TrainingError
 from mtdsl.nn.model import MultiTaskModel
 from mtdsl.predict import predict
-from mtdsl.train.checkpoint import save_checkpoint
+from mtdsl.train.run.checkpoint import save_checkpoint
 
 SPEC = """
 model pets

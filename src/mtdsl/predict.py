@@ -52,9 +52,9 @@ from mtdsl.errors import (
 )
 from mtdsl.render.label_results import label_output, label_text, rounded
 from mtdsl.spec.document import Spec
-from mtdsl.train.data import DENSE_KINDS, LABEL_KINDS
-from mtdsl.train.sources import IMAGE_SUFFIXES
-from mtdsl.train.transforms import IMAGE_ERRORS
+from mtdsl.train.data.datasets import DENSE_KINDS, LABEL_KINDS
+from mtdsl.train.data.sources import IMAGE_SUFFIXES
+from mtdsl.train.data.transforms import IMAGE_ERRORS
 
 #: Preprocessing views: ``letterbox`` keeps the aspect ratio (padding bottom/right), ``resize``
 #: is the resize + centre crop of image-label evaluation.
@@ -223,7 +223,7 @@ def load_model(spec: Spec, graph: nx.DiGraph, checkpoint: str | Path, device: to
     """
     from mtdsl.codegen.train_source import model_hash
     from mtdsl.nn.model import MultiTaskModel
-    from mtdsl.train.checkpoint import load_checkpoint
+    from mtdsl.train.run.checkpoint import load_checkpoint
 
     path = Path(checkpoint)
     example = f"runs/{Path(spec.source.path).stem}/checkpoints/best.pt"
@@ -308,8 +308,8 @@ class _Predictor:
     def __init__(self, spec: Spec, graph: nx.DiGraph, model: torch.nn.Module, tasks: list[str],
                  device: torch.device, batch_size: int) -> None:
         from mtdsl.codegen.train_source import detection_setups
-        from mtdsl.train.detection_data import Letterbox
-        from mtdsl.train.transforms import ImageTransform, normalization
+        from mtdsl.train.data.dense import Letterbox
+        from mtdsl.train.data.transforms import ImageTransform, normalization
 
         self.spec, self.model, self.tasks, self.device, self.batch_size = spec, model, tasks, device, batch_size
         self.kinds = {name: task.kind for name, task in spec.model.tasks.items()}
@@ -539,7 +539,7 @@ def predict(
         ArtefactError: a missing checkpoint, a missing or unreadable image, an unwritable ``out_dir``.
         TrainingError: the checkpoint is damaged or belongs to another model.
     """
-    from mtdsl.train.precision import pick_device
+    from mtdsl.train.loop.precision import pick_device
 
     names = requested_tasks(spec, tasks)
     check_input(spec)

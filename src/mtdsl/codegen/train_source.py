@@ -31,9 +31,9 @@ from mtdsl.graph.serialize import graph_to_json
 from mtdsl.spec.document import Spec
 from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
-from mtdsl.train.checkpoint import fingerprint
-from mtdsl.train.data import normalization, task_labels
-from mtdsl.train.freezing import phases_of
+from mtdsl.train.data.datasets import normalization, task_labels
+from mtdsl.train.loop.freezing import phases_of
+from mtdsl.train.run.checkpoint import fingerprint
 
 TEMPLATE = Path(__file__).with_name("templates") / "train_loop.py"
 BEGIN = "# >>> spec: written by mtdsl from the spec (change the spec and compile again, not this block)"

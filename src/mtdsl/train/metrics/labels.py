@@ -230,4 +230,4 @@ def mean_main(results: dict[str, dict[str, float]], mains: dict[str, str]) -> fl
 
 
 # The detect and segment metrics live beside the box and mask code; importing them registers them.
-from mtdsl.train import detection_metrics as _dense_metrics  # noqa: E402, F401
+from mtdsl.train.metrics import dense as _dense_metrics  # noqa: E402, F401

@@ -40,7 +40,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset
-from mtdsl.train.detection_data import (
+from mtdsl.train.data.dense import (
     DENSE_READERS,
     BoxTarget,
     Letterbox,
@@ -50,7 +50,7 @@ from mtdsl.train.detection_data import (
     read_mask_file,
     synthetic_targets,
 )
-from mtdsl.train.sources import (
+from mtdsl.train.data.sources import (
     ImageRef,
     Table,
     describe,
@@ -61,8 +61,8 @@ from mtdsl.train.sources import (
     read_table,
     unreadable_image,
 )
-from mtdsl.train.synthetic import synthetic_sample
-from mtdsl.train.transforms import IMAGE_ERRORS, ImageTransform, load_image, normalization
+from mtdsl.train.data.synthetic import synthetic_sample
+from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, load_image, normalization
 
 if TYPE_CHECKING:
     from mtdsl.spec.document import Spec
@@ -178,10 +178,10 @@ class Examples:
         targets: per task, every example's target: ``(N,)`` int64 class
             indices (classify), ``(N,)`` float32 0/1 (binary), ``(N, C)``
             float32 multi-hot (multilabel), or a ``(N,)`` object array of one
-            :class:`~mtdsl.train.detection_data.BoxTarget` (detect: boxes in
+            :class:`~mtdsl.train.data.dense.BoxTarget` (detect: boxes in
             the image file's pixels, class indices, and the ``(C,)`` mask of
             the classes the example's dataset annotates) or
-            :class:`~mtdsl.train.detection_data.MaskTarget` (segment: the mask
+            :class:`~mtdsl.train.data.dense.MaskTarget` (segment: the mask
             file or synthetic index, and the value → class lookup) per example.
         synthetic: the generator config when ``images`` are synthetic indices.
     """
@@ -464,7 +464,7 @@ class ImageDataset(Dataset):
     With image-label tasks only (classify, binary, multilabel) the image gets
     a random resized crop and flip when training, a resize and centre crop
     otherwise. When a detect or segment task is among ``tasks``, every task's
-    targets come through a :class:`~mtdsl.train.detection_data.Letterbox`
+    targets come through a :class:`~mtdsl.train.data.dense.Letterbox`
     instead (aspect-preserving resize to the square ``image_size``, padding at
     the bottom/right, a random flip when training), so boxes and masks stay on
     their pixels. ``item["targets"][task]`` is then:
@@ -473,7 +473,7 @@ class ImageDataset(Dataset):
     * detect: ``{"boxes": (K, 4) float32 (x0, y0, x1, y1) in input pixels,
       "classes": (K,) int64, "annotated": (C,) bool}``;
     * segment: ``(S, S)`` int64 class indices,
-      :data:`~mtdsl.train.detection_data.IGNORE_INDEX` on ignored values and padding.
+      :data:`~mtdsl.train.data.dense.IGNORE_INDEX` on ignored values and padding.
 
     Args:
         examples: the split.

@@ -1,7 +1,7 @@
 """Detection and segmentation data: COCO boxes, class-index masks, and the box-aware letterbox.
 
-The training loop reads boxes and masks through :func:`mtdsl.train.data.read_splits`
-and :class:`mtdsl.train.data.ImageDataset`, which use the pieces here:
+The training loop reads boxes and masks through :func:`mtdsl.train.data.datasets.read_splits`
+and :class:`mtdsl.train.data.datasets.ImageDataset`, which use the pieces here:
 
 * :data:`DENSE_READERS`, the ``coco`` and ``masks`` dataset kinds: :func:`read_coco`
   reads a COCO ``instances`` file (per image its ``(x0, y0, x1, y1)`` boxes and
@@ -29,9 +29,9 @@ import torch
 from PIL import Image
 
 from mtdsl.errors import DataError, did_you_mean, listing
-from mtdsl.train.coco_file import read_coco_file
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
-from mtdsl.train.sources import (
+from mtdsl.train.data.coco_file import read_coco_file
+from mtdsl.train.data.sources import (
     IMAGE_SUFFIXES,
     ImageRef,
     Table,
@@ -40,11 +40,11 @@ from mtdsl.train.sources import (
     given_folders,
     read_text,
 )
-from mtdsl.train.synthetic import SHAPES, synthetic_sample
-from mtdsl.train.transforms import ImageTransform
+from mtdsl.train.data.synthetic import SHAPES, synthetic_sample
+from mtdsl.train.data.transforms import ImageTransform
 
 if TYPE_CHECKING:
-    from mtdsl.train.data import TaskLabels
+    from mtdsl.train.data.datasets import TaskLabels
 
 __all__ = [
     "DENSE_READERS",
@@ -148,7 +148,7 @@ def read_coco(
 
     Raises:
         DataError: the file or folder is missing or unreadable, an entry of the
-            file is malformed (see :func:`~mtdsl.train.coco_file.read_coco_file`),
+            file is malformed (see :func:`~mtdsl.train.data.coco_file.read_coco_file`),
             an image file is missing, or a class name is not a category of the file.
     """
     instances_json, images_dir = Path(instances_json), Path(images_dir)
@@ -286,7 +286,7 @@ class SyntheticDetection:
     Attributes:
         image: ``(H, W, 3)`` uint8 RGB.
         boxes: ``(1, 4)`` float32, the shape's box ``(x0, y0, x1, y1)``.
-        classes: ``(1,)`` int64, the shape's index into :data:`~mtdsl.train.synthetic.SHAPES`.
+        classes: ``(1,)`` int64, the shape's index into :data:`~mtdsl.train.data.synthetic.SHAPES`.
         mask: ``(H, W)`` uint8, 0 on the background and ``1 + shape`` on the shape.
     """
 
@@ -297,7 +297,7 @@ class SyntheticDetection:
 
 
 def synthetic_detection(index: int, size: int, seed: int) -> SyntheticDetection:
-    """Sample ``index`` of :func:`~mtdsl.train.synthetic.synthetic_sample` as boxes, classes and a mask.
+    """Sample ``index`` of :func:`~mtdsl.train.data.synthetic.synthetic_sample` as boxes, classes and a mask.
 
     >>> sample = synthetic_detection(3, 64, 0)
     >>> sample.boxes.shape, sample.classes.shape, sample.mask.shape
@@ -314,7 +314,7 @@ def synthetic_detection(index: int, size: int, seed: int) -> SyntheticDetection:
 
 # ---------------------------------------------------------------- targets for the shared data path
 #
-# ``mtdsl.train.data.read_splits`` reads one dataset for every task of a stream;
+# ``mtdsl.train.data.datasets.read_splits`` reads one dataset for every task of a stream;
 # for detect and segment tasks it keeps, per example, a BoxTarget or a
 # MaskTarget in a numpy object array (so ``Examples.subset`` and joining
 # datasets are plain indexing and concatenation).

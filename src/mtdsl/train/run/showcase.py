@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from mtdsl.render.label_results import label_output, label_text
-from mtdsl.train.data import TaskLabels, collate, raise_if_unreadable
-from mtdsl.train.loaders import StreamLoaders, to_device
-from mtdsl.train.precision import Precision
-from mtdsl.train.runtime import to_float
+from mtdsl.train.data.datasets import TaskLabels, collate, raise_if_unreadable
+from mtdsl.train.data.loaders import StreamLoaders, to_device
+from mtdsl.train.loop.precision import Precision
+from mtdsl.train.loop.runtime import to_float
 
 DENSE_KINDS = ("detect", "segment")
 
