@@ -18,8 +18,8 @@ from mtdsl.compiler import compile_spec
 from mtdsl.nn.losses import build_loss
 from mtdsl.spec.load import load_spec, load_text
 from mtdsl.spec.streams import plan_streams
-from mtdsl.train.data.datasets import task_labels
 from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import task_labels
 from mtdsl.train.loop.runtime import to_float
 
 ROOT = Path(__file__).resolve().parents[1]

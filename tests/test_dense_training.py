@@ -22,8 +22,8 @@ from mtdsl.detection.bench import DetectionCriterion, DetectionSetup
 from mtdsl.detection.loss import DetectionLoss
 from mtdsl.spec.data import SyntheticDataset
 from mtdsl.spec.streams import Stream
-from mtdsl.train.data.datasets import TaskLabels
 from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.loop.evaluation import evaluate
 from mtdsl.train.loop.precision import resolve_precision
 from mtdsl.train.run.report import MetricsLog

@@ -13,8 +13,9 @@ from PIL import Image
 from mtdsl.errors import DataError, DataWarning
 from mtdsl.spec.data import DatasetConfig, FolderDataset, SyntheticDataset
 from mtdsl.spec.streams import Stream
-from mtdsl.train.data.datasets import TaskLabels, read_splits
+from mtdsl.train.data.datasets import read_splits
 from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
 
 SHAPE = TaskLabels("shape", "classify", ("circle", "square", "triangle"))
 KIND = TaskLabels("kind", "classify", ("dark", "light"))

@@ -363,8 +363,8 @@ import sys
 import torch
 from mtdsl.spec.data import SyntheticDataset
 from mtdsl.spec.streams import Stream
-from mtdsl.train.data.datasets import TaskLabels
 from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
 
 labels = {"shape": TaskLabels("shape", "classify", ("circle", "square", "triangle"))}
 loaders = StreamLoaders([Stream(("d",), ("shape",), 4)], {"d": SyntheticDataset(name="d", count=32, size=16)}, labels,
@@ -394,8 +394,8 @@ def test_closing_the_loaders_stops_their_training_workers():
 
     from mtdsl.spec.data import SyntheticDataset
     from mtdsl.spec.streams import Stream
-    from mtdsl.train.data.datasets import TaskLabels
     from mtdsl.train.data.loaders import StreamLoaders
+    from mtdsl.train.data.tasks import TaskLabels
 
     before = set(multiprocessing.active_children())
     labels = {"shape": TaskLabels("shape", "classify", ("circle", "square", "triangle"))}

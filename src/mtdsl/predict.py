@@ -52,8 +52,8 @@ from mtdsl.errors import (
 )
 from mtdsl.render.label_results import label_output, label_text, rounded
 from mtdsl.spec.document import Spec
-from mtdsl.train.data.datasets import DENSE_KINDS, LABEL_KINDS
 from mtdsl.train.data.sources import IMAGE_SUFFIXES
+from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS
 from mtdsl.train.data.transforms import IMAGE_ERRORS
 
 #: Preprocessing views: ``letterbox`` keeps the aspect ratio (padding bottom/right), ``resize``

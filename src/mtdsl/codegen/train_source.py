@@ -31,7 +31,8 @@ from mtdsl.graph.serialize import graph_to_json
 from mtdsl.spec.document import Spec
 from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
-from mtdsl.train.data.datasets import normalization, task_labels
+from mtdsl.train.data.datasets import normalization
+from mtdsl.train.data.tasks import task_labels
 from mtdsl.train.loop.freezing import phases_of
 from mtdsl.train.run.checkpoint import fingerprint
 

@@ -34,8 +34,8 @@ from mtdsl.errors import DataError, MtdslError, TrainingError
 from mtdsl.nn.losses import build_loss
 from mtdsl.render.plots import plot_run
 from mtdsl.spec.streams import Stream
-from mtdsl.train.data.datasets import TaskLabels
 from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.loop.budget import Budget
 from mtdsl.train.loop.evaluation import evaluate
 from mtdsl.train.loop.freezing import Phase, apply_phase, phase_at

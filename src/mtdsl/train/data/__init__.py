@@ -1,6 +1,7 @@
 """Training data: what each task reads, how an image becomes a tensor, and how batches are drawn.
 
-From the bottom up: :mod:`~mtdsl.train.data.synthetic`, :mod:`~mtdsl.train.data.sources` and
+From the bottom up: :mod:`~mtdsl.train.data.tasks` (what a task reads),
+:mod:`~mtdsl.train.data.synthetic`, :mod:`~mtdsl.train.data.sources` and
 :mod:`~mtdsl.train.data.coco_file` (reading labels), :mod:`~mtdsl.train.data.transforms` (image
 geometry), :mod:`~mtdsl.train.data.dense` (boxes, masks and the letterbox),
 :mod:`~mtdsl.train.data.datasets` (splits and the torch ``Dataset``),

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,10 +40,8 @@ from mtdsl.train.data.sources import (
     read_text,
 )
 from mtdsl.train.data.synthetic import SHAPES, synthetic_sample
+from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.data.transforms import ImageTransform
-
-if TYPE_CHECKING:
-    from mtdsl.train.data.datasets import TaskLabels
 
 __all__ = [
     "DENSE_READERS",

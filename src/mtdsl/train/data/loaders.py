@@ -26,16 +26,9 @@ from mtdsl.errors import DataError, DataWarning
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset
 from mtdsl.spec.streams import Stream
 from mtdsl.train.data.batching import BalancedBatches, ShuffledBatches
-from mtdsl.train.data.datasets import (
-    Examples,
-    ImageDataset,
-    TaskLabels,
-    collate,
-    join_datasets,
-    raise_if_unreadable,
-    read_splits,
-)
+from mtdsl.train.data.datasets import Examples, ImageDataset, collate, join_datasets, raise_if_unreadable, read_splits
 from mtdsl.train.data.sources import describe
+from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.run.stop_signals import ignore_stop_signals
 
 
