@@ -308,7 +308,7 @@ class _Predictor:
     def __init__(self, spec: Spec, graph: nx.DiGraph, model: torch.nn.Module, tasks: list[str],
                  device: torch.device, batch_size: int) -> None:
         from mtdsl.codegen.train_source import detection_setups
-        from mtdsl.train.data.dense import Letterbox
+        from mtdsl.train.data.letterbox import Letterbox
         from mtdsl.train.data.transforms import ImageTransform, normalization
 
         self.spec, self.model, self.tasks, self.device, self.batch_size = spec, model, tasks, device, batch_size

@@ -43,13 +43,12 @@ from mtdsl.spec.data import DatasetConfig, SyntheticDataset
 from mtdsl.train.data.dense import (
     DENSE_READERS,
     BoxTarget,
-    Letterbox,
     MaskTarget,
     check_mask_size,
-    open_rgb,
     read_mask_file,
     synthetic_targets,
 )
+from mtdsl.train.data.letterbox import Letterbox, open_rgb
 from mtdsl.train.data.sources import (
     ImageRef,
     Table,
@@ -386,7 +385,7 @@ class ImageDataset(Dataset):
     With image-label tasks only (classify, binary, multilabel) the image gets
     a random resized crop and flip when training, a resize and centre crop
     otherwise. When a detect or segment task is among ``tasks``, every task's
-    targets come through a :class:`~mtdsl.train.data.dense.Letterbox`
+    targets come through a :class:`~mtdsl.train.data.letterbox.Letterbox`
     instead (aspect-preserving resize to the square ``image_size``, padding at
     the bottom/right, a random flip when training), so boxes and masks stay on
     their pixels. ``item["targets"][task]`` is then:
