@@ -96,9 +96,9 @@ def test_a_folder_with_only_compiled_artefacts_is_not_a_run(tmp_path):
 
 def never_finite(monkeypatch) -> None:
     """Make every validation score nan, as a run whose metrics are all undefined would have."""
-    import mtdsl.train.metrics.labels
+    import mtdsl.train.metrics.selection
 
-    monkeypatch.setattr(mtdsl.train.metrics.labels, "mean_main", lambda results, mains: float("nan"))
+    monkeypatch.setattr(mtdsl.train.metrics.selection, "mean_main", lambda results, mains: float("nan"))
 
 
 def test_overwrite_deletes_the_old_run_so_its_results_cannot_pass_for_the_new(finished_run, tmp_path, monkeypatch,

@@ -58,7 +58,7 @@ from mtdsl.train.loop.runtime import (
 from mtdsl.train.loop.sampling import TaskSampler
 from mtdsl.train.loop.schedule import LearningRate
 from mtdsl.train.loop.weighting import build_weighting
-from mtdsl.train.metrics.labels import mean_main
+from mtdsl.train.metrics.selection import mean_main
 from mtdsl.train.run.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from mtdsl.train.run.folder import RunFolder
 from mtdsl.train.run.report import MetricsLog, results_table, write_results

@@ -16,7 +16,7 @@ from mtdsl.train.data.datasets import raise_if_unreadable
 from mtdsl.train.data.loaders import StreamLoaders, to_device
 from mtdsl.train.loop.precision import Precision
 from mtdsl.train.loop.runtime import to_float
-from mtdsl.train.metrics.labels import metric_for
+from mtdsl.train.metrics import metric_for
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mtdsl.train.data.dense import IGNORE_INDEX
-from mtdsl.train.metrics.labels import NAN, TaskMetric, _mean, _ratio, register_metric
+from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio, register_metric
 
 __all__ = [
     "SUMMARY",
