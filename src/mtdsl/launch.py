@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtdsl.codegen.train_source import model_hash, spec_hash
 from mtdsl.compiler import ARTEFACTS, Compilation, write_artefacts
 from mtdsl.train.loop.budget import Budget
 from mtdsl.train.loop.runtime import load_generated
 from mtdsl.train.run.checkpoint import load_checkpoint
+from mtdsl.train.run.fingerprints import model_hash, spec_hash
 from mtdsl.train.run.folder import RunFolder
 from mtdsl.train.run.report import MetricsLog
 

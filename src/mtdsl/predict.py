@@ -221,9 +221,9 @@ def load_model(spec: Spec, graph: nx.DiGraph, checkpoint: str | Path, device: to
         ArtefactError: no file at ``checkpoint``.
         TrainingError: the file is unreadable, or was trained for another model.
     """
-    from mtdsl.codegen.train_source import model_hash
     from mtdsl.nn.model import MultiTaskModel
     from mtdsl.train.run.checkpoint import load_checkpoint
+    from mtdsl.train.run.fingerprints import model_hash
 
     path = Path(checkpoint)
     example = f"runs/{Path(spec.source.path).stem}/checkpoints/best.pt"
