@@ -47,10 +47,11 @@ from torchvision.transforms import v2
 from _timing import check_runs, machine_line, side_by_side
 from mtdsl.compiler import compile_file, write_artefacts, write_model_source, write_train_source
 from mtdsl.spec.data import FolderDataset
-from mtdsl.train.data import ImageDataset, TaskLabels, normalization, read_splits
-from mtdsl.train.loaders import StreamLoaders
-from mtdsl.train.runtime import load_generated
-from mtdsl.train.transforms import ImageTransform
+from mtdsl.train.data.datasets import ImageDataset, normalization, read_splits
+from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.data.transforms import ImageTransform
+from mtdsl.train.loop.runtime import load_generated
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {"flowers102": 102, "beans": 3}  # folder under --data → classes

@@ -28,13 +28,13 @@ import torch
 from _timing import check_runs, machine_line, side_by_side
 from mtdsl.compiler import compile_file
 from mtdsl.nn.losses import build_loss
+from mtdsl.spec.streams import plan_streams
 from mtdsl.spec.training import CosineScheduleConfig
-from mtdsl.train.optimizer import build_optimizer, set_learning_rate
-from mtdsl.train.precision import resolve_precision
-from mtdsl.train.runtime import stop_on_non_finite
-from mtdsl.train.schedule import LearningRate
-from mtdsl.train.streams import plan_streams
-from mtdsl.train.weighting import build_weighting
+from mtdsl.train.loop.optimizer import build_optimizer, set_learning_rate
+from mtdsl.train.loop.precision import resolve_precision
+from mtdsl.train.loop.runtime import stop_on_non_finite
+from mtdsl.train.loop.schedule import LearningRate
+from mtdsl.train.loop.weighting import build_weighting
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "quickstart.mtl"
 WARMUP = 3

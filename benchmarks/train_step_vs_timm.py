@@ -34,11 +34,11 @@ from mtdsl.compiler import compile_text
 from mtdsl.nn.losses import build_loss
 from mtdsl.nn.model import MultiTaskModel
 from mtdsl.spec.training import CosineScheduleConfig
-from mtdsl.train.optimizer import build_optimizer, set_learning_rate
-from mtdsl.train.precision import resolve_precision
-from mtdsl.train.runtime import stop_on_non_finite
-from mtdsl.train.schedule import LearningRate
-from mtdsl.train.weighting import build_weighting
+from mtdsl.train.loop.optimizer import build_optimizer, set_learning_rate
+from mtdsl.train.loop.precision import resolve_precision
+from mtdsl.train.loop.runtime import stop_on_non_finite
+from mtdsl.train.loop.schedule import LearningRate
+from mtdsl.train.loop.weighting import build_weighting
 
 TASK = "label"
 SPEC = """

@@ -6,7 +6,7 @@ from itertools import islice
 
 import torch
 
-from mtdsl.train.batching import BalancedBatches, ShuffledBatches
+from mtdsl.train.data.batching import BalancedBatches, ShuffledBatches
 
 
 def take(sampler, count):

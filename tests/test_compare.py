@@ -191,9 +191,9 @@ def test_sigterm_stops_compare_train_cleanly_and_resume_finishes_every_run(tmp_p
 
 def test_a_seconds_budget_stops_each_epoch_when_its_time_is_spent(tmp_path):
     from mtdsl.launch import train_compiled
-    from mtdsl.train.budget import Budget
-    from mtdsl.train.report import MetricsLog
-    from mtdsl.train.run_folder import RunFolder
+    from mtdsl.train.loop.budget import Budget
+    from mtdsl.train.run.folder import RunFolder
+    from mtdsl.train.run.report import MetricsLog
 
     compilation = compile_text(TRAINED.replace("epochs = 1", "epochs = 2"))
     run = RunFolder(tmp_path / "run")

@@ -14,8 +14,9 @@ from PIL import Image
 from conftest import SHARED_DATA, requires_shared_data
 from mtdsl.errors import DataError
 from mtdsl.spec.data import CsvDataset, FolderDataset, JsonDataset, SyntheticDataset
-from mtdsl.train.data import ImageDataset, TaskLabels, collate, normalization, read_splits, task_labels
-from mtdsl.train.synthetic import COLOURS, SHAPES, SYNTHETIC_FIELDS, synthetic_labels, synthetic_sample
+from mtdsl.train.data.datasets import ImageDataset, collate, normalization, read_splits
+from mtdsl.train.data.synthetic import COLOURS, SHAPES, SYNTHETIC_FIELDS, synthetic_labels, synthetic_sample
+from mtdsl.train.data.tasks import TaskLabels, task_labels
 
 STATS = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 

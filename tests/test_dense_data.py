@@ -13,11 +13,13 @@ from PIL import Image
 from conftest import SHARED_DATA, requires_shared_data
 from mtdsl.errors import DataError
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
-from mtdsl.train.data import ImageDataset, TaskLabels, collate, join_examples, read_splits, task_labels
-from mtdsl.train.detection_data import IGNORE_INDEX, BoxTarget, Letterbox, MaskTarget
-from mtdsl.train.loaders import to_device
-from mtdsl.train.synthetic import SHAPES, synthetic_labels
-from mtdsl.train.transforms import ImageTransform
+from mtdsl.train.data.datasets import ImageDataset, collate, join_examples, read_splits
+from mtdsl.train.data.dense import IGNORE_INDEX, BoxTarget, MaskTarget
+from mtdsl.train.data.letterbox import Letterbox
+from mtdsl.train.data.loaders import to_device
+from mtdsl.train.data.synthetic import SHAPES, synthetic_labels
+from mtdsl.train.data.tasks import TaskLabels, task_labels
+from mtdsl.train.data.transforms import ImageTransform
 
 STATS = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 SHAPE = TaskLabels("shape", "classify", 3)

@@ -17,10 +17,10 @@ from mtdsl.codegen.train_source import detection_setups
 from mtdsl.compiler import compile_spec
 from mtdsl.nn.losses import build_loss
 from mtdsl.spec.load import load_spec, load_text
-from mtdsl.train.data import task_labels
-from mtdsl.train.loaders import StreamLoaders
-from mtdsl.train.runtime import to_float
-from mtdsl.train.streams import plan_streams
+from mtdsl.spec.streams import plan_streams
+from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import task_labels
+from mtdsl.train.loop.runtime import to_float
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

@@ -3,7 +3,7 @@
 * a 2-epoch run of classification + detection + segmentation on synthetic shapes
   writes every metric, the results and the prediction images;
 * perfect box predictions give AP 1.0 through the evaluation path
-  (:func:`mtdsl.train.evaluation.evaluate`), shifted ones lower it;
+  (:func:`mtdsl.train.loop.evaluation.evaluate`), shifted ones lower it;
 * the detection criterion gives a class no dataset annotates on an image exactly
   zero gradient (thesis §5.3).
 """
@@ -21,12 +21,12 @@ from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler, batch_targets
 from mtdsl.detection.bench import DetectionCriterion, DetectionSetup
 from mtdsl.detection.loss import DetectionLoss
 from mtdsl.spec.data import SyntheticDataset
-from mtdsl.train.data import TaskLabels
-from mtdsl.train.evaluation import evaluate
-from mtdsl.train.loaders import StreamLoaders
-from mtdsl.train.precision import resolve_precision
-from mtdsl.train.report import MetricsLog
-from mtdsl.train.streams import Stream
+from mtdsl.spec.streams import Stream
+from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.loop.evaluation import evaluate
+from mtdsl.train.loop.precision import resolve_precision
+from mtdsl.train.run.report import MetricsLog
 
 SHAPES = ("circle", "square", "triangle")
 

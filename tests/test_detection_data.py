@@ -13,17 +13,16 @@ from PIL import Image
 
 from conftest import SHARED_DATA, requires_shared_data
 from mtdsl.errors import DataError
-from mtdsl.train.detection_data import (
+from mtdsl.train.data.dense import (
     IGNORE_INDEX,
-    Letterbox,
-    Letterboxed,
     read_class_names,
     read_coco,
     read_mask_file,
     read_masks,
     synthetic_detection,
 )
-from mtdsl.train.detection_metrics import SegmentationMetric, coco_evaluate, most_confident_box_accuracy
+from mtdsl.train.data.letterbox import Letterbox, Letterboxed
+from mtdsl.train.metrics.dense import SegmentationMetric, coco_evaluate, most_confident_box_accuracy
 
 STATS = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 

@@ -10,13 +10,20 @@ spec           pydantic configs of every kind, lowering, the checks that read th
 graph          timm's backbone metadata and the checks that need it, task paths, the sharing graph
 nn             torch modules: backbone segments, necks, heads, losses, the model (with ``detection``)
 render         diagrams, summaries, plots, drawn predictions
-train          data, sampling, weighting, phases, checkpoints, the loop's helpers
+train          ``data``, ``metrics``, ``loop`` (sampling, weighting, phases, …), ``run`` (folder, fingerprints,
+               checkpoints, reports)
 codegen        ``model.py`` and ``train.py``: the loop is generated from train's parts
 orchestrators  ``compiler``, ``check``, ``launch``, ``predict``, ``compare``, ``cli``: may import anything
 =============  ==================================================================================
 
-Every import counts, at the top of a module or inside a function: an import
+Every import counts for the direction, at the top of a module or inside a function: an import
 that only runs later still points where it points.
+
+No two modules may import each other, directly or round a longer loop. For cycles only the
+imports that run when a module is loaded count: those at module level, including the ones under
+``if TYPE_CHECKING:`` (a type checker follows them as the interpreter follows the others) and in
+class bodies. Imports inside a function body do not count: they run once both modules are loaded,
+and the layer rule above still holds them to pointing down.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx
 import pytest
 
 import mtdsl
@@ -72,11 +80,27 @@ def layer_of(module: str) -> int:
     return best
 
 
-def imported_modules(module: str, path: Path) -> list[tuple[int, str]]:
-    """``(line, module)`` of every ``mtdsl`` module that ``module`` imports, anywhere in its file."""
+def _import_nodes(tree: ast.Module, module_level: bool):
+    """Every node of ``tree``; with ``module_level``, none inside a function body."""
+    if not module_level:
+        yield from ast.walk(tree)
+        return
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack += [child for child in ast.iter_child_nodes(node)
+                  if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
+
+
+def imported_modules(module: str, path: Path, *, module_level: bool = False) -> list[tuple[int, str]]:
+    """``(line, module)`` of every ``mtdsl`` module that ``module`` imports, anywhere in its file.
+
+    With ``module_level``, only the imports that run when the module is loaded (none inside a function).
+    """
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"), str(path)), module_level):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -88,6 +112,26 @@ def imported_modules(module: str, path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
                       for alias in node.names]
     return sorted({(line, name) for line, name in found if name == "mtdsl" or name.startswith("mtdsl.")})
+
+
+def import_graph(modules: dict[str, Path]) -> nx.DiGraph:
+    """Module → module it imports at load time, among ``modules``.
+
+    Importing ``a.b`` also runs the package ``a``'s ``__init__``; that implicit step is not an
+    edge, so a package may import its own modules.
+    """
+    graph = nx.DiGraph()
+    graph.add_nodes_from(modules)
+    for module, path in modules.items():
+        graph.add_edges_from((module, imported) for _, imported in imported_modules(module, path, module_level=True)
+                             if imported in modules and imported != module)
+    return graph
+
+
+def import_cycles(modules: dict[str, Path]) -> list[str]:
+    """Each import cycle among ``modules`` as ``a → b → a``, shortest first."""
+    cycles = sorted(nx.simple_cycles(import_graph(modules)), key=lambda cycle: (len(cycle), cycle))
+    return [" → ".join([*cycle, cycle[0]]) for cycle in cycles]
 
 
 def test_every_module_has_a_layer():
@@ -113,6 +157,28 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     imports = imported_modules("mtdsl.spec.checks", path)
     assert imports == [(2, "mtdsl.nn.backbone")]
     assert layer_of(imports[0][1]) > layer_of("mtdsl.spec.checks")
+
+
+def test_no_module_imports_itself_round_a_cycle():
+    cycles = import_cycles(MODULES)
+    assert not cycles, "import cycles (break each by moving what both sides need into a module below them):\n  " \
+        + "\n  ".join(cycles)
+
+
+def test_the_cycle_rule_catches_a_cycle_at_module_level_only(tmp_path):
+    """A loop closed under ``if TYPE_CHECKING:`` is a cycle; one closed inside a function is not."""
+    files = {
+        "mtdsl.a": "from mtdsl.b import B\n",
+        "mtdsl.b": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from mtdsl.a import A\nB = 1\n",
+        "mtdsl.c": "from mtdsl.a import A\n",
+        "mtdsl.d": "def f():\n    from mtdsl.c import A\n",
+    }
+    modules = {}
+    for name, text in files.items():
+        modules[name] = tmp_path / f"{name.rpartition('.')[2]}.py"
+        modules[name].write_text(text, encoding="utf-8")
+    modules["mtdsl.c"].write_text("from mtdsl.a import A\nfrom mtdsl.d import f\n", encoding="utf-8")
+    assert import_cycles(modules) == ["mtdsl.a → mtdsl.b → mtdsl.a"]
 
 
 def _imports_torch(code: str) -> subprocess.CompletedProcess:

@@ -27,10 +27,11 @@ from mtdsl.detection.bench import DetectionCriterion
 from mtdsl.detection.loss import DetectionLoss
 from mtdsl.errors import DataError, MtdslError
 from mtdsl.spec.data import FolderDataset
-from mtdsl.train.data import TaskLabels, join_datasets, read_splits, task_labels
-from mtdsl.train.loaders import StreamLoaders
-from mtdsl.train.report import MetricsLog
-from mtdsl.train.streams import plan_streams
+from mtdsl.spec.streams import plan_streams
+from mtdsl.train.data.datasets import join_datasets, read_splits
+from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels, task_labels
+from mtdsl.train.run.report import MetricsLog
 
 from conftest import SHARED_DATA, requires_shared_data, tiny_backbones
 

@@ -12,9 +12,10 @@ from PIL import Image
 
 from mtdsl.errors import DataError, DataWarning
 from mtdsl.spec.data import DatasetConfig, FolderDataset, SyntheticDataset
-from mtdsl.train.data import TaskLabels, read_splits
-from mtdsl.train.loaders import StreamLoaders
-from mtdsl.train.streams import Stream
+from mtdsl.spec.streams import Stream
+from mtdsl.train.data.datasets import read_splits
+from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
 
 SHAPE = TaskLabels("shape", "classify", ("circle", "square", "triangle"))
 KIND = TaskLabels("kind", "classify", ("dark", "light"))

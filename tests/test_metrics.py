@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from mtdsl.train.metrics import METRICS, mean_main, metric_for
+from mtdsl.train.metrics import metric_for
+from mtdsl.train.metrics.metric import METRICS
+from mtdsl.train.metrics.selection import mean_main
 
 #: The counting metrics of classification heads; detect and segment metrics are tested in test_dense_metrics.py.
 CLASSIFYING = sorted(kind for kind in METRICS if kind in ("classify", "binary", "multilabel"))

@@ -7,7 +7,7 @@ import copy
 import torch
 
 from mtdsl.compiler import compile_text
-from mtdsl.train.freezing import apply_phase, phase_at, phases_of
+from mtdsl.train.loop.freezing import apply_phase, phase_at, phases_of
 
 SPEC = """
 model phased

@@ -11,7 +11,7 @@ from PIL import Image
 from rich.console import Console
 
 from mtdsl.render.plots import plot_run
-from mtdsl.train.report import MetricsLog, results_markdown, results_table, write_results
+from mtdsl.train.run.report import MetricsLog, results_markdown, results_table, write_results
 
 PLOTS = ["losses.png", "metrics.png", "sampling.png"]
 

@@ -15,12 +15,12 @@ import torch
 from PIL import Image
 
 from mtdsl.cli import main
-from mtdsl.codegen.train_source import model_hash, spec_hash
 from mtdsl.compiler import compile_file, compile_text
 from mtdsl.errors import ArtefactError, SpecNameError, SpecValueError, TrainingError
 from mtdsl.nn.model import MultiTaskModel
 from mtdsl.predict import predict
-from mtdsl.train.checkpoint import save_checkpoint
+from mtdsl.train.run.checkpoint import save_checkpoint
+from mtdsl.train.run.fingerprints import model_hash, spec_hash
 
 SPEC = """
 model pets

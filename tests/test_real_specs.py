@@ -79,7 +79,8 @@ def test_every_file_a_real_spec_names_exists(path):
 @pytest.mark.data
 @requires_shared_data("coco128")
 def test_every_multilabel_class_has_positives_in_every_split():
-    from mtdsl.train.data import read_splits, task_labels
+    from mtdsl.train.data.datasets import read_splits
+    from mtdsl.train.data.tasks import task_labels
 
     spec = load_spec(ROOT / "specs" / "real" / "multilabel.mtl")
     parts = read_splits(spec.datasets["coco"], task_labels(spec))

@@ -10,10 +10,10 @@ from mtdsl.nn.heads import HEAD_BUILDERS
 from mtdsl.nn.losses import LOSS_BUILDERS
 from mtdsl.nn.necks import NECK_BUILDERS
 from mtdsl.spec.registry import Builders, Config, Registry
-from mtdsl.train.optimizer import OPTIMIZER_BUILDERS
-from mtdsl.train.sampling import PLANNERS
-from mtdsl.train.schedule import SCHEDULE_RULES
-from mtdsl.train.weighting import WEIGHTING_METHODS
+from mtdsl.train.loop.optimizer import OPTIMIZER_BUILDERS
+from mtdsl.train.loop.sampling import PLANNERS
+from mtdsl.train.loop.schedule import SCHEDULE_RULES
+from mtdsl.train.loop.weighting import WEIGHTING_METHODS
 
 BUILDERS = {
     "heads": HEAD_BUILDERS,

@@ -22,8 +22,8 @@ import torch
 
 from mtdsl.cli import main
 from mtdsl.errors import TrainingError
-from mtdsl.train.checkpoint import save_checkpoint
-from mtdsl.train.run_folder import RUN_FILES, RunFolder
+from mtdsl.train.run.checkpoint import save_checkpoint
+from mtdsl.train.run.folder import RUN_FILES, RunFolder
 
 from test_training import records, train, write_spec
 
@@ -73,7 +73,7 @@ def test_a_folder_holding_any_part_of_a_run_is_refused_and_left_as_it_was(tmp_pa
 
 
 def test_the_generated_loop_refuses_a_used_folder_too(finished_run, tmp_path):
-    from mtdsl.train.runtime import load_generated
+    from mtdsl.train.loop.runtime import load_generated
 
     spec, run = finished_run
     assert main(["compile", str(spec), "--out", str(tmp_path / "build")]) == 0
@@ -96,9 +96,9 @@ def test_a_folder_with_only_compiled_artefacts_is_not_a_run(tmp_path):
 
 def never_finite(monkeypatch) -> None:
     """Make every validation score nan, as a run whose metrics are all undefined would have."""
-    import mtdsl.train.metrics
+    import mtdsl.train.metrics.selection
 
-    monkeypatch.setattr(mtdsl.train.metrics, "mean_main", lambda results, mains: float("nan"))
+    monkeypatch.setattr(mtdsl.train.metrics.selection, "mean_main", lambda results, mains: float("nan"))
 
 
 def test_overwrite_deletes_the_old_run_so_its_results_cannot_pass_for_the_new(finished_run, tmp_path, monkeypatch,
@@ -142,7 +142,7 @@ def test_a_run_without_any_finite_validation_score_still_tests_its_own_weights(t
 HOLD = """
 import sys, time
 from pathlib import Path
-from mtdsl.train.run_folder import RunFolder
+from mtdsl.train.run.folder import RunFolder
 with RunFolder(Path(sys.argv[1])).claim(resume=False, overwrite=False):
     print("held", flush=True)
     time.sleep(120)
@@ -362,9 +362,9 @@ HOLD_LOADERS = """
 import sys
 import torch
 from mtdsl.spec.data import SyntheticDataset
-from mtdsl.train.data import TaskLabels
-from mtdsl.train.loaders import StreamLoaders
-from mtdsl.train.streams import Stream
+from mtdsl.spec.streams import Stream
+from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
 
 labels = {"shape": TaskLabels("shape", "classify", ("circle", "square", "triangle"))}
 loaders = StreamLoaders([Stream(("d",), ("shape",), 4)], {"d": SyntheticDataset(name="d", count=32, size=16)}, labels,
@@ -393,9 +393,9 @@ def test_closing_the_loaders_stops_their_training_workers():
     import multiprocessing
 
     from mtdsl.spec.data import SyntheticDataset
-    from mtdsl.train.data import TaskLabels
-    from mtdsl.train.loaders import StreamLoaders
-    from mtdsl.train.streams import Stream
+    from mtdsl.spec.streams import Stream
+    from mtdsl.train.data.loaders import StreamLoaders
+    from mtdsl.train.data.tasks import TaskLabels
 
     before = set(multiprocessing.active_children())
     labels = {"shape": TaskLabels("shape", "classify", ("circle", "square", "triangle"))}

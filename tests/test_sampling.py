@@ -17,8 +17,8 @@ from mtdsl.spec.training import (
     RoundRobinSampling,
     SequentialSampling,
 )
-from mtdsl.train.sampling import PLANNERS, TaskSampler
 from mtdsl.spec.training import SAMPLERS
+from mtdsl.train.loop.sampling import PLANNERS, TaskSampler
 
 SIZES = [1200, 400, 200]
 BATCHES = [10, 20, 10]

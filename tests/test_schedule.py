@@ -12,7 +12,7 @@ from mtdsl.spec.training import (
     PhaseSpec,
     StepScheduleConfig,
 )
-from mtdsl.train.schedule import LearningRate
+from mtdsl.train.loop.schedule import LearningRate
 
 
 @pytest.mark.parametrize("kind", SCHEDULES.kinds())

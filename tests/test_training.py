@@ -16,8 +16,8 @@ import torch
 
 from mtdsl.cli import main
 from mtdsl.errors import TrainingError
-from mtdsl.train.report import MetricsLog
-from mtdsl.train.runtime import load_generated, stop_on_non_finite
+from mtdsl.train.loop.runtime import load_generated, stop_on_non_finite
+from mtdsl.train.run.report import MetricsLog
 
 TINY = """
 model tiny

@@ -16,8 +16,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from mtdsl.train.detection_data import IGNORE_INDEX, Letterbox, open_rgb
-from mtdsl.train.transforms import ImageTransform, centre_box, random_box
+from mtdsl.train.data.dense import IGNORE_INDEX
+from mtdsl.train.data.letterbox import Letterbox, open_rgb
+from mtdsl.train.data.transforms import ImageTransform, centre_box, random_box
 
 SIDES = st.integers(min_value=1, max_value=2000)
 OUTPUT_SIDES = st.integers(min_value=1, max_value=512)

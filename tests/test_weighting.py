@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtdsl.spec.training import WEIGHTINGS, ConstantWeighting, DwaWeighting, UncertaintyWeighting
-from mtdsl.train.weighting import WEIGHTING_METHODS, build_weighting
+from mtdsl.train.loop.weighting import WEIGHTING_METHODS, build_weighting
 
 
 def test_every_registered_weighting_kind_has_a_method():
@@ -38,7 +38,7 @@ def test_uncertainty_log_variances_are_learned_towards_half_the_inverse_loss():
 
 def test_uncertainty_parameters_reach_the_optimizer_without_weight_decay():
     from mtdsl.spec.training import SgdConfig
-    from mtdsl.train.optimizer import build_optimizer
+    from mtdsl.train.loop.optimizer import build_optimizer
 
     combine = build_weighting(UncertaintyWeighting(), {"a": 1.0})
     optimizer = build_optimizer(SgdConfig(weight_decay=0.1), torch.nn.Linear(2, 2), combine)

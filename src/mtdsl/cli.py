@@ -42,7 +42,7 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 
 def _compile_out(args: argparse.Namespace) -> Path:
     """Where ``compile``/``render`` write: ``--out`` or ``build/<spec>``, never a training run's folder."""
-    from mtdsl.train.run_folder import RunFolder
+    from mtdsl.train.run.folder import RunFolder
 
     out = Path(args.out) if args.out else Path("build") / Path(args.spec).stem
     found = RunFolder(out).run_files()
@@ -110,9 +110,9 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compiler import compile_file
     from mtdsl.launch import train_compiled
-    from mtdsl.train.precision import pick_device
-    from mtdsl.train.run_folder import RunFolder
-    from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
+    from mtdsl.train.loop.precision import pick_device
+    from mtdsl.train.run.folder import RunFolder
+    from mtdsl.train.run.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
 
     refuse_multi_process_launch()
     pick_device(args.device)  # a wrong --device is refused before anything is written
@@ -143,7 +143,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     import tempfile
 
     from mtdsl.compiler import compile_file, write_artefacts, write_model_source, write_train_source
-    from mtdsl.train.runtime import load_generated
+    from mtdsl.train.loop.runtime import load_generated
 
     compilation = compile_file(args.spec, _overrides(args.set))
     with tempfile.TemporaryDirectory(prefix="mtdsl-eval-") as folder:
@@ -158,7 +158,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compare import compare
     from mtdsl.compare.report import compare_table, metric_table, write_compare
     from mtdsl.compiler import compile_file
-    from mtdsl.train.precision import pick_device
+    from mtdsl.train.loop.precision import pick_device
 
     if not args.train and (args.resume or args.overwrite):
         raise ArtefactError("--resume and --overwrite apply to the runs of --train", hint="add --train")
@@ -190,7 +190,7 @@ def _train_for_compare(args: argparse.Namespace, compilation, spec_path: Path, o
                        console: Console) -> dict | int:
     """Train every model of the comparison into ``out/runs/``: what they scored, or the exit code of a stop."""
     from mtdsl.compare.training import train_all
-    from mtdsl.train.stop_signals import RunStopped, exit_code, refuse_multi_process_launch, stop_signals
+    from mtdsl.train.run.stop_signals import RunStopped, exit_code, refuse_multi_process_launch, stop_signals
 
     refuse_multi_process_launch()
     with stop_signals():

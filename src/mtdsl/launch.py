@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtdsl.codegen.train_source import model_hash, spec_hash
 from mtdsl.compiler import ARTEFACTS, Compilation, write_artefacts
-from mtdsl.train.budget import Budget
-from mtdsl.train.checkpoint import load_checkpoint
-from mtdsl.train.report import MetricsLog
-from mtdsl.train.run_folder import RunFolder
-from mtdsl.train.runtime import load_generated
+from mtdsl.train.loop.budget import Budget
+from mtdsl.train.loop.runtime import load_generated
+from mtdsl.train.run.checkpoint import load_checkpoint
+from mtdsl.train.run.fingerprints import model_hash, spec_hash
+from mtdsl.train.run.folder import RunFolder
+from mtdsl.train.run.report import MetricsLog
 
 
 def train_compiled(compilation: Compilation, run: RunFolder, *, resume: bool, overwrite: bool, seed: int | None,

@@ -16,7 +16,6 @@ No spec text can become code: every value in the block is written by
 from __future__ import annotations
 
 import ast
-import copy
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,13 +26,13 @@ from mtdsl import __version__
 from mtdsl.codegen.literal import GeneratedCodeError, checked_source, imported_names, literal
 from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
 from mtdsl.detection.bench import DetectionSetup
-from mtdsl.graph.serialize import graph_to_json
 from mtdsl.spec.document import Spec
 from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
-from mtdsl.train.checkpoint import fingerprint
-from mtdsl.train.data import normalization, task_labels
-from mtdsl.train.freezing import phases_of
+from mtdsl.train.data.datasets import normalization
+from mtdsl.train.data.tasks import task_labels
+from mtdsl.train.loop.freezing import phases_of
+from mtdsl.train.run.fingerprints import model_hash, spec_hash
 
 TEMPLATE = Path(__file__).with_name("templates") / "train_loop.py"
 BEGIN = "# >>> spec: written by mtdsl from the spec (change the spec and compile again, not this block)"
@@ -46,24 +45,6 @@ COMMENTS = {
     "EPOCH": 'One epoch: "passes" is a pass over every stream\'s data (Σ|X_i|/B_i steps), '
              '"weighted" the thesis\' Σ|X_i|α_i/B_i.',
 }
-
-def spec_hash(spec: Spec) -> str:
-    """A fingerprint of everything the spec says (model, data and training)."""
-    parts = [spec.model.model_dump_json(), spec.train.model_dump_json()]
-    parts += [f"{name}={config.model_dump_json()}" for name, config in sorted(spec.datasets.items())]
-    return fingerprint("\n".join(parts))
-
-
-def model_hash(graph: nx.DiGraph) -> str:
-    """A fingerprint of the module structure alone: phases, weights' origin and names do not count."""
-    structure = copy.deepcopy(graph)
-    for _, data in structure.nodes(data=True):
-        data.pop("frozen_in", None)
-    for key in ("phases", "name"):
-        structure.graph.pop(key, None)
-    for config in structure.graph.get("backbones", {}).values():
-        config.pop("pretrained", None)
-    return fingerprint(graph_to_json(structure))
 
 
 def _mapping(items: Iterable[tuple[str, str]]) -> str:

@@ -3,7 +3,7 @@
 The multi-task model trains first, as ``mtdsl train`` would. Its log says how
 many training images each task saw in each epoch and how long each epoch took;
 each task's single-task model then trains with that task's budget
-(:class:`mtdsl.train.budget.Budget`), epoch by epoch:
+(:class:`mtdsl.train.loop.budget.Budget`), epoch by epoch:
 
 * ``images`` (the default): exactly as many images of its data as the task saw
   inside the multi-task run;
@@ -26,9 +26,9 @@ from mtdsl.compare import MULTI
 from mtdsl.compare.single_task import single_task_specs
 from mtdsl.compiler import Compilation, compile_spec
 from mtdsl.launch import finished, train_compiled
-from mtdsl.train.budget import Budget
-from mtdsl.train.report import MetricsLog
-from mtdsl.train.run_folder import RunFolder
+from mtdsl.train.loop.budget import Budget
+from mtdsl.train.run.folder import RunFolder
+from mtdsl.train.run.report import MetricsLog
 
 
 def run_folders(out: Path, tasks: list[str]) -> dict[str, RunFolder]:

@@ -459,7 +459,7 @@ def coco_results(
         image_ids: the COCO ``image_id`` of each image.
         class_names: a name per class index.
         scale: per image, the ``(sx, sy)`` network pixels per original pixel that the boxes
-            are divided by (a :class:`~mtdsl.train.detection_data.Letterboxed`'s ``scale``,
+            are divided by (a :class:`~mtdsl.train.data.letterbox.Letterboxed`'s ``scale``,
             whose padding sits bottom/right so no offset is needed); ``None``, for all images
             or for one, leaves boxes as they are.
 

@@ -9,8 +9,7 @@ for that task alone (thesis §6.4). Sampling strategies pick streams.
 
 Streams follow from the spec alone, so they are planned in the spec layer: a
 check (:func:`mtdsl.spec.checks.check_shared_batches`) needs them before
-anything is built. :mod:`mtdsl.train.streams` re-exports them for generated
-``train.py`` files written before they moved.
+anything is built.
 
 >>> from mtdsl.spec.load import load_text
 >>> spec = load_text('''model demo

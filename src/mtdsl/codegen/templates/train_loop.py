@@ -34,19 +34,15 @@ from mtdsl.errors import DataError, MtdslError, TrainingError
 from mtdsl.nn.losses import build_loss
 from mtdsl.render.plots import plot_run
 from mtdsl.spec.streams import Stream
-from mtdsl.train.budget import Budget
-from mtdsl.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from mtdsl.train.data import TaskLabels
-from mtdsl.train.evaluation import evaluate
-from mtdsl.train.freezing import Phase, apply_phase, phase_at
-from mtdsl.train.loaders import StreamLoaders
-from mtdsl.train.metrics import mean_main
-from mtdsl.train.optimizer import build_optimizer, set_learning_rate
-from mtdsl.train.precision import pick_device, resolve_precision
-from mtdsl.train.progress import EpochProgress
-from mtdsl.train.report import MetricsLog, results_table, write_results
-from mtdsl.train.run_folder import RunFolder
-from mtdsl.train.runtime import (
+from mtdsl.train.data.loaders import StreamLoaders
+from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.loop.budget import Budget
+from mtdsl.train.loop.evaluation import evaluate
+from mtdsl.train.loop.freezing import Phase, apply_phase, phase_at
+from mtdsl.train.loop.optimizer import build_optimizer, set_learning_rate
+from mtdsl.train.loop.precision import pick_device, resolve_precision
+from mtdsl.train.loop.progress import EpochProgress
+from mtdsl.train.loop.runtime import (
     class_names,
     epoch_line,
     images_per_task,
@@ -59,11 +55,15 @@ from mtdsl.train.runtime import (
     stream_means,
     to_float,
 )
-from mtdsl.train.sampling import TaskSampler
-from mtdsl.train.schedule import LearningRate
-from mtdsl.train.showcase import write_prediction_images
-from mtdsl.train.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
-from mtdsl.train.weighting import build_weighting
+from mtdsl.train.loop.sampling import TaskSampler
+from mtdsl.train.loop.schedule import LearningRate
+from mtdsl.train.loop.weighting import build_weighting
+from mtdsl.train.metrics.selection import mean_main
+from mtdsl.train.run.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from mtdsl.train.run.folder import RunFolder
+from mtdsl.train.run.report import MetricsLog, results_table, write_results
+from mtdsl.train.run.showcase import write_prediction_images
+from mtdsl.train.run.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
 
 # --------------------------------------------------------------- the spec, as data
 

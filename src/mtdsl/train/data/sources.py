@@ -3,7 +3,7 @@
 A reader lists every example of a dataset and, for each task that reads it,
 the labels the example carries (a list of strings, so single- and multi-label
 sources look alike). Turning labels into target tensors is
-:mod:`mtdsl.train.data`'s job; splitting with ratios is :func:`ratio_split`.
+:mod:`mtdsl.train.data.datasets`'s job; splitting with ratios is :func:`ratio_split`.
 
 =========  ==========================================  ==============================
 kind       examples                                    labels of a task
@@ -15,7 +15,7 @@ synthetic  indices ``0 â€¦ count-1``                     the field (``shape``, â
 =========  ==========================================  ==============================
 
 Boxes and masks (``coco``, ``masks``, and synthetic detect/segment tasks) are
-read by :mod:`mtdsl.train.detection_data` into the same :class:`Table`, with
+read by :mod:`mtdsl.train.data.dense` into the same :class:`Table`, with
 their targets already made (:attr:`Table.targets`). The per-item helpers at
 the end (seeds, indices, unreadable images) are shared by every dataset class.
 """
@@ -37,7 +37,7 @@ import numpy as np
 
 from mtdsl.errors import DataError, DataWarning, did_you_mean, listing
 from mtdsl.spec.data import CsvDataset, DatasetConfig, FolderDataset, JsonDataset, SyntheticDataset
-from mtdsl.train.synthetic import SYNTHETIC_FIELDS, synthetic_labels
+from mtdsl.train.data.synthetic import SYNTHETIC_FIELDS, synthetic_labels
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 VAL_FOLDERS = ("val", "valid")
@@ -69,7 +69,7 @@ class Table:
         where: how messages name the dataset.
         targets: per task, targets the reader made itself (detect and segment
             tasks, whose targets depend on the task's classes; see
-            :class:`mtdsl.train.data.Examples`).
+            :class:`mtdsl.train.data.datasets.Examples`).
     """
 
     images: list[ImageRef]

@@ -1,37 +1,32 @@
-"""Detection and segmentation data: COCO boxes, class-index masks, and the box-aware letterbox.
+"""Detection and segmentation data: COCO boxes and class-index masks.
 
-The training loop reads boxes and masks through :func:`mtdsl.train.data.read_splits`
-and :class:`mtdsl.train.data.ImageDataset`, which use the pieces here:
+The training loop reads boxes and masks through :func:`mtdsl.train.data.datasets.read_splits`
+and :class:`mtdsl.train.data.datasets.ImageDataset`, which use the pieces here:
 
 * :data:`DENSE_READERS`, the ``coco`` and ``masks`` dataset kinds: :func:`read_coco`
   reads a COCO ``instances`` file (per image its ``(x0, y0, x1, y1)`` boxes and
   class indices), :func:`read_masks` pairs images with PNG class-index masks;
 * :func:`synthetic_targets`, the boxes and masks of the built-in synthetic shapes;
-* the per-example :class:`BoxTarget` and :class:`MaskTarget`;
-* :class:`Letterbox`: an aspect-preserving resize and a seeded flip that move
-  boxes and masks with the pixels.
+* the per-example :class:`BoxTarget` and :class:`MaskTarget`.
 
->>> sample = synthetic_detection(3, 48, 0)
->>> Letterbox(32, (0.5,) * 3, (0.5,) * 3, train=False)(Image.fromarray(sample.image), 0, boxes=sample.boxes).boxes.shape
-(1, 4)
+Images with boxes or masks are resized by :class:`mtdsl.train.data.letterbox.Letterbox`,
+which moves them with the pixels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from mtdsl.errors import DataError, did_you_mean, listing
-from mtdsl.train.coco_file import read_coco_file
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
-from mtdsl.train.sources import (
+from mtdsl.train.data.coco_file import read_coco_file
+from mtdsl.train.data.sources import (
     IMAGE_SUFFIXES,
     ImageRef,
     Table,
@@ -40,11 +35,8 @@ from mtdsl.train.sources import (
     given_folders,
     read_text,
 )
-from mtdsl.train.synthetic import SHAPES, synthetic_sample
-from mtdsl.train.transforms import ImageTransform
-
-if TYPE_CHECKING:
-    from mtdsl.train.data import TaskLabels
+from mtdsl.train.data.synthetic import SHAPES, synthetic_sample
+from mtdsl.train.data.tasks import TaskLabels
 
 __all__ = [
     "DENSE_READERS",
@@ -53,8 +45,6 @@ __all__ = [
     "SYNTHETIC_SEGMENT_CLASSES",
     "BoxTarget",
     "DetectionExamples",
-    "Letterbox",
-    "Letterboxed",
     "MaskExamples",
     "MaskTarget",
     "SyntheticDetection",
@@ -70,9 +60,6 @@ __all__ = [
 
 #: The mask value that losses and metrics skip: void pixels, and the letterbox padding.
 IGNORE_INDEX = 255
-
-_NO_BOXES = np.zeros((0, 4), dtype=np.float32)
-_NO_CLASSES = np.zeros((0,), dtype=np.int64)
 
 
 # ---------------------------------------------------------------- examples
@@ -148,7 +135,7 @@ def read_coco(
 
     Raises:
         DataError: the file or folder is missing or unreadable, an entry of the
-            file is malformed (see :func:`~mtdsl.train.coco_file.read_coco_file`),
+            file is malformed (see :func:`~mtdsl.train.data.coco_file.read_coco_file`),
             an image file is missing, or a class name is not a category of the file.
     """
     instances_json, images_dir = Path(instances_json), Path(images_dir)
@@ -286,7 +273,7 @@ class SyntheticDetection:
     Attributes:
         image: ``(H, W, 3)`` uint8 RGB.
         boxes: ``(1, 4)`` float32, the shape's box ``(x0, y0, x1, y1)``.
-        classes: ``(1,)`` int64, the shape's index into :data:`~mtdsl.train.synthetic.SHAPES`.
+        classes: ``(1,)`` int64, the shape's index into :data:`~mtdsl.train.data.synthetic.SHAPES`.
         mask: ``(H, W)`` uint8, 0 on the background and ``1 + shape`` on the shape.
     """
 
@@ -297,7 +284,7 @@ class SyntheticDetection:
 
 
 def synthetic_detection(index: int, size: int, seed: int) -> SyntheticDetection:
-    """Sample ``index`` of :func:`~mtdsl.train.synthetic.synthetic_sample` as boxes, classes and a mask.
+    """Sample ``index`` of :func:`~mtdsl.train.data.synthetic.synthetic_sample` as boxes, classes and a mask.
 
     >>> sample = synthetic_detection(3, 64, 0)
     >>> sample.boxes.shape, sample.classes.shape, sample.mask.shape
@@ -314,7 +301,7 @@ def synthetic_detection(index: int, size: int, seed: int) -> SyntheticDetection:
 
 # ---------------------------------------------------------------- targets for the shared data path
 #
-# ``mtdsl.train.data.read_splits`` reads one dataset for every task of a stream;
+# ``mtdsl.train.data.datasets.read_splits`` reads one dataset for every task of a stream;
 # for detect and segment tasks it keeps, per example, a BoxTarget or a
 # MaskTarget in a numpy object array (so ``Examples.subset`` and joining
 # datasets are plain indexing and concatenation).
@@ -715,154 +702,3 @@ def read_mask_file(path: str) -> np.ndarray:
             expected="a PNG of class indices, mode L or P",
         )
     return mask
-
-
-# ---------------------------------------------------------------- transform
-
-
-@dataclass(frozen=True)
-class Letterboxed:
-    """What :class:`Letterbox` makes of one image.
-
-    Attributes:
-        image: ``(3, S, S)`` float32, normalised.
-        boxes: ``(K, 4)`` float32 in output pixels, the kept boxes only.
-        keep: ``(G,)`` bool over the input boxes: which survived (index the classes with it).
-        mask: ``(S, S)`` int64 when a mask came in, padding :data:`IGNORE_INDEX`; else ``None``.
-        scale: ``(sx, sy)``, output pixels per input pixel (divide predictions by it to go back).
-        flipped: whether the image was mirrored.
-    """
-
-    image: torch.Tensor
-    boxes: np.ndarray
-    keep: np.ndarray
-    mask: torch.Tensor | None
-    scale: tuple[float, float]
-    flipped: bool
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """Letterbox resize to a square, then (training only) a random horizontal flip.
-
-    The image keeps its aspect ratio: its longer side becomes ``size``, and
-    the rest of the square, at the bottom or right, is filled with the mean
-    colour (zero after normalisation). The flip mirrors the resized image
-    before padding, so the padding stays at the bottom/right. Boxes are
-    scaled and mirrored with the pixels, clipped to the image, and dropped
-    when narrower or shorter than ``min_size`` output pixels. A mask gets the
-    same geometry with nearest-neighbour resizing and :data:`IGNORE_INDEX`
-    padding. The flip is drawn from a :class:`torch.Generator` seeded with the
-    item's seed, never from the global RNG.
-
-    Attributes:
-        size: output side in pixels.
-        mean: per-channel mean in [0, 1] units (also the padding colour).
-        std: per-channel std in [0, 1] units.
-        train: whether to flip at random.
-        flip: the probability of a flip when training.
-        min_size: boxes whose clipped width or height is below this many output pixels are dropped.
-    """
-
-    size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    train: bool
-    flip: float = 0.5
-    min_size: float = 1.0
-
-    @cached_property
-    def _normaliser(self) -> ImageTransform:
-        return ImageTransform((self.size, self.size), tuple(self.mean), tuple(self.std), train=False)
-
-    def fitted(self, width: int, height: int) -> tuple[int, int]:
-        """The (width, height) a ``width`` x ``height`` image takes inside the square."""
-        scale = self.size / max(width, height)
-        return max(1, min(self.size, round(width * scale))), max(1, min(self.size, round(height * scale)))
-
-    def __call__(
-        self,
-        image: Image.Image,
-        seed: int,
-        boxes: np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-        original_size: tuple[int, int] | None = None,
-    ) -> Letterboxed:
-        """Transform one image with its boxes and mask.
-
-        Args:
-            image: RGB.
-            seed: the item's seed (only the flip is random).
-            boxes: ``(G, 4)`` ``(x0, y0, x1, y1)`` in the pixels of ``original_size``.
-            mask: ``(H, W)`` uint8 class indices at ``original_size``.
-            original_size: (width, height) the boxes and mask refer to, when
-                ``image`` was decoded smaller (JPEG draft); default ``image.size``.
-        """
-        width, height = original_size or image.size
-        new_w, new_h = self.fitted(width, height)
-        flipped = False
-        if self.train and self.flip > 0:
-            generator = torch.Generator().manual_seed(int(seed))
-            flipped = bool(torch.rand(1, generator=generator).item() < self.flip)
-
-        if image.size != (new_w, new_h):
-            image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-        if flipped:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        fill = tuple(int(round(255 * m)) for m in self.mean)
-        canvas = Image.new("RGB", (self.size, self.size), fill)  # type: ignore[arg-type]
-        canvas.paste(image, (0, 0))
-
-        sx, sy = new_w / width, new_h / height
-        boxes = _NO_BOXES if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        moved = boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
-        if flipped:
-            moved = np.stack([new_w - moved[:, 2], moved[:, 1], new_w - moved[:, 0], moved[:, 3]], axis=1)
-        moved = np.clip(moved, 0, np.array([new_w, new_h, new_w, new_h], dtype=np.float32))
-        keep = ((moved[:, 2] - moved[:, 0]) >= self.min_size) & ((moved[:, 3] - moved[:, 1]) >= self.min_size)
-
-        out_mask = None
-        if mask is not None:
-            out_mask = torch.from_numpy(self._mask(np.asarray(mask, dtype=np.uint8), new_w, new_h, flipped))
-        return Letterboxed(
-            image=self._normaliser.normalise(np.asarray(canvas)),
-            boxes=np.ascontiguousarray(moved[keep], dtype=np.float32),
-            keep=keep,
-            mask=out_mask,
-            scale=(sx, sy),
-            flipped=flipped,
-        )
-
-    def place_mask(self, mask: np.ndarray, flipped: bool) -> torch.Tensor:
-        """A mask at its image's full size through the geometry of that image's :class:`Letterboxed`.
-
-        For a second mask of one image: ``flipped`` is the image's ``Letterboxed.flipped``.
-        Returns ``(S, S)`` int64 with :data:`IGNORE_INDEX` padding.
-        """
-        height, width = mask.shape[:2]
-        new_w, new_h = self.fitted(width, height)
-        return torch.from_numpy(self._mask(np.asarray(mask, dtype=np.uint8), new_w, new_h, flipped))
-
-    def _mask(self, mask: np.ndarray, new_w: int, new_h: int, flipped: bool) -> np.ndarray:
-        if mask.ndim != 2:
-            raise ValueError(f"a mask is (H, W) class indices, got shape {mask.shape}")
-        picture = Image.fromarray(mask)
-        if picture.size != (new_w, new_h):
-            picture = picture.resize((new_w, new_h), Image.Resampling.NEAREST)
-        if flipped:
-            picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        out = np.full((self.size, self.size), IGNORE_INDEX, dtype=np.int64)
-        out[:new_h, :new_w] = np.asarray(picture)
-        return out
-
-
-# ---------------------------------------------------------------- datasets
-
-
-def open_rgb(path: str, size: int) -> tuple[Image.Image, tuple[int, int]]:
-    """The image as RGB, JPEG-decoded no smaller than needed, and its full (width, height)."""
-    with Image.open(path) as image:
-        original = image.size
-        if image.format == "JPEG":
-            image.draft("RGB", (size, size))
-        return image.convert("RGB"), original

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from mtdsl.render.label_results import label_output, label_text
-from mtdsl.train.data import TaskLabels, collate, raise_if_unreadable
-from mtdsl.train.loaders import StreamLoaders, to_device
-from mtdsl.train.precision import Precision
-from mtdsl.train.runtime import to_float
+from mtdsl.train.data.datasets import collate, raise_if_unreadable
+from mtdsl.train.data.loaders import StreamLoaders, to_device
+from mtdsl.train.data.tasks import DENSE_KINDS, TaskLabels
+from mtdsl.train.loop.precision import Precision
+from mtdsl.train.loop.runtime import to_float
 
-DENSE_KINDS = ("detect", "segment")
 
 #: Boxes drawn: confident ones only (evaluation keeps every box over the head's score_threshold).
 DRAWN_SCORE = 0.3

@@ -1,95 +1,25 @@
-"""Streaming evaluation metrics per task, registered by task kind.
+"""Metrics of the image-label kinds: classify, binary and multilabel.
 
-Each metric accumulates counts (a confusion matrix or per-label true/false
+Each accumulates counts (a confusion matrix or per-label true/false
 positive/negative counts), never the outputs themselves, so its memory does not
 grow with the evaluation set and several ``update`` calls give exactly what one
 call over the concatenated batch gives::
 
-    >>> metric = metric_for("binary", 1)
+    >>> metric = BinaryMetric(1)
     >>> metric.update(torch.tensor([2.0, -1.0, 3.0, -2.0]), torch.tensor([1.0, 0.0, 0.0, 0.0]))
     >>> metric.compute()["balanced_accuracy"]  # TPR 1/1, TNR 2/3
     0.8333333333333333
-
-A metric whose denominator is zero (no data at all, or e.g. precision with no
-predicted positives) is reported as ``nan`` rather than raising or being left
-out, so every ``compute()`` of a kind has the same keys. ``mean_main`` skips
-``nan`` tasks.
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
 
 import torch
 
-from mtdsl.errors import did_you_mean, listing
+from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio, register_metric
 
-NAN = float("nan")
-
-
-def _ratio(numerator: torch.Tensor | float, denominator: torch.Tensor | float) -> float:
-    """``numerator / denominator`` as a float, ``nan`` when the denominator is zero."""
-    denominator = float(denominator)
-    return float(numerator) / denominator if denominator else NAN
-
-
-def _mean(values: torch.Tensor) -> float:
-    """Mean of a 1-D float tensor, ``nan`` when it is empty."""
-    return float(values.double().mean()) if values.numel() else NAN
-
-
-class TaskMetric(ABC):
-    """Counts for one task's evaluation, accumulated batch by batch.
-
-    Attributes:
-        main: the name of the metric used for model selection; always a key of ``compute()``.
-    """
-
-    main: str
-
-    def __init__(self, num_outputs: int, class_names: Sequence[str] | None = None) -> None:
-        self.num_outputs = num_outputs
-        self.class_names = tuple(class_names) if class_names is not None else tuple(map(str, range(num_outputs)))
-        self.reset()
-
-    @abstractmethod
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add one batch of logits and their targets to the counts."""
-
-    @abstractmethod
-    def compute(self) -> dict[str, float]:
-        """Every metric of the data seen since the last ``reset``; ``nan`` where undefined."""
-
-    @abstractmethod
-    def reset(self) -> None:
-        """Forget all counts."""
-
-
-METRICS: dict[str, type[TaskMetric]] = {}
-
-
-def register_metric(kind: str) -> Callable[[type[TaskMetric]], type[TaskMetric]]:
-    """Class decorator: register a metric under the task kind it evaluates."""
-
-    def decorate(cls: type[TaskMetric]) -> type[TaskMetric]:
-        METRICS[kind] = cls
-        return cls
-
-    return decorate
-
-
-def metric_for(kind: str, num_outputs: int, class_names: Sequence[str] | None = None) -> TaskMetric:
-    """A fresh metric for a task of ``kind`` whose head has ``num_outputs`` logits (or classes).
-
-    Raises:
-        ValueError: no metric is registered for ``kind``.
-    """
-    if kind not in METRICS:
-        hint = did_you_mean(kind, METRICS) or "register one with @register_metric"
-        raise ValueError(f"no metric for task kind '{kind}'; known kinds: {listing(METRICS)}; {hint}")
-    return METRICS[kind](num_outputs, class_names)
+__all__ = ["BinaryMetric", "ClassifyMetric", "MultilabelMetric"]
 
 
 @register_metric("classify")
@@ -205,29 +135,3 @@ class MultilabelMetric(TaskMetric):
             "balanced_accuracy": _mean(balanced),
             "f1": _ratio(2 * tp, 2 * tp + self.fp.sum() + self.fn.sum()),
         }
-
-
-def mean_main(results: dict[str, dict[str, float]], mains: dict[str, str]) -> float:
-    """The mean over tasks of each task's main metric: the model-selection score (thesis §6.3).
-
-    Tasks whose main metric is ``nan`` (no evaluation data) are left out of the
-    mean; the result is ``nan`` only when every task's is.
-
-    Args:
-        results: ``{task: {metric: value}}`` as returned by each task's ``compute()``.
-        mains: ``{task: main metric name}``; its keys are the tasks averaged over.
-
-    Raises:
-        KeyError: a task in ``mains`` has no result or lacks its main metric.
-    """
-    values = []
-    for task, main in mains.items():
-        if main not in results.get(task, {}):
-            raise KeyError(f"task '{task}' has no '{main}' result; results hold: {listing(results.get(task, results))}")
-        values.append(results[task][main])
-    defined = [value for value in values if not math.isnan(value)]
-    return sum(defined) / len(defined) if defined else NAN
-
-
-# The detect and segment metrics live beside the box and mask code; importing them registers them.
-from mtdsl.train import detection_metrics as _dense_metrics  # noqa: E402, F401

@@ -1,9 +1,9 @@
 """Data loaders for every stream: endless ones for training, finite ones for evaluation.
 
-Each dataset is read once (:func:`mtdsl.train.data.read_splits`) and shared by
+Each dataset is read once (:func:`mtdsl.train.data.datasets.read_splits`) and shared by
 the streams that use it; a stream of several datasets joins their splits
-(:func:`mtdsl.train.data.join_datasets`). A training loader draws its batches from
-:mod:`mtdsl.train.batching`, so the ``k``-th batch of a stream is fixed by the
+(:func:`mtdsl.train.data.datasets.join_datasets`). A training loader draws its batches from
+:mod:`mtdsl.train.data.batching`, so the ``k``-th batch of a stream is fixed by the
 seed alone; :attr:`StreamLoaders.consumed` (saved in checkpoints) is all it
 takes to continue exactly where a run stopped.
 """
@@ -25,18 +25,11 @@ from torch.utils.data import DataLoader
 from mtdsl.errors import DataError, DataWarning
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset
 from mtdsl.spec.streams import Stream
-from mtdsl.train.batching import BalancedBatches, ShuffledBatches
-from mtdsl.train.data import (
-    Examples,
-    ImageDataset,
-    TaskLabels,
-    collate,
-    join_datasets,
-    raise_if_unreadable,
-    read_splits,
-)
-from mtdsl.train.sources import describe
-from mtdsl.train.stop_signals import ignore_stop_signals
+from mtdsl.train.data.batching import BalancedBatches, ShuffledBatches
+from mtdsl.train.data.datasets import Examples, ImageDataset, collate, join_datasets, raise_if_unreadable, read_splits
+from mtdsl.train.data.sources import describe
+from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.run.stop_signals import ignore_stop_signals
 
 
 class StreamLoaders:
@@ -103,7 +96,7 @@ class StreamLoaders:
     def close(self) -> None:
         """Stop the training streams' loader workers now; a stream's next batch starts them again.
 
-        The workers ignore SIGTERM (:func:`~mtdsl.train.stop_signals.ignore_stop_signals`), and at
+        The workers ignore SIGTERM (:func:`~mtdsl.train.run.stop_signals.ignore_stop_signals`), and at
         interpreter exit multiprocessing sends its daemonic children SIGTERM and then joins them, so
         workers still running then would keep the process waiting for ever. Loaders that are still
         referenced at exit are therefore closed first: on specs/real/pets.mtl, matplotlib's pyparsing
@@ -196,7 +189,7 @@ class StreamLoaders:
         at a stream's first batch, so drawing from the global RNG would shift the
         dropout and drop-path masks of every later step by when the stream was
         first used, which differs after a resume. Augmentation has its own seeds
-        (:mod:`mtdsl.train.batching`), so this seed only names the workers.
+        (:mod:`mtdsl.train.data.batching`), so this seed only names the workers.
         """
         on_gpu = self.device.type == "cuda"
         return DataLoader(

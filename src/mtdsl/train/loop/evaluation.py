@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtdsl.train.data import raise_if_unreadable
-from mtdsl.train.loaders import StreamLoaders, to_device
+from mtdsl.train.data.datasets import raise_if_unreadable
+from mtdsl.train.data.loaders import StreamLoaders, to_device
+from mtdsl.train.loop.precision import Precision
+from mtdsl.train.loop.runtime import to_float
 from mtdsl.train.metrics import metric_for
-from mtdsl.train.precision import Precision
-from mtdsl.train.runtime import to_float
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@
 in-memory ground truth, so the numbers are the official COCO ones (101-point
 interpolated AP averaged over IoU 0.50:0.05:0.95). ``SegmentationMetric``
 streams a confusion matrix like the classification metrics in
-:mod:`mtdsl.train.metrics`.
+:mod:`mtdsl.train.metrics.labels`.
 
 >>> truth = [{"boxes": [[10, 10, 50, 50]], "classes": [0], "image_size": (64, 64)}]
 >>> found = [{"boxes": [[10, 10, 50, 50]], "scores": [0.9], "classes": [0]}]
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtdsl.train.detection_data import IGNORE_INDEX
-from mtdsl.train.metrics import NAN, TaskMetric, _mean, _ratio, register_metric
+from mtdsl.train.data.dense import IGNORE_INDEX
+from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio, register_metric
 
 __all__ = [
     "SUMMARY",

@@ -2,14 +2,14 @@
 
 A checkpoint is a plain dict of tensors and primitives, so it loads with
 ``torch.load(weights_only=True)`` (no pickled code runs). It carries two
-fingerprints: ``model_hash`` (the sharing graph: which modules exist, under
-which names) and ``spec_hash`` (the whole spec, training included). Evaluating
+fingerprints (:mod:`mtdsl.train.run.fingerprints`): ``model_hash`` (the sharing
+graph: which modules exist, under which names) and ``spec_hash`` (the whole
+spec, training included). Evaluating
 needs the first to match, resuming needs both.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from pathlib import Path
@@ -19,10 +19,6 @@ import torch
 from mtdsl.errors import TrainingError
 
 FORMAT_VERSION = 1
-
-
-def fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def save_checkpoint(state: dict, path: Path) -> Path:

@@ -16,7 +16,7 @@ import torch
 
 from mtdsl.errors import ArtefactError, TrainingError
 from mtdsl.spec.streams import Stream
-from mtdsl.train.data import TaskLabels
+from mtdsl.train.data.tasks import TaskLabels
 
 
 def seed_everything(seed: int) -> None:

@@ -40,7 +40,7 @@ import torch
 
 from mtdsl.spec.registry import Builders, Config
 from mtdsl.spec.training import SAMPLERS, DynamicSampling, Ramp
-from mtdsl.train.batching import seeded_generator
+from mtdsl.train.data.batching import seeded_generator
 
 Ratios = list[float]
 PLANNERS: Builders[Callable[..., TaskSampler]] = Builders(SAMPLERS)

@@ -25,7 +25,7 @@ from typing import Any
 from rich.table import Table
 
 from mtdsl.files import write_atomic
-from mtdsl.train.metrics import mean_main
+from mtdsl.train.metrics.selection import mean_main
 
 MEAN_ROW = "mean (main)"
 

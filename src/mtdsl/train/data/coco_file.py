@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtdsl.errors import DataError
-from mtdsl.train.sources import read_text
+from mtdsl.train.data.sources import read_text
 
 __all__ = ["CocoAnnotation", "CocoFile", "read_coco_file"]
 

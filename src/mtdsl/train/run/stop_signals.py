@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from mtdsl.errors import TrainingError
 
 if TYPE_CHECKING:
-    from mtdsl.train.run_folder import RunFolder
+    from mtdsl.train.run.folder import RunFolder
 
 #: The signals that stop a run cleanly besides SIGINT (Ctrl-C, already a KeyboardInterrupt).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,17 +40,16 @@ from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset
-from mtdsl.train.detection_data import (
+from mtdsl.train.data.dense import (
     DENSE_READERS,
     BoxTarget,
-    Letterbox,
     MaskTarget,
     check_mask_size,
-    open_rgb,
     read_mask_file,
     synthetic_targets,
 )
-from mtdsl.train.sources import (
+from mtdsl.train.data.letterbox import Letterbox, open_rgb
+from mtdsl.train.data.sources import (
     ImageRef,
     Table,
     describe,
@@ -61,30 +60,21 @@ from mtdsl.train.sources import (
     read_table,
     unreadable_image,
 )
-from mtdsl.train.synthetic import synthetic_sample
-from mtdsl.train.transforms import IMAGE_ERRORS, ImageTransform, load_image, normalization
-
-if TYPE_CHECKING:
-    from mtdsl.spec.document import Spec
+from mtdsl.train.data.synthetic import synthetic_sample
+from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, READABLE_KINDS, TaskLabels
+from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, load_image, normalization
 
 __all__ = [
     "Examples",
     "ImageDataset",
-    "TaskLabels",
     "collate",
     "item_index",
     "join_examples",
     "normalization",
     "raise_if_unreadable",
     "read_splits",
-    "task_labels",
     "unreadable_image",
 ]
-
-#: Task kinds with one label (or a few) per image, and those with boxes or pixels.
-LABEL_KINDS = ("classify", "binary", "multilabel")
-DENSE_KINDS = ("detect", "segment")
-READABLE_KINDS = LABEL_KINDS + DENSE_KINDS
 
 #: The task kinds each dataset kind can serve.
 SERVES: dict[str, tuple[str, ...]] = {
@@ -100,75 +90,6 @@ SERVES: dict[str, tuple[str, ...]] = {
 SYNTHETIC_CROP = {"scale": (0.8, 1.0), "ratio": (0.9, 1.1)}
 
 
-@dataclass(frozen=True)
-class TaskLabels:
-    """What one task reads from a dataset.
-
-    Attributes:
-        task: the task's name.
-        kind: ``classify``, ``binary``, ``multilabel``, ``detect`` or ``segment``.
-        classes: the class names in index order; an int when the spec wrote
-            ``classes = N`` (the dataset's labels, categories or class names
-            then name them); ``None`` for binary. A detect task's classes are
-            the object classes (no background); a segment task's are indexed by
-            the mask's class values (index 0 usually ``background``).
-        label: the dataset field to read (``TaskTraining.label``); ``None`` for the default.
-        positive: the label that counts as "yes" for a binary task.
-        partial: the task learns from several datasets (``detect(pets + coco)``),
-            so one dataset may label only some of its classes. A detect task's
-            targets then mark, per image, which classes its dataset annotates.
-    """
-
-    task: str
-    kind: str
-    classes: tuple[str, ...] | int | None
-    label: str | None = None
-    positive: str | None = None
-    partial: bool = False
-
-
-def _declared_classes(classes: list[str] | None) -> tuple[str, ...] | int | None:
-    # The spec turns ``classes = N`` into the names "0" … "N-1"; reading them back as a count lets the
-    # dataset's own label names fill in.
-    if classes is None:
-        return None
-    if classes == [str(i) for i in range(len(classes))]:
-        return len(classes)
-    return tuple(classes)
-
-
-def task_labels(spec: Spec, task_names: Iterable[str] | None = None) -> list[TaskLabels]:
-    """What each named task (every task when ``None``) reads, from a validated spec."""
-    names = list(spec.model.tasks) if task_names is None else list(task_names)
-    found = []
-    for name in names:
-        if name not in spec.model.tasks:
-            raise DataError(
-                f"no task '{name}' in the spec",
-                expected=f"a task: {listing(spec.model.tasks)}",
-                hint=did_you_mean(name, spec.model.tasks),
-            )
-        task, training = spec.model.tasks[name], spec.train.tasks[name]
-        if task.kind not in READABLE_KINDS:
-            raise DataError(
-                f"task '{name}' is a {task.kind} task; this version of mtdsl reads data "
-                f"for {', '.join(READABLE_KINDS)} tasks only",
-                spec.span("task", name),
-                hint="train the other tasks of the spec without it for now",
-            )
-        if task.kind in DENSE_KINDS and (training.label or training.positive):
-            key = "label" if training.label else "positive"
-            raise DataError(
-                f"task '{name}' is a {task.kind} task; '{key}' picks an image label, which it does not read",
-                spec.span("task", name),
-                hint=f"remove '{key}' from task '{name}'",
-            )
-        classes = None if task.kind == "binary" else _declared_classes(task.classes)
-        partial = len(training.datasets) > 1
-        found.append(TaskLabels(name, task.kind, classes, training.label, training.positive, partial))
-    return found
-
-
 @dataclass(frozen=True, eq=False)
 class Examples:
     """One split of a dataset: per example its image and, per task, its target.
@@ -178,10 +99,10 @@ class Examples:
         targets: per task, every example's target: ``(N,)`` int64 class
             indices (classify), ``(N,)`` float32 0/1 (binary), ``(N, C)``
             float32 multi-hot (multilabel), or a ``(N,)`` object array of one
-            :class:`~mtdsl.train.detection_data.BoxTarget` (detect: boxes in
+            :class:`~mtdsl.train.data.dense.BoxTarget` (detect: boxes in
             the image file's pixels, class indices, and the ``(C,)`` mask of
             the classes the example's dataset annotates) or
-            :class:`~mtdsl.train.detection_data.MaskTarget` (segment: the mask
+            :class:`~mtdsl.train.data.dense.MaskTarget` (segment: the mask
             file or synthetic index, and the value → class lookup) per example.
         synthetic: the generator config when ``images`` are synthetic indices.
     """
@@ -464,7 +385,7 @@ class ImageDataset(Dataset):
     With image-label tasks only (classify, binary, multilabel) the image gets
     a random resized crop and flip when training, a resize and centre crop
     otherwise. When a detect or segment task is among ``tasks``, every task's
-    targets come through a :class:`~mtdsl.train.detection_data.Letterbox`
+    targets come through a :class:`~mtdsl.train.data.letterbox.Letterbox`
     instead (aspect-preserving resize to the square ``image_size``, padding at
     the bottom/right, a random flip when training), so boxes and masks stay on
     their pixels. ``item["targets"][task]`` is then:
@@ -473,7 +394,7 @@ class ImageDataset(Dataset):
     * detect: ``{"boxes": (K, 4) float32 (x0, y0, x1, y1) in input pixels,
       "classes": (K,) int64, "annotated": (C,) bool}``;
     * segment: ``(S, S)`` int64 class indices,
-      :data:`~mtdsl.train.detection_data.IGNORE_INDEX` on ignored values and padding.
+      :data:`~mtdsl.train.data.dense.IGNORE_INDEX` on ignored values and padding.
 
     Args:
         examples: the split.

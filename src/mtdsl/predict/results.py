@@ -1,0 +1,89 @@
+"""What ``mtdsl predict`` reports: per image its results and drawn files, and every path written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtdsl.render.label_results import label_text
+from mtdsl.train.data.tasks import LABEL_KINDS
+
+__all__ = ["ImagePrediction", "PredictionReport", "summary_lines"]
+
+
+@dataclass
+class ImagePrediction:
+    """What the model said about one image.
+
+    Attributes:
+        file: the image that was read.
+        image_id: its ``image_id`` in ``detections.json``: its 1-based position among the images.
+        size: ``(width, height)`` in original pixels.
+        outputs: per task, the JSON-ready result (the ``"tasks"`` of its ``predictions.json`` entry):
+            classify ``{"kind", "class", "score", "top": [{"class", "score"}, ...]}``; binary
+            ``{"kind", "positive", "score"}`` (score = P(positive)); multilabel ``{"kind",
+            "labels", "scores": {name: p}}``; detect ``{"kind", "boxes": [{"box": [x0, y0, x1,
+            y1], "class", "score", "crops"?: {task: result}}]}`` in original pixels; segment
+            ``{"kind", "mask", "fractions": {class: share of the pixels}}``.
+        drawn: the PNG with the predictions drawn on the image.
+        masks: per segment task, the class-index PNG at the image's size.
+    """
+
+    file: Path
+    image_id: int
+    size: tuple[int, int]
+    outputs: dict[str, dict[str, Any]]
+    drawn: Path | None = None
+    masks: dict[str, Path] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": str(self.file),
+            "image_id": self.image_id,
+            "width": self.size[0],
+            "height": self.size[1],
+            "drawn": self.drawn.name if self.drawn else None,
+            "tasks": self.outputs,
+        }
+
+
+@dataclass
+class PredictionReport:
+    """Everything :func:`predict` wrote.
+
+    Attributes:
+        out_dir: the output folder.
+        tasks: the tasks that were run, in spec order.
+        images: one entry per image, in input order.
+        predictions_json: ``predictions.json``.
+        detections_json: ``detections.json`` (COCO results), ``None`` when no detect task ran.
+        written: every file written, JSON files first.
+    """
+
+    out_dir: Path
+    tasks: list[str]
+    images: list[ImagePrediction]
+    predictions_json: Path
+    detections_json: Path | None
+    written: list[Path]
+
+
+def summary_lines(report: PredictionReport) -> list[str]:
+    """One line per image: its label results, box counts and largest non-background mask classes."""
+    lines = []
+    for image in report.images:
+        parts = []
+        for task, output in image.outputs.items():
+            kind = output["kind"]
+            if kind in LABEL_KINDS:
+                parts.append(f"{task} {label_text(task, output)}")
+            elif kind == "detect":
+                count = len(output["boxes"])
+                parts.append(f"{task} {count} box{'es' if count != 1 else ''}")
+            elif kind == "segment":
+                shares = sorted(((share, name) for name, share in output["fractions"].items()
+                                 if name.lower() != "background" and share > 0), reverse=True)[:2]
+                parts.append(f"{task} " + (", ".join(f"{name} {share:.0%}" for share, name in shares) or "background"))
+        lines.append(f"{image.file.name}: " + " · ".join(parts))
+    return lines
