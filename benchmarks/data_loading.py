@@ -41,10 +41,10 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import check_runs, machine_line, side_by_side
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
-from _timing import check_runs, machine_line, side_by_side
 from mtdsl.compiler import compile_file, write_artefacts, write_model_source, write_train_source
 from mtdsl.spec.data import FolderDataset
 from mtdsl.train.data.datasets import ImageDataset, normalization, read_splits

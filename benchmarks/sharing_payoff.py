@@ -25,8 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-
 from _timing import check_runs, machine_line, synchronise
+
 from mtdsl.compare import MULTI, compare
 from mtdsl.compiler import compile_file
 from mtdsl.graph.build import build_graph

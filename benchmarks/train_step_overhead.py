@@ -24,8 +24,8 @@ import statistics
 from pathlib import Path
 
 import torch
-
 from _timing import check_runs, machine_line, side_by_side
+
 from mtdsl.compiler import compile_file
 from mtdsl.nn.losses import build_loss
 from mtdsl.spec.streams import plan_streams

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import timm
 import torch
+from _timing import check_runs, machine_line, median_ms, side_by_side, spread
 from torch import nn
 
-from _timing import check_runs, machine_line, median_ms, side_by_side, spread
 from mtdsl.compiler import compile_text
 from mtdsl.nn.losses import build_loss
 from mtdsl.nn.model import MultiTaskModel

@@ -14,9 +14,8 @@ Two families:
 
 from __future__ import annotations
 
-from hypothesis import strategies as st
-
 from conftest import ROOT
+from hypothesis import strategies as st
 
 from mtdsl.nn.heads import HEAD_CONFIGS
 from mtdsl.nn.losses import LOSS_CONFIGS

@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import mtdsl
-from mtdsl.cli import main
-
 from conftest import SPECS
 from test_invalid_specs import SPECS as INVALID
 from test_invalid_specs import expectation
+
+import mtdsl
+from mtdsl.cli import main
 
 FIELDS = ["file", "line", "col", "end_line", "end_col", "stage", "message", "expected", "hint"]
 

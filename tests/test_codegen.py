@@ -6,12 +6,11 @@ import sys
 
 import pytest
 import torch
+from conftest import SPECS, tiny_backbones
 
 from mtdsl.codegen.model_source import generate_model_source
 from mtdsl.compiler import compile_spec
 from mtdsl.spec.load import load_spec
-
-from conftest import SPECS, tiny_backbones
 
 ALLOWED_IMPORTS = ("typing", "torch", "timm", "mtdsl.nn", "__future__", "collections", "copy")
 

@@ -11,6 +11,8 @@ import time
 
 import pytest
 import torch
+from conftest import SPECS, tiny_backbones
+from test_training import records
 
 from mtdsl.cli import main
 from mtdsl.compare import MULTI, compare
@@ -19,9 +21,6 @@ from mtdsl.compiler import compile_file, compile_text
 from mtdsl.graph.build import build_graph
 from mtdsl.nn.parameters import count_parameters
 from mtdsl.render.summary import count_flops, summarize
-
-from conftest import SPECS, tiny_backbones
-from test_training import records
 
 SPEC = """
 model four

@@ -3,12 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import ROOT, SPECS
 
 from mtdsl.cli import main
 from mtdsl.compiler import compile_file, write_artefacts
 from mtdsl.render import dot as dot_module
-
-from conftest import ROOT, SPECS
 
 ARTEFACTS = {"model.py", "graph.json", "architecture.dot", "summary.json"}
 

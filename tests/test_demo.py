@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import ROOT
 
 from mtdsl.cli import main
-
-from conftest import ROOT
 
 GOALS = {"shape": 0.95, "colour": 0.95, "objects": 0.5, "regions": 0.7}
 

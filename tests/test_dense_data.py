@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, requires_shared_data
 from PIL import Image
 
-from conftest import SHARED_DATA, requires_shared_data
 from mtdsl.errors import DataError
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
 from mtdsl.train.data.datasets import ImageDataset, collate, join_examples, read_splits

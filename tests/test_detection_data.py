@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, requires_shared_data
 from PIL import Image
 
-from conftest import SHARED_DATA, requires_shared_data
 from mtdsl.errors import DataError
 from mtdsl.train.data.dense import (
     IGNORE_INDEX,

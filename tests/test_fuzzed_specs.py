@@ -18,10 +18,10 @@ The default suite runs ``SHARDS × EXAMPLES`` cases per family with fixed seeds;
 from __future__ import annotations
 
 import os
-import re
 import zlib
 
 import pytest
+from conftest import tiny_backbones
 from hypothesis import HealthCheck, seed, settings
 from hypothesis import given as hypothesis_given
 from spec_strategies import mutated_specs, structured_specs
@@ -34,8 +34,6 @@ from mtdsl.graph.serialize import graph_to_json
 from mtdsl.render.dot import to_dot
 from mtdsl.render.summary import summarize
 from mtdsl.spec.load import load_text
-
-from conftest import tiny_backbones
 
 PATH = "fuzz.mtl"
 SHARDS = 4
@@ -91,7 +89,7 @@ def check(text: str) -> None:
         problems = location_problems(error, text)
         if problems:
             raise AssertionError(f"{'; '.join(problems)}\n{error.render()}\n--- spec ---\n{text!r}")
-    except Exception as error:  # noqa: BLE001 - the point is that nothing else escapes
+    except Exception as error:
         raise AssertionError(f"{type(error).__name__}: {error}\n--- spec ---\n{text!r}") from error
 
 

@@ -16,18 +16,25 @@ import shlex
 
 import pytest
 import torch
+from conftest import ROOT, SPECS, tiny_backbones
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mtdsl.codegen.literal import GeneratedCodeError, checked_source, docstring_text, literal
 from mtdsl.codegen.model_source import generate_model_source, variables
-from mtdsl.codegen.train_source import BEGIN, END, TEMPLATE, fill_block, generate_train_source, spec_block, template_block
+from mtdsl.codegen.train_source import (
+    BEGIN,
+    END,
+    TEMPLATE,
+    fill_block,
+    generate_train_source,
+    spec_block,
+    template_block,
+)
 from mtdsl.compiler import compile_file, compile_spec, compile_text
 from mtdsl.errors import MtdslError, Source
 from mtdsl.spec.load import load_spec
 from mtdsl.spec.training import Ramp
-
-from conftest import ROOT, SPECS, tiny_backbones
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -71,7 +78,7 @@ def _top_level(source: str) -> tuple[str, list[str]]:
 
 def _run(source: str, filename: str) -> dict:
     namespace = {"__name__": f"generated_{filename.partition('.')[0]}", "__file__": f"/tmp/{filename}"}
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - running generated code is the point
+    exec(compile(source, filename, "exec"), namespace)
     return namespace
 
 
@@ -140,7 +147,7 @@ def _same(a, b) -> bool:
 @example(value=[1e999, -1e999, float("nan"), -0.0, 5e-324, 2**200])
 def test_literal_rebuilds_every_value_exactly(value):
     text = literal(value)
-    assert _same(eval(checked_source(f"({text})", "v.py")), value)  # noqa: S307 - the literal is the subject
+    assert _same(eval(checked_source(f"({text})", "v.py")), value)
 
 
 def test_literal_refuses_values_it_cannot_write():
@@ -242,7 +249,7 @@ def test_every_registered_config_is_written_so_it_rebuilds_equal(config, fields)
     text = literal(instance, classes)
     imports = "".join(f"from {kind.__module__} import {kind.__name__}\n" for kind in classes)
     namespace: dict = {}
-    exec(checked_source(f"{imports}VALUE = {text}\n", "v.py"), namespace)  # noqa: S102
+    exec(checked_source(f"{imports}VALUE = {text}\n", "v.py"), namespace)
     assert namespace["VALUE"] == instance
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import ROOT, TWO_BRANCH_SPEC
 
 from mtdsl.codegen.model_source import generate_model_source
 from mtdsl.compiler import compile_file, compile_text
@@ -10,8 +11,6 @@ from mtdsl.graph.freeze import nodes_for
 from mtdsl.graph.serialize import graph_from_json, graph_to_json
 from mtdsl.render.dot import to_dot
 from mtdsl.spec.references import SegmentRef
-
-from conftest import ROOT, TWO_BRANCH_SPEC
 
 GOLDEN = ROOT / "tests" / "golden"
 REGENERATE = os.environ.get("MTDSL_REGENERATE_GOLDEN") == "1"

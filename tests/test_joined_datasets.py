@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, requires_shared_data, tiny_backbones
 from PIL import Image, ImageDraw
 
 from mtdsl.cli import main
@@ -32,8 +33,6 @@ from mtdsl.train.data.datasets import join_datasets, read_splits
 from mtdsl.train.data.loaders import StreamLoaders
 from mtdsl.train.data.tasks import TaskLabels, task_labels
 from mtdsl.train.run.report import MetricsLog
-
-from conftest import SHARED_DATA, requires_shared_data, tiny_backbones
 
 CLASSES = ["circle", "square", "triangle", "car"]
 

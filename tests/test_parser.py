@@ -3,12 +3,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from conftest import SPECS
 
 from mtdsl.errors import SpecSyntaxError
 from mtdsl.frontend import ast
 from mtdsl.frontend.parser import parse
-
-from conftest import SPECS
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)

@@ -9,6 +9,7 @@ import sys
 import pytest
 import timm
 import torch
+from conftest import SHARED_DATA, requires_shared_data
 
 from mtdsl.codegen.model_source import generate_model_source
 from mtdsl.errors import WeightsError
@@ -24,8 +25,6 @@ from mtdsl.nn.pretrained import (
     read_state_dict,
 )
 from mtdsl.spec.load import load_text
-
-from conftest import SHARED_DATA, requires_shared_data
 
 torch.set_num_threads(2)
 
@@ -109,7 +108,6 @@ def test_imagenet_segments_hold_the_package_weights():
 def test_package_weights_classify_chelsea_as_an_egyptian_cat():
     skimage = pytest.importorskip("skimage", reason="scikit-image (for its chelsea photo) is not installed")
     from PIL import Image
-
     from torchvision.transforms import v2
 
     model = _imagenet_classifier("tf_efficientnet_lite0")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, SHARED_DATA, requires_shared_data
 
 from mtdsl.compare.single_task import single_task_specs
 from mtdsl.compiler import compile_file, compile_spec
 from mtdsl.spec.load import load_spec
-
-from conftest import ROOT, SHARED_DATA, requires_shared_data
 
 REAL_SPECS = sorted((ROOT / "specs" / "real").glob("*.mtl"))
 #: Dataset fields that name a file or folder.

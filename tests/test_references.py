@@ -13,6 +13,7 @@ import ast
 import json
 from pathlib import Path
 
+from conftest import TWO_BRANCH_SPEC
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,8 +26,6 @@ from mtdsl.spec.load import load_text
 from mtdsl.spec.lower import lower
 from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.training import PhaseSpec
-
-from conftest import TWO_BRANCH_SPEC
 
 SOURCE = Path(mtdsl.__file__).resolve().parent
 

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import records, train, write_spec
 
 from mtdsl.cli import main
 from mtdsl.errors import TrainingError
 from mtdsl.train.run.checkpoint import save_checkpoint
 from mtdsl.train.run.folder import RUN_FILES, RunFolder
-
-from test_training import records, train, write_spec
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtdsl.spec.training import (
+    SAMPLERS,
     DynamicSampling,
     EqualSampling,
     FixedSampling,
@@ -17,7 +18,6 @@ from mtdsl.spec.training import (
     RoundRobinSampling,
     SequentialSampling,
 )
-from mtdsl.spec.training import SAMPLERS
 from mtdsl.train.loop.sampling import PLANNERS, TaskSampler
 
 SIZES = [1200, 400, 200]

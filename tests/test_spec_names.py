@@ -12,9 +12,9 @@ from torch import nn
 
 from mtdsl.errors import SpecNameError
 from mtdsl.graph.build import build_graph
-from mtdsl.spec.names import FREEZE_WORDS
 from mtdsl.nn.model import MultiTaskModel
 from mtdsl.spec.load import load_text
+from mtdsl.spec.names import FREEZE_WORDS
 
 MODULE_ATTRIBUTES = sorted(name for name in dir(nn.ModuleDict()) if name.isidentifier())
 KEYWORDS = [word for word in keyword.kwlist]

@@ -12,8 +12,8 @@ import math
 import re
 import types
 import typing
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import annotated_types
 import pytest
@@ -156,7 +156,7 @@ def _upper(metadata: list[object]) -> tuple[float, bool] | None:
     return None
 
 
-Leaf = tuple[type, typing.Optional[tuple[float, bool]], str]
+Leaf = tuple[type, tuple[float, bool] | None, str]
 
 
 def _leaves(annotation: object, metadata: list[object], shape: str) -> list[Leaf]:
@@ -265,7 +265,7 @@ def test_fixed_ratio_past_its_bound_is_a_located_error() -> None:
     text = _TRAIN.replace("{line}", "sampling = fixed(t = 10001)").replace("{{", "{").replace("}}", "}")
     with pytest.raises(SpecValueError, match="t = 10001") as caught:
         load_text(text, "bounds.mtl")
-    assert caught.value.span is not None and caught.value.span.line == text.count("\n") 
+    assert caught.value.span is not None and caught.value.span.line == text.count("\n")
 
 
 @pytest.mark.parametrize("count", [10**7, 10**20])

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA, requires_shared_data
+
 from mtdsl.cli import main
 
 PLANTS = """

@@ -8,8 +8,6 @@ what ran is there to read.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mtdsl.compiler import ARTEFACTS, Compilation, write_artefacts
 from mtdsl.train.loop.budget import Budget
 from mtdsl.train.loop.runtime import load_generated

@@ -34,6 +34,7 @@ from typing import Any
 from mtdsl.cache import cache_folder
 from mtdsl.files import write_atomic
 
+
 def timm_version() -> str | None:
     """Installed timm's version from its ``version.py``, without importing timm; ``None`` if it cannot be read."""
     try:

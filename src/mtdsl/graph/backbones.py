@@ -155,7 +155,7 @@ def family(model_name: str) -> str:
         return cached["family"]
     import timm
 
-    return timm.models._registry._model_to_module.get(model_name, "")  # noqa: SLF001  (no public accessor)
+    return timm.models._registry._model_to_module.get(model_name, "")
 
 
 def is_known_model(model_name: str) -> bool:
@@ -210,4 +210,4 @@ def read_backbone(model_name: str) -> BackboneInfo:
         )
         for (segment, parts), info in zip(segments_of_model.items(), infos)
     )
-    return BackboneInfo(model_name, timm.models._registry._model_to_module.get(model_name, ""), segments)  # noqa: SLF001
+    return BackboneInfo(model_name, timm.models._registry._model_to_module.get(model_name, ""), segments)

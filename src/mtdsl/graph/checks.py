@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 from mtdsl.errors import BackboneError, SpecNameError, SpecValueError, close_matches, did_you_mean
 from mtdsl.graph.backbones import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
-from mtdsl.spec.checks import run_checks
 from mtdsl.spec.branches import branch_order, root_backbones
+from mtdsl.spec.checks import run_checks
 from mtdsl.spec.document import Spec
 from mtdsl.spec.names import FREEZE_WORDS
 from mtdsl.spec.references import SegmentRef

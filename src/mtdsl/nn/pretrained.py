@@ -247,7 +247,7 @@ def _read_file(file: Path) -> dict:
             return load_file(file, device="cpu")
         data = torch.load(file, map_location="cpu", weights_only=True)
     # Unreadable files fail in pickle, zipfile, torch or safetensors, with no common base class.
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise WeightsError(
             f"cannot read weights from {file}: {type(error).__name__}: {error}",
             hint="save plain tensors: torch.save(model.state_dict(), path) (weights_only loading refuses objects)",
@@ -304,7 +304,7 @@ def _hub_model(model_name: str, **kwargs) -> nn.Module:
     try:
         return timm.create_model(model_name, pretrained=True, num_classes=0, **kwargs)
     # Downloads fail in huggingface_hub, requests, urllib or torch, with no common base class.
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise _HubUnavailable(f"timm's hub failed: {type(error).__name__}: {error}") from None
 
 

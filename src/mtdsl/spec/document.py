@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from mtdsl.errors import Source, Span
 from mtdsl.spec.data import DatasetConfig
 from mtdsl.spec.model import ModelSpec, TimmBackbone
+from mtdsl.spec.stream import Stream
 from mtdsl.spec.training import TrainSpec
-
-if TYPE_CHECKING:
-    from mtdsl.spec.streams import Stream
 
 SpanKey = tuple[str, ...]
 
@@ -38,7 +35,7 @@ class Spec:
     @cached_property
     def streams(self) -> list[Stream]:
         """The spec's streams (:func:`mtdsl.spec.streams.plan_streams`), planned once per spec."""
-        from mtdsl.spec.streams import plan_streams  # streams.py reads Spec: imported when first asked
+        from mtdsl.spec.streams import plan_streams  # plan_streams reads a Spec: imported when first asked
 
         return plan_streams(self)
 
@@ -66,4 +63,4 @@ class Spec:
         return replace(self, model=self.model.model_copy(update={"backbones": backbones}))
 
 
-__all__ = ["Spec", "SpanKey", "TimmBackbone"]
+__all__ = ["SpanKey", "Spec", "TimmBackbone"]

@@ -20,7 +20,6 @@ from mtdsl.spec.checks import run_checks
 from mtdsl.spec.document import Spec
 from mtdsl.spec.lower import lower
 
-
 #: The largest spec file read; real specs are a few KiB, and the cap keeps a wrong path
 #: (a disk image, a log) from being read whole into memory.
 MAX_SPEC_BYTES = 1 << 20

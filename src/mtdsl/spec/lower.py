@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from mtdsl.errors import Source, Span, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.frontend import ast
 from mtdsl.spec.data import DATASETS
-from mtdsl.spec.document import Spec, SpanKey
+from mtdsl.spec.document import SpanKey, Spec
 from mtdsl.spec.fields import MAX_SIDE
 from mtdsl.spec.heads import HEAD_CONFIGS, heads_for
 from mtdsl.spec.losses import LOSS_CONFIGS, losses_for

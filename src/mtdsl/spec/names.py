@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keyword
 
-from mtdsl.errors import SpecNameError, Span
+from mtdsl.errors import Span, SpecNameError
 
 #: Freeze targets that name a sort of part, not one declared part; no declaration may take these names.
 FREEZE_WORDS = {

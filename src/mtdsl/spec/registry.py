@@ -31,7 +31,6 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-
 MISPLACED_BOOLEAN = "true and false are booleans, and this field does not take one"
 
 

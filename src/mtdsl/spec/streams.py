@@ -24,35 +24,10 @@ anything is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mtdsl.spec.document import Spec
+from mtdsl.spec.stream import Stream
 
-
-@dataclass(frozen=True)
-class Stream:
-    """One source of batches: its datasets, the tasks trained on them, and how its batches are drawn.
-
-    Attributes:
-        datasets: the spec's dataset names; the examples of several are joined into one pool.
-        tasks: the tasks each batch trains, in spec order.
-        batch_size: examples per batch.
-        balanced: the binary task whose batches are half positive, half negative, if any.
-    """
-
-    datasets: tuple[str, ...]
-    tasks: tuple[str, ...]
-    batch_size: int
-    balanced: str | None = None
-
-    @property
-    def dataset(self) -> str:
-        """The stream's source in messages and file names: ``coco``, or ``pets+coco`` for joined datasets."""
-        return "+".join(self.datasets)
-
-    @property
-    def label(self) -> str:
-        return "+".join(self.tasks)
+__all__ = ["Stream", "batch_size", "is_balanced", "plan_streams"]
 
 
 def is_balanced(spec: Spec, task: str) -> bool:

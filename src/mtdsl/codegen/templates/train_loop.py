@@ -27,7 +27,6 @@ import uuid
 from pathlib import Path
 
 import torch
-
 from rich.console import Console
 
 from mtdsl.errors import DataError, MtdslError, TrainingError

@@ -15,8 +15,8 @@ torch.Size([3, 32, 32])
 from __future__ import annotations
 
 import math
-from functools import cached_property
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np

@@ -75,7 +75,7 @@ def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None
     try:
         # mmap: checking the fingerprints before a resume costs no read of the weights.
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # noqa: BLE001  (torch raises many kinds for a damaged file)
+    except Exception as error:
         raise TrainingError(
             f"cannot read checkpoint {path}: {str(error).splitlines()[0]}",
             hint="the file is damaged or not an mtdsl checkpoint; use another one (checkpoints/best.pt or last.pt)",

@@ -158,7 +158,7 @@ class RunFolder:
 
     def _lock(self):
         try:
-            handle = open(self.lock, "a+b", buffering=0)  # noqa: SIM115 - held for the whole run
+            handle = open(self.lock, "a+b", buffering=0)
         except OSError as error:
             raise ArtefactError(f"cannot write to the run folder {self.root}: {error.strerror or error}",
                                 hint="check its permissions and free space, or choose another --out") from None

@@ -23,7 +23,6 @@ from mtdsl.train.data.tasks import DENSE_KINDS, TaskLabels
 from mtdsl.train.loop.precision import Precision
 from mtdsl.train.loop.runtime import to_float
 
-
 #: Boxes drawn: confident ones only (evaluation keeps every box over the head's score_threshold).
 DRAWN_SCORE = 0.3
 #: Small images are drawn enlarged so that labels stay legible.
