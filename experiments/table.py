@@ -60,7 +60,7 @@ def timm_row(tasks: list[str], files: dict[str, list[Path]]) -> dict:
     for task in tasks:
         results = [json.loads(path.read_text()) for path in files.get(task, [])]
         cells[task] = mean_spread([r["accuracy"] for r in results])
-        images[task] = statistics.mean(r["images"] for r in results) if results else 0
+        images[task] = statistics.mean(r["images_seen"] for r in results) if results else 0
         seconds += statistics.mean(r["seconds"] for r in results) if results else 0
     return {"row": "plain timm + torchvision fine-tune", "cells": cells, "params": None, "images": images,
             "seconds": seconds, "seeds": max(len(v) for v in files.values()), "split": {}}
