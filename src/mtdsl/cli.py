@@ -241,6 +241,22 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
 
 
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from mtdsl.compiler import compile_file
+    from mtdsl.export import export_model
+
+    spec_path = Path(args.spec)
+    out = Path(args.out) if args.out else Path("exports") / spec_path.stem
+    compilation = compile_file(spec_path, _overrides(args.set))
+    tasks = [task.strip() for task in args.tasks.split(",")] if args.tasks else None
+    written = export_model(compilation, args.checkpoint, out, format=args.format, tasks=tasks,
+                           postprocess=args.postprocess, overwrite=args.overwrite)
+    console.print(f"[green]exported[/] {spec_path} ({args.format}) → {out}/")
+    for path in written:
+        console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
+    return 0
+
+
 def _count(text: str) -> int:
     """A whole number >= 0 (``--workers``)."""
     return _bounded_int(text, 0, 1024)
@@ -342,6 +358,16 @@ def parser() -> argparse.ArgumentParser:
     predicting.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     predicting.add_argument("--batch-size", type=_positive, default=8, help="images per forward pass (default: 8)")
     predicting.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    exporting = spec_command("export", "write a trained model as ONNX, a torch.export program or TorchScript, with "
+                             "one named output per task and a model.json sidecar", "exports/<spec name>")
+    exporting.set_defaults(run=cmd_export)
+    exporting.add_argument("--checkpoint", required=True, help="a .pt file written by mtdsl train")
+    exporting.add_argument("--format", choices=["onnx", "torch.export", "torchscript"], default="onnx")
+    exporting.add_argument("--tasks", help="comma-separated tasks to export (default: all)")
+    exporting.add_argument("--postprocess", action="store_true",
+                           help="probabilities instead of logits, and detection boxes decoded against the anchors")
+    exporting.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
     return main
 
 

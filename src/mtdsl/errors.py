@@ -205,6 +205,12 @@ class DataError(MtdslError):
     stage = "data error"
 
 
+class ExportError(MtdslError):
+    """A model cannot be exported in the format asked for (exporter missing, or failing on the model)."""
+
+    stage = "export error"
+
+
 class TrainingError(MtdslError):
     """Training cannot go on: a non-finite loss, or a checkpoint that does not fit the spec."""
 

@@ -70,7 +70,9 @@ def _train(compilation: Compilation, run: RunFolder, budget: Budget | None, *, s
     if resume and finished(run, compilation):
         announce(f"{run.root}: finished already, reading its results")
     else:
-        train_compiled(compilation, run, resume=resume and run.last.exists(), overwrite=False, seed=seed,
+        # A run stopped before its first checkpoint has nothing to continue from: it starts again.
+        started = resume and run.last.exists()
+        train_compiled(compilation, run, resume=started, overwrite=resume and not started, seed=seed,
                        device=device, workers=workers, quiet=quiet, keep_spec=keep_spec, budget=budget,
                        announce=announce)
     return read_run(run)

@@ -1,0 +1,162 @@
+"""``mtdsl export``: a trained model as a deployable file with one named output per task, and a sidecar.
+
+Formats:
+
+* ``onnx``: ``model.onnx`` through ``torch.onnx.export(dynamo=True)`` (needs the
+  ``export`` extra: onnx, onnxscript; onnxruntime to run it), the batch
+  dimension dynamic;
+* ``torch.export``: ``model.pt2``, an ``ExportedProgram`` (``torch.export.load``);
+* ``torchscript``: ``model.torchscript.pt``, traced (``torch.jit.load``).
+
+Each writes ``model.json`` beside it, generated from the spec: the input
+(size, normalisation), and per task its kind, class names, outputs (name,
+shape, meaning) and, for detection, the anchors, matching and NMS settings;
+with raw detection outputs also ``<task>.anchors.npy``. A folder that already
+holds an export is refused unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtdsl import __version__
+from mtdsl.codegen.train_source import detection_setups
+from mtdsl.compiler import Compilation
+from mtdsl.errors import ArtefactError, ExportError
+from mtdsl.export.outputs import NamedOutputs, Output, task_outputs
+from mtdsl.files import write_atomic
+from mtdsl.nn.model import resolve_tasks
+from mtdsl.predict.loading import load_model
+from mtdsl.train.data.tasks import task_labels
+from mtdsl.train.data.transforms import normalization
+from mtdsl.train.loop.runtime import class_names
+
+FORMATS = {"onnx": "model.onnx", "torch.export": "model.pt2", "torchscript": "model.torchscript.pt"}
+SIDECAR = "model.json"
+
+__all__ = ["FORMATS", "SIDECAR", "ExportError", "export_model"]
+
+
+def export_model(compilation: Compilation, checkpoint: str | Path, out: str | Path, *, format: str = "onnx",
+                 tasks: list[str] | None = None, postprocess: bool = False, overwrite: bool = False,
+                 batch_size: int = 1) -> list[Path]:
+    """Export ``compilation``'s model with ``checkpoint``'s weights into ``out``; returns the files written.
+
+    Raises:
+        ArtefactError: ``out`` already holds an export (and not ``overwrite``), or no checkpoint file.
+        TrainingError: the checkpoint was trained for another model.
+        ExportError: the format's exporter is not installed or fails on this model.
+    """
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format '{format}'", hint=f"use one of: {', '.join(FORMATS)}")
+    spec, graph = compilation.spec, compilation.graph
+    try:
+        chosen = resolve_tasks(tasks, list(spec.model.tasks))
+    except KeyError as error:
+        raise ExportError(str(error.args[0]), hint="--tasks takes task names joined by commas") from None
+    out = Path(out)
+    _refuse_used(out, overwrite)
+    model = load_model(spec, graph, checkpoint, torch.device("cpu"))
+    kinds = {task: spec.model.tasks[task].kind for task in chosen}
+    setups = {task: setup for task, setup in detection_setups(spec, graph).items() if task in kinds}
+    wrapped = NamedOutputs(model, kinds, postprocess, setups).eval()
+    height, width = spec.model.input.height, spec.model.input.width
+    outputs = task_outputs(kinds, {t: spec.model.tasks[t].num_outputs for t in chosen}, (height, width), postprocess,
+                           {task: len(setup.anchor_boxes()) for task, setup in setups.items()})
+    example = torch.zeros(batch_size, spec.model.input.channels, height, width)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_write_program(wrapped, example, [o.name for o in outputs], out / FORMATS[format], format)]
+    if not postprocess:
+        for task, setup in setups.items():
+            np.save(out / f"{task}.anchors.npy", setup.anchor_boxes().numpy())
+            written.append(out / f"{task}.anchors.npy")
+    sidecar = sidecar_json(compilation, chosen, outputs, setups, format, postprocess)
+    written.append(write_atomic(out / SIDECAR, json.dumps(sidecar, indent=1) + "\n"))
+    return written
+
+
+def _refuse_used(out: Path, overwrite: bool) -> None:
+    found = [name for name in (*FORMATS.values(), SIDECAR) if (out / name).exists()]
+    if found and not overwrite:
+        raise ArtefactError(f"{out} already holds an export ({', '.join(found)})",
+                            hint="choose another --out, or pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise ArtefactError(f"--out {out} is a file, not a folder", hint="choose a folder for the export")
+
+
+def _write_program(model: NamedOutputs, example: torch.Tensor, names: list[str], path: Path, format: str) -> Path:
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with torch.no_grad():
+            if format == "onnx":
+                _onnx(model, example, names, temporary)
+            elif format == "torch.export":
+                torch.export.save(torch.export.export(model, (example,)), str(temporary))
+            else:
+                torch.jit.save(torch.jit.trace(model, (example,), strict=False), str(temporary))
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _onnx(model: NamedOutputs, example: torch.Tensor, names: list[str], path: Path) -> None:
+    try:
+        import onnx  # noqa: F401 - torch.onnx needs both; say so before it fails deep inside
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx and onnxscript packages",
+                          hint="pip install 'mtdsl[export]' (onnx, onnxscript, onnxruntime)") from None
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["image"], output_names=names,
+                      dynamic_shapes={"image": {0: batch}}, verbose=False, report=False)
+
+
+def sidecar_json(compilation: Compilation, tasks: list[str], outputs: list[Output], setups: dict, format: str,
+                 postprocess: bool) -> dict:
+    """What a deployer needs beside the model file: input, and per task its classes and outputs."""
+    spec = compilation.spec
+    backbone = next(iter(spec.model.backbones.values()))
+    mean, std = normalization(backbone.model)
+    document: dict = {
+        "spec": spec.name,
+        "mtdsl": __version__,
+        "format": format,
+        "file": FORMATS[format],
+        "input": {
+            "name": "image",
+            "shape": ["N", spec.model.input.channels, spec.model.input.height, spec.model.input.width],
+            "dtype": "float32",
+            "layout": "RGB, channels first; pixel values scaled to [0, 1], then (x - mean) / std per channel",
+            "mean": list(mean),
+            "std": list(std),
+        },
+        "postprocess": postprocess,
+        "tasks": {},
+    }
+    labels = {label.task: label for label in task_labels(spec, tasks)}
+    for task in tasks:
+        names = class_names(labels[task])
+        entry: dict = {
+            "kind": labels[task].kind,
+            "classes": list(names) if names else spec.model.tasks[task].num_outputs,
+            "outputs": [{"name": o.name, "shape": list(o.shape), "meaning": o.meaning} for o in outputs
+                        if o.task == task],
+        }
+        if task in setups:
+            setup = setups[task]
+            anchors = setup.anchors
+            entry["anchors"] = {
+                "count": len(setup.anchor_boxes()),
+                "file": None if postprocess else f"{task}.anchors.npy",
+                "min_level": anchors.min_level, "max_level": anchors.max_level, "num_scales": anchors.num_scales,
+                "aspect_ratios": [list(r) for r in anchors.aspect_ratios], "anchor_scale": anchors.anchor_scale,
+            }
+            entry["nms"] = {"score_threshold": setup.score_threshold, "iou": setup.nms_iou,
+                            "max_detections": setup.max_detections, "per_class": True}
+        document["tasks"][task] = entry
+    return document
