@@ -129,8 +129,14 @@ def import_graph(modules: dict[str, Path]) -> nx.DiGraph:
 
 
 def import_cycles(modules: dict[str, Path]) -> list[str]:
-    """Each import cycle among ``modules`` as ``a → b → a``, shortest first."""
-    cycles = sorted(nx.simple_cycles(import_graph(modules)), key=lambda cycle: (len(cycle), cycle))
+    """Each import cycle among ``modules`` as ``a → b → a``, shortest first, each from its first module by name.
+
+    ``simple_cycles`` starts a cycle wherever its set iteration does, which changes with the hash
+    seed; turning each to start at its smallest name makes the answer the same in every process.
+    """
+    found = [cycle[cycle.index(min(cycle)):] + cycle[:cycle.index(min(cycle))]
+             for cycle in nx.simple_cycles(import_graph(modules))]
+    cycles = sorted(found, key=lambda cycle: (len(cycle), cycle))
     return [" → ".join([*cycle, cycle[0]]) for cycle in cycles]
 
 
