@@ -55,7 +55,8 @@ def test_run_folder_holds_everything_promised(tmp_path):
     spec = write_spec(tmp_path)
     assert train(spec, tmp_path / "run") == 0
     run = tmp_path / "run"
-    for name in ("model.py", "train.py", "spec.mtl", "graph.json", "summary.json", "metrics.jsonl",
+    for name in ("model.py", "train.py", "spec.mtl", "spec.json", "provenance.jsonl", "graph.json", "summary.json",
+                 "metrics.jsonl",
                  "checkpoints/last.pt", "checkpoints/best.pt", "test.json", "test.md",
                  "plots/losses.png", "plots/metrics.png", "plots/sampling.png"):
         assert (run / name).is_file(), name
@@ -65,6 +66,8 @@ def test_run_folder_holds_everything_promised(tmp_path):
     assert set(train_records[0]["ratios"]) == {"shape+colour", "large"}
     test = json.loads((run / "test.json").read_text())
     assert set(test["metrics"]) == {"shape", "colour", "large"}
+    resolved = json.loads((run / "spec.json").read_text())  # the spec as validated, defaults explicit
+    assert list(resolved["model"]["tasks"]) == ["shape", "colour", "large"] and resolved["train"]["seed"] == 0
 
 
 def test_loss_falls_and_accuracy_beats_chance(tmp_path):
@@ -106,6 +109,12 @@ def test_resume_continues_to_the_same_result(tmp_path):
     resumed = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)
     for key, value in last["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+    # Each training session of the run says how it ran: the start, then the resume.
+    sessions = [json.loads(line) for line in (stopped / "provenance.jsonl").read_text().splitlines()]
+    assert [s["event"] for s in sessions] == ["start", "resume"]
+    assert all(s["seed"] == 0 and s["world_size"] == 1 and s["device"] == "cpu" for s in sessions)
+    assert sessions[0]["packages"]["torch"] == torch.__version__.split("+")[0]  # the distribution, no local tag
+    assert sessions[0]["git"] is None or len(sessions[0]["git"]["commit"]) == 40
 
 
 def _rerun_until(spec: Path, out: Path, epochs: int) -> Path:

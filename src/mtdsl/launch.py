@@ -8,12 +8,16 @@ what ran is there to read.
 
 from __future__ import annotations
 
+import json
+
 from mtdsl.compiler import ARTEFACTS, Compilation, write_artefacts
+from mtdsl.files import write_atomic
 from mtdsl.train.loop.budget import Budget
 from mtdsl.train.loop.runtime import load_generated
 from mtdsl.train.run.checkpoint import load_checkpoint
 from mtdsl.train.run.fingerprints import model_hash, spec_hash
 from mtdsl.train.run.folder import RunFolder
+from mtdsl.train.run.provenance import resolved_spec
 from mtdsl.train.run.report import MetricsLog
 
 
@@ -33,6 +37,7 @@ def train_compiled(compilation: Compilation, run: RunFolder, *, resume: bool, ov
         write_artefacts(compilation, run.root, ARTEFACTS)
         if keep_spec:
             (run.root / "spec.mtl").write_text(compilation.spec.source.text, encoding="utf-8")
+        write_atomic(run.root / "spec.json", json.dumps(resolved_spec(compilation.spec), indent=1, default=str) + "\n")
         announce(f"compiled {compilation.spec.name} → {run.root}/ (training loop: {run.root / 'train.py'})")
         loop = load_generated(run.root / "train.py")
         return loop.train(run.root, resume=resume, overwrite=overwrite,

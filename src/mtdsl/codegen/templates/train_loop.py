@@ -60,6 +60,7 @@ from mtdsl.train.loop.weighting import build_weighting
 from mtdsl.train.metrics.selection import mean_main
 from mtdsl.train.run.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from mtdsl.train.run.folder import RunFolder
+from mtdsl.train.run.provenance import append_session, session_record
 from mtdsl.train.run.report import MetricsLog, results_table, write_results
 from mtdsl.train.run.showcase import write_prediction_images
 from mtdsl.train.run.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
@@ -165,6 +166,7 @@ def run_epochs(run: RunFolder, *, resume: bool, seed: int, device: str | None, w
     precision = resolve_precision(PRECISION, device)
     console = Console(quiet=quiet)
     seed_everything(seed)
+    append_session(run.provenance, session_record(seed=seed, world_size=1, device=str(device), resume=resume))
 
     model = build_model(device, load_pretrained=not resume)
     forward = torch.compile(model) if COMPILE else model

@@ -4,6 +4,9 @@
 
     runs/q1/
       spec.mtl              the spec as it was when training started
+      spec.json             the same spec resolved: variables and --set filled in, defaults made explicit
+      provenance.jsonl      one line per training session: time, host, command, seed, world size,
+                            package versions, mtdsl's git revision
       model.py, train.py    the generated model and training loop
       graph.json, architecture.{dot,svg,png}, summary.json
       metrics.jsonl         one JSON line per epoch: train losses, sampling ratios, validation metrics
@@ -49,7 +52,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 #: What a run writes beside the compiled artefacts; any of them means the folder holds a run.
-RUN_FILES = ("spec.mtl", "metrics.jsonl", "checkpoints", "plots", "predictions", "test.json", "test.md")
+RUN_FILES = ("spec.mtl", "spec.json", "provenance.jsonl", "metrics.jsonl", "checkpoints", "plots", "predictions",
+             "test.json", "test.md")
 LOCK_NAME = ".lock"
 
 #: Locks this process holds: folder → (open lock file, how many claims are open). A process that
@@ -64,6 +68,10 @@ class RunFolder:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.jsonl"
 
     @property
     def last(self) -> Path:
