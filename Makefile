@@ -1,7 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   train specs/quickstart.mtl on built-in synthetic data (~2 min on 2 CPU cores),
 #               then compare its size and speed with its five single-task models
-#   make test   run the test suite
+#   make test   lint (ruff, and mypy on the torch-free front end), then run the test suite
 # Both create and fill .venv on first use (idempotent) and install Graphviz's
 # `dot` with apt-get when it is missing and they run as root.
 
@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-all graphviz clean
+.PHONY: demo lint test test-all graphviz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,11 +33,15 @@ demo: $(STAMP) graphviz
 	$(BIN)/mtdsl train specs/quickstart.mtl --out runs/quickstart --overwrite
 	$(BIN)/mtdsl compare specs/quickstart.mtl --out runs/quickstart-compare --batch-sizes 1,8
 
-test: $(STAMP) graphviz
+lint: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/mypy
+
+test: $(STAMP) graphviz lint
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP) graphviz
 	$(BIN)/python -m pytest -q -m ""
 
 clean:
-	rm -rf build runs .pytest_cache
+	rm -rf build runs .pytest_cache .ruff_cache .mypy_cache

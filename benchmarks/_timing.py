@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 MIN_RUNS = 20
+CPU = torch.device("cpu")
 
 
 def cpu_model() -> str:
@@ -63,7 +64,7 @@ def side_by_side(
     rounds: int,
     *,
     warmup: int = 3,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = CPU,
 ) -> dict[str, list[float]]:
     """Seconds per call of each contender over ``rounds`` timed rounds, after ``warmup`` untimed ones.
 

@@ -43,7 +43,8 @@ def tiny_backbones(spec):
 
 def requires_shared_data(name: str):
     return pytest.mark.skipif(
-        not (SHARED_DATA / name).exists(), reason=f"../shared/data/{name} is absent (real datasets live beside the repo)"
+        not (SHARED_DATA / name).exists(),
+        reason=f"../shared/data/{name} is absent (real datasets live beside the repo)",
     )
 
 

@@ -196,7 +196,9 @@ def structured_specs(draw) -> str:
         for key in draw(st.lists(st.sampled_from(TRAIN_KEYS), unique=True, max_size=4)):
             if key in TRAIN_CALLS:
                 kind = draw(st.sampled_from(sorted(TRAIN_CALLS[key])))
-                entries.append(f"{key} = {_rarely(draw, _call(kind, _arguments(draw, TRAIN_CALLS[key][kind])), values)}")
+                entries.append(
+                    f"{key} = {_rarely(draw, _call(kind, _arguments(draw, TRAIN_CALLS[key][kind])), values)}"
+                )
             else:
                 entries.append(f"{key} = {_value(draw, key)}")
         for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
@@ -236,8 +238,8 @@ def _task_value(draw, key: str, backbones: list[str], necks: list[str], tasks: l
 # ------------------------------------------------------------------- mutations
 
 TOKENS = (
-    "+", "=", "(", ")", "{", "}", "[", "]", ",", ";", ".", '"', "'", "${", "${}", "${1a}", "${a", "${x}", "x", "0", "-1",
-    "1e9", "1e999", "-1e999", "3x0x0", "0.5/0.5", "nan", "inf", "true", "yes", "avg+max", "trunk.stage9", "task",
+    "+", "=", "(", ")", "{", "}", "[", "]", ",", ";", ".", '"', "'", "${", "${}", "${1a}", "${a", "${x}", "x", "0",
+    "-1", "1e9", "1e999", "-1e999", "3x0x0", "0.5/0.5", "nan", "inf", "true", "yes", "avg+max", "trunk.stage9", "task",
     "phase", "neck", "backbone", "dataset", "train", "model", "let x = 1", "\n", "#", "α", "\ufeff", "\\", '"""',
     "\t", " ", "phase p { epochs = 1 }", "classes = 100000000000000000000", "class", "self", "__init__",
     *LINE_BREAKS,

@@ -89,5 +89,6 @@ def test_generated_model_imports_only_what_it_uses_and_names_every_argument(path
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("mtdsl.nn.heads", "mtdsl.nn.necks"))
         for alias in node.names
     }
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", None) in module_classes]
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in module_classes]
     assert calls and all(not call.args for call in calls), [ast.unparse(c) for c in calls if c.args]

@@ -65,7 +65,8 @@ def test_boxes_masks_and_labels_agree_on_each_item(shapes):
         boxes, mask = targets["box"]["boxes"], targets["mask"]
         assert targets["box"]["classes"].tolist() == [shape] and targets["box"]["annotated"].all()
         assert mask.shape == (32, 32) and mask.dtype == torch.int64
-        assert set(mask.unique().tolist()) <= {0, 1, 2, 3, IGNORE_INDEX} and set(mask.unique().tolist()) >= {0, 1 + shape}
+        assert (set(mask.unique().tolist()) <= {0, 1, 2, 3, IGNORE_INDEX}
+                and set(mask.unique().tolist()) >= {0, 1 + shape})
         x0, y0, x1, y1 = boxes[0].tolist()
         assert 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32
         # 48 → 32 pixels: the box and the resized mask agree to about a pixel.
@@ -249,7 +250,8 @@ def test_pets_head_boxes_through_read_splits():
     splits = read_splits(config, [TaskLabels("head", "detect", ("cat", "dog"))])
     assert {name: len(part) for name, part in splits.items()} == {"train": 237, "val": 59}
     assert all(len(t.boxes) >= 1 for part in splits.values() for t in part.targets["head"])
-    assert len(read_splits(config.model_copy(update={"keep_empty": True}), [TaskLabels("h", "detect", 2)])["val"]) == 120
+    kept = read_splits(config.model_copy(update={"keep_empty": True}), [TaskLabels("h", "detect", 2)])
+    assert len(kept["val"]) == 120
     with pytest.raises(DataError, match="class 'dgo'") as error:
         read_splits(config, [TaskLabels("head", "detect", ("cat", "dgo"))])
     assert "did you mean 'dog'" in error.value.render()
@@ -296,10 +298,10 @@ def test_masks_unreadable_and_mismatched_files(tmp_path):
     val = read_splits(_masks(tmp_path, classes=["x", "y"]), [task])["val"]
     (tmp_path / "masks" / "b.png").write_bytes(b"not a png")
     Image.fromarray(np.zeros((5, 8), dtype=np.uint8)).save(tmp_path / "masks" / "c.png")
-    with pytest.raises(DataError, match="cannot read the image .*b.png"):
+    with pytest.raises(DataError, match=r"cannot read the image .*b\.png"):
         _dataset(val, [task], size=8)[1]
     assert _dataset(val, [task], size=8, on_corrupt="skip")[1] is None
-    with pytest.raises(DataError, match="the mask .*c.png is 8x5, its image .*c.jpg 8x6"):
+    with pytest.raises(DataError, match=r"the mask .*c\.png is 8x5, its image .*c\.jpg 8x6"):
         _dataset(val, [task], size=8)[2]
 
 

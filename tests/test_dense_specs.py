@@ -44,7 +44,8 @@ def test_segmentation_can_have_its_own_bifpn_and_share_only_the_backbone():
     text = (SPECS / "kitti_coco.mtl").read_text()
     text = text.replace("neck pyramid = bifpn(trunk, scale = ${d})",
                         "neck pyramid = bifpn(trunk, scale = ${d})\nneck road_pyramid = bifpn(trunk, scale = ${d})")
-    text = text.replace("tap     = pyramid\n    head    = segmentation", "tap     = road_pyramid\n    head    = segmentation")
+    text = text.replace("tap     = pyramid\n    head    = segmentation",
+                        "tap     = road_pyramid\n    head    = segmentation")
     graph = compile_spec(load_text(text, str(SPECS / "kitti_coco.mtl"))).graph
     assert list(graph.successors("pyramid")) == ["objects.head"]
     assert list(graph.successors("road_pyramid")) == ["road.head"]

@@ -223,7 +223,7 @@ def test_score_threshold_and_max_detections():
 def test_postprocess_recovers_perfect_predictions(anchors):
     gt_boxes = torch.tensor([[10.0, 20.0, 50.0, 70.0], [60.0, 30.0, 120.0, 90.0]])
     gt_classes = torch.tensor([2, 0])
-    cls_targets, box_targets, _ = AnchorLabeler().label(anchors, gt_boxes, gt_classes)
+    _cls_targets, box_targets, _ = AnchorLabeler().label(anchors, gt_boxes, gt_classes)
     # One confident anchor per box (its best, which the labeller force-matches); deltas = encode(gt).
     best = box_iou(gt_boxes, anchors).argmax(dim=1)
     logits = torch.full((1, anchors.shape[0], 3), -20.0)

@@ -31,7 +31,8 @@ def _letterboxed(examples, index: int, size: int) -> Letterboxed:
     """Example ``index`` of ``read_coco``/``read_masks`` output through the letterbox, as training reads it."""
     image = Image.open(examples.images[index]).convert("RGB")
     if hasattr(examples, "lookup"):
-        return Letterbox(size, **STATS, train=False)(image, 0, mask=examples.lookup[read_mask_file(examples.masks[index])])
+        mask = examples.lookup[read_mask_file(examples.masks[index])]
+        return Letterbox(size, **STATS, train=False)(image, 0, mask=mask)
     return Letterbox(size, **STATS, train=False)(image, 0, boxes=examples.boxes[index])
 
 
@@ -249,7 +250,7 @@ def test_read_masks_maps_values_and_needs_a_mask_per_image(tmp_path):
     ignoring = read_masks(tmp_path / "images", tmp_path / "masks", ignore=[3])
     assert _letterboxed(ignoring, 0, 8).mask[0, :4].tolist() == [1, 2, 255, 255]
     Image.new("RGB", (8, 6), "white").save(tmp_path / "images" / "g.png")
-    with pytest.raises(DataError, match="1 of 2 images .* have no mask"):
+    with pytest.raises(DataError, match=r"1 of 2 images .* have no mask"):
         read_masks(tmp_path / "images", tmp_path / "masks")
 
 

@@ -109,7 +109,8 @@ def test_every_kind_and_field_is_documented():
             missing += [f"{registry.what} {kind}"] if not _mentioned(kind) else []
             missing += [f"{registry.what} {kind}: {field}" for field in _fields(config) if not _mentioned(field)]
     missing += [f"task kind {kind}" for kind in TASK_KINDS if not _mentioned(kind)]
-    missing += [f"train.{key}" for key in TrainSpec.model_fields if key not in ("phases", "tasks") and not _mentioned(key)]
+    missing += [f"train.{key}" for key in TrainSpec.model_fields
+                if key not in ("phases", "tasks") and not _mentioned(key)]
     missing += [f"phase.{key}" for key in _fields(PhaseSpec) if not _mentioned(key)]
     missing += [f"ramp.{key}" for key in _fields(Ramp) if key not in TEXT]
     assert not missing, f"docs/language.md does not mention: {', '.join(missing)}"

@@ -88,7 +88,7 @@ def check(text: str) -> None:
     except MtdslError as error:
         problems = location_problems(error, text)
         if problems:
-            raise AssertionError(f"{'; '.join(problems)}\n{error.render()}\n--- spec ---\n{text!r}")
+            raise AssertionError(f"{'; '.join(problems)}\n{error.render()}\n--- spec ---\n{text!r}") from error
     except Exception as error:
         raise AssertionError(f"{type(error).__name__}: {error}\n--- spec ---\n{text!r}") from error
 

@@ -96,7 +96,8 @@ def test_hostile_spec_paths_are_shown_and_never_run(path):
     spec = dataclasses.replace(compilation.spec, source=Source(path, SMALL_SPEC))
     plain = dataclasses.replace(compilation.spec, source=Source("small.mtl", SMALL_SPEC))
 
-    source, baseline = generate_model_source(compilation.graph, path), generate_model_source(compilation.graph, "small.mtl")
+    source, baseline = (generate_model_source(compilation.graph, path),
+                        generate_model_source(compilation.graph, "small.mtl"))
     docstring, statements = _top_level(source)
     assert path in docstring  # the reader still sees the path, exactly
     assert statements == _top_level(baseline)[1]  # and nothing else changed: no injected code
@@ -107,7 +108,8 @@ def test_hostile_spec_paths_are_shown_and_never_run(path):
     namespace = _run(source, "train.py")
     assert namespace["SPEC_PATH"] == path and any(path in shlex.split(command) for command in namespace["RUN_COMMANDS"])
     assert _top_level(source)[0] == _top_level(baseline)[0]
-    assert _statements_but(source, "SPEC_PATH", "RUN_COMMANDS") == _statements_but(baseline, "SPEC_PATH", "RUN_COMMANDS")
+    assert (_statements_but(source, "SPEC_PATH", "RUN_COMMANDS")
+            == _statements_but(baseline, "SPEC_PATH", "RUN_COMMANDS"))
 
 
 def _statements_but(source: str, *names: str) -> list[str]:

@@ -96,7 +96,9 @@ def _loaders(spec, size: int = 64) -> StreamLoaders:
 
 
 def test_a_task_reads_several_datasets_joined_with_plus(cars):
-    spec = compile_text(_joined_spec(cars, extra="task kind: classify(shapes) { classes = [circle, square, triangle] }"))
+    spec = compile_text(
+        _joined_spec(cars, extra="task kind: classify(shapes) { classes = [circle, square, triangle] }")
+    )
     assert spec.spec.train.tasks["objects"].datasets == ("shapes", "cars")
     streams = plan_streams(spec.spec)
     assert [(s.datasets, s.tasks) for s in streams] == [(("shapes", "cars"), ("objects",)), (("shapes",), ("kind",))]

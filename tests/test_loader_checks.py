@@ -86,7 +86,7 @@ def test_a_given_split_with_an_empty_val_folder_is_refused_before_training(tmp_p
     root = tmp_path / "photos"
     _photos(root / "train", {"dark": 3, "light": 3})
     _photos(root / "val", {"dark": 0, "light": 0})
-    with pytest.raises(DataError, match="no images in the class folders of .*val"):
+    with pytest.raises(DataError, match=r"no images in the class folders of .*val"):
         _loaders({"photos": FolderDataset(name="photos", root=str(root))}, KIND)
 
 

@@ -123,7 +123,7 @@ def test_a_coco_dataset_refuses_a_nan_box_before_training(tmp_path):
     data = _coco()
     data["annotations"][0]["bbox"] = [1, 2, math.nan, 5]
     config = CocoDataset(annotations=str(_dump(tmp_path, data)), images=str(_write_images(tmp_path / "images")))
-    with pytest.raises(DataError, match="annotation 10 .* not finite"):
+    with pytest.raises(DataError, match=r"annotation 10 .* not finite"):
         read_splits(config, [TaskLabels("pets", "detect", ("cat", "dog"))])
 
 

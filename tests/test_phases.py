@@ -72,7 +72,8 @@ def test_frozen_batchnorm_stays_in_eval_mode():
     compilation, phases = compiled()
     model = compilation.model()
     apply_phase(model, phases[0])
-    stem_norms = [m for m in model.get_submodule("backbone.trunk.stem").modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stem_norms = [m for m in model.get_submodule("backbone.trunk.stem").modules()
+                  if isinstance(m, torch.nn.BatchNorm2d)]
     assert stem_norms and not any(m.training for m in stem_norms)
     assert model.get_submodule("backbone.trunk.stage4").training
     apply_phase(model, phases[1])

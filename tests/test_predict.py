@@ -168,7 +168,7 @@ def test_unreadable_image_is_a_clean_error(pets, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_text("not a png", encoding="utf-8")
     compilation = pets["compilation"]
-    with pytest.raises(ArtefactError, match="broken.png"):
+    with pytest.raises(ArtefactError, match=r"broken\.png"):
         predict(compilation.spec, compilation.graph, pets["checkpoint"], [broken], tmp_path, progress=False)
 
 

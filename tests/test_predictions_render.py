@@ -147,7 +147,8 @@ def test_draw_predictions_explains_bad_inputs():
 
 
 def test_no_boxes_and_degenerate_boxes_are_fine():
-    assert np.array_equal(_pixels(draw_predictions(_grey(), boxes=torch.zeros(0, 4))), _pixels(Image.fromarray(_grey())))
+    assert np.array_equal(_pixels(draw_predictions(_grey(), boxes=torch.zeros(0, 4))),
+                          _pixels(Image.fromarray(_grey())))
     draw_predictions(_grey(), boxes=[[40, 40, 10, 10], [5, 5, 5, 5]], scores=[0.3, 0.2], classes=[0, 1])
 
 
@@ -232,8 +233,10 @@ def test_grid_with_fewer_images_than_columns_is_one_row(tmp_path):
 def test_coco_results_converts_boxes_scales_them_and_numbers_classes_from_one(kind):
     make = torch.tensor if kind == "torch" else np.array
     detections = [
-        {"boxes": make([[10.0, 20.0, 30.0, 60.0], [0.0, 0.0, 4.0, 2.0]]), "scores": make([0.9, 0.25]), "classes": make([0, 2])},
-        {"boxes": make(np.zeros((0, 4), np.float32)), "scores": make(np.zeros(0)), "classes": make(np.zeros(0, np.int64))},
+        {"boxes": make([[10.0, 20.0, 30.0, 60.0], [0.0, 0.0, 4.0, 2.0]]), "scores": make([0.9, 0.25]),
+         "classes": make([0, 2])},
+        {"boxes": make(np.zeros((0, 4), np.float32)), "scores": make(np.zeros(0)),
+         "classes": make(np.zeros(0, np.int64))},
         {"boxes": make([[8.0, 8.0, 16.0, 24.0]]), "scores": make([0.5]), "classes": make([1])},
     ]
     results = coco_results(detections, [11, 12, 13], ["cat", "dog", "bird"], scale=[(2.0, 4.0), None, None])
@@ -266,7 +269,8 @@ def test_coco_results_explains_bad_inputs():
 
 def test_write_coco_results_round_trips(tmp_path):
     results = coco_results(
-        [{"boxes": torch.tensor([[10.0, 20.0, 30.0, 60.0]]), "scores": torch.tensor([0.875]), "classes": torch.tensor([1])}],
+        [{"boxes": torch.tensor([[10.0, 20.0, 30.0, 60.0]]), "scores": torch.tensor([0.875]),
+          "classes": torch.tensor([1])}],
         [5],
         ["cat", "dog"],
         scale=[(0.5, 0.5)],
@@ -288,6 +292,7 @@ def test_the_bitmap_font_fallback_draws_non_latin1_text(monkeypatch):
     mask = np.zeros((64, 64), dtype=np.int64)
     mask[:10] = 1
     drawn = draw_predictions(
-        _grey(), boxes=[[0, 0, 30, 30]], labels=["dog 0.91 · bulldog → 0.7"], mask=mask, mask_names=["background", "→"], title="t→"
+        _grey(), boxes=[[0, 0, 30, 30]], labels=["dog 0.91 · bulldog → 0.7"], mask=mask, mask_names=["background", "→"],
+        title="t→",
     )
     assert drawn.size[0] == 64 and drawn.size[1] > 64

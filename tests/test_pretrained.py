@@ -113,8 +113,8 @@ def test_package_weights_classify_chelsea_as_an_egyptian_cat():
     model = _imagenet_classifier("tf_efficientnet_lite0")
     config = timm.data.resolve_data_config({}, model=model)
     # The whole photo squashed to 224 px; timm's 0.875 centre crop cuts the cat's face and halves the score.
-    transform = v2.Compose([v2.PILToTensor(), v2.Resize((224, 224), antialias=True), v2.ToDtype(torch.float32, scale=True),
-                            v2.Normalize(config["mean"], config["std"])])
+    transform = v2.Compose([v2.PILToTensor(), v2.Resize((224, 224), antialias=True),
+                            v2.ToDtype(torch.float32, scale=True), v2.Normalize(config["mean"], config["std"])])
     image = transform(Image.fromarray(skimage.data.chelsea()))[None]
     with torch.no_grad():
         probabilities = model(image).softmax(-1)[0]

@@ -103,7 +103,8 @@ def test_every_graph_node_has_the_id_its_typed_key_writes():
 SPLITTERS = frozenset({"split", "rsplit", "partition", "rpartition"})
 SEPARATORS = frozenset({".", "/"})
 
-#: (file under src/mtdsl, function) → why it may take dotted or slashed text apart: none of it names a part of the model.
+#: (file under src/mtdsl, function) → why it may take dotted or slashed text apart:
+#: none of it names a part of the model.
 ALLOWED = {
     ("spec/references.py", "SegmentRef.parse"): "the one parser, for references that reached the spec as text",
     ("spec/lower.py", "_Lowering._record"): "a field path such as 'lr.value', for error spans",

@@ -348,7 +348,7 @@ def test_bad_command_line_values_are_refused_before_anything_is_written(tmp_path
 
 
 def test_resume_with_another_seed_is_refused(finished_run, tmp_path, capsys):
-    spec, finished = finished_run
+    spec, _finished = finished_run
     out = tmp_path / "run"
     assert train(spec, out, "--seed", "3") == 0
     assert train(spec, out, "--resume") == 2
@@ -378,7 +378,7 @@ print("drawn", flush=True)
 
 @pytest.mark.parametrize("ending", ["close", "keep"])
 def test_a_process_still_holding_its_training_loaders_exits(ending):
-    """Loader workers ignore SIGTERM, so multiprocessing's exit handler (SIGTERM, then join) could wait on them for ever.
+    """Loader workers ignore SIGTERM, so multiprocessing's exit handler (SIGTERM, then join) could wait on them forever.
 
     Found on specs/real/pets.mtl: matplotlib's pyparsing cached a traceback through the training
     loop's frames, which kept the loaders alive until the interpreter exited, and `mtdsl train`

@@ -29,7 +29,9 @@ from mtdsl.spec.load import load_text
 from mtdsl.spec.model import BACKBONES, InputSpec, TaskSpec
 from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, PhaseSpec, TaskTraining, TrainSpec
 
-REGISTRIES = (HEAD_CONFIGS, NECK_CONFIGS, LOSS_CONFIGS, OPTIMIZERS, SCHEDULES, SAMPLERS, WEIGHTINGS, DATASETS, BACKBONES)
+REGISTRIES = (
+    HEAD_CONFIGS, NECK_CONFIGS, LOSS_CONFIGS, OPTIMIZERS, SCHEDULES, SAMPLERS, WEIGHTINGS, DATASETS, BACKBONES
+)
 #: Models whose fields are written as plain keys: train { }, a task block, a phase block.
 PLAIN_MODELS = (TrainSpec, TaskTraining, PhaseSpec, TaskSpec, InputSpec)
 
@@ -357,7 +359,7 @@ def test_every_number_literal_is_finite(line: str, written: str) -> None:
 )
 def test_a_boolean_is_not_a_number(case: Bounded, word: str) -> None:
     """pydantic would read true as 1 (epochs = true trains one epoch); every number field refuses it."""
-    text, value = case.spec()
+    text, _value = case.spec()
     text = text.replace(case.over, word, 1)
     with pytest.raises(SpecValueError, match="true and false are booleans") as caught:
         load_text(text, "booleans.mtl")

@@ -92,7 +92,8 @@ def test_same_seed_gives_identical_runs_and_another_seed_does_not(tmp_path):
 
 
 def test_resume_continues_to_the_same_result(tmp_path):
-    whole = randomised(write_spec(tmp_path, "    phase heads { epochs = 1; freeze = [shared] }\n    phase all { epochs = 2 }"))
+    whole = randomised(write_spec(tmp_path,
+                                  "    phase heads { epochs = 1; freeze = [shared] }\n    phase all { epochs = 2 }"))
     assert train(whole, tmp_path / "whole") == 0
 
     stopped = tmp_path / "stopped"
@@ -294,7 +295,8 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
         pytest.skip("the run finished before it could be killed")
 
     assert train(spec, killed, "--resume") == 0
-    assert [r["losses"] for r in records(killed, "train")] == [r["losses"] for r in records(tmp_path / "whole", "train")]
+    assert ([r["losses"] for r in records(killed, "train")]
+            == [r["losses"] for r in records(tmp_path / "whole", "train")])
     assert records(killed, "val") == records(tmp_path / "whole", "val")
     whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)["model"]
     resumed = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model"]

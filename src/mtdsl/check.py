@@ -1,4 +1,4 @@
-"""``mtdsl check``: a spec parsed, validated and resolved into the paths of its sharing graph, in a fraction of a second.
+"""``mtdsl check``: a spec parsed, validated and resolved to the paths of its sharing graph, in a fraction of a second.
 
 It runs every stage ``mtdsl compile`` runs that can find a mistake, and no
 more: :func:`~mtdsl.spec.load.load_spec` (parse, lower, the spec's checks),

@@ -203,8 +203,8 @@ def _train_for_compare(args: argparse.Namespace, compilation, spec_path: Path, o
                                   f"--budget={args.budget}"] + [f"--set={pair}" for pair in args.set]
                                  + ([f"--seed={args.seed}"] if args.seed is not None else []))
             cause = f"stopped by {interrupt.name}" if isinstance(interrupt, RunStopped) else "interrupted"
-            console.print(f"{cause}: finished runs and the last epoch of the one in progress are kept in {out / 'runs'}/;"
-                          f" continue with: {command}", style="yellow", markup=False, highlight=False)
+            console.print(f"{cause}: finished runs and the last epoch of the one in progress are kept in "
+                          f"{out / 'runs'}/; continue with: {command}", style="yellow", markup=False, highlight=False)
             return exit_code(interrupt)
 
 
@@ -213,7 +213,8 @@ def _batch_sizes(text: str) -> list[int]:
     try:
         sizes = [_positive(part) for part in text.split(",")]
     except argparse.ArgumentTypeError as error:
-        raise argparse.ArgumentTypeError(f"batch sizes are whole numbers joined by commas, e.g. 1,32 ({error})") from None
+        raise argparse.ArgumentTypeError(f"batch sizes are whole numbers joined by commas, e.g. 1,32 "
+                                         f"({error})") from None
     return sizes
 
 

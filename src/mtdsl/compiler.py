@@ -57,7 +57,8 @@ def write_model_source(compilation: Compilation, out: Path) -> list[Path]:
 
 
 def write_train_source(compilation: Compilation, out: Path) -> list[Path]:
-    return [write_atomic(out / "train.py", generate_train_source(compilation.spec, compilation.graph, str(out / "train.py")))]
+    return [write_atomic(out / "train.py",
+                         generate_train_source(compilation.spec, compilation.graph, str(out / "train.py")))]
 
 
 def write_graph_json(compilation: Compilation, out: Path) -> list[Path]:

@@ -27,8 +27,8 @@ def train_compiled(compilation: Compilation, run: RunFolder, *, resume: bool, ov
     """Train ``compilation`` into ``run`` and return the loop's test results (``splits``, ``results``, ``mains``).
 
     ``resume`` continues the run from its last checkpoint (refused when the spec changed since);
-    ``keep_spec`` keeps the spec text that was compiled as ``spec.mtl`` beside the artefacts; ``seed`` and ``workers`` default to
-    the spec's. The caller handles ``KeyboardInterrupt`` (Ctrl-C, SIGTERM).
+    ``keep_spec`` keeps the spec text that was compiled as ``spec.mtl`` beside the artefacts;
+    ``seed`` and ``workers`` default to the spec's. The caller handles ``KeyboardInterrupt`` (Ctrl-C, SIGTERM).
     """
     with run.claim(resume=resume, overwrite=overwrite):
         if resume and run.last.exists():

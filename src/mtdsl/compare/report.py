@@ -110,7 +110,8 @@ def metric_table(result: dict) -> Table:
 
 
 def _markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in rows)]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def compare_markdown(result: dict) -> str:

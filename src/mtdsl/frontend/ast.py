@@ -8,7 +8,6 @@ Lark's parse trees never leave the front end; these nodes are what it hands on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from mtdsl.errors import Span
 
@@ -106,7 +105,7 @@ class Call:
     span: Span
 
 
-Value = Union[String, Number, Shape, Ratio, Name, Variable, Ref, Sum, ListValue, Call]
+Value = String | Number | Shape | Ratio | Name | Variable | Ref | Sum | ListValue | Call
 
 # --------------------------------------------------------------------- blocks
 
@@ -207,16 +206,16 @@ class TrainStatement:
     span: Span
 
 
-Statement = Union[
-    ModelStatement,
-    LetStatement,
-    InputStatement,
-    BackboneStatement,
-    NeckStatement,
-    DatasetStatement,
-    TaskStatement,
-    TrainStatement,
-]
+Statement = (
+    ModelStatement
+    | LetStatement
+    | InputStatement
+    | BackboneStatement
+    | NeckStatement
+    | DatasetStatement
+    | TaskStatement
+    | TrainStatement
+)
 
 
 @dataclass(frozen=True)

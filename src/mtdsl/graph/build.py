@@ -1,8 +1,8 @@
 """Validated spec → sharing graph (a ``networkx.DiGraph``).
 
 Nodes are the input, backbone segments (shared), task-private segment copies,
-necks and heads. A neck has one parent per backbone map it reads. Each node carries everything needed to build its module, so the
-model compiler reads only the graph:
+necks and heads. A neck has one parent per backbone map it reads. Each node carries
+everything needed to build its module, so the model compiler reads only the graph:
 
 ==========  ==============================================================
 attribute   meaning
@@ -76,7 +76,8 @@ def build_graph(spec: Spec) -> nx.DiGraph:
         data["tasks"] = sorted(set(graph.nodes[source]["tasks"]) & set(graph.nodes[target]["tasks"]))
     graph.graph["tasks"] = {task: path for task, path in paths.items()}
     graph.graph["backbones"] = {
-        name: {"model": b.model, "pretrained": b.pretrained, "drop_rate": b.drop_rate, "drop_path_rate": b.drop_path_rate}
+        name: {"model": b.model, "pretrained": b.pretrained, "drop_rate": b.drop_rate,
+               "drop_path_rate": b.drop_path_rate}
         for name, b in spec.model.backbones.items()
     }
     graph.graph["phases"] = [phase.name for phase in spec.train.phases]

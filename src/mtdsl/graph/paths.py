@@ -60,7 +60,8 @@ def task_paths(spec: Spec) -> dict[str, list[NodeKey]]:
                 f"task '{name}' branches at {branch_segment} but stops earlier, at tap = {task.tap}",
                 spec.span("task", name, "branch"),
                 source=spec.source,
-                hint=f"remove 'branch' (the task shares everything up to {tap_segment}) or branch at {tap_segment} or earlier",
+                hint=f"remove 'branch' (the task shares everything up to {tap_segment}) "
+                f"or branch at {tap_segment} or earlier",
             )
         key, reference = ("branch", task.branch) if task.branch else ("tap", task.tap)
         owner = reference.owner if reference is not None else ""

@@ -126,7 +126,7 @@ class ModulePlan:
 
 
 def module_plan(graph: nx.DiGraph) -> ModulePlan:
-    """The plan of the model a sharing graph describes (from :func:`mtdsl.graph.build.build_graph` or ``graph.json``)."""
+    """The plan of the model a graph describes (from :func:`mtdsl.graph.build.build_graph` or ``graph.json``)."""
     order = [node for node in nx.lexicographical_topological_sort(graph) if graph.nodes[node]["kind"] != INPUT]
     paths: dict[str, list[str]] = graph.graph["tasks"]
     return ModulePlan(

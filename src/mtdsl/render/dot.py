@@ -80,8 +80,8 @@ def to_dot(graph: nx.DiGraph) -> graphviz.Digraph:
         if data["kind"] == "input":
             dot.node(node, _node_label(node, data), shape="oval", fillcolor="#f5f5f5")
         elif data["shared"]:
-            dot.node(node, _node_label(node, data), fillcolor=SHARED_FILL, color=SHARED_BORDER, penwidth="2", style=style,
-                     shape=shape)
+            dot.node(node, _node_label(node, data), fillcolor=SHARED_FILL, color=SHARED_BORDER, penwidth="2",
+                     style=style, shape=shape)
         else:
             colour = colours[data["tasks"][0]]
             fill = colour + ("66" if data["kind"] == "head" else "33")
@@ -90,11 +90,13 @@ def to_dot(graph: nx.DiGraph) -> graphviz.Digraph:
     for source, target, data in sorted(graph.edges(data=True)):
         tasks = data["tasks"]
         colour = colours[tasks[0]] if len(tasks) == 1 else SHARED_BORDER
-        dot.edge(source, target, label=_edge_text(graph, source, data), color=colour, penwidth=str(1 + 0.5 * len(tasks)))
+        dot.edge(source, target, label=_edge_text(graph, source, data), color=colour,
+                 penwidth=str(1 + 0.5 * len(tasks)))
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="tasks", fontsize="10", style="dashed", color="#999999")
         for task, colour in colours.items():
-            legend.node(f"legend_{task}", task, fillcolor=colour + "66", color=colour, shape="box", style="filled,rounded")
+            legend.node(f"legend_{task}", task, fillcolor=colour + "66", color=colour, shape="box",
+                        style="filled,rounded")
     return dot
 
 

@@ -118,7 +118,8 @@ def summary_table(summary: dict) -> Table:
     rows = [
         ["shared", "", "", human(summary["shared_params"]), "", ""],
         ["multi-task", "", "", human(summary["multi_task_params"]), "", human(summary.get("multi_task_flops", 0))],
-        [f"single ×{count}", "", "", human(summary["single_task_params"]), "", human(summary.get("single_task_flops", 0))],
+        [f"single ×{count}", "", "", human(summary["single_task_params"]), "",
+         human(summary.get("single_task_flops", 0))],
         ["single / multi", "", "", f"{summary['param_ratio']:.2f}×", "", f"{summary.get('flop_ratio') or 0:.2f}×"],
     ]
     for row in rows:

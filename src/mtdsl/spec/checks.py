@@ -41,7 +41,7 @@ def _looks_like_path(value: str) -> bool:
 
 
 def check_necks(spec: Spec) -> None:
-    """A neck reads a declared backbone (that the backbone has a map at the neck's finest stride is the graph stage's check)."""
+    """A neck reads a declared backbone (the graph stage checks the backbone has a map at the neck's finest stride)."""
     for name, neck in spec.model.necks.items():
         if neck.backbone not in spec.model.backbones:
             raise SpecNameError(
@@ -138,7 +138,7 @@ def check_task_backbones(spec: Spec) -> None:
 
 
 def check_references(spec: Spec) -> None:
-    """``branch`` and ``tap`` name a backbone, a neck or another task (which segments exist is the graph stage's check)."""
+    """``branch`` and ``tap`` name a backbone, a neck or another task (the graph stage checks which segments exist)."""
     branch_order(spec)  # tasks that branch off each other in a cycle are an error here
     for name, task in spec.model.tasks.items():
         for key, reference in (("branch", task.branch), ("tap", task.tap)):
@@ -282,7 +282,8 @@ def check_crops(spec: Spec) -> None:
                 raise SpecValueError(
                     f"crops = {crop_task}: " + (f"'{crop_task}' is a {kind} task" if kind else "no such task"),
                     spec.span("task", name, "crops"),
-                    expected=f"classification tasks that label each detected box: {listing(options) or 'none declared'}",
+                    expected="classification tasks that label each detected box: "
+                    f"{listing(options) or 'none declared'}",
                     hint=did_you_mean(crop_task, options),
                 )
 

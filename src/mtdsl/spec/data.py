@@ -11,7 +11,7 @@ compiling a model: the data is only opened when training.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -22,7 +22,7 @@ from mtdsl.spec.registry import Config, Registry
 MIN_SYNTHETIC_SIDE = 16
 MAX_SYNTHETIC_COUNT = 1_000_000
 
-Split = Union[Literal["given"], list[Annotated[float, Field(le=1.0)]]]
+Split = Literal["given"] | list[Annotated[float, Field(le=1.0)]]
 #: A value of an 8-bit mask (the lower bound is checked with a message that names the range).
 MaskValue = Annotated[int, Field(le=255)]
 

@@ -148,7 +148,10 @@ class EfficientDetHeadConfig(HeadConfig):
 
 @HEAD_CONFIGS.register("segmentation")
 class SegmentationHeadConfig(HeadConfig):
-    """``segmentation(levels = 3, depth = 1, merge = sum, separable = false)``: see :class:`mtdsl.nn.heads.dense.SegmentationHead`."""
+    """``segmentation(levels = 3, depth = 1, merge = sum, separable = false)``.
+
+    See :class:`mtdsl.nn.heads.dense.SegmentationHead`.
+    """
 
     kind: Literal["segmentation"] = "segmentation"
     levels: int = Field(default=3, gt=0, le=MAX_LEVELS)

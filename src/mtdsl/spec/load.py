@@ -71,7 +71,8 @@ def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec
         _check_readable(path)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ArtefactError(f"spec file not found: {path}", hint="check the path; specs usually live in specs/") from None
+        raise ArtefactError(f"spec file not found: {path}",
+                            hint="check the path; specs usually live in specs/") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ArtefactError(f"cannot read spec {path}: {error}", hint="save the spec as UTF-8 text") from None
     return load_text(text, str(path), overrides)

@@ -49,7 +49,7 @@ class CrossEntropyConfig(LossConfig):
 
 @LOSS_CONFIGS.register("detection")
 class DetectionLossConfig(LossConfig):
-    """``detection(alpha = 0.25, gamma = 2, box = huber, box_weight = 50, delta = 0.1)``: focal class loss + box loss."""
+    """``detection(alpha = 0.25, gamma = 2, box = huber, box_weight = 50, delta = 0.1)``: focal class + box loss."""
 
     kind: Literal["detection"] = "detection"
     alpha: float = Field(default=0.25, ge=0.0, le=1.0)

@@ -58,7 +58,7 @@ NECK_CONFIGS: Registry[NeckConfig] = Registry("neck")
 
 @NECK_CONFIGS.register("bifpn")
 class BiFPNConfig(NeckConfig):
-    """``bifpn(trunk, scale = 0, channels = 64, repeats = 3, min_level = 3, max_level = 7, separable = true, weighting = fastattn)``."""
+    """``bifpn(trunk, scale = 0, channels = 64, repeats = 3, min_level = 3, max_level = 7, separable = true, weighting = fastattn)``."""  # noqa: E501
 
     kind: Literal["bifpn"] = "bifpn"
     scale: int | None = Field(default=None, ge=0, le=7)

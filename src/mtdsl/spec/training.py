@@ -6,7 +6,7 @@ never sees datasets, losses, weights or sampling.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import Field, SerializeAsAny, model_validator
 
@@ -116,7 +116,7 @@ class Ramp(SpecModel):
         return value
 
 
-RatioValue = Union[Weight, Ramp]
+RatioValue = Weight | Ramp
 
 
 @SAMPLERS.register("proportional")

@@ -230,7 +230,8 @@ def build_config(
         node = ast.Call(node.id, node.span, (), (), node.span)
     if not isinstance(node, ast.Call):
         raise SpecValueError(
-            f"expected {'an' if registry.what[0] in 'aeiou' else 'a'} {registry.what} such as {registry.kinds()[0]}(...)",
+            f"expected {'an' if registry.what[0] in 'aeiou' else 'a'} {registry.what} "
+            f"such as {registry.kinds()[0]}(...)",
             node.span,
             expected=f"one of: {listing(registry.kinds())}",
         )

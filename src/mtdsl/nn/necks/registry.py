@@ -25,7 +25,7 @@ NECK_BUILDERS: Builders[NeckCall] = Builders(NECK_CONFIGS)
 register_neck = NECK_BUILDERS.register
 
 def neck_call(config: NeckConfig, in_channels: list[int], in_strides: list[int]) -> ModuleCall:
-    """The constructor call of the neck on maps of ``in_channels`` widths at ``in_strides`` (exactly the maps it reads)."""
+    """The constructor call of the neck on maps of ``in_channels`` widths at ``in_strides`` (only the maps it reads)."""
     return NECK_BUILDERS.build(config, in_channels, in_strides)
 
 

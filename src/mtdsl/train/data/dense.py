@@ -438,7 +438,7 @@ def synthetic_targets(config: SyntheticDataset, task: TaskLabels) -> np.ndarray:
 def _boxes_in_task_classes(
     found: Sequence[tuple[np.ndarray, np.ndarray]], own: Sequence[str], names: Sequence[str], where: str
 ) -> np.ndarray:
-    """Each image's :class:`BoxTarget` over a joined task's ``names``, from boxes indexed into the dataset's ``own`` classes.
+    """Each image's :class:`BoxTarget` over a joined task's ``names``, from boxes in the dataset's ``own`` classes.
 
     The dataset annotates the task classes it has; boxes of its other classes are dropped.
 
@@ -491,7 +491,8 @@ def _check_annotated(
             raise DataError(
                 f"{where}: the dataset's classes list '{name}', which task '{task.task}' does not have",
                 expected=f"one of the task's classes: {listing(names)}",
-                hint=did_you_mean(name, names) or f"add '{name}' to the task's classes, or remove it from the dataset's",
+                hint=did_you_mean(name, names)
+                or f"add '{name}' to the task's classes, or remove it from the dataset's",
             )
 
 

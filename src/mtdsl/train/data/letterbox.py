@@ -115,7 +115,7 @@ class Letterbox:
             image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
         if flipped:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        fill = tuple(int(round(255 * m)) for m in self.mean)
+        fill = tuple(round(255 * m) for m in self.mean)
         canvas = Image.new("RGB", (self.size, self.size), fill)  # type: ignore[arg-type]
         canvas.paste(image, (0, 0))
 

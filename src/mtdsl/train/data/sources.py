@@ -162,7 +162,9 @@ def given_folders(
     root: Path,
     where: str,
     holding: str = "one folder per class",
-    hint: str = "write a ratio instead, e.g. split = 0.65/0.10/0.25, when the class folders sit directly under the root",
+    hint: str = (
+        "write a ratio instead, e.g. split = 0.65/0.10/0.25, when the class folders sit directly under the root"
+    ),
 ) -> dict[str, Path]:
     """The ``train``, ``val`` (from ``val/`` or ``valid/``) and, when present, ``test`` folders of ``root``."""
     found = _subfolders(root)

@@ -50,8 +50,8 @@ def _array(value: Any, columns: int | None = None, dtype: Any = np.float64) -> n
 def _image_entry(image_id: int, truth: dict[str, Any], boxes: np.ndarray) -> dict[str, Any]:
     size = truth.get("image_size")
     if size is None:  # COCOeval never reads the size; any that holds the boxes will do
-        height = int(math.ceil(boxes[:, 3].max())) if len(boxes) else 1
-        width = int(math.ceil(boxes[:, 2].max())) if len(boxes) else 1
+        height = math.ceil(boxes[:, 3].max()) if len(boxes) else 1
+        width = math.ceil(boxes[:, 2].max()) if len(boxes) else 1
     elif isinstance(size, int):
         height = width = size
     else:

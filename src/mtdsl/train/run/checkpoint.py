@@ -83,7 +83,8 @@ def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None
     if state.get("model_hash") != model_hash:
         raise TrainingError(
             f"checkpoint {path} was trained for a different model "
-            f"(spec '{state.get('spec_name', '?')}', model fingerprint {state.get('model_hash')}, this spec's is {model_hash})",
+            f"(spec '{state.get('spec_name', '?')}', model fingerprint {state.get('model_hash')}, "
+            f"this spec's is {model_hash})",
             hint="pass the spec the checkpoint was trained from (a copy is saved as spec.mtl in its run folder)",
         )
     if spec_hash is not None and state.get("spec_hash") != spec_hash:
