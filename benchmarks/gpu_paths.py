@@ -1,4 +1,4 @@
-"""The CUDA paths of the generated loop, each trained for real: fp32, fp16 + GradScaler, bf16, channels_last, torch.compile.
+"""The CUDA paths of the generated loop, each trained for real: fp32, fp16 + GradScaler, bf16, channels_last, compile.
 
 Each variant trains the same spec (``specs/quickstart.mtl`` by default: five
 tasks, classify to segment, on synthetic data) from the same seed for
@@ -75,7 +75,8 @@ def main() -> int:
     import torch
 
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else "CPU"
-    print(f"{args.spec.name}, {args.epochs} epochs per variant, device {args.device} ({where}), torch {torch.__version__}")
+    print(f"{args.spec.name}, {args.epochs} epochs per variant, device {args.device} ({where}), "
+          f"torch {torch.__version__}")
     text = args.spec.read_text(encoding="utf-8")
     results = []
     for name in args.variants.split(","):

@@ -7,10 +7,9 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 
 from mtdsl.compiler import compile_text
-
-from conftest import ROOT
 
 
 def _script():

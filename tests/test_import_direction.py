@@ -50,8 +50,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("render", ("mtdsl.render",)),
     ("train", ("mtdsl.train",)),
     ("codegen", ("mtdsl.codegen",)),
-    ("orchestrators", ("mtdsl.compiler", "mtdsl.check", "mtdsl.launch", "mtdsl.predict", "mtdsl.compare", "mtdsl.export",
-                       "mtdsl.cli", "mtdsl.__main__")),
+    ("orchestrators", ("mtdsl.compiler", "mtdsl.check", "mtdsl.launch", "mtdsl.predict", "mtdsl.compare",
+                       "mtdsl.export", "mtdsl.cli", "mtdsl.__main__")),
 )
 
 
