@@ -102,3 +102,20 @@ def test_export_command_refuses_a_used_folder_and_unknown_tasks(trained, tmp_pat
     assert main([*command[:3], str(tmp_path / "none.pt"), *command[4:], "--overwrite"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert (out / FORMATS["torchscript"]).stat().st_mtime_ns == stamp  # a failed export leaves the old one
+
+
+def test_an_exporter_failure_is_a_message_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
+    _, _, checkpoint = trained
+    spec = tmp_path / "quickstart.mtl"
+    spec.write_text(QUICKSTART.read_text().replace('"resnet10t"', '"test_resnet"'))
+
+    def failing_trace(*args, **kwargs):
+        raise RuntimeError("unsupported operator aten::something\nmore detail")
+
+    monkeypatch.setattr(torch.jit, "trace", failing_trace)
+    out = tmp_path / "export"
+    assert main(["export", str(spec), "--checkpoint", str(checkpoint), "--out", str(out), "--format", "torchscript",
+                 "--tasks", "shape"]) == 2
+    err = capsys.readouterr().err
+    assert "torchscript export of this model failed: unsupported operator aten::something" in err
+    assert "Traceback" not in err and not any(out.glob("*"))

@@ -99,6 +99,13 @@ def _write_program(model: NamedOutputs, example: torch.Tensor, names: list[str],
             else:
                 torch.jit.save(torch.jit.trace(model, (example,), strict=False), str(temporary))
         temporary.replace(path)
+    except ExportError:
+        raise
+    except Exception as error:  # the exporter's own failure: a message, not its traceback
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ExportError(f"{format} export of this model failed: {reason}",
+                          hint=f"try another --format ({', '.join(f for f in FORMATS if f != format)}); "
+                               "if every format fails, report it with the spec") from error
     finally:
         temporary.unlink(missing_ok=True)
     return path
