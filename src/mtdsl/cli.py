@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mtdsl import __version__
-from mtdsl.errors import ArtefactError, MtdslError, SpecValueError
+from mtdsl.errors import ArtefactError, FailedElsewhere, MtdslError, SpecValueError
 
 EXIT_USER_ERROR = 2
 
@@ -111,10 +112,13 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compiler import compile_file
     from mtdsl.launch import train_compiled
     from mtdsl.train.loop.precision import pick_device
+    from mtdsl.train.parallel.world import World
     from mtdsl.train.run.folder import RunFolder
-    from mtdsl.train.run.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
+    from mtdsl.train.run.stop_signals import exit_code, stop_signals, stopped_message
 
-    refuse_multi_process_launch()
+    world = World.from_environment()
+    if args.nproc > 1:
+        return _run_under_torchrun(args, world)
     pick_device(args.device)  # a wrong --device is refused before anything is written
     spec_path = Path(args.spec)
     run = RunFolder(Path(args.out) if args.out else Path("runs") / spec_path.stem)
@@ -122,17 +126,49 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     with stop_signals():
         try:
             train_compiled(compilation, run, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
-                           device=args.device, workers=args.workers, quiet=args.quiet,
-                           announce=_announcer(console))
+                           device=args.device, workers=args.workers, quiet=args.quiet or not world.is_main,
+                           announce=_announcer(console), sync_batchnorm=args.sync_batchnorm)
         except KeyboardInterrupt as interrupt:
-            command = shlex.join(["mtdsl", "train", str(spec_path), "--out", str(run.root)]
-                                 + [f"--set={pair}" for pair in args.set]
-                                 + ([f"--seed={args.seed}"] if args.seed is not None else []))
-            console.print(stopped_message(interrupt, run, command), style="yellow", markup=False, highlight=False)
+            if world.is_main:
+                command = shlex.join([*_launcher(world), "train", str(spec_path), "--out", str(run.root)]
+                                     + [f"--set={pair}" for pair in args.set]
+                                     + ([f"--seed={args.seed}"] if args.seed is not None else []))
+                console.print(stopped_message(interrupt, run, command), style="yellow", markup=False,
+                              highlight=False)
             return exit_code(interrupt)
-    console.print(f"[green]trained[/] {spec_path}: run folder {run.root}/ (diagram {run.root / 'architecture.svg'}, "
-                  f"plots {run.root / 'plots'}/)")
+    if world.is_main:
+        console.print(f"[green]trained[/] {spec_path}: run folder {run.root}/ (diagram "
+                      f"{run.root / 'architecture.svg'}, plots {run.root / 'plots'}/)")
     return 0
+
+
+def _launcher(world) -> list[str]:
+    """The start of a command that runs mtdsl as this process was run: ``mtdsl``, or torchrun with its sizes."""
+    return ["mtdsl"] if not world.distributed else [*world.launcher(), "-m", "mtdsl"]
+
+
+def _run_under_torchrun(args: argparse.Namespace, world) -> int:
+    """``mtdsl train --nproc N``: this same command, run by torchrun in N processes on this machine."""
+    import subprocess
+
+    if world.distributed:
+        raise SpecValueError("--nproc starts torchrun, but this process was itself started by torchrun",
+                             hint="leave out --nproc under torchrun: its --nproc_per_node sets the processes")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
+               "-m", "mtdsl", *_without_nproc(sys.argv[1:] if args.argv is None else args.argv)]
+    return subprocess.call(command)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--nproc":
+            skip = True
+        elif not word.startswith("--nproc="):
+            kept.append(word)
+    return kept
 
 
 def _announcer(console: Console):
@@ -159,7 +195,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.compare.report import compare_table, metric_table, write_compare
     from mtdsl.compiler import compile_file
     from mtdsl.train.loop.precision import pick_device
+    from mtdsl.train.run.stop_signals import refuse_multi_process_launch
 
+    refuse_multi_process_launch("mtdsl compare")  # N processes would time and train the same models side by side
     if not args.train and (args.resume or args.overwrite):
         raise ArtefactError("--resume and --overwrite apply to the runs of --train", hint="add --train")
     device = pick_device(args.device)
@@ -190,9 +228,8 @@ def _train_for_compare(args: argparse.Namespace, compilation, spec_path: Path, o
                        console: Console) -> dict | int:
     """Train every model of the comparison into ``out/runs/``: what they scored, or the exit code of a stop."""
     from mtdsl.compare.training import train_all
-    from mtdsl.train.run.stop_signals import RunStopped, exit_code, refuse_multi_process_launch, stop_signals
+    from mtdsl.train.run.stop_signals import RunStopped, exit_code, stop_signals
 
-    refuse_multi_process_launch()
     with stop_signals():
         try:
             return train_all(compilation, out, budget=args.budget, seed=args.seed, device=args.device,
@@ -322,6 +359,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     train.add_argument("--workers", type=_count, help="data-loading processes per stream (default: the spec's)")
     train.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    train.add_argument("--nproc", type=_positive, default=1,
+                       help="train with N processes on this machine, through torchrun (docs/distributed.md)")
+    train.add_argument("--sync-batchnorm", action="store_true",
+                       help="with several CUDA processes: BatchNorm statistics over the whole batch, not each share")
 
     evaluate = spec_command("eval", "evaluate a checkpoint of this spec on one split and print the table")
     evaluate.set_defaults(run=cmd_eval)
@@ -374,11 +415,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.argv = argv
     console = Console()
     try:
         return args.run(args, console)
+    except FailedElsewhere:
+        return EXIT_USER_ERROR  # the process that failed printed why
     except MtdslError as error:
-        print(error.render(), file=sys.stderr)
+        print(_rank_label(error.render()), file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as error:
         if error.errno not in ENVIRONMENT_ERRORS:
@@ -390,6 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _rank_label(message: str) -> str:
+    """``message`` after ``rank N:`` in a process torchrun started other than rank 0."""
+    rank = os.environ.get("RANK", "0").strip() or "0"
+    alone = os.environ.get("WORLD_SIZE", "1").strip() in ("", "1")
+    return message if rank == "0" or alone else f"rank {rank}: {message}"
 
 
 if __name__ == "__main__":

@@ -223,3 +223,10 @@ class DataWarning(UserWarning):
     Emitted with :func:`warnings.warn`; ``mtdsl train`` shows each one in yellow
     with the streams' split sizes before the first step.
     """
+
+
+class FailedElsewhere(MtdslError):
+    """Another process of a run of several (torchrun) failed and printed why; this one only stops quietly."""
+
+    stage = "stopped"
+

@@ -1,4 +1,4 @@
-"""Training: the parts the generated ``train.py`` is built from, in four rooms.
+"""Training: the parts the generated ``train.py`` is built from, in five rooms.
 
 * :mod:`mtdsl.train.data`: what each task reads (sources, COCO files, masks, the synthetic
   shapes), transforms and the letterbox, splits and datasets, batching and the loaders;
@@ -10,4 +10,6 @@
 * :mod:`mtdsl.train.run`: what a run leaves behind and answers for: its folder and lock,
   its fingerprints and checkpoints, stop signals, the metrics log and results, the drawn
   predictions.
+* :mod:`mtdsl.train.parallel`: several processes under torchrun: the world (rank,
+  collectives, what the ranks decide together) and one DistributedDataParallel per stream.
 """

@@ -4,12 +4,15 @@ mtdsl writes this file into a run folder as ``train.py``, with the block between
 the ``# >>> spec`` and ``# <<< spec`` lines written from the spec: which spec it
 is, how to run this file, and every decision the spec made, as constants. Run it
 directly (``python train.py --out DIR [--resume] [--seed N] [--device cpu|cuda]``)
-or through ``mtdsl train``, which runs this same file.
+or through ``mtdsl train``, which runs this same file; under ``torchrun
+--nproc_per_node N`` it trains with N processes (``docs/distributed.md``).
 
 Each step follows Algorithm 1: a sampling strategy picks a stream (a dataset and
 the tasks it labels), one batch of it runs through the tasks' paths, and their
 losses are weighted, summed and back-propagated, with mixed precision
-(``torch.autocast`` + ``GradScaler``).
+(``torch.autocast`` + ``GradScaler``). With several processes every rank draws
+the same stream at each step and its share of that stream's batch; the stream's
+DistributedDataParallel averages the gradients, and only rank 0 writes the run.
 
 In mtdsl's source tree this file is the template, and its block holds the
 constants of ``specs/quickstart.mtl``, so the template itself imports, lints and
@@ -29,7 +32,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from mtdsl.errors import DataError, MtdslError, TrainingError
+from mtdsl.errors import DataError, FailedElsewhere, MtdslError, TrainingError
 from mtdsl.nn.losses import build_loss
 from mtdsl.render.plots import plot_run
 from mtdsl.spec.streams import Stream
@@ -58,12 +61,14 @@ from mtdsl.train.loop.sampling import TaskSampler
 from mtdsl.train.loop.schedule import LearningRate
 from mtdsl.train.loop.weighting import build_weighting
 from mtdsl.train.metrics.selection import mean_main
+from mtdsl.train.parallel.replicas import StreamReplicas
+from mtdsl.train.parallel.world import World
 from mtdsl.train.run.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from mtdsl.train.run.folder import RunFolder
 from mtdsl.train.run.provenance import append_session, session_record
 from mtdsl.train.run.report import MetricsLog, results_table, write_results
 from mtdsl.train.run.showcase import write_prediction_images
-from mtdsl.train.run.stop_signals import exit_code, refuse_multi_process_launch, stop_signals, stopped_message
+from mtdsl.train.run.stop_signals import exit_code, stop_signals, stopped_message
 
 # --------------------------------------------------------------- the spec, as data
 
@@ -143,35 +148,47 @@ EPOCHS = sum(phase.epochs for phase in PHASES)
 # ------------------------------------------------------------------------ the run
 
 def train(out: Path = HERE, *, resume: bool = False, overwrite: bool = False, seed: int = SEED,
-          device: str | None = None, workers: int = WORKERS, quiet: bool = False, budget: Budget | None = None) -> dict:
+          device: str | None = None, workers: int = WORKERS, quiet: bool = False, budget: Budget | None = None,
+          sync_batchnorm: bool = False) -> dict:
     """Train, validate every epoch, keep the best checkpoint, and test it. Returns the test results.
 
     The run folder is locked while training; one that already holds a run is refused unless
     ``resume`` continues it or ``overwrite`` deletes it first. SIGTERM stops the run as Ctrl-C does
     (a ``KeyboardInterrupt``), keeping the last checkpoint. ``budget`` (``mtdsl compare --train``)
-    sets each epoch's images or seconds instead of the spec's epoch length.
+    sets each epoch's images or seconds instead of the spec's epoch length. Under torchrun, every
+    process calls this; rank 0 holds the folder. ``sync_batchnorm`` (several CUDA processes) computes
+    BatchNorm statistics over the whole batch instead of each process's share.
     """
-    refuse_multi_process_launch()
+    world = World.from_environment()
+    device = world.device(pick_device(device))
     run = RunFolder(Path(out))
-    with run.claim(resume=resume, overwrite=overwrite), stop_signals():
-        return run_epochs(run, resume=resume and run.last.exists(), seed=seed, device=device, workers=workers,
-                          quiet=quiet, budget=budget or Budget())
+    with world.joined(device), world.on_main(run.claim(resume=resume, overwrite=overwrite)), \
+            stop_signals(deferred=world.distributed):
+        return run_epochs(run, world, resume=world.broadcast(resume and run.last.exists()), seed=seed,
+                          device=device, workers=workers, quiet=quiet, budget=budget or Budget(),
+                          sync_batchnorm=sync_batchnorm)
 
 
-def run_epochs(run: RunFolder, *, resume: bool, seed: int, device: str | None, workers: int, quiet: bool,
-               budget: Budget) -> dict:
+def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device: torch.device, workers: int,
+               quiet: bool, budget: Budget, sync_batchnorm: bool = False) -> dict:
     """Algorithm 1, epoch by epoch, from the start or from ``run``'s last checkpoint; then :func:`finish`."""
     budget.check(EPOCHS)
-    device = pick_device(device)
     precision = resolve_precision(PRECISION, device)
+    quiet = quiet or not world.is_main  # one progress bar and one table per run
     console = Console(quiet=quiet)
     seed_everything(seed)
-    append_session(run.provenance, session_record(seed=seed, world_size=1, device=str(device), resume=resume))
+    if world.is_main:
+        append_session(run.provenance, session_record(seed=seed, world_size=world.size, device=str(device),
+                                                      resume=resume))
 
     model = build_model(device, load_pretrained=not resume)
+    if sync_batchnorm:
+        model = world.sync_batchnorm(model, device)
     forward = torch.compile(model) if COMPILE else model
+    replicas = StreamReplicas(model, forward, STREAMS, world, INPUT_SIZE, device)
     data = StreamLoaders(STREAMS, DATASETS, TASKS, image_size=INPUT_SIZE, mean=NORMALIZATION[0],
-                         std=NORMALIZATION[1], seed=seed, workers=workers, on_corrupt=ON_CORRUPT, device=device)
+                         std=NORMALIZATION[1], seed=seed, workers=workers, on_corrupt=ON_CORRUPT, device=device,
+                         world=world)
     for line in data.describe():
         console.print(line)
     weighting = build_weighting(WEIGHTING, LOSS_WEIGHTS).to(device)
@@ -183,7 +200,8 @@ def run_epochs(run: RunFolder, *, resume: bool, seed: int, device: str | None, w
                                  **({"targets": SAMPLING_TARGETS} if SAMPLING_TARGETS else {}))
     console.print(epoch_line(sampler.plan(0, progress=0.0), STREAMS, data.sizes, EPOCH))
     log = MetricsLog(run.metrics)
-    state = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "run": uuid.uuid4().hex, "seed": seed}
+    state = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "run": world.broadcast(uuid.uuid4().hex),
+             "seed": seed}
 
     if resume:
         checkpoint = load_checkpoint(run.last, model_hash=MODEL_HASH, spec_hash=SPEC_HASH)
@@ -197,17 +215,20 @@ def run_epochs(run: RunFolder, *, resume: bool, seed: int, device: str | None, w
         scaler.load_state_dict(checkpoint["scaler"])
         sampler.load_state_dict(checkpoint["sampler"])
         data.consumed = list(checkpoint["consumed"])
-        data.skipped = checkpoint["skipped_images"]
+        data.skipped = checkpoint["skipped_images"] if world.is_main else 0  # the ranks' total so far
         state = dict(checkpoint["state"])
         restore_rng_state(checkpoint["rng"])
-        log.truncate_after(state["epoch"])
+        if world.is_main:
+            log.truncate_after(state["epoch"])
         console.print(f"resumed from {run.last} after epoch {state['epoch']}")
-    else:
+    elif world.is_main:
         run.metrics.unlink(missing_ok=True)
 
     for epoch in range(state["epoch"], EPOCHS):
         phase = phase_at(PHASES, epoch)
         apply_phase(model, phase)
+        replicas.prepare()
+        world.seed_epoch(seed, epoch)
         plan = sampler.plan(epoch, progress=epoch / EPOCHS, images=budget.images_at(epoch))
         loss_sums = {task: 0.0 for task in TASKS}
         loss_counts = {task: 0 for task in TASKS}
@@ -215,7 +236,7 @@ def run_epochs(run: RunFolder, *, resume: bool, seed: int, device: str | None, w
         title = f"epoch {epoch + 1}/{EPOCHS} · {phase.name}"
         with EpochProgress(title, len(plan), [s.label for s in STREAMS], enabled=not quiet, console=console) as bar:
             for position, stream_index in enumerate(plan):
-                if position and budget.out_of_time(epoch, time.perf_counter() - started):  # one step at least
+                if position and world.any(budget.out_of_time(epoch, time.perf_counter() - started)):  # one step at least
                     plan = plan[:position]
                     break
                 stream = STREAMS[stream_index]
@@ -226,14 +247,15 @@ def run_epochs(run: RunFolder, *, resume: bool, seed: int, device: str | None, w
                     images = images.contiguous(memory_format=torch.channels_last)
 
                 with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.autocast):
-                    outputs = forward(images, tasks=stream.tasks)
+                    outputs = replicas(stream_index, images)
                     losses = {task: LOSSES[task](to_float(outputs[task]), batch["targets"][task]) for task in stream.tasks}
                 total = weighting(losses)
-                values = {task: loss.item() for task, loss in losses.items()}
+                values = world.step_values(losses)  # averaged over the ranks, so all of them stop together
                 stop_on_non_finite(values, epoch=epoch + 1, step=state["step"], checkpoint=run.last)
 
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
+                world.average_gradients(weighting.parameters())
                 if GRAD_CLIP is not None:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -249,19 +271,23 @@ def run_epochs(run: RunFolder, *, resume: bool, seed: int, device: str | None, w
         trained_seconds = time.perf_counter() - started
         epoch_losses = {task: loss_sums[task] / loss_counts[task] for task in TASKS if loss_counts[task]}
         weighting.end_epoch(epoch_losses)
+        world.average_batchnorm(model)
+        world.check_replicas(model, epoch + 1)
         validation, mains = evaluate(forward, data, "val", OUTPUTS, precision, CHANNELS_LAST, decoders=DETECTION)
         sampler.observe(stream_means(validation, mains, STREAMS))
         mean = mean_main(validation, mains)
         state["epoch"] = epoch + 1
-        log.append({"event": "train", "epoch": epoch + 1, "step": state["step"], "phase": phase.name,
-                    "lr": optimizer.param_groups[0]["lr"], "losses": epoch_losses,
-                    "ratios": realised_ratios(plan, STREAMS), "images": images_per_task(plan, STREAMS),
-                    "loss_weights": weighting.factors(),
-                    "skipped_images": data.skipped, "seconds": trained_seconds,
-                    "val_seconds": time.perf_counter() - started - trained_seconds})
-        log.append({"event": "val", "epoch": epoch + 1, "metrics": validation, "main": main_values(validation, mains),
-                    "mean": mean})
-        skipped = f"  · {data.skipped} unreadable images skipped so far" if data.skipped else ""
+        skipped_images = world.total(data.skipped)
+        if world.is_main:
+            log.append({"event": "train", "epoch": epoch + 1, "step": state["step"], "phase": phase.name,
+                        "lr": optimizer.param_groups[0]["lr"], "losses": epoch_losses,
+                        "ratios": realised_ratios(plan, STREAMS), "images": images_per_task(plan, STREAMS),
+                        "loss_weights": weighting.factors(), "processes": world.size,
+                        "skipped_images": skipped_images, "seconds": trained_seconds,
+                        "val_seconds": time.perf_counter() - started - trained_seconds})
+            log.append({"event": "val", "epoch": epoch + 1, "metrics": validation,
+                        "main": main_values(validation, mains), "mean": mean})
+        skipped = f"  · {skipped_images} unreadable images skipped so far" if skipped_images else ""
         console.print(f"{title}: " + "  ".join(f"{task} {validation[task][mains[task]]:.3f}" for task in validation)
                       + f"  · mean {mean:.3f}{skipped}")
 
@@ -275,30 +301,34 @@ def run_epochs(run: RunFolder, *, resume: bool, seed: int, device: str | None, w
             "spec_name": SPEC_NAME, "spec_hash": SPEC_HASH, "model_hash": MODEL_HASH,
             "model": model.state_dict(), "weighting": weighting.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "sampler": sampler.state_dict(), "consumed": list(data.consumed),
-            "skipped_images": data.skipped,
+            "skipped_images": skipped_images,
             "state": dict(state), "rng": rng_state(), "validation": validation,
         }
-        save_checkpoint(checkpoint, run.last)
-        if is_best:
-            save_checkpoint(checkpoint, run.best)
+        if world.is_main:
+            save_checkpoint(checkpoint, run.last)
+            if is_best:
+                save_checkpoint(checkpoint, run.best)
 
+    world.barrier()  # rank 0's checkpoints are on disk before any rank reads the best one
     data.close()  # the training streams' workers are done; the test reads through loaders of its own
-    return finish(run, state, model, data, precision, console)
+    return finish(run, world, state, model, data, precision, console)
 
 
-def finish(run: RunFolder, state: dict, model: torch.nn.Module, data: StreamLoaders, precision,
+def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, data: StreamLoaders, precision,
            console: Console) -> dict:
-    """Test this run's best checkpoint, save and print the results table, draw the plots."""
+    """Test this run's best checkpoint; rank 0 saves and prints the results table and draws the plots."""
     best = load_checkpoint(run.best, model_hash=MODEL_HASH)
     if best["state"].get("run") != state.get("run"):
         raise TrainingError(f"{run.best} was not written by this run", hint="train again with --overwrite")
-    if not math.isfinite(best["state"]["best"]):
+    if not math.isfinite(best["state"]["best"]) and world.is_main:
         Console(stderr=True).print(f"[yellow]note:[/] no epoch had a finite mean validation metric; "
                                    f"testing epoch {best['state']['epoch']}, the first")
     model.load_state_dict(best["model"])
     results, mains = evaluate(model, data, "test", OUTPUTS, precision, CHANNELS_LAST, fallback="val",
                               decoders=DETECTION)
     splits = splits_used(data, "test", "val")
+    if not world.is_main:
+        return {"splits": splits, "results": results, "mains": mains}
     MetricsLog(run.metrics).append({"event": "test", "splits": splits, "epoch": best["state"]["epoch"],
                                     "metrics": results, "main": main_values(results, mains),
                                     "mains": dict(mains), "mean": mean_main(results, mains)})
@@ -364,20 +394,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--workers", type=int, default=WORKERS, help="data-loading processes per stream")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--sync-batchnorm", action="store_true",
+                        help="under torchrun on GPUs: BatchNorm statistics over every process's share of a batch")
     args = parser.parse_args(argv)
+    world = World.from_environment()
     try:
         train(Path(args.out), resume=args.resume, overwrite=args.overwrite, seed=args.seed, device=args.device,
-              workers=args.workers, quiet=args.quiet)
+              workers=args.workers, quiet=args.quiet, sync_batchnorm=args.sync_batchnorm)
+    except FailedElsewhere:
+        return 2  # the rank that failed printed why
     except MtdslError as error:
-        print(error.render(), file=sys.stderr)
+        print(world.label(error.render()), file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
-        command = shlex.join(["python", sys.argv[0], "--out", args.out]
-                             + ([f"--seed={args.seed}"] if args.seed != SEED else []))
-        print(stopped_message(interrupt, RunFolder(Path(args.out)), command), file=sys.stderr)
+        if world.is_main:
+            command = shlex.join([*world.launcher(), sys.argv[0], "--out", args.out]
+                                 + ([f"--seed={args.seed}"] if args.seed != SEED else []))
+            print(stopped_message(interrupt, RunFolder(Path(args.out)), command), file=sys.stderr)
         return exit_code(interrupt)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

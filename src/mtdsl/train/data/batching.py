@@ -103,3 +103,26 @@ class BalancedBatches(ShuffledBatches):
 
 def _augmentation_seed(seed: int, position: int, slot: int) -> int:
     return (seed * 1_000_003 + position * 4099 + slot) % _SEED_SPACE
+
+
+class RankShare(Sampler[list[tuple[int, int]]]):
+    """One rank's share of every batch of ``batches``: its ``1/ranks`` of the batch, in order (rank 0 the first part).
+
+    Every rank reads the same global batches, so the ``k``-th global batch of a stream is the same
+    at any number of ranks, and together the ranks train on exactly what one process would. The
+    parts are contiguous, not strided: a balanced batch alternates positives and negatives, so every
+    rank's part stays balanced (a stride of 2 would give one rank only positives).
+    """
+
+    def __init__(self, batches: Sampler[list[tuple[int, int]]], rank: int, ranks: int) -> None:
+        self.batches = batches
+        self.rank = rank
+        self.ranks = ranks
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.batches:
+            share = len(batch) // self.ranks
+            yield batch[self.rank * share : (self.rank + 1) * share]
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]

@@ -25,10 +25,11 @@ from torch.utils.data import DataLoader
 from mtdsl.errors import DataError, DataWarning
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset
 from mtdsl.spec.streams import Stream
-from mtdsl.train.data.batching import BalancedBatches, ShuffledBatches
+from mtdsl.train.data.batching import BalancedBatches, RankShare, ShuffledBatches
 from mtdsl.train.data.datasets import Examples, ImageDataset, collate, join_datasets, raise_if_unreadable, read_splits
 from mtdsl.train.data.sources import describe
 from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.parallel.world import World
 from mtdsl.train.run.stop_signals import ignore_stop_signals
 
 
@@ -44,6 +45,8 @@ class StreamLoaders:
     on_corrupt: ``"error"`` or ``"skip"``.
     device: where batches go.
     consumed: batches each stream has already delivered (from a checkpoint).
+    world: the run's processes; each rank loads its share of every global batch
+        (:class:`~mtdsl.train.data.batching.RankShare`) and of every evaluation split.
     """
 
     def __init__(
@@ -60,8 +63,11 @@ class StreamLoaders:
         on_corrupt: str,
         device: torch.device,
         consumed: Sequence[int] | None = None,
+        world: World | None = None,
     ) -> None:
         self.streams = list(streams)
+        self.world = world or World()
+        self._may_skip = on_corrupt == "skip"
         self.device = device
         self.workers = workers
         self.consumed = list(consumed or [0] * len(streams))
@@ -150,6 +156,15 @@ class StreamLoaders:
                     hint="; ".join(_fill_hint(configs[name], split) for name in stream.datasets
                                    if len(splits[name].get(split, ())) == 0),
                 )
+        ranks = self.world.size
+        if stream.batch_size % ranks:
+            raise DataError(
+                f"the batch size of {source} (tasks {', '.join(stream.tasks)}) is {stream.batch_size}, "
+                f"which {ranks} processes cannot share evenly",
+                expected=f"a batch size that is a multiple of {ranks}: each process takes an equal share of a batch",
+                hint=f"write batch_size = {max(ranks, stream.batch_size // ranks * ranks)}, or launch "
+                f"a number of processes that divides {stream.batch_size}",
+            )
         training = len(self.splits[index]["train"])
         if stream.batch_size > training:
             raise DataError(
@@ -165,7 +180,7 @@ class StreamLoaders:
         """Training examples per stream."""
         return [len(self.splits[i]["train"]) for i in range(len(self.streams))]
 
-    def _batches(self, index: int) -> ShuffledBatches:
+    def _batches(self, index: int) -> ShuffledBatches | RankShare:
         stream = self.streams[index]
         dataset = self.splits[index]["train"]
         seed = self._seed + index
@@ -178,8 +193,10 @@ class StreamLoaders:
                     "so its batches cannot be balanced",
                     hint="check its `positive` label, or set balanced = false on the task",
                 )
-            return BalancedBatches(targets, stream.batch_size, seed, start=self.consumed[index])
-        return ShuffledBatches(len(dataset), stream.batch_size, seed, start=self.consumed[index])
+            batches = BalancedBatches(targets, stream.batch_size, seed, start=self.consumed[index])
+        else:
+            batches = ShuffledBatches(len(dataset), stream.batch_size, seed, start=self.consumed[index])
+        return RankShare(batches, self.world.rank, self.world.size) if self.world.distributed else batches
 
     def _loader(self, dataset: ImageDataset, index: int, **kwargs) -> DataLoader:
         """A loader that never draws from the global RNG.
@@ -199,7 +216,11 @@ class StreamLoaders:
         )
 
     def next_batch(self, index: int) -> dict:
-        """The stream's next training batch, on the device (batches whose images were all skipped are passed over)."""
+        """The stream's next training batch, on the device (batches whose images were all skipped are passed over).
+
+        With several ranks a batch is passed over when any rank's share of it was all skipped, so every
+        rank stays at the same global batch.
+        """
         if index not in self._iterators:
             self._iterators[index] = iter(
                 self._loader(self.splits[index]["train"], index, batch_sampler=self._batches(index))
@@ -208,7 +229,10 @@ class StreamLoaders:
             batch = raise_if_unreadable(next(self._iterators[index]))
             self.consumed[index] += 1
             self.skipped += batch["skipped"]
-            if len(batch["index"]):
+            usable = len(batch["index"]) > 0
+            if self.world.distributed and self._may_skip:
+                usable = self.world.all(usable)
+            if usable:
                 return to_device(batch, self.device)
 
     def split_for(self, index: int, split: str, fallback: str | None = None) -> str | None:
@@ -220,7 +244,10 @@ class StreamLoaders:
         return None
 
     def evaluation(self, split: str, fallback: str | None = None) -> Iterator[tuple[int, DataLoader]]:
-        """For each stream with this split (or else ``fallback``): its index and a finite loader over it."""
+        """For each stream with this split (or else ``fallback``): its index and a finite loader over it.
+
+        With several ranks, each loads every ``ranks``-th batch of the split, from its own rank on.
+        """
         for index, stream in enumerate(self.streams):
             chosen = self.split_for(index, split, fallback)
             if chosen is None:
@@ -228,7 +255,7 @@ class StreamLoaders:
             dataset = self.splits[index][chosen]
             indices = [[(i, 0) for i in range(start, min(start + stream.batch_size, len(dataset)))]
                        for start in range(0, len(dataset), stream.batch_size)]
-            yield index, self._loader(dataset, index, batch_sampler=indices)
+            yield index, self._loader(dataset, index, batch_sampler=indices[self.world.rank :: self.world.size])
 
     def has_split(self, split: str) -> bool:
         return any(split in splits and len(splits[split]) for splits in self.splits.values())

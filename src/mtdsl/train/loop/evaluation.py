@@ -1,7 +1,10 @@
 """Evaluation: every task's metrics on one split, and the mean used to pick the best model.
 
 Each stream's split is run through the model once for all the stream's tasks.
-The model is put in eval mode and no gradients are kept.
+The model is put in eval mode and no gradients are kept. With several ranks each
+evaluates its share of the split's batches; rank 0 adds up their metrics,
+computes them (COCO evaluation included) over the whole split, and every rank
+gets the results, so all take the same decisions (best epoch, dynamic sampling).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from mtdsl.train.data.loaders import StreamLoaders, to_device
 from mtdsl.train.loop.precision import Precision
 from mtdsl.train.loop.runtime import to_float
 from mtdsl.train.metrics import metric_for
+from mtdsl.train.metrics.metric import TaskMetric
 
 
 @torch.no_grad()
@@ -43,8 +47,7 @@ def evaluate(
     """
     model.eval()
     device = loaders.device
-    results: dict[str, dict[str, float]] = {}
-    mains: dict[str, str] = {}
+    evaluated: dict[str, TaskMetric] = {}
     for index, loader in loaders.evaluation(split, fallback):
         tasks = loaders.streams[index].tasks
         metrics = {task: metric_for(*outputs_per_task[task]) for task in tasks}
@@ -61,7 +64,19 @@ def evaluate(
                 if decoders and task in decoders:
                     output = decoders[task].detections(output)
                 metrics[task].update(output, batch["targets"][task])
+        evaluated.update(metrics)
+    return loaders.world.broadcast(_computed(loaders.world.gather(evaluated)))
+
+
+Results = tuple[dict[str, dict[str, float]], dict[str, str]]
+
+
+def _computed(per_rank: list[dict[str, TaskMetric]] | None) -> Results | None:
+    """Every task's metrics over all ranks' shares (on rank 0; ``None`` on the others)."""
+    if per_rank is None:
+        return None
+    first, *others = per_rank
+    for metrics in others:
         for task, metric in metrics.items():
-            results[task] = metric.compute()
-            mains[task] = metric.main
-    return results, mains
+            first[task].merge(metric)
+    return {task: metric.compute() for task, metric in first.items()}, {task: m.main for task, m in first.items()}

@@ -260,6 +260,7 @@ class SegmentationMetric(TaskMetric):
     """
 
     main = "miou"
+    accumulated = ("confusion",)
 
     def __init__(
         self, num_outputs: int, class_names: Sequence[str] | None = None, ignore_index: int = IGNORE_INDEX
@@ -328,6 +329,7 @@ class DetectionMetric(TaskMetric):
     """
 
     main = "AP"
+    accumulated = ("truth", "found")
 
     def reset(self) -> None:
         self.truth: list[dict[str, np.ndarray]] = []

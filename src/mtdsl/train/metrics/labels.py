@@ -31,6 +31,7 @@ class ClassifyMetric(TaskMetric):
     """
 
     main = "accuracy"
+    accumulated = ("confusion", "top_k_hits")
     top_k = 5
 
     def reset(self) -> None:
@@ -78,6 +79,7 @@ class BinaryMetric(TaskMetric):
     """
 
     main = "balanced_accuracy"
+    accumulated = ("tp", "fp", "tn", "fn")
 
     def reset(self) -> None:
         self.tp = self.fp = self.tn = self.fn = 0
@@ -112,6 +114,7 @@ class MultilabelMetric(TaskMetric):
     """
 
     main = "balanced_accuracy"
+    accumulated = ("tp", "fp", "tn", "fn")
 
     def reset(self) -> None:
         zeros = torch.zeros(self.num_outputs, dtype=torch.int64)

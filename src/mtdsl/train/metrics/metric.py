@@ -31,9 +31,11 @@ class TaskMetric(ABC):
 
     Attributes:
         main: the name of the metric used for model selection; always a key of ``compute()``.
+        accumulated: the attributes ``reset`` sets and ``update`` adds to; :meth:`merge` adds them up.
     """
 
     main: str
+    accumulated: tuple[str, ...]
 
     def __init__(self, num_outputs: int, class_names: Sequence[str] | None = None) -> None:
         self.num_outputs = num_outputs
@@ -51,6 +53,11 @@ class TaskMetric(ABC):
     @abstractmethod
     def reset(self) -> None:
         """Forget all counts."""
+
+    def merge(self, other: TaskMetric) -> None:
+        """Add ``other``'s counts to these: the same task evaluated on another rank's share of the split."""
+        for name in self.accumulated:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 METRICS: dict[str, type[TaskMetric]] = {}

@@ -57,17 +57,40 @@ def _raise_stopped(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def stop_signals() -> Iterator[None]:
-    """Within the block, SIGTERM (and SIGHUP) raise :class:`RunStopped` in the main thread."""
+def stop_signals(*, deferred: bool = False) -> Iterator[None]:
+    """Within the block, SIGTERM (and SIGHUP) raise :class:`RunStopped` in the main thread.
+
+    ``deferred`` (a run of several processes): SIGTERM, SIGHUP and SIGINT only record the request;
+    the loop reads it with :func:`stop_requested` at the end of a step and shares it with the other
+    ranks, so all stop at the same step and none waits in a collective for one that has gone. A
+    request still pending when the block ends raises there.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; a run driven from another thread keeps the defaults
         return
-    previous = {number: signal.signal(number, _raise_stopped) for number in STOP_SIGNALS}
+    numbers = (*STOP_SIGNALS, signal.SIGINT) if deferred else STOP_SIGNALS
+    previous = {number: signal.signal(number, _record_stop if deferred else _raise_stopped) for number in numbers}
     try:
         yield
+        pending = stop_requested()
+        if pending is not None:
+            raise RunStopped(pending)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        _REQUESTED.clear()
+
+
+_REQUESTED: list[int] = []
+
+
+def _record_stop(signum: int, frame: object) -> None:
+    _REQUESTED.append(signum)
+
+
+def stop_requested() -> int | None:
+    """The signal that asked a deferred run (:func:`stop_signals`) to stop, or ``None``."""
+    return _REQUESTED[0] if _REQUESTED else None
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
@@ -76,10 +99,9 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
         signal.signal(number, signal.SIG_IGN)
 
 
-def refuse_multi_process_launch() -> None:
-    """Raise when started as one of several processes (``torchrun --nproc_per_node N``, N > 1).
-
-    Each process would run the whole single-process loop into the same folder.
+def refuse_multi_process_launch(command: str) -> None:
+    """Raise when ``command`` (one that runs in one process, such as ``mtdsl compare``) was
+    started as one of several processes (``torchrun --nproc_per_node N``, N > 1).
 
     Raises:
         TrainingError: ``WORLD_SIZE`` is above 1, or ``RANK``/``LOCAL_RANK`` name a process other than the first.
@@ -89,10 +111,10 @@ def refuse_multi_process_launch() -> None:
     several = world_size.strip() not in ("", "1") or any(rank.strip() not in ("", "0") for rank in ranks.values())
     if several:
         raise TrainingError(
-            f"this run was launched as one of several processes (WORLD_SIZE={world_size}, "
-            f"RANK={ranks['RANK']}, LOCAL_RANK={ranks['LOCAL_RANK']}), but mtdsl trains in one process: "
-            "each would train the whole model into the same folder",
-            hint="run `mtdsl train SPEC` without torchrun (or with --nproc_per_node 1)",
+            f"{command} was launched as one of several processes (WORLD_SIZE={world_size}, "
+            f"RANK={ranks['RANK']}, LOCAL_RANK={ranks['LOCAL_RANK']}), but it runs in one: "
+            "each would time and train every model into the same folder",
+            hint=f"run `{command}` without torchrun; `mtdsl train SPEC --nproc N` trains one model with N processes",
         )
 
 
