@@ -12,7 +12,8 @@ from conftest import ROOT, tiny_backbones
 from mtdsl.cli import main
 from mtdsl.codegen.train_source import detection_setups
 from mtdsl.compiler import compile_spec
-from mtdsl.export import FORMATS, SIDECAR, export_model
+from mtdsl.export import FORMATS, SIDECAR, _write_program, export_model
+from mtdsl.export.nms import Detections
 from mtdsl.export.outputs import NamedOutputs
 from mtdsl.nn.model import MultiTaskModel
 from mtdsl.spec.load import load_spec
@@ -119,3 +120,104 @@ def test_an_exporter_failure_is_a_message_and_writes_nothing(trained, tmp_path, 
     err = capsys.readouterr().err
     assert "torchscript export of this model failed: unsupported operator aten::something" in err
     assert "Traceback" not in err and not any(out.glob("*"))
+
+
+def _reference_detections(compilation, model, images):
+    setups = detection_setups(compilation.spec, compilation.graph)
+    with torch.no_grad():
+        outputs = model(images, tasks=list(setups))
+    return {task: setup.detections(outputs[task]) for task, setup in setups.items()}
+
+
+def _canonical(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray):
+    """Best first, and boxes of equal score in one fixed order (both sides may order ties differently)."""
+    order = np.lexsort((*np.round(boxes, 2).T[::-1], classes, -np.round(scores, 5)))
+    return boxes[order], scores[order], classes[order]
+
+
+def _assert_same_detections(named: dict[str, np.ndarray], reference: dict, most: int) -> None:
+    for task, per_image in reference.items():
+        count = named[f"{task}.count"]
+        assert named[f"{task}.boxes"].shape == (len(per_image), most, 4)
+        for n, found in enumerate(per_image):
+            real = int(count[n])
+            assert real == len(found["scores"]), (task, n)
+            got = _canonical(named[f"{task}.boxes"][n, :real], named[f"{task}.scores"][n, :real],
+                             named[f"{task}.classes"][n, :real])
+            want = _canonical(found["boxes"].numpy(), found["scores"].numpy(), found["classes"].numpy())
+            assert (np.diff(named[f"{task}.scores"][n, :real]) <= 1e-6).all()  # best first
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-3)
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(got[2], want[2])
+            assert (named[f"{task}.classes"][n, real:] == -1).all() and (named[f"{task}.scores"][n, real:] == 0).all()
+
+
+class _PackedHead(torch.nn.Module):
+    """A detector's raw outputs packed in one input ``(N, A, C + 4)``, so the exporter's one-input path takes it."""
+
+    def __init__(self, setup, classes: int) -> None:
+        super().__init__()
+        self.detections = Detections(setup)
+        self.classes = classes
+
+    def forward(self, image: torch.Tensor):  # the exporter's input name
+        return self.detections(image[..., : self.classes], image[..., self.classes :])
+
+
+@pytest.mark.parametrize("format", ["onnx", "torch.export", "torchscript"])
+def test_nms_inside_an_export_keeps_the_boxes_evaluation_keeps(trained, tmp_path, format):
+    """Head outputs with well-spread scores (hundreds of candidates, many overlapping) through the exported
+    decode + NMS, against :meth:`DetectionSetup.detections` image by image."""
+    compilation, _, _ = trained
+    setup = detection_setups(compilation.spec, compilation.graph)["objects"]
+    anchors, classes = len(setup.anchor_boxes()), 3
+    head = _PackedHead(setup, classes).eval()
+    generator = torch.Generator().manual_seed(0)
+    packed = torch.cat([torch.randn(4, anchors, classes, generator=generator) * 2 - 2.5,
+                        torch.randn(4, anchors, 4, generator=generator) * 0.3], dim=-1)
+    names = ["boxes", "scores", "classes", "count"]
+    path = _write_program(head, packed[:1], names, tmp_path / FORMATS[format], format)
+    batch = packed if format == "onnx" else packed[:1]  # ONNX: exported at batch 1, run at 4
+    if format == "onnx":
+        onnxruntime = pytest.importorskip("onnxruntime")
+        actual = onnxruntime.InferenceSession(str(path)).run(None, {"image": batch.numpy()})
+    else:
+        program = torch.export.load(str(path)).module() if format == "torch.export" else torch.jit.load(str(path))
+        with torch.no_grad():
+            actual = [output.numpy() for output in program(batch)]
+    reference = setup.detections((batch[..., :classes], batch[..., classes:]))
+    assert all(len(found["scores"]) == setup.max_detections for found in reference)  # NMS and the cap both bit
+    _assert_same_detections({f"objects.{name}": value for name, value in zip(names, actual)},
+                            {"objects": reference}, setup.max_detections)
+
+
+@pytest.mark.parametrize("format", ["onnx", "torch.export", "torchscript"])
+def test_a_model_exported_with_nms_gives_every_task_as_pytorch_does(trained, tmp_path, format):
+    """With ``--nms`` every task's outputs are there, named as the sidecar says, and match PyTorch's."""
+    compilation, model, checkpoint = trained
+    export_model(compilation, checkpoint, tmp_path, format=format, nms=True)
+    sidecar = json.loads((tmp_path / SIDECAR).read_text())
+    detect = sidecar["tasks"]["objects"]
+    assert sidecar["nms_inside"] and detect["nms"]["inside_model"]
+    names = [o["name"] for task in sidecar["tasks"].values() for o in task["outputs"]]
+    assert [name for name in names if name.startswith("objects.")] == [
+        "objects.boxes", "objects.scores", "objects.classes", "objects.count"]
+    torch.manual_seed(1)
+    images = torch.randn(3 if format == "onnx" else 1, 3, *sidecar["input"]["shape"][2:])
+    if format == "onnx":
+        onnxruntime = pytest.importorskip("onnxruntime")
+        session = onnxruntime.InferenceSession(str(tmp_path / FORMATS["onnx"]))
+        assert [output.name for output in session.get_outputs()] == names
+        actual = session.run(None, {"image": images.numpy()})
+    else:
+        import mtdsl.export.nms  # noqa: F401  registers mtdsl::nms_keep, which the program calls
+
+        path = str(tmp_path / FORMATS[format])
+        program = torch.export.load(path).module() if format == "torch.export" else torch.jit.load(path)
+        with torch.no_grad():
+            actual = [output.numpy() for output in program(images)]
+    named = dict(zip(names, actual, strict=True))
+    _assert_same_detections(named, _reference_detections(compilation, model, images), detect["nms"]["max_detections"])
+    for task in ("shape", "colour", "large", "regions"):  # the other tasks, post-processed
+        want = _expected(compilation, model, images, True, tasks=[task])[0]
+        np.testing.assert_allclose(named[task], want, rtol=1e-4, atol=1e-5, err_msg=task)

@@ -288,7 +288,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     compilation = compile_file(spec_path, _overrides(args.set))
     tasks = [task.strip() for task in args.tasks.split(",")] if args.tasks else None
     written = export_model(compilation, args.checkpoint, out, format=args.format, tasks=tasks,
-                           postprocess=args.postprocess, overwrite=args.overwrite)
+                           postprocess=args.postprocess, overwrite=args.overwrite, nms=args.nms)
     console.print(f"[green]exported[/] {spec_path} ({args.format}) → {out}/")
     for path in written:
         console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
@@ -409,6 +409,9 @@ def parser() -> argparse.ArgumentParser:
     exporting.add_argument("--tasks", help="comma-separated tasks to export (default: all)")
     exporting.add_argument("--postprocess", action="store_true",
                            help="probabilities instead of logits, and detection boxes decoded against the anchors")
+    exporting.add_argument("--nms", action="store_true",
+                           help="--postprocess, and class-wise NMS inside the model: each detect task returns its "
+                           "best boxes, scores, classes and their count (docs/export.md)")
     exporting.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
     return main
 

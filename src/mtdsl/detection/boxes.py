@@ -96,6 +96,10 @@ def decode(deltas: torch.Tensor, anchors: torch.Tensor, *, weights: Weights = (1
     return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
 
 
+#: Most (anchor, class) pairs per image that reach NMS (:func:`postprocess`).
+PRE_NMS_TOP_K = 1000
+
+
 def postprocess(
     class_logits: torch.Tensor,
     box_deltas: torch.Tensor,
@@ -105,7 +109,7 @@ def postprocess(
     score_threshold: float = 0.05,
     iou_threshold: float = 0.5,
     max_detections: int = 100,
-    pre_nms_top_k: int = 1000,
+    pre_nms_top_k: int = PRE_NMS_TOP_K,
 ) -> list[dict[str, torch.Tensor]]:
     """Per-image detections from a batch of flattened head outputs.
 

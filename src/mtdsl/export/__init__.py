@@ -26,7 +26,9 @@ import torch
 from mtdsl import __version__
 from mtdsl.codegen.train_source import detection_setups
 from mtdsl.compiler import Compilation
+from mtdsl.detection.boxes import PRE_NMS_TOP_K
 from mtdsl.errors import ArtefactError, ExportError
+from mtdsl.export.nms import nms_keep_onnx
 from mtdsl.export.outputs import NamedOutputs, Output, task_outputs
 from mtdsl.files import write_atomic
 from mtdsl.nn.model import resolve_tasks
@@ -43,8 +45,11 @@ __all__ = ["FORMATS", "SIDECAR", "ExportError", "export_model"]
 
 def export_model(compilation: Compilation, checkpoint: str | Path, out: str | Path, *, format: str = "onnx",
                  tasks: list[str] | None = None, postprocess: bool = False, overwrite: bool = False,
-                 batch_size: int = 1) -> list[Path]:
+                 batch_size: int = 1, nms: bool = False) -> list[Path]:
     """Export ``compilation``'s model with ``checkpoint``'s weights into ``out``; returns the files written.
+
+    ``postprocess`` turns logits into probabilities and decodes boxes; ``nms`` (implying it) also runs
+    class-wise NMS inside the model, so a detect task returns its best boxes (:mod:`mtdsl.export.nms`).
 
     Raises:
         ArtefactError: ``out`` already holds an export (and not ``overwrite``), or no checkpoint file.
@@ -63,10 +68,12 @@ def export_model(compilation: Compilation, checkpoint: str | Path, out: str | Pa
     model = load_model(spec, graph, checkpoint, torch.device("cpu"))
     kinds = {task: spec.model.tasks[task].kind for task in chosen}
     setups = {task: setup for task, setup in detection_setups(spec, graph).items() if task in kinds}
-    wrapped = NamedOutputs(model, kinds, postprocess, setups).eval()
+    postprocess = postprocess or nms
+    wrapped = NamedOutputs(model, kinds, postprocess, setups, nms=nms).eval()
     height, width = spec.model.input.height, spec.model.input.width
     outputs = task_outputs(kinds, {t: spec.model.tasks[t].num_outputs for t in chosen}, (height, width), postprocess,
-                           {task: len(setup.anchor_boxes()) for task, setup in setups.items()})
+                           {task: len(setup.anchor_boxes()) for task, setup in setups.items()},
+                           {task: setup.max_detections for task, setup in setups.items()} if nms else None)
     example = torch.zeros(batch_size, spec.model.input.channels, height, width)
     out.mkdir(parents=True, exist_ok=True)
     written = [_write_program(wrapped, example, [o.name for o in outputs], out / FORMATS[format], format)]
@@ -74,7 +81,7 @@ def export_model(compilation: Compilation, checkpoint: str | Path, out: str | Pa
         for task, setup in setups.items():
             np.save(out / f"{task}.anchors.npy", setup.anchor_boxes().numpy())
             written.append(out / f"{task}.anchors.npy")
-    sidecar = sidecar_json(compilation, chosen, outputs, setups, format, postprocess)
+    sidecar = sidecar_json(compilation, chosen, outputs, setups, format, postprocess, nms)
     written.append(write_atomic(out / SIDECAR, json.dumps(sidecar, indent=1) + "\n"))
     return written
 
@@ -120,11 +127,12 @@ def _onnx(model: NamedOutputs, example: torch.Tensor, names: list[str], path: Pa
                           hint="pip install 'mtdsl[export]' (onnx, onnxscript, onnxruntime)") from None
     batch = torch.export.Dim("batch", min=1, max=1024)
     torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["image"], output_names=names,
-                      dynamic_shapes={"image": {0: batch}}, verbose=False, report=False)
+                      dynamic_shapes={"image": {0: batch}}, verbose=False, report=False,
+                      custom_translation_table={torch.ops.mtdsl.nms_keep.default: nms_keep_onnx})
 
 
 def sidecar_json(compilation: Compilation, tasks: list[str], outputs: list[Output], setups: dict, format: str,
-                 postprocess: bool) -> dict:
+                 postprocess: bool, nms: bool = False) -> dict:
     """What a deployer needs beside the model file: input, and per task its classes and outputs."""
     spec = compilation.spec
     backbone = next(iter(spec.model.backbones.values()))
@@ -143,6 +151,7 @@ def sidecar_json(compilation: Compilation, tasks: list[str], outputs: list[Outpu
             "std": list(std),
         },
         "postprocess": postprocess,
+        "nms_inside": nms,
         "tasks": {},
     }
     labels = {label.task: label for label in task_labels(spec, tasks)}
@@ -164,6 +173,7 @@ def sidecar_json(compilation: Compilation, tasks: list[str], outputs: list[Outpu
                 "aspect_ratios": [list(r) for r in anchors.aspect_ratios], "anchor_scale": anchors.anchor_scale,
             }
             entry["nms"] = {"score_threshold": setup.score_threshold, "iou": setup.nms_iou,
-                            "max_detections": setup.max_detections, "per_class": True}
+                            "max_detections": setup.max_detections, "per_class": True,
+                            "pre_nms_top_k": PRE_NMS_TOP_K, "inside_model": nms}
         document["tasks"][task] = entry
     return document

@@ -15,8 +15,13 @@ segment     ``<task>``: logits ``(N, C, H, W)``    ``<task>``: softmax probabili
 ==========  ===================================  =====================================================
 
 Detection boxes are decoded against the task's anchors inside the model with
-``postprocess``; non-maximum suppression is left to the consumer, with the
-thresholds the sidecar names.
+``postprocess``, and non-maximum suppression is left to the consumer, with the
+thresholds the sidecar names. With ``nms`` (which implies ``postprocess``) the
+model does that too (:mod:`mtdsl.export.nms`) and a detect task's outputs are
+its ``M = max_detections`` best boxes: ``<task>.boxes`` ``(N, M, 4)``,
+``<task>.scores`` ``(N, M)``, ``<task>.classes`` ``(N, M)`` int64 and
+``<task>.count`` ``(N,)``, the number of real rows (the rest are padding:
+zeros, class -1).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from torch import nn
 
 from mtdsl.detection.bench import DetectionSetup
 from mtdsl.detection.boxes import decode
+from mtdsl.export.nms import Detections
 
 
 @dataclass(frozen=True)
@@ -42,14 +48,24 @@ class Output:
 
 
 def task_outputs(kinds: dict[str, str], num_outputs: dict[str, int], image_size: tuple[int, int],
-                 postprocess: bool, anchors: dict[str, int]) -> list[Output]:
-    """The outputs of ``kinds``' tasks, in the order given (``anchors``: the anchor count of each detect task)."""
+                 postprocess: bool, anchors: dict[str, int], nms: dict[str, int] | None = None) -> list[Output]:
+    """The outputs of ``kinds``' tasks, in the order given (``anchors``: the anchor count of each detect task;
+    ``nms``: with NMS inside, each detect task's ``max_detections``)."""
     outputs = []
     for task, kind in kinds.items():
         classes = num_outputs[task]
         if kind == "detect":
             count = anchors[task]
-            if postprocess:
+            if nms is not None:
+                most = nms[task]
+                outputs += [
+                    Output(f"{task}.boxes", task, ("N", most, 4),
+                           "best boxes first, (x0, y0, x1, y1) in input pixels; rows from count on are zeros"),
+                    Output(f"{task}.scores", task, ("N", most), "each box's class probability; 0 after count"),
+                    Output(f"{task}.classes", task, ("N", most), "each box's class index (int64); -1 after count"),
+                    Output(f"{task}.count", task, ("N",), "how many rows of each image are detections (int64)"),
+                ]
+            elif postprocess:
                 outputs += [
                     Output(f"{task}.scores", task, ("N", count, classes), "class probabilities (sigmoid) per anchor"),
                     Output(f"{task}.boxes", task, ("N", count, 4), "boxes (x0, y0, x1, y1) in input pixels"),
@@ -73,11 +89,13 @@ class NamedOutputs(nn.Module):
     """``model(x, tasks)`` as a flat tuple in :func:`task_outputs` order, optionally post-processed."""
 
     def __init__(self, model: nn.Module, kinds: dict[str, str], postprocess: bool,
-                 detection: dict[str, DetectionSetup]) -> None:
+                 detection: dict[str, DetectionSetup], nms: bool = False) -> None:
         super().__init__()
         self.model = model
         self.kinds = dict(kinds)
-        self.postprocess = postprocess
+        self.postprocess = postprocess or nms
+        self.detections = nn.ModuleDict({task: Detections(detection[task]) for task in kinds
+                                         if task in detection}) if nms else None
         self.anchor_tasks = [task for task in kinds if task in detection]
         for index, task in enumerate(self.anchor_tasks):  # buffers, so they move with the model
             self.register_buffer(f"anchors_{index}", detection[task].anchor_boxes(), persistent=False)
@@ -95,6 +113,8 @@ class NamedOutputs(nn.Module):
     def _task(self, task: str, kind: str, output) -> Sequence[torch.Tensor]:
         if kind == "detect":
             class_logits, box_deltas = output
+            if self.detections is not None:
+                return self.detections[task](class_logits, box_deltas)
             if not self.postprocess:
                 return class_logits, box_deltas
             return class_logits.sigmoid(), decode(box_deltas, self.anchors(task).to(box_deltas.dtype))
