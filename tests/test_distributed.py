@@ -99,6 +99,17 @@ def test_two_processes_training_every_layer_stay_identical_and_learn(tmp_path):
     assert (tmp_path / "run" / "test.json").is_file()
 
 
+def test_a_used_folder_is_refused_once_and_every_rank_stops_before_training(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 1")
+    assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    result = torchrun("-m", "mtdsl", "train", str(spec), "--out", str(tmp_path / "run"), "--quiet", timeout=180)
+    assert result.returncode != 0
+    assert result.stderr.count("already holds a run") == 1, result.stderr  # rank 0 says it; rank 1 stops quietly
+    assert "rank 1:" not in result.stderr
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before
+
+
 def test_a_nan_on_one_rank_stops_both_at_the_same_step(tmp_path):
     spec = write_spec(tmp_path, "    epochs = 2")
     script = tmp_path / "nan_on_rank_1.py"
