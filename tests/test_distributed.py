@@ -205,9 +205,10 @@ def test_a_sigkilled_two_process_run_resumes_to_the_same_result_and_at_any_world
 
 
 @pytest.mark.slow
-def test_sigterm_to_torchrun_stops_every_rank_cleanly_at_one_step(tmp_path):
-    spec = write_spec(tmp_path, "    epochs = 40", count=320)
-    assert main(["compile", str(spec), "--out", str(tmp_path / "run")]) == 0
+def test_sigterm_to_torchrun_stops_every_rank_cleanly_at_one_step_and_it_resumes_exactly(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 4", count=480)
+    for name in ("run", "whole"):
+        assert main(["compile", str(spec), "--out", str(tmp_path / name)]) == 0
     run = tmp_path / "run"
     job = subprocess.Popen([*TORCHRUN, str(run / "train.py"), "--out", str(run), "--quiet"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -221,7 +222,15 @@ def test_sigterm_to_torchrun_stops_every_rank_cleanly_at_one_step(tmp_path):
     assert stderr.count("stopped by SIGTERM") == 1, stderr  # rank 0 says how to continue; rank 1 stops quietly
     assert "torchrun --nproc_per_node 2" in stderr and "--resume" in stderr
     assert 'File "' not in stderr.split("stopped by SIGTERM")[0].split("\n")[-1]
-    assert checkpoint_epoch(run / "checkpoints" / "last.pt") >= 1
+    stopped = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["state"]
+    assert 1 <= stopped["epoch"] < 4 and stopped["within_epoch"]["steps"] >= 1  # the step both ranks finished
+
+    resumed = torchrun(str(run / "train.py"), "--out", str(run), "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = torchrun(str(tmp_path / "whole" / "train.py"), "--out", str(tmp_path / "whole"), "--quiet")
+    assert whole.returncode == 0, whole.stderr
+    for name, tensor in weights(tmp_path / "whole" / "checkpoints" / "last.pt").items():
+        assert torch.equal(weights(run / "checkpoints" / "last.pt")[name], tensor), name
 
 
 # ------------------------------------------------------------------ the parts, in one process

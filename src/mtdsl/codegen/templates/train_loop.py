@@ -68,7 +68,7 @@ from mtdsl.train.run.folder import RunFolder
 from mtdsl.train.run.provenance import append_session, session_record
 from mtdsl.train.run.report import MetricsLog, results_table, write_results
 from mtdsl.train.run.showcase import write_prediction_images
-from mtdsl.train.run.stop_signals import exit_code, stop_signals, stopped_message
+from mtdsl.train.run.stop_signals import RunStopped, exit_code, stop_signals, stopped_message
 
 # --------------------------------------------------------------- the spec, as data
 
@@ -154,8 +154,10 @@ def train(out: Path = HERE, *, resume: bool = False, overwrite: bool = False, se
 
     The run folder is locked while training; one that already holds a run is refused unless
     ``resume`` continues it or ``overwrite`` deletes it first. SIGTERM stops the run as Ctrl-C does
-    (a ``KeyboardInterrupt``), keeping the last checkpoint. ``budget`` (``mtdsl compare --train``)
-    sets each epoch's images or seconds instead of the spec's epoch length. Under torchrun, every
+    (a ``KeyboardInterrupt``). ``budget`` (``mtdsl compare --train``)
+    sets each epoch's images or seconds instead of the spec's epoch length. A stop signal is acted
+    on once the step in flight is done: the run's state there goes to the last checkpoint, and
+    ``resume`` continues from that step (a second signal stops at once). Under torchrun, every
     process calls this; rank 0 holds the folder. ``sync_batchnorm`` (several CUDA processes) computes
     BatchNorm statistics over the whole batch instead of each process's share.
     """
@@ -163,7 +165,7 @@ def train(out: Path = HERE, *, resume: bool = False, overwrite: bool = False, se
     device = world.device(pick_device(device))
     run = RunFolder(Path(out))
     with world.joined(device), world.on_main(run.claim(resume=resume, overwrite=overwrite)), \
-            stop_signals(deferred=world.distributed):
+            stop_signals(deferred=True):
         return run_epochs(run, world, resume=world.broadcast(resume and run.last.exists()), seed=seed,
                           device=device, workers=workers, quiet=quiet, budget=budget or Budget(),
                           sync_batchnorm=sync_batchnorm)
@@ -210,6 +212,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                                 "its batches and augmentations would not continue where they stopped",
                                 hint=f"resume with --seed {checkpoint['state']['seed']}")
         model.load_state_dict(checkpoint["model"])
+        world.restore_batchnorm(model, checkpoint.get("rank_batchnorm"))
         weighting.load_state_dict(checkpoint["weighting"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -220,25 +223,41 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         restore_rng_state(checkpoint["rng"])
         if world.is_main:
             log.truncate_after(state["epoch"])
-        console.print(f"resumed from {run.last} after epoch {state['epoch']}")
+        within = state.get("within_epoch")
+        console.print(f"resumed from {run.last} after epoch {state['epoch']}"
+                      + (f" and {within['steps']} steps of epoch {state['epoch'] + 1}" if within else ""))
     elif world.is_main:
         run.metrics.unlink(missing_ok=True)
+
+    def saved(state: dict, validation: dict | None = None) -> dict:
+        """Everything a resume needs: weights, optimizer and sampler states, the data's place, the RNG."""
+        return {
+            "spec_name": SPEC_NAME, "spec_hash": SPEC_HASH, "model_hash": MODEL_HASH,
+            "model": model.state_dict(), "weighting": weighting.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "sampler": sampler.state_dict(), "consumed": list(data.consumed),
+            "skipped_images": world.total(data.skipped),
+            "state": dict(state), "rng": rng_state(), "validation": validation,
+        }
 
     for epoch in range(state["epoch"], EPOCHS):
         phase = phase_at(PHASES, epoch)
         apply_phase(model, phase)
         replicas.prepare()
-        world.seed_epoch(seed, epoch)
         plan = sampler.plan(epoch, progress=epoch / EPOCHS, images=budget.images_at(epoch))
-        loss_sums = {task: 0.0 for task in TASKS}
-        loss_counts = {task: 0 for task in TASKS}
-        started = time.perf_counter()
+        # A run stopped by a signal within this epoch resumes after the steps it had finished.
+        within = state.pop("within_epoch", None) or {"steps": 0, "loss_sums": dict.fromkeys(TASKS, 0.0),
+                                                     "loss_counts": dict.fromkeys(TASKS, 0), "seconds": 0.0}
+        loss_sums, loss_counts = within["loss_sums"], within["loss_counts"]
+        started = time.perf_counter() - within["seconds"]
         title = f"epoch {epoch + 1}/{EPOCHS} · {phase.name}"
         with EpochProgress(title, len(plan), [s.label for s in STREAMS], enabled=not quiet, console=console) as bar:
             for position, stream_index in enumerate(plan):
+                if position < within["steps"]:
+                    continue  # trained before the stop this run resumed from
                 if position and world.any(budget.out_of_time(epoch, time.perf_counter() - started)):  # one step at least
                     plan = plan[:position]
                     break
+                world.seed_step(seed, epoch, position)
                 stream = STREAMS[stream_index]
                 set_learning_rate(optimizer, learning_rate.at(epoch + (position + 1) / len(plan)))
                 batch = data.next_batch(stream_index)
@@ -250,7 +269,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                     outputs = replicas(stream_index, images)
                     losses = {task: LOSSES[task](to_float(outputs[task]), batch["targets"][task]) for task in stream.tasks}
                 total = weighting(losses)
-                values = world.step_values(losses)  # averaged over the ranks, so all of them stop together
+                values, stop = world.step_values(losses)  # the same on every rank, so all of them stop together
                 stop_on_non_finite(values, epoch=epoch + 1, step=state["step"], checkpoint=run.last)
 
                 optimizer.zero_grad(set_to_none=True)
@@ -267,6 +286,14 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                     loss_sums[task] += value
                     loss_counts[task] += 1
                 bar.advance(stream_index, values)
+                if stop is not None:  # SIGTERM or Ctrl-C: this step is done; save where the epoch is, and stop
+                    within = {"steps": position + 1, "loss_sums": loss_sums, "loss_counts": loss_counts,
+                              "seconds": time.perf_counter() - started}
+                    checkpoint = saved({**state, "within_epoch": within})
+                    checkpoint["rank_batchnorm"] = world.batchnorm_statistics(model)  # each rank's, until the epoch ends
+                    if world.is_main:
+                        save_checkpoint(checkpoint, run.last)
+                    raise RunStopped(stop)
 
         trained_seconds = time.perf_counter() - started
         epoch_losses = {task: loss_sums[task] / loss_counts[task] for task in TASKS if loss_counts[task]}
@@ -277,7 +304,8 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         sampler.observe(stream_means(validation, mains, STREAMS))
         mean = mean_main(validation, mains)
         state["epoch"] = epoch + 1
-        skipped_images = world.total(data.skipped)
+        checkpoint = saved(state, validation)
+        skipped_images = checkpoint["skipped_images"]
         if world.is_main:
             log.append({"event": "train", "epoch": epoch + 1, "step": state["step"], "phase": phase.name,
                         "lr": optimizer.param_groups[0]["lr"], "losses": epoch_losses,
@@ -297,13 +325,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         is_best = state["best_epoch"] is None or score > state["best"]
         if is_best:
             state["best"], state["best_epoch"] = score, epoch + 1
-        checkpoint = {
-            "spec_name": SPEC_NAME, "spec_hash": SPEC_HASH, "model_hash": MODEL_HASH,
-            "model": model.state_dict(), "weighting": weighting.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "sampler": sampler.state_dict(), "consumed": list(data.consumed),
-            "skipped_images": skipped_images,
-            "state": dict(state), "rng": rng_state(), "validation": validation,
-        }
+            checkpoint["state"] = dict(state)
         if world.is_main:
             save_checkpoint(checkpoint, run.last)
             if is_best:

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from mtdsl.errors import FailedElsewhere, MtdslError, TrainingError
-from mtdsl.train.run.stop_signals import RunStopped, stop_requested
+from mtdsl.train.run.stop_signals import stop_requested
 
 T = TypeVar("T")
 
@@ -135,21 +135,21 @@ class World:
         on = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
         return torch.tensor(values, dtype=torch.float64, device=on)
 
-    def step_values(self, losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """Each loss as a float, averaged over the ranks; :class:`RunStopped` on every rank when one must stop.
+    def step_values(self, losses: Mapping[str, torch.Tensor]) -> tuple[dict[str, float], int | None]:
+        """Each loss as a float, averaged over the ranks, and the signal that asks the run to stop after
+        this step (``None`` when none did), the same on every rank whichever rank it reached.
 
         A NaN or infinite loss on any rank makes the average non-finite on all of them, so the
         check that follows stops every rank at the same step.
         """
-        if not self.distributed:
-            return {task: loss.item() for task, loss in losses.items()}
         signal = stop_requested()
+        if not self.distributed:
+            return {task: loss.item() for task, loss in losses.items()}, signal
         values = self._tensor([loss.item() for loss in losses.values()] + [float(signal or 0)])
         dist.all_reduce(values)
         *sums, signals = values.tolist()
-        if signals:
-            raise RunStopped(signal or SIGTERM)  # another rank's stop: torchrun forwards SIGTERM
-        return {task: total / self.size for task, total in zip(losses, sums)}
+        stop = (signal or SIGTERM) if signals else None  # another rank's stop: torchrun forwards SIGTERM
+        return {task: total / self.size for task, total in zip(losses, sums)}, stop
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` holds on any rank."""
@@ -213,6 +213,31 @@ class World:
                 dist.all_reduce(buffer)
                 buffer /= self.size
 
+    def batchnorm_statistics(self, model: torch.nn.Module) -> list[dict[str, torch.Tensor]] | None:
+        """Every rank's BatchNorm running statistics, on rank 0 (``None`` elsewhere, and with one process).
+
+        Within an epoch each rank's statistics are its own (they are averaged at the epoch's end), so
+        a checkpoint taken there keeps them all, for :meth:`restore_batchnorm`.
+        """
+        if not self.distributed:
+            return None
+        return self.gather({name: buffer.detach().cpu().clone() for name, buffer in model.named_buffers()
+                            if name.endswith(("running_mean", "running_var"))})
+
+    def restore_batchnorm(self, model: torch.nn.Module, per_rank: list[dict[str, torch.Tensor]] | None) -> None:
+        """Put back this rank's statistics from :meth:`batchnorm_statistics`; their mean when the number
+        of processes changed (what the epoch's end would have averaged them to)."""
+        if not per_rank:
+            return
+        if len(per_rank) == self.size:
+            chosen = per_rank[self.rank]
+        else:
+            chosen = {name: sum(rank[name] for rank in per_rank) / len(per_rank) for name in per_rank[0]}
+        buffers = dict(model.named_buffers())
+        with torch.no_grad():
+            for name, value in chosen.items():
+                buffers[name].copy_(value)
+
     def check_replicas(self, model: torch.nn.Module, epoch: int) -> None:
         """Stop every rank when their weights or BatchNorm statistics are not bit for bit the same.
 
@@ -265,14 +290,14 @@ class World:
                 raise FailedElsewhere("rank 0 could not start the run (its error is above)")
             yield
 
-    def seed_epoch(self, seed: int, epoch: int) -> None:
-        """With several ranks, give each its own dropout and drop-path masks for ``epoch``, fixed by the seed.
+    def seed_step(self, seed: int, epoch: int, step: int) -> None:
+        """With several ranks, give each its own dropout and drop-path masks for a step, fixed by the seed.
 
-        Seeding every epoch afresh makes a resumed run continue as the uninterrupted one would have,
+        Seeding every step afresh makes a resumed run continue as the uninterrupted one would have,
         whatever rank saved the checkpoint. One process keeps its single generator (saved in checkpoints).
         """
         if self.distributed:
-            torch.manual_seed((seed * 1_000_003 + self.rank * 7919 + epoch) % 2**63)
+            torch.manual_seed((seed * 1_000_003 + self.rank * 7919 + epoch * 104_729 + step) % 2**63)
 
 
 def state_digest(model: torch.nn.Module) -> str:

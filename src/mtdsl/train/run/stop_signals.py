@@ -60,10 +60,10 @@ def _raise_stopped(signum: int, frame: object) -> None:
 def stop_signals(*, deferred: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM (and SIGHUP) raise :class:`RunStopped` in the main thread.
 
-    ``deferred`` (a run of several processes): SIGTERM, SIGHUP and SIGINT only record the request;
-    the loop reads it with :func:`stop_requested` at the end of a step and shares it with the other
-    ranks, so all stop at the same step and none waits in a collective for one that has gone. A
-    request still pending when the block ends raises there.
+    ``deferred`` (the training loop): SIGTERM, SIGHUP and SIGINT only record the request. The loop
+    reads it with :func:`stop_requested` during each step (sharing it with the other ranks, so all
+    stop at the same step and none waits in a collective for one that has gone), finishes that
+    step, saves where it is and stops. A second signal stops at once, as before.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; a run driven from another thread keeps the defaults
@@ -72,9 +72,6 @@ def stop_signals(*, deferred: bool = False) -> Iterator[None]:
     previous = {number: signal.signal(number, _record_stop if deferred else _raise_stopped) for number in numbers}
     try:
         yield
-        pending = stop_requested()
-        if pending is not None:
-            raise RunStopped(pending)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -85,6 +82,8 @@ _REQUESTED: list[int] = []
 
 
 def _record_stop(signum: int, frame: object) -> None:
+    if _REQUESTED:  # asked twice: stop now, without waiting for the step to end
+        raise RunStopped(signum)
     _REQUESTED.append(signum)
 
 
@@ -127,5 +126,5 @@ def stopped_message(interrupt: KeyboardInterrupt, run: RunFolder, command: str) 
     """What was kept of a stopped run and the command that continues it; ``command`` is the one that started it."""
     cause = f"stopped by {interrupt.name}" if isinstance(interrupt, RunStopped) else "interrupted"
     if run.last.exists():
-        return f"{cause}: the last finished epoch is in {run.last}; continue with: {command} --resume"
-    return f"{cause}: no epoch had finished, so there is nothing to resume; start again with: {command} --overwrite"
+        return f"{cause}: the run's last saved state is in {run.last}; continue with: {command} --resume"
+    return f"{cause}: no step had finished, so there is nothing to resume; start again with: {command} --overwrite"
