@@ -254,7 +254,8 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
             for position, stream_index in enumerate(plan):
                 if position < within["steps"]:
                     continue  # trained before the stop this run resumed from
-                if position and world.any(budget.out_of_time(epoch, time.perf_counter() - started)):  # one step at least
+                if position and budget.seconds is not None and \
+                        world.any(budget.out_of_time(epoch, time.perf_counter() - started)):  # all ranks alike
                     plan = plan[:position]
                     break
                 world.seed_step(seed, epoch, position)
