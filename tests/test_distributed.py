@@ -24,7 +24,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from test_training import records, write_spec
+from test_training import randomised, records, write_spec
 
 from mtdsl.cli import _without_nproc, main
 from mtdsl.errors import DataError, TrainingError
@@ -84,8 +84,15 @@ def test_two_processes_with_a_frozen_backbone_take_the_steps_one_process_takes(t
 
 
 def test_two_processes_training_every_layer_stay_identical_and_learn(tmp_path):
-    """Each epoch the loop stops if the ranks' weights differ by a bit; the run finishing is the check."""
-    spec = write_spec(tmp_path, "    epochs = 3", count=160)
+    """Each epoch the loop stops if the ranks' weights (learned loss weights included) differ by a bit; the
+    run finishing is the check. The spec has everything a rank could decide alone: dropout and drop-path,
+    learned uncertainty weights, and dynamic sampling, which reacts to (merged) validation metrics."""
+    spec = randomised(write_spec(tmp_path, "    epochs = 3", count=160))
+    text = spec.read_text(encoding="utf-8").replace("classes = [red, green, blue];", "classes = [red, green, blue]; "
+                                                    "target = 0.9;")
+    text = text.replace("mlp(16, dropout = 0.3)", "mlp(16, dropout = 0.3); target = 0.9")
+    text = text.replace("{ tap = trunk.stage3 }", "{ tap = trunk.stage3; target = 0.9 }")
+    spec.write_text(text.replace("    workers = 0", "    workers = 0\n    sampling = dynamic"), encoding="utf-8")
     assert main(["compile", str(spec), "--out", str(tmp_path / "run")]) == 0
     result = torchrun(str(tmp_path / "run" / "train.py"), "--out", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 0, result.stderr
@@ -94,8 +101,10 @@ def test_two_processes_training_every_layer_stay_identical_and_learn(tmp_path):
     two, one = losses(tmp_path / "run"), losses(tmp_path / "one")
     for task in two[0]:
         assert two[-1][task] < two[0][task], task  # learns
-        # Each process's BatchNorm sees half a batch, so the curves are close, not equal.
+        # Each process's BatchNorm sees half a batch, and dropout draws other masks: close, not equal.
         assert 0.6 < two[0][task] / one[0][task] < 1.6, (task, two[0][task], one[0][task])
+    ratios = [r["ratios"] for r in records(tmp_path / "run", "train")]
+    assert ratios[1] != ratios[0]  # dynamic sampling moved, the same way on both ranks (or they would hang)
     assert (tmp_path / "run" / "test.json").is_file()
 
 

@@ -300,7 +300,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         epoch_losses = {task: loss_sums[task] / loss_counts[task] for task in TASKS if loss_counts[task]}
         weighting.end_epoch(epoch_losses)
         world.average_batchnorm(model)
-        world.check_replicas(model, epoch + 1)
+        world.check_replicas(torch.nn.ModuleList([model, weighting]), epoch + 1)
         validation, mains = evaluate(forward, data, "val", OUTPUTS, precision, CHANNELS_LAST, decoders=DETECTION)
         sampler.observe(stream_means(validation, mains, STREAMS))
         mean = mean_main(validation, mains)
