@@ -364,3 +364,16 @@ def test_nproc_is_refused_under_torchrun_and_dropped_from_the_command_it_starts(
     monkeypatch.setenv("RANK", "0")
     assert main(["train", str(write_spec(tmp_path)), "--nproc", "2", "--out", str(tmp_path / "run")]) == 2
     assert "--nproc starts torchrun" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_two_gpus_train_over_nccl_with_synchronised_batchnorm(tmp_path):
+    spec = write_spec(tmp_path, "    epochs = 2\n    precision = bf16")
+    result = subprocess.run([sys.executable, "-m", "mtdsl", "train", str(spec), "--nproc", "2", "--device", "cuda",
+                             "--sync-batchnorm", "--out", str(tmp_path / "run"), "--quiet"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert [r["processes"] for r in records(tmp_path / "run", "train")] == [2, 2]
+    sessions = [json.loads(line) for line in (tmp_path / "run" / "provenance.jsonl").read_text().splitlines()]
+    assert sessions[0]["device"].startswith("cuda")
