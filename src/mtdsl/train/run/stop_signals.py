@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -85,6 +86,9 @@ def _record_stop(signum: int, frame: object) -> None:
     if _REQUESTED:  # asked twice: stop now, without waiting for the step to end
         raise RunStopped(signum)
     _REQUESTED.append(signum)
+    if os.environ.get("RANK", "0").strip() in ("", "0"):  # one line per run, not per process
+        print(f"\n{signal.Signals(signum).name}: stopping once this step is done and saved "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
 
 
 def stop_requested() -> int | None:
