@@ -24,7 +24,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from test_training import randomised, records, write_spec
+from test_training import FOLDER_SPEC, _photo_folder, randomised, records, write_spec
 
 from mtdsl.cli import _without_nproc, main
 from mtdsl.errors import DataError, TrainingError
@@ -117,6 +117,28 @@ def test_a_used_folder_is_refused_once_and_every_rank_stops_before_training(tmp_
     assert result.stderr.count("already holds a run") == 1, result.stderr  # rank 0 says it; rank 1 stops quietly
     assert "rank 1:" not in result.stderr
     assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before
+
+
+def test_unreadable_photos_are_skipped_by_both_ranks_alike_or_named_without_a_traceback(tmp_path):
+    """Many broken files, so some rank's share of a batch is left with one image or none: both ranks
+    pass over that batch together (or one would wait in the all-reduce for ever)."""
+    root = _photo_folder(tmp_path / "photos")
+    for label in ("dark", "light"):
+        for index in range(10):
+            (root / label / f"broken{index}.jpg").write_bytes(b"not a jpeg at all")
+    outcomes = {}
+    for mode in ("skip", "error"):
+        spec = tmp_path / f"{mode}.mtl"
+        spec.write_text(FOLDER_SPEC.format(root=root, workers=0, on_corrupt=mode).replace("epochs = 1", "epochs = 2"))
+        outcomes[mode] = subprocess.run([sys.executable, "-m", "mtdsl", "train", str(spec), "--nproc", "2",
+                                         "--out", str(tmp_path / mode), "--quiet"],
+                                        capture_output=True, text=True, timeout=240)
+    assert outcomes["skip"].returncode == 0, outcomes["skip"].stderr
+    assert records(tmp_path / "skip", "train")[-1]["skipped_images"] > 0  # counted over both ranks
+    failed = outcomes["error"]
+    assert failed.returncode == 2
+    assert "cannot read the image" in failed.stderr and "on_corrupt = skip" in failed.stderr
+    assert "stopped with exit status 2" in failed.stderr and 'File "' not in failed.stderr  # no traceback
 
 
 def test_a_nan_on_one_rank_stops_both_at_the_same_step(tmp_path):

@@ -148,15 +148,34 @@ def _launcher(world) -> list[str]:
 
 
 def _run_under_torchrun(args: argparse.Namespace, world) -> int:
-    """``mtdsl train --nproc N``: this same command, run by torchrun in N processes on this machine."""
-    import subprocess
+    """``mtdsl train --nproc N``: this same command, run by torchrun in N processes on this machine.
+
+    torchrun runs in this process, so a failed rank ends in one line here (the rank printed its own
+    error) rather than in torchrun's traceback, and the exit status is the failed rank's.
+    """
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
 
     if world.distributed:
         raise SpecValueError("--nproc starts torchrun, but this process was itself started by torchrun",
                              hint="leave out --nproc under torchrun: its --nproc_per_node sets the processes")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
-               "-m", "mtdsl", *_without_nproc(sys.argv[1:] if args.argv is None else args.argv)]
-    return subprocess.call(command)
+    launch = get_args_parser().parse_args(["--standalone", "--nproc_per_node", str(args.nproc), "-m", "mtdsl",
+                                           *_without_nproc(sys.argv[1:] if args.argv is None else args.argv)])
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the ranks say what failed
+    try:
+        torchrun(launch)
+    except ChildFailedError as failed:
+        rank, first = failed.get_first_failure()
+        print(f"process {rank} of {args.nproc} stopped with exit status {first.exitcode} (its message is above)",
+              file=sys.stderr)
+        return first.exitcode if 0 < first.exitcode < 256 else EXIT_USER_ERROR
+    except SignalException as stopped:
+        return 128 + stopped.sigval
+    return 0
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

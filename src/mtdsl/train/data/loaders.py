@@ -216,10 +216,12 @@ class StreamLoaders:
         )
 
     def next_batch(self, index: int) -> dict:
-        """The stream's next training batch, on the device (batches whose images were all skipped are passed over).
+        """The stream's next training batch, on the device.
 
-        With several ranks a batch is passed over when any rank's share of it was all skipped, so every
-        rank stays at the same global batch.
+        With ``on_corrupt = skip``, a batch left with fewer than two readable images is passed over
+        (BatchNorm cannot normalise one image whose features are 1×1), unless the batch holds one
+        image anyway. With several ranks a batch is passed over when any rank's share of it is, so
+        every rank stays at the same global batch.
         """
         if index not in self._iterators:
             self._iterators[index] = iter(
@@ -229,7 +231,7 @@ class StreamLoaders:
             batch = raise_if_unreadable(next(self._iterators[index]))
             self.consumed[index] += 1
             self.skipped += batch["skipped"]
-            usable = len(batch["index"]) > 0
+            usable = len(batch["index"]) >= min(2, self.streams[index].batch_size // self.world.size)
             if self.world.distributed and self._may_skip:
                 usable = self.world.all(usable)
             if usable:
