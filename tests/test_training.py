@@ -226,6 +226,20 @@ def test_corrupt_images_are_skipped_and_counted_when_asked(tmp_path):
     assert epoch["skipped_images"] >= 1
 
 
+def test_a_batch_left_with_one_readable_image_is_passed_over(tmp_path):
+    """Batches of 4 from a folder that is mostly broken files: some keep one image, which BatchNorm
+    cannot normalise at 1×1 features; they are passed over like empty ones."""
+    root = _photo_folder(tmp_path / "photos")
+    for label in ("dark", "light"):
+        for index in range(12):
+            (root / label / f"broken{index}.jpg").write_bytes(b"not a jpeg at all")
+    spec = tmp_path / "photos.mtl"
+    spec.write_text(FOLDER_SPEC.format(root=root, workers=0, on_corrupt="skip")
+                    .replace("epochs = 1; batch_size = 8", "epochs = 3; batch_size = 4"))
+    assert train(spec, tmp_path / "run") == 0
+    assert records(tmp_path / "run", "train")[-1]["skipped_images"] > 0
+
+
 def test_uncertainty_weights_are_learned_in_a_run(tmp_path):
     spec = write_spec(tmp_path, "    epochs = 2\n    weighting = uncertainty")
     assert train(spec, tmp_path / "run") == 0
