@@ -7,7 +7,7 @@ import copy
 import torch
 
 from mtdsl.compiler import compile_text
-from mtdsl.train.loop.freezing import apply_phase, phase_at, phases_of
+from mtdsl.train.loop.freezing import Phase, apply_phase, phase_at, phases_of
 
 SPEC = """
 model phased
@@ -78,6 +78,22 @@ def test_frozen_batchnorm_stays_in_eval_mode():
     assert model.get_submodule("backbone.trunk.stage4").training
     apply_phase(model, phases[1])
     assert all(m.training for m in stem_norms)
+
+
+def test_a_batchnorm_eval_phase_trains_scale_and_shift_but_keeps_the_statistics():
+    compilation, _ = compiled()
+    model = compilation.model()
+    apply_phase(model, Phase("all", 1, batchnorm="eval"))
+    norms = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    assert norms and not any(m.training for m in norms.values())
+    before = copy.deepcopy(model.state_dict())
+    _step(model)
+    changed = _changed(before, model.state_dict())
+    statistics = {k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert statistics and not changed & statistics
+    assert {f"{name}.weight" for name in norms} <= changed  # their scale still learns
+    apply_phase(model, Phase("all", 1))
+    assert all(m.training for m in norms.values())
 
 
 def test_the_summary_counts_what_each_phase_freezes():

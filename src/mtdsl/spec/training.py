@@ -206,6 +206,7 @@ class PhaseSpec(SpecModel):
     epochs: Epochs
     freeze: list[SegmentRef] = Field(default_factory=list)
     lr: LearningRate | None = None
+    batchnorm: Literal["train", "eval"] = "train"
 
 
 class TaskTraining(SpecModel):

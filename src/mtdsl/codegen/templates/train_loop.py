@@ -84,7 +84,7 @@ SPEC_PATH = 'specs/quickstart.mtl'
 MTDSL_VERSION = '0.1.0'
 # Run this file, or the same loop through mtdsl:
 RUN_COMMANDS = ('python train.py --out runs/quickstart', 'mtdsl train specs/quickstart.mtl --out runs/quickstart')
-SPEC_HASH = '0d377e2ad9de7b37'
+SPEC_HASH = '47b709e18fb498ed'
 MODEL_HASH = 'ae3ff330fa2a8b39'
 SEED = 0
 INPUT_SIZE = (64, 64)
@@ -136,8 +136,8 @@ SCHEDULE = CosineScheduleConfig(kind='cosine', min_lr=0.0)
 WARMUP_EPOCHS = 0.0
 GRAD_CLIP = None
 PHASES = [
-    Phase(name='all', epochs=7, frozen=(), lr=None),
-    Phase(name='heads', epochs=1, frozen=('backbone.trunk.stem', 'backbone.trunk.stage1', 'backbone.trunk.stage2', 'backbone.trunk.stage3', 'backbone.trunk.stage4'), lr=None),
+    Phase(name='all', epochs=7, frozen=(), lr=None, batchnorm='train'),
+    Phase(name='heads', epochs=1, frozen=('backbone.trunk.stem', 'backbone.trunk.stage1', 'backbone.trunk.stage2', 'backbone.trunk.stage3', 'backbone.trunk.stage4'), lr=None, batchnorm='train'),
 ]
 # <<< spec
 

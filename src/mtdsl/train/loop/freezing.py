@@ -4,7 +4,10 @@ The graph pass :func:`mtdsl.graph.freeze.mark_frozen` decides *what* a phase
 freezes (by name, never by position); this module applies it to a live model.
 A frozen module gets ``requires_grad = False`` on its parameters and its
 BatchNorm layers stay in eval mode, so their running statistics do not move
-either. Parameters without gradients are skipped by PyTorch's optimizers, so
+either. A phase with ``batchnorm = eval`` keeps every BatchNorm layer in eval
+mode: each normalises with its running statistics (ImageNet's, for a
+pretrained backbone), which stay as they are, while its scale and shift still
+train where the phase does not freeze them. Parameters without gradients are skipped by PyTorch's optimizers, so
 one optimizer serves every phase.
 """
 
@@ -28,6 +31,7 @@ class Phase:
     epochs: int
     frozen: tuple[str, ...] = field(default_factory=tuple)
     lr: float | None = None
+    batchnorm: str = "train"
 
 
 def phases_of(graph: nx.DiGraph, train: TrainSpec) -> list[Phase]:
@@ -40,6 +44,7 @@ def phases_of(graph: nx.DiGraph, train: TrainSpec) -> list[Phase]:
             phase.epochs,
             tuple(data["module"] for _, data in graph.nodes(data=True) if phase.name in data.get("frozen_in", [])),
             phase.lr,
+            phase.batchnorm,
         )
         for phase in train.phases
     ]
@@ -56,7 +61,7 @@ def phase_at(phases: Sequence[Phase], epoch: int) -> Phase:
 
 
 def apply_phase(model: nn.Module, phase: Phase) -> None:
-    """Put ``model`` in training mode with exactly ``phase.frozen`` frozen."""
+    """Put ``model`` in training mode with exactly ``phase.frozen`` frozen (and BatchNorm as the phase says)."""
     model.train()
     for parameter in model.parameters():
         parameter.requires_grad_(True)
@@ -65,5 +70,9 @@ def apply_phase(model: nn.Module, phase: Phase) -> None:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
         for layer in module.modules():
+            if isinstance(layer, _BatchNorm):
+                layer.eval()
+    if phase.batchnorm == "eval":
+        for layer in model.modules():
             if isinstance(layer, _BatchNorm):
                 layer.eval()
