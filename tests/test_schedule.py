@@ -39,4 +39,15 @@ def test_a_phase_lr_holds_during_its_phase_only():
     phases = [PhaseSpec(name="joint", epochs=3), PhaseSpec(name="finetune", epochs=2, lr=0.001)]
     schedule = LearningRate(CosineScheduleConfig(), base_lr=0.1, epochs=5, phases=phases)
     assert schedule.at(2.5) > 0.001
-    assert schedule.at(3.0) == schedule.at(4.9) == 0.001
+    assert schedule.at(3.0) > 0.001  # the step that ends epoch 3 is the joint phase's last
+    assert schedule.at(3.01) == schedule.at(5.0) == 0.001
+
+
+def test_every_step_of_a_phase_runs_at_that_phase_rate():
+    """As the loop asks: each step's rate at the step's end, ``epoch + (position + 1) / steps``."""
+    phases = [PhaseSpec(name="heads", epochs=2, lr=0.05), PhaseSpec(name="all", epochs=2)]
+    schedule = LearningRate(CosineScheduleConfig(), base_lr=0.01, epochs=4, phases=phases)
+    steps = 7
+    rates = [[schedule.at(epoch + (position + 1) / steps) for position in range(steps)] for epoch in range(4)]
+    assert all(rate == 0.05 for epoch in rates[:2] for rate in epoch)
+    assert all(rate < 0.01 for epoch in rates[2:] for rate in epoch)

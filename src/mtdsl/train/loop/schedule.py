@@ -56,15 +56,17 @@ class LearningRate:
         self.phases = list(phases)
 
     def _phase_lr(self, progress: float) -> float | None:
+        """The ``lr`` of the phase whose step ends at ``progress``: a step that ends on a phase's last
+        boundary is still that phase's (the loop asks for each step's rate at the step's end)."""
         start = 0
         for phase in self.phases:
-            if start <= progress < start + phase.epochs:
+            if start < progress <= start + phase.epochs or progress == start == 0:
                 return phase.lr
             start += phase.epochs
         return None
 
     def at(self, progress: float) -> float:
-        """The learning rate after ``progress`` epochs."""
+        """The learning rate of the step that ends after ``progress`` epochs."""
         value = self._phase_lr(progress)
         if value is None:
             value = SCHEDULE_RULES.build(self.schedule, self.base_lr, self.epochs, progress)
