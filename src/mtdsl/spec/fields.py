@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, Strict
+from pydantic import BeforeValidator, Field, Strict
 
 #: ``true`` or ``false`` and nothing else: the spec's names ``true``/``false`` lower to Python bools,
 #: so ``yes``, ``on``, ``1`` and ``"true"`` are errors instead of pydantic's lax guesses.
@@ -61,3 +61,13 @@ Hidden = Annotated[int, Field(gt=0, le=MAX_HIDDEN)]
 Depth = Annotated[int, Field(gt=0, le=MAX_DEPTH)]
 Side = Annotated[int, Field(gt=0, le=MAX_SIDE)]
 Temperature = Annotated[float, Field(gt=0.0, le=MAX_TEMPERATURE)]
+
+
+def _none_word(value: object) -> object:
+    """The spec's name ``none`` (a string once lowered) is Python's None."""
+    return None if value == "none" else value
+
+
+#: A positive number or ``none`` (off): ``grad_clip = none`` spells the default, so a ``let``
+#: variable can switch the setting on from the command line (``--set clip=5``) and off again.
+PositiveWeightOrNone = Annotated[PositiveWeight | None, BeforeValidator(_none_word)]

@@ -20,6 +20,7 @@ from mtdsl.spec.fields import (
     Fraction,
     LearningRate,
     PositiveWeight,
+    PositiveWeightOrNone,
     Seed,
     Temperature,
     Weight,
@@ -233,7 +234,7 @@ class TrainSpec(SpecModel):
     optimizer: SerializeAsAny[Config] = Field(default_factory=SgdConfig)
     schedule: SerializeAsAny[Config] = Field(default_factory=CyclicScheduleConfig)
     warmup: EpochSpan = 0.0
-    grad_clip: PositiveWeight | None = None
+    grad_clip: PositiveWeightOrNone = None
     sampling: SerializeAsAny[Config] = Field(default_factory=ProportionalSampling)
     epoch: Literal["passes", "weighted"] = "passes"
     weighting: SerializeAsAny[Config] = Field(default_factory=ConstantWeighting)
