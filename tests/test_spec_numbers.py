@@ -364,3 +364,17 @@ def test_a_boolean_is_not_a_number(case: Bounded, word: str) -> None:
     with pytest.raises(SpecValueError, match="true and false are booleans") as caught:
         load_text(text, "booleans.mtl")
     assert caught.value.span is not None and caught.value.hint and "quote" in caught.value.hint
+
+
+@pytest.mark.parametrize("value, expected", [("none", None), ("5", 5.0), ("0.5", 0.5)])
+def test_grad_clip_none_is_the_default_so_a_variable_can_switch_it(value: str, expected: float | None) -> None:
+    text = "let clip = none\n" + _TRAIN.replace("{line}", "grad_clip = ${clip}").replace("{{", "{").replace("}}", "}")
+    assert load_text(text, "clip.mtl").train.grad_clip is None
+    assert load_text(text, "clip.mtl", overrides={"clip": value}).train.grad_clip == expected
+
+
+def test_grad_clip_refuses_other_words_with_a_location() -> None:
+    text = _TRAIN.replace("{line}", "grad_clip = off").replace("{{", "{").replace("}}", "}")
+    with pytest.raises(SpecValueError, match="grad_clip") as caught:
+        load_text(text, "clip.mtl")
+    assert caught.value.span is not None and caught.value.span.line == text.count("\n")
