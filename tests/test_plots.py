@@ -13,7 +13,7 @@ from rich.console import Console
 from mtdsl.render.plots import plot_run
 from mtdsl.train.run.report import MetricsLog, results_markdown, results_table, write_results
 
-PLOTS = ["losses.png", "metrics.png", "sampling.png"]
+PLOTS = ["losses.png", "metrics.png", "sampling.png", "gradients.png"]
 
 
 def run_records(epochs: int, with_val: bool = True) -> list[dict]:
@@ -23,6 +23,8 @@ def run_records(epochs: int, with_val: bool = True) -> list[dict]:
             "event": "train", "epoch": epoch, "step": 40 * epoch, "phase": "heads" if epoch <= 2 else "all",
             "lr": 0.001, "losses": {"shape": 2.0 / epoch**2, "colour": 0.5 / epoch}, "seconds": 1.5,
             "ratios": {"shape+colour": 0.6, "large": 0.4} if epoch > 1 else {"shape+colour": 1.0},
+            "backbone_gradient_norm": {} if epoch <= 2 else {"shape+colour": {"mean": 2.0, "max": 9.0 * epoch},
+                                                             "large": {"mean": 0.5, "max": 0.7}},
         })  # fmt: skip
         if with_val:
             main = {"shape": 0.5 + 0.05 * epoch, "large": 0.9 - 0.03 * epoch}
@@ -52,7 +54,7 @@ def assert_pngs(paths: list[Path], out_dir: Path) -> None:
     ],
     ids=["six-epochs", "one-epoch", "no-val", "no-train"],
 )
-def test_plot_run_writes_three_pngs(records: list[dict], tmp_path: Path) -> None:
+def test_plot_run_writes_four_pngs(records: list[dict], tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install matplotlib)")
     out_dir = tmp_path / "plots"
     assert_pngs(plot_run(iter(records), out_dir), out_dir)

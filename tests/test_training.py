@@ -58,7 +58,7 @@ def test_run_folder_holds_everything_promised(tmp_path):
     for name in ("model.py", "train.py", "spec.mtl", "spec.json", "provenance.jsonl", "graph.json", "summary.json",
                  "metrics.jsonl",
                  "checkpoints/last.pt", "checkpoints/best.pt", "test.json", "test.md",
-                 "plots/losses.png", "plots/metrics.png", "plots/sampling.png"):
+                 "plots/losses.png", "plots/metrics.png", "plots/sampling.png", "plots/gradients.png"):
         assert (run / name).is_file(), name
     train_records = records(run, "train")
     assert [r["epoch"] for r in train_records] == [1, 2]

@@ -6,6 +6,9 @@
 * ``metrics.png``: each task's main validation metric, their mean as a thick black line and a
   star on the best epoch by that mean;
 * ``sampling.png``: the realised sampling ratio of each stream, stacked, one block per epoch.
+* ``gradients.png``: each stream's mean (solid) and largest (dashed) gradient norm at the backbone
+  per epoch, before clipping: a stream far above the others steers the shared layers (log-y when
+  the values span more than a decade).
 
 All three share the x axis (whole epochs) and mark each phase change with a dotted line
 labelled with the phase that begins. A task has the same colour in every plot (sorted names
@@ -139,6 +142,25 @@ def _draw_sampling(ax: Axes, train: Sequence[dict]) -> bool:
     return True
 
 
+def _draw_gradients(ax: Axes, train: Sequence[dict]) -> bool:
+    series: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    for record in train:
+        for stream, norms in (record.get("backbone_gradient_norm") or {}).items():
+            for statistic in ("mean", "max"):
+                epochs, values = series.setdefault(stream, {}).setdefault(statistic, ([], []))
+                epochs.append(record["epoch"])
+                values.append(float(norms[statistic]))
+    palette = colours(series)
+    for stream, statistics in sorted(series.items()):
+        ax.plot(*statistics["mean"], marker=".", color=palette[stream], label=f"{stream} (mean)")
+        ax.plot(*statistics["max"], linestyle="--", color=palette[stream], label=f"{stream} (largest)")
+    positive = [value for statistics in series.values() for _, values in statistics.values() for value in values
+                if math.isfinite(value) and value > 0]
+    if positive and max(positive) / min(positive) > 10:
+        ax.set_yscale("log")
+    return bool(series)
+
+
 def plot_run(records: Iterable[dict], out_dir: Path) -> list[Path]:
     """Draw a run's losses, validation metrics and sampling ratios.
 
@@ -149,7 +171,7 @@ def plot_run(records: Iterable[dict], out_dir: Path) -> list[Path]:
         out_dir: the folder to write into; created when absent.
 
     Returns:
-        The paths of ``losses.png``, ``metrics.png`` and ``sampling.png``, in that order; none
+        The paths of ``losses.png``, ``metrics.png``, ``sampling.png`` and ``gradients.png``, in that order; none
         (and a warning) when matplotlib is not installed, so a training run never stops for a plot.
     """
     if Figure is None:
@@ -168,6 +190,8 @@ def plot_run(records: Iterable[dict], out_dir: Path) -> list[Path]:
         ("losses.png", "training loss", "epoch-mean loss", lambda ax: _draw_losses(ax, train, palette), "training"),
         ("metrics.png", "validation", "main metric", lambda ax: _draw_metrics(ax, val, palette), "validation"),
         ("sampling.png", "sampling ratios", "share of batches", lambda ax: _draw_sampling(ax, train), "training"),
+        ("gradients.png", "gradient norm at the backbone, per stream", "norm before clipping",
+         lambda ax: _draw_gradients(ax, train), "backbone gradient"),
     ]
     paths = []
     for name, title, ylabel, draw, event in drawings:

@@ -19,7 +19,6 @@ from mtdsl.spec.fields import (
     Flag,
     Fraction,
     LearningRate,
-    PositiveWeight,
     PositiveWeightOrNone,
     Seed,
     Temperature,

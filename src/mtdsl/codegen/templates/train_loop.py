@@ -41,6 +41,7 @@ from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.loop.budget import Budget
 from mtdsl.train.loop.evaluation import evaluate
 from mtdsl.train.loop.freezing import Phase, apply_phase, phase_at
+from mtdsl.train.loop.gradients import GradientNorms
 from mtdsl.train.loop.optimizer import build_optimizer, set_learning_rate
 from mtdsl.train.loop.precision import pick_device, resolve_precision
 from mtdsl.train.loop.progress import EpochProgress
@@ -196,6 +197,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
     weighting = build_weighting(WEIGHTING, LOSS_WEIGHTS).to(device)
     optimizer = build_optimizer(OPTIMIZER, model, weighting)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
+    gradient_norms = GradientNorms(model, [s.label for s in STREAMS])
     learning_rate = LearningRate(SCHEDULE, OPTIMIZER.lr, EPOCHS, WARMUP_EPOCHS, PHASES)
     sampler = TaskSampler.create(SAMPLING, sizes=data.sizes, batch_sizes=[s.batch_size for s in STREAMS],
                                  ratios_by_stream=SAMPLING_RATIOS, seed=seed, epoch=EPOCH,
@@ -248,6 +250,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         within = state.pop("within_epoch", None) or {"steps": 0, "loss_sums": dict.fromkeys(TASKS, 0.0),
                                                      "loss_counts": dict.fromkeys(TASKS, 0), "seconds": 0.0}
         loss_sums, loss_counts = within["loss_sums"], within["loss_counts"]
+        gradient_norms.load_state_dict(within.get("gradient_norms"))
         started = time.perf_counter() - within["seconds"]
         title = f"epoch {epoch + 1}/{EPOCHS} · {phase.name}"
         with EpochProgress(title, len(plan), [s.label for s in STREAMS], enabled=not quiet, console=console) as bar:
@@ -276,6 +279,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
                 world.average_gradients(weighting.parameters())
+                gradient_norms.record(stream_index, scaler.get_scale() if scaler.is_enabled() else 1.0)
                 if GRAD_CLIP is not None:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -289,7 +293,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                 bar.advance(stream_index, values)
                 if stop is not None:  # SIGTERM or Ctrl-C: this step is done; save where the epoch is, and stop
                     within = {"steps": position + 1, "loss_sums": loss_sums, "loss_counts": loss_counts,
-                              "seconds": time.perf_counter() - started}
+                              "seconds": time.perf_counter() - started, "gradient_norms": gradient_norms.state_dict()}
                     checkpoint = saved({**state, "within_epoch": within})
                     checkpoint["rank_batchnorm"] = world.batchnorm_statistics(model)  # each rank's, until the epoch ends
                     if world.is_main:
@@ -311,7 +315,8 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
             log.append({"event": "train", "epoch": epoch + 1, "step": state["step"], "phase": phase.name,
                         "lr": optimizer.param_groups[0]["lr"], "losses": epoch_losses,
                         "ratios": realised_ratios(plan, STREAMS), "images": images_per_task(plan, STREAMS),
-                        "loss_weights": weighting.factors(), "processes": world.size,
+                        "loss_weights": weighting.factors(), "backbone_gradient_norm": gradient_norms.summary(),
+                        "processes": world.size,
                         "skipped_images": skipped_images, "seconds": trained_seconds,
                         "val_seconds": time.perf_counter() - started - trained_seconds})
             log.append({"event": "val", "epoch": epoch + 1, "metrics": validation,

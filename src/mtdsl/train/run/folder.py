@@ -12,7 +12,7 @@
       metrics.jsonl         one JSON line per epoch: train losses, sampling ratios, validation metrics
       checkpoints/last.pt   written after every epoch (atomic)
       checkpoints/best.pt   the epoch with the best mean validation metric
-      plots/losses.png, plots/metrics.png, plots/sampling.png
+      plots/losses.png, plots/metrics.png, plots/sampling.png, plots/gradients.png
       test.json, test.md    the final per-task results on the test split
       .lock                 held by the process training into the folder
 
