@@ -81,14 +81,18 @@ def cosine_lr(base_lr: float, progress: float, epochs: int) -> float:
     return base_lr * (1 + math.cos(math.pi * min(progress / epochs, 1.0))) / 2
 
 
-def set_phase(model: nn.Module, heads_only: bool) -> None:
-    """Train every layer, or only the classifier with the rest frozen (no gradients, BatchNorm in eval mode)."""
+def set_phase(model: nn.Module, heads_only: bool, batchnorm: str = "train") -> None:
+    """Train every layer, or only the classifier with the rest frozen (no gradients, BatchNorm in eval mode).
+
+    ``batchnorm = "eval"`` keeps every BatchNorm layer's running statistics while every layer trains,
+    as a phase's ``batchnorm = eval`` does in mtdsl.
+    """
     model.train()
     for parameter in model.parameters():
         parameter.requires_grad_(not heads_only)
     for parameter in model.get_classifier().parameters():
         parameter.requires_grad_(True)
-    if heads_only:
+    if heads_only or batchnorm == "eval":
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
@@ -122,6 +126,9 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     parser.add_argument("--momentum", type=float, default=0.9, help="sgd only")
     parser.add_argument("--weight-decay", type=float, default=0.0001)
+    parser.add_argument("--batchnorm", choices=("train", "eval"), default="train",
+                        help="BatchNorm's mode once every layer trains (the spec's phase batchnorm)")
+    parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (the spec's grad_clip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
@@ -154,7 +161,7 @@ def main() -> None:
     best = {"val_accuracy": -1.0}
     seen = 0
     for epoch in range(args.epochs):
-        set_phase(model, heads_only=epoch < args.heads_epochs)
+        set_phase(model, heads_only=epoch < args.heads_epochs, batchnorm=args.batchnorm)
         for step in range(steps):
             images, labels = next(batches)
             progress = epoch + (step + 1) / steps  # mtdsl sets each step's lr from the progress after it
@@ -164,6 +171,8 @@ def main() -> None:
             loss = loss_function(model(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if args.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
             seen += len(labels)
         val_accuracy = accuracy(model, loaders["val"])
