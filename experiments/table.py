@@ -9,7 +9,8 @@ Each ``--compare VARIANT DIR...`` adds two rows: the multi-task model and the
 single-task models, each task's main test metric (val where a dataset has no
 test split) over the seeds in the DIRs' ``compare.json``; also the parameters
 and the images each task saw. Each ``--timm TASK FILE...`` fills a task's cell
-of a reference row from ``experiments/timm_finetune.py``'s JSON results.
+of a reference row from ``experiments/timm_finetune.py``'s JSON results;
+``--timm VARIANT:TASK FILE...`` fills a second reference row named VARIANT.
 """
 
 from __future__ import annotations
@@ -55,14 +56,15 @@ def compare_rows(variant: str, folders: list[Path]) -> tuple[list[str], list[dic
     ]
 
 
-def timm_row(tasks: list[str], files: dict[str, list[Path]]) -> dict:
+def timm_row(tasks: list[str], files: dict[str, list[Path]], variant: str = "") -> dict:
     cells, images, seconds = {}, {}, 0.0
     for task in tasks:
         results = [json.loads(path.read_text()) for path in files.get(task, [])]
         cells[task] = mean_spread([r["accuracy"] for r in results])
         images[task] = statistics.mean(r["images_seen"] for r in results) if results else 0
         seconds += statistics.mean(r["seconds"] for r in results) if results else 0
-    return {"row": "plain timm + torchvision fine-tune", "cells": cells, "params": None, "images": images,
+    name = "plain timm + torchvision fine-tune" + (f", {variant}" if variant else "")
+    return {"row": name, "cells": cells, "params": None, "images": images,
             "seconds": seconds, "seeds": max(len(v) for v in files.values()), "split": {}}
 
 
@@ -84,14 +86,18 @@ def main() -> None:
     parser.add_argument("--compare", nargs="+", action="append", default=[], metavar="VARIANT DIR",
                         help="a variant name, then the compare --out folders of its seeds")
     parser.add_argument("--timm", nargs="+", action="append", default=[], metavar="TASK FILE",
-                        help="a task name, then experiments/timm_finetune.py result files of its seeds")
+                        help="a task name (VARIANT:TASK for a second reference row), "
+                             "then experiments/timm_finetune.py result files of its seeds")
     args = parser.parse_args()
     tasks, rows = [], []
     for variant, *folders in args.compare:
         tasks, variant_rows = compare_rows(variant, [Path(f) for f in folders])
         rows += variant_rows
-    if args.timm:
-        rows.append(timm_row(tasks, {task: [Path(f) for f in files] for task, *files in args.timm}))
+    references: dict[str, dict[str, list[Path]]] = defaultdict(dict)
+    for name, *files in args.timm:
+        variant, _, task = name.rpartition(":")
+        references[variant][task] = [Path(f) for f in files]
+    rows += [timm_row(tasks, files, variant) for variant, files in references.items()]
     print(markdown(tasks, rows))
 
 
