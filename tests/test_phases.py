@@ -97,6 +97,35 @@ def test_a_batchnorm_eval_phase_trains_scale_and_shift_but_keeps_the_statistics(
     assert all(m.training for m in norms.values())
 
 
+PYRAMID = """
+model pyramid
+input 3x64x64
+backbone trunk = timm("test_resnet")
+neck pyramid = bifpn(trunk, channels = 16)
+dataset d = synthetic(count = 8, size = 64)
+task a: classify(d) { classes = 3 }
+task m: segment(d) { classes = [background, circle, square, triangle]; tap = pyramid }
+"""
+
+
+def test_batchnorm_eval_keeps_only_the_backbones_statistics_necks_and_heads_go_on_learning_theirs():
+    """A neck's or head's BatchNorm starts at variance 1; frozen after a short heads phase it can sit far from
+    the true statistics, and the head predicts one class (docs/experiments.md (c))."""
+    model = compile_text(PYRAMID, "pyramid.mtl").model()
+    apply_phase(model, Phase("all", 1, batchnorm="eval"))
+    norms = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    backbone = {name for name in norms if name.startswith(("backbone.", "branches."))}
+    new = set(norms) - backbone
+    assert backbone and any(n.startswith("necks.") for n in new) and any(n.startswith("heads.") for n in new)
+    assert not any(norms[name].training for name in backbone)
+    assert all(norms[name].training for name in new)
+    before = copy.deepcopy(model.state_dict())
+    model(torch.randn(4, 3, 64, 64))
+    changed = _changed(before, model.state_dict())
+    assert {f"{name}.running_mean" for name in new} <= changed
+    assert not {f"{name}.running_mean" for name in backbone} & changed
+
+
 def test_the_summary_counts_what_each_phase_freezes():
     from mtdsl.render.summary import summarize
 
