@@ -129,6 +129,9 @@ def main() -> None:
     parser.add_argument("--batchnorm", choices=("train", "eval"), default="train",
                         help="BatchNorm's mode once every layer trains (the spec's phase batchnorm)")
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (the spec's grad_clip)")
+    parser.add_argument("--classifier-init", choices=("timm", "torch"), default="timm",
+                        help="timm's (uniform ±1/sqrt(classes) for EfficientNets) or nn.Linear's (±1/sqrt(features)),"
+                             " as mtdsl's linear head")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
@@ -139,6 +142,8 @@ def main() -> None:
     train_set = datasets.ImageFolder(args.data / "train")
     model = timm.create_model(MODEL, num_classes=len(train_set.classes))
     load_imagenet_weights(model)
+    if args.classifier_init == "torch":
+        model.get_classifier().reset_parameters()
     config = resolve_data_config({}, model=model)
     train_set.transform = transforms(args.size, config["mean"], config["std"], train=True)
     held_out = {}
