@@ -10,7 +10,7 @@
   per epoch, before clipping: a stream far above the others steers the shared layers (log-y when
   the values span more than a decade).
 
-All three share the x axis (whole epochs) and mark each phase change with a dotted line
+All four share the x axis (whole epochs) and mark each phase change with a dotted line
 labelled with the phase that begins. A task has the same colour in every plot (sorted names
 over a fixed palette). A plot with no records yet shows a note instead of being skipped, so a
 stale file from an earlier call never survives. Figures are built on
@@ -162,7 +162,7 @@ def _draw_gradients(ax: Axes, train: Sequence[dict]) -> bool:
 
 
 def plot_run(records: Iterable[dict], out_dir: Path) -> list[Path]:
-    """Draw a run's losses, validation metrics and sampling ratios.
+    """Draw a run's losses, validation metrics, sampling ratios and backbone gradient norms.
 
     Args:
         records: parsed lines of the run's ``metrics.jsonl``: ``train`` records (``epoch``,

@@ -3,7 +3,7 @@
 In a multi-task model every stream's step moves the shared backbone, so a
 task whose gradient there is many times the others' (or spikes) steers it
 for everyone: docs/experiments.md (a) traced a collapse of the plants model
-to beans' backbone gradient reaching 10-50x flowers'. The train record of
+to beans' backbone gradient, 2-5x flowers' and spiking to 150-190. The train record of
 ``metrics.jsonl`` carries each stream's mean and largest norm under
 ``backbone_gradient_norm``, measured before ``grad_clip`` clips it, in the
 loss's units (GradScaler's scale divided out), so runs, streams and
