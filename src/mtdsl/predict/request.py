@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
 
-from mtdsl.errors import ArtefactError, SpecNameError, SpecValueError, did_you_mean, listing
+from mtdsl.errors import ArtefactError, DataError, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.spec.document import Spec
-from mtdsl.train.data.sources import IMAGE_SUFFIXES
+from mtdsl.train.data.sources import IMAGE_SUFFIXES, image_files, looping_link
 from mtdsl.train.data.transforms import IMAGE_ERRORS
 
 __all__ = ["check_input", "collect_images", "read_image", "requested_tasks"]
@@ -65,18 +66,7 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     """
     files: list[Path] = []
     for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir()
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not found:
-                raise ArtefactError(f"the folder {path} holds no images", expected=IMAGE_HINT)
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise ArtefactError(f"no image at {path}", hint=f"check the path; {IMAGE_HINT}")
+        files += _listed(path)
     if not files:
         raise ArtefactError("no images to predict on", hint=IMAGE_HINT)
     for file in files:
@@ -86,6 +76,28 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
         except IMAGE_ERRORS as error:
             raise _unreadable(file, error) from None
     return files
+
+
+def _listed(path: Path) -> list[Path]:
+    """``path``, or the image files of the folder it names.
+
+    A symbolic link that loops is refused as training refuses it (:func:`~mtdsl.train.data.sources.image_files`),
+    never skipped: pathlib's ``is_file`` and ``is_dir`` read a loop as "not there".
+    """
+    try:
+        if not stat.S_ISDIR(path.stat().st_mode):
+            return [path]
+        found = [Path(file) for file in image_files(path, "predict")]
+    except DataError as error:
+        raise ArtefactError(error.message, expected=error.expected, hint=error.hint) from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise ArtefactError(f"no image at {path}", hint=f"check the path; {IMAGE_HINT}") from None
+    except OSError as error:
+        looping = looping_link(path, "predict", error)
+        raise ArtefactError(looping.message, expected=looping.expected, hint=looping.hint) from None
+    if not found:
+        raise ArtefactError(f"the folder {path} holds no images", expected=IMAGE_HINT)
+    return found
 
 
 def _unreadable(file: Path, error: BaseException) -> ArtefactError:

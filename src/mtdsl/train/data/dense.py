@@ -27,12 +27,12 @@ from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
 from mtdsl.train.data.coco_file import read_coco_file
 from mtdsl.train.data.sources import (
-    IMAGE_SUFFIXES,
     ImageRef,
     Table,
     check_images_exist,
     describe,
     given_folders,
+    image_files,
     read_text,
 )
 from mtdsl.train.data.synthetic import SHAPES, synthetic_sample
@@ -235,7 +235,7 @@ def read_masks(
     for folder, what in ((images_dir, "images"), (masks_dir, "masks")):
         if not folder.is_dir():
             raise DataError(f"the {what} folder {folder} does not exist", expected=f"a folder of {what}")
-    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images = [Path(file) for file in image_files(images_dir, f"the images folder {images_dir}")]
     if not images:
         raise DataError(f"the images folder {images_dir} holds no images", expected="JPEG or PNG files")
     masks = [masks_dir / f"{image.stem}.png" for image in images]

@@ -23,6 +23,7 @@ the end (seeds, indices, unreadable images) are shared by every dataset class.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -112,16 +113,49 @@ def ratio_split(count: int, ratios: Sequence[float], seed: int) -> dict[str, np.
 # ------------------------------------------------------------------ folder
 
 
-def _image_files(folder: Path) -> list[str]:
+def image_files(folder: Path, where: str) -> list[str]:
+    """The image files directly in ``folder`` (by suffix; hidden files left out), sorted.
+
+    Raises:
+        DataError: an entry is a symbolic link that cannot be followed (it loops), naming it.
+    """
     return sorted(
         entry.path
         for entry in os.scandir(folder)
-        if entry.is_file() and not entry.name.startswith(".") and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+        if not entry.name.startswith(".") and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+        and _followed(entry, where).is_file()
     )
 
 
-def _subfolders(folder: Path) -> list[str]:
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
+def _subfolders(folder: Path, where: str) -> list[str]:
+    return sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if not entry.name.startswith(".") and _followed(entry, where).is_dir()
+    )
+
+
+def _followed(entry: os.DirEntry[str], where: str) -> os.DirEntry[str]:
+    """``entry``, once a ``stat`` through its links has worked (a missing link target is left to the caller).
+
+    A link to itself (or a ring of links) fails every ``stat`` with ELOOP. Skipping it would
+    silently train (or predict) on fewer images than the folder shows, so it is an error.
+    """
+    try:
+        entry.is_dir()
+    except OSError as error:
+        raise looping_link(entry.path, where, error) from None
+    return entry
+
+
+def looping_link(path: str | Path, where: str, error: OSError) -> DataError:
+    """The error for a path whose links cannot be followed: a symbolic link that loops, or one that cannot be read."""
+    what = "is a symbolic link that loops" if error.errno == errno.ELOOP else "cannot be read"
+    return DataError(
+        f"{where}: {path} {what} ({error.strerror or error})",
+        expected="image files, or symbolic links to them",
+        hint=f"remove the link (rm {path}) or point it at an image file or folder",
+    )
 
 
 def _class_images(folder: Path, where: str, part: str) -> dict[str, list[str]]:
@@ -133,13 +167,13 @@ def _class_images(folder: Path, where: str, part: str) -> dict[str, list[str]]:
     Warns:
         DataWarning: a class folder holds no image.
     """
-    classes = _subfolders(folder)
+    classes = _subfolders(folder, where)
     if not classes:
         raise DataError(
             f"{where}: {folder} has no class folders",
             expected=f"one folder per class under {folder}, each holding that class' images",
         )
-    images = {name: _image_files(folder / name) for name in classes}
+    images = {name: image_files(folder / name, where) for name in classes}
     if not any(images.values()):
         raise DataError(
             f"{where}: no images in the class folders of {folder} ({listing(classes)})",
@@ -167,7 +201,7 @@ def given_folders(
     ),
 ) -> dict[str, Path]:
     """The ``train``, ``val`` (from ``val/`` or ``valid/``) and, when present, ``test`` folders of ``root``."""
-    found = _subfolders(root)
+    found = _subfolders(root, where)
     val = next((root / name for name in VAL_FOLDERS if name in found), None)
     if "train" not in found or val is None:
         raise DataError(
@@ -197,7 +231,7 @@ def read_folder(config: FolderDataset, tasks: Sequence[LabelRequest]) -> Table:
     if config.split == "given":
         folders = given_folders(root, where)
     else:
-        if {"train"} <= set(_subfolders(root)) and set(VAL_FOLDERS) & set(_subfolders(root)):
+        if {"train"} <= set(_subfolders(root, where)) and set(VAL_FOLDERS) & set(_subfolders(root, where)):
             raise DataError(
                 f"{where} has train/ and val/ folders, but split = {'/'.join(f'{r:g}' for r in config.split)} "
                 "would read them as classes",

