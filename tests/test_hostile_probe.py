@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from test_training import FOLDER_SPEC, train
 
 from mtdsl.cli import main
 
 
 def _photos(root: Path, count: int = 8) -> Path:
-    from PIL import Image
-
     for label, value in (("dark", 20), ("light", 235)):
         (root / label).mkdir(parents=True)
         for index in range(count):
@@ -58,3 +58,34 @@ def test_predict_refuses_a_symbolic_link_loop_among_its_images_as_training_does(
     assert main(["predict", str(spec), "--checkpoint", str(tmp_path / "none.pt"), str(root / "dark" / "loop.png"),
                  "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert f"{root / 'dark' / 'loop.png'} is a symbolic link that loops" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ 2. 16-bit PNGs
+
+
+def _png16(path: Path) -> np.ndarray:
+    """A 16-bit greyscale PNG (Pillow opens it in mode I;16) of every 16-bit level and more; returns its values."""
+    values = (np.arange(64 * 64, dtype=np.int64).reshape(64, 64) * 16 + 15).clip(0, 65535).astype(np.uint16)
+    Image.fromarray(values).save(path)
+    with Image.open(path) as image:
+        assert image.mode == "I;16"
+    return values
+
+
+@pytest.mark.parametrize("reader", ["training", "dense training", "predict"])
+def test_a_16_bit_png_is_scaled_to_8_bit_not_clipped_at_255(tmp_path, reader):
+    """``convert("RGB")`` clips 16-bit levels at 255 (99.6% of this image would be white); every reader scales."""
+    from mtdsl.predict.request import read_image
+    from mtdsl.train.data.letterbox import open_rgb
+    from mtdsl.train.data.transforms import as_rgb, load_image
+
+    values = _png16(tmp_path / "deep.png")
+    load = {"training": load_image, "dense training": lambda path: open_rgb(str(path), 64)[0],
+            "predict": read_image}[reader]
+    image = load(tmp_path / "deep.png")
+    assert image.mode == "RGB"
+    pixels = np.asarray(image).astype(np.float64)
+    for channel in range(3):
+        assert np.abs(pixels[..., channel] - values / 257).max() <= 0.5
+    with Image.open(tmp_path / "deep.png") as opened:  # a mode "I" image (32-bit) of the same levels reads alike
+        assert np.array_equal(np.asarray(as_rgb(opened.convert("I"))), np.asarray(image))

@@ -11,7 +11,7 @@ from PIL import Image
 from mtdsl.errors import ArtefactError, DataError, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.spec.document import Spec
 from mtdsl.train.data.sources import IMAGE_SUFFIXES, image_files, looping_link
-from mtdsl.train.data.transforms import IMAGE_ERRORS
+from mtdsl.train.data.transforms import IMAGE_ERRORS, as_rgb
 
 __all__ = ["check_input", "collect_images", "read_image", "requested_tasks"]
 
@@ -108,6 +108,6 @@ def _unreadable(file: Path, error: BaseException) -> ArtefactError:
 def read_image(file: Path) -> Image.Image:
     try:
         with Image.open(file) as image:
-            return image.convert("RGB")
+            return as_rgb(image)
     except IMAGE_ERRORS as error:
         raise _unreadable(file, error) from None

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from mtdsl.train.data.dense import IGNORE_INDEX
-from mtdsl.train.data.transforms import ImageTransform
+from mtdsl.train.data.transforms import ImageTransform, as_rgb
 
 __all__ = ["Letterbox", "Letterboxed", "open_rgb"]
 
@@ -168,4 +168,4 @@ def open_rgb(path: str, size: int) -> tuple[Image.Image, tuple[int, int]]:
         original = image.size
         if image.format == "JPEG":
             image.draft("RGB", (size, size))
-        return image.convert("RGB"), original
+        return as_rgb(image), original

@@ -51,6 +51,28 @@ def normalization(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple(float(m) for m in config.mean), tuple(float(s) for s in config.std)
 
 
+#: Pillow's modes of 16-bit (and 32-bit integer) greyscale: a 16-bit PNG opens as ``I;16``, or ``I`` in older Pillows.
+DEEP_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, 16-bit greyscale scaled to 8 bit (``value / 257``, rounded).
+
+    Pillow's ``convert("RGB")`` clips ``I`` and ``I;16`` levels at 255 instead of scaling
+    them, so a 16-bit PNG would read almost all white. A mode ``I`` image is read as 16-bit
+    levels (what a 16-bit PNG holds); 16-bit RGB PNGs already open as 8-bit ``RGB``.
+
+    >>> import numpy as np
+    >>> deep = Image.fromarray(np.array([[0, 257, 32896, 65535]], dtype=np.uint16))
+    >>> np.asarray(as_rgb(deep))[0, :, 0].tolist()
+    [0, 1, 128, 255]
+    """
+    if image.mode not in DEEP_MODES:
+        return image.convert("RGB")
+    levels = np.asarray(image).astype(np.int64)
+    return Image.fromarray(np.clip((levels + 128) // 257, 0, 255).astype(np.uint8), "L").convert("RGB")
+
+
 def load_image(path: str | Path, draft: tuple[int, int] | None = None) -> Image.Image:
     """Open ``path`` as RGB; raises one of :data:`IMAGE_ERRORS` when it cannot be read.
 
@@ -61,7 +83,7 @@ def load_image(path: str | Path, draft: tuple[int, int] | None = None) -> Image.
     with Image.open(path) as image:
         if draft is not None and image.format == "JPEG":
             image.draft("RGB", draft)
-        return image.convert("RGB")
+        return as_rgb(image)
 
 
 def box_inside(left: float, top: float, crop_w: float, crop_h: float, width: int, height: int) -> Box:
