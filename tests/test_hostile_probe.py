@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
-from test_training import FOLDER_SPEC, train
+from test_training import FOLDER_SPEC, train, write_spec
 
 from mtdsl.cli import main
 
@@ -89,3 +90,27 @@ def test_a_16_bit_png_is_scaled_to_8_bit_not_clipped_at_255(tmp_path, reader):
         assert np.abs(pixels[..., channel] - values / 257).max() <= 0.5
     with Image.open(tmp_path / "deep.png") as opened:  # a mode "I" image (32-bit) of the same levels reads alike
         assert np.array_equal(np.asarray(as_rgb(opened.convert("I"))), np.asarray(image))
+
+
+# ------------------------------------------------------------- 4. a checkpoint that is not a dict
+
+
+@pytest.mark.parametrize("command", ["eval", "export", "predict", "resume"])
+def test_a_checkpoint_that_is_not_a_dict_is_refused_naming_the_file(tmp_path, capsys, command):
+    """``torch.load`` reads any tensors-and-containers file; mtdsl's checkpoints are dicts."""
+    spec = write_spec(tmp_path)
+    bad = tmp_path / "run" / "checkpoints" / "last.pt"
+    bad.parent.mkdir(parents=True)
+    torch.save([torch.zeros(2), 1], bad)
+    (tmp_path / "run" / "spec.mtl").write_text(spec.read_text())
+    arguments = {
+        "eval": ["eval", str(spec), "--checkpoint", str(bad)],
+        "export": ["export", str(spec), "--checkpoint", str(bad), "--out", str(tmp_path / "export")],
+        "predict": ["predict", str(spec), "--checkpoint", str(bad), str(_photos(tmp_path / "photos") / "dark"),
+                    "--out", str(tmp_path / "predicted")],
+        "resume": ["train", str(spec), "--out", str(tmp_path / "run"), "--resume"],
+    }[command]
+    assert main([*arguments, "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert f"training error: {bad} is not an mtdsl checkpoint: it holds a list" in error, error
+    assert "Traceback" not in error

@@ -80,6 +80,13 @@ def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None
             f"cannot read checkpoint {path}: {str(error).splitlines()[0]}",
             hint="the file is damaged or not an mtdsl checkpoint; use another one (checkpoints/best.pt or last.pt)",
         ) from None
+    if not isinstance(state, dict):
+        # weights_only still reads any nest of tensors and containers: a list saved by hand, say.
+        raise TrainingError(
+            f"{path} is not an mtdsl checkpoint: it holds a {type(state).__name__}, not the dict of weights "
+            "and fingerprints mtdsl train writes",
+            hint="pass a checkpoint written by mtdsl train (checkpoints/best.pt or last.pt of its run folder)",
+        )
     if state.get("model_hash") != model_hash:
         raise TrainingError(
             f"checkpoint {path} was trained for a different model "
