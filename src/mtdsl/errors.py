@@ -58,10 +58,16 @@ def did_you_mean(word: str, options: Iterable[str]) -> str | None:
     return "did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
 
 
-def listing(options: Iterable[str], limit: int = 12) -> str:
+def listing(options: Iterable[str], limit: int | None = 12) -> str:
+    """The options sorted and joined; past ``limit`` of them (``None``: no limit), how many more.
+
+    >>> listing(["b", "a", "c"], limit=2), listing(["b", "a", "c"], limit=None)
+    ('a, b, … (1 more)', 'a, b, c')
+    """
     items = sorted(set(options))
-    shown = ", ".join(items[:limit])
-    return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+    if limit is None or len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", … ({len(items) - limit} more)"
 
 
 class MtdslError(Exception):
@@ -76,6 +82,8 @@ class MtdslError(Exception):
     """
 
     stage = "error"
+    #: The CLI's exit status for this error: 2, a user's mistake (:class:`RunFailed`: 1).
+    exit_status = 2
 
     def __init__(
         self,
@@ -215,6 +223,12 @@ class TrainingError(MtdslError):
     """Training cannot go on: a non-finite loss, or a checkpoint that does not fit the spec."""
 
     stage = "training error"
+
+
+class RunFailed(TrainingError):
+    """A run that was set up right failed on its way: a loss became NaN or infinite (exit status 1)."""
+
+    exit_status = 1
 
 
 class DataWarning(UserWarning):

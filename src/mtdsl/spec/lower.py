@@ -264,7 +264,7 @@ class _Lowering:
                 raise SpecNameError(
                     f"unknown key '{key}' in {what}",
                     key_span,
-                    expected=f"one of: {listing(valid_keys)}",
+                    expected=f"one of: {listing(valid_keys, limit=None)}",
                     hint=did_you_mean(key, valid_keys),
                 )
             lowered = self._task_value(key, value, kind, what)

@@ -143,10 +143,13 @@ def _spanned(error: ValidationError, model: type[BaseModel], fields: Fields, wha
     key = location[0] if location else None
     valid_keys = [name for name in model.model_fields if name not in FILLED_BY_LOWERING]
     if first["type"] == "extra_forbidden" and key is not None:
+        unknown = [key] + [str(e["loc"][0]) for e in error.errors()
+                           if e["type"] == "extra_forbidden" and len(e["loc"]) == 1 and str(e["loc"][0]) != key]
         return SpecNameError(
-            f"unknown key '{key}' for {what}",
+            f"unknown key '{key}' for {what}" if len(unknown) == 1 else
+            f"unknown keys {', '.join(repr(name) for name in unknown)} for {what}",
             fields.key_spans.get(key, fields.span),
-            expected=f"one of: {listing(valid_keys)}",
+            expected=f"one of: {listing(valid_keys, limit=None)}",
             hint=did_you_mean(key, valid_keys),
         )
     if first["type"] == "missing" and len(location) == 1:

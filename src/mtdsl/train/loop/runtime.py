@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from mtdsl.errors import ArtefactError, TrainingError
+from mtdsl.errors import ArtefactError, RunFailed
 from mtdsl.spec.streams import Stream
 from mtdsl.train.data.tasks import TaskLabels
 
@@ -59,7 +59,7 @@ def stop_on_non_finite(losses: Mapping[str, float], *, epoch: int, step: int, ch
         if not math.isfinite(value):
             kept = f"the last good state is {checkpoint} (resume with --resume)" if checkpoint.exists() else \
                 "no checkpoint was written yet"
-            raise TrainingError(
+            raise RunFailed(
                 f"the loss of task '{task}' became {value} at epoch {epoch}, step {step}; {kept}",
                 hint="lower the learning rate, add grad_clip = 1.0 to train { }, or use precision = fp32",
             )

@@ -73,8 +73,7 @@ def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None
     if not path.is_file():
         raise TrainingError(f"no checkpoint at {path}", hint="train first, or pass the path of a .pt file")
     try:
-        # mmap: checking the fingerprints before a resume costs no read of the weights.
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = _read(path)
     except Exception as error:
         raise TrainingError(
             f"cannot read checkpoint {path}: {str(error).splitlines()[0]}",
@@ -102,6 +101,21 @@ def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None
             "(to start from these weights, set pretrained = \"<path>\" on the backbone)",
         )
     return state
+
+
+def _read(path: Path) -> object:
+    """``torch.load`` of ``path``, mapped into memory: checking the fingerprints costs no read of the weights.
+
+    torch's file reader takes the path as UTF-8, and a path with a byte that is not UTF-8 (which
+    Python holds as a lone surrogate) cannot be encoded; such a file is read through an open file
+    instead, unmapped.
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        with open(path, "rb") as file:
+            return torch.load(file, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
 def rng_state() -> dict:
