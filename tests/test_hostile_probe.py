@@ -114,3 +114,17 @@ def test_a_checkpoint_that_is_not_a_dict_is_refused_naming_the_file(tmp_path, ca
     error = capsys.readouterr().err
     assert f"training error: {bad} is not an mtdsl checkpoint: it holds a list" in error, error
     assert "Traceback" not in error
+
+
+# ------------------------------------------------------------- 3. a run folder whose path is not UTF-8
+
+
+def test_a_run_folder_whose_path_is_not_utf8_trains_tests_and_evaluates(tmp_path, capsys):
+    """Linux paths are bytes; Python reads a non-UTF-8 byte as a lone surrogate, which torch's C++ file
+    reader cannot encode, so the run trained every epoch and then could not read its own best.pt."""
+    spec = write_spec(tmp_path, "    epochs = 1")
+    out = tmp_path / os.fsdecode(b"run-\xff")
+    assert train(spec, out) == 0, capsys.readouterr().err
+    assert (out / "test.json").is_file() and (out / "checkpoints" / "best.pt").is_file()
+    assert main(["eval", str(spec), "--checkpoint", str(out / "checkpoints" / "best.pt"), "--quiet"]) == 0
+    assert train(spec, out, "--resume") == 0  # nothing left to train, but the last checkpoint is read
