@@ -8,6 +8,7 @@ write, a full disk before the first checkpoint, a changed dropout, and ``compile
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -128,3 +129,37 @@ def test_a_run_folder_whose_path_is_not_utf8_trains_tests_and_evaluates(tmp_path
     assert (out / "test.json").is_file() and (out / "checkpoints" / "best.pt").is_file()
     assert main(["eval", str(spec), "--checkpoint", str(out / "checkpoints" / "best.pt"), "--quiet"]) == 0
     assert train(spec, out, "--resume") == 0  # nothing left to train, but the last checkpoint is read
+
+
+# ------------------------------------------------------------- 9. a full disk before the first checkpoint
+
+
+def _disk_full(monkeypatch) -> None:
+    def disk_full(state, file):
+        file.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+
+
+def test_a_full_disk_before_the_first_checkpoint_does_not_hint_at_resuming(tmp_path, monkeypatch, capsys):
+    spec = write_spec(tmp_path, "    epochs = 1")
+    _disk_full(monkeypatch)
+    assert train(spec, tmp_path / "run") == 2
+    error = capsys.readouterr().err
+    assert "cannot write checkpoint" in error and "nothing was written" in error
+    assert "--resume" not in error and "--overwrite" in error
+    monkeypatch.undo()
+    assert train(spec, tmp_path / "run", "--overwrite") == 0  # the hint's command works
+
+
+@pytest.mark.parametrize("name", ["last.pt", "best.pt"])
+def test_a_full_disk_once_a_checkpoint_exists_hints_at_resuming(tmp_path, monkeypatch, name):
+    from mtdsl.errors import TrainingError
+    from mtdsl.train.run.checkpoint import save_checkpoint
+
+    save_checkpoint({"weights": torch.ones(3)}, tmp_path / "checkpoints" / "last.pt")
+    _disk_full(monkeypatch)
+    with pytest.raises(TrainingError, match="No space left on device") as raised:
+        save_checkpoint({"weights": torch.zeros(3)}, tmp_path / "checkpoints" / name)
+    assert "--resume" in raised.value.hint and "--overwrite" not in raised.value.hint

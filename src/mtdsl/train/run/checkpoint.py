@@ -44,9 +44,12 @@ def save_checkpoint(state: dict, path: Path) -> Path:
         if cause is None:
             raise
         kept = f"{path} still holds the previous checkpoint" if path.exists() else f"nothing was written to {path}"
+        # --resume starts from the run's last checkpoint, beside this one; before the first there is none.
+        again = ("continue with --resume" if path.with_name("last.pt").exists()
+                 else "start the run again with --overwrite (no checkpoint was saved to resume from)")
         raise TrainingError(
             f"cannot write checkpoint {path}: {cause.strerror or cause}; {kept}",
-            hint="free space on that disk (or choose another --out), then continue with --resume",
+            hint=f"free space on that disk (or choose another --out), then {again}",
         ) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
