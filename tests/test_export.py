@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from conftest import ROOT, tiny_backbones
 from mtdsl.cli import main
 from mtdsl.codegen.train_source import detection_setups
 from mtdsl.compiler import compile_spec
-from mtdsl.export import FORMATS, SIDECAR, _write_program, export_model
+from mtdsl.errors import ExportError
+from mtdsl.export import FORMATS, SIDECAR, WEIGHTS_NAME, _write_program, export_model
 from mtdsl.export.nms import Detections
 from mtdsl.export.outputs import NamedOutputs
 from mtdsl.nn.model import MultiTaskModel
@@ -35,6 +37,17 @@ def trained(tmp_path_factory):
     return compilation, model, checkpoint
 
 
+def _moved(folder, elsewhere):
+    """Only the files ``folder``'s sidecar lists, copied to ``elsewhere``; ``folder`` itself deleted."""
+    sidecar = json.loads((folder / SIDECAR).read_text())
+    assert sorted(path.name for path in folder.iterdir()) == sorted(sidecar["files"])  # nothing hidden, or unlisted
+    elsewhere.mkdir()
+    for name in sidecar["files"]:
+        shutil.copy2(folder / name, elsewhere / name)
+    shutil.rmtree(folder)
+    return elsewhere, sidecar
+
+
 def _expected(compilation, model, images, postprocess, tasks=None):
     kinds = {task: compilation.spec.model.tasks[task].kind for task in tasks or compilation.spec.model.tasks}
     reference = NamedOutputs(model, kinds, postprocess, detection_setups(compilation.spec, compilation.graph)).eval()
@@ -46,9 +59,11 @@ def _expected(compilation, model, images, postprocess, tasks=None):
 def test_onnx_outputs_match_pytorch_for_every_task_at_any_batch_size(trained, tmp_path, postprocess):
     onnxruntime = pytest.importorskip("onnxruntime")
     compilation, model, checkpoint = trained
-    written = export_model(compilation, checkpoint, tmp_path, format="onnx", postprocess=postprocess)
-    sidecar = json.loads((tmp_path / SIDECAR).read_text())
-    session = onnxruntime.InferenceSession(str(tmp_path / FORMATS["onnx"]))
+    written = export_model(compilation, checkpoint, tmp_path / "export", format="onnx", postprocess=postprocess)
+    assert [path.name for path in written] == json.loads((tmp_path / "export" / SIDECAR).read_text())["files"]
+    here, sidecar = _moved(tmp_path / "export", tmp_path / "elsewhere")  # the export stands alone
+    assert sidecar["external_data"] is None and "model.onnx.data" not in sidecar["files"]  # small: one file
+    session = onnxruntime.InferenceSession(str(here / FORMATS["onnx"]))
     names = [output.name for output in session.get_outputs()]
     assert names == [o["name"] for task in sidecar["tasks"].values() for o in task["outputs"]]
     assert list(sidecar["tasks"]) == list(compilation.spec.model.tasks)
@@ -66,15 +81,44 @@ def test_onnx_outputs_match_pytorch_for_every_task_at_any_batch_size(trained, tm
         probabilities = dict(zip(names, actual))["shape"]
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     else:
-        anchors = np.load(tmp_path / detect["anchors"]["file"])
-        assert anchors.shape == (detect["anchors"]["count"], 4) and tmp_path / "objects.anchors.npy" in written
+        anchors = np.load(here / detect["anchors"]["file"])
+        assert anchors.shape == (detect["anchors"]["count"], 4) and "objects.anchors.npy" in sidecar["files"]
+
+
+def test_onnx_weights_past_the_limit_go_to_a_listed_data_file_and_the_export_runs_elsewhere(trained, tmp_path,
+                                                                                             monkeypatch):
+    """Past :data:`EXTERNAL_DATA_BYTES` (here 0) the weights leave ``model.onnx`` for ``model.onnx.data``:
+    visible, listed in the sidecar, and found again by onnxruntime after the export is copied away."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    compilation, model, checkpoint = trained
+    monkeypatch.setattr("mtdsl.export.EXTERNAL_DATA_BYTES", 0)
+    export_model(compilation, checkpoint, tmp_path / "export", format="onnx", tasks=["shape", "regions"])
+    here, sidecar = _moved(tmp_path / "export", tmp_path / "elsewhere")
+    assert sidecar["external_data"] == "model.onnx.data" and sidecar["files"] == [
+        "model.onnx", "model.onnx.data", WEIGHTS_NAME, SIDECAR]
+    assert (here / "model.onnx").stat().st_size < (here / "model.onnx.data").stat().st_size / 4
+    images = torch.randn(2, 3, 64, 64)
+    actual = onnxruntime.InferenceSession(str(here / "model.onnx")).run(None, {"image": images.numpy()})
+    for got, want in zip(actual, _expected(compilation, model, images, False, ["shape", "regions"]), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    monkeypatch.undo()  # and a smaller export into the same folder leaves no stale data file behind
+    export_model(compilation, checkpoint, here, format="onnx", tasks=["shape"], overwrite=True)
+    assert not (here / "model.onnx.data").exists()
+    assert json.loads((here / SIDECAR).read_text())["external_data"] is None
 
 
 @pytest.mark.parametrize("format", ["torch.export", "torchscript"])
 def test_torch_programs_load_and_match_pytorch(trained, tmp_path, format):
     compilation, model, checkpoint = trained
-    export_model(compilation, checkpoint, tmp_path, format=format, tasks=["regions", "shape"])
-    path = str(tmp_path / FORMATS[format])
+    export_model(compilation, checkpoint, tmp_path / "export", format=format, tasks=["regions", "shape"])
+    here, sidecar = _moved(tmp_path / "export", tmp_path / "elsewhere")
+    assert sidecar["files"] == [FORMATS[format], WEIGHTS_NAME, SIDECAR] and sidecar["weights"] == WEIGHTS_NAME
+    from safetensors.torch import load_file
+
+    weights = load_file(str(here / WEIGHTS_NAME))  # the whole model's weights, every task's, as model.py loads them
+    assert weights.keys() == model.state_dict().keys()
+    assert all(torch.equal(weights[name], tensor) for name, tensor in model.state_dict().items())
+    path = str(here / FORMATS[format])
     program = torch.export.load(path).module() if format == "torch.export" else torch.jit.load(path)
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -103,6 +147,37 @@ def test_export_command_refuses_a_used_folder_and_unknown_tasks(trained, tmp_pat
     assert main([*command[:3], str(tmp_path / "none.pt"), *command[4:], "--overwrite"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert (out / FORMATS["torchscript"]).stat().st_mtime_ns == stamp  # a failed export leaves the old one
+
+
+def _checkpoint(compilation, state, path):
+    return save_checkpoint({"model": state, "model_hash": model_hash(compilation.graph),
+                            "spec_hash": spec_hash(compilation.spec), "spec_name": compilation.spec.name}, path)
+
+
+def test_non_finite_weights_are_refused_naming_them_and_nothing_is_written(trained, tmp_path, capsys):
+    compilation, model, _ = trained
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    names = [name for name, tensor in state.items() if tensor.is_floating_point()]
+    state[names[3]][0] = float("nan")
+    state[names[7]].fill_(float("inf"))
+    spec = tmp_path / "quickstart.mtl"
+    spec.write_text(QUICKSTART.read_text().replace('"resnet10t"', '"test_resnet"'))
+    out = tmp_path / "export"
+    assert main(["export", str(spec), "--checkpoint", str(_checkpoint(compilation, state, tmp_path / "diverged.pt")),
+                 "--out", str(out), "--format", "torchscript"]) == 2
+    err = capsys.readouterr().err
+    message = next(line for line in err.splitlines() if "export error" in line)
+    assert f"non-finite weights (NaN or infinity) in 2 of {len(state)} tensors: {names[3]}, {names[7]}" in message
+    assert "hint: the run diverged" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+    # every weight NaN (integer buffers stay as they are): the message names five and counts the rest
+    nan = {name: torch.full_like(tensor, float("nan")) if tensor.is_floating_point() else tensor
+           for name, tensor in state.items()}
+    with pytest.raises(ExportError) as error:
+        export_model(compilation, _checkpoint(compilation, nan, tmp_path / "nan.pt"), out, format="onnx")
+    assert f" in {len(names)} of {len(state)} tensors: {', '.join(names[:5])} and {len(names) - 5} more" in str(
+        error.value).splitlines()[0]
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_an_exporter_failure_is_a_message_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
@@ -176,7 +251,7 @@ def test_nms_inside_an_export_keeps_the_boxes_evaluation_keeps(trained, tmp_path
     packed = torch.cat([torch.randn(4, anchors, classes, generator=generator) * 2 - 2.5,
                         torch.randn(4, anchors, 4, generator=generator) * 0.3], dim=-1)
     names = ["boxes", "scores", "classes", "count"]
-    path = _write_program(head, packed[:1], names, tmp_path / FORMATS[format], format)
+    path, = _write_program(head, packed[:1], names, tmp_path / FORMATS[format], format)
     batch = packed if format == "onnx" else packed[:1]  # ONNX: exported at batch 1, run at 4
     if format == "onnx":
         onnxruntime = pytest.importorskip("onnxruntime")

@@ -68,6 +68,15 @@ def test_run_folder_holds_everything_promised(tmp_path):
     assert set(test["metrics"]) == {"shape", "colour", "large"}
     resolved = json.loads((run / "spec.json").read_text())  # the spec as validated, defaults explicit
     assert list(resolved["model"]["tasks"]) == ["shape", "colour", "large"] and resolved["train"]["seed"] == 0
+    # model.safetensors: the best checkpoint's weights alone, tensor for tensor, and where they came from
+    from safetensors import safe_open
+
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    with safe_open(str(run / "model.safetensors"), "pt") as weights:
+        assert sorted(weights.keys()) == sorted(best["model"])
+        assert all(torch.equal(weights.get_tensor(name), tensor) for name, tensor in best["model"].items())
+        assert weights.metadata()["epoch"] == str(best["state"]["epoch"])
+        assert weights.metadata()["model_hash"] == best["model_hash"]
 
 
 def test_loss_falls_and_accuracy_beats_chance(tmp_path):

@@ -14,6 +14,7 @@
       checkpoints/best.pt   the epoch with the best mean validation metric
       plots/losses.png, plots/metrics.png, plots/sampling.png, plots/gradients.png
       test.json, test.md    the final per-task results on the test split
+      model.safetensors     the best checkpoint's model weights alone (mtdsl.train.run.weights)
       .lock                 held by the process training into the folder
 
 A folder *holds a run* once any of :data:`RUN_FILES` is in it (a folder with
@@ -53,7 +54,7 @@ except ImportError:  # pragma: no cover - Windows
 
 #: What a run writes beside the compiled artefacts; any of them means the folder holds a run.
 RUN_FILES = ("spec.mtl", "spec.json", "provenance.jsonl", "metrics.jsonl", "checkpoints", "plots", "predictions",
-             "test.json", "test.md")
+             "test.json", "test.md", "model.safetensors")
 LOCK_NAME = ".lock"
 
 #: Locks this process holds: folder → (open lock file, how many claims are open). A process that
@@ -88,6 +89,10 @@ class RunFolder:
     @property
     def results(self) -> Path:
         return self.root / "test"
+
+    @property
+    def weights(self) -> Path:
+        return self.root / "model.safetensors"
 
     @property
     def lock(self) -> Path:
