@@ -70,6 +70,7 @@ from mtdsl.train.run.provenance import append_session, session_record
 from mtdsl.train.run.report import MetricsLog, results_table, write_results
 from mtdsl.train.run.showcase import write_prediction_images
 from mtdsl.train.run.stop_signals import RunStopped, exit_code, stop_signals, stopped_message
+from mtdsl.train.run.weights import save_weights
 
 # --------------------------------------------------------------- the spec, as data
 
@@ -361,6 +362,8 @@ def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, da
                                     "metrics": results, "main": main_values(results, mains),
                                     "mains": dict(mains), "mean": mean_main(results, mains)})
     written = write_results(results, mains, run.results)
+    written.append(save_weights(best["model"], run.weights, spec=SPEC_NAME, model_hash=MODEL_HASH,
+                                epoch=best["state"]["epoch"], mtdsl=MTDSL_VERSION))  # the weights just tested
     console.print(results_table(results, mains, table_title(f"best epoch {best['state']['epoch']}", "test", splits)))
     written += plot_run(MetricsLog.read(run.metrics), run.plots)
     written += write_prediction_images(model, data, TASKS, DETECTION, run.root / "predictions", precision,
