@@ -163,3 +163,57 @@ def test_a_full_disk_once_a_checkpoint_exists_hints_at_resuming(tmp_path, monkey
     with pytest.raises(TrainingError, match="No space left on device") as raised:
         save_checkpoint({"weights": torch.zeros(3)}, tmp_path / "checkpoints" / name)
     assert "--resume" in raised.value.hint and "--overwrite" not in raised.value.hint
+
+
+# ------------------------------------------------------------- 10. a changed dropout
+
+
+DROPOUT_SPEC = """
+model drops
+input 3x32x32
+backbone trunk = timm("test_resnet", drop_rate = {rate}, drop_path_rate = {rate})
+dataset shapes = synthetic(count = 64, size = 32, seed = 0)
+task shape: classify(shapes) {{ classes = [circle, square, triangle]; head = mlp(16, dropout = {dropout}) }}
+task colour: classify(shapes) {{ classes = [red, green, blue]; head = linear(dropout = {dropout}) }}
+train {{ epochs = 1; batch_size = 16; workers = 0 }}
+"""
+
+
+def _dropout_spec(folder: Path, dropout: float, rate: float = 0.0) -> Path:
+    spec = folder / "drops.mtl"
+    spec.write_text(DROPOUT_SPEC.format(dropout=dropout, rate=rate), encoding="utf-8")
+    return spec
+
+
+def test_a_checkpoint_still_loads_after_its_spec_changes_only_a_dropout_rate(tmp_path, capsys):
+    spec = _dropout_spec(tmp_path, 0.1)
+    assert train(spec, tmp_path / "run") == 0
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    _dropout_spec(tmp_path, 0.3, rate=0.2)
+    capsys.readouterr()
+    assert main(["eval", str(spec), "--checkpoint", str(best), "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["export", str(spec), "--checkpoint", str(best), "--format", "torchscript",
+                 "--out", str(tmp_path / "export")]) == 0, capsys.readouterr().err
+    assert main(["predict", str(spec), "--checkpoint", str(best), str(_photos(tmp_path / "photos") / "dark"),
+                 "--out", str(tmp_path / "predicted"), "--quiet"]) == 0, capsys.readouterr().err
+    assert train(spec, tmp_path / "run", "--resume") == 2  # resuming needs the training settings unchanged
+    error = capsys.readouterr().err
+    assert "the spec's training settings changed" in error and "different model" not in error
+
+
+@pytest.mark.parametrize("before, after", [(0.1, 0.3), (0.0, 0.2), (0.2, 0.0)])
+def test_the_model_fingerprint_changes_exactly_when_the_weights_names_or_shapes_do(tmp_path, before, after):
+    """A head's dropout > 0 inserts a Dropout into its Sequential, which renumbers the layers after it;
+    its value, and the backbone's rates, change no weight."""
+    from mtdsl.compiler import compile_file
+    from mtdsl.train.run.fingerprints import model_hash
+
+    layouts, hashes = [], []
+    for index, (dropout, rate) in enumerate(((before, before), (after, after))):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        compilation = compile_file(_dropout_spec(folder, dropout, rate))
+        layouts.append({name: tuple(t.shape) for name, t in compilation.model().state_dict().items()})
+        hashes.append(model_hash(compilation.graph))
+    assert (layouts[0] == layouts[1]) == (hashes[0] == hashes[1])
+    assert (layouts[0] == layouts[1]) == ((before == 0) == (after == 0))

@@ -3,7 +3,9 @@
 ``spec_hash`` covers everything the spec says (model, data and training): resuming
 needs it to match. ``model_hash`` covers the module structure alone (which modules
 exist, under which names): evaluating and predicting need that to match, so a
-spec whose training settings changed still loads its weights.
+spec whose training settings changed still loads its weights. So does a spec whose
+dropout or stochastic-depth rates changed: they act only while training and change
+no weight's name or shape (only whether a head has dropout at all does).
 
 >>> len(fingerprint("model demo"))
 16
@@ -34,13 +36,27 @@ def spec_hash(spec: Spec) -> str:
     return fingerprint("\n".join(parts))
 
 
+#: A backbone's rates: timm's dropout before its (removed) classifier and its DropPath modules hold no weights.
+BACKBONE_RATES = ("drop_rate", "drop_path_rate")
+
+
 def model_hash(graph: nx.DiGraph) -> str:
-    """A fingerprint of the module structure alone: phases, weights' origin and names do not count."""
+    """A fingerprint of the module structure alone: phases, weights' origin, names and dropout rates do not count.
+
+    Rates are set to 0 rather than dropped, so a spec without dropout keeps the fingerprint its
+    checkpoints were written with. A head's dropout is kept as whether it has any: a
+    ``Dropout`` in its ``Sequential`` renumbers the layers after it
+    (:class:`mtdsl.nn.heads.classification.ClassificationHead`).
+    """
     structure = copy.deepcopy(graph)
     for _, data in structure.nodes(data=True):
         data.pop("frozen_in", None)
+        head = data.get("head")
+        if isinstance(head, dict) and head.get("dropout"):
+            head["dropout"] = "above 0"
     for key in ("phases", "name"):
         structure.graph.pop(key, None)
     for config in structure.graph.get("backbones", {}).values():
         config.pop("pretrained", None)
+        config.update({rate: 0.0 for rate in BACKBONE_RATES if rate in config})
     return fingerprint(graph_to_json(structure))
