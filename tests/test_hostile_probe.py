@@ -217,3 +217,47 @@ def test_the_model_fingerprint_changes_exactly_when_the_weights_names_or_shapes_
         hashes.append(model_hash(compilation.graph))
     assert (layouts[0] == layouts[1]) == (hashes[0] == hashes[1])
     assert (layouts[0] == layouts[1]) == ((before == 0) == (after == 0))
+
+
+# ------------------------------------------------------------- 5. the cache folder runs no code
+
+
+class _Planted:
+    """Unpickling this makes the folder ``marker``: a stand-in for any code a planted file could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("variable", ["MTDSL_CACHE_DIR", "XDG_CACHE_HOME"])
+def test_no_file_planted_in_the_cache_folder_runs_code_under_check(tmp_path, variable):
+    """lark's own cache unpickles its file (before checking its hash): mtdsl's caches are JSON, checked by key."""
+    import pickle
+    import subprocess
+    import sys
+
+    import lark
+
+    spec = tmp_path / "m.mtl"
+    spec.write_text("model m\ninput 3x32x32\n")  # refused (no backbone), but only once parsed
+    environment = {name: value for name, value in os.environ.items() if name != "MTDSL_CACHE_DIR"}
+    environment[variable] = str(tmp_path / "cache")
+    folder = tmp_path / "cache" / ("mtdsl" if variable == "XDG_CACHE_HOME" else "")
+
+    def check() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mtdsl", "check", str(spec)], capture_output=True, text=True,
+                              env=environment, timeout=120)
+
+    clean = check()
+    assert "the spec declares no backbone" in clean.stderr
+    marker = tmp_path / "the-payload-ran"
+    payload = b"0" * 64 + b"\n" + pickle.dumps(_Planted(marker))
+    written = [path for path in folder.iterdir() if path.is_file()]
+    for path in {*written, folder / f"grammar-lark-{lark.__version__}.cache"}:  # what lark's cache= would read
+        path.write_bytes(payload)
+    planted = check()
+    assert not marker.exists()
+    assert (planted.returncode, planted.stderr) == (clean.returncode, clean.stderr)

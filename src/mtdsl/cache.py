@@ -2,9 +2,11 @@
 
 Two things live there, each keyed so that a stale entry is never used: the
 backbone metadata read from timm (:mod:`mtdsl.graph.backbone_cache`, per timm
-version) and lark's analysed grammar (:func:`mtdsl.frontend.parser.grammar`,
-checked by lark against a hash of the grammar, lark and Python). Deleting the
-folder costs only time. The folder is ``$MTDSL_CACHE_DIR``, else
+version) and lark's analysed grammar (:mod:`mtdsl.frontend.grammar_cache`,
+keyed by a hash of the grammar, lark's version and the parser's options). Both
+are JSON: nothing read from the folder is unpickled, so a file planted there
+runs no code (lark's own ``cache=`` would unpickle it). Deleting the folder
+costs only time. The folder is ``$MTDSL_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/mtdsl``, else ``~/.cache/mtdsl``; ``MTDSL_CACHE_DIR=""``
 turns caching off.
 

@@ -9,44 +9,40 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import sys
+from pathlib import Path
 
 import lark
 from lark import Lark, Token, Transformer, v_args
 
 from mtdsl.cache import cache_folder
 from mtdsl.errors import Source, Span, SpecSyntaxError, did_you_mean
-from mtdsl.frontend import ast
+from mtdsl.frontend import ast, grammar_cache
 from mtdsl.frontend.syntax_examples import SYNTAX_EXAMPLES
+
+#: How lark builds the parser. One lexer for every parser state: a contextual lexer splits
+#: 'modelx' into 'model' 'x' and reads a keyword differently depending on the statement before it.
+GRAMMAR_OPTIONS = {"parser": "lalr", "lexer": "basic", "propagate_positions": True, "maybe_placeholders": False}
 
 
 @functools.lru_cache(maxsize=1)
 def grammar() -> Lark:
-    """The LALR parser; its analysed tables are kept in mtdsl's cache folder (lark checks them against the grammar)."""
-    return Lark.open(
-        "grammar.lark",
-        rel_to=__file__,
-        parser="lalr",
-        # One lexer for every parser state: a contextual lexer splits 'modelx' into 'model' 'x'
-        # and reads a keyword differently depending on the statement before it.
-        lexer="basic",
-        propagate_positions=True,
-        maybe_placeholders=False,
-        cache=_grammar_cache(),
-    )
+    """The LALR parser; its analysed tables are kept as JSON in mtdsl's cache folder (:mod:`.grammar_cache`).
 
-
-def _grammar_cache() -> str | bool:
-    """Where lark keeps the analysed grammar (a few times faster to load than to analyse), or ``False``."""
+    Never through lark's ``cache=``, which unpickles whatever file it finds there.
+    """
+    text = Path(__file__).with_name("grammar.lark").read_text(encoding="utf-8")
     folder = cache_folder()
-    if folder is None:
-        return False
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return str(folder / f"grammar-lark-{lark.__version__}.cache")
+    kept = folder / f"grammar-lark-{lark.__version__}.json" if folder is not None else None
+    key = hashlib.sha256(f"{lark.__version__}\n{sorted(GRAMMAR_OPTIONS.items())}\n{text}".encode()).hexdigest()
+    if kept is not None and (parser := grammar_cache.load(kept, key, GRAMMAR_OPTIONS, probe="model m")) is not None:
+        return parser
+    parser = Lark(text, **GRAMMAR_OPTIONS)
+    if kept is not None:
+        grammar_cache.save(kept, key, parser)
+    return parser
 
 
 def parse(text: str, path: str = "<spec>") -> ast.SpecFile:
