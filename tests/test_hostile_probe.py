@@ -261,3 +261,32 @@ def test_no_file_planted_in_the_cache_folder_runs_code_under_check(tmp_path, var
     planted = check()
     assert not marker.exists()
     assert (planted.returncode, planted.stderr) == (clean.returncode, clean.stderr)
+
+
+# ------------------------------------------------------------- 8. --overwrite keeps files mtdsl did not write
+
+
+def test_overwrite_deletes_what_a_run_wrote_and_keeps_every_other_file(tmp_path, capsys):
+    from mtdsl.train.run.folder import CHECKPOINT_FILES, PLOT_FILES
+
+    spec = write_spec(tmp_path, "    epochs = 1")
+    out = tmp_path / "run"
+    assert train(spec, out) == 0
+    # What a run writes is listed where --overwrite reads it.
+    assert {p.name for p in (out / "checkpoints").iterdir()} <= set(CHECKPOINT_FILES)
+    assert {p.name for p in (out / "plots").iterdir()} <= set(PLOT_FILES)
+    foreign = {name: f"not mtdsl's: {name}".encode() for name in
+               ("checkpoints/teacher.pt", "plots/notes.txt", "predictions/photo.png", "predictions/README")}
+    for name, data in foreign.items():
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_bytes(data)
+    (out / "predictions" / "shapes.png").write_bytes(b"the old run's drawing of its dataset 'shapes'")
+    (out / "checkpoints" / ".last.pt.4242.tmp").write_bytes(b"a write a kill cut short")
+    old_best = (out / "checkpoints" / "best.pt").read_bytes()
+
+    assert train(spec, out, "--overwrite", "--seed", "5") == 0, capsys.readouterr().err
+    for name, data in foreign.items():
+        assert (out / name).read_bytes() == data, name
+    assert not (out / "predictions" / "shapes.png").exists()
+    assert not (out / "checkpoints" / ".last.pt.4242.tmp").exists()
+    assert (out / "checkpoints" / "best.pt").read_bytes() != old_best

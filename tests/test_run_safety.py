@@ -111,7 +111,7 @@ def test_overwrite_deletes_the_old_run_so_its_results_cannot_pass_for_the_new(fi
             (out / path.relative_to(finished)).write_bytes(path.read_bytes())
     old_best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
     (out / "predictions").mkdir()
-    (out / "predictions" / "stale.png").write_bytes(b"an old drawing")
+    (out / "predictions" / "shapes.png").write_bytes(b"an old drawing of its dataset")  # what a run draws
 
     never_finite(monkeypatch)
     assert train(spec, out, "--overwrite", "--seed", "7") == 0
@@ -123,7 +123,7 @@ def test_overwrite_deletes_the_old_run_so_its_results_cannot_pass_for_the_new(fi
     assert not torch.equal(new_best["model"]["heads.shape.classifier.0.weight"],
                            old_best["model"]["heads.shape.classifier.0.weight"])
     assert len(records(out, "train")) == 2 and len(records(out, "test")) == 1  # only the new run's lines
-    assert not (out / "predictions" / "stale.png").exists()
+    assert not (out / "predictions" / "shapes.png").exists()
 
 
 def test_a_run_without_any_finite_validation_score_still_tests_its_own_weights(tmp_path, monkeypatch):

@@ -23,7 +23,10 @@ gate every training process passes: it refuses a folder that holds a run
 unless ``--resume`` or ``--overwrite`` says what to do with it, and then
 changes nothing in it; it takes an exclusive lock, so two runs never write
 one folder; and with ``--overwrite`` it deletes the old run's files, so no
-result of the old run can pass for one of the new.
+result of the old run can pass for one of the new. In ``checkpoints/``,
+``plots/`` and ``predictions/`` it deletes only what a run writes there
+(:data:`CHECKPOINT_FILES`, :data:`PLOT_FILES`, a drawing per dataset of the
+old run's ``spec.json``): a file put there by hand is kept.
 
 >>> import tempfile
 >>> folder = RunFolder(Path(tempfile.mkdtemp()))
@@ -56,6 +59,12 @@ except ImportError:  # pragma: no cover - Windows
 RUN_FILES = ("spec.mtl", "spec.json", "provenance.jsonl", "metrics.jsonl", "checkpoints", "plots", "predictions",
              "test.json", "test.md", "model.safetensors")
 LOCK_NAME = ".lock"
+
+#: What a run writes in ``checkpoints/`` (the loop) and ``plots/`` (:func:`mtdsl.render.plots.plot_run`);
+#: in ``predictions/`` it draws ``<dataset>.png`` per stream (:mod:`mtdsl.train.run.showcase`). ``--overwrite``
+#: deletes these, and leftovers of an interrupted checkpoint write, and keeps every other file there.
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+PLOT_FILES = ("losses.png", "metrics.png", "sampling.png", "gradients.png")
 
 #: Locks this process holds: folder → (open lock file, how many claims are open). A process that
 #: already holds a folder (``mtdsl train`` before it runs the loop) may claim it again.
@@ -212,12 +221,41 @@ class RunFolder:
             handle.close()
 
     def _delete_run_files(self) -> None:
+        """Delete what the old run wrote; files mtdsl never writes stay, in its folders too."""
+        written = {"checkpoints": self._written_checkpoints, "plots": self._written_plots,
+                   "predictions": self._written_drawings}
+        for name, chooser in written.items():  # before spec.json, through which the drawings are found
+            folder = self.root / name
+            if folder.is_dir() and not folder.is_symlink():
+                for file in chooser([f for f in folder.iterdir() if f.is_symlink() or not f.is_dir()]):
+                    file.unlink()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when nothing else is in it
         for name in RUN_FILES:
             path = self.root / name
             if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
+                if name not in written:
+                    shutil.rmtree(path)  # a run writes no folder of this name: whatever it is, it is the run's
             elif path.exists() or path.is_symlink():
                 path.unlink()
+
+    @staticmethod
+    def _written_plots(files: list[Path]) -> list[Path]:
+        return [f for f in files if f.name in PLOT_FILES]
+
+    @staticmethod
+    def _written_checkpoints(files: list[Path]) -> list[Path]:
+        """The checkpoints, and the temporary files of writes a kill cut short (``.last.pt.<pid>.tmp``)."""
+        return [f for f in files if f.name in CHECKPOINT_FILES
+                or (f.name.endswith(".tmp") and f.name.lstrip(".").split(".pt.")[0] + ".pt" in CHECKPOINT_FILES)]
+
+    def _written_drawings(self, files: list[Path]) -> list[Path]:
+        """``<dataset>.png`` (``a+b.png`` for joined datasets) for the datasets of the old run's ``spec.json``."""
+        try:
+            datasets = set(json.loads((self.root / "spec.json").read_text(encoding="utf-8"))["datasets"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return []  # without the old spec, nothing there is known to be the run's
+        return [f for f in files if f.suffix == ".png" and set(f.stem.split("+")) <= datasets]
 
 
 def _describe_holder(text: str) -> str:
