@@ -290,3 +290,18 @@ def test_overwrite_deletes_what_a_run_wrote_and_keeps_every_other_file(tmp_path,
     assert not (out / "predictions" / "shapes.png").exists()
     assert not (out / "checkpoints" / ".last.pt.4242.tmp").exists()
     assert (out / "checkpoints" / "best.pt").read_bytes() != old_best
+
+
+# ------------------------------------------------------------- 7. an empty class folder under --quiet
+
+
+def test_an_empty_class_folder_is_a_warning_even_under_quiet(tmp_path, capsys):
+    """The class is never the answer, so accuracy can read 1.0: --quiet drops progress and tables, not this."""
+    import shutil
+
+    root = _photos(tmp_path / "photos", count=16)
+    shutil.rmtree(root / "light")
+    (root / "light").mkdir()
+    assert train(_photo_spec(tmp_path, root), tmp_path / "run") == 0  # --quiet (see test_training.train)
+    error = capsys.readouterr().err
+    assert f"warning: folder dataset 'photos' ({root}): the class folder {root / 'light'} holds no images" in error

@@ -195,6 +195,10 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                          world=world)
     for line in data.describe():
         console.print(line)
+    if quiet and world.is_main:  # a data warning is no progress bar or table: --quiet shows it too, on stderr
+        for message in data.warnings:
+            Console(stderr=True, highlight=False).print(f"warning: {message}", style="yellow", markup=False,
+                                                        soft_wrap=True)
     weighting = build_weighting(WEIGHTING, LOSS_WEIGHTS).to(device)
     optimizer = build_optimizer(OPTIMIZER, model, weighting)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
