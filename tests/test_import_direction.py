@@ -3,8 +3,8 @@
 The layers, from the bottom (see "Layout" in the README):
 
 =============  ==================================================================================
-base           ``mtdsl`` (the version), ``errors``, ``files``, ``cache``, ``codegen.literal`` (writes Python
-               values; imports nothing of mtdsl, and ``nn.module_call`` prints constructor calls with it)
+base           ``mtdsl`` (the version), ``errors``, ``files``, ``cache``, ``console``, ``codegen.literal``
+               (writes Python values; imports nothing of mtdsl, and ``nn.module_call`` prints constructor calls with it)
 frontend       grammar, parser, AST
 spec           pydantic configs of every kind, lowering, the checks that read the spec alone, streams
 graph          timm's backbone metadata and the checks that need it, task paths, the sharing graph
@@ -13,11 +13,14 @@ render         diagrams, summaries, plots, drawn predictions
 train          ``data``, ``metrics``, ``loop`` (sampling, weighting, phases, …), ``run`` (folder, fingerprints,
                checkpoints, reports)
 codegen        ``model.py`` and ``train.py``: the loop is generated from train's parts
-orchestrators  ``compiler``, ``check``, ``launch``, ``predict``, ``compare``, ``cli``: may import anything
+orchestrators  ``compiler``, ``check``, ``launch``, ``predict``, ``compare``, ``api``, ``cli``: may import anything
 =============  ==================================================================================
 
 Every import counts for the direction, at the top of a module or inside a function: an import
-that only runs later still points where it points.
+that only runs later still points where it points. The one reference up is by name,
+not an import: the package's ``__getattr__`` hands ``mtdsl.compile``/``train``/``load`` over to
+``mtdsl.api`` on first use (``importlib.import_module``), so that ``import mtdsl`` stays cheap; type
+checkers read those names from ``mtdsl/__init__.pyi``.
 
 No two modules may import each other, directly or round a longer loop. For cycles only the
 imports that run when a module is loaded count: those at module level, including the ones under
@@ -42,7 +45,7 @@ import mtdsl
 SOURCE = Path(mtdsl.__file__).resolve().parent
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("mtdsl", "mtdsl.errors", "mtdsl.files", "mtdsl.cache", "mtdsl.codegen.literal")),
+    ("base", ("mtdsl", "mtdsl.errors", "mtdsl.files", "mtdsl.cache", "mtdsl.console", "mtdsl.codegen.literal")),
     ("frontend", ("mtdsl.frontend",)),
     ("spec", ("mtdsl.spec",)),
     ("graph", ("mtdsl.graph",)),
@@ -51,7 +54,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("train", ("mtdsl.train",)),
     ("codegen", ("mtdsl.codegen",)),
     ("orchestrators", ("mtdsl.compiler", "mtdsl.check", "mtdsl.launch", "mtdsl.predict", "mtdsl.compare",
-                       "mtdsl.export", "mtdsl.cli", "mtdsl.__main__")),
+                       "mtdsl.export", "mtdsl.api", "mtdsl.cli", "mtdsl.__main__")),
 )
 
 

@@ -1,7 +1,19 @@
-"""``mtdsl``: compile and render multi-task specs.
+"""``mtdsl``: compile, check, train, evaluate, compare, predict and export multi-task specs.
 
-User mistakes are printed as ``file:line:col`` errors without a traceback, and
-the process exits with status 2.
+The commands are a thin layer over :mod:`mtdsl.api` where one fits (``compile`` and
+``train`` go through :func:`mtdsl.api.compile` and :func:`mtdsl.api.train`). Every
+command takes ``--quiet`` (no progress, per-epoch lines or summary tables) and ``--verbose`` (a progress
+line every step off a terminal, and the traceback of an error). Off a terminal the
+output is plain whole lines (:mod:`mtdsl.console`).
+
+Exit statuses:
+
+* 0: done;
+* 1: a run failed on its own: a loss became NaN or infinite, or something unexpected
+  raised (a bug, printed with its traceback);
+* 2: a user error: a mistake in a spec, its data, a path or an option, printed as a
+  located message with a fix and no traceback;
+* 128 + N: stopped by signal N (130 for Ctrl-C, 143 for SIGTERM), the run kept to resume.
 """
 
 from __future__ import annotations
@@ -12,13 +24,21 @@ import os
 import shlex
 import sys
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from mtdsl import __version__
+from mtdsl import console as consoles
 from mtdsl.errors import ArtefactError, FailedElsewhere, MtdslError, SpecValueError
 
-EXIT_USER_ERROR = 2
+if TYPE_CHECKING:
+    from rich.console import Console
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USER_ERROR = 0, 1, 2
+
+#: Commands after which the process leaves through ``os._exit`` once its output is flushed: the
+#: interpreter's teardown with torch and timm loaded takes over a second and does nothing these
+#: commands need (they leave no worker processes, open files or threads behind).
+EXIT_FAST = frozenset({"check", "compile", "render", "eval", "predict", "export"})
 
 #: Failures of the machine rather than of mtdsl (a full disk, a read-only folder): a message, not a traceback.
 ENVIRONMENT_ERRORS = {
@@ -69,23 +89,25 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps([error_record(error, spec) for spec, error in errors.items() if error], indent=2))
     else:
         for spec, error in errors.items():
-            if error is None:
-                console.print(f"[green]ok[/] {escape(spec)}", soft_wrap=True, highlight=False)
-            else:
+            if error is not None:
                 print(error.render(), file=sys.stderr)
+            elif not args.quiet:
+                console.print(f"[green]ok[/] {escape(spec)}", highlight=False)
     return EXIT_USER_ERROR if any(errors.values()) else 0
 
 
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
-    from mtdsl.compiler import ARTEFACTS, compile_file, write_artefacts
+    from mtdsl.api import compile
+    from mtdsl.compiler import ARTEFACTS, write_artefacts
     from mtdsl.render.dot import MISSING_DOT_HINT, dot_available
     from mtdsl.render.summary import phase_table, summary_table
 
     out = _compile_out(args)
     with console.status(f"compiling {args.spec}"):
-        compilation = write_artefacts(compile_file(args.spec, _overrides(args.set)), out, ARTEFACTS)
-    console.print(summary_table(compilation.summary))
-    if phase_table(compilation.summary) is not None:
+        compilation = write_artefacts(compile(args.spec, **_overrides(args.set)), out, ARTEFACTS)
+    if not args.quiet:
+        console.print(summary_table(compilation.summary))
+    if phase_table(compilation.summary) is not None and not args.quiet:
         console.print(phase_table(compilation.summary))
     console.print(f"[green]compiled[/] {args.spec} → {out}/")
     for path in compilation.written:
@@ -109,8 +131,7 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from mtdsl.compiler import compile_file
-    from mtdsl.launch import train_compiled
+    from mtdsl.api import compile, train
     from mtdsl.train.loop.precision import pick_device
     from mtdsl.train.parallel.world import World
     from mtdsl.train.run.folder import RunFolder
@@ -122,17 +143,23 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     pick_device(args.device)  # a wrong --device is refused before anything is written
     spec_path = Path(args.spec)
     run = RunFolder(Path(args.out) if args.out else Path("runs") / spec_path.stem)
-    compilation = compile_file(spec_path, _overrides(args.set))
+    compilation = compile(spec_path, **_overrides(args.set))
+    if args.track is not None:  # --track replaces the spec's trackers
+        from mtdsl.train.run.tracking import with_trackers
+
+        compilation.spec = with_trackers(compilation.spec, args.track)
     with stop_signals():
         try:
-            train_compiled(compilation, run, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
-                           device=args.device, workers=args.workers, quiet=args.quiet or not world.is_main,
-                           announce=_announcer(console), sync_batchnorm=args.sync_batchnorm)
+            train(compilation, run.root, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
+                  device=args.device, workers=args.workers, quiet=args.quiet or not world.is_main,
+                  announce=_announcer(console), sync_batchnorm=args.sync_batchnorm)
         except KeyboardInterrupt as interrupt:
             if world.is_main:
                 command = shlex.join([*_launcher(world), "train", str(spec_path), "--out", str(run.root)]
                                      + [f"--set={pair}" for pair in args.set]
-                                     + ([f"--seed={args.seed}"] if args.seed is not None else []))
+                                     + ([f"--seed={args.seed}"] if args.seed is not None else [])
+                                     + ([f"--track={','.join(args.track) or 'none'}"] if args.track is not None
+                                        else []))
                 console.print(stopped_message(interrupt, run, command), style="yellow", markup=False,
                               highlight=False)
             return exit_code(interrupt)
@@ -191,7 +218,7 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 
 def _announcer(console: Console):
-    return lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False)
+    return lambda line: console.print(line, markup=False, highlight=False)
 
 
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
@@ -201,12 +228,29 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from mtdsl.train.loop.runtime import load_generated
 
     compilation = compile_file(args.spec, _overrides(args.set))
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _writable_folder(out)  # before minutes of evaluation, not after
     with tempfile.TemporaryDirectory(prefix="mtdsl-eval-") as folder:
         write_artefacts(compilation, folder, (write_model_source, write_train_source))
         loop = load_generated(Path(folder) / "train.py")
-        loop.evaluate_checkpoint(Path(args.checkpoint), args.split, device=args.device,
-                                 workers=loop.WORKERS if args.workers is None else args.workers)
+        outcome = loop.evaluate_checkpoint(Path(args.checkpoint), args.split, device=args.device,
+                                           workers=loop.WORKERS if args.workers is None else args.workers,
+                                           quiet=args.quiet)
+    if out is not None:
+        from mtdsl.train.run.report import write_results
+
+        for path in write_results(outcome["results"], outcome["mains"], out / args.split):
+            console.print(f"  {path}", markup=False, highlight=False)
     return 0
+
+
+def _writable_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ArtefactError(f"cannot create output folder {out}: {error.strerror or error}",
+                            hint="choose another --out") from None
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
@@ -223,11 +267,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     spec_path = Path(args.spec)
     out = Path(args.out) if args.out else Path("build") / spec_path.stem
     compilation = compile_file(spec_path, _overrides(args.set))
-    try:  # before minutes of timing, not after
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ArtefactError(f"cannot create output folder {out}: {error.strerror or error}",
-                            hint="choose another --out") from None
+    _writable_folder(out)  # before minutes of timing, not after
     with console.status(f"timing {compilation.spec.name} and its single-task models on {device}"):
         result = compare(compilation.spec, device=device, batch_sizes=args.batch_sizes, runs=args.runs,
                          graph=compilation.graph)
@@ -239,7 +279,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         result["training"] = training
         console.print(metric_table(result))
     for path in write_compare(result, out):
-        console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  {path}", markup=False, highlight=False)
     return 0
 
 
@@ -284,13 +324,13 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     report = predict(compilation.spec, compilation.graph, Path(args.checkpoint), args.images, out,
                      device=args.device, tasks=args.tasks, batch_size=args.batch_size, progress=not args.quiet)
     for line in summary_lines(report):
-        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"[green]predicted[/] {len(report.images)} image{'s' if len(report.images) != 1 else ''} "
                   f"with {args.checkpoint} → {out}/")
     # Every path for a few images; for many, the JSON files and a count of the PNGs beside them.
     shown = report.written if len(report.written) <= 12 else [p for p in report.written if p.suffix == ".json"]
     for path in shown:
-        console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  {path}", markup=False, highlight=False)
     if len(shown) < len(report.written):
         console.print(f"  … and {len(report.written) - len(shown)} drawn images and masks (PNG) in {out}/")
     return 0
@@ -310,8 +350,14 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
                            postprocess=args.postprocess, overwrite=args.overwrite, nms=args.nms)
     console.print(f"[green]exported[/] {spec_path} ({args.format}) → {out}/")
     for path in written:
-        console.print(f"  {path}", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  {path}", markup=False, highlight=False)
     return 0
+
+
+def _trackers(text: str) -> tuple[str, ...]:
+    from mtdsl.train.run.tracking import track_option
+
+    return track_option(text)
 
 
 def _count(text: str) -> int:
@@ -344,18 +390,26 @@ def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="mtdsl", description="Compile multi-task vision specs (.mtl) into PyTorch.")
     main.add_argument("--version", action="version", version=f"mtdsl {__version__}")
     commands = main.add_subparsers(dest="command", required=True)
+    talk = argparse.ArgumentParser(add_help=False)
+    levels = talk.add_mutually_exclusive_group()
+    levels.add_argument("--quiet", action="store_true",
+                        help="no progress or per-epoch lines, no summary tables or 'ok' lines; results and errors stay")
+    levels.add_argument("--verbose", action="store_true",
+                        help="a progress line every step when not on a terminal, and an error's traceback")
 
-    def spec_command(name: str, help_text: str, out_default: str = "build/<spec name>") -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text, description=help_text)
+    def spec_command(name: str, help_text: str, out_default: str = "build/<spec name>",
+                     out_help: str | None = None) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text, parents=[talk])
         command.add_argument("spec", help="path to a .mtl spec")
-        command.add_argument("--out", help=f"output folder (default: {out_default})")
+        command.add_argument("--out", help=out_help or f"output folder (default: {out_default})")
         command.add_argument(
             "--set", action="append", default=[], metavar="NAME=VALUE", help="override a 'let' variable (repeatable)"
         )
         return command
 
     checking = commands.add_parser("check", help="parse, validate and resolve specs without building the model "
-                                   "(exit 0: all fine, 2: an error)", description="parse, validate and resolve "
+                                   "(exit 0: all fine, 2: an error)", parents=[talk],
+                                   description="parse, validate and resolve "
                                    "specs (every check compile makes) without building the model, and without "
                                    "torch once each backbone's metadata is cached")
     checking.set_defaults(run=cmd_check)
@@ -377,13 +431,16 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_seed, help="random seed (default: the spec's train { seed })")
     train.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     train.add_argument("--workers", type=_count, help="data-loading processes per stream (default: the spec's)")
-    train.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     train.add_argument("--nproc", type=_positive, default=1,
                        help="train with N processes on this machine, through torchrun (docs/distributed.md)")
     train.add_argument("--sync-batchnorm", action="store_true",
                        help="with several CUDA processes: BatchNorm statistics over the whole batch, not each share")
+    train.add_argument("--track", type=_trackers, metavar="TRACKERS",
+                       help="experiment trackers instead of the spec's train { track }: tensorboard, mlflow, "
+                       "tensorboard,mlflow or none (docs/tracking.md)")
 
-    evaluate = spec_command("eval", "evaluate a checkpoint of this spec on one split and print the table")
+    evaluate = spec_command("eval", "evaluate a checkpoint of this spec on one split and print the table",
+                            out_help="also write the results as OUT/SPLIT.json and OUT/SPLIT.md (default: none)")
     evaluate.set_defaults(run=cmd_eval)
     evaluate.add_argument("--checkpoint", required=True, help="a .pt file written by mtdsl train")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -408,7 +465,6 @@ def parser() -> argparse.ArgumentParser:
     comparing.add_argument("--workers", type=_count, help="data-loading processes per stream (default: the spec's)")
     comparing.add_argument("--resume", action="store_true", help="--train: read back finished runs, continue the rest")
     comparing.add_argument("--overwrite", action="store_true", help="--train: delete the runs in OUT/runs/ first")
-    comparing.add_argument("--quiet", action="store_true", help="--train: no progress bars or per-run tables")
 
     predicting = spec_command("predict", "run a checkpoint on images: drawn PNGs, masks, predictions.json and "
                               "detections.json (COCO results)", "predictions/<spec name>")
@@ -418,7 +474,6 @@ def parser() -> argparse.ArgumentParser:
     predicting.add_argument("--tasks", help="comma-separated tasks to run (default: all)")
     predicting.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     predicting.add_argument("--batch-size", type=_positive, default=8, help="images per forward pass (default: 8)")
-    predicting.add_argument("--quiet", action="store_true", help="no progress bar")
 
     exporting = spec_command("export", "write a trained model as ONNX, a torch.export program or TorchScript, with "
                              "one named output per task and a model.json sidecar", "exports/<spec name>")
@@ -436,16 +491,33 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit status (see the module's docstring).
+
+    Called without ``argv`` (the ``mtdsl`` script, ``python -m mtdsl``), a command of
+    :data:`EXIT_FAST` that returns ends the process itself, through ``os._exit`` once
+    stdout and stderr are flushed, rather than wait for the interpreter's teardown.
+    """
     args = parser().parse_args(argv)
     args.argv = argv
-    console = Console()
+    consoles.set_verbosity(consoles.QUIET if args.quiet else consoles.VERBOSE if args.verbose else consoles.NORMAL)
+    code = _run(args, consoles.make_console())
+    if argv is None and args.command in EXIT_FAST:
+        _exit_now(code)
+    return code
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
     try:
         return args.run(args, console)
     except FailedElsewhere:
         return EXIT_USER_ERROR  # the process that failed printed why
     except MtdslError as error:
         print(_rank_label(error.render()), file=sys.stderr)
-        return EXIT_USER_ERROR
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+        return error.exit_status
     except OSError as error:
         if error.errno not in ENVIRONMENT_ERRORS:
             raise
@@ -456,6 +528,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` at once, once what it printed is out (a closed pipe is no error)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _rank_label(message: str) -> str:

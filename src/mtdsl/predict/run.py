@@ -30,8 +30,11 @@ def _progress(enabled: bool):
         TimeRemainingColumn,
     )
 
+    from mtdsl.console import make_console, plain
+
+    console = make_console()  # off a terminal no bar: the summary that follows says what was done
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), disable=not enabled, transient=False)
+                    TimeRemainingColumn(), console=console, disable=not enabled or plain(console), transient=False)
 
 
 def predict(

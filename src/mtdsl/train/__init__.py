@@ -13,3 +13,25 @@
 * :mod:`mtdsl.train.parallel`: several processes under torchrun: the world (rank,
   collectives, what the ranks decide together) and one DistributedDataParallel per stream.
 """
+
+import importlib
+import sys
+import types
+from typing import Any
+
+
+class _CallablePackage(types.ModuleType):
+    """This package, callable as :func:`mtdsl.api.train`.
+
+    ``mtdsl.train(...)`` is the Python API's training function, and ``mtdsl.train`` is also
+    this package: once any of its modules is imported, Python sets the package as the
+    attribute ``train`` of ``mtdsl``. Calling the package hands the call to the API, so the two
+    never get in each other's way.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # By name: the API sits above this layer (tests/test_import_direction.py).
+        return importlib.import_module("mtdsl.api").train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from mtdsl.console import make_console
 from mtdsl.errors import DataError, FailedElsewhere, MtdslError, TrainingError
 from mtdsl.nn.losses import build_loss
 from mtdsl.render.plots import plot_run
@@ -179,7 +180,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
     budget.check(EPOCHS)
     precision = resolve_precision(PRECISION, device)
     quiet = quiet or not world.is_main  # one progress bar and one table per run
-    console = Console(quiet=quiet)
+    console = make_console(quiet=quiet)
     seed_everything(seed)
     if world.is_main:
         append_session(run.provenance, session_record(seed=seed, world_size=world.size, device=str(device),
@@ -354,7 +355,7 @@ def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, da
     if best["state"].get("run") != state.get("run"):
         raise TrainingError(f"{run.best} was not written by this run", hint="train again with --overwrite")
     if not math.isfinite(best["state"]["best"]) and world.is_main:
-        Console(stderr=True).print(f"[yellow]note:[/] no epoch had a finite mean validation metric; "
+        make_console(stderr=True).print(f"[yellow]note:[/] no epoch had a finite mean validation metric; "
                                    f"testing epoch {best['state']['epoch']}, the first")
     model.load_state_dict(best["model"])
     results, mains = evaluate(model, data, "test", OUTPUTS, precision, CHANNELS_LAST, fallback="val",
@@ -392,7 +393,7 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", *, device: str | 
     results, mains = evaluate(model, data, split, OUTPUTS, precision, CHANNELS_LAST, fallback=fallback,
                               decoders=DETECTION)
     splits = splits_used(data, split, fallback)
-    Console(quiet=quiet).print(results_table(results, mains, table_title(f"{checkpoint}", split, splits)))
+    make_console(quiet=quiet).print(results_table(results, mains, table_title(f"{checkpoint}", split, splits)))
     return {"splits": splits, "results": results, "mains": mains}
 
 
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2  # the rank that failed printed why
     except MtdslError as error:
         print(world.label(error.render()), file=sys.stderr)
-        return 2
+        return error.exit_status  # 1: the run failed on its way (a NaN), 2: a user error
     except KeyboardInterrupt as interrupt:
         if world.is_main:
             command = shlex.join([*world.launcher(), sys.argv[0], "--out", args.out]
