@@ -305,3 +305,54 @@ def test_an_empty_class_folder_is_a_warning_even_under_quiet(tmp_path, capsys):
     assert train(_photo_spec(tmp_path, root), tmp_path / "run") == 0  # --quiet (see test_training.train)
     error = capsys.readouterr().err
     assert f"warning: folder dataset 'photos' ({root}): the class folder {root / 'light'} holds no images" in error
+
+
+# ------------------------------------------------------------- 11. compile on many tasks
+
+
+def _flops_by_forward_per_task(graph) -> dict[str, int]:
+    """The FLOPs as counted before: one forward pass per task, and one of all of them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mtdsl.nn.model import MultiTaskModel
+
+    with torch.device("meta"):
+        model = MultiTaskModel(graph).eval()
+        image = torch.empty(1, *graph.graph["input"])
+    flops = {}
+    for tasks in [[task] for task in graph.graph["tasks"]] + [None]:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(image, tasks=tasks)
+        flops[tasks[0] if tasks else "all"] = int(counter.get_total_flops())
+    return flops
+
+
+def test_each_task_s_flops_from_one_forward_pass_equal_its_own_forward_pass():
+    """Branches, taps, a BiFPN neck, detect and segment heads (specs/quickstart.mtl)."""
+    from conftest import ROOT
+
+    from mtdsl.compiler import compile_file
+    from mtdsl.render.summary import count_flops
+
+    graph = compile_file(ROOT / "specs" / "quickstart.mtl").graph
+    assert count_flops(graph) == _flops_by_forward_per_task(graph)
+
+
+def test_the_cost_summary_runs_one_forward_pass_however_many_tasks(monkeypatch):
+    """It ran one per task, each through a whole backbone: 187 s for 2,000 tasks (benchmarks/many_tasks.py)."""
+    import sys
+
+    from mtdsl.compiler import compile_text
+    from mtdsl.nn.model import MultiTaskModel
+    from mtdsl.render.summary import summarize
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from many_tasks import many_tasks_spec
+
+    forward = MultiTaskModel.forward
+    calls = []
+    monkeypatch.setattr(MultiTaskModel, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    for count in (3, 12):
+        calls.clear()
+        summary = summarize(compile_text(many_tasks_spec(count), "many.mtl").graph)
+        assert len(summary["tasks"]) == count and len(calls) == 1
