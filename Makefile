@@ -15,7 +15,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,pretrained,export]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,pretrained,export,track]'
 	@touch $(STAMP)
 
 graphviz:

@@ -1,4 +1,17 @@
-"""Wall time of ``mtdsl --version`` and of ``mtdsl compile`` per spec, split into imports and work.
+"""Wall time of ``mtdsl --version``, ``mtdsl check`` and ``mtdsl compile``, against ``import torch``.
+
+First, side by side (issue 23's goals: ``compile`` ≤ 3 s, ``check`` cold ≤ 1.5 s), each as a user
+runs it, ``python -m mtdsl …`` in a fresh process, with the ratio to ``python -c "import torch"``:
+
+* ``import torch``: the floor of anything that needs torch;
+* ``check`` cold: ``mtdsl check specs/quickstart.mtl`` with an empty ``MTDSL_CACHE_DIR``, as the
+  first check after installing: timm (and torch) are imported to read the backbone's metadata,
+  and lark analyses the grammar; each timed run gets a new empty folder;
+* ``check`` warm: the same once that folder holds the metadata and the grammar, as every later
+  check (a fresh interpreter each time all the same);
+* ``compile``: ``mtdsl compile specs/quickstart.mtl --out DIR``.
+
+``--headline`` stops there; without it, the older split follows:
 
 Every measurement runs in fresh subprocesses of this Python with ``PYTHONPATH``
 pointing at this checkout's ``src/``, ``--repeats`` times after one untimed run
@@ -18,7 +31,7 @@ pointing at this checkout's ``src/``, ``--repeats`` times after one untimed run
 Last it lists the packages that dominate ``import mtdsl.cli`` and the compile imports
 (``python -X importtime``).
 
-    .venv/bin/python benchmarks/cli_startup.py [--repeats 5] [--specs specs/*.mtl]
+    taskset -c 1 .venv/bin/python benchmarks/cli_startup.py [--headline] [--repeats 5] [--specs specs/*.mtl]
 """
 
 from __future__ import annotations
@@ -57,14 +70,16 @@ print(json.dumps({"cli": t1 - t0, "compile_imports": t2 - t1, "compile_file": t3
 """
 
 
-def environment() -> dict[str, str]:
+def environment(cache: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if cache is not None:
+        env["MTDSL_CACHE_DIR"] = str(cache)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     return env
 
 
-def run(arguments: list[str]) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, *arguments], env=environment(), capture_output=True, text=True,
+def run(arguments: list[str], cache: Path | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *arguments], env=environment(cache), capture_output=True, text=True,
                             cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(arguments)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
@@ -94,6 +109,38 @@ def split_seconds(spec: Path, repeats: int, folder: Path) -> dict[str, float]:
     return {key: statistics.median(part[key] for part in parts) for key in parts[0]}
 
 
+def timed_once(arguments: list[str], cache: Path | None = None) -> float:
+    started = time.perf_counter()
+    run(arguments, cache)
+    return time.perf_counter() - started
+
+
+def headline(repeats: int, folder: Path) -> None:
+    """``import torch``, ``check`` cold and warm and ``compile`` of the quickstart, side by side, with ratios."""
+    spec = ROOT / "specs" / "quickstart.mtl"
+    check = ["-m", "mtdsl", "check", str(spec)]
+    compile_ = ["-m", "mtdsl", "compile", str(spec), "--out", str(folder / "compiled")]
+    warm_cache = folder / "warm"
+    run(check, warm_cache)  # fills it
+    torch_times, cold, warm, compiled = [], [], [], []
+    for index in range(repeats + 1):  # interleaved; the first round is untimed (disk cache)
+        rounds = (timed_once(["-c", "import torch"]), timed_once(check, folder / f"cold{index}"),
+                  timed_once(check, warm_cache), timed_once(compile_, warm_cache))
+        if index:
+            for times, value in zip((torch_times, cold, warm, compiled), rounds):
+                times.append(value)
+    floor = statistics.median(torch_times)
+    print(f"median of {repeats} interleaved rounds after an untimed one, fresh processes; seconds")
+    print(f"{'command':<52} {'wall':>6} {'× import torch':>15}  goal")
+    for name, times, goal in (('python -c "import torch"', torch_times, ""),
+                              ("mtdsl check specs/quickstart.mtl (cold: empty cache)", cold, "≤ 1.5 s"),
+                              ("mtdsl check specs/quickstart.mtl (warm: cached)", warm, ""),
+                              ("mtdsl compile specs/quickstart.mtl", compiled, "≤ 3 s")):
+        value = statistics.median(times)
+        verdict = ("met" if value <= float(goal.split()[1]) else "missed") if goal else ""
+        print(f"{name:<52} {value:6.2f} {value / floor:14.2f}×  {goal} {verdict}".rstrip())
+
+
 COMPILE_IMPORTS = "import mtdsl.cli; import mtdsl.compiler, mtdsl.render.dot, mtdsl.render.summary"
 
 
@@ -114,8 +161,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--specs", type=Path, nargs="+", default=sorted((ROOT / "specs").glob("*.mtl")))
+    parser.add_argument("--headline", action="store_true", help="only import torch, check cold/warm and compile")
     args = parser.parse_args()
     print(machine_line())
+    print(f"CPUs this process may use: {sorted(os.sched_getaffinity(0))}")
+    with tempfile.TemporaryDirectory() as folder:
+        headline(args.repeats, Path(folder))
+    if args.headline:
+        return
+    print()
     print(f"median of {args.repeats} fresh processes after one untimed run; times in seconds")
     python = wall_seconds(["-c", "pass"], args.repeats)
     version = wall_seconds(["-m", "mtdsl", "--version"], args.repeats)

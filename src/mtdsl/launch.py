@@ -23,6 +23,7 @@ from mtdsl.train.run.fingerprints import model_hash, spec_hash
 from mtdsl.train.run.folder import RunFolder
 from mtdsl.train.run.provenance import resolved_spec
 from mtdsl.train.run.report import MetricsLog
+from mtdsl.train.run.tracking import require_spec_trackers
 
 
 def train_compiled(compilation: Compilation, run: RunFolder, *, resume: bool, overwrite: bool, seed: int | None,
@@ -35,6 +36,7 @@ def train_compiled(compilation: Compilation, run: RunFolder, *, resume: bool, ov
     ``seed`` and ``workers`` default to the spec's. The caller handles ``KeyboardInterrupt`` (Ctrl-C, SIGTERM).
     Under torchrun every process calls this; rank 0 claims the folder and writes the artefacts.
     """
+    require_spec_trackers(compilation.spec)  # before anything is written, at the spec's track line
     world = World.from_environment()
     with world.joined(world.device(pick_device(device))), \
             world.on_main(_written(compilation, run, resume=resume, overwrite=overwrite, keep_spec=keep_spec)):

@@ -42,6 +42,7 @@ END = "# <<< spec"
 COMMENTS = {
     "RUN_COMMANDS": "Run this file, or the same loop through mtdsl:",
     "DETECTION": "Anchors, box matching and NMS of each detection task.",
+    "TRACK": "Experiment trackers fed from the records of metrics.jsonl (docs/tracking.md); --track replaces them.",
     "EPOCH": 'One epoch: "passes" is a pass over every stream\'s data (Σ|X_i|/B_i steps), '
              '"weighted" the thesis\' Σ|X_i|α_i/B_i.',
 }
@@ -157,6 +158,7 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
         "COMPILE": literal(train.compile),
         "WORKERS": literal(train.workers),
         "ON_CORRUPT": literal(train.on_corrupt),
+        "TRACK": literal(train.track),
         "DATASETS": _mapping((name, value(config)) for name, config in spec.datasets.items()),
         "TASKS": _mapping((label.task, value(label)) for label in labels),
         "DETECTION": _mapping((name, value(setup)) for name, setup in setups.items()),

@@ -35,6 +35,7 @@ from mtdsl.spec.names import check_declared_name
 from mtdsl.spec.necks import NECK_CONFIGS
 from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.scaling import efficientdet_scaling
+from mtdsl.spec.tracking import lower_track
 from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, PhaseSpec, TaskTraining, TrainSpec
 from mtdsl.spec.values import BOOLEANS, Fields, assignments, block_fields, build_config, plain_value, validate
 from mtdsl.spec.variables import Variables
@@ -384,6 +385,8 @@ class _Lowering:
                     if registry
                     else plain_value(entry.value, self.variables)
                 )
+                if entry.key == "track":  # each name checked where it is written
+                    value = lower_track(entry.value, self.variables)
                 if entry.key in ("phases", "tasks"):
                     raise SpecNameError(
                         f"unknown key '{entry.key}' for train",

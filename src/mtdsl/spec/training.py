@@ -28,6 +28,7 @@ from mtdsl.spec.fields import (
 from mtdsl.spec.losses import LossConfig
 from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.registry import Config, Registry, SpecModel
+from mtdsl.spec.tracking import Trackers
 
 # ---------------------------------------------------------------- optimizers
 
@@ -243,6 +244,7 @@ class TrainSpec(SpecModel):
     channels_last: Flag = False
     compile: Flag = False
     on_corrupt: Literal["error", "skip"] = "error"
+    track: Trackers = ()
     phases: list[PhaseSpec] = Field(default_factory=list)
     tasks: dict[str, TaskTraining] = Field(default_factory=dict)
 

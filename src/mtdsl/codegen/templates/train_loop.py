@@ -71,6 +71,7 @@ from mtdsl.train.run.provenance import append_session, session_record
 from mtdsl.train.run.report import MetricsLog, results_table, write_results
 from mtdsl.train.run.showcase import write_prediction_images
 from mtdsl.train.run.stop_signals import RunStopped, exit_code, stop_signals, stopped_message
+from mtdsl.train.run.tracking import RunLog, track_option
 from mtdsl.train.run.weights import save_weights
 
 # --------------------------------------------------------------- the spec, as data
@@ -97,6 +98,8 @@ CHANNELS_LAST = False
 COMPILE = False
 WORKERS = 2
 ON_CORRUPT = 'error'
+# Experiment trackers fed from the records of metrics.jsonl (docs/tracking.md); --track replaces them.
+TRACK = ()
 DATASETS = {
     'shapes': SyntheticDataset(kind='synthetic', name='shapes', count=2048, size=64, seed=0, split=[0.7, 0.15, 0.15]),
 }
@@ -152,7 +155,7 @@ EPOCHS = sum(phase.epochs for phase in PHASES)
 
 def train(out: Path = HERE, *, resume: bool = False, overwrite: bool = False, seed: int = SEED,
           device: str | None = None, workers: int = WORKERS, quiet: bool = False, budget: Budget | None = None,
-          sync_batchnorm: bool = False) -> dict:
+          sync_batchnorm: bool = False, track: tuple[str, ...] | None = None) -> dict:
     """Train, validate every epoch, keep the best checkpoint, and test it. Returns the test results.
 
     The run folder is locked while training; one that already holds a run is refused unless
@@ -162,20 +165,22 @@ def train(out: Path = HERE, *, resume: bool = False, overwrite: bool = False, se
     on once the step in flight is done: the run's state there goes to the last checkpoint, and
     ``resume`` continues from that step (a second signal stops at once). Under torchrun, every
     process calls this; rank 0 holds the folder. ``sync_batchnorm`` (several CUDA processes) computes
-    BatchNorm statistics over the whole batch instead of each process's share.
+    BatchNorm statistics over the whole batch instead of each process's share. ``track`` replaces the
+    spec's trackers (``TRACK``), which get every record of ``metrics.jsonl``.
     """
     world = World.from_environment()
     device = world.device(pick_device(device))
     run = RunFolder(Path(out))
     with world.joined(device), world.on_main(run.claim(resume=resume, overwrite=overwrite)), \
-            stop_signals(deferred=True):
+            stop_signals(deferred=True), \
+            RunLog(run, TRACK if track is None else track, enabled=world.is_main, spec_name=SPEC_NAME) as log:
         return run_epochs(run, world, resume=world.broadcast(resume and run.last.exists()), seed=seed,
                           device=device, workers=workers, quiet=quiet, budget=budget or Budget(),
-                          sync_batchnorm=sync_batchnorm)
+                          sync_batchnorm=sync_batchnorm, log=log)
 
 
 def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device: torch.device, workers: int,
-               quiet: bool, budget: Budget, sync_batchnorm: bool = False) -> dict:
+               quiet: bool, budget: Budget, sync_batchnorm: bool = False, log: RunLog | None = None) -> dict:
     """Algorithm 1, epoch by epoch, from the start or from ``run``'s last checkpoint; then :func:`finish`."""
     budget.check(EPOCHS)
     precision = resolve_precision(PRECISION, device)
@@ -209,7 +214,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                                  ratios_by_stream=SAMPLING_RATIOS, seed=seed, epoch=EPOCH,
                                  **({"targets": SAMPLING_TARGETS} if SAMPLING_TARGETS else {}))
     console.print(epoch_line(sampler.plan(0, progress=0.0), STREAMS, data.sizes, EPOCH))
-    log = MetricsLog(run.metrics)
+    log = log or RunLog(run, enabled=world.is_main)  # metrics.jsonl, and the trackers that train() opened
     state = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "run": world.broadcast(uuid.uuid4().hex),
              "seed": seed}
 
@@ -345,11 +350,11 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
 
     world.barrier()  # rank 0's checkpoints are on disk before any rank reads the best one
     data.close()  # the training streams' workers are done; the test reads through loaders of its own
-    return finish(run, world, state, model, data, precision, console)
+    return finish(run, world, state, model, data, precision, console, log)
 
 
 def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, data: StreamLoaders, precision,
-           console: Console) -> dict:
+           console: Console, log: RunLog | None = None) -> dict:
     """Test this run's best checkpoint; rank 0 saves and prints the results table and draws the plots."""
     best = load_checkpoint(run.best, model_hash=MODEL_HASH)
     if best["state"].get("run") != state.get("run"):
@@ -363,9 +368,10 @@ def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, da
     splits = splits_used(data, "test", "val")
     if not world.is_main:
         return {"splits": splits, "results": results, "mains": mains}
-    MetricsLog(run.metrics).append({"event": "test", "splits": splits, "epoch": best["state"]["epoch"],
-                                    "metrics": results, "main": main_values(results, mains),
-                                    "mains": dict(mains), "mean": mean_main(results, mains)})
+    log = log or RunLog(run)
+    log.append({"event": "test", "splits": splits, "epoch": best["state"]["epoch"],
+                "metrics": results, "main": main_values(results, mains),
+                "mains": dict(mains), "mean": mean_main(results, mains)})
     written = write_results(results, mains, run.results)
     written.append(save_weights(best["model"], run.weights, spec=SPEC_NAME, model_hash=MODEL_HASH,
                                 epoch=best["state"]["epoch"], mtdsl=MTDSL_VERSION))  # the weights just tested
@@ -373,6 +379,7 @@ def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, da
     written += plot_run(MetricsLog.read(run.metrics), run.plots)
     written += write_prediction_images(model, data, TASKS, DETECTION, run.root / "predictions", precision,
                                        mean=NORMALIZATION[0], std=NORMALIZATION[1])
+    log.attach(written)  # plots, prediction images and tables, to the trackers
     for path in written:
         console.print(f"  {path}")
     return {"splits": splits, "results": results, "mains": mains}
@@ -432,11 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--sync-batchnorm", action="store_true",
                         help="under torchrun on GPUs: BatchNorm statistics over every process's share of a batch")
+    parser.add_argument("--track", type=track_option, metavar="TRACKERS",
+                        help="tensorboard, mlflow, both (tensorboard,mlflow) or none, instead of the spec's")
     args = parser.parse_args(argv)
     world = World.from_environment()
     try:
         train(Path(args.out), resume=args.resume, overwrite=args.overwrite, seed=args.seed, device=args.device,
-              workers=args.workers, quiet=args.quiet, sync_batchnorm=args.sync_batchnorm)
+              workers=args.workers, quiet=args.quiet, sync_batchnorm=args.sync_batchnorm, track=args.track)
     except FailedElsewhere:
         return 2  # the rank that failed printed why
     except MtdslError as error:

@@ -30,8 +30,9 @@ def fingerprint(text: str) -> str:
 
 
 def spec_hash(spec: Spec) -> str:
-    """A fingerprint of everything the spec says (model, data and training)."""
-    parts = [spec.model.model_dump_json(), spec.train.model_dump_json()]
+    """A fingerprint of everything the spec says (model, data and training), except its trackers."""
+    # Where the numbers are also sent (track) changes no number: a run may resume with a tracker added.
+    parts = [spec.model.model_dump_json(), spec.train.model_dump_json(exclude={"track"})]
     parts += [f"{name}={config.model_dump_json()}" for name, config in sorted(spec.datasets.items())]
     return fingerprint("\n".join(parts))
 

@@ -14,6 +14,9 @@
       checkpoints/best.pt   the epoch with the best mean validation metric
       plots/losses.png, plots/metrics.png, plots/sampling.png, plots/gradients.png
       test.json, test.md    the final per-task results on the test split
+      tensorboard/          TensorBoard's event files (train { track = tensorboard }, docs/tracking.md)
+      mlflow.db, mlartifacts/  the MLflow run (track = mlflow) unless MLFLOW_TRACKING_URI names another store
+      tracking.json         the MLflow run's id, and which records each tracker has been sent
       model.safetensors     the best checkpoint's model weights alone (mtdsl.train.run.weights)
       .lock                 held by the process training into the folder
 
@@ -57,7 +60,7 @@ except ImportError:  # pragma: no cover - Windows
 
 #: What a run writes beside the compiled artefacts; any of them means the folder holds a run.
 RUN_FILES = ("spec.mtl", "spec.json", "provenance.jsonl", "metrics.jsonl", "checkpoints", "plots", "predictions",
-             "test.json", "test.md", "model.safetensors")
+             "test.json", "test.md", "model.safetensors", "tracking.json", "tensorboard", "mlflow.db", "mlartifacts")
 LOCK_NAME = ".lock"
 
 #: What a run writes in ``checkpoints/`` (the loop) and ``plots/`` (:func:`mtdsl.render.plots.plot_run`);
