@@ -148,10 +148,6 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         from mtdsl.train.run.tracking import with_trackers
 
         compilation.spec = with_trackers(compilation.spec, args.track)
-    if args.track is not None:  # --track replaces the spec's trackers
-        from mtdsl.train.run.tracking import with_trackers
-
-        compilation.spec = with_trackers(compilation.spec, args.track)
     with stop_signals():
         try:
             train(compilation, run.root, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
@@ -364,12 +360,6 @@ def _trackers(text: str) -> tuple[str, ...]:
     return track_option(text)
 
 
-def _trackers(text: str) -> tuple[str, ...]:
-    from mtdsl.train.run.tracking import track_option
-
-    return track_option(text)
-
-
 def _count(text: str) -> int:
     """A whole number >= 0 (``--workers``)."""
     return _bounded_int(text, 0, 1024)
@@ -445,9 +435,6 @@ def parser() -> argparse.ArgumentParser:
                        help="train with N processes on this machine, through torchrun (docs/distributed.md)")
     train.add_argument("--sync-batchnorm", action="store_true",
                        help="with several CUDA processes: BatchNorm statistics over the whole batch, not each share")
-    train.add_argument("--track", type=_trackers, metavar="TRACKERS",
-                       help="experiment trackers instead of the spec's train { track }: tensorboard, mlflow, "
-                       "tensorboard,mlflow or none (docs/tracking.md)")
     train.add_argument("--track", type=_trackers, metavar="TRACKERS",
                        help="experiment trackers instead of the spec's train { track }: tensorboard, mlflow, "
                        "tensorboard,mlflow or none (docs/tracking.md)")
