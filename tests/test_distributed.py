@@ -147,18 +147,18 @@ def test_a_nan_on_one_rank_stops_both_at_the_same_step(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys
         from mtdsl.cli import main
-        from mtdsl.train.parallel import world
+        from mtdsl.train.loop import readout
 
-        original = world.World.step_values
+        original = readout.StepReadout.record
         steps = []
 
-        def poisoned(self, losses):
+        def poisoned(self, stream, number, losses, *args):
             steps.append(1)
-            if self.rank == 1 and len(steps) == 3:
+            if self.world.rank == 1 and len(steps) == 3:
                 losses = {{task: loss * float("nan") for task, loss in losses.items()}}
-            return original(self, losses)
+            return original(self, stream, number, losses, *args)
 
-        world.World.step_values = poisoned
+        readout.StepReadout.record = poisoned
         sys.exit(main(["train", {str(spec)!r}, "--out", {str(tmp_path / "run")!r}, "--quiet"]))
     """), encoding="utf-8")
     started = time.monotonic()

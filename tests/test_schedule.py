@@ -10,6 +10,7 @@ from mtdsl.spec.training import (
     CosineScheduleConfig,
     CyclicScheduleConfig,
     PhaseSpec,
+    PolyScheduleConfig,
     StepScheduleConfig,
 )
 from mtdsl.train.loop.schedule import LearningRate
@@ -28,6 +29,13 @@ def test_cyclic_is_triangular_between_base_and_max():
 def test_step_multiplies_by_gamma_every_n_epochs():
     schedule = LearningRate(StepScheduleConfig(every=2, gamma=0.5), base_lr=0.8, epochs=10)
     assert [schedule.at(e) for e in (0, 1.9, 2, 5)] == pytest.approx([0.8, 0.8, 0.4, 0.2])
+
+
+def test_poly_falls_as_a_power_of_the_remaining_fraction_to_min_lr():
+    schedule = LearningRate(PolyScheduleConfig(power=2.0, min_lr=0.01), base_lr=0.11, epochs=10)
+    assert [schedule.at(e) for e in (0, 5, 10, 12)] == pytest.approx([0.11, 0.01 + 0.1 * 0.25, 0.01, 0.01])
+    linear = LearningRate(PolyScheduleConfig(power=1.0), base_lr=0.1, epochs=4)
+    assert [linear.at(e) for e in (1, 3)] == pytest.approx([0.075, 0.025])
 
 
 def test_warmup_rises_linearly_then_hands_over():

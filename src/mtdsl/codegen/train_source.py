@@ -43,6 +43,8 @@ COMMENTS = {
     "RUN_COMMANDS": "Run this file, or the same loop through mtdsl:",
     "DETECTION": "Anchors, box matching and NMS of each detection task.",
     "TRACK": "Experiment trackers fed from the records of metrics.jsonl (docs/tracking.md); --track replaces them.",
+    "EMA": "An average of the weights (none: off); validation, best.pt and the test read it when on.",
+    "EARLY_STOP": "Stop after this many epochs without a better mean validation metric (None: never).",
     "EPOCH": 'One epoch: "passes" is a pass over every stream\'s data (Σ|X_i|/B_i steps), '
              '"weighted" the thesis\' Σ|X_i|α_i/B_i.',
 }
@@ -174,6 +176,8 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
         "SCHEDULE": value(train.schedule),
         "WARMUP_EPOCHS": literal(train.warmup),
         "GRAD_CLIP": literal(train.grad_clip),
+        "EMA": value(train.ema),
+        "EARLY_STOP": literal(train.early_stop),
         "PHASES": _listing(value(p) for p in phases_of(graph, train)),
     }
     template_imports = imported_names(_import_lines(TEMPLATE.read_text(encoding="utf-8")))

@@ -182,8 +182,12 @@ class _ToAst(Transformer):
     def sum(self, meta, *terms):
         return ast.Sum(tuple(terms), _span(meta))
 
-    def keyword_argument(self, meta, name: Token, value):
-        return ast.KeywordArgument(str(name), _span(name), value, _span(meta))
+    def keyword_argument(self, meta, *parts):
+        # ``scale(trunk.stage4 = 0.5)``: a dotted name keys a part of the model; the name spans every part.
+        *names, value = parts
+        first, last = _span(names[0]), _span(names[-1])
+        name_span = Span(first.line, first.column, last.end_line, last.end_column)
+        return ast.KeywordArgument(".".join(str(n) for n in names), name_span, value, _span(meta))
 
     def call(self, meta, name: Token, *arguments):
         args = tuple(a for a in arguments if not isinstance(a, ast.KeywordArgument))

@@ -25,6 +25,7 @@ from mtdsl.spec.checks import run_checks
 from mtdsl.spec.document import Spec
 from mtdsl.spec.names import FREEZE_WORDS
 from mtdsl.spec.references import SegmentRef
+from mtdsl.spec.training import LrScaleConfig
 
 
 def check_models(spec: Spec) -> None:
@@ -157,6 +158,23 @@ def check_freeze_targets(spec: Spec) -> None:
                 )
 
 
+def check_lr_scale_targets(spec: Spec) -> None:
+    """``lr_scale`` names parts of the model as freeze targets do (see :mod:`mtdsl.graph.parts`)."""
+    vocabulary = freeze_vocabulary(spec)
+    scales: list[tuple[tuple[str, ...], LrScaleConfig | None]] = [(("train", "lr_scale"), spec.train.lr_scale)]
+    scales += [(("phase", phase.name, "lr_scale"), phase.lr_scale) for phase in spec.train.phases]
+    for where, scale in scales:
+        for target, _ in scale.targets if scale is not None else ():
+            if str(target) not in vocabulary:
+                raise SpecNameError(
+                    f"lr_scale names '{target}', which names nothing in the model",
+                    spec.span(*where, str(target)),
+                    expected="shared, heads, branches, backbones, necks, a backbone, BACKBONE.SEGMENT, a neck, "
+                    "a task or TASK.head",
+                    hint=did_you_mean(str(target), vocabulary),
+                )
+
+
 def freeze_vocabulary(spec: Spec) -> list[str]:
     """Every freeze target that names something in ``spec``'s model."""
     words = [*FREEZE_WORDS, *spec.model.necks]
@@ -176,6 +194,7 @@ GRAPH_CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_segments,
     check_map_heads,
     check_freeze_targets,
+    check_lr_scale_targets,
 )
 
 

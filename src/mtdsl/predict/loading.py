@@ -21,7 +21,7 @@ def load_model(spec: Spec, graph: nx.DiGraph, checkpoint: str | Path, device: to
         TrainingError: the file is unreadable, or was trained for another model.
     """
     from mtdsl.nn.model import MultiTaskModel
-    from mtdsl.train.run.checkpoint import load_checkpoint
+    from mtdsl.train.run.checkpoint import inference_weights, load_checkpoint
     from mtdsl.train.run.fingerprints import model_hash
 
     path = Path(checkpoint)
@@ -41,7 +41,7 @@ def load_model(spec: Spec, graph: nx.DiGraph, checkpoint: str | Path, device: to
     state = load_checkpoint(path, model_hash=model_hash(graph))
     model = MultiTaskModel(graph, load_pretrained=False)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(inference_weights(state))
     except (KeyError, RuntimeError) as error:
         raise TrainingError(
             f"checkpoint {path} holds no weights that fit this model: {str(error).splitlines()[0]}",

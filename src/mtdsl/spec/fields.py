@@ -45,6 +45,10 @@ MAX_DEPTH = 16
 #: Input height and width in pixels (EfficientDet-D7 reads 1536).
 MAX_SIDE = 4096
 MAX_TEMPERATURE = 100.0
+#: The exponent of ``poly``; DeepLab uses 0.9.
+MAX_POWER = 10.0
+#: A part's learning rate relative to the schedule's (``lr_scale``).
+MAX_LR_FACTOR = 100.0
 
 Epochs = Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
 EpochSpan = Annotated[float, Field(ge=0.0, le=MAX_EPOCHS)]
@@ -61,6 +65,7 @@ Hidden = Annotated[int, Field(gt=0, le=MAX_HIDDEN)]
 Depth = Annotated[int, Field(gt=0, le=MAX_DEPTH)]
 Side = Annotated[int, Field(gt=0, le=MAX_SIDE)]
 Temperature = Annotated[float, Field(gt=0.0, le=MAX_TEMPERATURE)]
+LrFactor = Annotated[float, Field(gt=0.0, le=MAX_LR_FACTOR)]
 
 
 def _none_word(value: object) -> object:
@@ -71,3 +76,7 @@ def _none_word(value: object) -> object:
 #: A positive number or ``none`` (off): ``grad_clip = none`` spells the default, so a ``let``
 #: variable can switch the setting on from the command line (``--set clip=5``) and off again.
 PositiveWeightOrNone = Annotated[PositiveWeight | None, BeforeValidator(_none_word)]
+
+
+#: Whole epochs or ``none`` (off): ``early_stop = 5``, or ``none`` to spell the default.
+EpochsOrNone = Annotated[Epochs | None, BeforeValidator(_none_word)]

@@ -36,7 +36,17 @@ from mtdsl.spec.necks import NECK_CONFIGS
 from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.scaling import efficientdet_scaling
 from mtdsl.spec.tracking import lower_track
-from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS, PhaseSpec, TaskTraining, TrainSpec
+from mtdsl.spec.training import (
+    AVERAGES,
+    LR_SCALES,
+    OPTIMIZERS,
+    SAMPLERS,
+    SCHEDULES,
+    WEIGHTINGS,
+    PhaseSpec,
+    TaskTraining,
+    TrainSpec,
+)
 from mtdsl.spec.values import BOOLEANS, Fields, assignments, block_fields, build_config, plain_value, validate
 from mtdsl.spec.variables import Variables
 
@@ -44,7 +54,8 @@ StatementT = TypeVar("StatementT", bound=ast.Statement)
 
 MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input", "crops")
 TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "label", "balanced", "target")
-TRAIN_CALL_KEYS = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "sampling": SAMPLERS, "weighting": WEIGHTINGS}
+TRAIN_CALL_KEYS = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "sampling": SAMPLERS, "weighting": WEIGHTINGS,
+                   "lr_scale": LR_SCALES}
 
 
 def lower(tree: ast.SpecFile, source: Source, overrides: dict[str, ast.Value]) -> Spec:
@@ -380,11 +391,12 @@ class _Lowering:
                     phases.append(self._phase(entry, phases))
                     continue
                 registry = TRAIN_CALL_KEYS.get(entry.key)
-                value = (
-                    build_config(entry.value, registry, self.variables)
-                    if registry
-                    else plain_value(entry.value, self.variables)
-                )
+                if entry.key == "ema":
+                    value = self._ema(entry.value)
+                elif registry:
+                    value = build_config(entry.value, registry, self.variables)
+                else:
+                    value = plain_value(entry.value, self.variables)
                 if entry.key == "track":  # each name checked where it is written
                     value = lower_track(entry.value, self.variables)
                 if entry.key in ("phases", "tasks"):
@@ -401,6 +413,14 @@ class _Lowering:
         fields.values["tasks"] = tasks
         return validate(TrainSpec, fields, "train")
 
+    def _ema(self, node: ast.Value) -> Any:
+        """``ema = 0.9998`` (the decay), ``ema = ema(0.9998, warmup = true)``, or ``ema = none`` (off)."""
+        if isinstance(node, (ast.Call, ast.Name)) and not (isinstance(node, ast.Name) and node.id == "none"):
+            return build_config(node, AVERAGES, self.variables)
+        if plain_value(node, self.variables) == "none":
+            return None
+        return build_config(ast.Call("ema", node.span, (node,), (), node.span), AVERAGES, self.variables, "ema")
+
     def _record_call(self, prefix: SpanKey, value: ast.Value) -> None:
         if isinstance(value, ast.Call):
             for keyword in value.kwargs:
@@ -412,7 +432,11 @@ class _Lowering:
         for other in earlier:
             if other.name == phase.name:
                 raise SpecNameError(f"phase '{phase.name}' is declared twice", phase.name_span, hint="rename one")
-        fields = block_fields(Fields(what, phase.span), phase.body, self.variables)
+        fields = block_fields(Fields(what, phase.span), phase.body, self.variables,
+                              {"lr_scale": lambda node: build_config(node, LR_SCALES, self.variables)})
+        for entry in assignments(phase.body, what):
+            if entry.key == "lr_scale":
+                self._record_call(("phase", phase.name, "lr_scale"), entry.value)
         freeze = self._freeze_node(phase.body)
         if freeze is not None:
             fields.values["freeze"] = self._freeze_targets(freeze)

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SerializeAsAny, model_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from mtdsl.spec.fields import (
     MAX_EPOCHS,
     MAX_LEARNING_RATE,
+    MAX_POWER,
     BatchSize,
     Epochs,
+    EpochsOrNone,
     EpochSpan,
     Flag,
     Fraction,
     LearningRate,
+    LrFactor,
     PositiveWeightOrNone,
     Seed,
     Temperature,
@@ -91,6 +94,75 @@ class StepScheduleConfig(Config):
     gamma: float = Field(default=0.1, gt=0.0, le=1.0)
 
     positional = ("every",)
+
+
+@SCHEDULES.register("poly")
+class PolyScheduleConfig(Config):
+    """``lr · (1 - progress / epochs)^power`` down to ``min_lr``: DeepLab's schedule for dense tasks."""
+
+    kind: Literal["poly"] = "poly"
+    power: float = Field(default=0.9, gt=0.0, le=MAX_POWER)
+    min_lr: float = Field(default=0.0, ge=0.0, le=MAX_LEARNING_RATE)
+
+    positional = ("power",)
+
+
+# ---------------------------------------------------- weight average (EMA)
+
+AVERAGES: Registry[Config] = Registry("weight average")
+
+
+@AVERAGES.register("ema")
+class EmaConfig(Config):
+    """An exponential moving average of the weights (timm's ``ModelEmaV3``): ``ema = 0.9998``.
+
+    After every optimizer step ``average ← decay · average + (1 - decay) · weights``;
+    ``warmup`` ramps the decay up over the first steps (timm's ``use_warmup``), so an
+    average that starts from random weights forgets them sooner.
+    """
+
+    kind: Literal["ema"] = "ema"
+    decay: float
+    warmup: Flag = False
+
+    positional = ("decay",)
+
+    @field_validator("decay")
+    @classmethod
+    def _a_fraction(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError("decay must be in (0, 1), e.g. 0.9998 (closer to 1 averages over more steps)")
+        return value
+
+
+# ----------------------------------------------------- learning-rate scales
+
+LR_SCALES: Registry[Config] = Registry("learning-rate scaling")
+
+
+@LR_SCALES.register("scale")
+class LrScaleConfig(Config):
+    """``scale(backbones = 0.1, trunk.stage4 = 0.5)``: each named part's learning rate, times the schedule's.
+
+    Keys are freeze targets (:mod:`mtdsl.graph.freeze`); where two name the same
+    parameters, the later one wins.
+    """
+
+    kind: Literal["scale"] = "scale"
+    factors: dict[str, LrFactor]
+
+    keywords_field = "factors"
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> LrScaleConfig:
+        if not self.factors:
+            raise ValueError("give each part a factor, e.g. scale(backbones = 0.1, heads = 1)")
+        return self
+
+    @property
+    def targets(self) -> list[tuple[SegmentRef, float]]:
+        """``(part, factor)`` in the order written (a later one wins where two overlap)."""
+        return [(SegmentRef.parse(part), factor) for part, factor in self.factors.items()]
 
 
 # ------------------------------------------------------------------ sampling
@@ -208,6 +280,7 @@ class PhaseSpec(SpecModel):
     freeze: list[SegmentRef] = Field(default_factory=list)
     lr: LearningRate | None = None
     batchnorm: Literal["train", "eval"] = "train"
+    lr_scale: LrScaleConfig | None = None
 
 
 class TaskTraining(SpecModel):
@@ -235,6 +308,9 @@ class TrainSpec(SpecModel):
     schedule: SerializeAsAny[Config] = Field(default_factory=CyclicScheduleConfig)
     warmup: EpochSpan = 0.0
     grad_clip: PositiveWeightOrNone = None
+    ema: EmaConfig | None = None
+    lr_scale: LrScaleConfig | None = None
+    early_stop: EpochsOrNone = None
     sampling: SerializeAsAny[Config] = Field(default_factory=ProportionalSampling)
     epoch: Literal["passes", "weighted"] = "passes"
     weighting: SerializeAsAny[Config] = Field(default_factory=ConstantWeighting)

@@ -39,11 +39,13 @@ from mtdsl.render.plots import plot_run
 from mtdsl.spec.streams import Stream
 from mtdsl.train.data.loaders import StreamLoaders
 from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.loop.averaging import build_average
 from mtdsl.train.loop.budget import Budget
+from mtdsl.train.loop.early_stop import stop_early
 from mtdsl.train.loop.evaluation import evaluate
 from mtdsl.train.loop.freezing import Phase, apply_phase, phase_at
 from mtdsl.train.loop.gradients import GradientNorms
-from mtdsl.train.loop.optimizer import build_optimizer, set_learning_rate
+from mtdsl.train.loop.optimizer import build_optimizer, set_learning_rate, use_phase_scales
 from mtdsl.train.loop.precision import pick_device, resolve_precision
 from mtdsl.train.loop.progress import EpochProgress
 from mtdsl.train.loop.runtime import (
@@ -55,17 +57,23 @@ from mtdsl.train.loop.runtime import (
     num_outputs,
     realised_ratios,
     seed_everything,
-    stop_on_non_finite,
     stream_means,
     to_float,
 )
+from mtdsl.train.loop.readout import StepReadout, scale_of, tally
 from mtdsl.train.loop.sampling import TaskSampler
 from mtdsl.train.loop.schedule import LearningRate
 from mtdsl.train.loop.weighting import build_weighting
 from mtdsl.train.metrics.selection import mean_main
 from mtdsl.train.parallel.replicas import StreamReplicas
 from mtdsl.train.parallel.world import World
-from mtdsl.train.run.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from mtdsl.train.run.checkpoint import (
+    inference_weights,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
 from mtdsl.train.run.folder import RunFolder
 from mtdsl.train.run.provenance import append_session, session_record
 from mtdsl.train.run.report import MetricsLog, results_table, write_results
@@ -88,8 +96,8 @@ SPEC_PATH = 'specs/quickstart.mtl'
 MTDSL_VERSION = '0.1.0'
 # Run this file, or the same loop through mtdsl:
 RUN_COMMANDS = ('python train.py --out runs/quickstart', 'mtdsl train specs/quickstart.mtl --out runs/quickstart')
-SPEC_HASH = '47b709e18fb498ed'
-MODEL_HASH = 'ae3ff330fa2a8b39'
+SPEC_HASH = '594083c9077a5e3f'
+MODEL_HASH = '28ae3970e8ead9f5'
 SEED = 0
 INPUT_SIZE = (64, 64)
 NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -141,14 +149,20 @@ OPTIMIZER = AdamWConfig(kind='adamw', lr=0.003, weight_decay=0.05, betas=(0.9, 0
 SCHEDULE = CosineScheduleConfig(kind='cosine', min_lr=0.0)
 WARMUP_EPOCHS = 0.0
 GRAD_CLIP = None
+# An average of the weights (none: off); validation, best.pt and the test read it when on.
+EMA = None
+# Stop after this many epochs without a better mean validation metric (None: never).
+EARLY_STOP = None
 PHASES = [
-    Phase(name='all', epochs=7, frozen=(), lr=None, batchnorm='train'),
-    Phase(name='heads', epochs=1, frozen=('backbone.trunk.stem', 'backbone.trunk.stage1', 'backbone.trunk.stage2', 'backbone.trunk.stage3', 'backbone.trunk.stage4'), lr=None, batchnorm='train'),
+    Phase(name='all', epochs=7, frozen=(), lr=None, batchnorm='train', lr_scales=()),
+    Phase(name='heads', epochs=1, frozen=('backbone.trunk.stem', 'backbone.trunk.stage1', 'backbone.trunk.stage2', 'backbone.trunk.stage3', 'backbone.trunk.stage4'), lr=None, batchnorm='train', lr_scales=()),
 ]
 # <<< spec
 
 HERE = Path(__file__).resolve().parent
 EPOCHS = sum(phase.epochs for phase in PHASES)
+# Steps between read-outs of the losses from the device (each read-out waits for the GPU; see readout.py).
+READ_OUT_EVERY = 10
 
 
 # ------------------------------------------------------------------------ the run
@@ -206,9 +220,13 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
             Console(stderr=True, highlight=False).print(f"warning: {message}", style="yellow", markup=False,
                                                         soft_wrap=True)
     weighting = build_weighting(WEIGHTING, LOSS_WEIGHTS).to(device)
-    optimizer = build_optimizer(OPTIMIZER, model, weighting)
+    optimizer = build_optimizer(OPTIMIZER, model, weighting, PHASES)  # a group per lr_scale factor
+    average = build_average(EMA, model)  # validation, best.pt and the test read it when the spec has one
+    if average is not None:
+        console.print(f"validating and testing the weights' moving average (ema, decay {EMA.decay:g})")
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
     gradient_norms = GradientNorms(model, [s.label for s in STREAMS])
+    readout = StepReadout(STREAMS, world, READ_OUT_EVERY)
     learning_rate = LearningRate(SCHEDULE, OPTIMIZER.lr, EPOCHS, WARMUP_EPOCHS, PHASES)
     sampler = TaskSampler.create(SAMPLING, sizes=data.sizes, batch_sizes=[s.batch_size for s in STREAMS],
                                  ratios_by_stream=SAMPLING_RATIOS, seed=seed, epoch=EPOCH,
@@ -226,6 +244,9 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                                 hint=f"resume with --seed {checkpoint['state']['seed']}")
         model.load_state_dict(checkpoint["model"])
         world.restore_batchnorm(model, checkpoint.get("rank_batchnorm"))
+        if average is not None:
+            average.module.load_state_dict(checkpoint["ema"])
+            world.restore_batchnorm(average.module, checkpoint.get("rank_ema_batchnorm"))
         weighting.load_state_dict(checkpoint["weighting"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -246,15 +267,19 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         """Everything a resume needs: weights, optimizer and sampler states, the data's place, the RNG."""
         return {
             "spec_name": SPEC_NAME, "spec_hash": SPEC_HASH, "model_hash": MODEL_HASH,
-            "model": model.state_dict(), "weighting": weighting.state_dict(), "optimizer": optimizer.state_dict(),
+            "model": model.state_dict(), "ema": None if average is None else average.module.state_dict(),
+            "weighting": weighting.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "sampler": sampler.state_dict(), "consumed": list(data.consumed),
             "skipped_images": world.total(data.skipped),
             "state": dict(state), "rng": rng_state(), "validation": validation,
         }
 
     for epoch in range(state["epoch"], EPOCHS):
+        if stop_early(state, EARLY_STOP) or not budget.covers(epoch):  # a resumed run that had stopped early
+            break
         phase = phase_at(PHASES, epoch)
         apply_phase(model, phase)
+        use_phase_scales(optimizer, phase)
         replicas.prepare()
         plan = sampler.plan(epoch, progress=epoch / EPOCHS, images=budget.images_at(epoch))
         # A run stopped by a signal within this epoch resumes after the steps it had finished.
@@ -284,39 +309,49 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                     outputs = replicas(stream_index, images)
                     losses = {task: LOSSES[task](to_float(outputs[task]), batch["targets"][task]) for task in stream.tasks}
                 total = weighting(losses)
-                values, stop = world.step_values(losses)  # the same on every rank, so all of them stop together
-                stop_on_non_finite(values, epoch=epoch + 1, step=state["step"], checkpoint=run.last)
 
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
                 world.average_gradients(weighting.parameters())
-                gradient_norms.record(stream_index, scaler.get_scale() if scaler.is_enabled() else 1.0)
+                norm, scale = gradient_norms.measure(), scale_of(scaler)  # kept on the device until the read-out
                 if GRAD_CLIP is not None:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
                 scaler.step(optimizer)
                 scaler.update()
+                readout.record(stream_index, state["step"], losses, norm, scale)
                 state["step"] += 1
+                if average is not None:
+                    average.update(model, step=state["step"])
 
-                for task, value in values.items():
-                    loss_sums[task] += value
-                    loss_counts[task] += 1
-                bar.advance(stream_index, values)
+                if not readout.due(last=position + 1 == len(plan)):
+                    continue
+                # The read-out: the host's one wait for the device in these steps; the ranks agree on a stop.
+                steps, stop = readout.read()
+                tally(steps, loss_sums, loss_counts, gradient_norms, bar, epoch=epoch + 1, checkpoint=run.last)
                 if stop is not None:  # SIGTERM or Ctrl-C: this step is done; save where the epoch is, and stop
                     within = {"steps": position + 1, "loss_sums": loss_sums, "loss_counts": loss_counts,
                               "seconds": time.perf_counter() - started, "gradient_norms": gradient_norms.state_dict()}
                     checkpoint = saved({**state, "within_epoch": within})
                     checkpoint["rank_batchnorm"] = world.batchnorm_statistics(model)  # each rank's, until the epoch ends
+                    if average is not None:
+                        checkpoint["rank_ema_batchnorm"] = world.batchnorm_statistics(average.module)
                     if world.is_main:
                         save_checkpoint(checkpoint, run.last)
                     raise RunStopped(stop)
 
+        # Steps a time budget cut off before their read-out.
+        tally(readout.read()[0], loss_sums, loss_counts, gradient_norms, bar, epoch=epoch + 1, checkpoint=run.last)
         trained_seconds = time.perf_counter() - started
         epoch_losses = {task: loss_sums[task] / loss_counts[task] for task in TASKS if loss_counts[task]}
         weighting.end_epoch(epoch_losses)
         world.average_batchnorm(model)
-        world.check_replicas(torch.nn.ModuleList([model, weighting]), epoch + 1)
-        validation, mains = evaluate(forward, data, "val", OUTPUTS, precision, CHANNELS_LAST, decoders=DETECTION)
+        if average is not None:
+            world.average_batchnorm(average.module)
+        world.check_replicas(torch.nn.ModuleList([model, weighting, *([] if average is None else [average])]),
+                             epoch + 1)
+        validation, mains = evaluate(forward if average is None else average.module, data, "val", OUTPUTS,
+                                     precision, CHANNELS_LAST, decoders=DETECTION)
         sampler.observe(stream_means(validation, mains, STREAMS))
         mean = mean_main(validation, mains)
         state["epoch"] = epoch + 1
@@ -331,7 +366,8 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                         "skipped_images": skipped_images, "seconds": trained_seconds,
                         "val_seconds": time.perf_counter() - started - trained_seconds})
             log.append({"event": "val", "epoch": epoch + 1, "metrics": validation,
-                        "main": main_values(validation, mains), "mean": mean})
+                        "main": main_values(validation, mains), "mean": mean,
+                        **({} if average is None else {"weights": "ema"})})
         skipped = f"  · {skipped_images} unreadable images skipped so far" if skipped_images else ""
         console.print(f"{title}: " + "  ".join(f"{task} {validation[task][mains[task]]:.3f}" for task in validation)
                       + f"  · mean {mean:.3f}{skipped}")
@@ -347,6 +383,11 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
             save_checkpoint(checkpoint, run.last)
             if is_best:
                 save_checkpoint(checkpoint, run.best)
+        if (reason := stop_early(state, EARLY_STOP)) is not None:
+            console.print(reason)
+            if world.is_main:
+                log.append({"event": "early_stop", "epoch": epoch + 1, "best_epoch": state["best_epoch"]})
+            break
 
     world.barrier()  # rank 0's checkpoints are on disk before any rank reads the best one
     data.close()  # the training streams' workers are done; the test reads through loaders of its own
@@ -362,7 +403,7 @@ def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, da
     if not math.isfinite(best["state"]["best"]) and world.is_main:
         make_console(stderr=True).print(f"[yellow]note:[/] no epoch had a finite mean validation metric; "
                                    f"testing epoch {best['state']['epoch']}, the first")
-    model.load_state_dict(best["model"])
+    model.load_state_dict(inference_weights(best))  # the average's weights, when the run kept one
     results, mains = evaluate(model, data, "test", OUTPUTS, precision, CHANNELS_LAST, fallback="val",
                               decoders=DETECTION)
     splits = splits_used(data, "test", "val")
@@ -373,7 +414,7 @@ def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, da
                 "metrics": results, "main": main_values(results, mains),
                 "mains": dict(mains), "mean": mean_main(results, mains)})
     written = write_results(results, mains, run.results)
-    written.append(save_weights(best["model"], run.weights, spec=SPEC_NAME, model_hash=MODEL_HASH,
+    written.append(save_weights(inference_weights(best), run.weights, spec=SPEC_NAME, model_hash=MODEL_HASH,
                                 epoch=best["state"]["epoch"], mtdsl=MTDSL_VERSION))  # the weights just tested
     console.print(results_table(results, mains, table_title(f"best epoch {best['state']['epoch']}", "test", splits)))
     written += plot_run(MetricsLog.read(run.metrics), run.plots)
@@ -391,7 +432,7 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", *, device: str | 
     device = pick_device(device)
     precision = resolve_precision(PRECISION, device)
     model = build_model(device, load_pretrained=False)
-    model.load_state_dict(load_checkpoint(Path(checkpoint), model_hash=MODEL_HASH)["model"])
+    model.load_state_dict(inference_weights(load_checkpoint(Path(checkpoint), model_hash=MODEL_HASH)))
     data = StreamLoaders(STREAMS, DATASETS, TASKS, image_size=INPUT_SIZE, mean=NORMALIZATION[0],
                          std=NORMALIZATION[1], seed=SEED, workers=workers, on_corrupt=ON_CORRUPT, device=device)
     fallback = "val" if split == "test" else None

@@ -41,11 +41,17 @@ class Budget:
         raise ValueError(f"a budget is one of {BUDGET_KINDS}, not {kind!r}")
 
     def check(self, epochs: int) -> None:
-        """A budget names every epoch of the run, no more and no fewer."""
+        """A budget names every epoch of the run, or fewer when the run it comes from stopped early
+        (``early_stop``): the run then ends after the last epoch it names."""
         for name in BUDGET_KINDS:
             values = getattr(self, name)
-            if values is not None and len(values) != epochs:
+            if values is not None and not 0 < len(values) <= epochs:
                 raise ValueError(f"the {name} budget names {len(values)} epochs; the run has {epochs}")
+
+    def covers(self, epoch: int) -> bool:
+        """Whether the budget lets epoch ``epoch`` (0-based) train: always, without one."""
+        values = self.images if self.images is not None else self.seconds
+        return values is None or epoch < len(values)
 
     def images_at(self, epoch: int) -> int | None:
         """How many images epoch ``epoch`` (0-based) draws, or ``None`` for the spec's own epoch length."""

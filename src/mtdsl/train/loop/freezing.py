@@ -26,7 +26,8 @@ import networkx as nx
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mtdsl.spec.training import TrainSpec
+from mtdsl.graph.parts import module_factors
+from mtdsl.spec.training import PhaseSpec, TrainSpec
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,22 @@ class Phase:
     frozen: tuple[str, ...] = field(default_factory=tuple)
     lr: float | None = None
     batchnorm: str = "train"
+    #: ``(module path, factor)``: the learning rate of the parameters in each module, times the schedule's.
+    lr_scales: tuple[tuple[str, float], ...] = ()
 
 
 def phases_of(graph: nx.DiGraph, train: TrainSpec) -> list[Phase]:
-    """The spec's phases with the modules each freezes; one phase named ``train`` when it declares none."""
+    """The spec's phases with the modules each freezes; one phase named ``train`` when it declares none.
+
+    A phase's ``lr_scale`` applies after the train block's, so where both name a part the phase's wins.
+    """
+    def scales(phase: PhaseSpec | None) -> tuple[tuple[str, float], ...]:
+        targets = [*(train.lr_scale.targets if train.lr_scale else []),
+                   *(phase.lr_scale.targets if phase is not None and phase.lr_scale else [])]
+        return tuple(module_factors(graph, targets).items())
+
     if not train.phases:
-        return [Phase("train", train.epochs)]
+        return [Phase("train", train.epochs, lr_scales=scales(None))]
     return [
         Phase(
             phase.name,
@@ -51,6 +62,7 @@ def phases_of(graph: nx.DiGraph, train: TrainSpec) -> list[Phase]:
             tuple(data["module"] for _, data in graph.nodes(data=True) if phase.name in data.get("frozen_in", [])),
             phase.lr,
             phase.batchnorm,
+            scales(phase),
         )
         for phase in train.phases
     ]

@@ -43,13 +43,26 @@ class GradientNorms:
     def record(self, stream: int, scale: float = 1.0) -> None:
         """Add the norm of the backbone's current gradient (divided by ``scale``) to stream ``stream``.
 
-        A frozen backbone has no gradient and adds nothing; neither does a
-        non-finite norm (a step GradScaler is about to skip).
+        This reads the norm to the host at once; the training loop instead keeps
+        :meth:`measure`'s tensor on the device and hands its value to :meth:`add` at its next read-out.
         """
+        norm = self.measure()
+        if norm is not None:
+            self.add(stream, norm.item(), scale)
+
+    def measure(self) -> torch.Tensor | None:
+        """The norm of the backbone's current gradient, on its device (no host sync); ``None`` when frozen."""
         gradients = [parameter.grad for parameter in self.parameters if parameter.grad is not None]
         if not gradients:
-            return
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients))).item() / scale
+            return None
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients)))
+
+    def add(self, stream: int, norm: float, scale: float = 1.0) -> None:
+        """Count one step's ``norm`` (in GradScaler's units: ``scale`` is divided out) for stream ``stream``.
+
+        A non-finite norm (a step GradScaler is about to skip) adds nothing.
+        """
+        norm = norm / scale
         if not math.isfinite(norm):
             return
         self.sums[stream] += norm

@@ -9,6 +9,7 @@ position has to be saved.
 * ``cyclic``: triangular between ``base_lr`` and ``max_lr`` with period ``cycle_epochs`` (Smith 2017).
 * ``cosine``: from ``lr`` down to ``min_lr`` over all epochs.
 * ``step``: ``lr · gamma^⌊epoch / every⌋``.
+* ``poly``: ``min_lr + (lr - min_lr) · (1 - progress / epochs)^power`` (DeepLab's, ``power = 0.9``).
 
 ``warmup`` epochs scale the value linearly up from 0, and a phase with its own
 ``lr`` holds that value for its epochs.
@@ -31,6 +32,7 @@ from mtdsl.spec.training import (
     CosineScheduleConfig,
     CyclicScheduleConfig,
     PhaseSpec,
+    PolyScheduleConfig,
     StepScheduleConfig,
 )
 
@@ -96,3 +98,9 @@ def _cosine(schedule: CosineScheduleConfig, base_lr: float, epochs: int, progres
 @SCHEDULE_RULES.register("step")
 def _step(schedule: StepScheduleConfig, base_lr: float, epochs: int, progress: float) -> float:
     return base_lr * schedule.gamma ** math.floor(progress / schedule.every)
+
+
+@SCHEDULE_RULES.register("poly")
+def _poly(schedule: PolyScheduleConfig, base_lr: float, epochs: int, progress: float) -> float:
+    remaining = max(1.0 - progress / epochs, 0.0)
+    return schedule.min_lr + (base_lr - schedule.min_lr) * remaining**schedule.power

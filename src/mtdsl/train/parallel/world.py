@@ -6,9 +6,10 @@ each who it is through ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``.
 and offers the few collectives the loop needs, each a no-op in a single process,
 so the single-process loop runs exactly as before:
 
-* :meth:`World.step_values`: every task's loss averaged over the ranks, plus any
-  rank's request to stop, in one all-reduce per step. Every rank then sees the
-  same values, so a non-finite loss or a SIGTERM stops all of them at the same
+* :meth:`World.read_out`: every task's loss at each of the steps since the last
+  read-out, averaged over the ranks, plus any rank's request to stop, in one
+  all-reduce (:mod:`mtdsl.train.loop.readout`). Every rank then sees the same
+  values, so a non-finite loss or a SIGTERM stops all of them at the same
   step, and none is left waiting in a collective for a rank that has gone;
 * :meth:`World.on_main`: something only rank 0 does (claim the run folder),
   whose failure every rank learns of;
@@ -135,21 +136,25 @@ class World:
         on = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
         return torch.tensor(values, dtype=torch.float64, device=on)
 
-    def step_values(self, losses: Mapping[str, torch.Tensor]) -> tuple[dict[str, float], int | None]:
-        """Each loss as a float, averaged over the ranks, and the signal that asks the run to stop after
-        this step (``None`` when none did), the same on every rank whichever rank it reached.
+    def read_out(self, losses: torch.Tensor, extras: torch.Tensor) -> tuple[list[float], int | None]:
+        """Several steps' values on the host, in one copy: ``losses`` averaged over the ranks, then
+        ``extras`` (this rank's own, e.g. gradient norms) as they are; and the signal that asks the run
+        to stop after these steps (``None`` when none did), the same on every rank whichever rank it reached.
 
         A NaN or infinite loss on any rank makes the average non-finite on all of them, so the
         check that follows stops every rank at the same step.
         """
         signal = stop_requested()
         if not self.distributed:
-            return {task: loss.item() for task, loss in losses.items()}, signal
-        values = self._tensor([loss.item() for loss in losses.values()] + [float(signal or 0)])
+            return torch.cat([losses, extras]).tolist(), signal
+        on = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+        values = torch.cat([losses.to(on, torch.float64), self._tensor([float(signal or 0)])])
         dist.all_reduce(values)
-        *sums, signals = values.tolist()
+        host = torch.cat([values, extras.to(on, torch.float64)]).tolist()  # the one wait for the device
+        *sums, signals = host[: losses.numel() + 1]
+        own = host[losses.numel() + 1 :]
         stop = (signal or SIGTERM) if signals else None  # another rank's stop: torchrun forwards SIGTERM
-        return {task: total / self.size for task, total in zip(losses, sums)}, stop
+        return [total / self.size for total in sums] + own, stop
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` holds on any rank."""

@@ -106,6 +106,11 @@ def load_checkpoint(path: Path, *, model_hash: str, spec_hash: str | None = None
     return state
 
 
+def inference_weights(checkpoint: dict) -> dict:
+    """The weights to evaluate, predict or export with: the average's (``ema``) when the run kept one."""
+    return checkpoint.get("ema") or checkpoint["model"]
+
+
 def _read(path: Path) -> object:
     """``torch.load`` of ``path``, mapped into memory: checking the fingerprints costs no read of the weights.
 
