@@ -356,3 +356,80 @@ def test_the_cost_summary_runs_one_forward_pass_however_many_tasks(monkeypatch):
         calls.clear()
         summary = summarize(compile_text(many_tasks_spec(count), "many.mtl").graph)
         assert len(summary["tasks"]) == count and len(calls) == 1
+
+
+# ------------------------------------------------------------- 6. a rank killed by a signal
+
+
+def test_a_rank_killed_by_a_signal_is_named_with_its_signal_not_sent_to_a_message_above():
+    from mtdsl.train.parallel.failures import failure_line
+
+    assert failure_line(1, -9, 2) == (
+        "process 1 of 2 was killed by SIGKILL (signal 9), so it printed no message of its own", 137)
+    assert failure_line(3, -15, 4)[1] == 128 + 15 and "SIGTERM" in failure_line(3, -15, 4)[0]
+    assert failure_line(0, 2, 2) == ("process 0 of 2 stopped with exit status 2 (its message is above)", 2)
+
+
+def test_a_rank_that_loses_its_peer_stops_with_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    import mtdsl.cli
+
+    def broken_collective(args, console):
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:691: "
+                           "Connection reset by peer. This is typically caused by a remote worker hanging")
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(mtdsl.cli, "cmd_train", broken_collective)
+    assert main(["train", str(write_spec(tmp_path)), "--out", str(tmp_path / "run")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("process 0 of 2 stopped: lost contact with another process of the run")
+    monkeypatch.setenv("WORLD_SIZE", "1")  # in one process the same error is a bug, and shows its traceback
+    with pytest.raises(RuntimeError, match="Connection reset by peer"):
+        main(["train", str(write_spec(tmp_path)), "--out", str(tmp_path / "run")])
+
+
+def _rank_process(launcher: int, rank: int) -> int | None:
+    """The pid of torchrun's worker ``rank`` under the launcher process ``launcher``."""
+    import subprocess
+
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(launcher)], capture_output=True, text=True).stdout
+    for pid in map(int, children.split()):
+        try:
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"LOCAL_RANK={rank}".encode() in environment:
+            return pid
+        below = _rank_process(pid, rank)
+        if below is not None:
+            return below
+    return None
+
+
+@pytest.mark.slow
+def test_sigkill_of_one_rank_under_nproc_is_one_line_naming_the_rank_and_the_signal(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_training import records
+
+    spec = write_spec(tmp_path, "    epochs = 30", count=960)
+    out = tmp_path / "run"
+    job = subprocess.Popen([sys.executable, "-m", "mtdsl", "train", str(spec), "--nproc", "2", "--out", str(out),
+                            "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 400
+        while not records(out, "train") if (out / "metrics.jsonl").exists() else True:
+            assert job.poll() is None and time.monotonic() < deadline, "the run ended before a rank could be killed"
+            time.sleep(0.1)
+        victim = _rank_process(job.pid, 1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = job.communicate(timeout=180)
+    finally:
+        job.kill()
+    assert job.returncode == 128 + signal.SIGKILL, stderr
+    assert "process 1 of 2 was killed by SIGKILL (signal 9), so it printed no message of its own" in stderr
+    assert "Traceback" not in stderr and "its message is above" not in stderr

@@ -187,6 +187,8 @@ def _run_under_torchrun(args: argparse.Namespace, world) -> int:
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
 
+    from mtdsl.train.parallel.failures import failure_line
+
     if world.distributed:
         raise SpecValueError("--nproc starts torchrun, but this process was itself started by torchrun",
                              hint="leave out --nproc under torchrun: its --nproc_per_node sets the processes")
@@ -197,9 +199,9 @@ def _run_under_torchrun(args: argparse.Namespace, world) -> int:
         torchrun(launch)
     except ChildFailedError as failed:
         rank, first = failed.get_first_failure()
-        print(f"process {rank} of {args.nproc} stopped with exit status {first.exitcode} (its message is above)",
-              file=sys.stderr)
-        return first.exitcode if 0 < first.exitcode < 256 else EXIT_USER_ERROR
+        line, status = failure_line(rank, first.exitcode, args.nproc)  # a killed rank printed nothing: say so
+        print(line, file=sys.stderr)
+        return status
     except SignalException as stopped:
         return 128 + stopped.sigval
     return 0
@@ -511,6 +513,16 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         return args.run(args, console)
     except FailedElsewhere:
         return EXIT_USER_ERROR  # the process that failed printed why
+    except RuntimeError as error:
+        from mtdsl.train.parallel.failures import lost_peer
+
+        reason = lost_peer(error)
+        if os.environ.get("WORLD_SIZE", "1") == "1" or reason is None:
+            raise
+        # Another process died (its launcher names it); this one's traceback would read as the cause.
+        print(f"process {os.environ.get('RANK', '?')} of {os.environ['WORLD_SIZE']} stopped: lost contact with "
+              f"another process of the run, which stopped or was killed ({reason})", file=sys.stderr)
+        return EXIT_USER_ERROR
     except MtdslError as error:
         print(_rank_label(error.render()), file=sys.stderr)
         if args.verbose:
