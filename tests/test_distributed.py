@@ -108,6 +108,19 @@ def test_two_processes_training_every_layer_stay_identical_and_learn(tmp_path):
     assert (tmp_path / "run" / "test.json").is_file()
 
 
+def test_two_processes_keep_one_weight_average(tmp_path):
+    """``ema`` under torchrun: each rank averages its weights, and its BatchNorm statistics (each rank's
+    own within an epoch) are averaged over the ranks at the epoch's end, as the model's are; the loop
+    checks every epoch that the ranks' averages are bit for bit the same, so the run finishing is the check."""
+    spec = write_spec(tmp_path, "    epochs = 2\n    ema = 0.9")
+    assert main(["compile", str(spec), "--out", str(tmp_path / "run")]) == 0
+    result = torchrun(str(tmp_path / "run" / "train.py"), "--out", str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert any(not torch.equal(last["ema"][name], value) for name, value in last["model"].items())
+    assert [r["weights"] for r in records(tmp_path / "run", "val")] == ["ema", "ema"]
+
+
 def test_a_used_folder_is_refused_once_and_every_rank_stops_before_training(tmp_path):
     spec = write_spec(tmp_path, "    epochs = 1")
     assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--quiet"]) == 0
