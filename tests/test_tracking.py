@@ -31,8 +31,21 @@ from mtdsl.train.run.tracking import (
     with_trackers,
 )
 
-event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-mlflow_tracking = pytest.importorskip("mlflow.tracking")
+
+def event_accumulator():
+    return pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+
+def mlflow_tracking():
+    return pytest.importorskip("mlflow.tracking")
+
+
+@pytest.fixture
+def file_store(tmp_path, monkeypatch):
+    """MLflow's file store under ``tmp_path/mlruns``: a store of the user's, and quicker to create than SQLite."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3.18 wants it said
+    return tmp_path / "mlruns"
 
 SPEC = """
 model tiny
@@ -75,14 +88,14 @@ def expected_scalars(run: Path) -> dict[str, dict[int, float]]:
 
 def tensorboard_scalars(run: Path):
     """``({tag: [(step, value)]}, the EventAccumulator)`` of the run's event files."""
-    events = event_accumulator.EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events = event_accumulator().EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}, events
 
 
 def mlflow_run(run: Path):
     ledger = json.loads((run / "tracking.json").read_text())["mlflow"]
-    return mlflow_tracking.MlflowClient(tracking_uri=ledger["tracking_uri"]), ledger["run_id"]
+    return mlflow_tracking().MlflowClient(tracking_uri=ledger["tracking_uri"]), ledger["run_id"]
 
 
 def assert_trackers_hold_the_log(run: Path, redone: bool = False) -> None:
@@ -111,11 +124,11 @@ def assert_trackers_hold_the_log(run: Path, redone: bool = False) -> None:
             assert {m.step: m.value for m in history} == pytest.approx(points, rel=1e-12), name
 
 
-def test_both_trackers_read_back_metrics_jsonl(tmp_path):
+def test_both_trackers_read_back_metrics_jsonl(tmp_path, file_store):
     run = tmp_path / "run"
     assert train(write_spec(tmp_path), run) == 0
     assert_trackers_hold_the_log(run)
-    assert (run / "mlflow.db").is_file() and (run / "mlartifacts").is_dir()
+    assert json.loads((run / "tracking.json").read_text())["mlflow"]["tracking_uri"] == file_store.as_uri()
 
     _, events = tensorboard_scalars(run)
     assert {"plots/losses", "plots/metrics"} <= set(events.Tags()["images"])
@@ -129,11 +142,9 @@ def test_both_trackers_read_back_metrics_jsonl(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_resumed_run_sends_each_record_once(tmp_path, monkeypatch):
+def test_a_resumed_run_sends_each_record_once(tmp_path, file_store):
     """Stopped after epoch 1, resumed; then rolled back to epoch 1 after finishing, as a kill between
     the log and the checkpoint would leave it, and resumed again: no step twice, one MLflow run throughout."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())  # a file store, shared by runs
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     spec, run = write_spec(tmp_path), tmp_path / "run"
     assert main(["compile", str(spec), "--out", str(run)]) == 0
     loop = load_generated(run / "train.py")
@@ -164,13 +175,34 @@ def test_a_resumed_run_sends_each_record_once(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_tracker_added_on_resume_gets_the_whole_run(tmp_path):
+def test_a_tracker_added_on_resume_gets_the_whole_run(tmp_path, file_store):
     spec, run = write_spec(tmp_path, ""), tmp_path / "run"
     assert train(spec, run) == 0
     assert not (run / "tensorboard").exists() and not (run / "tracking.json").exists()
     # The same spec (its hash leaves trackers out), resumed after its last epoch with --track.
     assert train(spec, run, "--resume", "--track", "tensorboard,mlflow") == 0
     assert_trackers_hold_the_log(run)
+
+
+@pytest.mark.slow
+def test_mlflow_keeps_a_run_in_the_run_folder_by_default(tmp_path, monkeypatch):
+    """Without MLFLOW_TRACKING_URI: an SQLite store and the artifacts in the run folder, which --overwrite clears."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = RunFolder(tmp_path / "run")
+    (run.root / "plots").mkdir(parents=True)
+    (run.root / "plots" / "note.md").write_text("| a |\n|---|\n| 1 |\n")
+    records = [{"event": "train", "epoch": 1, "losses": {"a": 0.5}}, {"event": "val", "epoch": 1, "mean": 0.25}]
+    with RunLog(run, ("mlflow",), spec_name="demo") as log:
+        for record in records:
+            log.append(record)
+        log.attach([run.root / "plots" / "note.md"])
+    client, run_id = mlflow_run(run.root)
+    assert client.tracking_uri == f"sqlite:///{(run.root / 'mlflow.db').resolve()}"
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "train/losses/a")] == [(1, 0.5)]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run_id, "plots")] == ["plots/note.md"]
+    assert (run.root / "mlartifacts").is_dir()
+    assert {"mlflow.db", "mlartifacts", "tracking.json"} <= set(run.run_files())
 
 
 def test_track_in_the_spec(tmp_path):
@@ -221,6 +253,7 @@ def test_a_missing_tracker_package_is_named_at_the_track_line(tmp_path, monkeypa
     with pytest.raises(TrainingError, match="--track mlflow needs mlflow-skinny") as caught:
         require_spec_trackers(with_trackers(spec, ["mlflow"]))
     assert caught.value.span is None
+    pytest.importorskip("tensorboard")
     require_spec_trackers(with_trackers(spec, ["tensorboard"]))  # installed: nothing to say
 
     # mtdsl train refuses before it writes anything, with the line and the package.
@@ -242,6 +275,7 @@ def test_track_option():
 
 
 def test_only_rank_zero_writes(tmp_path):
+    pytest.importorskip("tensorboard")
     log = RunLog(RunFolder(tmp_path), ("tensorboard",), enabled=False)
     log.attach([])
     log.close()
