@@ -120,15 +120,28 @@ def test_a_checkpoint_that_is_not_a_dict_is_refused_naming_the_file(tmp_path, ca
 # ------------------------------------------------------------- 3. a run folder whose path is not UTF-8
 
 
-def test_a_run_folder_whose_path_is_not_utf8_trains_tests_and_evaluates(tmp_path, capsys):
+def test_a_run_folder_whose_path_is_not_utf8_trains_tests_and_evaluates(tmp_path):
     """Linux paths are bytes; Python reads a non-UTF-8 byte as a lone surrogate, which torch's C++ file
-    reader cannot encode, so the run trained every epoch and then could not read its own best.pt."""
+    reader cannot encode, so the run trained every epoch and then could not read its own best.pt.
+    Run with a strict UTF-8 stdout (PYTHONIOENCODING=utf-8, as under a non-C locale), which failed
+    on printing the path too."""
+    import subprocess
+    import sys
+
     spec = write_spec(tmp_path, "    epochs = 1")
-    out = tmp_path / os.fsdecode(b"run-\xff")
-    assert train(spec, out) == 0, capsys.readouterr().err
-    assert (out / "test.json").is_file() and (out / "checkpoints" / "best.pt").is_file()
-    assert main(["eval", str(spec), "--checkpoint", str(out / "checkpoints" / "best.pt"), "--quiet"]) == 0
-    assert train(spec, out, "--resume") == 0  # nothing left to train, but the last checkpoint is read
+    out = os.path.join(os.fsencode(tmp_path), b"run-\xff")
+    environment = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+
+    def mtdsl(*arguments: bytes | str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable.encode(), b"-m", b"mtdsl", *map(os.fsencode, arguments), b"--quiet"],
+                              capture_output=True, env=environment, timeout=300)
+
+    for arguments in (["train", spec, "--out", out],
+                      ["eval", spec, "--checkpoint", os.path.join(out, b"checkpoints", b"best.pt")],
+                      ["train", spec, "--out", out, "--resume"]):  # nothing left to train; the checkpoint is read
+        result = mtdsl(*arguments)
+        assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+    assert os.path.isfile(os.path.join(out, b"test.json"))
 
 
 # ------------------------------------------------------------- 9. a full disk before the first checkpoint

@@ -19,6 +19,7 @@ Exit statuses:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import shlex
@@ -499,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     :data:`EXIT_FAST` that returns ends the process itself, through ``os._exit`` once
     stdout and stderr are flushed, rather than wait for the interpreter's teardown.
     """
+    _paths_print_as_given()
     args = parser().parse_args(argv)
     args.argv = argv
     consoles.set_verbosity(consoles.QUIET if args.quiet else consoles.VERBOSE if args.verbose else consoles.NORMAL)
@@ -550,6 +552,19 @@ def _exit_now(code: int) -> None:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def _paths_print_as_given() -> None:
+    """Let stdout and stderr print any path the command line can name.
+
+    A path byte that is not UTF-8 reaches Python as a lone surrogate; a stream that encodes
+    strictly (``PYTHONIOENCODING=utf-8``, a locale other than C) fails on it with a traceback
+    in the middle of a run. ``surrogateescape`` writes the original byte back instead.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="surrogateescape")
 
 
 def _rank_label(message: str) -> str:
