@@ -60,6 +60,34 @@ def test_each_single_task_model_is_its_task_path_with_the_same_frozen_parts(path
             assert alone.nodes[counterpart(node)]["frozen_in"] == graph.nodes[node]["frozen_in"], node
 
 
+def test_each_single_task_model_trains_each_part_at_its_multi_task_rate():
+    """``lr_scale`` words of the multi-task spec (``shared``, another task's head) are written out per part."""
+    from mtdsl.train.loop.freezing import phases_of
+
+    spec = compile_text('''model demo
+backbone trunk = timm("test_resnet")
+dataset d = synthetic()
+task a: classify(d) { classes = 2 }
+task b: classify(d) { classes = 3; branch = trunk.stage3 }
+train {
+    lr_scale = scale(shared = 0.1, b.head = 3)
+    phase one { epochs = 1 }
+    phase two { epochs = 1; lr_scale = scale(trunk.stage4 = 0.5) }
+}''').spec
+    graph = build_graph(spec)
+    multi = {phase.name: dict(phase.lr_scales) for phase in phases_of(graph, spec.train)}
+    for task, single in single_task_specs(spec, graph).items():
+        alone = build_graph(single)  # every part it names exists in the single-task model
+        for phase in phases_of(alone, single.train):
+            path = {graph.nodes[node]["module"] for node in graph.graph["tasks"][task]}
+            expected = sorted(factor for module, factor in multi[phase.name].items() if module in path)
+            assert sorted(dict(phase.lr_scales).values()) == expected, (task, phase.name)
+    b = single_task_specs(spec, graph)["b"]
+    one, two = (dict(phase.lr_scales) for phase in phases_of(build_graph(b), b.train))
+    assert one["heads.b"] == two["heads.b"] == 3.0 and one["backbone.trunk.stem"] == 0.1
+    assert "backbone.trunk.stage4" not in one and two["backbone.trunk.stage4"] == 0.5  # its copy in the multi-task one
+
+
 def test_compare_measures_every_model_and_sums_the_single_ones():
     spec = compile_text(SPEC).spec
     result = compare(spec, device=torch.device("cpu"), batch_sizes=[1, 2], runs=2)

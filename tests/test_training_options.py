@@ -26,6 +26,7 @@ from mtdsl.errors import TrainingError
 from mtdsl.graph.parts import parameter_parts, parameters_in
 from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.streams import Stream
+from mtdsl.train.loop.budget import Budget
 from mtdsl.train.loop.freezing import phases_of
 from mtdsl.train.loop.optimizer import build_optimizer, set_learning_rate, use_phase_scales
 from mtdsl.train.loop.readout import StepReadout
@@ -204,6 +205,15 @@ def test_a_run_stops_after_n_epochs_without_improvement_and_stays_stopped(tmp_pa
     # Resumed, the run stays stopped: it tests again without training another epoch.
     assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--resume", "--quiet"]) == 0
     assert [r["epoch"] for r in records(tmp_path / "run", "val")] == [1, 2, 3, 4]
+
+
+def test_a_budget_from_a_run_that_stopped_early_ends_the_run_there():
+    budget = Budget.of("images", [640, 320])  # the multi-task run stopped after 2 of its 4 epochs
+    budget.check(epochs=4)
+    assert [budget.covers(epoch) for epoch in range(4)] == [True, True, False, False]
+    assert Budget().covers(3)
+    with pytest.raises(ValueError, match="names 5 epochs; the run has 4"):
+        Budget.of("seconds", [1.0] * 5).check(epochs=4)
 
 
 # -------------------------------------------------------------------------- read-outs

@@ -9,7 +9,8 @@ of the backbone, and ``crops`` (other tasks) are dropped.
 
 Each phase freezes in the single-task model exactly the parts of this task's
 path that it froze in the multi-task one, written out by name (``shared`` in
-the multi-task spec becomes the shared segments of this task's path).
+the multi-task spec becomes the shared segments of this task's path); each
+part keeps its ``lr_scale`` factor the same way.
 
 >>> from mtdsl.compiler import compile_text
 >>> spec = compile_text('''model demo
@@ -30,11 +31,12 @@ from dataclasses import replace
 import networkx as nx
 
 from mtdsl.graph.build import build_graph
+from mtdsl.graph.parts import module_factors
 from mtdsl.graph.paths import branch_order, root_backbones
 from mtdsl.spec.document import Spec
 from mtdsl.spec.model import TaskSpec
 from mtdsl.spec.references import SegmentRef
-from mtdsl.spec.training import ProportionalSampling
+from mtdsl.spec.training import LrScaleConfig, ProportionalSampling
 
 
 def single_task_specs(spec: Spec, graph: nx.DiGraph | None = None) -> dict[str, Spec]:
@@ -58,7 +60,9 @@ def _single(spec: Spec, graph: nx.DiGraph, name: str, backbone: str) -> Spec:
     train = spec.train.model_copy(update={
         "tasks": {name: training},
         "sampling": sampling,
-        "phases": [phase.model_copy(update={"freeze": _frozen_targets(graph, name, phase.name)})
+        "lr_scale": _scaled_targets(graph, name, spec.train.lr_scale),
+        "phases": [phase.model_copy(update={"freeze": _frozen_targets(graph, name, phase.name),
+                                            "lr_scale": _scaled_targets(graph, name, phase.lr_scale)})
                    for phase in spec.train.phases],
     })
     datasets = {dataset: spec.datasets[dataset] for dataset in training.datasets}
@@ -74,15 +78,30 @@ def _unshared(task: TaskSpec, backbone: str, tasks: set[str]) -> TaskSpec:
 
 def _frozen_targets(graph: nx.DiGraph, task: str, phase: str) -> list[SegmentRef]:
     """The nodes of ``task``'s path that ``phase`` freezes, as freeze targets of the single-task spec."""
-    targets = []
-    for node in graph.graph["tasks"][task]:
-        data = graph.nodes[node]
-        if phase not in data.get("frozen_in", []):
-            continue
-        if data["kind"] in ("segment", "branch"):
-            targets.append(SegmentRef(data["backbone"], data["segment"]))
-        elif data["kind"] == "neck":
-            targets.append(SegmentRef(data["neck"]))
-        elif data["kind"] == "head":
-            targets.append(SegmentRef(task, "head"))
-    return targets
+    return [target for node in graph.graph["tasks"][task]
+            if phase in graph.nodes[node].get("frozen_in", []) and (target := _target(graph.nodes[node], task))]
+
+
+def _scaled_targets(graph: nx.DiGraph, task: str, scale: LrScaleConfig | None) -> LrScaleConfig | None:
+    """The factor ``scale`` gives each node of ``task``'s path, as ``lr_scale`` of the single-task spec.
+
+    The multi-task words (``shared``, another task's ``head``) name other parts there, so each node is
+    written out by name with the factor it had, as :func:`_frozen_targets` writes frozen ones.
+    """
+    if scale is None:
+        return None
+    factors = module_factors(graph, scale.targets)
+    written = {str(target): factors[data["module"]] for node in graph.graph["tasks"][task]
+               if (data := graph.nodes[node]).get("module") in factors and (target := _target(data, task))}
+    return LrScaleConfig(factors=written) if written else None
+
+
+def _target(data: dict, task: str) -> SegmentRef | None:
+    """A node of ``task``'s path as a part target of the single-task spec (``None`` for the input)."""
+    if data["kind"] in ("segment", "branch"):
+        return SegmentRef(data["backbone"], data["segment"])
+    if data["kind"] == "neck":
+        return SegmentRef(data["neck"])
+    if data["kind"] == "head":
+        return SegmentRef(task, "head")
+    return None
