@@ -24,6 +24,7 @@ from mtdsl.cli import main
 from mtdsl.compiler import compile_file
 from mtdsl.errors import TrainingError
 from mtdsl.graph.parts import parameter_parts, parameters_in
+from mtdsl.predict.loading import load_model
 from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.streams import Stream
 from mtdsl.train.loop.budget import Budget
@@ -79,6 +80,10 @@ def test_validation_reads_the_average_and_every_checkpoint_holds_it(tmp_path, ca
     test = records(tmp_path / "run", "test")[0]["metrics"]
     evaluated_again = loop.evaluate_checkpoint(best, quiet=True)["results"]
     assert evaluated_again == test
+    # predict and export load the average as well.
+    compilation = compile_file(spec)
+    loaded = load_model(compilation.spec, compilation.graph, best, torch.device("cpu")).state_dict()
+    assert same_tensors(loaded, checkpoint(tmp_path / "run", "best")["ema"])
 
 
 def test_a_run_without_ema_saves_none_and_tests_its_weights(tmp_path):
