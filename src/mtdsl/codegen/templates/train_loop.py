@@ -339,9 +339,9 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
                     if world.is_main:
                         save_checkpoint(checkpoint, run.last)
                     raise RunStopped(stop)
+            # Steps a time budget cut off before their read-out.
+            tally(readout.read()[0], loss_sums, loss_counts, gradient_norms, bar, epoch=epoch + 1, checkpoint=run.last)
 
-        # Steps a time budget cut off before their read-out.
-        tally(readout.read()[0], loss_sums, loss_counts, gradient_norms, bar, epoch=epoch + 1, checkpoint=run.last)
         trained_seconds = time.perf_counter() - started
         epoch_losses = {task: loss_sums[task] / loss_counts[task] for task in TASKS if loss_counts[task]}
         weighting.end_epoch(epoch_losses)
