@@ -173,6 +173,16 @@ def test_compare_train_gives_each_single_task_model_the_images_its_task_saw_and_
             assert metric["metric"] == "accuracy" and metric["split"] == "test" and 0 <= metric["value"] <= 1
         assert (out / "runs" / f"single-{task}" / "train.py").is_file()
     assert "| shape | accuracy | test |" in (out / "compare.md").read_text()
+    # The training payoff: multi-task steps' time against the single-task models' summed time, and the rates.
+    payoff = result["training"]["time"]
+    single_seconds = sum(runs[task]["seconds"] for task in ("shape", "colour"))
+    assert payoff["single_seconds"] == pytest.approx(single_seconds)
+    assert payoff["multi_seconds"] == runs[MULTI]["seconds"]
+    assert payoff["ratio"] == pytest.approx(runs[MULTI]["seconds"] / single_seconds)
+    assert payoff["multi_wall_seconds"] >= payoff["multi_seconds"] > 0
+    multi_images = sum(runs[MULTI]["images"].values())
+    assert payoff["multi_images_per_second"] == pytest.approx(multi_images / payoff["multi_seconds"])
+    assert f"| training | seconds (steps) |  | {payoff['multi_seconds']:.0f} |" in (out / "compare.md").read_text()
     # The multi-task run keeps the spec it was compiled from; a single-task run has no text of its own.
     assert (out / "runs" / MULTI / "spec.mtl").read_text() == TRAINED
     assert not (out / "runs" / "single-shape" / "spec.mtl").exists()

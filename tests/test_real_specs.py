@@ -18,7 +18,7 @@ PLANTS = {"proportional": "plants", "fixed": "plants_fixed", "dynamic": "plants_
 
 
 def test_every_experiment_has_a_spec():
-    assert {path.stem for path in REAL_SPECS} == {*PLANTS.values(), "multilabel", "pets", "road"}
+    assert {path.stem for path in REAL_SPECS} == {*PLANTS.values(), "multilabel", "pets", "road", "pet_heads"}
 
 
 @pytest.mark.parametrize("path", REAL_SPECS, ids=lambda p: p.stem)
@@ -29,7 +29,8 @@ def test_real_spec_compiles_on_the_offline_pretrained_backbone(path):
     assert (backbone.model, backbone.pretrained) == ("tf_efficientnet_lite0", "imagenet")
     assert spec.model.input.size == (3, 160, 160)
     assert set(compilation.graph.graph["tasks"]) == set(spec.model.tasks)
-    assert [phase.name for phase in spec.train.phases] == ["heads", "all"]
+    # Every layer trains last; the multi-task experiments first train the heads alone (the detector reference does not).
+    assert [phase.name for phase in spec.train.phases] in (["heads", "all"], ["all"])
 
 
 @pytest.mark.parametrize("path", REAL_SPECS, ids=lambda p: p.stem)

@@ -26,6 +26,26 @@ def test_cyclic_is_triangular_between_base_and_max():
     assert [schedule.at(e) for e in (0, 1, 2, 3, 4, 6)] == pytest.approx([0.001, 0.0055, 0.01, 0.0055, 0.001, 0.01])
 
 
+@pytest.mark.parametrize("lr", [10.0, 0.01, 3e-4])
+def test_cyclic_without_bounds_peaks_at_the_optimizers_rate(lr):
+    # The default schedule: the optimizer's lr is the rate (it once ignored it and peaked at 0.01 whatever lr said).
+    schedule = LearningRate(CyclicScheduleConfig(), base_lr=lr, epochs=12)
+    rates = [schedule.at(step / 10) for step in range(120)]
+    assert max(rates) == pytest.approx(lr) and min(rates) == pytest.approx(lr / 100)
+    only_max = LearningRate(CyclicScheduleConfig(max_lr=0.5), base_lr=lr, epochs=12)
+    assert [only_max.at(e) for e in (0, 2)] == pytest.approx([0.005, 0.5])
+
+
+def test_the_default_schedule_follows_a_set_rate():
+    from mtdsl.spec.load import load_text
+
+    text = 'model m\nlet lr = 0.01\nbackbone t = timm("test_resnet")\ndataset d = synthetic()\n' \
+           'task a: classify(d) { classes = 3 }\ntrain { optimizer = sgd(lr = ${lr}) }\n'
+    spec = load_text(text, overrides={"lr": "10"})
+    schedule = LearningRate(spec.train.schedule, base_lr=spec.train.optimizer.lr, epochs=spec.train.total_epochs)
+    assert spec.train.schedule.kind == "cyclic" and max(schedule.at(e / 4) for e in range(40)) == pytest.approx(10.0)
+
+
 def test_step_multiplies_by_gamma_every_n_epochs():
     schedule = LearningRate(StepScheduleConfig(every=2, gamma=0.5), base_lr=0.8, epochs=10)
     assert [schedule.at(e) for e in (0, 1.9, 2, 5)] == pytest.approx([0.8, 0.8, 0.4, 0.2])

@@ -62,3 +62,47 @@ def spec_error(path: str | Path, overrides: dict[str, str] | None = None) -> Mtd
     except MtdslError as error:
         return error
     return None
+
+
+def data_report(path: str | Path, overrides: dict[str, str] | None = None) -> list[str]:
+    """``mtdsl check --data``: open every dataset the spec names, without building the model.
+
+    Each dataset is read as training reads it (its annotation files parsed, every
+    image and mask path checked, labels and classes matched against its tasks,
+    the splits made), its streams' splits are checked, and each detect task's
+    anchors are measured against its training boxes
+    (:mod:`mtdsl.train.loop.anchor_fit`). This imports torch.
+
+    Returns:
+        What training would print before its first step: a line per stream, data
+        warnings, and a line per detect task on its anchors' fit.
+
+    Raises:
+        MtdslError: the spec's own errors, as :func:`spec_error` finds them, or a
+            :class:`~mtdsl.errors.DataError` located at the declaration of the
+            dataset that cannot be read.
+    """
+    import torch
+
+    from mtdsl.codegen.train_source import detection_setups
+    from mtdsl.errors import DataError, Span
+    from mtdsl.graph.build import build_graph
+    from mtdsl.train.data.loaders import StreamLoaders
+    from mtdsl.train.data.tasks import task_labels
+    from mtdsl.train.loop.anchor_fit import coverage_lines
+
+    spec = load_spec(path, overrides)
+    graph = build_graph(spec)
+    labels = {task.task: task for task in task_labels(spec)}
+    size = (spec.model.input.height, spec.model.input.width)
+    try:
+        data = StreamLoaders(spec.streams, spec.datasets, labels, image_size=size, mean=(0.0,) * 3, std=(1.0,) * 3,
+                             seed=0, workers=0, on_corrupt="error", device=torch.device("cpu"))
+    except DataError as error:
+        dataset = getattr(error, "dataset", None)
+        span: Span | None = spec.span("dataset", dataset) if dataset else None
+        if error.span is None and span is not None:
+            error.span = span
+            error.with_source(spec.source)
+        raise
+    return data.describe() + coverage_lines(detection_setups(spec, graph), data)

@@ -86,6 +86,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
     overrides = _overrides(args.set)
     errors = {spec: spec_error(spec, overrides) for spec in args.specs}
+    if args.data:
+        errors = {spec: error or _data_error(spec, overrides, console, quiet=args.json)
+                  for spec, error in errors.items()}
     if args.json:
         print(json.dumps([error_record(error, spec) for spec, error in errors.items() if error], indent=2))
     else:
@@ -95,6 +98,23 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             elif not args.quiet:
                 console.print(f"[green]ok[/] {escape(spec)}", highlight=False)
     return EXIT_USER_ERROR if any(errors.values()) else 0
+
+
+def _data_error(spec: str, overrides: dict[str, str], console: Console, *, quiet: bool):
+    """Open the spec's datasets (``check --data``): print what training would say first, or return the error."""
+    from rich.markup import escape
+
+    from mtdsl.check import data_report
+    from mtdsl.errors import MtdslError
+
+    try:
+        lines = data_report(spec, overrides)
+    except MtdslError as error:
+        return error
+    if not quiet:
+        for line in lines:
+            console.print(f"  {line if line.startswith('[yellow]') else escape(line)}", soft_wrap=True, highlight=False)
+    return None
 
 
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
@@ -417,6 +437,9 @@ def parser() -> argparse.ArgumentParser:
                                    "torch once each backbone's metadata is cached")
     checking.set_defaults(run=cmd_check)
     checking.add_argument("specs", nargs="+", metavar="SPEC", help="paths to .mtl specs")
+    checking.add_argument("--data", action="store_true", help="also open every dataset the spec names (paths, "
+                          "annotation files, classes, splits) and measure each detect task's anchors against its "
+                          "training boxes; imports torch")
     checking.add_argument("--json", action="store_true", help="print the errors as a JSON list of {file, line, col, "
                           "end_line, end_col, stage, message, expected, hint} objects")
     checking.add_argument(

@@ -208,9 +208,14 @@ class ArtefactError(MtdslError):
 
 
 class DataError(MtdslError):
-    """A dataset cannot be read as the spec declares it: missing files, corrupt images, unknown labels."""
+    """A dataset cannot be read as the spec declares it: missing files, corrupt images, unknown labels.
+
+    ``dataset`` names the spec's dataset when the reader knows it, so ``mtdsl check --data`` can
+    point at its declaration.
+    """
 
     stage = "data error"
+    dataset: str | None = None
 
 
 class ExportError(MtdslError):

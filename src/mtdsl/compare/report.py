@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.table import Table
 
 from mtdsl.compare import MULTI
+from mtdsl.compare.training import training_time
 from mtdsl.render.dot import human
 
 TOTAL = "single-task total"
@@ -82,9 +83,14 @@ def _metric_rows(result: dict) -> list[list[str]]:
         rows.append([task, multi["metric"], multi["split"] or "n/a", f"{multi['value']:.4f}",
                      f"{single['value']:.4f}", f"{multi['value'] - single['value']:+.4f}",
                      f"{runs[MULTI]['images'][task]:,} / {runs[task]['images'][task]:,}"])
-    seconds = sum(runs[task]["seconds"] for task in result["tasks"])
-    rows.append(["training", "seconds", "", f"{runs[MULTI]['seconds']:.0f}", f"{seconds:.0f}",
-                 f"{runs[MULTI]['seconds'] - seconds:+.0f}", ""])
+    time = result["training"].get("time") or training_time(runs, result["tasks"])
+    rows.append(["training", "seconds (steps)", "", f"{time['multi_seconds']:.0f}", f"{time['single_seconds']:.0f}",
+                 f"{time['ratio']:.2f}×", ""])
+    multi_wall, single_wall = time["multi_wall_seconds"], time["single_wall_seconds"]
+    rows.append(["", "wall seconds (+ evaluation)", "", f"{multi_wall:.0f}", f"{single_wall:.0f}",
+                 f"{multi_wall - single_wall:+.0f}", ""])
+    rows.append(["", "task-images / s", "", f"{time['multi_images_per_second']:.1f}",
+                 f"{time['single_images_per_second']:.1f}", "", ""])
     return rows
 
 
@@ -102,10 +108,12 @@ def metric_table(result: dict) -> Table:
     for index, column in enumerate(METRIC_COLUMNS):
         table.add_column(column, justify="left" if index < 3 else "right", no_wrap=index == 0)
     rows = _metric_rows(result)
-    for row in rows[:-1]:
+    tasks = len(result["tasks"])
+    for row in rows[:tasks]:
         table.add_row(*row)
     table.add_section()
-    table.add_row(*rows[-1])
+    for row in rows[tasks:]:
+        table.add_row(*row)
     return table
 
 

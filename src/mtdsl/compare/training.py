@@ -62,7 +62,36 @@ def train_all(compilation: Compilation, out: Path, *, budget: str, seed: int | N
                  f"({_describe(runs[MULTI], task, budget)})")
         runs[task] = _train(single, folders[task], task_budget(runs[MULTI], task, budget), seed=seed, device=device,
                             workers=workers, resume=resume, quiet=quiet, keep_spec=False, announce=announce)
-    return {"budget": budget, "seed": spec.train.seed if seed is None else seed, "runs": runs}
+    return {"budget": budget, "seed": spec.train.seed if seed is None else seed, "runs": runs,
+            "time": training_time(runs, list(spec.model.tasks))}
+
+
+def training_time(runs: dict[str, dict], tasks: list[str]) -> dict[str, float]:
+    """The training payoff: the multi-task run's time against the single-task runs' summed time.
+
+    ``seconds`` are the training steps' (``metrics.jsonl``'s per-epoch ``seconds``) and ``wall_seconds``
+    add each epoch's evaluation; images per second count each task's training images (an image that
+    trains three tasks counts three times, on both sides, so the rates compare like for like).
+
+    >>> runs = {"multi-task": {"seconds": 60.0, "wall_seconds": 66.0, "images": {"a": 600, "b": 600}},
+    ...         "a": {"seconds": 50.0, "wall_seconds": 53.0, "images": {"a": 600}},
+    ...         "b": {"seconds": 70.0, "wall_seconds": 74.0, "images": {"b": 600}}}
+    >>> training_time(runs, ["a", "b"])["ratio"]
+    0.5
+    """
+    multi = runs[MULTI]
+    single_seconds = sum(runs[task]["seconds"] for task in tasks)
+    single_images = sum(runs[task]["images"][task] for task in tasks)
+    multi_images = sum(multi["images"].values())
+    return {
+        "multi_seconds": multi["seconds"],
+        "single_seconds": single_seconds,
+        "ratio": multi["seconds"] / single_seconds if single_seconds else float("nan"),
+        "multi_wall_seconds": multi["wall_seconds"],
+        "single_wall_seconds": sum(runs[task]["wall_seconds"] for task in tasks),
+        "multi_images_per_second": multi_images / multi["seconds"] if multi["seconds"] else float("nan"),
+        "single_images_per_second": single_images / single_seconds if single_seconds else float("nan"),
+    }
 
 
 def _train(compilation: Compilation, run: RunFolder, budget: Budget | None, *, seed, device, workers, resume,
@@ -88,6 +117,7 @@ def read_run(run: RunFolder) -> dict:
         "folder": str(run.root),
         "epochs": len(epochs),
         "seconds": sum(r["seconds"] for r in epochs),
+        "wall_seconds": sum(r["seconds"] + r.get("val_seconds", 0.0) for r in epochs),
         "images": {task: sum(r["images"].get(task, 0) for r in epochs) for task in tasks},
         "images_per_epoch": {task: [r["images"].get(task, 0) for r in epochs] for task in tasks},
         "seconds_per_epoch": [r["seconds"] for r in epochs],

@@ -357,6 +357,19 @@ def check_phases(spec: Spec) -> None:
         )
 
 
+def check_cyclic_bounds(spec: Spec) -> None:
+    """A ``cyclic`` schedule whose ``max_lr`` is the optimizer's ``lr`` starts no higher than that ``lr``."""
+    schedule, rate = spec.train.schedule, spec.train.optimizer.lr  # type: ignore[attr-defined]
+    if schedule.kind == "cyclic" and schedule.max_lr is None and (schedule.base_lr or 0.0) > rate:  # type: ignore[attr-defined]
+        raise SpecValueError(
+            f"cyclic base_lr = {schedule.base_lr:g} is above the optimizer's lr = {rate:g}, "  # type: ignore[attr-defined]
+            f"which is the cycle's max_lr when none is written",
+            spec.span("train", "schedule"),
+            hint=f"write max_lr (cyclic(base_lr = {schedule.base_lr:g}, max_lr = ...)), "  # type: ignore[attr-defined]
+                 f"or a base_lr below {rate:g}",
+        )
+
+
 def check_balanced(spec: Spec) -> None:
     for name, training in spec.train.tasks.items():
         kind = spec.model.tasks[name].kind
@@ -408,6 +421,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_balanced,
     check_shared_batches,
     check_phases,
+    check_cyclic_bounds,
 )
 
 

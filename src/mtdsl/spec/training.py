@@ -67,16 +67,21 @@ class ConstantScheduleConfig(Config):
 
 @SCHEDULES.register("cyclic")
 class CyclicScheduleConfig(Config):
-    """Triangular cyclic learning rate (Smith 2017), the thesis' default."""
+    """Triangular cyclic learning rate (Smith 2017), the thesis' default.
+
+    ``max_lr`` defaults to the optimizer's ``lr`` and ``base_lr`` to a hundredth of
+    ``max_lr``, so the optimizer's rate is the rate the schedule peaks at unless the
+    spec writes another (``--set lr=0.1`` moves the whole cycle).
+    """
 
     kind: Literal["cyclic"] = "cyclic"
-    base_lr: LearningRate = 1e-4
-    max_lr: LearningRate = 1e-2
+    base_lr: LearningRate | None = None
+    max_lr: LearningRate | None = None
     cycle_epochs: float = Field(default=4.0, gt=0.0, le=MAX_EPOCHS)
 
     @model_validator(mode="after")
     def _ordered(self) -> CyclicScheduleConfig:
-        if self.base_lr > self.max_lr:
+        if self.base_lr is not None and self.max_lr is not None and self.base_lr > self.max_lr:
             raise ValueError(f"base_lr ({self.base_lr:g}) must not exceed max_lr ({self.max_lr:g})")
         return self
 

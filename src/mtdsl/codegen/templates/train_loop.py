@@ -39,6 +39,7 @@ from mtdsl.render.plots import plot_run
 from mtdsl.spec.streams import Stream
 from mtdsl.train.data.loaders import StreamLoaders
 from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.loop.anchor_fit import coverage_lines
 from mtdsl.train.loop.averaging import build_average
 from mtdsl.train.loop.budget import Budget
 from mtdsl.train.loop.early_stop import stop_early
@@ -213,7 +214,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
     data = StreamLoaders(STREAMS, DATASETS, TASKS, image_size=INPUT_SIZE, mean=NORMALIZATION[0],
                          std=NORMALIZATION[1], seed=seed, workers=workers, on_corrupt=ON_CORRUPT, device=device,
                          world=world)
-    for line in data.describe():
+    for line in data.describe() + (coverage_lines(DETECTION, data) if world.is_main else []):
         console.print(line)
     if quiet and world.is_main:  # a data warning is no progress bar or table: --quiet shows it too, on stderr
         for message in data.warnings:

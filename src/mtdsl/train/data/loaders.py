@@ -75,9 +75,8 @@ class StreamLoaders:
         names = dict.fromkeys(name for stream in streams for name in stream.datasets)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
-            splits = {
-                name: read_splits(datasets[name], [labels[t] for t in _tasks_of(streams, name)]) for name in names
-            }
+            splits = {name: _read_dataset(name, datasets[name], [labels[t] for t in _tasks_of(streams, name)])
+                      for name in names}
         self.warnings = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
         for other in caught:
             if not issubclass(other.category, DataWarning):
@@ -284,6 +283,15 @@ def _fill_hint(config: DatasetConfig, split: str) -> str:
     if isinstance(config, SyntheticDataset):
         return f"raise {where}'s count = {config.count} to {needed} or more, or {split}'s share of split = {shown}"
     return f"give {where} {needed} or more images, or raise {split}'s share of split = {shown}"
+
+
+def _read_dataset(name: str, config: DatasetConfig, tasks: list[TaskLabels]) -> dict[str, Examples]:
+    """:func:`read_splits`; a :class:`DataError` it raises names the dataset (``error.dataset``), to be located."""
+    try:
+        return read_splits(config, tasks)
+    except DataError as error:
+        error.dataset = name
+        raise
 
 
 def _tasks_of(streams: Sequence[Stream], dataset: str) -> list[str]:

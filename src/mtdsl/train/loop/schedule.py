@@ -6,7 +6,8 @@ resumed run recomputes the same value from its position: nothing but the
 position has to be saved.
 
 * ``constant``: the optimizer's ``lr``.
-* ``cyclic``: triangular between ``base_lr`` and ``max_lr`` with period ``cycle_epochs`` (Smith 2017).
+* ``cyclic``: triangular between ``base_lr`` and ``max_lr`` with period ``cycle_epochs`` (Smith 2017);
+  ``max_lr`` is the optimizer's ``lr`` and ``base_lr`` a hundredth of it unless the spec says otherwise.
 * ``cosine``: from ``lr`` down to ``min_lr`` over all epochs.
 * ``step``: ``lr · gamma^⌊epoch / every⌋``.
 * ``poly``: ``min_lr + (lr - min_lr) · (1 - progress / epochs)^power`` (DeepLab's, ``power = 0.9``).
@@ -84,9 +85,11 @@ def _constant(schedule: ConstantScheduleConfig, base_lr: float, epochs: int, pro
 
 @SCHEDULE_RULES.register("cyclic")
 def _cyclic(schedule: CyclicScheduleConfig, base_lr: float, epochs: int, progress: float) -> float:
+    high = schedule.max_lr if schedule.max_lr is not None else base_lr
+    low = schedule.base_lr if schedule.base_lr is not None else min(high / 100, high)
     position = progress / schedule.cycle_epochs
     triangle = 1 - abs(2 * (position - math.floor(position)) - 1)
-    return schedule.base_lr + (schedule.max_lr - schedule.base_lr) * triangle
+    return low + (high - low) * triangle
 
 
 @SCHEDULE_RULES.register("cosine")
