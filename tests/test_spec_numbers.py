@@ -67,6 +67,7 @@ CALL_TEMPLATES: dict[str, str] = {
     "schedule cyclic": _TRAIN.replace("{line}", "schedule = {call}"),
     "schedule cosine": _TRAIN.replace("{line}", "schedule = {call}"),
     "schedule step": _TRAIN.replace("{line}", "schedule = {call}"),
+    "schedule poly": _TRAIN.replace("{line}", "schedule = {call}"),
     "sampling strategy proportional": _TRAIN.replace("{line}", "sampling = {call}"),
     "sampling strategy fixed": _TRAIN.replace("{line}", "sampling = {call}"),
     "sampling strategy equal": _TRAIN.replace("{line}", "sampling = {call}"),
