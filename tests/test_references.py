@@ -111,6 +111,7 @@ ALLOWED = {
     ("nn/pretrained.py", "lukemelas_to_timm"): "state-dict keys",
     ("nn/pretrained.py", "_is_classifier_key"): "state-dict keys",
     ("codegen/literal.py", "imported_names"): "module names in import statements",
+    ("graph/parts.py", "_module_of"): "parameter names (state-dict keys), to find the module that holds one",
 }
 
 
