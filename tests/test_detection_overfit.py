@@ -3,10 +3,12 @@
 One detect task (EfficientNet-Lite0 with ImageNet weights, EfficientDet-D0's
 BiFPN and head, 160 px) trains on 32 photos of ``../shared/data/oxford-pets-3class``
 with their pet-head boxes and is scored on those same photos. Measured on the
-2-core CPU machine (one thread, about two minutes for 30 epochs of 4 steps):
-AdamW at 1e-3 reached AP50 0.79 (0.92 only after 80 epochs), at 3e-3 0.92, at
-1e-2 0.95; effdet's own Lite0 at 1e-3 on the same batches 0.41. The randomly
-initialised neck and head are what needs the higher rate (docs/experiments.md).
+2-core CPU machine (30 epochs of 4 steps, one thread): AdamW at 1e-3 reached
+AP50 0.79 (0.92 only after 80 epochs), at 3e-3 0.92, at 1e-2 0.95; effdet's own
+Lite0 at 1e-3 on the same batches 0.41. The randomly initialised neck and head
+are what needs the higher rate (docs/experiments.md (e)). 30 epochs at 1e-2 gave
+0.88–0.95 depending on the number of torch threads (their sums round
+differently), so the test trains 40 (AP50 1.0 with two threads, 2.4 minutes).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ train {{
     batch_size = 8
     optimizer  = adamw(lr = 0.01)
     schedule   = cosine()
-    phase all {{ epochs = 30 }}
+    phase all {{ epochs = 40 }}
 }}
 """
 
@@ -63,5 +65,6 @@ def test_a_pet_head_detector_memorises_32_photos(tmp_path):
     loop = load_generated(run / "train.py")
     scores = loop.evaluate_checkpoint(run / "checkpoints" / "last.pt", "train", workers=0, quiet=True)
     pet = scores["results"]["pet"]
+    print(pet)
     assert pet["AP50"] >= 0.9, pet
     assert pet["top_box_accuracy"] >= 0.9, pet
