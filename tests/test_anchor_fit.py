@@ -156,6 +156,22 @@ def test_pet_head_anchors_fit_at_160_px(capsys):
     assert "pet: anchors match 100% of" in out
 
 
-def test_a_replaced_anchor_config_keeps_its_other_fields():
+def test_without_boxes_every_scale_ties_and_the_specs_own_wins():
     scale, _ = best_anchor_scale(dataclasses.replace(CONFIG, num_scales=1), 0.5, SIZE, [np.zeros((0, 4))])
     assert scale == CONFIG.anchor_scale  # no boxes: every scale ties, the spec's own wins
+
+
+def test_a_large_split_is_measured_on_an_even_sample_of_its_images(tmp_path):
+    from mtdsl.spec.data import SyntheticDataset
+    from mtdsl.train.data.datasets import Examples
+    from mtdsl.train.data.dense import BoxTarget, object_array
+    from mtdsl.train.loop.anchor_fit import input_boxes
+
+    # 64-px synthetic images, each with one box whose left edge is its index: which were measured shows.
+    targets = object_array([BoxTarget(np.array([[i, 0, i + 8, 8]], np.float32), np.zeros(1, np.int64),
+                                      np.ones(1, bool)) for i in range(50)])
+    examples = Examples(tuple(range(50)), {"objects": targets}, SyntheticDataset(count=50, size=64))
+    assert len(input_boxes(examples, "objects", 64)) == 50
+    sampled = input_boxes(examples, "objects", 64, limit=10)
+    assert [int(boxes[0, 0]) for boxes in sampled] == list(range(0, 50, 5))
+    assert [int(b[0, 0]) for b in input_boxes(examples, "objects", 32, limit=10)][:2] == [0, 2]  # scaled by 32/64

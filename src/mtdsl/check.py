@@ -99,8 +99,7 @@ def data_report(path: str | Path, overrides: dict[str, str] | None = None) -> li
         data = StreamLoaders(spec.streams, spec.datasets, labels, image_size=size, mean=(0.0,) * 3, std=(1.0,) * 3,
                              seed=0, workers=0, on_corrupt="error", device=torch.device("cpu"))
     except DataError as error:
-        dataset = getattr(error, "dataset", None)
-        span: Span | None = spec.span("dataset", dataset) if dataset else None
+        span: Span | None = spec.span("dataset", error.dataset) if error.dataset else None
         if error.span is None and span is not None:
             error.span = span
             error.with_source(spec.source)

@@ -71,8 +71,8 @@ def anchor_coverage(
         image_size: ``(height, width)`` of the network input.
         boxes: per image ``(G, 4)`` ``(x0, y0, x1, y1)`` in input pixels (letterboxed).
     """
-    stacked = torch.from_numpy(np.concatenate([np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes] or
-                                              [np.zeros((0, 4), np.float32)]))
+    stacked = torch.from_numpy(np.concatenate([np.zeros((0, 4), np.float32)] +
+                                              [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]))
     if len(stacked) == 0:
         return Coverage(0, 0, float("nan"), float("nan"))
     best = best_iou_per_box(generate_anchors(config, image_size), stacked)

@@ -27,6 +27,8 @@ from mtdsl.train.data.datasets import Examples
 from mtdsl.train.data.letterbox import Letterbox
 from mtdsl.train.data.loaders import StreamLoaders
 
+#: Images whose boxes are measured per split, at most (evenly spaced); the rest are not opened.
+MAX_IMAGES = 2000
 #: How many more boxes (as a share) another ``anchor_scale`` must match to be suggested.
 WORTH_CHANGING = 0.05
 
@@ -43,13 +45,19 @@ def image_size(reference: str | int, examples: Examples) -> tuple[int, int]:
         raise DataError(f"cannot read the image {reference}: {error}", hint="replace or remove the file") from None
 
 
-def input_boxes(examples: Examples, task: str, side: int) -> list[np.ndarray]:
-    """Each example's boxes of ``task`` in network-input pixels, as the letterbox places them (no flip)."""
+def input_boxes(examples: Examples, task: str, side: int, limit: int = MAX_IMAGES) -> list[np.ndarray]:
+    """Boxes of ``task`` in network-input pixels, as the letterbox places them (no flip).
+
+    At most ``limit`` images with boxes are measured, evenly spaced over the split: each costs a
+    header read, and a training start should not read 100,000 headers to say a percentage.
+    """
     letterbox = Letterbox(side, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=False)
+    boxed = [index for index, target in enumerate(examples.targets[task]) if len(target.boxes)]
+    if len(boxed) > limit:
+        boxed = [boxed[round(i * len(boxed) / limit)] for i in range(limit)]
     placed = []
-    for reference, target in zip(examples.images, examples.targets[task]):
-        if not len(target.boxes):
-            continue
+    for index in boxed:
+        reference, target = examples.images[index], examples.targets[task][index]
         width, height = image_size(reference, examples)
         new_w, new_h = letterbox.fitted(width, height)
         scale = np.array([new_w / width, new_h / height] * 2, dtype=np.float32)
