@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import shlex
 
 import pytest
@@ -20,7 +21,7 @@ from conftest import ROOT, SPECS, tiny_backbones
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mtdsl.codegen.literal import GeneratedCodeError, checked_source, docstring_text, literal
+from mtdsl.codegen.literal import GeneratedCodeError, checked_source, docstring_text, literal, wrapped_literal
 from mtdsl.codegen.model_source import generate_model_source, variables
 from mtdsl.codegen.train_source import (
     BEGIN,
@@ -150,6 +151,41 @@ def _same(a, b) -> bool:
 def test_literal_rebuilds_every_value_exactly(value):
     text = literal(value)
     assert _same(eval(checked_source(f"({text})", "v.py")), value)
+
+
+short_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-999, 999) | st.text("abcxyz", max_size=4),
+    lambda inner: st.lists(inner, max_size=6) | st.lists(inner, max_size=6).map(tuple)
+    | st.dictionaries(st.text("abcxyz", max_size=4), inner, max_size=6),
+    max_leaves=30,
+)
+
+
+@SETTINGS
+@given(value=values, start=st.integers(0, 60), width=st.integers(10, 120))
+def test_wrapped_literal_is_the_same_expression(value, start, width):
+    text = wrapped_literal(value, start=start, width=width)
+    assert _same(eval(checked_source(f"({text})", "v.py")), value)
+    flat = literal(value)
+    assert (text == flat) == (start + len(flat) <= width or "\n" not in text)
+
+
+@SETTINGS
+@given(value=short_values, start=st.integers(0, 20), width=st.integers(90, 120))
+def test_wrapped_literal_keeps_to_the_width_when_its_tokens_are_short(value, start, width):
+    lines = wrapped_literal(value, start=start, width=width).split("\n")
+    assert start + len(lines[0]) <= width
+    assert all(len(line) <= width for line in lines[1:])
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_the_spec_block_of_every_spec_keeps_to_readable_lines(path):
+    compilation = compile_spec(tiny_backbones(load_spec(path)))
+    block = spec_block(compilation.spec, compilation.graph, "out/train.py")
+    # Past 120 columns only a line that holds a long string (a path, say), which no line break can shorten.
+    long_lines = [line for line in block.split("\n")
+                  if len(line) > 120 and not line.startswith("#") and not re.search(r"'[^']{60,}'", line)]
+    assert not long_lines
 
 
 def test_literal_refuses_values_it_cannot_write():

@@ -67,6 +67,60 @@ def literal(value: object, classes: set[type] | None = None) -> str:
     raise GeneratedCodeError(f"cannot write a {kind.__name__} into generated code: {value!r}")
 
 
+#: The longest line :func:`wrapped_literal` writes, where the values allow (a long string stays one token).
+WIDTH = 110
+
+
+def wrapped_literal(value: object, classes: set[type] | None = None, *, start: int = 0,
+                    width: int = WIDTH) -> str:
+    """:func:`literal`, filled onto lines of at most ``width`` columns where it would run past them.
+
+    ``start`` is the column the value begins at. A call, list, tuple or dict that does not fit
+    goes on with its items on the next lines, aligned after its opening bracket, as many to a
+    line as fit; an item that fits on no line is wrapped the same way. The expression is the same:
+
+    >>> print(wrapped_literal({"alpha": (1.0, 2.0), "beta": "x" * 8, "gamma": None}, width=30))
+    {'alpha': (1.0, 2.0),
+     'beta': 'xxxxxxxx',
+     'gamma': None}
+    """
+    flat = literal(value, classes)
+    if start + len(flat) <= width:
+        return flat
+    kind = type(value)
+    if kind is list or kind is tuple:
+        items, opening, closing = [("", child) for child in value], *("[]" if kind is list else "()")
+        if kind is tuple and len(value) == 1:
+            closing = ",)"
+    elif kind is dict:
+        items, opening, closing = [(f"{literal(key)}: ", child) for key, child in value.items()], "{", "}"
+    elif isinstance(value, BaseModel):
+        items = [(f"{name}=", getattr(value, name)) for name in kind.model_fields]
+        opening, closing = f"{kind.__name__}(", ")"
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [(f"{f.name}=", getattr(value, f.name)) for f in dataclasses.fields(value) if f.init]
+        opening, closing = f"{kind.__name__}(", ")"
+    else:
+        return flat  # a number or a string: one token, however long
+    if not items:
+        return flat
+    column = start + len(opening)
+    text, at = opening, column  # ``at``: the column the next character lands on
+    for index, (prefix, child) in enumerate(items):
+        trailer = closing if index == len(items) - 1 else ","
+        piece = prefix + literal(child) + trailer
+        if index and at + 1 + len(piece) <= width:
+            text, at = text + " " + piece, at + 1 + len(piece)
+            continue
+        if index:
+            text, at = text + "\n" + " " * column, column
+        piece = prefix + wrapped_literal(child, classes, start=at + len(prefix), width=width) + trailer
+        text += piece
+        last_line = piece.rsplit("\n", 1)[-1]
+        at = (at if "\n" not in piece else 0) + len(last_line)
+    return text
+
+
 def _call(value: object, fields: dict[str, object], classes: set[type] | None) -> str:
     kind = type(value)
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import networkx as nx
 
 from mtdsl import __version__
-from mtdsl.codegen.literal import GeneratedCodeError, checked_source, imported_names, literal
+from mtdsl.codegen.literal import WIDTH, GeneratedCodeError, checked_source, imported_names, literal, wrapped_literal
 from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
 from mtdsl.detection.bench import DetectionSetup
 from mtdsl.spec.document import Spec
@@ -110,13 +110,24 @@ def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]
 
 
 def _loss_source(spec: Spec, name: str, setups: dict[str, DetectionSetup], classes: set[type]) -> str:
-    loss = literal(spec.train.tasks[name].loss, classes)
+    """``build_loss(config, ...)`` for the entry of LOSSES, its arguments filled onto lines as literals are."""
+    column = 4 + len(literal(name)) + 2 + len("build_loss(")
+    arguments = [wrapped_literal(spec.train.tasks[name].loss, classes, start=column)]
     kind = spec.model.tasks[name].kind
     if name in setups:
-        return f"build_loss({loss}, task_kind={literal(kind)}, detection=DETECTION[{literal(name)}])"
-    if kind == "segment":
-        return f"build_loss({loss}, task_kind={literal(kind)})"
-    return f"build_loss({loss})"
+        arguments += [f"task_kind={literal(kind)}", f"detection=DETECTION[{literal(name)}]"]
+    elif kind == "segment":
+        arguments += [f"task_kind={literal(kind)}"]
+    text, at = "build_loss(", column
+    for index, argument in enumerate(arguments):
+        piece = argument + (")" if index == len(arguments) - 1 else ",")
+        if index and at + 1 + len(piece) > WIDTH:
+            text, at = text + "\n" + " " * column, column
+        elif index:
+            text, at = text + " ", at + 1
+        text += piece
+        at = (at if "\n" not in piece else 0) + len(piece.rsplit("\n", 1)[-1])
+    return text
 
 
 def generate_train_source(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> str:
@@ -139,8 +150,15 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
     setups = detection_setups(spec, graph)
     classes: set[type] = set()  # every class a constant below calls, so the file imports exactly those
 
-    def value(obj: object) -> str:
-        return literal(obj, classes)
+    def value(obj: object, start: int) -> str:
+        return wrapped_literal(obj, classes, start=start)
+
+    def entry(key: str, obj: object) -> tuple[str, str]:
+        """An item of a constant dict, written at four spaces in."""
+        return key, value(obj, start=4 + len(literal(key)) + 2)
+
+    def constant(name: str, obj: object) -> str:
+        return value(obj, start=len(name) + 3)
 
     out = f"runs/{spec.name}"
     commands = (f"python {shlex.quote(this_file)} --out {shlex.quote(out)}",
@@ -149,7 +167,7 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
         "SPEC_NAME": literal(spec.name),
         "SPEC_PATH": literal(spec.source.path),
         "MTDSL_VERSION": literal(__version__),
-        "RUN_COMMANDS": literal(commands),
+        "RUN_COMMANDS": constant("RUN_COMMANDS", commands),
         "SPEC_HASH": literal(spec_hash(spec)),
         "MODEL_HASH": literal(model_hash(graph)),
         "SEED": literal(train.seed),
@@ -161,24 +179,24 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
         "WORKERS": literal(train.workers),
         "ON_CORRUPT": literal(train.on_corrupt),
         "TRACK": literal(train.track),
-        "DATASETS": _mapping((name, value(config)) for name, config in spec.datasets.items()),
-        "TASKS": _mapping((label.task, value(label)) for label in labels),
-        "DETECTION": _mapping((name, value(setup)) for name, setup in setups.items()),
+        "DATASETS": _mapping(entry(name, config) for name, config in spec.datasets.items()),
+        "TASKS": _mapping(entry(label.task, label) for label in labels),
+        "DETECTION": _mapping(entry(name, setup) for name, setup in setups.items()),
         "LOSSES": _mapping((name, _loss_source(spec, name, setups, classes)) for name in train.tasks),
         "LOSS_WEIGHTS": _mapping((name, literal(t.weight)) for name, t in train.tasks.items()),
         "STREAMS": _listing(_stream_source(s) for s in streams),
-        "SAMPLING": value(train.sampling),
-        "SAMPLING_RATIOS": value(_ratios_by_stream(spec, streams)),
-        "SAMPLING_TARGETS": value(_targets_by_stream(spec, streams)),
+        "SAMPLING": constant("SAMPLING", train.sampling),
+        "SAMPLING_RATIOS": constant("SAMPLING_RATIOS", _ratios_by_stream(spec, streams)),
+        "SAMPLING_TARGETS": constant("SAMPLING_TARGETS", _targets_by_stream(spec, streams)),
         "EPOCH": literal(train.epoch),
-        "WEIGHTING": value(train.weighting),
-        "OPTIMIZER": value(train.optimizer),
-        "SCHEDULE": value(train.schedule),
+        "WEIGHTING": constant("WEIGHTING", train.weighting),
+        "OPTIMIZER": constant("OPTIMIZER", train.optimizer),
+        "SCHEDULE": constant("SCHEDULE", train.schedule),
         "WARMUP_EPOCHS": literal(train.warmup),
         "GRAD_CLIP": literal(train.grad_clip),
-        "EMA": value(train.ema),
+        "EMA": constant("EMA", train.ema),
         "EARLY_STOP": literal(train.early_stop),
-        "PHASES": _listing(value(p) for p in phases_of(graph, train)),
+        "PHASES": _listing(value(p, start=4) for p in phases_of(graph, train)),
     }
     template_imports = imported_names(_import_lines(TEMPLATE.read_text(encoding="utf-8")))
     imports = _imports_of({c for c in classes if c.__name__ not in template_imports})

@@ -47,8 +47,9 @@ from mtdsl.train.loop.evaluation import evaluate
 from mtdsl.train.loop.freezing import Phase, apply_phase, phase_at
 from mtdsl.train.loop.gradients import GradientNorms
 from mtdsl.train.loop.optimizer import build_optimizer, set_learning_rate, use_phase_scales
-from mtdsl.train.loop.precision import pick_device, resolve_precision
+from mtdsl.train.loop.precision import Precision, pick_device, resolve_precision
 from mtdsl.train.loop.progress import EpochProgress
+from mtdsl.train.loop.readout import StepReadout, scale_of, tally
 from mtdsl.train.loop.runtime import (
     class_names,
     epoch_line,
@@ -61,23 +62,18 @@ from mtdsl.train.loop.runtime import (
     stream_means,
     to_float,
 )
-from mtdsl.train.loop.readout import StepReadout, scale_of, tally
 from mtdsl.train.loop.sampling import TaskSampler
 from mtdsl.train.loop.schedule import LearningRate
+from mtdsl.train.loop.state import EpochPlace, RunState
+from mtdsl.train.loop.training import Fingerprints, Training
 from mtdsl.train.loop.weighting import build_weighting
 from mtdsl.train.metrics.selection import mean_main
 from mtdsl.train.parallel.replicas import StreamReplicas
 from mtdsl.train.parallel.world import World
-from mtdsl.train.run.checkpoint import (
-    inference_weights,
-    load_checkpoint,
-    restore_rng_state,
-    rng_state,
-    save_checkpoint,
-)
+from mtdsl.train.run.checkpoint import inference_weights, load_checkpoint, save_checkpoint
 from mtdsl.train.run.folder import RunFolder
 from mtdsl.train.run.provenance import append_session, session_record
-from mtdsl.train.run.report import MetricsLog, results_table, write_results
+from mtdsl.train.run.report import MetricsLog, results_table, results_title, write_results
 from mtdsl.train.run.showcase import write_prediction_images
 from mtdsl.train.run.stop_signals import RunStopped, exit_code, stop_signals, stopped_message
 from mtdsl.train.run.tracking import RunLog, track_option
@@ -96,7 +92,8 @@ SPEC_NAME = 'quickstart'
 SPEC_PATH = 'specs/quickstart.mtl'
 MTDSL_VERSION = '0.1.0'
 # Run this file, or the same loop through mtdsl:
-RUN_COMMANDS = ('python train.py --out runs/quickstart', 'mtdsl train specs/quickstart.mtl --out runs/quickstart')
+RUN_COMMANDS = ('python train.py --out runs/quickstart',
+                'mtdsl train specs/quickstart.mtl --out runs/quickstart')
 SPEC_HASH = '594083c9077a5e3f'
 MODEL_HASH = '28ae3970e8ead9f5'
 SEED = 0
@@ -110,25 +107,39 @@ ON_CORRUPT = 'error'
 # Experiment trackers fed from the records of metrics.jsonl (docs/tracking.md); --track replaces them.
 TRACK = ()
 DATASETS = {
-    'shapes': SyntheticDataset(kind='synthetic', name='shapes', count=2048, size=64, seed=0, split=[0.7, 0.15, 0.15]),
+    'shapes': SyntheticDataset(kind='synthetic', name='shapes', count=2048, size=64, seed=0,
+                               split=[0.7, 0.15, 0.15]),
 }
 TASKS = {
-    'shape': TaskLabels(task='shape', kind='classify', classes=('circle', 'square', 'triangle'), label=None, positive=None, partial=False),
-    'colour': TaskLabels(task='colour', kind='classify', classes=('red', 'green', 'blue'), label=None, positive=None, partial=False),
+    'shape': TaskLabels(task='shape', kind='classify', classes=('circle', 'square', 'triangle'), label=None,
+                        positive=None, partial=False),
+    'colour': TaskLabels(task='colour', kind='classify', classes=('red', 'green', 'blue'), label=None,
+                         positive=None, partial=False),
     'large': TaskLabels(task='large', kind='binary', classes=None, label=None, positive=None, partial=False),
-    'objects': TaskLabels(task='objects', kind='detect', classes=('circle', 'square', 'triangle'), label=None, positive=None, partial=False),
-    'regions': TaskLabels(task='regions', kind='segment', classes=('background', 'circle', 'square', 'triangle'), label=None, positive=None, partial=False),
+    'objects': TaskLabels(task='objects', kind='detect', classes=('circle', 'square', 'triangle'), label=None,
+                          positive=None, partial=False),
+    'regions': TaskLabels(task='regions', kind='segment',
+                          classes=('background', 'circle', 'square', 'triangle'), label=None, positive=None,
+                          partial=False),
 }
 # Anchors, box matching and NMS of each detection task.
 DETECTION = {
-    'objects': DetectionSetup(anchors=AnchorConfig(min_level=3, max_level=5, num_scales=3, aspect_ratios=((1.0, 1.0), (1.414214, 0.707107), (0.707107, 1.414214)), anchor_scale=2.0), labeler=AnchorLabeler(match_threshold=0.5, unmatched_threshold=0.4, force_match=True, num_classes=3), image_size=(64, 64), score_threshold=0.05, nms_iou=0.5, max_detections=100),
+    'objects': DetectionSetup(anchors=AnchorConfig(min_level=3, max_level=5, num_scales=3,
+                                                   aspect_ratios=((1.0, 1.0), (1.414214, 0.707107),
+                                                                  (0.707107, 1.414214)), anchor_scale=2.0),
+                              labeler=AnchorLabeler(match_threshold=0.5, unmatched_threshold=0.4,
+                                                    force_match=True, num_classes=3), image_size=(64, 64),
+                              score_threshold=0.05, nms_iou=0.5, max_detections=100),
 }
 LOSSES = {
     'shape': build_loss(CrossEntropyConfig(kind='cross_entropy', label_smoothing=0.0, dice=0.0)),
     'colour': build_loss(CrossEntropyConfig(kind='cross_entropy', label_smoothing=0.0, dice=0.0)),
     'large': build_loss(BinaryCrossEntropyConfig(kind='bce', pos_weight=None)),
-    'objects': build_loss(DetectionLossConfig(kind='detection', alpha=0.25, gamma=2.0, box='huber', box_weight=50.0, delta=0.1), task_kind='detect', detection=DETECTION['objects']),
-    'regions': build_loss(CrossEntropyConfig(kind='cross_entropy', label_smoothing=0.0, dice=0.0), task_kind='segment'),
+    'objects': build_loss(DetectionLossConfig(kind='detection', alpha=0.25, gamma=2.0, box='huber',
+                                              box_weight=50.0, delta=0.1), task_kind='detect',
+                          detection=DETECTION['objects']),
+    'regions': build_loss(CrossEntropyConfig(kind='cross_entropy', label_smoothing=0.0, dice=0.0),
+                          task_kind='segment'),
 }
 LOSS_WEIGHTS = {
     'shape': 1.0,
@@ -156,12 +167,15 @@ EMA = None
 EARLY_STOP = None
 PHASES = [
     Phase(name='all', epochs=7, frozen=(), lr=None, batchnorm='train', lr_scales=()),
-    Phase(name='heads', epochs=1, frozen=('backbone.trunk.stem', 'backbone.trunk.stage1', 'backbone.trunk.stage2', 'backbone.trunk.stage3', 'backbone.trunk.stage4'), lr=None, batchnorm='train', lr_scales=()),
+    Phase(name='heads', epochs=1,
+          frozen=('backbone.trunk.stem', 'backbone.trunk.stage1', 'backbone.trunk.stage2',
+                  'backbone.trunk.stage3', 'backbone.trunk.stage4'), lr=None, batchnorm='train', lr_scales=()),
 ]
 # <<< spec
 
 HERE = Path(__file__).resolve().parent
 EPOCHS = sum(phase.epochs for phase in PHASES)
+FINGERPRINTS = Fingerprints(SPEC_NAME, SPEC_HASH, MODEL_HASH)  # what every checkpoint says it belongs to
 # Steps between read-outs of the losses from the device (each read-out waits for the GPU; see readout.py).
 READ_OUT_EVERY = 10
 
@@ -205,12 +219,72 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
     if world.is_main:
         append_session(run.provenance, session_record(seed=seed, world_size=world.size, device=str(device),
                                                       resume=resume))
+    training = set_up(world, device, precision, seed=seed, workers=workers, resume=resume,
+                      sync_batchnorm=sync_batchnorm, console=console, quiet=quiet)
+    log = log or RunLog(run, enabled=world.is_main)  # metrics.jsonl, and the trackers that train() opened
+    state = RunState(run=world.broadcast(uuid.uuid4().hex), seed=seed)
+    if resume:
+        state = resume_training(training, run, seed, console)
+        if world.is_main:
+            log.truncate_after(state.epoch)
+    elif world.is_main:
+        run.metrics.unlink(missing_ok=True)
 
-    model = build_model(device, load_pretrained=not resume)
+    for epoch in range(state.epoch, EPOCHS):
+        if stop_early(state, EARLY_STOP) or not budget.covers(epoch):  # a resumed run that had stopped early
+            break
+        phase = phase_at(PHASES, epoch)
+        apply_phase(training.model, phase)
+        use_phase_scales(training.optimizer, phase)
+        training.stream_models.prepare()
+        title = f"epoch {epoch + 1}/{EPOCHS} · {phase.name}"
+        plan, place = train_epoch(training, state, epoch, title, run=run, budget=budget, precision=precision,
+                                  console=console, quiet=quiet)
+        validation_started = time.perf_counter()
+        training.weighting.end_epoch(place.mean_losses())
+        training.agree(epoch + 1)
+        validation, mains = evaluate(training.evaluated, training.data, "val", OUTPUTS, precision, CHANNELS_LAST,
+                                     decoders=DETECTION)
+        training.sampler.observe(stream_means(validation, mains, STREAMS))
+        mean = mean_main(validation, mains)
+        is_best = state.end_epoch(epoch + 1, mean)
+        checkpoint = training.checkpoint(state, FINGERPRINTS, validation)
+        if world.is_main:
+            log.append({"event": "train", "epoch": epoch + 1, "step": state.step, "phase": phase.name,
+                        "lr": training.optimizer.param_groups[0]["lr"], "losses": place.mean_losses(),
+                        "ratios": realised_ratios(plan, STREAMS), "images": images_per_task(plan, STREAMS),
+                        "loss_weights": training.weighting.factors(),
+                        "backbone_gradient_norm": training.gradient_norms.summary(), "processes": world.size,
+                        "skipped_images": checkpoint["skipped_images"], "seconds": place.seconds,
+                        "val_seconds": time.perf_counter() - validation_started})
+            log.append({"event": "val", "epoch": epoch + 1, "metrics": validation,
+                        "main": main_values(validation, mains), "mean": mean,
+                        **({} if training.average is None else {"weights": "ema"})})
+            save_checkpoint(checkpoint, run.last)
+            if is_best:
+                save_checkpoint(checkpoint, run.best)
+        skipped = checkpoint["skipped_images"]
+        scores = "  ".join(f"{task} {validation[task][mains[task]]:.3f}" for task in validation)
+        console.print(f"{title}: {scores}  · mean {mean:.3f}"
+                      + (f"  · {skipped} unreadable images skipped so far" if skipped else ""))
+        if (reason := stop_early(state, EARLY_STOP)) is not None:
+            console.print(reason)
+            if world.is_main:
+                log.append({"event": "early_stop", "epoch": epoch + 1, "best_epoch": state.best_epoch})
+            break
+
+    world.barrier()  # rank 0's checkpoints are on disk before any rank reads the best one
+    training.data.close()  # the training streams' workers are done; the test reads through loaders of its own
+    return finish(run, world, state, training.model, training.data, precision, console, log)
+
+
+def set_up(world: World, device: torch.device, precision: Precision, *, seed: int, workers: int, resume: bool,
+           sync_batchnorm: bool, console: Console, quiet: bool) -> Training:
+    """The model, its data, and what trains it, as the spec's constants say."""
+    model = build_model(device, load_pretrained=not resume)  # a resume's checkpoint replaces the weights
     if sync_batchnorm:
         model = world.sync_batchnorm(model, device)
     forward = torch.compile(model) if COMPILE else model
-    replicas = StreamReplicas(model, forward, STREAMS, world, INPUT_SIZE, device)
     data = StreamLoaders(STREAMS, DATASETS, TASKS, image_size=INPUT_SIZE, mean=NORMALIZATION[0],
                          std=NORMALIZATION[1], seed=seed, workers=workers, on_corrupt=ON_CORRUPT, device=device,
                          world=world)
@@ -218,188 +292,124 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         console.print(line)
     if quiet and world.is_main:  # a data warning is no progress bar or table: --quiet shows it too, on stderr
         for message in data.warnings:
-            Console(stderr=True, highlight=False).print(f"warning: {message}", style="yellow", markup=False,
-                                                        soft_wrap=True)
+            make_console(stderr=True).print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
     weighting = build_weighting(WEIGHTING, LOSS_WEIGHTS).to(device)
-    optimizer = build_optimizer(OPTIMIZER, model, weighting, PHASES)  # a group per lr_scale factor
     average = build_average(EMA, model)  # validation, best.pt and the test read it when the spec has one
     if average is not None:
         console.print(f"validating and testing the weights' moving average (ema, decay {EMA.decay:g})")
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
-    gradient_norms = GradientNorms(model, [s.label for s in STREAMS])
-    readout = StepReadout(STREAMS, world, READ_OUT_EVERY)
-    learning_rate = LearningRate(SCHEDULE, OPTIMIZER.lr, EPOCHS, WARMUP_EPOCHS, PHASES)
     sampler = TaskSampler.create(SAMPLING, sizes=data.sizes, batch_sizes=[s.batch_size for s in STREAMS],
                                  ratios_by_stream=SAMPLING_RATIOS, seed=seed, epoch=EPOCH,
                                  **({"targets": SAMPLING_TARGETS} if SAMPLING_TARGETS else {}))
     console.print(epoch_line(sampler.plan(0, progress=0.0), STREAMS, data.sizes, EPOCH))
-    log = log or RunLog(run, enabled=world.is_main)  # metrics.jsonl, and the trackers that train() opened
-    state = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": None, "run": world.broadcast(uuid.uuid4().hex),
-             "seed": seed}
-
-    if resume:
-        checkpoint = load_checkpoint(run.last, model_hash=MODEL_HASH, spec_hash=SPEC_HASH)
-        if checkpoint["state"].get("seed", seed) != seed:
-            raise TrainingError(f"{run.root} was trained with seed {checkpoint['state']['seed']}, not {seed}: "
-                                "its batches and augmentations would not continue where they stopped",
-                                hint=f"resume with --seed {checkpoint['state']['seed']}")
-        model.load_state_dict(checkpoint["model"])
-        world.restore_batchnorm(model, checkpoint.get("rank_batchnorm"))
-        if average is not None:
-            average.module.load_state_dict(checkpoint["ema"])
-            world.restore_batchnorm(average.module, checkpoint.get("rank_ema_batchnorm"))
-        weighting.load_state_dict(checkpoint["weighting"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        sampler.load_state_dict(checkpoint["sampler"])
-        data.consumed = list(checkpoint["consumed"])
-        data.skipped = checkpoint["skipped_images"] if world.is_main else 0  # the ranks' total so far
-        state = dict(checkpoint["state"])
-        restore_rng_state(checkpoint["rng"])
-        if world.is_main:
-            log.truncate_after(state["epoch"])
-        within = state.get("within_epoch")
-        console.print(f"resumed from {run.last} after epoch {state['epoch']}"
-                      + (f" and {within['steps']} steps of epoch {state['epoch'] + 1}" if within else ""))
-    elif world.is_main:
-        run.metrics.unlink(missing_ok=True)
-
-    def saved(state: dict, validation: dict | None = None) -> dict:
-        """Everything a resume needs: weights, optimizer and sampler states, the data's place, the RNG."""
-        return {
-            "spec_name": SPEC_NAME, "spec_hash": SPEC_HASH, "model_hash": MODEL_HASH,
-            "model": model.state_dict(), "ema": None if average is None else average.module.state_dict(),
-            "weighting": weighting.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "sampler": sampler.state_dict(), "consumed": list(data.consumed),
-            "skipped_images": world.total(data.skipped),
-            "state": dict(state), "rng": rng_state(), "validation": validation,
-        }
-
-    for epoch in range(state["epoch"], EPOCHS):
-        if stop_early(state, EARLY_STOP) or not budget.covers(epoch):  # a resumed run that had stopped early
-            break
-        phase = phase_at(PHASES, epoch)
-        apply_phase(model, phase)
-        use_phase_scales(optimizer, phase)
-        replicas.prepare()
-        plan = sampler.plan(epoch, progress=epoch / EPOCHS, images=budget.images_at(epoch))
-        # A run stopped by a signal within this epoch resumes after the steps it had finished.
-        within = state.pop("within_epoch", None) or {"steps": 0, "loss_sums": dict.fromkeys(TASKS, 0.0),
-                                                     "loss_counts": dict.fromkeys(TASKS, 0), "seconds": 0.0}
-        loss_sums, loss_counts = within["loss_sums"], within["loss_counts"]
-        gradient_norms.load_state_dict(within.get("gradient_norms"))
-        started = time.perf_counter() - within["seconds"]
-        title = f"epoch {epoch + 1}/{EPOCHS} · {phase.name}"
-        with EpochProgress(title, len(plan), [s.label for s in STREAMS], enabled=not quiet, console=console) as bar:
-            for position, stream_index in enumerate(plan):
-                if position < within["steps"]:
-                    continue  # trained before the stop this run resumed from
-                if position and budget.seconds is not None and \
-                        world.any(budget.out_of_time(epoch, time.perf_counter() - started)):  # all ranks alike
-                    plan = plan[:position]
-                    break
-                world.seed_step(seed, epoch, position)
-                stream = STREAMS[stream_index]
-                set_learning_rate(optimizer, learning_rate.at(epoch + (position + 1) / len(plan)))
-                batch = data.next_batch(stream_index)
-                images = batch["image"]
-                if CHANNELS_LAST:
-                    images = images.contiguous(memory_format=torch.channels_last)
-
-                with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.autocast):
-                    outputs = replicas(stream_index, images)
-                    losses = {task: LOSSES[task](to_float(outputs[task]), batch["targets"][task]) for task in stream.tasks}
-                total = weighting(losses)
-
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                world.average_gradients(weighting.parameters())
-                norm, scale = gradient_norms.measure(), scale_of(scaler)  # kept on the device until the read-out
-                if GRAD_CLIP is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-                scaler.step(optimizer)
-                scaler.update()
-                readout.record(stream_index, state["step"], losses, norm, scale)
-                state["step"] += 1
-                if average is not None:
-                    average.update(model, step=state["step"])
-
-                if not readout.due(last=position + 1 == len(plan)):
-                    continue
-                # The read-out: the host's one wait for the device in these steps; the ranks agree on a stop.
-                steps, stop = readout.read()
-                tally(steps, loss_sums, loss_counts, gradient_norms, bar, epoch=epoch + 1, checkpoint=run.last)
-                if stop is not None:  # SIGTERM or Ctrl-C: this step is done; save where the epoch is, and stop
-                    within = {"steps": position + 1, "loss_sums": loss_sums, "loss_counts": loss_counts,
-                              "seconds": time.perf_counter() - started, "gradient_norms": gradient_norms.state_dict()}
-                    checkpoint = saved({**state, "within_epoch": within})
-                    checkpoint["rank_batchnorm"] = world.batchnorm_statistics(model)  # each rank's, until the epoch ends
-                    if average is not None:
-                        checkpoint["rank_ema_batchnorm"] = world.batchnorm_statistics(average.module)
-                    if world.is_main:
-                        save_checkpoint(checkpoint, run.last)
-                    raise RunStopped(stop)
-            # Steps a time budget cut off before their read-out.
-            tally(readout.read()[0], loss_sums, loss_counts, gradient_norms, bar, epoch=epoch + 1, checkpoint=run.last)
-
-        trained_seconds = time.perf_counter() - started
-        epoch_losses = {task: loss_sums[task] / loss_counts[task] for task in TASKS if loss_counts[task]}
-        weighting.end_epoch(epoch_losses)
-        world.average_batchnorm(model)
-        if average is not None:
-            world.average_batchnorm(average.module)
-        world.check_replicas(torch.nn.ModuleList([model, weighting, *([] if average is None else [average])]),
-                             epoch + 1)
-        validation, mains = evaluate(forward if average is None else average.module, data, "val", OUTPUTS,
-                                     precision, CHANNELS_LAST, decoders=DETECTION)
-        sampler.observe(stream_means(validation, mains, STREAMS))
-        mean = mean_main(validation, mains)
-        state["epoch"] = epoch + 1
-        checkpoint = saved(state, validation)
-        skipped_images = checkpoint["skipped_images"]
-        if world.is_main:
-            log.append({"event": "train", "epoch": epoch + 1, "step": state["step"], "phase": phase.name,
-                        "lr": optimizer.param_groups[0]["lr"], "losses": epoch_losses,
-                        "ratios": realised_ratios(plan, STREAMS), "images": images_per_task(plan, STREAMS),
-                        "loss_weights": weighting.factors(), "backbone_gradient_norm": gradient_norms.summary(),
-                        "processes": world.size,
-                        "skipped_images": skipped_images, "seconds": trained_seconds,
-                        "val_seconds": time.perf_counter() - started - trained_seconds})
-            log.append({"event": "val", "epoch": epoch + 1, "metrics": validation,
-                        "main": main_values(validation, mains), "mean": mean,
-                        **({} if average is None else {"weights": "ema"})})
-        skipped = f"  · {skipped_images} unreadable images skipped so far" if skipped_images else ""
-        console.print(f"{title}: " + "  ".join(f"{task} {validation[task][mains[task]]:.3f}" for task in validation)
-                      + f"  · mean {mean:.3f}{skipped}")
-
-        # The first epoch is the best so far whatever its score, so best.pt always comes from this run;
-        # a score that is not finite never beats a finite one.
-        score = mean if math.isfinite(mean) else -math.inf
-        is_best = state["best_epoch"] is None or score > state["best"]
-        if is_best:
-            state["best"], state["best_epoch"] = score, epoch + 1
-            checkpoint["state"] = dict(state)
-        if world.is_main:
-            save_checkpoint(checkpoint, run.last)
-            if is_best:
-                save_checkpoint(checkpoint, run.best)
-        if (reason := stop_early(state, EARLY_STOP)) is not None:
-            console.print(reason)
-            if world.is_main:
-                log.append({"event": "early_stop", "epoch": epoch + 1, "best_epoch": state["best_epoch"]})
-            break
-
-    world.barrier()  # rank 0's checkpoints are on disk before any rank reads the best one
-    data.close()  # the training streams' workers are done; the test reads through loaders of its own
-    return finish(run, world, state, model, data, precision, console, log)
+    return Training(
+        world=world, model=model, forward=forward,
+        stream_models=StreamReplicas(model, forward, STREAMS, world, INPUT_SIZE, device),
+        data=data, weighting=weighting,
+        optimizer=build_optimizer(OPTIMIZER, model, weighting, PHASES),  # a group per lr_scale factor
+        average=average,
+        scaler=torch.amp.GradScaler(device.type, enabled=precision.needs_scaler),
+        sampler=sampler,
+        learning_rate=LearningRate(SCHEDULE, OPTIMIZER.lr, EPOCHS, WARMUP_EPOCHS, PHASES),
+        gradient_norms=GradientNorms(model, [s.label for s in STREAMS]),
+        readout=StepReadout(STREAMS, world, READ_OUT_EVERY),
+    )
 
 
-def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, data: StreamLoaders, precision,
-           console: Console, log: RunLog | None = None) -> dict:
+def resume_training(training: Training, run: RunFolder, seed: int, console: Console) -> RunState:
+    """Every part as ``run``'s last checkpoint left it; the run's state there."""
+    checkpoint = load_checkpoint(run.last, model_hash=MODEL_HASH, spec_hash=SPEC_HASH)
+    saved_seed = checkpoint["state"].get("seed", seed)
+    if saved_seed != seed:
+        raise TrainingError(f"{run.root} was trained with seed {saved_seed}, not {seed}: "
+                            "its batches and augmentations would not continue where they stopped",
+                            hint=f"resume with --seed {saved_seed}")
+    state = training.restore(checkpoint, seed)
+    within = state.within_epoch
+    console.print(f"resumed from {run.last} after epoch {state.epoch}"
+                  + (f" and {within.steps} steps of epoch {state.epoch + 1}" if within else ""))
+    return state
+
+
+def train_epoch(training: Training, state: RunState, epoch: int, title: str, *, run: RunFolder, budget: Budget,
+                precision: Precision, console: Console, quiet: bool) -> tuple[list[int], EpochPlace]:
+    """One epoch's steps in the sampler's order: the steps it ran, and their losses and seconds.
+
+    A stop signal saves the run after the step in flight and stops it (``RunStopped``); a run resumed
+    from such a stop goes on after the steps it had finished.
+    """
+    world = training.world
+    plan = training.sampler.plan(epoch, progress=epoch / EPOCHS, images=budget.images_at(epoch))
+    place, state.within_epoch = state.within_epoch or EpochPlace.start(TASKS), None
+    training.gradient_norms.load_state_dict(place.gradient_norms)
+    started = time.perf_counter() - place.seconds
+    with EpochProgress(title, len(plan), [s.label for s in STREAMS], enabled=not quiet, console=console) as bar:
+        for position, stream_index in enumerate(plan):
+            if position < place.steps:
+                continue  # trained before the stop this run resumed from
+            if position and budget.seconds is not None and \
+                    world.any(budget.out_of_time(epoch, time.perf_counter() - started)):  # all ranks alike
+                plan = plan[:position]
+                break
+            world.seed_step(state.seed, epoch, position)
+            train_step(training, stream_index, progress=epoch + (position + 1) / len(plan), number=state.step,
+                       precision=precision)
+            state.step += 1
+            if not training.readout.due(last=position + 1 == len(plan)):
+                continue
+            # The read-out: the host's one wait for the device in these steps; the ranks agree on a stop.
+            steps, stop = training.readout.read()
+            tally(steps, place.loss_sums, place.loss_counts, training.gradient_norms, bar, epoch=epoch + 1,
+                  checkpoint=run.last)
+            if stop is not None:  # SIGTERM or Ctrl-C: this step is done; save where the epoch is, and stop
+                place.steps, place.seconds = position + 1, time.perf_counter() - started
+                place.gradient_norms = training.gradient_norms.state_dict()
+                state.within_epoch = place
+                training.save_within_epoch(state, FINGERPRINTS, run.last)
+                raise RunStopped(stop)
+        # Steps a time budget cut off before their read-out.
+        tally(training.readout.read()[0], place.loss_sums, place.loss_counts, training.gradient_norms, bar,
+              epoch=epoch + 1, checkpoint=run.last)
+    place.seconds = time.perf_counter() - started
+    return plan, place
+
+
+def train_step(training: Training, stream_index: int, *, progress: float, number: int, precision: Precision) -> None:
+    """One step of Algorithm 1: a batch of one stream through its tasks, their weighted losses back-propagated.
+
+    The losses and the backbone's gradient norm stay on the device until the next read-out.
+    """
+    stream, optimizer, scaler = STREAMS[stream_index], training.optimizer, training.scaler
+    set_learning_rate(optimizer, training.learning_rate.at(progress))
+    batch = training.data.next_batch(stream_index)
+    images = batch["image"]
+    if CHANNELS_LAST:
+        images = images.contiguous(memory_format=torch.channels_last)
+    model = training.stream_models[stream_index]  # its DistributedDataParallel when several processes train
+
+    with torch.autocast(images.device.type, dtype=precision.dtype, enabled=precision.autocast):
+        outputs = model(images)
+        losses = {task: LOSSES[task](to_float(outputs[task]), batch["targets"][task]) for task in stream.tasks}
+    total = training.weighting(losses)
+
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    training.world.average_gradients(training.weighting.parameters())
+    norm, scale = training.gradient_norms.measure(), scale_of(scaler)
+    if GRAD_CLIP is not None:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(training.model.parameters(), GRAD_CLIP)
+    scaler.step(optimizer)
+    scaler.update()
+    training.readout.record(stream_index, number, losses, norm, scale)
+    if training.average is not None:
+        training.average.update(training.model, step=number + 1)
+
+
+def finish(run: RunFolder, world: World, state: RunState, model: torch.nn.Module, data: StreamLoaders,
+           precision: Precision, console: Console, log: RunLog | None = None) -> dict:
     """Test this run's best checkpoint; rank 0 saves and prints the results table and draws the plots."""
     best = load_checkpoint(run.best, model_hash=MODEL_HASH)
-    if best["state"].get("run") != state.get("run"):
+    if best["state"].get("run") != state.run:
         raise TrainingError(f"{run.best} was not written by this run", hint="train again with --overwrite")
     if not math.isfinite(best["state"]["best"]) and world.is_main:
         make_console(stderr=True).print(f"[yellow]note:[/] no epoch had a finite mean validation metric; "
@@ -407,7 +417,7 @@ def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, da
     model.load_state_dict(inference_weights(best))  # the average's weights, when the run kept one
     results, mains = evaluate(model, data, "test", OUTPUTS, precision, CHANNELS_LAST, fallback="val",
                               decoders=DETECTION)
-    splits = splits_used(data, "test", "val")
+    splits = data.splits_by_task("test", "val")
     if not world.is_main:
         return {"splits": splits, "results": results, "mains": mains}
     log = log or RunLog(run)
@@ -417,7 +427,8 @@ def finish(run: RunFolder, world: World, state: dict, model: torch.nn.Module, da
     written = write_results(results, mains, run.results)
     written.append(save_weights(inference_weights(best), run.weights, spec=SPEC_NAME, model_hash=MODEL_HASH,
                                 epoch=best["state"]["epoch"], mtdsl=MTDSL_VERSION))  # the weights just tested
-    console.print(results_table(results, mains, table_title(f"best epoch {best['state']['epoch']}", "test", splits)))
+    title = results_title(SPEC_NAME, f"best epoch {best['state']['epoch']}", "test", splits)
+    console.print(results_table(results, mains, title))
     written += plot_run(MetricsLog.read(run.metrics), run.plots)
     written += write_prediction_images(model, data, TASKS, DETECTION, run.root / "predictions", precision,
                                        mean=NORMALIZATION[0], std=NORMALIZATION[1])
@@ -441,8 +452,9 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", *, device: str | 
         raise DataError(f"no dataset of spec '{SPEC_NAME}' has a '{split}' split", hint="use --split val")
     results, mains = evaluate(model, data, split, OUTPUTS, precision, CHANNELS_LAST, fallback=fallback,
                               decoders=DETECTION)
-    splits = splits_used(data, split, fallback)
-    make_console(quiet=quiet).print(results_table(results, mains, table_title(f"{checkpoint}", split, splits)))
+    splits = data.splits_by_task(split, fallback)
+    title = results_title(SPEC_NAME, str(checkpoint), split, splits)
+    make_console(quiet=quiet).print(results_table(results, mains, title))
     return {"splits": splits, "results": results, "mains": mains}
 
 
@@ -452,19 +464,6 @@ def build_model(device: torch.device, load_pretrained: bool = True) -> torch.nn.
     if CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-def splits_used(data: StreamLoaders, split: str, fallback: str | None) -> dict[str, str | None]:
-    return {task: data.split_for(index, split, fallback) for index, stream in enumerate(STREAMS)
-            for task in stream.tasks}
-
-
-def table_title(what: str, split: str, splits: dict[str, str | None]) -> str:
-    elsewhere = sorted(task for task, used in splits.items() if used != split)
-    title = f"{SPEC_NAME}: {split} split, {what}"
-    if elsewhere:
-        title += f" ({', '.join(elsewhere)}: val split, no {split} split in {'its' if len(elsewhere) == 1 else 'their'} data)"
-    return title
 
 
 OUTPUTS = {task: (labels.kind, num_outputs(labels), class_names(labels)) for task, labels in TASKS.items()}

@@ -244,6 +244,11 @@ class StreamLoaders:
                 return name
         return None
 
+    def splits_by_task(self, split: str, fallback: str | None = None) -> dict[str, str | None]:
+        """The split each task is evaluated on (:meth:`split_for` of its stream)."""
+        return {task: self.split_for(index, split, fallback) for index, stream in enumerate(self.streams)
+                for task in stream.tasks}
+
     def evaluation(self, split: str, fallback: str | None = None) -> Iterator[tuple[int, DataLoader]]:
         """For each stream with this split (or else ``fallback``): its index and a finite loader over it.
 

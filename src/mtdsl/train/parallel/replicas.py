@@ -19,6 +19,7 @@ an epoch, as timm's ``distribute_bn`` does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -82,7 +83,8 @@ class StreamModule(nn.Module):
 
 
 class StreamReplicas:
-    """Runs a step's forward for its stream: through that stream's DDP with several ranks, directly with one.
+    """Each stream's model (``stream_models[i](images)``): that stream's DDP with several ranks, the model
+    itself, asked for the stream's tasks, with one.
 
     Call :meth:`prepare` after every change of which parameters train (each phase); it builds
     the DDPs anew only when the set changed.
@@ -117,8 +119,9 @@ class StreamReplicas:
             self._replicas.append(DistributedDataParallel(  # a StreamModule has no buffers for DDP to sync
                 module, device_ids=[self.device] if self.device.type == "cuda" else None))
 
-    def __call__(self, stream_index: int, images: torch.Tensor) -> dict:
+    def __getitem__(self, stream_index: int) -> Callable[[torch.Tensor], dict]:
+        """Stream ``stream_index``'s model: a batch of images in, the outputs of the stream's tasks out."""
         replica = self._replicas[stream_index] if self.world.distributed else None
         if replica is None:
-            return self.forward(images, tasks=self.streams[stream_index].tasks)
-        return replica(images)
+            return functools.partial(self.forward, tasks=self.streams[stream_index].tasks)
+        return replica

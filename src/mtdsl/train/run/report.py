@@ -64,6 +64,20 @@ def _grid(
     return ["task", *names, "main"], rows
 
 
+def results_title(spec_name: str, what: str, split: str, splits: dict[str, str | None]) -> str:
+    """The results table's title, naming the tasks evaluated on val for want of a ``split`` split.
+
+    >>> results_title("pets", "best epoch 3", "test", {"breed": "test", "heads": "val"})
+    'pets: test split, best epoch 3 (heads: val split, no test split in its data)'
+    """
+    elsewhere = sorted(task for task, used in splits.items() if used != split)
+    title = f"{spec_name}: {split} split, {what}"
+    if elsewhere:
+        their = "its" if len(elsewhere) == 1 else "their"
+        title += f" ({', '.join(elsewhere)}: val split, no {split} split in {their} data)"
+    return title
+
+
 def results_table(results: dict[str, dict[str, float]], mains: dict[str, str], title: str) -> Table:
     """A rich table of per-task results: each task's main metric, its value, then its other metrics.
 
