@@ -158,17 +158,11 @@ def node_call(data: dict) -> ModuleCall:
 
 
 def place(data: dict) -> tuple[str, ...]:
-    """Where a node's module lives in the model."""
-    kind = data["kind"]
-    if kind == "segment":
-        return ("backbone", data["backbone"], data["segment"])
-    if kind == "branch":
-        return ("branches", data["owner"], data["segment"])
-    if kind == "neck":
-        return ("necks", data["neck"])
-    if kind == "head":
-        return ("heads", data["task"])
-    raise ValueError(f"a {kind} node has no module")
+    """Where a node's module lives in the model: its ``module`` attribute, the one place the graph says it
+    (:mod:`mtdsl.graph.build`; freezing and ``lr_scale`` read the same attribute), as attribute names."""
+    if not data.get("module"):
+        raise ValueError(f"a {data['kind']} node has no module")
+    return tuple(data["module"].split("."))
 
 
 def _planned_modules(graph: nx.DiGraph, order: list[str], tasks: list[str]):
