@@ -38,21 +38,20 @@ from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, listing
-from mtdsl.spec.data import DatasetConfig, SyntheticDataset
+from mtdsl.spec.data import DatasetConfig, SyntheticDataset, unserved
 from mtdsl.train.data.dense import (
     BoxTarget,
+    MaskSource,
     MaskTarget,
     check_mask_size,
-    read_mask_file,
-    synthetic_targets,
+    read_mask,
 )
 from mtdsl.train.data.examples import Examples, join_datasets, join_examples
-from mtdsl.train.data.formats import DENSE_READERS, read_table
+from mtdsl.train.data.formats import read_table
 from mtdsl.train.data.labels import encode_targets
 from mtdsl.train.data.letterbox import Letterbox, open_rgb
 from mtdsl.train.data.sources import (
     ImageRef,
-    describe,
     item_index,
     item_seed,
     raise_if_unreadable,
@@ -60,7 +59,7 @@ from mtdsl.train.data.sources import (
     unreadable_image,
 )
 from mtdsl.train.data.synthetic import synthetic_sample
-from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, READABLE_KINDS, TaskLabels
+from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, TaskLabels
 from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, load_image, normalization
 
 __all__ = [
@@ -76,46 +75,20 @@ __all__ = [
     "unreadable_image",
 ]
 
-#: The task kinds each dataset kind can serve.
-SERVES: dict[str, tuple[str, ...]] = {
-    "folder": LABEL_KINDS,
-    "csv": LABEL_KINDS,
-    "json": LABEL_KINDS,
-    "coco": ("detect",),
-    "masks": ("segment",),
-    "synthetic": READABLE_KINDS,
-}
-
 #: The random crop for synthetic shapes is mild, so ``large`` still describes what the model sees.
 SYNTHETIC_CROP = {"scale": (0.8, 1.0), "ratio": (0.9, 1.1)}
 
 
 def check_sources(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> None:
-    """Raise :class:`DataError` when ``dataset`` cannot serve one of ``tasks`` (a detect task on a folder, …)."""
-    served = SERVES.get(dataset.kind, LABEL_KINDS)
+    """Raise :class:`DataError` when ``dataset``'s format cannot serve one of ``tasks`` (a detect task on a folder, …).
+
+    A spec never gets here with such a pair (:func:`mtdsl.spec.data.unserved`
+    refuses it when the spec is checked); this guards direct calls.
+    """
     for task in tasks:
-        if task.kind in served:
-            continue
-        where = describe(dataset)
-        if task.kind in LABEL_KINDS:
-            holds = "boxes" if dataset.kind == "coco" else "masks"
-            raise DataError(
-                f"{where} holds {holds}, not image labels, so {task.kind} task '{task.task}' cannot learn from it",
-                expected=f"a dataset of image labels (folder, csv, json or synthetic) for task '{task.task}'",
-                hint=(
-                    "read the image labels from a csv or json manifest beside the annotations "
-                    "(coco128 ships annotations/image_labels.csv), or make the task a detect task"
-                    if dataset.kind == "coco"
-                    else "read the image labels from a folder, csv or json dataset"
-                ),
-            )
-        source = "coco(...)" if task.kind == "detect" else "masks(...)"
-        what = "boxes" if task.kind == "detect" else "masks"
-        raise DataError(
-            f"{where} has no {what}, so {task.kind} task '{task.task}' cannot learn from it",
-            expected=f"a dataset with {what}: {source} or synthetic(...)",
-            hint=f"declare a {source} dataset and point task '{task.task}' at it",
-        )
+        problem = unserved(dataset, dataset.name or dataset.kind, task.task, task.kind)
+        if problem is not None:
+            raise DataError(problem.message, expected=problem.expected, hint=problem.hint)
 
 
 def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str, Examples]:
@@ -132,20 +105,11 @@ def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str
             not fit a task's classes.
     """
     check_sources(dataset, tasks)
-    reader = DENSE_READERS.get(dataset.kind)
-    if reader is not None:
-        table = reader(dataset, tasks)
-    else:
-        table = read_table(dataset, [task for task in tasks if task.kind in LABEL_KINDS])
-    targets = {}
-    for task in tasks:
-        if task.kind in LABEL_KINDS:
-            targets[task.task] = encode_targets(task, table)
-        elif task.task in table.targets:
-            targets[task.task] = table.targets[task.task]
-        else:
-            assert isinstance(dataset, SyntheticDataset), dataset.kind
-            targets[task.task] = synthetic_targets(dataset, task)
+    table = read_table(dataset, tasks)
+    targets = {
+        task.task: encode_targets(task, table) if task.kind in LABEL_KINDS else table.targets[task.task]
+        for task in tasks
+    }
     parts = table.parts
     if parts is None:
         parts = ratio_split(len(table.images), dataset.split, dataset.seed)  # type: ignore[attr-defined]
@@ -246,7 +210,7 @@ class ImageDataset(Dataset):
             raise KeyError(f"no task '{task}' in this dataset; it serves {listing(self._targets)}")
         return self._targets[task].clone()
 
-    def _read(self, reference: ImageRef, read: Any) -> Any:
+    def _read(self, reference: ImageRef | MaskSource, read: Any) -> Any:
         """``read(reference)``, or ``None`` under ``on_corrupt = "skip"`` when the file is unreadable."""
         try:
             return read(reference)
@@ -287,7 +251,7 @@ class ImageDataset(Dataset):
             if sample is not None:
                 raw = sample.mask
             else:
-                raw = self._read(str(target.mask), read_mask_file)
+                raw = self._read(target.mask, read_mask)
                 if raw is None:
                     return None
                 check_mask_size(raw, original or image.size, target.mask, reference)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -33,11 +34,13 @@ __all__ = [
     "SYNTHETIC_DETECT_CLASSES",
     "SYNTHETIC_SEGMENT_CLASSES",
     "BoxTarget",
+    "MaskSource",
     "MaskTarget",
     "SyntheticDetection",
     "check_dense_classes",
     "check_mask_size",
     "object_array",
+    "read_mask",
     "read_mask_file",
     "synthetic_detection",
     "synthetic_targets",
@@ -121,13 +124,14 @@ class MaskTarget:
     """One example's mask for one segment task.
 
     Attributes:
-        mask: the mask PNG's path, or the synthetic sample's index.
+        mask: the mask PNG's path, the synthetic sample's index, or a
+            :class:`MaskSource` that makes the mask (a COCO image's polygons).
         lookup: ``(256,)`` int16: the class index of each raw mask value,
             :data:`IGNORE_INDEX` for ignored values, :data:`UNEXPECTED` for
             values that should not occur (shared by a dataset's examples).
     """
 
-    mask: ImageRef
+    mask: ImageRef | MaskSource
     lookup: np.ndarray
 
     def classes(self, raw: np.ndarray) -> np.ndarray:
@@ -265,6 +269,19 @@ def check_mask_size(mask: np.ndarray, size: tuple[int, int], mask_reference: obj
 
 
 #: Readers of the dataset kinds that carry boxes or masks only (``synthetic`` goes through :func:`synthetic_targets`).
+class MaskSource(Protocol):
+    """A mask made when its image is read (a COCO image's painted polygons), instead of a PNG file."""
+
+    def read(self) -> np.ndarray: ...
+
+
+def read_mask(source: ImageRef | MaskSource) -> np.ndarray:
+    """The raw ``(H, W)`` uint8 mask of a :attr:`MaskTarget.mask`: a PNG file's, or a source's own."""
+    if isinstance(source, str):
+        return read_mask_file(source)
+    return source.read()  # type: ignore[union-attr]
+
+
 def read_mask_file(path: str) -> np.ndarray:
     """A mask PNG as ``(H, W)`` uint8; raises one of :data:`IMAGE_ERRORS` when it cannot be read.
 

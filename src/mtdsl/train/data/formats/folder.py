@@ -10,6 +10,7 @@ import numpy as np
 
 from mtdsl.errors import DataError, DataWarning, listing
 from mtdsl.spec.data import FolderDataset
+from mtdsl.train.data.formats.registry import READERS
 from mtdsl.train.data.sources import (
     IMAGE_SUFFIXES,
     VAL_FOLDERS,
@@ -57,6 +58,7 @@ def _class_images(folder: Path, where: str, part: str) -> dict[str, list[str]]:
     return images
 
 
+@READERS.register("folder")
 def read_folder(config: FolderDataset, tasks: Sequence[LabelRequest]) -> Table:
     """Images in one folder per class, under ``root`` or under its ``train/``, ``val/`` and ``test/``."""
     where = describe(config)

@@ -6,6 +6,9 @@ format     examples                                    labels of a task
 csv        rows of the manifest                        the ``label`` column, split
 json       objects of the list (or JSON Lines)         the ``label`` key: str or list
 =========  ==========================================  ==============================
+
+With ``split = given``, each row's split is its ``split_column`` (``split``):
+``train``, ``val`` (``valid``, ``validation``) or ``test``.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import CsvDataset, JsonDataset
+from mtdsl.train.data.formats.registry import READERS
 from mtdsl.train.data.sources import ImageRef, LabelRequest, Table, check_images_exist, describe, read_text
 
 
@@ -115,7 +121,8 @@ def _check_columns(rows: list[dict[str, object]], needed: list[str], where: str,
             raise DataError(
                 f"{where} has no {what} '{column}'" + (f" in entry {index}" if what == "key" else ""),
                 expected=f"a {what}: {listing(present)}",
-                hint=did_you_mean(column, present) or "set image_column/label_column, or label = … on the task",
+                hint=did_you_mean(column, present)
+                or "set image_column/label_column/split_column, or label = … on the task",
             )
 
 
@@ -163,7 +170,8 @@ def _read_manifest(
     if not rows:
         raise DataError(f"{where}: {config.path} lists no images", expected="one entry per image")
     columns = {task.task: task.label or config.label_column for task in tasks}
-    _check_columns(rows, [config.image_column, *dict.fromkeys(columns.values())], where, what)
+    given = [config.split_column] if config.split == "given" else []
+    _check_columns(rows, [config.image_column, *dict.fromkeys(columns.values()), *given], where, what)
     folder = Path(config.images)
     images: list[ImageRef] = [str(folder / str(row[config.image_column])) for row in rows]
     _check_files(images, config.images, where)  # type: ignore[arg-type]
@@ -177,9 +185,59 @@ def _read_manifest(
         task: vocabulary.labels if vocabulary and columns[task] == config.label_column else found_labels[task]
         for task in labels
     }
-    return Table(images, labels, spaces, exact=False, parts=None, where=where)
+    parts = given_split(config, rows, where) if config.split == "given" else None
+    return Table(images, labels, spaces, exact=False, parts=parts, where=where)
 
 
+#: The split names a split column may hold, and the split each one is.
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def given_split(config: CsvDataset | JsonDataset, rows: list[dict[str, object]], where: str) -> dict[str, np.ndarray]:
+    """``split = given``: the row indices of each split, read from the ``split_column`` of every row.
+
+    Raises:
+        DataError: at the row's line (CSV, JSON Lines) or entry (JSON), a
+            split name that is not ``train``, ``val`` (``valid``,
+            ``validation``) or ``test``; or no train or no val row at all.
+    """
+    found: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for index, row in enumerate(rows):
+        value = row[config.split_column]
+        name = SPLIT_NAMES.get(str(value).strip().lower()) if isinstance(value, str) else None
+        if name is None:
+            raise DataError(
+                f"{where}: {_row_place(config, index)}: {config.split_column} is {value!r:.40}, which names no split",
+                expected=f"one of {', '.join(SPLIT_NAMES)}",
+                hint=did_you_mean(str(value), SPLIT_NAMES) or f"write train, val or test in the {config.split_column} "
+                "of every row, or draw a ratio split instead, e.g. split = 0.85/0.15",
+            )
+        found[name].append(index)
+    for name in ("train", "val"):
+        if not found[name]:
+            raise DataError(
+                f"{where}: split = given, but no row of {config.path} has {config.split_column} {name}",
+                expected=f"rows of each split in the {config.split_column} column: train, val and optionally test",
+                hint="mark some rows val (or valid), or draw a ratio split instead, e.g. split = 0.85/0.15",
+            )
+    return {name: np.array(indices, dtype=np.int64) for name, indices in found.items() if indices}
+
+
+def _row_place(config: CsvDataset | JsonDataset, index: int) -> str:
+    """Where row ``index`` of a manifest is: ``path:line`` for CSV and JSON Lines, ``path entry N`` for JSON."""
+    text = read_text(config.path, describe(config), "a manifest")
+    if isinstance(config, CsvDataset):
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for position, _ in enumerate(reader):
+            if position == index:
+                return f"{config.path}:{reader.line_num}"
+    elif config.path.endswith(".jsonl"):
+        lines = [number for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        return f"{config.path}:{lines[index]}"
+    return f"{config.path} entry {index}"
+
+
+@READERS.register("csv")
 def read_csv(config: CsvDataset, tasks: Sequence[LabelRequest]) -> Table:
     """A CSV manifest; labels are ``separator``-separated, matched against ``vocabulary`` when given."""
     where = describe(config)
@@ -187,6 +245,7 @@ def read_csv(config: CsvDataset, tasks: Sequence[LabelRequest]) -> Table:
     return _read_manifest(config, tasks, _csv_rows(config, where), config.separator, vocabulary, "column")
 
 
+@READERS.register("json")
 def read_json(config: JsonDataset, tasks: Sequence[LabelRequest]) -> Table:
     """A JSON list of objects (or JSON Lines); a label is a string or a list of strings."""
     return _read_manifest(config, tasks, _json_rows(config, describe(config)), None, None, "key")

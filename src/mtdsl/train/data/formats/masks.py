@@ -19,6 +19,7 @@ from mtdsl.train.data.dense import (
     task_count,
     value_lookup,
 )
+from mtdsl.train.data.formats.registry import READERS
 from mtdsl.train.data.sources import ImageRef, Table, describe, given_folders, image_files, read_text
 from mtdsl.train.data.tasks import TaskLabels
 
@@ -171,6 +172,7 @@ def _mask_task_lookup(
     return value_lookup(values or {}, config.ignore)
 
 
+@READERS.register("masks")
 def read_mask_dataset(config: MasksDataset, tasks: Sequence[TaskLabels]) -> Table:
     """A ``masks`` dataset for its segment tasks: images, and each task's :class:`MaskTarget` per image.
 

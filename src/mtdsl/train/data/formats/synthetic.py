@@ -9,8 +9,11 @@ import numpy as np
 
 from mtdsl.errors import DataError, did_you_mean
 from mtdsl.spec.data import SyntheticDataset
-from mtdsl.train.data.sources import LabelRequest, Table, describe
+from mtdsl.train.data.dense import synthetic_targets
+from mtdsl.train.data.formats.registry import READERS
+from mtdsl.train.data.sources import Table, describe
 from mtdsl.train.data.synthetic import SYNTHETIC_FIELDS, synthetic_labels
+from mtdsl.train.data.tasks import DENSE_KINDS, TaskLabels
 
 
 @lru_cache(maxsize=8)
@@ -19,13 +22,22 @@ def _synthetic_fields(count: int, seed: int) -> dict[str, np.ndarray]:
     return {field: np.array([labels.field(field) for labels in drawn]) for field in SYNTHETIC_FIELDS}
 
 
-def read_synthetic(config: SyntheticDataset, tasks: Sequence[LabelRequest]) -> Table:
-    """``count`` generated samples; a task learns the field named by its ``label`` (default: its own name)."""
+@READERS.register("synthetic")
+def read_synthetic(config: SyntheticDataset, tasks: Sequence[TaskLabels]) -> Table:
+    """``count`` generated samples: an image-label task learns the field named by its ``label``.
+
+    The label field defaults to the task's own name; a detect task learns the
+    shape's box and a segment task its mask (:func:`~mtdsl.train.data.dense.synthetic_targets`).
+    """
     where = describe(config)
     values = _synthetic_fields(config.count, config.seed)
     labels: dict[str, list[list[str]]] = {}
     spaces: dict[str, tuple[str, ...]] = {}
+    targets = {}
     for task in tasks:
+        if task.kind in DENSE_KINDS:
+            targets[task.task] = synthetic_targets(config, task)
+            continue
         field = task.label or task.task
         if field not in SYNTHETIC_FIELDS:
             raise DataError(
@@ -37,4 +49,4 @@ def read_synthetic(config: SyntheticDataset, tasks: Sequence[LabelRequest]) -> T
         names = SYNTHETIC_FIELDS[field] or ("0", "1")  # a yes/no field reads as 0/1
         labels[task.task] = [[names[value]] for value in values[field].tolist()]
         spaces[task.task] = names
-    return Table(list(range(config.count)), labels, spaces, exact=True, parts=None, where=where)
+    return Table(list(range(config.count)), labels, spaces, exact=True, parts=None, where=where, targets=targets)
