@@ -201,7 +201,7 @@ def test_coco_serves_detect_and_segment_tasks_only(tmp_path):
     with pytest.raises(DataError, match="holds boxes and instance masks, so classify task 'c'") as error:
         read_splits(_coco(tmp_path, path), [TaskLabels("c", "classify", ("cat",))])
     assert "image_labels.csv" in error.value.render()
-    with pytest.raises(DataError, match="annotation 0 of image 1 has no segmentation"):
+    with pytest.raises(DataError, match=r"annotation 1 \(image 1\) has no segmentation"):
         read_splits(_coco(tmp_path, path), [TaskLabels("s", "segment", 2)])
     with pytest.raises(DataError, match="has 1 categories") as error:
         read_splits(_coco(tmp_path, path), [TaskLabels("d", "detect", 2)])

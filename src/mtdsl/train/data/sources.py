@@ -68,7 +68,7 @@ class Table:
 
 def describe(config: DatasetConfig) -> str:
     """``folder dataset 'beans' (data/beans/images)`` for messages."""
-    location = next((getattr(config, key) for key in ("root", "path", "annotations", "images")
+    location = next((getattr(config, key) for key in ("root", "path", "data", "annotations", "images")
                      if getattr(config, key, None)), None)
     name = f" '{config.name}'" if config.name else ""
     return f"{config.kind} dataset{name}" + (f" ({location})" if location else "")

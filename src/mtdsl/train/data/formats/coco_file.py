@@ -47,12 +47,14 @@ class CocoAnnotation:
         segmentation: its ``segmentation`` as the file has it (``None`` when
             absent), checked by :func:`segmentation_problem` only when a segment
             task reads it: files made for detection often leave it empty.
+        id: its ``id`` (``None`` when absent), for messages.
     """
 
     category: int
     bbox: tuple[float, float, float, float]
     crowd: bool
     segmentation: list | dict | None = None
+    id: Hashable | None = None
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,7 @@ def read_coco_file(path: Path | str) -> CocoFile:
     for entry in annotation_entries:
         bbox = tuple(float(v) for v in entry["bbox"])
         found = CocoAnnotation(entry["category_id"], bbox, bool(entry.get("iscrowd", 0)),  # type: ignore[arg-type]
-                               entry.get("segmentation"))
+                               entry.get("segmentation"), entry.get("id"))
         annotations.setdefault(entry["image_id"], []).append(found)
     sizes = {entry["id"]: (entry["height"], entry["width"]) for entry in image_entries
              if _is_count(entry.get("height")) and _is_count(entry.get("width")) and entry["height"] * entry["width"]}

@@ -133,13 +133,14 @@ def coco_mask_targets(
     for image_id in images:
         shapes: list[tuple[list | dict, int]] = []
         for position, annotation in enumerate(coco.annotations.get(image_id, ())):
+            name = f"annotation {annotation.id}" if annotation.id is not None else f"annotation at position {position}"
             if annotation.category not in value_of:
                 continue
             problem = ("no segmentation" if annotation.segmentation in (None, [], {})
                        else segmentation_problem(annotation.segmentation))
             if problem:
                 raise DataError(
-                    f"{where}: annotation {position} of image {image_id} has {problem}",
+                    f"{where}: {name} (image {image_id}) has {problem}",
                     expected="a segmentation of polygons [[x1, y1, x2, y2, x3, y3, …], …] in pixels, or an RLE "
                     '{"size": [height, width], "counts": …}',
                     hint=f"segment task '{task.task}' paints every annotation of its classes: fix or remove it, "
