@@ -39,7 +39,7 @@ def test_every_format_has_a_reader_and_says_what_it_serves():
     for kind in DATASETS.kinds():
         assert DATASETS.get(kind).serves, kind
     assert formats_serving("detect") == ["coco", "yolo", "voc", "synthetic"]
-    assert formats_serving("segment") == ["coco", "masks", "synthetic"]
+    assert formats_serving("segment") == ["coco", "yolo", "masks", "synthetic"]
 
 
 # ---------------------------------------------------------------- YOLO
@@ -68,6 +68,8 @@ def test_yolo_boxes_in_pixels_polygons_and_images_without_labels(tmp_path):
     np.testing.assert_allclose(first.boxes, [[10, 5, 30, 15], [8, 8, 12, 12]], atol=1e-4)
     assert first.classes.tolist() == [1, 0]
     assert len(splits["train"].targets["objects"][1].boxes) == 0  # b has no label file: a negative
+    dropped = read_splits(YoloDataset(data=str(data), keep_empty=False), [DETECT])  # the given split survives
+    assert [Path(image).name for image in dropped["train"].images] == ["a.png"] and len(dropped["val"]) == 1
     polygon = splits["val"].targets["objects"][0]
     np.testing.assert_allclose(polygon.boxes, [[4, 2, 12, 12]], atol=1e-4)
     assert polygon.classes.tolist() == [0]
@@ -75,6 +77,24 @@ def test_yolo_boxes_in_pixels_polygons_and_images_without_labels(tmp_path):
     data = _yolo(tmp_path / "dict", {"a": "1 0.5 0.5 0.5 0.5\n", "b": ""}, names="{0: cat, 1: dog}")
     pooled = read_splits(YoloDataset(data=str(data), split=[0.5, 0.5]), [TaskLabels("o", "detect", 2)])
     assert sum(len(part) for part in pooled.values()) == 2
+
+
+def test_yolo_polygons_paint_a_segment_tasks_mask(tmp_path):
+    # 40x20 images: the dog's triangle covers the right half's top, the cat's square the left quarter
+    data = _yolo(tmp_path, {"a": "0 0 0 0.25 0 0.25 1 0 1\n1 0.5 0 1 0 1 0.5\n", "b": None, "c": ""})
+    task = TaskLabels("regions", "segment", ("background", "cat", "dog"))
+    splits = read_splits(YoloDataset(data=str(data)), [task, DETECT])
+    target = splits["train"].targets["regions"][0]
+    classes = target.classes(read_mask(target.mask))
+    assert classes.shape == (20, 40) and (classes[:, :10] == 1).all() and classes[1, 38] == 2 and classes[18, 38] == 0
+    assert splits["train"].targets["objects"][0].boxes.tolist() == [[0, 0, 10, 20], [20, 0, 40, 10]]
+    assert not read_mask(splits["train"].targets["regions"][1].mask).any()  # no label file: all background
+    only_dog = read_splits(YoloDataset(data=str(data)), [TaskLabels("r", "segment", ("bg", "dog"))])["train"]
+    painted = only_dog.targets["r"][0]
+    assert painted.classes(read_mask(painted.mask))[5, 5] == 0  # the cat is not a class of this task
+    boxes = _yolo(tmp_path / "boxes", {"a": "0 0.5 0.5 0.2 0.2\n", "b": ""})
+    with pytest.raises(DataError, match=r"labels/train/a\.txt:1: a box, but a segment task paints polygons"):
+        read_splits(YoloDataset(data=str(boxes)), [task])
 
 
 @pytest.mark.parametrize(("line", "problem"), [
@@ -330,4 +350,4 @@ def test_check_refuses_a_format_that_cannot_serve_the_task_kind(tmp_path, capsys
     [record] = json.loads(capsys.readouterr().out)
     assert (record["line"], record["col"]) == (6, 23)
     assert "voc dataset 'things' holds boxes, so segment task 'objects' cannot learn from it" in record["message"]
-    assert "coco, masks or synthetic" in record["expected"]
+    assert "coco, yolo, masks or synthetic" in record["expected"]

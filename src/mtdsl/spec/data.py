@@ -3,7 +3,8 @@
 Each format's config says which task kinds it serves (:attr:`DatasetConfig.serves`):
 ``folder``, ``csv`` and ``json`` carry image labels (classify, binary and
 multilabel tasks), ``coco`` boxes and instance masks (detect and segment
-tasks), ``yolo`` and ``voc`` boxes (detect tasks), ``masks`` class-index masks
+tasks), ``yolo`` boxes and polygons (detect and segment tasks), ``voc`` boxes
+(detect tasks), ``masks`` class-index masks
 (segment tasks), and ``synthetic`` all of them. A task on a dataset whose
 format does not serve its kind is an error of the spec (:func:`unserved`); the
 reader of each format is registered under the same name in
@@ -262,7 +263,9 @@ class YoloDataset(BoxesDataset):
     (itself relative to the folder of ``data.yaml``; default that folder). The
     boxes of ``…/images/…/a.jpg`` are in ``…/labels/…/a.txt``, a line per box:
     ``class cx cy w h``, normalised to 0..1 (a polygon ``class x1 y1 x2 y2 …``
-    becomes its bounding box). An image without a label file has no boxes.
+    is its bounding box for a detect task). An image without a label file has
+    no boxes. A segment task's class 0 is the background and the others are
+    ``names``: each polygon is painted into a class mask, in file order.
     ``classes``, ``one_class`` and ``keep_empty`` are those of :class:`BoxesDataset`.
 
     Attributes:
@@ -275,6 +278,8 @@ class YoloDataset(BoxesDataset):
     split: Split = "given"
 
     positional = ("data",)
+    serves = ("detect", "segment")
+    holds = "boxes and polygons"
 
     _split = field_validator("split")(_check_split)
 

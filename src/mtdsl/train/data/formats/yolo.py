@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ from PIL import Image
 
 from mtdsl.errors import DataError
 from mtdsl.spec.data import YoloDataset
+from mtdsl.train.data.dense import IGNORE_INDEX, MaskTarget, object_array, value_lookup
 from mtdsl.train.data.formats.boxes import DetectionExamples, boxes_table
+from mtdsl.train.data.formats.coco_masks import CocoMask, segment_classes
 from mtdsl.train.data.formats.registry import READERS
 from mtdsl.train.data.sources import (
     IMAGE_SUFFIXES,
@@ -33,7 +36,7 @@ from mtdsl.train.data.sources import (
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.data.transforms import IMAGE_ERRORS
 
-__all__ = ["label_path", "read_data_yaml", "read_label_file", "read_yolo_dataset"]
+__all__ = ["YoloLabels", "label_path", "read_data_yaml", "read_label_file", "read_yolo_dataset"]
 
 SPLITS = ("train", "val", "test")
 
@@ -130,15 +133,35 @@ def label_path(image: str) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def read_label_file(path: Path, classes: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """One label file: ``(G, 4)`` float32 normalised ``(cx, cy, w, h)`` and ``(G,)`` int64 classes.
+@dataclass(frozen=True)
+class YoloLabels:
+    """One label file, read and checked.
+
+    Attributes:
+        boxes: ``(G, 4)`` float32 normalised ``(cx, cy, w, h)`` (a polygon's bounding box).
+        classes: ``(G,)`` int64 class ids.
+        polygons: per object its normalised ``x1, y1, x2, y2, …``, or ``None`` for a box line.
+        lines: per object its line number in the file.
+    """
+
+    boxes: np.ndarray
+    classes: np.ndarray
+    polygons: tuple[tuple[float, ...] | None, ...] = ()
+    lines: tuple[int, ...] = ()
+
+
+NO_LABELS = YoloLabels(np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+
+
+def read_label_file(path: Path, classes: int, where: str) -> YoloLabels:
+    """One label file: each line's box (a polygon's bounding box), class, polygon and line number.
 
     Raises:
         DataError: at ``path:line``, a line that is not a class id below
             ``classes`` and 4 numbers (or a polygon) in 0..1.
     """
     text = read_text(path, where, "a YOLO label file: one 'class cx cy w h' line per object")
-    boxes, labels = [], []
+    boxes, labels, polygons, lines = [], [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
         words = line.split()
         if not words:
@@ -172,7 +195,10 @@ def read_label_file(path: Path, classes: int, where: str) -> tuple[np.ndarray, n
             box = [(min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)]
         boxes.append(box)
         labels.append(label)
-    return np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(labels, dtype=np.int64)
+        polygons.append(None if len(values) == 4 else tuple(values))
+        lines.append(number)
+    return YoloLabels(np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(labels, dtype=np.int64),
+                      tuple(polygons), tuple(lines))
 
 
 def _is_float(word: str) -> bool:
@@ -193,7 +219,11 @@ def _image_size(path: str) -> tuple[int, int]:
 
 @READERS.register("yolo")
 def read_yolo_dataset(config: YoloDataset, tasks: Sequence[TaskLabels]) -> Table:
-    """A ``yolo`` dataset for its detect tasks: each image's boxes, in pixels, from its label file.
+    """A ``yolo`` dataset: each image's boxes in pixels (detect tasks) or polygons as a class mask (segment tasks).
+
+    A segment task's class 0 is the background and its other classes are
+    ``names``; every object must then be a polygon (Ultralytics' segment
+    labels), painted in file order.
 
     ``split = given`` keeps data.yaml's splits (an image listed in two of them
     is an error); a ratio split pools their images.
@@ -220,23 +250,63 @@ def read_yolo_dataset(config: YoloDataset, tasks: Sequence[TaskLabels]) -> Table
                 raise DataError(f"{where}: {images[i]} is in both the {seen[images[i]]} and the {split} split",
                                 hint="list each image in one split of data.yaml")
             seen[images[i]] = split
-    boxes, labels = [], []
+    segments = [task for task in tasks if task.kind == "segment"]
+    boxes, labels, masks = [], [], []
     for image in images:
         try:
             label = label_path(image)
         except ValueError:
             raise DataError(f"{where}: the image {image} is not under an images/ folder, so it has no labels/ "
                             "folder beside it", hint="keep images in …/images/… and labels in …/labels/…") from None
-        found, classes = read_label_file(label, len(names), where) if label.is_file() else (
-            np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
-        width, height = _image_size(image) if len(found) else (1, 1)
+        found = read_label_file(label, len(names), where) if label.is_file() else NO_LABELS
+        width, height = _image_size(image) if len(found.boxes) or segments else (1, 1)
         scale = np.array([width, height, width, height], dtype=np.float32)
-        centre, size = found[:, :2], found[:, 2:]
+        centre, size = found.boxes[:, :2], found.boxes[:, 2:]
         xyxy = np.concatenate([centre - size / 2, centre + size / 2], axis=1) * scale
         keep = (size[:, 0] > 0) & (size[:, 1] > 0)
         boxes.append(np.ascontiguousarray(xyxy[keep], dtype=np.float32))
-        labels.append(classes[keep])
+        labels.append(found.classes[keep])
+        if segments:
+            masks.append(_polygon_mask(found, label, image, width, height, where))
     every = DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names)
-    if config.split != "given":
-        return boxes_table(config, tasks, every, where)
-    return boxes_table(config, tasks, every, where, parts)
+    extra = {}
+    for task in segments:
+        classes = segment_classes(task, names, where)
+        value = np.array([classes.index(name) if name in classes else 0 for name in names], dtype=np.int64)
+        lookup = value_lookup({v: v for v in range(len(classes))}, [IGNORE_INDEX])
+        extra[task.task] = object_array([MaskTarget(mask.painting(value), lookup) for mask in masks])
+    return boxes_table(config, tasks, every, where, parts if config.split == "given" else None, extra)
+
+
+@dataclass(frozen=True)
+class _Polygons:
+    """An image's polygons in pixels, with their class ids, before a task names the value each paints."""
+
+    label: str
+    height: int
+    width: int
+    polygons: tuple[tuple[list[float], int], ...]
+
+    def painting(self, value: np.ndarray) -> CocoMask:
+        """The mask of a task whose class value of class id ``i`` is ``value[i]`` (0: not painted)."""
+        return CocoMask(self.label, self.height, self.width,
+                        tuple(([polygon], int(value[label])) for polygon, label in self.polygons if value[label]))
+
+
+def _polygon_mask(found: YoloLabels, label: Path, image: str, width: int, height: int, where: str) -> _Polygons:
+    """The polygons of one label file in pixels, for segment tasks.
+
+    Raises:
+        DataError: at ``file:line``, a box line: a segment task paints polygons.
+    """
+    polygons = []
+    for polygon, class_id, line in zip(found.polygons, found.classes.tolist(), found.lines):
+        if polygon is None:
+            raise DataError(
+                f"{where}: {label}:{line}: a box, but a segment task paints polygons",
+                expected="'class x1 y1 x2 y2 x3 y3 …', a polygon normalised to 0..1 (Ultralytics' segment labels)",
+                hint=f"write the object's outline on line {line} of {label}, or learn boxes with a detect task",
+            )
+        pixels = [v * (width if i % 2 == 0 else height) for i, v in enumerate(polygon)]
+        polygons.append((pixels, class_id))
+    return _Polygons(f"the polygons of {label} (image {image})", height, width, tuple(polygons))
