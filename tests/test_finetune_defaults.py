@@ -113,3 +113,17 @@ def test_an_unknown_lr_scale_word_is_a_located_error(value):
     with pytest.raises(MtdslError) as caught:
         compile_text(spec_text([False], f"    lr_scale = {value}"), "m.mtl")
     assert caught.value.span is not None and "lr_scale" in caught.value.render()
+
+
+def test_the_fingerprint_counts_what_auto_resolves_to(weights):
+    """A run resumes across an upgrade where auto means what the spec meant before, and only there."""
+    from mtdsl.spec.load import load_text
+    from mtdsl.train.run.fingerprints import spec_hash
+
+    def fingerprint(pretrained: bool, train: str) -> str:
+        return spec_hash(load_text(spec_text([pretrained], train, weights=weights), "m.mtl"))
+
+    old_behaviour = "    lr_scale = none\n    batchnorm = train"
+    assert fingerprint(False, "") == fingerprint(False, old_behaviour)
+    assert fingerprint(True, "") != fingerprint(True, old_behaviour)
+    assert fingerprint(True, "") == fingerprint(True, "    lr_scale = scale(b0 = 0.1)\n    batchnorm = eval")
