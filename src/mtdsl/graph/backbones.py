@@ -36,7 +36,10 @@ from typing import Any
 
 from mtdsl.graph import backbone_cache
 
-SUPPORTED_FAMILIES = ("resnet", "efficientnet", "mobilenetv3", "test")
+#: Where a model name names weights elsewhere than timm's registry (``hf-hub:timm/resnet18.a1_in1k``).
+SOURCES = ("hf-hub", "local-dir")
+#: The layouts a cut model's stages may have inside; segments hand on ``NCHW`` maps whatever the layout.
+LAYOUTS = ("NCHW", "NHWC")
 
 #: The segment after the last stage that timm's classifier reads (see the module docstring).
 PRE_LOGITS = "pre_logits"
@@ -60,10 +63,59 @@ class SegmentInfo:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """How the model's pretrained weights saw images: timm's pretrained config for this name (tag or hub name).
+
+    ``fixed_input_size`` models (Swin, MaxViT, CoAtNet) take ``input_size``
+    images only. ``interpolation``, ``crop_pct`` and ``crop_mode`` are timm's
+    evaluation resize (``resize to side / crop_pct, then crop``); ``mean`` and
+    ``std`` normalise.
+    """
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    fixed_input_size: bool = False
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    crop_mode: str = "center"
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_pretrained_cfg(cls, config: dict[str, Any]) -> DataConfig:
+        """Read from a timm model's ``pretrained_cfg``; a key it lacks keeps timm's default."""
+        defaults = cls()
+        _, height, width = config.get("input_size") or defaults.input_size
+        return cls(
+            input_size=(3, int(height), int(width)),
+            fixed_input_size=bool(config.get("fixed_input_size", False)),
+            interpolation=str(config.get("interpolation") or defaults.interpolation),
+            crop_pct=float(config.get("crop_pct") or defaults.crop_pct),
+            crop_mode=str(config.get("crop_mode") or defaults.crop_mode),
+            mean=tuple(float(v) for v in config.get("mean") or defaults.mean),
+            std=tuple(float(v) for v in config.get("std") or defaults.std),
+        )
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DataConfig:
+        return cls.from_pretrained_cfg(record)
+
+
+@dataclass(frozen=True)
 class BackboneInfo:
+    """What timm says about one model name: its family, its segments, or why it cannot be cut.
+
+    ``layout`` is how the model's stages hold their maps (``NHWC`` for Swin or
+    MambaOut; segments convert, so what they hand on is always ``NCHW``).
+    ``refusal`` says why a model cannot be cut into segments (then ``segments``
+    is empty); it is kept like the rest, so a refused model is not read twice.
+    """
+
     model: str
     family: str
     segments: tuple[SegmentInfo, ...]
+    layout: str = "NCHW"
+    refusal: str = ""
+    data: DataConfig = DataConfig()
 
     def segment(self, name: str) -> SegmentInfo:
         return next(s for s in self.segments if s.name == name)
@@ -88,7 +140,8 @@ class BackboneInfo:
         segments = tuple(
             SegmentInfo(**{**segment, "timm_modules": tuple(segment["timm_modules"])}) for segment in record["segments"]
         )
-        return cls(record["model"], record["family"], segments)
+        data = DataConfig.from_record(record["data"])
+        return cls(record["model"], record["family"], segments, record["layout"], record["refusal"], data)
 
 
 def segment_names(count: int, first_reduction: int) -> list[str]:
@@ -148,33 +201,72 @@ def _pre_logits(model: Any, rest: list[tuple[str, Any]]) -> list[tuple[str, Any]
     return kept if has_weights else []
 
 
+def split_source(model_name: str) -> tuple[str, str]:
+    """``("hf-hub", "timm/resnet18.a1_in1k")`` for a hub name, ``("", "resnet18.a1_in1k")`` for a registry one.
+
+    >>> split_source("hf-hub:timm/resnet18.a1_in1k"), split_source("resnet18.a1_in1k")
+    (('hf-hub', 'timm/resnet18.a1_in1k'), ('', 'resnet18.a1_in1k'))
+    """
+    source, colon, rest = model_name.partition(":")
+    if colon and source in SOURCES:
+        return source, rest
+    if colon and source == "timm":
+        return "", rest
+    return "", model_name
+
+
+def architecture(model_name: str) -> str:
+    """The registry architecture a name builds: ``resnet18`` for ``resnet18.a1_in1k`` (``""`` for a hub name)."""
+    source, name = split_source(model_name)
+    return "" if source else name.partition(".")[0]
+
+
 def family(model_name: str) -> str:
     """The timm module that defines a model, e.g. ``resnet`` for ``resnet101`` (``""`` for no timm model)."""
     cached = backbone_cache.read(model_name)
     if cached is not None:
         return cached["family"]
+    if split_source(model_name)[0]:
+        return backbone_info(model_name).family
     import timm
 
-    return timm.models._registry._model_to_module.get(model_name, "")
+    return timm.models._registry._model_to_module.get(architecture(model_name), "")
 
 
 def is_known_model(model_name: str) -> bool:
-    if backbone_cache.read(model_name) is not None:
+    """timm's registry has the architecture, and the pretrained tag if one is given; hub names are read to know."""
+    if backbone_cache.read(model_name) is not None or split_source(model_name)[0]:
         return True
     import timm
 
-    return timm.is_model(model_name)
+    if not timm.is_model(model_name):
+        return False
+    return "." not in model_name or model_name in pretrained_tags(model_name)
+
+
+def pretrained_tags(model_name: str) -> list[str]:
+    """The ``architecture.tag`` names timm has weights for, for the architecture of ``model_name``."""
+    import timm
+
+    return timm.list_pretrained(architecture(model_name) + ".*")
 
 
 def known_models() -> list[str]:
+    """Every architecture in timm's registry and every pretrained tag of one (``resnet18``, ``resnet18.a1_in1k``)."""
     import timm
 
-    return timm.list_models()
+    return timm.list_models() + timm.list_pretrained()
 
 
 @functools.lru_cache(maxsize=64)
 def backbone_info(model_name: str) -> BackboneInfo:
-    """Segment names, channels, strides and parameter counts: from the cache file, or read from timm and kept there."""
+    """Segment names, channels, strides and parameter counts: from the cache file, or read from timm and kept there.
+
+    Raises:
+        BackboneError: timm cannot build the model at all (e.g. a hub name whose
+            ``config.json`` cannot be fetched); a model that builds but cannot be
+            cut is no error here: its info says why (:attr:`BackboneInfo.refusal`).
+    """
     cached = backbone_cache.read(model_name)
     if cached is not None:
         try:
@@ -187,12 +279,25 @@ def backbone_info(model_name: str) -> BackboneInfo:
 
 
 def read_backbone(model_name: str) -> BackboneInfo:
-    """:class:`BackboneInfo` from timm itself, built on the meta device (no memory, no compute)."""
-    import timm
-    import torch
+    """:class:`BackboneInfo` from timm itself, built on the meta device (no memory, no compute).
 
-    with torch.device("meta"):
-        model: Any = timm.create_model(model_name, pretrained=False, num_classes=0)  # timm types it as nn.Module
+    A model can be cut when timm's own ``features_only`` extractor runs its
+    modules one after another (``FeatureListNet`` and the EfficientNet and
+    MobileNet feature classes): then the same modules, grouped at the same
+    taps, are the segments. Models whose extractor calls ``forward_intermediates``
+    (vision transformers: tokens, not a sequence of maps) or hooks one forward
+    pass are refused, with that reason.
+    """
+    import timm
+
+    model = _build(model_name, num_classes=0)
+    arch = model.pretrained_cfg.get("architecture") or architecture(model_name)
+    model_family = timm.models._registry._model_to_module.get(arch, "")
+    layout = str(getattr(model, "output_fmt", "NCHW")).rpartition(".")[2]
+    data = DataConfig.from_pretrained_cfg(dict(model.pretrained_cfg))
+    refusal = _refusal(model_name, model, layout)
+    if refusal:
+        return BackboneInfo(model_name, model_family, (), layout, refusal, data)
     infos = list(model.feature_info)
     segments_of_model = cut(model)
     if PRE_LOGITS in segments_of_model:
@@ -210,4 +315,78 @@ def read_backbone(model_name: str) -> BackboneInfo:
         )
         for (segment, parts), info in zip(segments_of_model.items(), infos)
     )
-    return BackboneInfo(model_name, timm.models._registry._model_to_module.get(model_name, ""), segments)
+    return BackboneInfo(model_name, model_family, segments, layout, "", data)
+
+
+def data_config(model_name: str) -> DataConfig:
+    """timm's pretrained data config of ``model_name`` (tags and hub names too), read once and cached with the rest.
+
+    >>> config = data_config("resnet18.a1_in1k")
+    >>> config.interpolation, config.crop_pct, config.input_size
+    ('bicubic', 0.95, (3, 224, 224))
+    """
+    return backbone_info(model_name).data
+
+
+#: timm's feature extractors that do not run the model's modules in order, and why that stops a cut.
+_NOT_SEQUENTIAL = {
+    "FeatureGetterNet": "timm reads its feature maps with forward_intermediates (tokens reshaped to maps), "
+    "not module by module",
+    "FeatureHookNet": "timm reads its feature maps with hooks inside one forward pass, not module by module",
+    "FeatureGraphNet": "timm reads its feature maps by tracing the forward pass with torch.fx, not module by module",
+}
+
+
+def _build(model_name: str, **kwargs: Any) -> Any:
+    """The timm model on the meta device; a name timm cannot build becomes a :class:`~mtdsl.errors.BackboneError`."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return timm.create_model(model_name, pretrained=False, **kwargs)  # timm types it as nn.Module
+    # timm and huggingface_hub fail in many ways (RuntimeError, OSError, ValueError, HTTP errors), with no common base.
+    except Exception as error:
+        raise _unbuildable(model_name, error) from None
+
+
+def _unbuildable(model_name: str, error: Exception) -> Exception:
+    from mtdsl.errors import BackboneError
+
+    source, name = split_source(model_name)
+    if source == "hf-hub":
+        return BackboneError(
+            f"timm cannot read the configuration of {model_name}: {type(error).__name__}: {error}",
+            expected="a Hugging Face repository holding a timm model (config.json), reachable through "
+            "huggingface_hub or already in its cache",
+            hint=f"check the repository name; offline, download it once (HF_HUB_OFFLINE=1 then serves it from the "
+            f"cache), set HF_ENDPOINT for a mirror, or name the timm architecture (e.g. '{name.rpartition('/')[2]}')",
+        )
+    return BackboneError(
+        f"timm cannot build {model_name}: {type(error).__name__}: {error}",
+        hint="`mtdsl backbones PATTERN` lists the models that can be cut into segments",
+    )
+
+
+def _refusal(model_name: str, model: Any, layout: str) -> str:
+    """Why ``model`` cannot be cut into segments, or ``""`` when it can."""
+    if layout not in LAYOUTS:
+        return f"its stages hold {layout} tensors, not maps"
+    if not getattr(model, "feature_info", None):
+        return "timm gives it no feature_info (no feature maps to cut at)"
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            extractor = timm.create_model(model_name, pretrained=False, features_only=True)
+    except Exception as error:  # any failure of timm's features_only: its message is the reason
+        return f"timm cannot build it with features_only=True ({type(error).__name__}: {str(error).splitlines()[0]})"
+    reason = _NOT_SEQUENTIAL.get(type(extractor).__name__)
+    if reason:
+        return reason
+    try:
+        cut(model)
+    except (IndexError, StopIteration):
+        return "a feature tap of its feature_info is not among its modules in order"
+    return ""

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mtdsl.errors import BackboneError, SpecNameError, SpecValueError, close_matches, did_you_mean
-from mtdsl.graph.backbones import SUPPORTED_FAMILIES, backbone_info, family, is_known_model, known_models
+from mtdsl.graph.backbones import architecture, backbone_info, is_known_model, known_models, pretrained_tags
 from mtdsl.spec.branches import branch_order, root_backbones
 from mtdsl.spec.checks import run_checks
 from mtdsl.spec.document import Spec
@@ -29,24 +29,68 @@ from mtdsl.spec.training import LrScaleConfig
 
 
 def check_models(spec: Spec) -> None:
-    """Each backbone names a timm model of a family mtdsl can cut into segments."""
+    """Each backbone names a model timm can build (by any name timm takes) and mtdsl can cut into segments."""
     for name, backbone in spec.model.backbones.items():
         span = spec.span("backbone", name, "model")
         if not is_known_model(backbone.model):
-            suggestions = close_matches(backbone.model, known_models(), n=5)
+            raise _unknown_model(backbone.model, name, span)
+        try:
+            info = backbone_info(backbone.model)
+        except BackboneError as error:
+            raise BackboneError(error.message, span, expected=error.expected, hint=error.hint) from None
+        if info.refusal:
             raise BackboneError(
-                f"unknown timm model '{backbone.model}' in backbone '{name}'",
+                f"timm model '{backbone.model}' (family '{info.family}') cannot be cut into segments: {info.refusal}",
                 span,
-                expected="a name from timm.list_models(), e.g. resnet50, efficientnet_b3, tf_efficientnet_lite0",
-                hint=("did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?") if suggestions else None,
+                expected="a model whose timm features_only extractor runs its modules in order "
+                "(ResNets, EfficientNets, MobileNets, ConvNeXts, RegNets, Swin, …)",
+                hint="`mtdsl backbones PATTERN` lists the models that can, with their segments",
             )
-        if family(backbone.model) not in SUPPORTED_FAMILIES:
-            raise BackboneError(
-                f"timm model '{backbone.model}' (family '{family(backbone.model)}') cannot be cut into segments yet",
-                span,
-                expected=f"a model from a supported family: {', '.join(SUPPORTED_FAMILIES)}",
-                hint="use e.g. resnet50 or efficientnet_b3",
-            )
+
+
+def _unknown_model(model: str, backbone: str, span) -> BackboneError:
+    arch = architecture(model)
+    if "." in model and is_known_model(arch):
+        tags = pretrained_tags(model)
+        return BackboneError(
+            f"timm has no pretrained tag '{model.partition('.')[2]}' for '{arch}' (backbone '{backbone}')",
+            span,
+            expected="one of " + ", ".join(tags) if tags else f"'{arch}' alone: timm has no weights for it",
+            hint=did_you_mean(model, tags) or f"write timm(\"{arch}\")",
+        )
+    suggestions = close_matches(model, known_models(), n=5)
+    return BackboneError(
+        f"unknown timm model '{model}' in backbone '{backbone}'",
+        span,
+        expected="a name from timm.list_models() or timm.list_pretrained(), e.g. resnet50, resnet18.a1_in1k, "
+        "convnext_atto, or a hub name such as hf-hub:timm/resnet18.a1_in1k",
+        hint=("did you mean " + ", ".join(f"'{s}'" for s in suggestions) + "?") if suggestions else None,
+    )
+
+
+def check_fixed_input_sizes(spec: Spec) -> None:
+    """A model built for one image size (Swin, MaxViT: timm's ``fixed_input_size``) is fed images of that size."""
+    for name, backbone in spec.model.backbones.items():
+        data = backbone_info(backbone.model).data
+        if not data.fixed_input_size:
+            continue
+        wanted = data.input_size
+        inputs = [(spec.model.input.size, spec.span("input") or spec.span("backbone", name, "model"))]
+        inputs += [
+            (task.input.size, spec.span("task", task_name, "input"))
+            for task_name, task in spec.model.tasks.items()
+            if task.input is not None and task.backbone == name
+        ]
+        for size, span in inputs:
+            if tuple(size) != tuple(wanted):
+                shape = "x".join(str(side) for side in wanted)
+                raise BackboneError(
+                    f"timm model '{backbone.model}' (backbone '{name}') takes {shape} images only, "
+                    f"but is given {'x'.join(str(side) for side in size)}",
+                    span,
+                    expected=f"input {shape} (timm's fixed_input_size for this model)",
+                    hint=f"write input {shape}, or pick a model without a fixed size (e.g. a ConvNeXt or a ResNet)",
+                )
 
 
 def check_neck_strides(spec: Spec) -> None:
@@ -190,6 +234,7 @@ def freeze_vocabulary(spec: Spec) -> list[str]:
 
 GRAPH_CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_models,
+    check_fixed_input_sizes,
     check_neck_strides,
     check_declarations,
     check_segments,

@@ -1,0 +1,148 @@
+"""Any timm backbone whose ``features_only`` extractor runs its modules in order is cut into segments.
+
+One tiny model per family (timm's own ``test_*`` models where they exist,
+else the family's smallest), random weights, 64×64 images (the model's own
+size where timm fixes it), CPU. For each, the oracle is timm itself: every
+segment's output is the feature map timm's forward pass produces at that tap
+(read with forward hooks on ``forward_features``), in ``NCHW`` whatever the
+model's layout, with the channels and stride the metadata promised; a
+two-task spec that branches after ``stage2`` compiles and runs. Models timm
+reads another way (``forward_intermediates``, hooks) are refused with the
+reason, by every name.
+"""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from mtdsl.compiler import compile_text
+from mtdsl.errors import BackboneError
+from mtdsl.graph.backbones import PRE_LOGITS, backbone_info, data_config, read_backbone
+from mtdsl.nn.backbone import create_timm_model, segments_of
+
+#: One small model per timm family that can be cut, named by its timm module.
+FAMILIES = {
+    "resnet": "test_resnet",
+    "efficientnet": "test_efficientnet",
+    "mobilenetv3": "mobilenetv3_small_050",
+    "mobilenetv4 (mobilenetv3)": "mobilenetv4_conv_small",
+    "convnext": "test_convnext",
+    "byobnet": "test_byobnet",
+    "maxxvit": "test_maxvit",
+    "nfnet": "test_nfnet",
+    "mambaout (NHWC)": "test_mambaout",
+    "regnet": "regnetx_002",
+    "hgnet": "hgnetv2_b0",
+    "fastvit": "fastvit_t8",
+    "efficientvit_mit": "efficientvit_b0",
+    "metaformer": "caformer_s18",
+}
+#: Models timm reads with forward_intermediates or hooks, and a word of the reason.
+REFUSED = {"test_vit": "forward_intermediates", "test_vit_relpos": "forward_intermediates", "xception41": "hooks"}
+
+
+def _side(model_name: str) -> int:
+    data = data_config(model_name)
+    return data.input_size[1] if data.fixed_input_size else 64
+
+
+def _timm_maps(model: torch.nn.Module, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """timm's own feature maps (NCHW) at each feature_info tap, and ``forward_features``' output."""
+    maps: list[torch.Tensor] = []
+    hooks = [
+        model.get_submodule(info["module"]).register_forward_hook(lambda _m, _i, out: maps.append(out))
+        for info in model.feature_info
+    ]
+    try:
+        features = model.forward_features(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if str(getattr(model, "output_fmt", "NCHW")).endswith("NHWC"):
+        maps = [m.permute(0, 3, 1, 2) for m in maps]
+        features = features.permute(0, 3, 1, 2)
+    return maps, features
+
+
+@pytest.mark.parametrize("model_name", FAMILIES.values(), ids=FAMILIES.keys())
+def test_every_segment_outputs_timms_feature_map(model_name):
+    torch.manual_seed(0)
+    model = create_timm_model(model_name).eval()
+    side = _side(model_name)
+    images = torch.randn(2, 3, side, side)
+    info = backbone_info(model_name)
+    assert not info.refusal and info.segments
+    with torch.no_grad():
+        expected, features = _timm_maps(model, images)
+        x, outputs = images, {}
+        for name, segment in segments_of(model).items():
+            x = outputs[name] = segment(x)
+    for stage, want in zip(info.stages, expected, strict=True):
+        got = outputs[stage.name]
+        assert got.shape == (2, stage.channels, *want.shape[-2:]), stage.name
+        assert -(-side // stage.reduction) == got.shape[-1], stage.name  # the stride rounds sides up
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    if PRE_LOGITS in outputs and not info.segment(PRE_LOGITS).pooled:
+        torch.testing.assert_close(outputs[PRE_LOGITS], features, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_name", FAMILIES.values(), ids=FAMILIES.keys())
+def test_a_branching_spec_compiles_and_runs(model_name):
+    side = _side(model_name)
+    compiled = compile_text(f"""
+model families
+input 3x{side}x{side}
+backbone trunk = timm("{model_name}")
+dataset d = synthetic()
+task whole: classify(d) {{ classes = 3 }}
+task own: classify(d) {{ classes = 2; branch = trunk.stage2 }}
+""")
+    outputs = compiled.model().eval()(torch.randn(2, 3, side, side))
+    assert outputs["whole"].shape == (2, 3) and outputs["own"].shape == (2, 2)
+    assert torch.isfinite(outputs["own"]).all()
+
+
+def test_every_timm_test_model_is_cut_or_refused_with_a_reason():
+    for model_name in timm.list_models("test_*"):
+        info = read_backbone(model_name)
+        assert bool(info.segments) != bool(info.refusal), model_name
+        if info.segments:
+            assert [s.reduction for s in info.stages] == sorted(s.reduction for s in info.stages), model_name
+
+
+@pytest.mark.parametrize("model_name, reason", REFUSED.items())
+def test_models_timm_reads_another_way_are_refused_with_the_reason(model_name, reason):
+    text = f'model m\ninput 3x160x160\nbackbone trunk = timm("{model_name}")\ndataset d = synthetic()\n' \
+           "task t: classify(d) { classes = 2 }\n"
+    with pytest.raises(BackboneError, match=reason) as caught:
+        compile_text(text, "refused.mtl")
+    assert caught.value.span is not None and caught.value.span.line == 3
+
+
+def test_a_pretrained_tag_is_its_architecture_with_its_own_data_config():
+    tagged, bare = backbone_info("resnet18.a1_in1k"), backbone_info("resnet18")
+    assert tagged.family == bare.family == "resnet" and tagged.segments == bare.segments
+    config = timm.models.get_pretrained_cfg("resnet18.a1_in1k")
+    assert data_config("resnet18.a1_in1k").crop_pct == config.crop_pct
+    assert data_config("resnet18.a1_in1k").input_size == tuple(config.input_size)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("resnet18.no_such_tag", "no pretrained tag 'no_such_tag' for 'resnet18'"),
+    ("resnet_18", "unknown timm model 'resnet_18'"),
+])
+def test_unknown_names_and_tags_are_located_with_the_valid_ones(name, message):
+    text = f'model m\nbackbone trunk = timm("{name}")\ndataset d = synthetic()\ntask t: classify(d) {{ classes = 2 }}\n'
+    with pytest.raises(BackboneError, match=message) as caught:
+        compile_text(text, "names.mtl")
+    assert caught.value.span.line == 2 and caught.value.hint
+
+
+def test_a_fixed_size_model_given_another_size_is_a_located_error():
+    text = 'model m\ninput 3x64x64\nbackbone trunk = timm("test_maxvit")\ndataset d = synthetic()\n' \
+           "task t: classify(d) { classes = 2 }\n"
+    with pytest.raises(BackboneError, match="takes 3x160x160 images only") as caught:
+        compile_text(text, "fixed.mtl")
+    assert caught.value.span.line == 2
