@@ -146,3 +146,32 @@ def test_a_fixed_size_model_given_another_size_is_a_located_error():
     with pytest.raises(BackboneError, match="takes 3x160x160 images only") as caught:
         compile_text(text, "fixed.mtl")
     assert caught.value.span.line == 2
+
+
+# ------------------------------------------------------------------ mtdsl backbones
+
+
+def test_the_backbones_command_lists_segments_and_with_all_the_refusals(capsys):
+    from mtdsl.cli import main
+
+    assert main(["backbones", "test_*"]) == 0
+    listed = capsys.readouterr()
+    lines = {line.split()[0]: line for line in listed.out.splitlines()}
+    info = backbone_info("test_convnext")
+    assert lines["test_convnext"].endswith("  ".join(f"{s.name} {s.channels}/{s.reduction}" for s in info.segments))
+    assert "test_vit" not in lines and "refused (--all lists them" in listed.err
+    assert "(NHWC inside)" in lines["test_mambaout"]
+    assert main(["backbones", "test_vit*", "--all"]) == 0
+    assert all("refused: timm reads its feature maps with forward_intermediates" in line
+               for line in capsys.readouterr().out.splitlines())
+
+
+def test_the_backbones_command_lists_tags_and_json(capsys):
+    import json
+
+    from mtdsl.cli import main
+
+    assert main(["backbones", "resnet18.a?_in1k", "--json", "--quiet"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in records] == ["resnet18.a1_in1k", "resnet18.a2_in1k", "resnet18.a3_in1k"]
+    assert all(r["family"] == "resnet" and len(r["segments"]) == 5 and r["data"]["crop_pct"] for r in records)

@@ -39,7 +39,7 @@ EXIT_OK, EXIT_RUN_FAILED, EXIT_USER_ERROR = 0, 1, 2
 #: Commands after which the process leaves through ``os._exit`` once its output is flushed: the
 #: interpreter's teardown with torch and timm loaded takes over a second and does nothing these
 #: commands need (they leave no worker processes, open files or threads behind).
-EXIT_FAST = frozenset({"check", "compile", "render", "eval", "predict", "export"})
+EXIT_FAST = frozenset({"backbones", "check", "compile", "render", "eval", "predict", "export"})
 
 #: Failures of the machine rather than of mtdsl (a full disk, a read-only folder): a message, not a traceback.
 ENVIRONMENT_ERRORS = {
@@ -115,6 +115,39 @@ def _data_error(spec: str, overrides: dict[str, str], console: Console, *, quiet
         for line in lines:
             console.print(f"  {line if line.startswith('[yellow]') else escape(line)}", soft_wrap=True, highlight=False)
     return None
+
+
+def cmd_backbones(args: argparse.Namespace, console: Console) -> int:
+    """List timm models matching a pattern, with their segments (``name channels/stride``), or why they are refused."""
+    import json
+
+    from mtdsl.graph import backbone_cache
+    from mtdsl.graph.backbones import listed_info, matching_models
+
+    names = matching_models(args.pattern)
+    unread = sum(backbone_cache.read(name) is None for name in names)
+    if unread > 1 and not args.quiet:
+        print(f"reading {unread} models from timm on the meta device (once: kept in {backbone_cache.cache_file()})",
+              file=sys.stderr, flush=True)
+    infos = [listed_info(name) for name in names]
+    shown = [info for info in infos if args.all or not info.refusal]
+    if args.json:
+        print(json.dumps([info.to_record() for info in shown], indent=2))
+        return 0
+    width = max((len(info.model) for info in shown), default=0)
+    for info in shown:
+        if info.refusal:
+            print(f"{info.model:<{width}}  {info.family or '?'}: refused: {info.refusal}")
+            continue
+        segments = "  ".join(f"{s.name} {s.channels}/{s.reduction}" for s in info.segments)
+        layout = "" if info.layout == "NCHW" else f" ({info.layout} inside)"
+        print(f"{info.model:<{width}}  {info.family}{layout}: {segments}")
+    if not args.quiet:
+        refused = len(infos) - sum(not info.refusal for info in infos)
+        more = " (--all lists them with the reason)" if refused and not args.all else ""
+        print(f"{len(infos) - refused} of {len(infos)} models matching {args.pattern!r} can be cut into segments "
+              f"(segment channels/stride); {refused} refused{more}", file=sys.stderr)
+    return 0
 
 
 def cmd_compile(args: argparse.Namespace, console: Console) -> int:
@@ -445,6 +478,17 @@ def parser() -> argparse.ArgumentParser:
     checking.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="override a 'let' variable (repeatable)"
     )
+    listing = commands.add_parser(
+        "backbones", parents=[talk], help="list the timm models a backbone can name, with their segments",
+        description="list the timm models matching PATTERN that mtdsl can cut into segments, each with its "
+        "segments as NAME CHANNELS/STRIDE (the names branch and tap take); reads timm once per model, on the "
+        "meta device, and keeps what it read in the backbone cache",
+    )
+    listing.set_defaults(run=cmd_backbones)
+    listing.add_argument("pattern", nargs="?", default="*", help="a shell-style pattern over timm's names: "
+                         "'convnext*', 'resnet18.*' (pretrained tags), or a hub name hf-hub:ORG/NAME (default: all)")
+    listing.add_argument("--all", action="store_true", help="also list the models that cannot be cut, with why")
+    listing.add_argument("--json", action="store_true", help="print every listed model's metadata as JSON")
     spec_command("compile", "write model.py, graph.json, the diagram and summary.json").set_defaults(run=cmd_compile)
     spec_command("render", "draw the sharing graph (architecture.dot, .svg, .png)").set_defaults(run=cmd_render)
 

@@ -258,6 +258,33 @@ def known_models() -> list[str]:
     return timm.list_models() + timm.list_pretrained()
 
 
+def matching_models(pattern: str = "*") -> list[str]:
+    """timm's names that match a shell-style ``pattern``: architectures, or pretrained tags when it has a dot.
+
+    A hub name (``hf-hub:…``) matches itself.
+
+    >>> matching_models("convnext_atto*")
+    ['convnext_atto', 'convnext_atto_ols', 'convnext_atto_rms']
+    >>> matching_models("resnet18.a?_in1k")
+    ['resnet18.a1_in1k', 'resnet18.a2_in1k', 'resnet18.a3_in1k']
+    """
+    if split_source(pattern)[0]:
+        return [pattern]
+    import timm
+
+    return timm.list_pretrained(pattern) if "." in pattern else timm.list_models(pattern)
+
+
+def listed_info(model_name: str) -> BackboneInfo:
+    """:func:`backbone_info`, with a model timm cannot build at all listed as refused (and not kept in the cache)."""
+    from mtdsl.errors import BackboneError
+
+    try:
+        return backbone_info(model_name)
+    except BackboneError as error:
+        return BackboneInfo(model_name, "", (), refusal=error.message)
+
+
 @functools.lru_cache(maxsize=64)
 def backbone_info(model_name: str) -> BackboneInfo:
     """Segment names, channels, strides and parameter counts: from the cache file, or read from timm and kept there.
