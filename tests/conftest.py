@@ -71,3 +71,36 @@ def two_branch():
     from mtdsl.compiler import compile_text
 
     return compile_text(TWO_BRANCH_SPEC, "demo.mtl")
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """huggingface_hub offline, with an empty cache of its own (returned), and sockets that refuse.
+
+    huggingface_hub reads ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE`` into its constants when imported and looks at the
+    constants on each call, so the fixture sets those.
+    """
+    import socket
+
+    from huggingface_hub import constants
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test tried to open a network connection")
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return cache
+
+
+def put_in_hub_cache(cache: Path, repo: str, files: dict[str, bytes]) -> None:
+    """Files as huggingface_hub keeps a download: ``models--ORG--NAME/snapshots/REVISION/FILE`` and ``refs/main``."""
+    revision = "0" * 40
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    snapshot = folder / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name, data in files.items():
+        (snapshot / name).write_bytes(data)

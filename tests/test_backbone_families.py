@@ -175,3 +175,34 @@ def test_the_backbones_command_lists_tags_and_json(capsys):
     records = json.loads(capsys.readouterr().out)
     assert [r["model"] for r in records] == ["resnet18.a1_in1k", "resnet18.a2_in1k", "resnet18.a3_in1k"]
     assert all(r["family"] == "resnet" and len(r["segments"]) == 5 and r["data"]["crop_pct"] for r in records)
+
+
+# ------------------------------------------------------------------ hub names
+
+
+def _hub_spec(name: str) -> str:
+    return f'model m\ninput 3x64x64\nbackbone trunk = timm("{name}")\ndataset d = synthetic()\n' \
+           "task t: classify(d) { classes = 2; branch = trunk.stage3 }\n"
+
+
+def test_a_hub_name_not_in_the_cache_offline_is_a_located_error(offline_hub, monkeypatch, tmp_path):
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path / "mtdsl"))
+    with pytest.raises(BackboneError, match="cannot read the configuration of hf-hub:timm/nowhere") as caught:
+        compile_text(_hub_spec("hf-hub:timm/nowhere"), "hub.mtl")
+    assert caught.value.span.line == 3 and "HF_HUB_OFFLINE" in caught.value.hint
+
+
+def test_a_hub_name_in_the_cache_compiles_offline_as_its_architecture(offline_hub, monkeypatch, tmp_path):
+    import json
+
+    from conftest import put_in_hub_cache
+
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path / "mtdsl"))
+    pretrained_cfg = timm.models.get_pretrained_cfg("test_resnet.r160_in1k").to_dict()
+    config = {"architecture": "test_resnet", "num_classes": 1000, "pretrained_cfg": pretrained_cfg}
+    put_in_hub_cache(offline_hub, "timm/test_resnet.r160_in1k", {"config.json": json.dumps(config).encode()})
+    name = "hf-hub:timm/test_resnet.r160_in1k"
+    compiled = compile_text(_hub_spec(name))
+    assert backbone_info(name).segments == backbone_info("test_resnet").segments
+    assert backbone_info(name).data.mean == (0.5, 0.5, 0.5)  # the hub config's, not ImageNet's
+    assert compiled.model()(torch.randn(1, 3, 64, 64))["t"].shape == (1, 2)

