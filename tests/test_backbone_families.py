@@ -206,3 +206,47 @@ def test_a_hub_name_in_the_cache_compiles_offline_as_its_architecture(offline_hu
     assert backbone_info(name).segments == backbone_info("test_resnet").segments
     assert backbone_info(name).data.mean == (0.5, 0.5, 0.5)  # the hub config's, not ImageNet's
     assert compiled.model()(torch.randn(1, 3, 64, 64))["t"].shape == (1, 2)
+
+
+# ------------------------------------------------------------------ docs/backbones.md
+
+
+def _doc_blocks() -> list[tuple[str, str]]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "backbones.md").read_text(encoding="utf-8")
+    fence = re.compile(r"^```([A-Za-z0-9_-]*)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+    return [(m.group(1), m.group(2)) for m in fence.finditer(text)]
+
+
+def test_the_backbones_page_examples_compile_and_its_error_is_shown_as_printed():
+    from mtdsl.graph.build import build_graph
+    from mtdsl.spec.load import load_text
+
+    blocks = _doc_blocks()
+    specs = [body for tag, body in blocks if tag == "mtl"]
+    assert specs
+    for body in specs:
+        spec = load_text(body, "docs/backbones.md")
+        assert set(build_graph(spec).graph["tasks"]) == set(spec.model.tasks)
+    errors = [(body, blocks[i + 1][1]) for i, (tag, body) in enumerate(blocks) if tag == "mtl-error"]
+    assert errors
+    for body, shown in errors:
+        with pytest.raises(BackboneError) as caught:
+            build_graph(load_text(body, "s.mtl"))
+        assert caught.value.render() == shown.rstrip("\n")
+
+
+def test_the_backbones_page_listings_are_what_the_command_prints(capsys):
+    from mtdsl.cli import main
+
+    listings = [body for tag, body in _doc_blocks() if tag == "sh" and body.startswith("$ mtdsl backbones")]
+    assert listings
+    for listing in listings:
+        for command in listing.split("$ ")[1:]:
+            first, _, shown = command.partition("\n")
+            argv = [word.strip("'") for word in first.split()[1:]]
+            assert main(argv) == 0
+            printed = capsys.readouterr()
+            assert printed.out + printed.err.splitlines()[-1] + "\n" == shown, first

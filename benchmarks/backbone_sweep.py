@@ -1,0 +1,122 @@
+"""Which timm families mtdsl can cut into segments: every architecture read, the smallest of each family run.
+
+For every name in ``timm.list_models()`` the script reads what mtdsl reads
+(:func:`mtdsl.graph.backbones.read_backbone`, on the meta device: no weights,
+no compute) and sorts it: cut into segments (with the layout its stages hold,
+``NCHW`` or ``NHWC``), or refused with timm's reason. Then, for each family
+with a model that is cut, it builds the family's smallest model (by parameter
+count) with random weights and checks on the CPU that every segment outputs
+the feature map timm's own forward pass produces at that tap (the oracle of
+``tests/test_backbone_families.py``), at 64×64 or the model's fixed size.
+
+It prints a markdown table per family and the totals, and with ``--json``
+writes every record. Reading all of timm takes minutes on one core; pass
+``--pattern`` to sweep fewer.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/backbone_sweep.py --json sweep.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import time
+from pathlib import Path
+
+import timm
+import torch
+from _timing import machine_line
+
+from mtdsl.errors import BackboneError
+from mtdsl.graph.backbones import BackboneInfo, read_backbone
+from mtdsl.nn.backbone import create_timm_model, segments_of
+
+
+def read_all(names: list[str]) -> list[BackboneInfo]:
+    infos = []
+    for name in names:
+        try:
+            infos.append(read_backbone(name))
+        except BackboneError as error:  # timm cannot build it at all (on the meta device)
+            infos.append(BackboneInfo(name, timm.models._registry._model_to_module.get(name, ""), (),
+                                      refusal=f"not built: {error.message}"))
+    return infos
+
+
+def segments_match_timm(name: str, info: BackboneInfo) -> str:
+    """``"equal"`` when every segment outputs timm's feature map at its tap, else what differs."""
+    torch.manual_seed(0)
+    model = create_timm_model(name).eval()
+    side = info.data.input_size[1] if info.data.fixed_input_size else 64
+    images = torch.randn(1, 3, side, side)
+    maps: list[torch.Tensor] = []
+    hooks = [model.get_submodule(tap["module"]).register_forward_hook(lambda _m, _i, out: maps.append(out))
+             for tap in model.feature_info]
+    try:
+        with torch.no_grad():
+            model.forward_features(images)
+            x, outputs = images, []
+            for segment in segments_of(model).values():
+                x = segment(x)
+                outputs.append(x)
+    except Exception as error:  # a model that fails to run at this size: the sweep reports it
+        return f"failed to run: {type(error).__name__}: {str(error).splitlines()[0][:80]}"
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if info.layout == "NHWC":
+        maps = [m.permute(0, 3, 1, 2) for m in maps]
+    for stage, want, got in zip(info.stages, maps, outputs):
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+            return f"{stage.name} differs"
+    return "equal"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pattern", default="*", help="timm.list_models pattern (default: all)")
+    parser.add_argument("--json", type=Path, help="write every record here")
+    parser.add_argument("--no-run", action="store_true", help="skip running each family's smallest model")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    names = timm.list_models(args.pattern)
+    start = time.perf_counter()
+    infos = read_all(names)
+    read_seconds = time.perf_counter() - start
+    families: dict[str, list[BackboneInfo]] = collections.defaultdict(list)
+    for info in infos:
+        families[info.family or "?"].append(info)
+    checks = {}
+    rows = []
+    for family, members in sorted(families.items()):
+        cut = [m for m in members if not m.refusal]
+        reasons = collections.Counter(m.refusal.split(" (")[0] for m in members if m.refusal)
+        smallest = min(cut, key=lambda m: sum(s.parameters for s in m.segments), default=None)
+        if smallest is not None and not args.no_run:
+            checks[smallest.model] = segments_match_timm(smallest.model, smallest)
+        rows.append((family, len(members), len(cut), ", ".join(sorted({m.layout for m in cut})) or "-",
+                     f"{smallest.model}: {checks.get(smallest.model, 'not run')}" if smallest else "-",
+                     "; ".join(f"{n}× {r}" for r, n in reasons.most_common()) or "-"))
+    print(machine_line())
+    print(f"timm {timm.__version__}: {len(infos)} architectures read in {read_seconds:.0f} s")
+    print()
+    print("| family | architectures | cut | layout | smallest, segments vs timm | refused: why |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+    cut_total = sum(not info.refusal for info in infos)
+    tags = timm.list_pretrained(args.pattern if "." in args.pattern else args.pattern + ".*")
+    cut_names = {info.model for info in infos if not info.refusal}
+    cut_tags = sum(tag.partition(".")[0] in cut_names for tag in tags)
+    print()
+    print(f"cut: {cut_total} of {len(infos)} architectures, in {sum(r[2] > 0 for r in rows)} of {len(rows)} "
+          f"families; pretrained tags of cut architectures: {cut_tags} of {len(tags)}; "
+          f"smallest per family equal to timm: {sum(v == 'equal' for v in checks.values())} of {len(checks)}")
+    if args.json:
+        args.json.write_text(json.dumps({"records": [info.to_record() for info in infos], "checks": checks},
+                                        indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
