@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,9 @@ from mtdsl.nn.backbone import create_timm_model, segments_of
 
 def read_all(names: list[str]) -> list[BackboneInfo]:
     infos = []
-    for name in names:
+    for index, name in enumerate(names):
+        if index % 100 == 0:
+            print(f"read {index} of {len(names)}", file=sys.stderr, flush=True)
         try:
             infos.append(read_backbone(name))
         except BackboneError as error:  # timm cannot build it at all (on the meta device)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from timm.models import register_model
+from timm.models.vision_transformer import _create_vision_transformer
 
 from mtdsl.compiler import compile_text
 from mtdsl.errors import BackboneError
@@ -40,7 +42,18 @@ FAMILIES = {
     "metaformer": "caformer_s18",
 }
 #: Models timm reads with forward_intermediates or hooks, and a word of the reason.
-REFUSED = {"test_vit": "forward_intermediates", "test_vit_relpos": "forward_intermediates", "xception41": "hooks"}
+REFUSED = {"test_vit": "class/register token", "test_vit_relpos": "forward_intermediates", "xception41": "hooks"}
+
+
+@register_model
+def mtdsl_tiny_vit_gap(pretrained: bool = False, **kwargs) -> torch.nn.Module:
+    """A ViT without class or register tokens (like SigLIP's and the *_gap ones), small enough for a CPU test."""
+    args = dict(img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=2, class_token=False, global_pool="avg")
+    return _create_vision_transformer("mtdsl_tiny_vit_gap", pretrained=pretrained, **dict(args, **kwargs))
+
+
+#: Vision transformers cut between blocks: the tiny one above, and the smallest real SigLIP and *_gap ones.
+TOKEN_MODELS = ["mtdsl_tiny_vit_gap", "vit_base_patch16_siglip_gap_224", "vit_medium_patch16_gap_256"]
 
 
 def _side(model_name: str) -> int:
@@ -146,6 +159,72 @@ def test_a_fixed_size_model_given_another_size_is_a_located_error():
     with pytest.raises(BackboneError, match="takes 3x160x160 images only") as caught:
         compile_text(text, "fixed.mtl")
     assert caught.value.span.line == 2
+
+
+# ------------------------------------------------------------------ vision transformers without prefix tokens
+
+
+#: Modules of a ViT that belong to timm's classifier, which heads replace.
+VIT_HEAD = ("fc_norm", "attn_pool", "head")
+
+
+@pytest.mark.parametrize("model_name", TOKEN_MODELS)
+def test_a_vision_transformer_is_read_as_tokens_cut_between_blocks(model_name):
+    with torch.device("meta"):
+        model = timm.create_model(model_name, num_classes=0)
+    info = read_backbone(model_name)
+    assert info.layout == "NLC" and not info.refusal and info.data.fixed_input_size
+    assert [s.name for s in info.stages] == [f"stage{i}" for i in range(1, len(model.blocks) + 1)]
+    assert {s.reduction for s in info.stages} == {model.patch_embed.patch_size[0]}
+    body = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(VIT_HEAD))
+    assert sum(s.parameters for s in info.segments) == body
+
+
+@pytest.mark.parametrize("model_name", TOKEN_MODELS)
+def test_a_vision_transformer_cut_outputs_timms_intermediates(model_name):
+    """The real architectures, made shallow and narrow (their structure, not their size, is under test)."""
+    torch.manual_seed(0)
+    model = create_timm_model(model_name, depth=3, embed_dim=32, num_heads=2, img_size=64).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.forward_intermediates(images, intermediates_only=True)
+        features = model.forward_features(images)
+        x, outputs = images, []
+        segments = segments_of(model)
+        for segment in segments.values():
+            x = segment(x)
+            outputs.append(x)
+    has_norm = any(True for _ in model.norm.parameters())  # a *_gap ViT normalises after pooling, in the head
+    assert list(segments) == ["stage1", "stage2", "stage3"] + [PRE_LOGITS] * has_norm
+    for got, want in zip(outputs, expected, strict=False):
+        assert got.shape == want.shape == (2, 32, 4, 4)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(outputs[-1].flatten(2).transpose(1, 2), features, rtol=1e-4, atol=1e-5)
+
+
+def test_a_vision_transformer_branches_trains_and_feeds_a_neck(monkeypatch, tmp_path):
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))  # the tiny ViT is registered in this process only
+    compiled = compile_text("""
+model vit
+input 3x64x64
+backbone trunk = timm("mtdsl_tiny_vit_gap")
+neck pyramid = fpn(trunk, channels = 16, min_level = 4, max_level = 5)
+dataset d = synthetic()
+task kind: classify(d) { classes = 3 }
+task own: classify(d) { classes = 2; branch = trunk.stage2 }
+task boxes: detect(d) { classes = 2; tap = pyramid }
+""")
+    model = compiled.model()
+    images = torch.randn(2, 3, 64, 64)
+    outputs = model(images)
+    assert outputs["kind"].shape == (2, 3) and outputs["own"].shape == (2, 2)
+    (outputs["kind"].sum() + outputs["own"].sum()).backward()
+    grads = [p.grad for p in model.backbone.trunk.stage1.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    copies = {data["segment"] for _, data in compiled.graph.nodes(data=True) if data.get("owner") == "own"}
+    names = backbone_info("mtdsl_tiny_vit_gap").names
+    assert copies == set(names[names.index("stage3"):])
+    assert outputs["boxes"][0].shape[0] == 2
 
 
 # ------------------------------------------------------------------ mtdsl backbones

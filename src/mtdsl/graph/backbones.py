@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mtdsl.graph import backbone_cache
@@ -39,7 +39,11 @@ from mtdsl.graph import backbone_cache
 #: Where a model name names weights elsewhere than timm's registry (``hf-hub:timm/resnet18.a1_in1k``).
 SOURCES = ("hf-hub", "local-dir")
 #: The layouts a cut model's stages may have inside; segments hand on ``NCHW`` maps whatever the layout.
-LAYOUTS = ("NCHW", "NHWC")
+#: ``NLC`` is a vision transformer's tokens (see :func:`token_cut`).
+LAYOUTS = ("NCHW", "NHWC", "NLC")
+TOKENS = "NLC"
+#: What a vision transformer's first segment runs before its first block (``pos_embed`` is a parameter).
+TOKEN_EMBEDDING = ("patch_embed", "pos_embed", "patch_drop", "norm_pre")
 
 #: The segment after the last stage that timm's classifier reads (see the module docstring).
 PRE_LOGITS = "pre_logits"
@@ -187,6 +191,44 @@ def cut(model: Any) -> OrderedDict[str, list[tuple[str, Any]]]:
     return segments
 
 
+def is_token_model(model: Any) -> bool:
+    """A timm ``VisionTransformer`` whose blocks pass patch tokens only, on a fixed grid: it can be cut between blocks.
+
+    Class and register tokens (``num_prefix_tokens``) are not part of any map, so a
+    cut would lose them; SigLIP, AIMv2 and ``*_gap`` ViTs have none.
+    """
+    return (
+        type(model).__name__ == "VisionTransformer"
+        and type(model).__module__ == "timm.models.vision_transformer"
+        and model.num_prefix_tokens == 0
+        and not model.dynamic_img_size
+    )
+
+
+def token_cut(model: Any) -> OrderedDict[str, list[str]]:
+    """A token model's parts per segment: the embedding and block 0, then a block per tap, then the final norm.
+
+    >>> import timm, torch
+    >>> with torch.device("meta"):
+    ...     vit = timm.create_model("vit_base_patch16_siglip_gap_224", depth=3, num_classes=0)
+    >>> dict(token_cut(vit))  # doctest: +NORMALIZE_WHITESPACE
+    {'stage1': ['patch_embed', 'pos_embed', 'patch_drop', 'norm_pre', 'blocks.0'], 'stage2': ['blocks.1'],
+     'stage3': ['blocks.2'], 'pre_logits': ['norm']}
+    """
+    taps = [info["module"] for info in model.feature_info]
+    names = segment_names(len(taps), model.feature_info[0]["reduction"])
+    blocks = [f"blocks.{index}" for index in range(len(model.blocks))]
+    groups: OrderedDict[str, list[str]] = OrderedDict()
+    start = 0
+    for segment, tap in zip(names, taps):
+        end = blocks.index(tap) + 1
+        groups[segment] = (list(TOKEN_EMBEDDING) if not start else []) + blocks[start:end]
+        start = end
+    if any(True for _ in model.norm.parameters()):
+        groups[PRE_LOGITS] = ["norm"]
+    return groups
+
+
 def _pre_logits(model: Any, rest: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """The layers between the last stage and timm's classifier, or ``[]`` when there are none with weights.
 
@@ -320,29 +362,44 @@ def read_backbone(model_name: str) -> BackboneInfo:
     model = _build(model_name, num_classes=0)
     arch = model.pretrained_cfg.get("architecture") or architecture(model_name)
     model_family = timm.models._registry._model_to_module.get(arch, "")
-    layout = str(getattr(model, "output_fmt", "NCHW")).rpartition(".")[2]
+    layout = TOKENS if is_token_model(model) else str(getattr(model, "output_fmt", "NCHW")).rpartition(".")[2]
     data = DataConfig.from_pretrained_cfg(dict(model.pretrained_cfg))
     refusal = _refusal(model_name, model, layout)
     if refusal:
         return BackboneInfo(model_name, model_family, (), layout, refusal, data)
+    if layout == TOKENS:  # the position embedding's grid is fixed, and is what the model was built for
+        height, width = model.patch_embed.img_size
+        data = replace(data, fixed_input_size=True, input_size=(3, int(height), int(width)))
     infos = list(model.feature_info)
-    segments_of_model = cut(model)
-    if PRE_LOGITS in segments_of_model:
-        pooled = any(name == "global_pool" for name, _ in segments_of_model[PRE_LOGITS])
+    groups = token_cut(model) if layout == TOKENS else OrderedDict(
+        (segment, [name for name, _ in parts]) for segment, parts in cut(model).items()
+    )
+    if PRE_LOGITS in groups:
+        pooled = "global_pool" in groups[PRE_LOGITS]
         width = getattr(model, "head_hidden_size", None) or model.num_features
+        if layout == TOKENS:
+            width = model.num_features  # the final norm's width; a head_hidden_size is the head's
         infos.append({"num_chs": width, "reduction": infos[-1]["reduction"], "pooled": pooled})
     segments = tuple(
         SegmentInfo(
             name=segment,
             channels=int(info["num_chs"]),
             reduction=int(info["reduction"]),
-            timm_modules=tuple(name for name, _ in parts),
-            parameters=sum(p.numel() for _, module in parts for p in module.parameters()),
+            timm_modules=tuple(names),
+            parameters=sum(_parameters(model, name) for name in names),
             pooled=bool(info.get("pooled", False)),
         )
-        for (segment, parts), info in zip(segments_of_model.items(), infos)
+        for (segment, names), info in zip(groups.items(), infos)
     )
     return BackboneInfo(model_name, model_family, segments, layout, "", data)
+
+
+def _parameters(model: Any, name: str) -> int:
+    """The weights of one part: a module's, or a bare parameter's (a ViT's ``pos_embed``)."""
+    part = getattr(model, name, None) if "." not in name else None
+    if part is not None and not hasattr(part, "parameters"):
+        return int(part.numel())
+    return sum(p.numel() for p in model.get_submodule(name).parameters())
 
 
 def data_config(model_name: str) -> DataConfig:
@@ -410,8 +467,13 @@ def _refusal(model_name: str, model: Any, layout: str) -> str:
     except Exception as error:  # any failure of timm's features_only: its message is the reason
         return f"timm cannot build it with features_only=True ({type(error).__name__}: {str(error).splitlines()[0]})"
     reason = _NOT_SEQUENTIAL.get(type(extractor).__name__)
-    if reason:
-        return reason
+    if reason and type(extractor).__name__ == "FeatureGetterNet" and is_token_model(model):
+        return ""  # cut between blocks: see token_cut
+    if reason and type(model).__name__ == "VisionTransformer" and model.num_prefix_tokens:
+        return (f"its {model.num_prefix_tokens} class/register token(s) are no part of a feature map, so a cut "
+                "between blocks would lose them (ViTs without them can be cut: SigLIP, AIMv2, *_gap)")
+    if reason or layout == TOKENS:
+        return reason or ""
     try:
         cut(model)
     except (IndexError, StopIteration):
