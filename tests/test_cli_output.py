@@ -153,7 +153,9 @@ def test_an_unknown_key_lists_every_valid_key_and_every_unknown_one(tmp_path, ca
     assert "unknown keys 'epochz', 'lrr' for train" in error and "workers" in error and "more)" not in error
 
 
-@pytest.mark.parametrize("command", ["backbones", "check", "compile", "render", "train", "eval", "compare", "predict", "export"])
+@pytest.mark.parametrize(
+    "command", ["backbones", "check", "compile", "render", "train", "eval", "compare", "predict", "export"]
+)
 def test_every_command_takes_quiet_and_verbose(command, capsys):
     extra = {"eval": ["--checkpoint", "c.pt"], "predict": ["--checkpoint", "c.pt", "x.png"],
              "export": ["--checkpoint", "c.pt"]}.get(command, [])

@@ -6,6 +6,12 @@ timm's metadata, never from a dummy forward pass. For ResNets the segments
 are ``act1 | layer1 | … | layer4``; for EfficientNets ``blocks.0 | blocks.1 |
 blocks.2 | blocks.3-4 | blocks.5-6``. These are the model's *stages*.
 
+Which models can be cut is timm's own answer (:func:`read_backbone`): those
+whose ``features_only`` extractor runs their modules in order, whatever the
+family, and vision transformers without class or register tokens, cut between
+blocks (:func:`token_cut`). Any name timm takes works: an architecture, a
+pretrained tag (``resnet18.a1_in1k``) or a hub name (``hf-hub:…``).
+
 Where timm's classifier reads through more layers than the last feature map
 (EfficientNet's ``conv_head`` + ``bn2``, MobileNetV3's pooled ``conv_head``), a
 last segment ``pre_logits`` holds them, with their pretrained weights: it is
