@@ -51,11 +51,21 @@ def read_all(names: list[str]) -> list[BackboneInfo]:
 
 
 def segments_match_timm(name: str, info: BackboneInfo) -> str:
-    """``"equal"`` when every segment outputs timm's feature map at its tap, else what differs."""
+    """``"equal"`` when every segment outputs timm's feature map at its tap, else what differs.
+
+    At 64×64 (the model's own size where timm fixes it), or at its pretrained size where 64 is too small for it.
+    """
     torch.manual_seed(0)
     model = create_timm_model(name).eval()
-    side = info.data.input_size[1] if info.data.fixed_input_size else 64
-    images = torch.randn(1, 3, side, side)
+    sides = [info.data.input_size[1]] if info.data.fixed_input_size else [64, info.data.input_size[1]]
+    for side in sides:
+        verdict = _compare(model, info, torch.randn(1, 3, side, side))
+        if not verdict.startswith("failed to run"):
+            return verdict if side == 64 or info.data.fixed_input_size else f"{verdict} at {side}x{side}"
+    return verdict
+
+
+def _compare(model: torch.nn.Module, info: BackboneInfo, images: torch.Tensor) -> str:
     maps: list[torch.Tensor] = []
     hooks = [model.get_submodule(tap["module"]).register_forward_hook(lambda _m, _i, out: maps.append(out))
              for tap in model.feature_info]
@@ -67,12 +77,16 @@ def segments_match_timm(name: str, info: BackboneInfo) -> str:
                 x = segment(x)
                 outputs.append(x)
     except Exception as error:  # a model that fails to run at this size: the sweep reports it
-        return f"failed to run: {type(error).__name__}: {str(error).splitlines()[0][:80]}"
+        first = (str(error).splitlines() or [""])[0][:80]
+        return f"failed to run: {type(error).__name__}: {first}"
     finally:
         for hook in hooks:
             hook.remove()
     if info.layout == "NHWC":
         maps = [m.permute(0, 3, 1, 2) for m in maps]
+    if info.layout == "NLC":  # timm's blocks hand on tokens: its maps are forward_intermediates'
+        with torch.no_grad():
+            maps = model.forward_intermediates(images, intermediates_only=True)
     for stage, want, got in zip(info.stages, maps, outputs):
         if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
             return f"{stage.name} differs"
