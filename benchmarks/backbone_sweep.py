@@ -1,9 +1,10 @@
 """Which timm families mtdsl can cut into segments: every architecture read, the smallest of each family run.
 
 For every name in ``timm.list_models()`` the script reads what mtdsl reads
-(:func:`mtdsl.graph.backbones.read_backbone`, on the meta device: no weights,
-no compute) and sorts it: cut into segments (with the layout its stages hold,
-``NCHW`` or ``NHWC``), or refused with timm's reason. Then, for each family
+(:func:`mtdsl.graph.backbones.backbone_info`, on the meta device: no weights,
+no compute; kept in mtdsl's cache, so a rerun reads the file) and sorts it:
+cut into segments (with the layout its stages hold: ``NCHW``, ``NHWC`` or a
+ViT's ``NLC`` tokens), or refused with timm's reason. Then, for each family
 with a model that is cut, it builds the family's smallest model (by parameter
 count) with random weights and checks on the CPU that every segment outputs
 the feature map timm's own forward pass produces at that tap (the oracle of
@@ -33,7 +34,7 @@ import torch
 from _timing import machine_line
 
 from mtdsl.errors import BackboneError
-from mtdsl.graph.backbones import BackboneInfo, read_backbone
+from mtdsl.graph.backbones import BackboneInfo, backbone_info
 from mtdsl.nn.backbone import create_timm_model, segments_of
 
 
@@ -43,7 +44,7 @@ def read_all(names: list[str]) -> list[BackboneInfo]:
         if index % 100 == 0:
             print(f"read {index} of {len(names)}", file=sys.stderr, flush=True)
         try:
-            infos.append(read_backbone(name))
+            infos.append(backbone_info(name))  # timm's answer, kept in mtdsl's cache: a rerun reads the file
         except BackboneError as error:  # timm cannot build it at all (on the meta device)
             infos.append(BackboneInfo(name, timm.models._registry._model_to_module.get(name, ""), (),
                                       refusal=f"not built: {error.message}"))
@@ -73,7 +74,7 @@ def _compare(model: torch.nn.Module, info: BackboneInfo, images: torch.Tensor) -
         with torch.no_grad():
             model.forward_features(images)
             x, outputs = images, []
-            for segment in segments_of(model).values():
+            for segment in segments_of(model, info.names).values():
                 x = segment(x)
                 outputs.append(x)
     except Exception as error:  # a model that fails to run at this size: the sweep reports it
@@ -88,6 +89,8 @@ def _compare(model: torch.nn.Module, info: BackboneInfo, images: torch.Tensor) -
         with torch.no_grad():
             maps = model.forward_intermediates(images, intermediates_only=True)
     for stage, want, got in zip(info.stages, maps, outputs):
+        if not isinstance(got, torch.Tensor):
+            return f"{stage.name} outputs a {type(got).__name__}, not a map"
         if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
             return f"{stage.name} differs"
     return "equal"

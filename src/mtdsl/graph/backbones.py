@@ -377,9 +377,16 @@ def read_backbone(model_name: str) -> BackboneInfo:
         height, width = model.patch_embed.img_size
         data = replace(data, fixed_input_size=True, input_size=(3, int(height), int(width)))
     infos = list(model.feature_info)
-    groups = token_cut(model) if layout == TOKENS else OrderedDict(
-        (segment, [name for name, _ in parts]) for segment, parts in cut(model).items()
-    )
+    if layout == TOKENS:
+        groups = token_cut(model)
+    else:
+        parts_of = cut(model)
+        problem = _dry_run(parts_of, layout, data, [int(info["num_chs"]) for info in model.feature_info])
+        if problem.startswith(PRE_LOGITS):
+            del parts_of[PRE_LOGITS]  # the layers after the last stage are no sequence: heads read the last stage
+        elif problem:
+            return BackboneInfo(model_name, model_family, (), layout, problem, data)
+        groups = OrderedDict((segment, [name for name, _ in parts]) for segment, parts in parts_of.items())
     if PRE_LOGITS in groups:
         pooled = "global_pool" in groups[PRE_LOGITS]
         width = getattr(model, "head_hidden_size", None) or model.num_features
@@ -398,6 +405,36 @@ def read_backbone(model_name: str) -> BackboneInfo:
         for (segment, names), info in zip(groups.items(), infos)
     )
     return BackboneInfo(model_name, model_family, segments, layout, "", data)
+
+
+def _dry_run(parts_of: OrderedDict[str, list[tuple[str, Any]]], layout: str, data: DataConfig,
+             channels: list[int]) -> str:
+    """Run the segments on the meta device (shapes only, no compute): ``""``, or which segment fails and how.
+
+    timm's extractor takes the first element of a tap that returns a tuple and
+    hands the tuple on, and some models keep head layers among their last
+    modules; neither shows in the metadata. A segment must output one map with
+    the channels ``feature_info`` states (``pre_logits``: any map).
+    """
+    import torch
+
+    x: Any = torch.empty(2, *data.input_size, device="meta")  # two images: a batch norm on pooled maps needs them
+    for index, (segment, parts) in enumerate(parts_of.items()):
+        try:
+            if layout == "NHWC" and index:
+                x = x.permute(0, 2, 3, 1)
+            for _, module in parts:
+                x = module(x)
+        except Exception as error:  # any failure to run is the reason the cut is refused
+            return f"{segment} does not run as a sequence of its modules ({type(error).__name__})"
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            what = f"a {type(x).__name__}" if not isinstance(x, torch.Tensor) else f"a {x.ndim}-d tensor"
+            return f"{segment} outputs {what}, not one map (timm's extractor picks from it)"
+        if layout == "NHWC":
+            x = x.permute(0, 3, 1, 2)
+        if index < len(channels) and x.shape[1] != channels[index]:
+            return f"{segment} outputs {x.shape[1]} channels, not feature_info's {channels[index]}"
+    return ""
 
 
 def _parameters(model: Any, name: str) -> int:

@@ -27,6 +27,7 @@ are timm's.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import timm
@@ -137,13 +138,19 @@ def token_segments_of(vit: Any) -> nn.ModuleDict:
     return segments
 
 
-def segments_of(model: nn.Module) -> nn.ModuleDict:
-    """Cut a full timm model into an ``nn.ModuleDict`` of ``nn.Sequential`` segments that hand on ``NCHW`` maps."""
+def segments_of(model: nn.Module, keep: Sequence[str] | None = None) -> nn.ModuleDict:
+    """Cut a full timm model into an ``nn.ModuleDict`` of ``nn.Sequential`` segments that hand on ``NCHW`` maps.
+
+    ``keep``: the segments the graph stage found (``backbone_info(name).names``); a ``pre_logits`` it
+    dropped, because the layers after the last stage do not run in order, is left out.
+    """
     if is_token_model(model):
         return token_segments_of(model)
     channels_last = str(getattr(model, "output_fmt", "NCHW")).endswith("NHWC")
     segments = nn.ModuleDict()
     for index, (segment, parts) in enumerate(cut(model).items()):
+        if keep is not None and segment not in keep:
+            continue
         modules = [(name.replace(".", "_"), module) for name, module in parts]
         if channels_last:  # the first segment reads the image, which is NCHW whatever the model's layout
             modules = ([("to_nhwc", ToChannelsLast())] if index else []) + modules + [("to_nchw", ToChannelsFirst())]
@@ -159,4 +166,4 @@ def timm_segments(model_name: str, drop_rate: float = 0.0, drop_path_rate: float
     kwargs = {"drop_rate": drop_rate}
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate
-    return segments_of(create_timm_model(model_name, **kwargs))
+    return segments_of(create_timm_model(model_name, **kwargs), backbone_info(model_name).names)

@@ -43,7 +43,7 @@ from torch import nn
 
 from mtdsl.errors import WeightsError
 from mtdsl.graph.backbones import split_source
-from mtdsl.nn.backbone import create_timm_model, segments_of
+from mtdsl.nn.backbone import backbone_info, create_timm_model, segments_of
 
 NONE = "none"
 IMAGENET = "imagenet"
@@ -104,13 +104,14 @@ def pretrained_segments(
         WeightsError: the weights cannot be found or do not fit the model.
     """
     kwargs = _timm_kwargs(drop_rate, drop_path_rate)
+    names = backbone_info(model_name).names
     if pretrained == NONE or torch.get_default_device().type == "meta":
-        return segments_of(create_timm_model(model_name, **kwargs))
+        return segments_of(create_timm_model(model_name, **kwargs), names)
     if pretrained == IMAGENET:
-        return segments_of(imagenet_model(model_name, **kwargs))
+        return segments_of(imagenet_model(model_name, **kwargs), names)
     model = create_timm_model(model_name, **kwargs)
     load_backbone_state(model, read_state_dict(pretrained), origin=pretrained)
-    return segments_of(model)
+    return segments_of(model, names)
 
 
 def pretrained_sources(model_name: str) -> list[str]:
