@@ -148,8 +148,9 @@ def main() -> None:
     print()
     tag_count = "" if args.per_family else f"; pretrained tags of cut architectures: {cut_tags} of {len(tags)}"
     ran = [verdict for verdict in checks.values() if not verdict.startswith("not run")]
+    equal = sum(verdict.startswith("equal") for verdict in ran)
     print(f"cut: {cut_total} of {len(infos)} architectures, in {sum(r[2] > 0 for r in rows)} of {len(rows)} "
-          f"families{tag_count}; smallest per family equal to timm: {ran.count('equal')} of {len(ran)} run")
+          f"families{tag_count}; smallest per family equal to timm: {equal} of {len(ran)} run")
     if args.json:
         args.json.write_text(json.dumps({"records": [info.to_record() for info in infos], "checks": checks},
                                         indent=1) + "\n", encoding="utf-8")
