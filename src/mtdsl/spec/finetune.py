@@ -2,7 +2,7 @@
 
 A multi-task model shares its backbone between datasets. Measured on beans +
 flowers102 with an ImageNet EfficientNet-Lite0 (AdamW 1e-3, one frozen epoch then
-five of every layer, three seeds; docs/experiments.md (f)), two settings close
+five of every layer, three seeds; docs/experiments.md (g)), two settings close
 the gap to the single-task models, and neither costs those single-task models:
 
 * ``batchnorm = eval`` once a pretrained backbone trains: its BatchNorm layers keep
