@@ -15,17 +15,18 @@ which moves them with the pixels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
-from mtdsl.train.data.coco_file import read_coco_file
+from mtdsl.train.data.coco_file import CocoAnnotation, read_coco_file
 from mtdsl.train.data.sources import (
     ImageRef,
     Table,
@@ -44,6 +45,7 @@ __all__ = [
     "SYNTHETIC_DETECT_CLASSES",
     "SYNTHETIC_SEGMENT_CLASSES",
     "BoxTarget",
+    "CocoTruth",
     "DetectionExamples",
     "MaskExamples",
     "MaskTarget",
@@ -56,6 +58,7 @@ __all__ = [
     "read_masks",
     "synthetic_detection",
     "synthetic_targets",
+    "unletterbox_boxes",
 ]
 
 #: The mask value that losses and metrics skip: void pixels, and the letterbox padding.
@@ -63,6 +66,38 @@ IGNORE_INDEX = 255
 
 
 # ---------------------------------------------------------------- examples
+
+
+@dataclass(frozen=True, eq=False)
+class CocoTruth:
+    """One image's annotations as COCO evaluation reads them: all of them, in the file's order and pixels.
+
+    Training learns from fewer boxes (:class:`DetectionExamples` drops crowd
+    regions and boxes with no area); ``COCOeval`` keeps both: a detection on a
+    crowd region of its class is ignored rather than counted wrong, and a box
+    with no area that nothing matches is a miss. Evaluating against this, in
+    the image's own pixels, gives the numbers pycocotools gives on the file.
+
+    Attributes:
+        image_id: the image's ``id`` in the file.
+        boxes: ``(G, 4)`` float64 ``(x0, y0, x1, y1)`` in the image file's pixels.
+        classes: ``(G,)`` int64 class indices.
+        areas: ``(G,)`` float64, the file's ``area`` of each annotation (COCO's
+            small/medium/large ranges read it), the box's where the file gives none.
+        crowd: ``(G,)`` bool, ``iscrowd``.
+    """
+
+    image_id: Hashable
+    boxes: np.ndarray
+    classes: np.ndarray
+    areas: np.ndarray
+    crowd: np.ndarray
+
+    def select(self, lookup: np.ndarray) -> CocoTruth:
+        """The annotations whose class ``lookup`` maps to a class index (>= 0), with their classes mapped."""
+        mapped = lookup[self.classes] if len(self.classes) else self.classes
+        keep = mapped >= 0
+        return CocoTruth(self.image_id, self.boxes[keep], mapped[keep], self.areas[keep], self.crowd[keep])
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,12 +110,15 @@ class DetectionExamples:
             the image file's pixels (``G`` may be 0: a negative image).
         classes: per image a ``(G,)`` int64 array of indices into ``class_names``.
         class_names: the class names in index order.
+        truth: per image every annotation of ``class_names`` as COCO evaluation
+            reads it, crowds and boxes with no area included.
     """
 
     images: tuple[ImageRef, ...]
     boxes: tuple[np.ndarray, ...]
     classes: tuple[np.ndarray, ...]
     class_names: tuple[str, ...]
+    truth: tuple[CocoTruth, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -131,7 +169,8 @@ def read_coco(
             the heads of only 296.
 
     Returns:
-        The examples. Crowd regions and boxes with no area are dropped.
+        The examples. Crowd regions and boxes with no area are dropped from the
+        boxes training learns from, and kept in each image's :class:`CocoTruth`.
 
     Raises:
         DataError: the file or folder is missing or unreadable, an entry of the
@@ -150,6 +189,7 @@ def read_coco(
     images: list[str] = []
     boxes: list[np.ndarray] = []
     labels: list[np.ndarray] = []
+    truth: list[CocoTruth] = []
     for image_id, file_name in coco.images:
         found = [
             (ann.bbox, index_of[ann.category])
@@ -164,10 +204,25 @@ def read_coco(
         images.append(str(images_dir / file_name))
         boxes.append(np.ascontiguousarray(xyxy, dtype=np.float32))
         labels.append(np.array([label for (_, label), k in zip(found, keep) if k], dtype=np.int64))
+        truth.append(_coco_truth(image_id, coco.annotations.get(image_id, ()), index_of))
 
     check_images_exist(images, where, expected=f"every file_name under {images_dir}",
                        hint="check the images folder the annotation file's file names are relative to")
-    return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names)
+    return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names, tuple(truth))
+
+
+def _coco_truth(image_id: Hashable, annotations: Sequence[CocoAnnotation], index_of: dict[int, int]) -> CocoTruth:
+    """An image's annotations of the categories in ``index_of``, as :class:`CocoTruth`."""
+    kept = [ann for ann in annotations if ann.category in index_of]
+    xywh = np.array([ann.bbox for ann in kept], dtype=np.float64).reshape(-1, 4)
+    return CocoTruth(
+        image_id=image_id,
+        boxes=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+        classes=np.array([index_of[ann.category] for ann in kept], dtype=np.int64),
+        areas=np.array([ann.area if ann.area is not None else ann.bbox[2] * ann.bbox[3] for ann in kept],
+                       dtype=np.float64),
+        crowd=np.array([ann.crowd for ann in kept], dtype=bool),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -325,11 +380,68 @@ class BoxTarget:
             example's dataset labels. Where it is False the image says nothing
             about that class (it came from a dataset that does not annotate it),
             so a loss masks the class out for this example.
+        truth: what COCO evaluation compares the task's detections with: the
+            image's annotations of the task's classes in its file, crowds
+            included (``None`` for sources without one: ``boxes`` then serve).
     """
 
     boxes: np.ndarray
     classes: np.ndarray
     annotated: np.ndarray
+    truth: CocoTruth | None = None
+
+    def original(self, scale: tuple[float, float], size: tuple[int, int]) -> dict[str, Any]:
+        """What evaluation needs to score this image's detections in the image's own pixels.
+
+        Args:
+            scale: the letterbox's ``(sx, sy)``, network pixels per image pixel.
+            size: the image file's ``(width, height)``.
+
+        Returns:
+            ``{"boxes": (G, 4) float64, "classes": (G,) int64, "areas": (G,)
+            float64, "crowd": (G,) bool, "image_id", "scale": (sx, sy), "size":
+            (width, height)}`` as numpy arrays (they stay on the CPU): the
+            :attr:`truth`, or the training boxes (no crowds, areas of the boxes,
+            ``image_id`` ``None``) where there is none.
+        """
+        truth = self.truth
+        if truth is None:
+            boxes = self.boxes.astype(np.float64).reshape(-1, 4)
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            truth = CocoTruth(None, boxes, self.classes, areas, np.zeros(len(boxes), dtype=bool))
+        return {
+            "boxes": truth.boxes, "classes": truth.classes, "areas": truth.areas, "crowd": truth.crowd,
+            "image_id": truth.image_id, "scale": tuple(map(float, scale)), "size": tuple(map(int, size)),
+        }
+
+
+def unletterbox_boxes(
+    boxes: np.ndarray, scale: tuple[float, float], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes found on a letterboxed image, in the pixels of the image itself.
+
+    The letterbox pads at the bottom and right, so dividing by its ``scale`` is
+    the whole inverse; boxes are then clipped to the image, and a box that lay
+    wholly in the padding has no pixels left.
+
+    Args:
+        boxes: ``(K, 4)`` ``(x0, y0, x1, y1)`` in network pixels (any float dtype, kept).
+        scale: ``(sx, sy)``, network pixels per image pixel (:attr:`Letterboxed.scale`).
+        size: the image's ``(width, height)``.
+
+    Returns:
+        The ``(K', 4)`` boxes that keep an area, and the ``(K,)`` bool of which those are.
+
+    >>> unletterbox_boxes(np.array([[10.0, 5, 30, 25], [0, 40, 8, 48]]), (0.5, 0.5), (60, 60))
+    (array([[20., 10., 60., 50.]]), array([ True, False]))
+    """
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    sx, sy = scale
+    width, height = size
+    moved = np.clip(boxes / np.array([sx, sy, sx, sy], dtype=boxes.dtype),
+                    0, np.array([width, height, width, height], dtype=boxes.dtype))
+    keep = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
+    return moved[keep], keep
 
 
 @dataclass(frozen=True, eq=False)
@@ -540,6 +652,27 @@ def _coco_task_targets(every: DetectionExamples, config: CocoDataset, task: Task
     return object_array(found)
 
 
+def _truth_lookup(categories: tuple[str, ...], config: CocoDataset, task: TaskLabels) -> np.ndarray:
+    """``(K,)`` int64: the task class index of each category of the file, -1 for those the task does not learn here.
+
+    The same choice :func:`_coco_task_targets` makes for the boxes training learns from.
+    """
+    names = tuple(task.classes) if isinstance(task.classes, tuple) and task.classes else categories
+    if config.one_class is not None:
+        return np.full(len(categories), names.index(config.one_class) if config.one_class in names else 0)
+    annotated = set(config.classes) if config.classes is not None else set(names)
+    return np.array([names.index(name) if name in names and name in annotated else -1 for name in categories],
+                    dtype=np.int64)
+
+
+def _with_truth(targets: np.ndarray, every: DetectionExamples, lookup: np.ndarray) -> np.ndarray:
+    """``targets`` with each image's :class:`CocoTruth`, in the task's classes, attached."""
+    return object_array([
+        BoxTarget(target.boxes, target.classes, target.annotated, truth.select(lookup))
+        for target, truth in zip(targets, every.truth)
+    ])
+
+
 def read_coco_dataset(config: CocoDataset, tasks: Sequence[TaskLabels]) -> Table:
     """A ``coco`` dataset for its detect tasks: images and each task's :class:`BoxTarget` per image.
 
@@ -548,7 +681,11 @@ def read_coco_dataset(config: CocoDataset, tasks: Sequence[TaskLabels]) -> Table
     """
     where = describe(config)
     every = read_coco(config.annotations, config.images)
-    targets = {task.task: _coco_task_targets(every, config, task, where) for task in tasks}
+    targets = {
+        task.task: _with_truth(_coco_task_targets(every, config, task, where), every,
+                               _truth_lookup(every.class_names, config, task))
+        for task in tasks
+    }
     kept = np.arange(len(every))
     if not config.keep_empty:
         kept = np.array(
