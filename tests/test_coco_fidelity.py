@@ -221,3 +221,14 @@ def test_top_box_accuracy_leaves_crowds_out_and_survives_boxes_without_area():
     truth = [{"boxes": [[0, 0, 0, 0]], "classes": [0]}, {"boxes": [[0, 0, 10, 10]], "classes": [0]}]
     # torchvision's box_iou gives nan for two boxes without area; nan is not >= 0.5, so that image is wrong
     assert most_confident_box_accuracy(found, truth) == 0.5
+
+
+def test_top_box_accuracy_counts_no_image_whose_only_box_is_a_crowd():
+    metric = DetectionMetric(1, ["person"])
+    original = {"boxes": np.array([[0.0, 0, 50, 50]]), "classes": np.array([0]), "areas": np.array([2500.0]),
+                "crowd": np.array([True]), "image_id": 4, "scale": (1.0, 1.0), "size": (64, 64)}
+    found = [{"boxes": torch.tensor([[0.0, 0, 50, 50]]), "scores": torch.tensor([0.9]), "classes": torch.tensor([0])}]
+    metric.update(found, {"boxes": [torch.zeros(0, 4)], "classes": [torch.zeros(0, dtype=torch.long)],
+                          "annotated": torch.ones(1, 1, dtype=torch.bool), "original": [original]})
+    results = metric.compute()
+    assert math.isnan(results["top_box_accuracy"]) and math.isnan(results["AP"])
