@@ -194,9 +194,7 @@ def test_the_files_areas_sort_small_medium_and_large():
 def test_evaluation_truth_holds_the_training_boxes_plus_crowds_and_empty_boxes(tmp_path, classes, dataset):
     path = _write_file(tmp_path, np.random.default_rng(7))
     config = CocoDataset(annotations=str(path), images=str(tmp_path / "images"), **dataset)
-    task = TaskLabels("objects", "detect", classes if isinstance(classes, int) or dataset else classes)
-    if dataset.get("one_class"):
-        task = TaskLabels("objects", "detect", ("pet",))
+    task = TaskLabels("objects", "detect", ("pet",) if dataset.get("one_class") else classes)
     seen_crowd = False
     for target in read_coco_dataset(config, [task]).targets["objects"]:
         truth = target.truth

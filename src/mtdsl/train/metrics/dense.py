@@ -358,13 +358,13 @@ class DetectionMetric(TaskMetric):
         annotated = targets.get("annotated")
         originals = targets.get("original")
         for n, detections in enumerate(outputs):
-            classes = detections["classes"].detach().cpu()
-            keep = torch.ones_like(classes, dtype=torch.bool)
-            if annotated is not None and len(classes):
-                keep = annotated[n].cpu()[classes]
+            labels = detections["classes"].detach().cpu()
+            keep = torch.ones_like(labels, dtype=torch.bool)
+            if annotated is not None and len(labels):
+                keep = annotated[n].cpu()[labels]
             boxes = detections["boxes"].detach().cpu()[keep].numpy()
             scores = detections["scores"].detach().cpu()[keep].numpy()
-            classes = classes[keep].numpy()
+            classes = labels[keep].numpy()
             if originals is None:
                 truth: dict[str, Any] = {
                     "boxes": targets["boxes"][n].detach().cpu().numpy(),
