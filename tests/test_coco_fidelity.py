@@ -29,6 +29,7 @@ from mtdsl.spec.data import CocoDataset
 from mtdsl.train.data.datasets import ImageDataset, collate, read_splits
 from mtdsl.train.data.dense import read_coco_dataset, unletterbox_boxes
 from mtdsl.train.data.letterbox import Letterbox
+from mtdsl.train.data.sources import item_seed
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.metrics.dense import DETECTION_REPORTED, DetectionMetric, coco_evaluate, most_confident_box_accuracy
 
@@ -113,17 +114,20 @@ def _pycocotools(path: Path, found: list[dict]) -> tuple[np.ndarray, dict[int, f
     return evaluator.stats, per_class
 
 
-def _mtdsl(path: Path, found: list[dict]) -> dict[str, float]:
-    """The same predictions through mtdsl's evaluation path, entering it in letterboxed pixels."""
+def _mtdsl(path: Path, found: list[dict], train: bool = False) -> dict[str, float]:
+    """The same predictions through mtdsl's evaluation path, entering it in letterboxed pixels.
+
+    ``train``: the images come as a training split's do when it is evaluated, some of them mirrored.
+    """
     config = CocoDataset(annotations=str(path), images=str(path.parent / "images"), split=[0.5, 0.5])
     task = TaskLabels("objects", "detect", 3)
     names = read_coco_dataset(config, [task]).images  # file order
     by_file = {Path(name).name: image["id"] for name, image in zip(names, json.loads(path.read_text())["images"])}
     class_of = {category: index for index, category in enumerate(sorted(c["id"] for c in CATEGORIES))}
-    letterbox = Letterbox(SIZE, **STATS, train=False)
+    letterbox = Letterbox(SIZE, **STATS, train=train)
     metric = DetectionMetric(3, ["cat", "dog", "cow"])  # class index order: category ids 3, 8, 15
     for examples in read_splits(config, [task]).values():
-        dataset = ImageDataset(examples, [task], image_size=(SIZE, SIZE), **STATS, train=False)
+        dataset = ImageDataset(examples, [task], image_size=(SIZE, SIZE), **STATS, train=train)
         for start in range(0, len(dataset), 3):
             batch = collate([dataset[i] for i in range(start, min(start + 3, len(dataset)))])
             outputs = []
@@ -133,7 +137,7 @@ def _mtdsl(path: Path, found: list[dict]) -> dict[str, float]:
                 xywh = np.array([f["bbox"] for f in mine], dtype=np.float64).reshape(-1, 4)
                 xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
                 # what the network would output: the boxes moved as the letterbox moves the pixels
-                moved = letterbox(Image.open(reference).convert("RGB"), 0, boxes=xyxy)
+                moved = letterbox(Image.open(reference).convert("RGB"), item_seed(0, index), boxes=xyxy)
                 assert moved.keep.all()
                 outputs.append({
                     "boxes": torch.from_numpy(moved.boxes),
@@ -150,14 +154,14 @@ def _same(ours: float, theirs: float) -> bool:
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1))
-def test_mtdsl_scores_a_predictions_file_as_pycocotools_does_on_the_original_annotations(seed):
+@given(seed=st.integers(0, 2**31 - 1), train=st.booleans())
+def test_mtdsl_scores_a_predictions_file_as_pycocotools_does_on_the_original_annotations(seed, train):
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as folder:
         path = _write_file(Path(folder), rng)
         found = _predictions(path, rng)
         stats, per_class = _pycocotools(path, found)
-        ours = _mtdsl(path, found)
+        ours = _mtdsl(path, found, train)
     for name, index in STAT_INDEX.items():
         assert _same(ours[name], stats[index]), (name, ours[name], stats[index])
     for name, category in (("cat", 3), ("dog", 8), ("cow", 15)):
@@ -211,6 +215,8 @@ def test_boxes_in_the_padding_leave_and_the_rest_divide_by_the_scale():
     # the second lies below the image (y from 280), the third right of it (x from 120)
     assert keep.tolist() == [True, False, False] and inside.tolist() == [[20, 40, 100, 120]]
     assert unletterbox_boxes(boxes.astype(np.float32), (0.5, 0.25), (100, 200))[0].dtype == np.float32
+    mirrored, _ = unletterbox_boxes(np.array([[10.0, 10, 30, 20]]), (0.5, 0.5), (150, 100), flipped=True)
+    assert mirrored.tolist() == [[90, 20, 130, 40]]  # x 20..60 in the image, mirrored in its 150 px
 
 
 def test_top_box_accuracy_leaves_crowds_out_and_survives_boxes_without_area():

@@ -526,7 +526,7 @@ class ImageDataset(Dataset):
                 "boxes": torch.from_numpy(out.boxes[kept : kept + count].copy()),
                 "classes": torch.from_numpy(target.classes[keep]),
                 "annotated": torch.from_numpy(target.annotated.copy()),
-                "original": target.original(out.scale, original or image.size),
+                "original": target.original(out.scale, original or image.size, out.flipped),
             }
             start, kept = start + len(target.boxes), kept + count
         for task, mask in masks.items():

@@ -390,17 +390,18 @@ class BoxTarget:
     annotated: np.ndarray
     truth: CocoTruth | None = None
 
-    def original(self, scale: tuple[float, float], size: tuple[int, int]) -> dict[str, Any]:
+    def original(self, scale: tuple[float, float], size: tuple[int, int], flipped: bool = False) -> dict[str, Any]:
         """What evaluation needs to score this image's detections in the image's own pixels.
 
         Args:
             scale: the letterbox's ``(sx, sy)``, network pixels per image pixel.
             size: the image file's ``(width, height)``.
+            flipped: whether the letterbox mirrored the image (a training split evaluated as it trains).
 
         Returns:
             ``{"boxes": (G, 4) float64, "classes": (G,) int64, "areas": (G,)
             float64, "crowd": (G,) bool, "image_id", "scale": (sx, sy), "size":
-            (width, height)}`` as numpy arrays (they stay on the CPU): the
+            (width, height), "flipped": bool}`` as numpy arrays (they stay on the CPU): the
             :attr:`truth`, or the training boxes (no crowds, areas of the boxes,
             ``image_id`` ``None``) where there is none.
         """
@@ -412,22 +413,25 @@ class BoxTarget:
         return {
             "boxes": truth.boxes, "classes": truth.classes, "areas": truth.areas, "crowd": truth.crowd,
             "image_id": truth.image_id, "scale": tuple(map(float, scale)), "size": tuple(map(int, size)),
+            "flipped": bool(flipped),
         }
 
 
 def unletterbox_boxes(
-    boxes: np.ndarray, scale: tuple[float, float], size: tuple[int, int]
+    boxes: np.ndarray, scale: tuple[float, float], size: tuple[int, int], flipped: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boxes found on a letterboxed image, in the pixels of the image itself.
 
     The letterbox pads at the bottom and right, so dividing by its ``scale`` is
-    the whole inverse; boxes are then clipped to the image, and a box that lay
-    wholly in the padding has no pixels left.
+    the whole inverse (and mirroring back, when it flipped the image); boxes
+    are then clipped to the image, and a box that lay wholly in the padding has
+    no pixels left.
 
     Args:
         boxes: ``(K, 4)`` ``(x0, y0, x1, y1)`` in network pixels (any float dtype, kept).
         scale: ``(sx, sy)``, network pixels per image pixel (:attr:`Letterboxed.scale`).
         size: the image's ``(width, height)``.
+        flipped: whether the letterbox mirrored the image (:attr:`Letterboxed.flipped`).
 
     Returns:
         The ``(K', 4)`` boxes that keep an area, and the ``(K,)`` bool of which those are.
@@ -438,8 +442,10 @@ def unletterbox_boxes(
     boxes = np.asarray(boxes).reshape(-1, 4)
     sx, sy = scale
     width, height = size
-    moved = np.clip(boxes / np.array([sx, sy, sx, sy], dtype=boxes.dtype),
-                    0, np.array([width, height, width, height], dtype=boxes.dtype))
+    moved = boxes / np.array([sx, sy, sx, sy], dtype=boxes.dtype)
+    if flipped:  # the resized image was mirrored before padding: x -> width - x
+        moved = np.stack([width - moved[:, 2], moved[:, 1], width - moved[:, 0], moved[:, 3]], axis=1)
+    moved = np.clip(moved, 0, np.array([width, height, width, height], dtype=boxes.dtype))
     keep = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
     return moved[keep], keep
 

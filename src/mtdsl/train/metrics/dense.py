@@ -372,7 +372,8 @@ class DetectionMetric(TaskMetric):
                 }
             else:
                 original = originals[n]
-                boxes, inside = unletterbox_boxes(boxes.astype(np.float64), original["scale"], original["size"])
+                boxes, inside = unletterbox_boxes(boxes.astype(np.float64), original["scale"], original["size"],
+                                                  original.get("flipped", False))
                 scores, classes = scores[inside], classes[inside]
                 width, height = original["size"]
                 truth = {key: original[key] for key in ("boxes", "classes", "areas", "crowd", "image_id")}
