@@ -27,7 +27,8 @@ from PIL import Image
 
 from mtdsl.spec.data import CocoDataset
 from mtdsl.train.data.datasets import ImageDataset, collate, read_splits
-from mtdsl.train.data.dense import read_coco_dataset, unletterbox_boxes
+from mtdsl.train.data.dense import unletterbox_boxes
+from mtdsl.train.data.formats.coco import read_coco_dataset
 from mtdsl.train.data.letterbox import Letterbox
 from mtdsl.train.data.sources import item_seed
 from mtdsl.train.data.tasks import TaskLabels

@@ -25,7 +25,7 @@ from pathlib import Path
 from mtdsl.errors import DataError
 from mtdsl.spec.data import CocoDataset
 from mtdsl.spec.document import Spec
-from mtdsl.train.data.coco_file import CocoFile, read_coco_file
+from mtdsl.train.data.formats.coco_file import CocoFile, read_coco_file
 
 __all__ = ["SourceIds", "source_ids"]
 

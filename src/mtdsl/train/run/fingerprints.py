@@ -20,6 +20,8 @@ import networkx as nx
 
 from mtdsl.graph.serialize import graph_to_json
 from mtdsl.spec.document import Spec
+from mtdsl.spec.finetune import batchnorm_of, lr_scale_of
+from mtdsl.spec.training import TrainSpec
 
 __all__ = ["fingerprint", "model_hash", "spec_hash"]
 
@@ -30,11 +32,25 @@ def fingerprint(text: str) -> str:
 
 
 def spec_hash(spec: Spec) -> str:
-    """A fingerprint of everything the spec says (model, data and training), except its trackers."""
+    """A fingerprint of everything the spec says (model, data and training), except its trackers.
+
+    ``auto`` settings count as what they resolve to, written as the fields said it before ``auto``
+    existed: a spec whose backbone trains from scratch keeps its fingerprint, so its runs resume
+    across the change, and one with a pretrained backbone, which now trains differently, does not.
+    """
     # Where the numbers are also sent (track) changes no number: a run may resume with a tracker added.
-    parts = [spec.model.model_dump_json(), spec.train.model_dump_json(exclude={"track"})]
+    parts = [spec.model.model_dump_json(), _resolved(spec).model_dump_json(exclude={"track", "batchnorm"})]
+    if not spec.train.phases and batchnorm_of(spec.train, None, spec.model) != "train":  # no phase to carry it
+        parts.append("batchnorm=eval")
     parts += [f"{name}={config.model_dump_json()}" for name, config in sorted(spec.datasets.items())]
     return fingerprint("\n".join(parts))
+
+
+def _resolved(spec: Spec) -> TrainSpec:
+    """The train block with ``lr_scale`` and each phase's ``batchnorm`` resolved (:mod:`mtdsl.spec.finetune`)."""
+    train, model = spec.train, spec.model
+    phases = [phase.model_copy(update={"batchnorm": batchnorm_of(train, phase, model)}) for phase in train.phases]
+    return train.model_copy(update={"lr_scale": lr_scale_of(train, model), "phases": phases})
 
 
 #: A backbone's rates: timm's dropout before its (removed) classifier and its DropPath modules hold no weights.
