@@ -70,6 +70,8 @@ BROKEN_COCO = [
     ("image_id missing", _annotation(image_id=_DROP), "annotation 11 has no image_id"),
     ("image_id a list", _annotation(image_id=[2]), "annotation 11 is of image_id [2], which is not an image"),
     ("iscrowd a string", _annotation(iscrowd="no"), "annotation 11 (image 2) has iscrowd 'no', which is neither"),
+    ("area a string", _annotation(area="36"), "annotation 11 (image 2) has area '36', which is not a finite number"),
+    ("area negative", _annotation(area=-1), "has area -1, which is not a finite number >= 0"),
     ("annotation not an object", lambda d: d["annotations"].append([1, 2]), "entry 2 of the annotations is [1, 2]"),
     ("annotations not a list", lambda d: d.update(annotations={"10": {}}), "'annotations' is dict"),
     ("file_name missing", _image(file_name=_DROP), "image 2 has no file_name"),

@@ -196,3 +196,50 @@ def test_dense_tasks_need_a_square_input():
     with pytest.raises(SpecValueError, match="letterboxes images to a square") as raised:
         compile_text(SPEC.replace("input 3x64x64", "input 3x64x96"), "wide.mtl")
     assert "wide.mtl:3:" in raised.value.render()
+
+
+COCO_SPEC = """
+model heads
+input 3x64x64
+backbone trunk = timm("test_efficientnet")
+neck pyramid = fpn(trunk, channels = 16, max_level = 5)
+dataset d = coco("{annotations}", images = "{images}")
+task pet: detect(d) {{ classes = [dog, cat]; head = efficientdet(max_detections = 4) }}
+"""
+
+
+def test_detections_json_keeps_the_coco_files_image_and_category_ids(tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    images = tmp_path / "images"
+    images.mkdir()
+    listed = {"a.png": (397133, (80, 50)), "b.png": (9, (30, 90))}
+    for name, (_, size) in listed.items():
+        Image.new("RGB", size, "gray").save(images / name)
+    Image.new("RGB", (40, 40), "gray").save(tmp_path / "elsewhere.png")
+    annotations = tmp_path / "instances.json"
+    annotations.write_text(json.dumps({
+        "images": [{"id": i, "file_name": n, "width": s[0], "height": s[1]} for n, (i, s) in listed.items()],
+        "categories": [{"id": 18, "name": "dog"}, {"id": 17, "name": "cat"}, {"id": 1, "name": "person"}],
+        "annotations": [{"id": 1, "image_id": 9, "category_id": 17, "bbox": [2, 3, 20, 30], "area": 600, "iscrowd": 0}],
+    }))
+    spec_path = tmp_path / "heads.mtl"
+    spec_path.write_text(COCO_SPEC.format(annotations=annotations, images=images), encoding="utf-8")
+    compilation = compile_file(spec_path)
+    checkpoint = save_random_checkpoint(compilation, tmp_path / "best.pt")
+
+    def detections(files: list[Path], out: str) -> list[dict]:
+        report = predict(compilation.spec, compilation.graph, checkpoint, files, tmp_path / out,
+                         device="cpu", progress=False)
+        assert report.detections_json is not None
+        return json.loads(report.detections_json.read_text())
+
+    found = detections(sorted(images.iterdir()), "listed")
+    assert {r["image_id"] for r in found} == {397133, 9}
+    assert {(r["category_name"], r["category_id"]) for r in found} <= {("dog", 18), ("cat", 17)} and found
+    truth = COCO(str(annotations))
+    truth.loadRes(found)  # pycocotools refuses results whose image ids are not the file's
+
+    elsewhere = detections([images / "a.png", tmp_path / "elsewhere.png"], "elsewhere")
+    assert {r["image_id"] for r in elsewhere} == {1, 2}  # not every image is the file's: numbered in order
+    assert {r["category_id"] for r in elsewhere} <= {18, 17}

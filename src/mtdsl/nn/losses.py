@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import sigmoid_focal_loss
 
 from mtdsl.detection.bench import DetectionCriterion, DetectionSetup
 from mtdsl.detection.loss import DetectionLoss
@@ -46,32 +47,28 @@ def build_loss(config: LossConfig, task_kind: str | None = None, detection: Dete
     return LOSS_BUILDERS.build(config, task_kind=task_kind, detection=detection)
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
-    """Focal loss (Lin et al. 2017) averaged over elements.
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017) for binary and multi-label logits, averaged over elements.
 
     ``FL(p_t) = -α_t (1 - p_t)^γ log(p_t)`` where ``p_t = p`` for positives and
-    ``1 - p`` for negatives, ``α_t = α`` for positives and ``1 - α`` for negatives.
+    ``1 - p`` for negatives, ``α_t = α`` for positives and ``1 - α`` for negatives:
+    :func:`torchvision.ops.sigmoid_focal_loss` with ``reduction="mean"`` (the
+    spec keeps ``α`` in [0, 1], so torchvision's "no α when negative" never applies).
 
     Args:
-        logits: ``(N, C)`` raw scores.
-        targets: ``(N, C)`` in {0, 1}.
+        alpha: the weight of the positive terms.
+        gamma: the focusing exponent.
     """
-    targets = targets.to(logits.dtype)
-    probability = torch.sigmoid(logits)
-    cross_entropy = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p_t = probability * targets + (1 - probability) * (1 - targets)
-    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-    return (alpha_t * (1 - p_t) ** gamma * cross_entropy).mean()
 
-
-class FocalLoss(nn.Module):
     def __init__(self, alpha: float, gamma: float) -> None:
         super().__init__()
         self.alpha = alpha
         self.gamma = gamma
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return sigmoid_focal_loss(logits, targets.view_as(logits), self.alpha, self.gamma)
+        """``logits`` ``(N, C)`` (or ``(N,)``) and 0/1 ``targets`` of as many elements; returns the scalar mean."""
+        targets = targets.view_as(logits).to(logits.dtype)
+        return sigmoid_focal_loss(logits, targets, self.alpha, self.gamma, reduction="mean")
 
 
 class BinaryCrossEntropy(nn.Module):

@@ -15,7 +15,8 @@ they are evaluated), then:
   out and resized back with nearest neighbour).
 
 ``out_dir`` receives ``predictions.json`` (everything, per image), ``detections.json``
-(COCO results; only when a detect task ran), ``<stem>.png`` (the original image with its
+(COCO results, with the training COCO file's category and image ids where it has them:
+:mod:`mtdsl.predict.coco_ids`; only when a detect task ran), ``<stem>.png`` (the original image with its
 boxes, their labels and the first segment task's mask drawn on it, under a band naming the
 image-label results) and ``<stem>.<task>.png`` (class-index masks at the original size).
 

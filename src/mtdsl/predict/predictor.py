@@ -22,6 +22,7 @@ from PIL import Image
 
 from mtdsl.render.label_results import label_output, rounded
 from mtdsl.spec.document import Spec
+from mtdsl.train.data.dense import unletterbox_boxes
 from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS
 
 __all__ = ["LETTERBOX", "RESIZE", "Found", "Predictor", "mask_image", "task_views"]
@@ -125,15 +126,10 @@ class Predictor:
                 found: list[Found]) -> None:
         names = self.classes[task] or []
         for image, (sx, sy), detection, result in zip(images, scales, self.setups[task].detections(outputs), found):
-            width, height = image.size
-            # Boxes come in network pixels; padding lies bottom/right, so dividing by the scale is enough.
-            boxes = detection["boxes"].float().cpu().numpy() / np.array([sx, sy, sx, sy], dtype=np.float32)
-            boxes = np.clip(boxes, 0, np.array([width, height, width, height], dtype=np.float32))
-            # A box wholly in the padding has no pixels in the image once clipped.
-            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            # The evaluation maps boxes back the same way, so detections.json scores as mtdsl's metric does.
+            boxes, keep = unletterbox_boxes(detection["boxes"].float().cpu().numpy(), (sx, sy), image.size)
             scores = detection["scores"].float().cpu().numpy()[keep]
             classes = detection["classes"].cpu().numpy().astype(np.int64)[keep]
-            boxes = boxes[keep]
             entries = [
                 {"box": [rounded(v, 2) for v in box.tolist()], "class": names[int(c)], "class_index": int(c),
                  "score": rounded(s)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ class ImagePrediction:
 
     Attributes:
         file: the image that was read.
-        image_id: its ``image_id`` in ``detections.json``: its 1-based position among the images.
+        image_id: its ``image_id`` in ``detections.json``: its id in the COCO file the spec's
+            detect tasks were trained from when that file lists every image
+            (:mod:`mtdsl.predict.coco_ids`), else its 1-based position among the images.
         size: ``(width, height)`` in original pixels.
         outputs: per task, the JSON-ready result (the ``"tasks"`` of its ``predictions.json`` entry):
             classify ``{"kind", "class", "score", "top": [{"class", "score"}, ...]}``; binary
@@ -31,7 +34,7 @@ class ImagePrediction:
     """
 
     file: Path
-    image_id: int
+    image_id: Hashable
     size: tuple[int, int]
     outputs: dict[str, dict[str, Any]]
     drawn: Path | None = None

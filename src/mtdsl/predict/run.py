@@ -10,6 +10,7 @@ import networkx as nx
 import torch
 
 from mtdsl.errors import ArtefactError, SpecValueError
+from mtdsl.predict.coco_ids import source_ids
 from mtdsl.predict.loading import load_model
 from mtdsl.predict.predictor import Predictor, mask_image
 from mtdsl.predict.request import check_input, collect_images, read_image, requested_tasks
@@ -90,6 +91,9 @@ def predict(
         raise ArtefactError(f"cannot create output folder {out}: {error}", hint="choose another --out") from None
     mask_tasks = [t for t in names if predictor.kinds[t] == "segment"]
     stems = output_stems(files, mask_tasks)
+    sources = source_ids(spec, list(predictor.setups))
+    image_ids = sources.image_ids(files) or list(range(1, len(files) + 1))
+    category_ids = {task: sources.category_ids(task, predictor.classes[task] or []) for task in predictor.setups}
 
     predictions: list[ImagePrediction] = []
     coco: list[dict[str, Any]] = []
@@ -100,7 +104,7 @@ def predict(
             batch = files[start:start + batch_size]
             originals = [read_image(file) for file in batch]
             for offset, (file, image, result) in enumerate(zip(batch, originals, predictor(originals))):
-                image_id = start + offset + 1
+                image_id = image_ids[start + offset]
                 stem = stems[start + offset]
                 entry = ImagePrediction(file, image_id, image.size, result.outputs)
                 for task, mask in result.masks.items():
@@ -110,7 +114,7 @@ def predict(
                 entry.drawn = out / f"{stem}.png"
                 draw(predictor, image, result).save(entry.drawn, format="PNG")
                 pictures += [entry.drawn, *entry.masks.values()]
-                coco += coco_entries(predictor, image_id, result)
+                coco += coco_entries(predictor, image_id, result, category_ids)
                 for task in names:  # the drawing needed class indices; the JSON names classes
                     for box in result.outputs[task].get("boxes", []):
                         box.pop("class_index", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,11 @@ def draw(predictor: Predictor, image: Image.Image, result: Found) -> Image.Image
     )
 
 
-def coco_entries(predictor: Predictor, image_id: int, result: Found) -> list[dict[str, Any]]:
+def coco_entries(
+    predictor: Predictor, image_id: Hashable, result: Found, category_ids: Mapping[str, Sequence[int] | None]
+) -> list[dict[str, Any]]:
+    """``detections.json``'s entries for one image: every detect task's boxes, ``category_ids`` per task
+    (``None``: the classes' 1-based positions)."""
     from mtdsl.render.predictions import coco_results
 
     entries: list[dict[str, Any]] = []
@@ -81,7 +85,9 @@ def coco_entries(predictor: Predictor, image_id: int, result: Found) -> list[dic
             "scores": np.asarray([b["score"] for b in boxes], dtype=np.float64),
             "classes": np.asarray([b["class_index"] for b in boxes], dtype=np.int64),
         }
-        for entry, box in zip(coco_results([detection], [image_id], predictor.classes[task] or []), boxes):
+        found = coco_results([detection], [image_id], predictor.classes[task] or [],
+                             category_ids=category_ids.get(task))
+        for entry, box in zip(found, boxes):
             entry["task"] = task
             if "crops" in box:
                 entry["crops"] = box["crops"]

@@ -30,7 +30,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -441,16 +441,19 @@ def save_prediction_grid(
 
 def coco_results(
     detections: Sequence[dict[str, Any]],
-    image_ids: Sequence[int | str],
+    image_ids: Sequence[Hashable],
     class_names: Sequence[str],
     scale: Sequence[tuple[float, float] | None] | None = None,
+    category_ids: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Detections in the COCO results format, one dict per box, images in order.
 
-    ``category_id`` is the 0-based class index **plus one**, the 1-based position of the class
-    in ``class_names`` (COCO reserves 0); a ground-truth file for these results must number
-    its categories the same way. ``bbox`` is ``[x, y, width, height]`` in original-image
-    pixels, rounded to 3 decimals; ``score`` is rounded to 5.
+    ``category_id`` is ``category_ids[class index]``: the class's category id in the
+    annotation file it was learnt from, so the results match that file. Without
+    ``category_ids`` it is the 0-based class index **plus one**, the 1-based position of
+    the class in ``class_names`` (COCO reserves 0), and a ground-truth file for these
+    results must number its categories the same way. ``bbox`` is ``[x, y, width, height]``
+    in original-image pixels, rounded to 3 decimals; ``score`` is rounded to 5.
 
     Args:
         detections: per image, ``{"boxes": (K, 4) (x0, y0, x1, y1), "scores": (K,),
@@ -462,6 +465,7 @@ def coco_results(
             are divided by (a :class:`~mtdsl.train.data.letterbox.Letterboxed`'s ``scale``,
             whose padding sits bottom/right so no offset is needed); ``None``, for all images
             or for one, leaves boxes as they are.
+        category_ids: the COCO category id of each class, in class order.
 
     Returns:
         ``[{"image_id", "category_id", "bbox", "score", "category_name"}, ...]``.
@@ -474,6 +478,8 @@ def coco_results(
         raise ValueError(f"coco_results got {len(detections)} detections but {len(image_ids)} image_ids")
     if scale is not None and len(scale) != len(detections):
         raise ValueError(f"coco_results got {len(detections)} detections but {len(scale)} scales; give one per image")
+    if category_ids is not None and len(category_ids) != len(class_names):
+        raise ValueError(f"coco_results got {len(category_ids)} category_ids for {len(class_names)} class_names")
     results: list[dict[str, Any]] = []
     for n, (detection, image_id) in enumerate(zip(detections, image_ids)):
         missing = sorted({"boxes", "scores", "classes"} - set(detection))
@@ -495,7 +501,7 @@ def coco_results(
                 )
             results.append({
                 "image_id": image_id,
-                "category_id": index + 1,
+                "category_id": int(category_ids[index]) if category_ids is not None else index + 1,
                 "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)],
                 "score": round(float(score), 5),
                 "category_name": str(class_names[index]),

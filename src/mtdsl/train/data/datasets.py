@@ -136,7 +136,9 @@ class ImageDataset(Dataset):
 
     * classify/binary/multilabel: as in :class:`Examples` (one row);
     * detect: ``{"boxes": (K, 4) float32 (x0, y0, x1, y1) in input pixels,
-      "classes": (K,) int64, "annotated": (C,) bool}``;
+      "classes": (K,) int64, "annotated": (C,) bool, "original": the image's
+      ground truth in its own pixels and the letterbox's scale}``
+      (:meth:`~mtdsl.train.data.dense.BoxTarget.original`, what evaluation scores against);
     * segment: ``(S, S)`` int64 class indices,
       :data:`~mtdsl.train.data.dense.IGNORE_INDEX` on ignored values and padding.
 
@@ -268,6 +270,7 @@ class ImageDataset(Dataset):
                 "boxes": torch.from_numpy(out.boxes[kept : kept + count].copy()),
                 "classes": torch.from_numpy(target.classes[keep]),
                 "annotated": torch.from_numpy(target.annotated.copy()),
+                "original": target.original(out.scale, original or image.size, out.flipped),
             }
             start, kept = start + len(target.boxes), kept + count
         for task, mask in masks.items():
@@ -305,6 +308,7 @@ def _batch_targets(values: list[Any]) -> Any:
             "boxes": [value["boxes"] for value in values],
             "classes": [value["classes"] for value in values],
             "annotated": torch.stack([value["annotated"] for value in values]),
+            "original": [value["original"] for value in values],
         }
     return torch.stack(values)
 
@@ -317,7 +321,7 @@ def collate(items: list[dict[str, Any] | None]) -> dict[str, Any]:
         "skipped": int}``, where a task's targets are ``(N, …)`` stacked
         (classify, binary, multilabel; segment: ``(N, S, S)`` int64), or for a
         detect task ``{"boxes": [(K_i, 4) float32] * N, "classes": [(K_i,)
-        int64] * N, "annotated": (N, C) bool}``. When every item was skipped,
+        int64] * N, "annotated": (N, C) bool, "original": [dict] * N}``. When every item was skipped,
         ``N`` is 0: ``image`` is an empty ``(0,)`` float tensor, ``targets`` is
         ``{}`` and ``index`` is empty, so check ``batch["index"].numel() == 0``
         before using it. ``{"unreadable": message}`` when a loader worker met an

@@ -15,10 +15,10 @@ which moves them with the pixels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -34,6 +34,7 @@ __all__ = [
     "SYNTHETIC_DETECT_CLASSES",
     "SYNTHETIC_SEGMENT_CLASSES",
     "BoxTarget",
+    "CocoTruth",
     "MaskSource",
     "MaskTarget",
     "SyntheticDetection",
@@ -44,6 +45,7 @@ __all__ = [
     "read_mask_file",
     "synthetic_detection",
     "synthetic_targets",
+    "unletterbox_boxes",
 ]
 
 #: The mask value that losses and metrics skip: void pixels, and the letterbox padding.
@@ -102,6 +104,38 @@ UNEXPECTED = -1
 
 
 @dataclass(frozen=True, eq=False)
+class CocoTruth:
+    """One image's annotations as COCO evaluation reads them: all of them, in the file's order and pixels.
+
+    Training learns from fewer boxes (:func:`~mtdsl.train.data.formats.coco.read_coco` drops crowd
+    regions and boxes with no area); ``COCOeval`` keeps both: a detection on a
+    crowd region of its class is ignored rather than counted wrong, and a box
+    with no area that nothing matches is a miss. Evaluating against this, in
+    the image's own pixels, gives the numbers pycocotools gives on the file.
+
+    Attributes:
+        image_id: the image's ``id`` in the file.
+        boxes: ``(G, 4)`` float64 ``(x0, y0, x1, y1)`` in the image file's pixels.
+        classes: ``(G,)`` int64 class indices.
+        areas: ``(G,)`` float64, the file's ``area`` of each annotation (COCO's
+            small/medium/large ranges read it), the box's where the file gives none.
+        crowd: ``(G,)`` bool, ``iscrowd``.
+    """
+
+    image_id: Hashable
+    boxes: np.ndarray
+    classes: np.ndarray
+    areas: np.ndarray
+    crowd: np.ndarray
+
+    def select(self, lookup: np.ndarray) -> CocoTruth:
+        """The annotations whose class ``lookup`` maps to a class index (>= 0), with their classes mapped."""
+        mapped = lookup[self.classes] if len(self.classes) else self.classes
+        keep = mapped >= 0
+        return CocoTruth(self.image_id, self.boxes[keep], mapped[keep], self.areas[keep], self.crowd[keep])
+
+
+@dataclass(frozen=True, eq=False)
 class BoxTarget:
     """One example's boxes for one detect task.
 
@@ -112,11 +146,74 @@ class BoxTarget:
             example's dataset labels. Where it is False the image says nothing
             about that class (it came from a dataset that does not annotate it),
             so a loss masks the class out for this example.
+        truth: what COCO evaluation compares the task's detections with: the
+            image's annotations of the task's classes in its file, crowds
+            included (``None`` for sources without one: ``boxes`` then serve).
     """
 
     boxes: np.ndarray
     classes: np.ndarray
     annotated: np.ndarray
+    truth: CocoTruth | None = None
+
+    def original(self, scale: tuple[float, float], size: tuple[int, int], flipped: bool = False) -> dict[str, Any]:
+        """What evaluation needs to score this image's detections in the image's own pixels.
+
+        Args:
+            scale: the letterbox's ``(sx, sy)``, network pixels per image pixel.
+            size: the image file's ``(width, height)``.
+            flipped: whether the letterbox mirrored the image (a training split evaluated as it trains).
+
+        Returns:
+            ``{"boxes": (G, 4) float64, "classes": (G,) int64, "areas": (G,)
+            float64, "crowd": (G,) bool, "image_id", "scale": (sx, sy), "size":
+            (width, height), "flipped": bool}`` as numpy arrays (they stay on the CPU): the
+            :attr:`truth`, or the training boxes (no crowds, areas of the boxes,
+            ``image_id`` ``None``) where there is none.
+        """
+        truth = self.truth
+        if truth is None:
+            boxes = self.boxes.astype(np.float64).reshape(-1, 4)
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            truth = CocoTruth(None, boxes, self.classes, areas, np.zeros(len(boxes), dtype=bool))
+        return {
+            "boxes": truth.boxes, "classes": truth.classes, "areas": truth.areas, "crowd": truth.crowd,
+            "image_id": truth.image_id, "scale": tuple(map(float, scale)), "size": tuple(map(int, size)),
+            "flipped": bool(flipped),
+        }
+
+
+def unletterbox_boxes(
+    boxes: np.ndarray, scale: tuple[float, float], size: tuple[int, int], flipped: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes found on a letterboxed image, in the pixels of the image itself.
+
+    The letterbox pads at the bottom and right, so dividing by its ``scale`` is
+    the whole inverse (and mirroring back, when it flipped the image); boxes
+    are then clipped to the image, and a box that lay wholly in the padding has
+    no pixels left.
+
+    Args:
+        boxes: ``(K, 4)`` ``(x0, y0, x1, y1)`` in network pixels (any float dtype, kept).
+        scale: ``(sx, sy)``, network pixels per image pixel (:attr:`Letterboxed.scale`).
+        size: the image's ``(width, height)``.
+        flipped: whether the letterbox mirrored the image (:attr:`Letterboxed.flipped`).
+
+    Returns:
+        The ``(K', 4)`` boxes that keep an area, and the ``(K,)`` bool of which those are.
+
+    >>> unletterbox_boxes(np.array([[10.0, 5, 30, 25], [0, 40, 8, 48]]), (0.5, 0.5), (60, 60))
+    (array([[20., 10., 60., 50.]]), array([ True, False]))
+    """
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    sx, sy = scale
+    width, height = size
+    moved = boxes / np.array([sx, sy, sx, sy], dtype=boxes.dtype)
+    if flipped:  # the resized image was mirrored before padding: x -> width - x
+        moved = np.stack([width - moved[:, 2], moved[:, 1], width - moved[:, 0], moved[:, 3]], axis=1)
+    moved = np.clip(moved, 0, np.array([width, height, width, height], dtype=boxes.dtype))
+    keep = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
+    return moved[keep], keep
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,14 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtdsl.train.data.dense import IGNORE_INDEX
+from mtdsl.train.data.dense import IGNORE_INDEX, unletterbox_boxes
 from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio, register_metric
 
 __all__ = [
     "SUMMARY",
     "DetectionMetric",
     "SegmentationMetric",
-    "box_iou",
     "coco_evaluate",
     "most_confident_box_accuracy",
 ]
@@ -59,17 +58,35 @@ def _image_entry(image_id: int, truth: dict[str, Any], boxes: np.ndarray) -> dic
     return {"id": image_id, "width": width, "height": height}
 
 
-def _coco_truth(ground_truth: Sequence[dict[str, Any]], class_names: Sequence[str]) -> Any:
+def _image_ids(ground_truth: Sequence[dict[str, Any]]) -> list[Any]:
+    """The images' own ids (``image_id``) when every image has one and no two share it, else 1, 2, 3, ….
+
+    COCOeval's order of images breaks ties between equal scores, so the file's
+    ids give exactly the numbers pycocotools gives on the file; images of
+    several files (or without a file) are numbered instead.
+    """
+    given = [truth.get("image_id") for truth in ground_truth]
+    if all(value is not None for value in given) and len(set(given)) == len(given):
+        return given
+    return list(range(1, len(ground_truth) + 1))
+
+
+def _coco_truth(ground_truth: Sequence[dict[str, Any]], class_names: Sequence[str], image_ids: Sequence[Any]) -> Any:
     from pycocotools.coco import COCO
 
     images, annotations = [], []
-    for image_id, truth in enumerate(ground_truth, start=1):
+    for n, (image_id, truth) in enumerate(zip(image_ids, ground_truth)):
         boxes = _array(truth["boxes"], 4)
         classes = _array(truth["classes"], dtype=np.int64)
         if len(boxes) != len(classes):
-            raise ValueError(f"ground truth {image_id - 1} has {len(boxes)} boxes but {len(classes)} classes")
+            raise ValueError(f"ground truth {n} has {len(boxes)} boxes but {len(classes)} classes")
+        areas = _array(truth.get("areas"))
+        crowd = _array(truth.get("crowd"), dtype=bool)
+        for what, values in (("areas", areas), ("crowd flags", crowd)):
+            if len(values) and len(values) != len(boxes):
+                raise ValueError(f"ground truth {n} has {len(boxes)} boxes but {len(values)} {what}")
         images.append(_image_entry(image_id, truth, boxes))
-        for (x0, y0, x1, y1), label in zip(boxes.tolist(), classes.tolist()):
+        for g, ((x0, y0, x1, y1), label) in enumerate(zip(boxes.tolist(), classes.tolist())):
             if not 0 <= label < len(class_names):
                 raise ValueError(f"ground-truth class {label} is outside 0..{len(class_names) - 1}")
             # Annotation ids start at 1: COCOeval treats id 0 as "unmatched".
@@ -79,8 +96,8 @@ def _coco_truth(ground_truth: Sequence[dict[str, Any]], class_names: Sequence[st
                     "image_id": image_id,
                     "category_id": label + 1,
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
+                    "area": float(areas[g]) if len(areas) else (x1 - x0) * (y1 - y0),
+                    "iscrowd": int(crowd[g]) if len(crowd) else 0,
                 }
             )
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
@@ -90,15 +107,17 @@ def _coco_truth(ground_truth: Sequence[dict[str, Any]], class_names: Sequence[st
     return coco
 
 
-def _coco_detections(predictions: Sequence[dict[str, Any]], class_count: int) -> list[dict[str, Any]]:
+def _coco_detections(
+    predictions: Sequence[dict[str, Any]], class_count: int, image_ids: Sequence[Any]
+) -> list[dict[str, Any]]:
     detections = []
-    for image_id, found in enumerate(predictions, start=1):
+    for n, (image_id, found) in enumerate(zip(image_ids, predictions)):
         boxes = _array(found["boxes"], 4)
         scores = _array(found["scores"])
         classes = _array(found["classes"], dtype=np.int64)
         if not len(boxes) == len(scores) == len(classes):
             raise ValueError(
-                f"prediction {image_id - 1} has {len(boxes)} boxes, {len(scores)} scores and {len(classes)} classes"
+                f"prediction {n} has {len(boxes)} boxes, {len(scores)} scores and {len(classes)} classes"
             )
         for (x0, y0, x1, y1), score, label in zip(boxes.tolist(), scores.tolist(), classes.tolist()):
             if not 0 <= label < class_count:
@@ -119,8 +138,13 @@ def coco_evaluate(
     Args:
         ground_truth: per image ``{"boxes": (G, 4) (x0, y0, x1, y1), "classes":
             (G,) indices into class_names, "image_size": (height, width)}``
-            (tensors, arrays or lists; ``image_size`` may be left out). An
-            image with no boxes is a negative: any box found there is a false positive.
+            (tensors, arrays or lists; ``image_size`` may be left out), and
+            optionally ``"crowd": (G,) bool`` (crowd regions: a detection that
+            falls on one of its class is ignored, neither right nor wrong),
+            ``"areas": (G,)`` (the areas that pick small, medium and large
+            objects; default the boxes'; COCO files give the segmentation's)
+            and ``"image_id"`` (the image's id in its file). An image with no
+            boxes is a negative: any box found there is a false positive.
         predictions: per image, in the same order, ``{"boxes": (K, 4),
             "scores": (K,), "classes": (K,)}``. COCOeval keeps the 100 best-scoring per image.
         class_names: the class names, in index order.
@@ -143,9 +167,11 @@ def coco_evaluate(
         raise ValueError(f"{len(ground_truth)} ground-truth images but {len(predictions)} predictions")
     class_names = list(class_names)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress and the summary table
-        truth = _coco_truth(ground_truth, class_names)
-        detections = _coco_detections(predictions, len(class_names))
-        has_truth = {ann["category_id"] - 1 for ann in truth.dataset["annotations"]}
+        image_ids = _image_ids(ground_truth)
+        truth = _coco_truth(ground_truth, class_names, image_ids)
+        detections = _coco_detections(predictions, len(class_names), image_ids)
+        # a class whose only boxes are crowds has nothing to find: COCOeval leaves it out too
+        has_truth = {ann["category_id"] - 1 for ann in truth.dataset["annotations"] if not ann["iscrowd"]}
         if not detections:
             results = {name: 0.0 if has_truth else NAN for name in SUMMARY}
             results.update({f"AP/{name}": 0.0 if i in has_truth else NAN for i, name in enumerate(class_names)})
@@ -168,24 +194,6 @@ def _clean(value: float) -> float:
     """``nan`` for COCOeval's -1; otherwise rounded to 12 places, which turns the
     ``1 - 2e-16`` that its ``tp / (tp + fp + eps)`` gives for perfect precision into 1.0."""
     return round(float(value), 12) if value >= 0 else NAN
-
-
-def box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """``(A, B)`` IoU between ``(A, 4)`` and ``(B, 4)`` ``(x0, y0, x1, y1)`` boxes.
-
-    The same as ``torchvision.ops.box_iou``, without its seconds-long first import.
-
-    >>> box_iou(torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[1.0, 0, 3, 2], [5, 5, 6, 6]]))
-    tensor([[0.3333, 0.0000]])
-    """
-    first, second = first.reshape(-1, 4).float(), second.reshape(-1, 4).float()
-    top_left = torch.maximum(first[:, None, :2], second[None, :, :2])
-    bottom_right = torch.minimum(first[:, None, 2:], second[None, :, 2:])
-    overlap = (bottom_right - top_left).clamp(min=0).prod(dim=2)
-    area_first = (first[:, 2:] - first[:, :2]).clamp(min=0).prod(dim=1)
-    area_second = (second[:, 2:] - second[:, :2]).clamp(min=0).prod(dim=1)
-    union = area_first[:, None] + area_second[None, :] - overlap
-    return torch.where(union > 0, overlap / union.clamp(min=1e-12), torch.zeros_like(overlap))
 
 
 def most_confident_box_accuracy(
@@ -216,6 +224,8 @@ def most_confident_box_accuracy(
     >>> most_confident_box_accuracy(found, truth)  # the 0.8 box says class 0
     0.0
     """
+    from torchvision.ops import box_iou  # seconds to import; a detection run has it loaded already
+
     if len(ground_truth) != len(predictions):
         raise ValueError(f"{len(ground_truth)} ground-truth images but {len(predictions)} predictions")
     right = counted = 0
@@ -320,37 +330,56 @@ class DetectionMetric(TaskMetric):
 
     ``update(detections, targets)`` takes the batch's per-image ``{"boxes", "scores",
     "classes"}`` and its targets ``{"boxes": N × (G, 4), "classes": N × (G,),
-    "annotated": (N, C) bool}``. Detections of a class an image's dataset does not
-    annotate are dropped before scoring: its images say nothing about that class,
-    so such a box is neither right nor wrong. ``compute()`` runs
-    :func:`coco_evaluate` over everything seen and adds the thesis' pets metric
-    (:func:`most_confident_box_accuracy`) as ``top_box_accuracy``. Main metric: ``AP``.
-    Unlike the counting metrics it keeps every box until ``compute()`` (on the CPU).
+    "annotated": (N, C) bool, "original": N × dict}`` (:func:`~mtdsl.train.data.datasets.collate`).
+    Detections of a class an image's dataset does not annotate are dropped before
+    scoring: its images say nothing about that class, so such a box is neither right nor wrong.
+
+    With ``original`` (:meth:`~mtdsl.train.data.dense.BoxTarget.original`) the
+    detections go back to the image's own pixels (as ``mtdsl predict`` writes
+    them) and are scored against the image's annotations there, crowd regions
+    as ignored areas and the file's ``area`` picking small, medium and large:
+    the numbers pycocotools' ``COCOeval`` gives on the original file. Without
+    it the letterboxed boxes are compared as they are.
+
+    ``compute()`` runs :func:`coco_evaluate` over everything seen and adds the
+    thesis' pets metric (:func:`most_confident_box_accuracy`, crowds left out) as
+    ``top_box_accuracy``. Main metric: ``AP``. Unlike the counting metrics it
+    keeps every box until ``compute()`` (on the CPU).
     """
 
     main = "AP"
     accumulated = ("truth", "found")
 
     def reset(self) -> None:
-        self.truth: list[dict[str, np.ndarray]] = []
+        self.truth: list[dict[str, Any]] = []
         self.found: list[dict[str, np.ndarray]] = []
 
     def update(self, outputs: Sequence[dict[str, torch.Tensor]], targets: dict[str, Any]) -> None:
         annotated = targets.get("annotated")
+        originals = targets.get("original")
         for n, detections in enumerate(outputs):
-            classes = detections["classes"].detach().cpu()
-            keep = torch.ones_like(classes, dtype=torch.bool)
-            if annotated is not None and len(classes):
-                keep = annotated[n].cpu()[classes]
-            self.found.append({
-                "boxes": detections["boxes"].detach().cpu()[keep].numpy(),
-                "scores": detections["scores"].detach().cpu()[keep].numpy(),
-                "classes": classes[keep].numpy(),
-            })
-            self.truth.append({
-                "boxes": targets["boxes"][n].detach().cpu().numpy(),
-                "classes": targets["classes"][n].detach().cpu().numpy(),
-            })
+            labels = detections["classes"].detach().cpu()
+            keep = torch.ones_like(labels, dtype=torch.bool)
+            if annotated is not None and len(labels):
+                keep = annotated[n].cpu()[labels]
+            boxes = detections["boxes"].detach().cpu()[keep].numpy()
+            scores = detections["scores"].detach().cpu()[keep].numpy()
+            classes = labels[keep].numpy()
+            if originals is None:
+                truth: dict[str, Any] = {
+                    "boxes": targets["boxes"][n].detach().cpu().numpy(),
+                    "classes": targets["classes"][n].detach().cpu().numpy(),
+                }
+            else:
+                original = originals[n]
+                boxes, inside = unletterbox_boxes(boxes.astype(np.float64), original["scale"], original["size"],
+                                                  original.get("flipped", False))
+                scores, classes = scores[inside], classes[inside]
+                width, height = original["size"]
+                truth = {key: original[key] for key in ("boxes", "classes", "areas", "crowd", "image_id")}
+                truth["image_size"] = (height, width)
+            self.found.append({"boxes": boxes, "scores": scores, "classes": classes})
+            self.truth.append(truth)
 
     def compute(self) -> dict[str, float]:
         if not self.truth:
@@ -358,6 +387,15 @@ class DetectionMetric(TaskMetric):
             return {**results, "top_box_accuracy": NAN}
         scores = coco_evaluate(self.truth, self.found, self.class_names)
         results = {name: scores[name] for name in DETECTION_REPORTED}
-        results["top_box_accuracy"] = most_confident_box_accuracy(self.found, self.truth)
+        results["top_box_accuracy"] = most_confident_box_accuracy(self.found, [_learnt(t) for t in self.truth])
         results.update({key: value for key, value in scores.items() if key.startswith("AP/")})
         return results
+
+
+def _learnt(truth: dict[str, Any]) -> dict[str, Any]:
+    """An image's ground truth without its crowd regions and boxes with no area (what training learns from)."""
+    boxes = _array(truth["boxes"], 4)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if truth.get("crowd") is not None:
+        keep &= ~_array(truth["crowd"], dtype=bool)
+    return {"boxes": boxes[keep], "classes": _array(truth["classes"], dtype=np.int64)[keep]}

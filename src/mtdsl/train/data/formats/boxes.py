@@ -15,7 +15,7 @@ import numpy as np
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import BoxesDataset
-from mtdsl.train.data.dense import BoxTarget, boxes_in_task_classes, check_dense_classes, object_array
+from mtdsl.train.data.dense import BoxTarget, CocoTruth, boxes_in_task_classes, check_dense_classes, object_array
 from mtdsl.train.data.sources import ImageRef, Table
 from mtdsl.train.data.tasks import TaskLabels
 
@@ -32,12 +32,16 @@ class DetectionExamples:
             the image file's pixels (``G`` may be 0: a negative image).
         classes: per image a ``(G,)`` int64 array of indices into ``class_names``.
         class_names: the class names in index order.
+        truth: per image every annotation of ``class_names`` as COCO evaluation
+            reads it, crowds and boxes with no area included (a ``coco`` file's;
+            empty for readers without one, whose ``boxes`` then serve).
     """
 
     images: tuple[ImageRef, ...]
     boxes: tuple[np.ndarray, ...]
     classes: tuple[np.ndarray, ...]
     class_names: tuple[str, ...]
+    truth: tuple[CocoTruth, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -82,8 +86,8 @@ def _check_annotated(
             )
 
 
-def box_targets(every: DetectionExamples, config: BoxesDataset, task: TaskLabels, where: str) -> np.ndarray:
-    """Each image's :class:`BoxTarget` for ``task``, from ``every`` (all the dataset's categories, in its order).
+def _learned_targets(every: DetectionExamples, config: BoxesDataset, task: TaskLabels, where: str) -> np.ndarray:
+    """Each image's :class:`BoxTarget` for ``task`` as training learns it, from ``every`` (all its categories).
 
     For a task that learns from several datasets (``task.partial``) the
     dataset annotates the task classes among its categories (or its
@@ -124,6 +128,40 @@ def box_targets(every: DetectionExamples, config: BoxesDataset, task: TaskLabels
         keep = mapped >= 0
         found.append(BoxTarget(boxes[keep], mapped[keep], mask))
     return object_array(found)
+
+
+def _truth_lookup(categories: tuple[str, ...], config: BoxesDataset, task: TaskLabels) -> np.ndarray:
+    """``(K,)`` int64: the task class index of each category of the dataset, -1 for those the task does not learn here.
+
+    The same choice :func:`_learned_targets` makes for the boxes training learns from.
+    """
+    names = tuple(task.classes) if isinstance(task.classes, tuple) and task.classes else categories
+    if config.one_class is not None:
+        return np.full(len(categories), names.index(config.one_class) if config.one_class in names else 0)
+    annotated = set(config.classes) if config.classes is not None else set(names)
+    return np.array([names.index(name) if name in names and name in annotated else -1 for name in categories],
+                    dtype=np.int64)
+
+
+def _with_truth(targets: np.ndarray, every: DetectionExamples, lookup: np.ndarray) -> np.ndarray:
+    """``targets`` with each image's :class:`CocoTruth`, in the task's classes, attached."""
+    return object_array([
+        BoxTarget(target.boxes, target.classes, target.annotated, truth.select(lookup))
+        for target, truth in zip(targets, every.truth)
+    ])
+
+
+def box_targets(every: DetectionExamples, config: BoxesDataset, task: TaskLabels, where: str) -> np.ndarray:
+    """Each image's :class:`BoxTarget` for ``task``, from ``every`` (all the dataset's categories, in its order).
+
+    Each carries the image's :class:`CocoTruth` in the task's classes where
+    ``every`` has one (what evaluation scores against); the boxes it learns
+    from are those of :func:`_learned_targets`.
+    """
+    targets = _learned_targets(every, config, task, where)
+    if not every.truth:
+        return targets
+    return _with_truth(targets, every, _truth_lookup(every.class_names, config, task))
 
 
 def boxes_table(

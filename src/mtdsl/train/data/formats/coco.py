@@ -14,8 +14,9 @@ import numpy as np
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import CocoDataset
+from mtdsl.train.data.dense import CocoTruth
 from mtdsl.train.data.formats.boxes import DetectionExamples, boxes_table
-from mtdsl.train.data.formats.coco_file import CocoFile, read_coco_file
+from mtdsl.train.data.formats.coco_file import CocoAnnotation, CocoFile, read_coco_file
 from mtdsl.train.data.formats.coco_masks import coco_mask_targets
 from mtdsl.train.data.formats.registry import READERS
 from mtdsl.train.data.sources import Table, check_images_exist, describe
@@ -66,11 +67,12 @@ def read_coco(
             the heads of only 296.
 
     Returns:
-        The examples. Crowd regions and boxes with no area are dropped.
+        The examples. Crowd regions and boxes with no area are dropped from the
+        boxes training learns from, and kept in each image's :class:`~mtdsl.train.data.dense.CocoTruth`.
 
     Raises:
         DataError: the file or folder is missing or unreadable, an entry of the
-            file is malformed (see :func:`~mtdsl.train.data.coco_file.read_coco_file`),
+            file is malformed (see :func:`~mtdsl.train.data.formats.coco_file.read_coco_file`),
             an image file is missing, or a class name is not a category of the file.
     """
     instances_json, images_dir = Path(instances_json), Path(images_dir)
@@ -92,6 +94,7 @@ def _examples(
     images: list[str] = []
     boxes: list[np.ndarray] = []
     labels: list[np.ndarray] = []
+    truth: list[CocoTruth] = []
     for image_id, file_name in coco.images:
         found = [
             (ann.bbox, index_of[ann.category])
@@ -107,10 +110,25 @@ def _examples(
         images.append(str(images_dir / file_name))
         boxes.append(np.ascontiguousarray(xyxy, dtype=np.float32))
         labels.append(np.array([label for (_, label), k in zip(found, keep) if k], dtype=np.int64))
+        truth.append(_coco_truth(image_id, coco.annotations.get(image_id, ()), index_of))
 
     check_images_exist(images, where, expected=f"every file_name under {images_dir}",
                        hint="check the images folder the annotation file's file names are relative to")
-    return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names), ids
+    return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names, tuple(truth)), ids
+
+
+def _coco_truth(image_id: Hashable, annotations: Sequence[CocoAnnotation], index_of: dict[int, int]) -> CocoTruth:
+    """An image's annotations of the categories in ``index_of``, as :class:`~mtdsl.train.data.dense.CocoTruth`."""
+    kept = [ann for ann in annotations if ann.category in index_of]
+    xywh = np.array([ann.bbox for ann in kept], dtype=np.float64).reshape(-1, 4)
+    return CocoTruth(
+        image_id=image_id,
+        boxes=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+        classes=np.array([index_of[ann.category] for ann in kept], dtype=np.int64),
+        areas=np.array([ann.area if ann.area is not None else ann.bbox[2] * ann.bbox[3] for ann in kept],
+                       dtype=np.float64),
+        crowd=np.array([ann.crowd for ann in kept], dtype=bool),
+    )
 
 
 @READERS.register("coco")

@@ -48,6 +48,8 @@ class CocoAnnotation:
             absent), checked by :func:`segmentation_problem` only when a segment
             task reads it: files made for detection often leave it empty.
         id: its ``id`` (``None`` when absent), for messages.
+        area: the file's ``area`` (of the segmentation, not the box: COCO's small,
+            medium and large ranges read it), ``None`` when the file gives none.
     """
 
     category: int
@@ -55,6 +57,7 @@ class CocoAnnotation:
     crowd: bool
     segmentation: list | dict | None = None
     id: Hashable | None = None
+    area: float | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ def read_coco_file(path: Path | str) -> CocoFile:
             whose ``image_id`` or ``category_id`` is unknown (or a string where
             the categories' ids are integers), whose ``bbox`` is not
             ``[x, y, width, height]`` of finite numbers with width, height >= 0,
-            or whose ``iscrowd`` is neither 0 nor 1.
+            whose ``iscrowd`` is neither 0 nor 1, or whose ``area`` is not a number >= 0.
     """
     where = f"COCO annotations {path}"
     text = read_text(path, where, "a COCO instances JSON file")
@@ -271,20 +274,24 @@ def read_coco_file(path: Path | str) -> CocoFile:
             return f"{name} has {problem}"
         if entry.get("iscrowd", 0) not in (0, 1):  # True and False compare equal to 1 and 0
             return f"{name} has iscrowd {_shown(entry['iscrowd'])}, which is neither 0 nor 1"
+        area = entry.get("area")  # null as absent: training does not need it
+        if area is not None and (not _is_number(area) or not math.isfinite(area) or area < 0):
+            return f"{name} has area {_shown(area)}, which is not a finite number >= 0"
         return None
 
     annotation_entries = _entries(data, "annotations", path, required=False)
     _check_each(annotation_entries, annotation_problem, _Problems(
         where, "annotations",
         "an annotation of a listed image_id and category_id, with bbox [x, y, width, height]: "
-        "four finite numbers, width and height >= 0, and iscrowd 0 or 1 when given"
+        "four finite numbers, width and height >= 0, iscrowd 0 or 1 and area a number >= 0 when given"
         + (f"; the category ids are {', '.join(map(str, list(categories)[:20]))}" if categories else ""),
         f"fix or remove those annotations in {path}"))
     annotations: dict[Hashable, list[CocoAnnotation]] = {}
     for entry in annotation_entries:
         bbox = tuple(float(v) for v in entry["bbox"])
+        area = float(entry["area"]) if entry.get("area") is not None else None
         found = CocoAnnotation(entry["category_id"], bbox, bool(entry.get("iscrowd", 0)),  # type: ignore[arg-type]
-                               entry.get("segmentation"), entry.get("id"))
+                               entry.get("segmentation"), entry.get("id"), area)
         annotations.setdefault(entry["image_id"], []).append(found)
     sizes = {entry["id"]: (entry["height"], entry["width"]) for entry in image_entries
              if _is_count(entry.get("height")) and _is_count(entry.get("width")) and entry["height"] * entry["width"]}
