@@ -146,13 +146,15 @@ class Predictor:
 
     def _classify_crops(self, image: Image.Image, boxes: np.ndarray, tasks: list[str]) -> list[dict[str, Any]]:
         """Each box cut from the original image, resized to the input and labelled by ``tasks``."""
+        from mtdsl.train.data.transforms import pixels_of
+
         width, height = image.size
         tensors = []
         for x0, y0, x1, y1 in boxes.tolist():
             left, top = min(math.floor(x0), width - 1), min(math.floor(y0), height - 1)
             right, bottom = max(left + 1, math.ceil(x1)), max(top + 1, math.ceil(y1))
             crop = image.crop((left, top, right, bottom)).resize(self.input_size, Image.Resampling.BILINEAR)
-            tensors.append(self.resize.normalise(np.asarray(crop)))
+            tensors.append(self.resize.normalise(pixels_of(crop)))
         results: list[dict[str, Any]] = []
         for start in range(0, len(tensors), self.batch_size):
             outputs = self._forward(tensors[start:start + self.batch_size], tasks)

@@ -115,6 +115,22 @@ def check_joined_datasets(spec: Spec) -> None:
             )
 
 
+def check_joined_augment(spec: Spec) -> None:
+    """Datasets joined in one stream share its batches, so they must declare the same ``augment``."""
+    for name, training in spec.train.tasks.items():
+        first, *others = training.datasets
+        for other in others:
+            mine, theirs = spec.datasets[first].augment, spec.datasets[other].augment  # check_datasets ran first
+            if mine != theirs:
+                written = other if theirs is not None else first
+                raise SpecValueError(
+                    f"task '{name}' joins datasets '{first}' and '{other}', which augment differently; "
+                    "their images are augmented together in one stream",
+                    spec.span("dataset", written, "augment"),
+                    hint=f"give '{first}' and '{other}' the same augment = [...] (or leave it out of both)",
+                )
+
+
 def check_task_backbones(spec: Spec) -> None:
     backbones = spec.model.backbones
     for name, task in spec.model.tasks.items():
@@ -410,6 +426,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_square_input,
     check_datasets,
     check_joined_datasets,
+    check_joined_augment,
     check_task_backbones,
     check_references,
     check_classes,

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mtdsl.spec.augment import AugmentConfig
 from mtdsl.spec.fields import MAX_SIDE, Flag, Seed
 from mtdsl.spec.registry import Config, Registry
 
@@ -28,8 +29,15 @@ MaskValue = Annotated[int, Field(le=255)]
 
 
 class DatasetConfig(Config):
+    """Fields every source has: its name, and the training augmentation (:mod:`mtdsl.spec.augment`).
+
+    ``augment = None`` (not written) is the default for the tasks the data
+    serves; ``augment = []`` trains on the plain resize.
+    """
+
     kind: str
     name: str = ""
+    augment: tuple[AugmentConfig, ...] | None = None
 
 
 DATASETS: Registry[DatasetConfig] = Registry("dataset source")

@@ -86,6 +86,7 @@ class StreamLoaders:
                 split: ImageDataset(
                     examples, [labels[t] for t in stream.tasks], image_size=image_size, mean=tuple(mean),
                     std=tuple(std), train=split == "train", on_corrupt=on_corrupt,
+                    augment=datasets[stream.datasets[0]].augment,
                 )
                 for split, examples in _stream_splits(stream, splits, labels).items()
             }

@@ -1,0 +1,148 @@
+"""Augmentation ops (:mod:`mtdsl.spec.augment`) built as ``torchvision.transforms.v2`` transforms, run from one seed.
+
+Each op kind registers a builder under its spec key. :func:`seeded` runs a
+pipeline with torch's default generator set to an item's seed and puts the
+generator back afterwards, so an augmented image depends on ``(seed, index)``
+alone (not on the worker, nor on the order items were asked for), and the
+training loop's own draws (dropout, drop-path) are untouched: a resumed run
+stays bit-identical.
+
+>>> import torch
+>>> from torchvision import tv_tensors
+>>> from mtdsl.spec.augment import Flip
+>>> flip = compose((Flip(p=1.0),), Canvas(size=None, fill=(0, 0, 0)))
+>>> image = tv_tensors.Image(torch.arange(6, dtype=torch.uint8).view(1, 2, 3))
+>>> with seeded(7):
+...     flip(image)[0, 0].tolist()
+[2, 1, 0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from mtdsl.spec.augment import (
+    AUGMENTS,
+    AugmentConfig,
+    AutoAugment,
+    ColourJitter,
+    Crop,
+    Flip,
+    RandAugment,
+    ScaleJitter,
+    VerticalFlip,
+)
+from mtdsl.spec.registry import Builders
+
+__all__ = ["AUGMENT_BUILDERS", "Canvas", "compose", "seeded"]
+
+#: Mask padding and the value uncovered mask pixels take: the segment tasks' ignore index.
+MASK_FILL = 255
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """What an op needs to know of where it runs.
+
+    Attributes:
+        size: ``(height, width)`` a crop resizes to; ``None`` keeps each picture's own size
+            (images with boxes or masks are letterboxed first, then augmented in place).
+        fill: the padding colour, 0–255 per channel (the normalisation mean, so padding reads as zero).
+    """
+
+    size: tuple[int, int] | None
+    fill: tuple[int, ...]
+
+    def fills(self) -> dict[type, Any]:
+        """v2's per-type fill: the mean colour for images, the ignore index for masks."""
+        return {tv_tensors.Image: list(self.fill), tv_tensors.Mask: MASK_FILL}
+
+
+AUGMENT_BUILDERS: Builders[Callable[[Any, Canvas], v2.Transform]] = Builders(AUGMENTS)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Draw from torch's default generator seeded with ``seed`` inside the block; restore its state after.
+
+    ``torch.default_generator.manual_seed`` costs a microsecond; ``torch.manual_seed``
+    also reseeds every accelerator and costs a hundred times more per image.
+    """
+    generator = torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(int(seed) % 2**64)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
+
+
+class ResizedCropInPlace(v2.RandomResizedCrop):
+    """``RandomResizedCrop`` whose output is the size of its input: a zoom into a random region."""
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {**super().make_params(flat_inputs), "size": list(v2.query_size(flat_inputs))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(
+            F.resized_crop, inpt, top=params["top"], left=params["left"], height=params["height"],
+            width=params["width"], size=params["size"], interpolation=self.interpolation, antialias=self.antialias,
+        )
+
+
+@AUGMENT_BUILDERS.register("flip")
+def _flip(config: Flip, canvas: Canvas) -> v2.Transform:
+    return v2.RandomHorizontalFlip(config.p)
+
+
+@AUGMENT_BUILDERS.register("vflip")
+def _vflip(config: VerticalFlip, canvas: Canvas) -> v2.Transform:
+    return v2.RandomVerticalFlip(config.p)
+
+
+@AUGMENT_BUILDERS.register("crop")
+def _crop(config: Crop, canvas: Canvas) -> v2.Transform:
+    scale, ratio = tuple(config.scale), tuple(config.ratio)
+    if canvas.size is None:
+        return ResizedCropInPlace((1, 1), scale=scale, ratio=ratio, antialias=True)
+    return v2.RandomResizedCrop(list(canvas.size), scale=scale, ratio=ratio, antialias=True)
+
+
+@AUGMENT_BUILDERS.register("scale_jitter")
+def _scale_jitter(config: ScaleJitter, canvas: Canvas) -> v2.Transform:
+    return v2.RandomAffine(degrees=0.0, scale=(config.min, config.max), fill=canvas.fills())
+
+
+@AUGMENT_BUILDERS.register("colour_jitter")
+def _colour_jitter(config: ColourJitter, canvas: Canvas) -> v2.Transform:
+    return v2.ColorJitter(config.brightness, config.contrast, config.saturation, config.hue)
+
+
+@AUGMENT_BUILDERS.register("randaugment")
+def _randaugment(config: RandAugment, canvas: Canvas) -> v2.Transform:
+    return v2.RandAugment(num_ops=config.ops, magnitude=config.magnitude, fill=canvas.fills())
+
+
+@AUGMENT_BUILDERS.register("trivialaugment")
+def _trivialaugment(config: AugmentConfig, canvas: Canvas) -> v2.Transform:
+    return v2.TrivialAugmentWide(fill=canvas.fills())
+
+
+@AUGMENT_BUILDERS.register("autoaugment")
+def _autoaugment(config: AutoAugment, canvas: Canvas) -> v2.Transform:
+    policy = {"imagenet": v2.AutoAugmentPolicy.IMAGENET, "cifar10": v2.AutoAugmentPolicy.CIFAR10,
+              "svhn": v2.AutoAugmentPolicy.SVHN}[config.policy]
+    return v2.AutoAugment(policy, fill=canvas.fills())
+
+
+def compose(ops: Sequence[AugmentConfig], canvas: Canvas) -> v2.Compose:
+    """One v2 transform running ``ops`` in order (an empty list: the identity)."""
+    return v2.Compose([AUGMENT_BUILDERS.build(op, canvas) for op in ops])
