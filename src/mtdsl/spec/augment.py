@@ -14,7 +14,7 @@ with the pixels (torchvision's ``tv_tensors``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,7 +34,12 @@ ColourAmount = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class AugmentConfig(Config):
+    """Base of every op. ``image_only`` ops move pixels without moving boxes or masks (torchvision's
+    auto-augment family refuses them), so they serve image-label data only."""
+
     kind: str
+
+    image_only: ClassVar[bool] = False
 
 
 AUGMENTS: Registry[AugmentConfig] = Registry("augmentation op")
@@ -127,6 +132,8 @@ class ColourJitter(AugmentConfig):
 class RandAugment(AugmentConfig):
     """RandAugment (Cubuk et al. 2020): ``ops`` random ops per image at strength ``magnitude`` of 30."""
 
+    image_only = True
+
     kind: Literal["randaugment"] = "randaugment"
     ops: Annotated[int, Field(gt=0, le=10)] = 2
     magnitude: Annotated[int, Field(ge=0, le=30)] = 9
@@ -138,12 +145,16 @@ class RandAugment(AugmentConfig):
 class TrivialAugment(AugmentConfig):
     """TrivialAugment Wide (Müller & Hutter 2021): one random op at a random strength; nothing to tune."""
 
+    image_only = True
+
     kind: Literal["trivialaugment"] = "trivialaugment"
 
 
 @AUGMENTS.register("autoaugment")
 class AutoAugment(AugmentConfig):
     """AutoAugment's learned policy (Cubuk et al. 2019) for ``imagenet``, ``cifar10`` or ``svhn``."""
+
+    image_only = True
 
     kind: Literal["autoaugment"] = "autoaugment"
     policy: Literal["imagenet", "cifar10", "svhn"] = "imagenet"

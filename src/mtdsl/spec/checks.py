@@ -131,6 +131,29 @@ def check_joined_augment(spec: Spec) -> None:
                 )
 
 
+#: Task kinds whose targets move with the pixels (boxes, masks), so every op must move them too.
+DENSE_KINDS = ("detect", "segment")
+
+
+def check_dense_augment(spec: Spec) -> None:
+    """A dataset read by a detect or segment task takes only ops that move boxes and masks with the pixels."""
+    for name, training in spec.train.tasks.items():
+        kind = spec.model.tasks[name].kind
+        if kind not in DENSE_KINDS:
+            continue
+        for dataset in training.datasets:
+            for index, op in enumerate(spec.datasets[dataset].augment or ()):
+                if op.image_only:
+                    raise SpecValueError(
+                        f"{op.kind} in the augment of dataset '{dataset}' moves pixels without the boxes and "
+                        f"masks on them, and {kind} task '{name}' learns from that dataset",
+                        spec.span("dataset", dataset, "augment", str(index)),
+                        expected="ops that move boxes and masks too: crop, flip, vflip, scale_jitter, colour_jitter",
+                        hint=f"remove {op.kind} here, or declare a second dataset of the same images for the "
+                        "image-label tasks and augment that one",
+                    )
+
+
 def check_task_backbones(spec: Spec) -> None:
     backbones = spec.model.backbones
     for name, task in spec.model.tasks.items():
@@ -427,6 +450,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_datasets,
     check_joined_datasets,
     check_joined_augment,
+    check_dense_augment,
     check_task_backbones,
     check_references,
     check_classes,

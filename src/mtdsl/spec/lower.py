@@ -220,6 +220,8 @@ class _Lowering:
         update: dict[str, object] = {"name": statement.name}
         if augment is not None:
             self.spans[("dataset", statement.name, "augment")] = augment.span
+            for index, op in enumerate(augment.items if isinstance(augment, ast.ListValue) else ()):
+                self.spans[("dataset", statement.name, "augment", str(index))] = op.span
             update["augment"] = augment_ops(augment, self.variables, what)
         return config.model_copy(update=update)
 

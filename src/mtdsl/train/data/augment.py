@@ -92,10 +92,15 @@ class ResizedCropInPlace(v2.RandomResizedCrop):
         return {**super().make_params(flat_inputs), "size": list(v2.query_size(flat_inputs))}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        return self._call_kernel(
-            F.resized_crop, inpt, top=params["top"], left=params["left"], height=params["height"],
-            width=params["width"], size=params["size"], interpolation=self.interpolation, antialias=self.antialias,
-        )
+        box = {key: params[key] for key in ("top", "left", "height", "width")}
+        if isinstance(inpt, tv_tensors.Mask):
+            # v2 resizes masks with "nearest", which samples pixel corners and shifts a zoomed mask by up to a
+            # source pixel against its boxes; "nearest-exact" samples centres, as the letterbox's own mask resize.
+            cropped = F.crop(inpt.as_subclass(torch.Tensor), **box)
+            resized = F.resize(cropped[None], params["size"], interpolation=v2.InterpolationMode.NEAREST_EXACT)[0]
+            return tv_tensors.wrap(resized, like=inpt)
+        return self._call_kernel(F.resized_crop, inpt, **box, size=params["size"], interpolation=self.interpolation,
+                                 antialias=self.antialias)
 
 
 @AUGMENT_BUILDERS.register("flip")

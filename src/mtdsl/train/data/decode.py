@@ -50,7 +50,8 @@ _PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _torchvision_reads(data: bytes) -> bool:
-    return data.startswith(_JPEG) or data.startswith(_PNG) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+    # WebP too decodes in torchvision, but without its EXIF orientation: Pillow reads it upright.
+    return data.startswith(_JPEG) or data.startswith(_PNG)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
