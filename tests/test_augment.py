@@ -34,7 +34,7 @@ from mtdsl.train.data.decode import ORIENTATION, decode_bytes, oriented_size, re
 from mtdsl.train.data.dense import IGNORE_INDEX
 from mtdsl.train.data.letterbox import Letterbox
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.data.transforms import ImageTransform
+from mtdsl.train.data.transforms import ImageTransform, Resize, pretrained_resize
 
 ZERO_MEAN, UNIT_STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 SEEDS = st.integers(0, 2**63 - 1)
@@ -186,6 +186,33 @@ def test_a_dataset_hands_its_augment_to_the_items():
     for index in range(len(train)):
         assert torch.equal(plain[(index, 4)]["image"], evaluated[index]["image"])
         assert torch.equal(flipped[(index, 4)]["image"], evaluated[index]["image"].flip(-1))
+
+
+# ------------------------------------------------------------------ timm's data config
+
+
+@pytest.mark.parametrize("model", ["resnet10t", "tf_efficientnet_lite0", "test_resnet", "convnext_tiny"])
+def test_a_pretrained_backbone_evaluates_as_timm_does(model):
+    """timm's interpolation and crop_pct for pretrained weights; without weights, bilinear and the whole side."""
+    from timm.data import create_transform, resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    config = get_pretrained_cfg(model)
+    resize = pretrained_resize(model, "imagenet")
+    assert (resize.interpolation, resize.crop_pct) == (config.interpolation, config.crop_pct)
+    assert pretrained_resize(model, "none") == Resize()
+    # The same picture through timm's own eval transform (PIL) and mtdsl's (tensors): the same crop.
+    ys, xs = np.mgrid[0:90, 0:140]
+    ramp = np.stack([xs * 255 // 139, ys * 255 // 89, (xs + ys) * 255 // 228], axis=-1).astype(np.uint8)
+    picture = Image.fromarray(ramp)  # smooth, so pixel values compare across resize implementations
+    picture.paste((255, 255, 255), (60, 35, 80, 55))  # a white square at the centre
+    data = resolve_data_config({"input_size": (3, 64, 64), "interpolation": config.interpolation,
+                                "crop_pct": config.crop_pct, "mean": ZERO_MEAN, "std": UNIT_STD})
+    theirs = create_transform(**data)(picture)
+    ours = ImageTransform((64, 64), ZERO_MEAN, UNIT_STD, train=False, resize=resize)(picture, 0)
+    white = (theirs.min(0).values > 0.9).numpy()
+    assert np.abs(_bounds((ours.min(0).values > 0.9).numpy()) - _bounds(white)).max() <= 1
+    assert (ours - theirs).abs().mean() < 0.03
 
 
 # ------------------------------------------------------------------ spec

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from mtdsl.spec.augment import Crop, Flip
 from mtdsl.train.data.dense import IGNORE_INDEX
 from mtdsl.train.data.letterbox import Letterbox, open_rgb
-from mtdsl.train.data.transforms import ImageTransform, centre_box, whole_pixels
+from mtdsl.train.data.transforms import ImageTransform, Resize, centre_box, whole_pixels
 
 SIDES = st.integers(min_value=1, max_value=2000)
 OUTPUT_SIDES = st.integers(min_value=1, max_value=512)
@@ -73,11 +73,13 @@ def test_centre_box_in_whole_pixels_lies_inside_the_image(width, height, out_h, 
 
 @FEW
 @given(width=SIDES, height=SIDES, out_h=OUTPUT_SIDES, out_w=OUTPUT_SIDES, train=st.booleans(), seed=SEEDS,
-       scale=SCALES, ratio=RATIOS)
-@example(width=211, height=320, out_h=160, out_w=160, train=False, seed=0, scale=(0.5, 1.0), ratio=(0.75, 4 / 3))
-def test_image_transform_makes_exactly_the_output_size(width, height, out_h, out_w, train, seed, scale, ratio):
+       scale=SCALES, ratio=RATIOS, resize=st.builds(Resize, st.sampled_from(["bilinear", "bicubic"]),
+                                                     st.floats(0.05, 1.0)))
+@example(width=211, height=320, out_h=160, out_w=160, train=False, seed=0, scale=(0.5, 1.0), ratio=(0.75, 4 / 3),
+         resize=Resize())
+def test_image_transform_makes_exactly_the_output_size(width, height, out_h, out_w, train, seed, scale, ratio, resize):
     augment = (Crop(scale=list(scale), ratio=list(ratio)), Flip())
-    transform = ImageTransform((out_h, out_w), ZERO_MEAN, UNIT_STD, train=train, augment=augment)
+    transform = ImageTransform((out_h, out_w), ZERO_MEAN, UNIT_STD, train=train, augment=augment, resize=resize)
     image = transform(Image.new("RGB", (width, height), (200, 100, 50)), seed=seed)
     assert image.shape == (3, out_h, out_w)
     # A plain image stays plain: the crop never reaches outside it (Pillow would pad with black).

@@ -79,7 +79,7 @@ class Predictor:
                  device: torch.device, batch_size: int) -> None:
         from mtdsl.codegen.train_source import detection_setups
         from mtdsl.train.data.letterbox import Letterbox
-        from mtdsl.train.data.transforms import ImageTransform, normalization
+        from mtdsl.train.data.transforms import ImageTransform, normalization, pretrained_resize
 
         self.spec, self.model, self.tasks, self.device, self.batch_size = spec, model, tasks, device, batch_size
         self.kinds = {name: task.kind for name, task in spec.model.tasks.items()}
@@ -88,7 +88,8 @@ class Predictor:
         first_backbone = next(iter(spec.model.backbones.values()))
         mean, std = normalization(first_backbone.model)
         self.letterbox = Letterbox(height, tuple(mean), tuple(std), train=False)
-        self.resize = ImageTransform((height, width), tuple(mean), tuple(std), train=False)
+        resize = pretrained_resize(first_backbone.model, first_backbone.pretrained)
+        self.resize = ImageTransform((height, width), tuple(mean), tuple(std), train=False, resize=resize)
         self.input_size = (width, height)
         self.views = task_views(spec, tasks)
         setups = detection_setups(spec, graph)

@@ -56,10 +56,12 @@ class Canvas:
         size: ``(height, width)`` a crop resizes to; ``None`` keeps each picture's own size
             (images with boxes or masks are letterboxed first, then augmented in place).
         fill: the padding colour, 0–255 per channel (the normalisation mean, so padding reads as zero).
+        interpolation: how a crop resizes the picture (timm's, for pretrained weights).
     """
 
     size: tuple[int, int] | None
     fill: tuple[int, ...]
+    interpolation: v2.InterpolationMode = v2.InterpolationMode.BILINEAR
 
     def fills(self) -> dict[type, Any]:
         """v2's per-type fill: the mean colour for images, the ignore index for masks."""
@@ -117,8 +119,9 @@ def _vflip(config: VerticalFlip, canvas: Canvas) -> v2.Transform:
 def _crop(config: Crop, canvas: Canvas) -> v2.Transform:
     scale, ratio = tuple(config.scale), tuple(config.ratio)
     if canvas.size is None:
-        return ResizedCropInPlace((1, 1), scale=scale, ratio=ratio, antialias=True)
-    return v2.RandomResizedCrop(list(canvas.size), scale=scale, ratio=ratio, antialias=True)
+        return ResizedCropInPlace((1, 1), scale=scale, ratio=ratio, interpolation=canvas.interpolation, antialias=True)
+    return v2.RandomResizedCrop(list(canvas.size), scale=scale, ratio=ratio, interpolation=canvas.interpolation,
+                                antialias=True)
 
 
 @AUGMENT_BUILDERS.register("scale_jitter")

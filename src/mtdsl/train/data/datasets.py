@@ -63,7 +63,7 @@ from mtdsl.train.data.sources import (
 )
 from mtdsl.train.data.synthetic import synthetic_sample
 from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, READABLE_KINDS, TaskLabels
-from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, normalization
+from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, Resize, normalization
 
 __all__ = [
     "Examples",
@@ -404,6 +404,8 @@ class ImageDataset(Dataset):
             image or mask, ``"skip"`` returns ``None`` for it (``collate`` drops it).
         synthetic: the generator config for synthetic examples (default: the one in ``examples``).
         augment: the training ops (:mod:`mtdsl.spec.augment`); ``None``: the default for the tasks.
+        resize: interpolation and evaluation crop of image-label tasks
+            (:func:`~mtdsl.train.data.transforms.pretrained_resize`).
 
     Raises:
         ValueError: a task has no targets in ``examples``, or ``image_size`` is
@@ -422,6 +424,7 @@ class ImageDataset(Dataset):
         on_corrupt: str = "error",
         synthetic: SyntheticDataset | None = None,
         augment: Sequence[AugmentConfig] | None = None,
+        resize: Resize | None = None,
     ) -> None:
         if on_corrupt not in ("error", "skip"):
             raise ValueError(f"on_corrupt must be 'error' or 'skip', got {on_corrupt!r}")
@@ -450,7 +453,7 @@ class ImageDataset(Dataset):
         else:
             if augment is None:
                 augment = DEFAULT_SYNTHETIC_LABELS if self.synthetic is not None else DEFAULT_LABELS
-            self.transform = ImageTransform(size, tuple(mean), tuple(std), train, tuple(augment))
+            self.transform = ImageTransform(size, tuple(mean), tuple(std), train, tuple(augment), resize or Resize())
         self._targets = {
             task.task: torch.from_numpy(examples.targets[task.task]) for task in self.tasks if task.kind in LABEL_KINDS
         }

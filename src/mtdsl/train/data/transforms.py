@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from mtdsl.spec.augment import DEFAULT_LABELS, AugmentConfig
@@ -55,6 +56,59 @@ def normalization(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]
     if config is None or config.mean is None or config.std is None:
         return IMAGENET_MEAN, IMAGENET_STD
     return tuple(float(m) for m in config.mean), tuple(float(s) for s in config.std)
+
+
+#: The interpolations a resize can take from timm's pretrained configs (others, e.g. ``random``, read as bilinear).
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How pictures are resized to the input: the interpolation, and the share of the shorter side kept at eval.
+
+    timm's pretrained configs carry both (``interpolation``, ``crop_pct``): a
+    pretrained model sees at evaluation the centre ``crop_pct`` of the picture,
+    resized the way its weights were trained. Without pretrained weights mtdsl
+    keeps the whole shorter side, bilinear.
+
+    Attributes:
+        interpolation: ``bilinear`` or ``bicubic`` (antialiased either way).
+        crop_pct: the evaluation crop's side over the shorter side's, in (0, 1].
+    """
+
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation is one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
+        if not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct is in (0, 1], not {self.crop_pct}")
+
+    @property
+    def mode(self) -> InterpolationMode:
+        return InterpolationMode(self.interpolation)
+
+
+def pretrained_resize(model_name: str, pretrained: str) -> Resize:
+    """timm's ``interpolation`` and ``crop_pct`` for ``model_name`` when it loads weights; :class:`Resize` () if not.
+
+    >>> pretrained_resize("resnet10t", "imagenet"), pretrained_resize("resnet10t", "none")
+    (Resize(interpolation='bicubic', crop_pct=0.875), Resize(interpolation='bilinear', crop_pct=1.0))
+    """
+    if pretrained == "none":
+        return Resize()
+    from timm.models import get_pretrained_cfg
+
+    try:
+        config = get_pretrained_cfg(model_name)
+    except (RuntimeError, KeyError, ValueError):
+        config = None
+    if config is None:
+        return Resize()
+    interpolation = config.interpolation if config.interpolation in INTERPOLATIONS else "bilinear"
+    crop_pct = float(config.crop_pct) if config.crop_pct and 0 < config.crop_pct <= 1 else 1.0
+    return Resize(interpolation, crop_pct)
 
 
 #: Pillow's modes of 16-bit (and 32-bit integer) greyscale: a 16-bit PNG opens as ``I;16``, or ``I`` in older Pillows.
@@ -132,6 +186,8 @@ class ImageTransform:
         std: per-channel std in [0, 1] units.
         train: whether to augment.
         augment: the ops, in order (default: a random resized crop, area 0.5–1, then a flip).
+        resize: the interpolation of every resize, and the centre share kept at evaluation
+            (:func:`pretrained_resize`: timm's, for pretrained weights).
     """
 
     size: tuple[int, int]
@@ -139,6 +195,7 @@ class ImageTransform:
     std: tuple[float, ...]
     train: bool
     augment: tuple[AugmentConfig, ...] = DEFAULT_LABELS
+    resize: Resize = Resize()
 
     def draft_size(self) -> int:
         """The smallest side a picture may be decoded at without losing detail for this transform.
@@ -152,7 +209,7 @@ class ImageTransform:
 
     @cached_property
     def _augment(self) -> v2.Compose:
-        return compose(self.augment, Canvas(self.size, tuple(round(255 * m) for m in self.mean)))
+        return compose(self.augment, Canvas(self.size, tuple(round(255 * m) for m in self.mean), self.resize.mode))
 
     def __call__(self, image: Image.Image | torch.Tensor, seed: int) -> torch.Tensor:
         """``image`` (``(3, H, W)`` uint8, or an RGB ``PIL.Image``) → normalised ``(3, *size)`` float32."""
@@ -163,12 +220,21 @@ class ImageTransform:
         return self.normalise(self.fit(pixels))
 
     def fit(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(3, H, W)`` → ``(3, *size)``: the centred region of the output's aspect, resized (antialiased)."""
+        """``(3, H, W)`` → ``(3, *size)``: the centred region of the output's aspect, resized (antialiased).
+
+        At evaluation the region keeps ``resize.crop_pct`` of its side, as timm's eval transform
+        (resize the shorter side to ``size / crop_pct``, then centre-crop ``size``).
+        """
         height, width = pixels.shape[-2:]
-        if (height, width) == self.size:
+        keep = 1.0 if self.train else self.resize.crop_pct
+        if (height, width) == self.size and keep == 1.0:
             return pixels
-        top, left, crop_h, crop_w = whole_pixels(centre_box(width, height, self.size))
-        return F.resized_crop(pixels, top, left, crop_h, crop_w, list(self.size), antialias=True)
+        left, top, right, bottom = centre_box(width, height, self.size)
+        crop_w, crop_h = (right - left) * keep, (bottom - top) * keep
+        box = box_inside((width - crop_w) / 2, (height - crop_h) / 2, crop_w, crop_h, width, height)
+        top_px, left_px, crop_h_px, crop_w_px = whole_pixels(box)
+        return F.resized_crop(pixels, top_px, left_px, crop_h_px, crop_w_px, list(self.size),
+                              interpolation=self.resize.mode, antialias=True)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(3, H, W)`` uint8 → normalised float32 ``(3, H, W)``: ``(pixel / 255 - mean) / std``.

@@ -33,7 +33,9 @@ def spec_hash(spec: Spec) -> str:
     """A fingerprint of everything the spec says (model, data and training), except its trackers."""
     # Where the numbers are also sent (track) changes no number: a run may resume with a tracker added.
     parts = [spec.model.model_dump_json(), spec.train.model_dump_json(exclude={"track"})]
-    parts += [f"{name}={config.model_dump_json()}" for name, config in sorted(spec.datasets.items())]
+    # A dataset without augment hashes as before augment existed, so runs of unchanged specs still resume.
+    parts += [f"{name}={config.model_dump_json(exclude={'augment'} if config.augment is None else None)}"
+              for name, config in sorted(spec.datasets.items())]
     return fingerprint("\n".join(parts))
 
 
