@@ -26,6 +26,8 @@ picture (what every viewer shows) stay on their pixels.
 from __future__ import annotations
 
 import io
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -49,7 +51,7 @@ _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _torchvision_reads(data: bytes) -> bool:
+def _torchvision_reads(data: bytes | bytearray) -> bool:
     # WebP too decodes in torchvision, but without its EXIF orientation: Pillow reads it upright.
     return data.startswith(_JPEG) or data.startswith(_PNG)
 
@@ -64,28 +66,26 @@ def _deep_to_8_bit(levels: torch.Tensor) -> torch.Tensor:
     return ((levels.to(torch.int32) + 128) // 257).clamp_(0, 255).to(torch.uint8)
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """A JPEG's stored (width, height) from its frame header, or ``None`` when none is found."""
-    at = 2
-    while at + 9 < len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        length = int.from_bytes(data[at + 2 : at + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
-            return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")
-        at += 2 + length
-    return None
+#: A JPEG start-of-frame marker (SOF0–SOF15 less DHT, JPG and DAC). Inside the compressed data a 0xFF byte is
+#: always followed by 0x00, so only headers hold one; an EXIF thumbnail's comes first and reads small, which
+#: only costs the draft's saving, never a picture (Pillow's draft never decodes below the size asked for).
+_FRAME = re.compile(rb"\xff[\xc0-\xc3\xc5-\xc7\xc9-\xcb\xcd-\xcf]")
+
+
+def _jpeg_size(data: bytes | bytearray) -> tuple[int, int] | None:
+    """A JPEG's stored (width, height) from its first frame header (a regex scan: no Python loop per segment)."""
+    found = _FRAME.search(data, 2)
+    if found is None or found.start() + 9 > len(data):
+        return None
+    at = found.start()
+    return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")
 
 
 def _upright(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in _QUARTER_TURNS else size
 
 
-def _pillow(data: bytes, draft: int | None) -> tuple[torch.Tensor, tuple[int, int]]:
+def _pillow(data: bytes | bytearray, draft: int | None) -> tuple[torch.Tensor, tuple[int, int]]:
     with Image.open(io.BytesIO(data)) as image:
         size = _upright(image.size, image.getexif().get(ORIENTATION, 1))
         if draft is not None and image.format == "JPEG":
@@ -95,7 +95,7 @@ def _pillow(data: bytes, draft: int | None) -> tuple[torch.Tensor, tuple[int, in
         return to_tensor(upright), size
 
 
-def decode_bytes(data: bytes, draft: int | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+def decode_bytes(data: bytes | bytearray, draft: int | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
     """The picture in ``data`` as ``(3, H, W)`` uint8, upright, and the upright picture's full (width, height).
 
     The size differs from the tensor's only when ``draft`` shrank the decode.
@@ -117,7 +117,7 @@ def decode_bytes(data: bytes, draft: int | None = None) -> tuple[torch.Tensor, t
 
             try:
                 pixels = decode_image(
-                    torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                    torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=torch.uint8),
                     mode=ImageReadMode.RGB,
                     apply_exif_orientation=True,
                 )
@@ -135,7 +135,10 @@ def read_rgb(path: str | Path, draft: int | None = None) -> tuple[torch.Tensor, 
 
     See :func:`decode_bytes`.
     """
-    return decode_bytes(Path(path).read_bytes(), draft)
+    with open(path, "rb") as file:  # read into a bytearray that torch.frombuffer shares: no copy of the file
+        data = bytearray(os.fstat(file.fileno()).st_size)
+        del data[file.readinto(data) :]  # in place: a file that shrank since fstat
+    return decode_bytes(data, draft)
 
 
 def oriented_size(path: str | Path) -> tuple[int, int]:
