@@ -332,6 +332,15 @@ def test_an_unreadable_file_raises_an_image_error_naming_the_problem(tmp_path):
         read_rgb(path)
 
 
+@pytest.mark.parametrize("kind", sorted(GEOMETRY_OPS))
+def test_a_one_pixel_input_letterboxes(kind):
+    """torch's antialiased uint8 resize asserts on a 1x1 output; an input 3x1x1 still trains."""
+    pixels, mask, boxes = _scene(16, 13, (0.0, 0.0, 1.0, 1.0))
+    letterbox = Letterbox(1, ZERO_MEAN, UNIT_STD, train=True, augment=(GEOMETRY_OPS[kind],))
+    out = letterbox(pixels, 0, boxes=boxes, mask=mask)
+    assert out.image.shape == (3, 1, 1) and out.mask is not None and out.mask.shape == (1, 1)
+
+
 def test_masks_pad_with_the_ignore_index_under_a_zoom_out():
     pixels, mask, boxes = _scene(64, 64, (0.3, 0.3, 0.4, 0.4))
     letterbox = Letterbox(64, ZERO_MEAN, UNIT_STD, train=True, augment=(ScaleJitter(min=0.5, max=0.5),))

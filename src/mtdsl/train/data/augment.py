@@ -87,8 +87,47 @@ def seeded(seed: int) -> Iterator[None]:
         generator.set_state(state)
 
 
-class ResizedCropInPlace(v2.RandomResizedCrop):
-    """``RandomResizedCrop`` whose output is the size of its input: a zoom into a random region."""
+def one_pixel_safe(kernel: Callable[..., torch.Tensor], pixels: torch.Tensor, size: Sequence[int],
+                   **kwargs: Any) -> torch.Tensor:
+    """``kernel(pixels, size=size, **kwargs)``, in float32 when a uint8 picture shrinks to 1x1.
+
+    torch's antialiased uint8 resize fails an internal assert for a 1x1 output from a contiguous
+    ``(3, H, W)`` tensor (torch 2.14); the float kernel computes the same average.
+    """
+    if pixels.dtype == torch.uint8 and tuple(size) == (1, 1):
+        return kernel(pixels.float(), size=list(size), **kwargs).round_().clamp_(0, 255).to(torch.uint8)
+    return kernel(pixels, size=list(size), **kwargs)
+
+
+class ResizedCrop(v2.RandomResizedCrop):
+    """``RandomResizedCrop`` whose region is never empty.
+
+    When ten draws miss, torchvision falls back to the largest centred region of an aspect in
+    ``ratio``, rounded to whole pixels: zero pixels wide for a 1-pixel-wide picture and a ratio
+    range below 1 (an empty tensor that kills the loader worker). The region is kept at least a
+    pixel a side and inside the picture.
+    """
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        params = super().make_params(flat_inputs)
+        height, width = v2.query_size(flat_inputs)
+        crop_h, crop_w = min(max(1, params["height"]), height), min(max(1, params["width"]), width)
+        return {"top": min(max(0, params["top"]), height - crop_h), "left": min(max(0, params["left"]), width - crop_w),
+                "height": crop_h, "width": crop_w}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        size = params.get("size", self.size)
+        if isinstance(inpt, tv_tensors.Image) or F.is_pure_tensor(inpt):
+            box = {key: params[key] for key in ("top", "left", "height", "width")}
+            out = one_pixel_safe(F.resized_crop, inpt.as_subclass(torch.Tensor), size, **box,
+                                 interpolation=self.interpolation, antialias=self.antialias)
+            return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.Image) else out
+        return self._call_kernel(F.resized_crop, inpt, **{k: params[k] for k in ("top", "left", "height", "width")},
+                                 size=list(size), interpolation=self.interpolation, antialias=self.antialias)
+
+
+class ResizedCropInPlace(ResizedCrop):
+    """:class:`ResizedCrop` whose output is the size of its input: a zoom into a random region."""
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         return {**super().make_params(flat_inputs), "size": list(v2.query_size(flat_inputs))}
@@ -101,8 +140,7 @@ class ResizedCropInPlace(v2.RandomResizedCrop):
             cropped = F.crop(inpt.as_subclass(torch.Tensor), **box)
             resized = F.resize(cropped[None], params["size"], interpolation=v2.InterpolationMode.NEAREST_EXACT)[0]
             return tv_tensors.wrap(resized, like=inpt)
-        return self._call_kernel(F.resized_crop, inpt, **box, size=params["size"], interpolation=self.interpolation,
-                                 antialias=self.antialias)
+        return super().transform(inpt, params)
 
 
 @AUGMENT_BUILDERS.register("flip")
@@ -120,8 +158,7 @@ def _crop(config: Crop, canvas: Canvas) -> v2.Transform:
     scale, ratio = tuple(config.scale), tuple(config.ratio)
     if canvas.size is None:
         return ResizedCropInPlace((1, 1), scale=scale, ratio=ratio, interpolation=canvas.interpolation, antialias=True)
-    return v2.RandomResizedCrop(list(canvas.size), scale=scale, ratio=ratio, interpolation=canvas.interpolation,
-                                antialias=True)
+    return ResizedCrop(list(canvas.size), scale=scale, ratio=ratio, interpolation=canvas.interpolation, antialias=True)
 
 
 @AUGMENT_BUILDERS.register("scale_jitter")

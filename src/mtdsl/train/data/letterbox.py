@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from mtdsl.spec.augment import AugmentConfig, Flip
-from mtdsl.train.data.augment import Canvas, compose, seeded
+from mtdsl.train.data.augment import Canvas, compose, one_pixel_safe, seeded
 from mtdsl.train.data.decode import read_rgb
 from mtdsl.train.data.dense import IGNORE_INDEX
 from mtdsl.train.data.transforms import ImageTransform, pixels_of
@@ -131,7 +131,7 @@ class Letterbox:
         width, height = original_size or (pixels.shape[-1], pixels.shape[-2])
         new_w, new_h = self.fitted(width, height)
         if tuple(pixels.shape[-2:]) != (new_h, new_w):
-            pixels = F.resize(pixels, [new_h, new_w], antialias=True)
+            pixels = one_pixel_safe(F.resize, pixels, (new_h, new_w), antialias=True)
 
         sx, sy = new_w / width, new_h / height
         boxes = _NO_BOXES if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

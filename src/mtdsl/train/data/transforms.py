@@ -28,7 +28,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from mtdsl.spec.augment import DEFAULT_LABELS, AugmentConfig
-from mtdsl.train.data.augment import Canvas, compose, seeded
+from mtdsl.train.data.augment import Canvas, compose, one_pixel_safe, seeded
 
 #: Pillow errors that mean "this file is not a readable image".
 IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -233,8 +233,8 @@ class ImageTransform:
         crop_w, crop_h = (right - left) * keep, (bottom - top) * keep
         box = box_inside((width - crop_w) / 2, (height - crop_h) / 2, crop_w, crop_h, width, height)
         top_px, left_px, crop_h_px, crop_w_px = whole_pixels(box)
-        return F.resized_crop(pixels, top_px, left_px, crop_h_px, crop_w_px, list(self.size),
-                              interpolation=self.resize.mode, antialias=True)
+        return one_pixel_safe(F.resized_crop, pixels, self.size, top=top_px, left=left_px, height=crop_h_px,
+                              width=crop_w_px, interpolation=self.resize.mode, antialias=True)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(3, H, W)`` uint8 → normalised float32 ``(3, H, W)``: ``(pixel / 255 - mean) / std``.
