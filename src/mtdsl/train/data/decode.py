@@ -28,7 +28,8 @@ from __future__ import annotations
 import io
 import os
 import re
-import warnings
+from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,6 @@ __all__ = ["ORIENTATION", "decode_bytes", "oriented_size", "read_rgb", "to_tenso
 #: The EXIF tag of the orientation; values 5–8 turn the picture a quarter, so width and height swap.
 ORIENTATION = 0x0112
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
-
-# torchvision 0.29 warns on every decode that TorchCodec will take over image decoding one day; until
-# then its decoders are the ones that ship with torch, and one warning per image would flood a run's log.
-warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchVision", DeprecationWarning)
 
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -64,6 +61,25 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 def _deep_to_8_bit(levels: torch.Tensor) -> torch.Tensor:
     """16-bit levels → 8-bit, ``value / 257`` rounded (as :func:`as_rgb` scales a 16-bit PNG read by Pillow)."""
     return ((levels.to(torch.int32) + 128) // 257).clamp_(0, 255).to(torch.uint8)
+
+
+@lru_cache(maxsize=1)
+def _torchvision_decoder() -> Callable[[torch.Tensor], torch.Tensor]:
+    """``bytes tensor → (3, H, W)`` RGB, upright: torchvision's ``decode_image`` op.
+
+    ``torchvision.io.decode_image`` checks its arguments and, since torchvision 0.29, warns
+    that TorchCodec will take over image decoding, on every call: about a tenth of a
+    small JPEG's decode time in ``warnings.warn`` alone. The op it then calls is the one
+    called here, with the same arguments; where a torchvision lacks it, the public function is used.
+    """
+    from torchvision.io import ImageReadMode, decode_image
+
+    rgb = ImageReadMode.RGB
+    try:
+        op = torch.ops.image.decode_image
+    except (AttributeError, RuntimeError):
+        return lambda data: decode_image(data, mode=rgb, apply_exif_orientation=True)
+    return lambda data: op(data, rgb.value, True)
 
 
 #: A JPEG start-of-frame marker (SOF0–SOF15 less DHT, JPG and DAC). Inside the compressed data a 0xFF byte is
@@ -113,13 +129,9 @@ def decode_bytes(data: bytes | bytearray, draft: int | None = None) -> tuple[tor
     if _torchvision_reads(data):
         size = _jpeg_size(data) if draft is not None and data.startswith(_JPEG) else None
         if size is None or min(size) < 2 * draft:  # type: ignore[operator]
-            from torchvision.io import ImageReadMode, decode_image
-
             try:
-                pixels = decode_image(
-                    torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=torch.uint8),
-                    mode=ImageReadMode.RGB,
-                    apply_exif_orientation=True,
+                pixels = _torchvision_decoder()(
+                    torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=torch.uint8)
                 )
             except RuntimeError:
                 pass  # corrupt or unusual: Pillow reads it or says why not
