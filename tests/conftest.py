@@ -6,6 +6,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Tests judge behaviour, not speed (speed lives in benchmarks/): no per-example deadline, which a
+# loaded 2-core machine would turn into failures of correct code.
+settings.register_profile("mtdsl", deadline=None)
+settings.load_profile("mtdsl")
 
 #: The backbone metadata cache (mtdsl.graph.backbone_cache) of this test session, apart from the user's;
 #: subprocesses (the CLI tests) inherit it.

@@ -75,15 +75,15 @@ train {
     phase two { epochs = 1; lr_scale = scale(trunk.stage4 = 0.5) }
 }''').spec
     graph = build_graph(spec)
-    multi = {phase.name: dict(phase.lr_scales) for phase in phases_of(graph, spec.train)}
+    multi = {phase.name: dict(phase.lr_scales) for phase in phases_of(graph, spec.train, spec.model)}
     for task, single in single_task_specs(spec, graph).items():
         alone = build_graph(single)  # every part it names exists in the single-task model
-        for phase in phases_of(alone, single.train):
+        for phase in phases_of(alone, single.train, single.model):
             path = {graph.nodes[node]["module"] for node in graph.graph["tasks"][task]}
             expected = sorted(factor for module, factor in multi[phase.name].items() if module in path)
             assert sorted(dict(phase.lr_scales).values()) == expected, (task, phase.name)
     b = single_task_specs(spec, graph)["b"]
-    one, two = (dict(phase.lr_scales) for phase in phases_of(build_graph(b), b.train))
+    one, two = (dict(phase.lr_scales) for phase in phases_of(build_graph(b), b.train, b.model))
     assert one["heads.b"] == two["heads.b"] == 3.0 and one["backbone.trunk.stem"] == 0.1
     assert "backbone.trunk.stage4" not in one and two["backbone.trunk.stage4"] == 0.5  # its copy in the multi-task one
 

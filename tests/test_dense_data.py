@@ -196,12 +196,12 @@ def test_two_coco_datasets_annotate_different_classes_of_one_task(tmp_path):
         read_splits(_coco(tmp_path / "people", people, classes=["person"]), [TaskLabels("dogs", "detect", ("dog",))])
 
 
-def test_coco_serves_detect_tasks_only(tmp_path):
+def test_coco_serves_detect_and_segment_tasks_only(tmp_path):
     path = _write_coco(tmp_path, [(1, "cat")], [[(1, [2, 2, 10, 10])], []])
-    with pytest.raises(DataError, match="holds boxes, not image labels, so classify task 'c'") as error:
+    with pytest.raises(DataError, match="holds boxes and instance masks, so classify task 'c'") as error:
         read_splits(_coco(tmp_path, path), [TaskLabels("c", "classify", ("cat",))])
     assert "image_labels.csv" in error.value.render()
-    with pytest.raises(DataError, match="has no masks, so segment task 's'"):
+    with pytest.raises(DataError, match=r"annotation 1 \(image 1\) has no segmentation"):
         read_splits(_coco(tmp_path, path), [TaskLabels("s", "segment", 2)])
     with pytest.raises(DataError, match="has 1 categories") as error:
         read_splits(_coco(tmp_path, path), [TaskLabels("d", "detect", 2)])
@@ -288,7 +288,7 @@ def test_masks_class_map_ignore_and_unexpected_values(tmp_path):
 
     with pytest.raises(DataError, match="segment task 'pet' has 3 classes, but the dataset's class_map gives 2"):
         read_splits(config, [TaskLabels("pet", "segment", 3)])
-    with pytest.raises(DataError, match="holds masks, not image labels, so classify task"):
+    with pytest.raises(DataError, match="holds class masks, so classify task"):
         read_splits(config, [TaskLabels("c", "classify", 2)])
 
 

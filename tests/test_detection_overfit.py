@@ -36,6 +36,8 @@ train {{
     batch_size = 8
     optimizer  = adamw(lr = 0.01)
     schedule   = cosine()
+    lr_scale   = none   # as measured (docs/experiments.md (e)), before the fine-tuning defaults
+    batchnorm  = train
     phase all {{ epochs = 40 }}
 }}
 """

@@ -16,7 +16,7 @@ from PIL import Image
 from mtdsl.errors import DataError
 from mtdsl.spec.data import CocoDataset, CsvDataset, JsonDataset, MasksDataset
 from mtdsl.train.data.datasets import read_splits
-from mtdsl.train.data.dense import read_coco
+from mtdsl.train.data.formats.coco import read_coco
 from mtdsl.train.data.tasks import TaskLabels
 
 # ---------------------------------------------------------------- COCO entries

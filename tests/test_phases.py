@@ -26,7 +26,7 @@ train {
 
 def compiled():
     compilation = compile_text(SPEC, "phased.mtl")
-    return compilation, phases_of(compilation.graph, compilation.spec.train)
+    return compilation, phases_of(compilation.graph, compilation.spec.train, compilation.spec.model)
 
 
 def test_phases_list_their_modules_by_name():

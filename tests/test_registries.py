@@ -10,6 +10,7 @@ from mtdsl.nn.heads import HEAD_BUILDERS
 from mtdsl.nn.losses import LOSS_BUILDERS
 from mtdsl.nn.necks import NECK_BUILDERS
 from mtdsl.spec.registry import Builders, Config, Registry
+from mtdsl.train.data.formats import READERS
 from mtdsl.train.loop.optimizer import OPTIMIZER_BUILDERS
 from mtdsl.train.loop.sampling import PLANNERS
 from mtdsl.train.loop.schedule import SCHEDULE_RULES
@@ -23,6 +24,7 @@ BUILDERS = {
     "schedules": SCHEDULE_RULES,
     "sampling": PLANNERS,
     "weighting": WEIGHTING_METHODS,
+    "dataset formats": READERS,
 }
 
 

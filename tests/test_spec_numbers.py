@@ -79,13 +79,15 @@ CALL_TEMPLATES: dict[str, str] = {
     "loss weighting constant": _TRAIN.replace("{line}", "weighting = {call}"),
     "loss weighting uncertainty": _TRAIN.replace("{line}", "weighting = {call}"),
     "loss weighting dwa": _TRAIN.replace("{line}", "weighting = {call}"),
-    "dataset source synthetic": _HEAD.replace("dataset shapes = synthetic(count = 32)", "dataset shapes = {call}")
+    "dataset format synthetic": _HEAD.replace("dataset shapes = synthetic(count = 32)", "dataset shapes = {call}")
     + "task t: classify(shapes) { classes = 3 }\n",
-    "dataset source folder": _HEAD + "dataset d = {call}\ntask t: classify(d) { classes = 3 }\n",
-    "dataset source csv": _HEAD + "dataset d = {call}\ntask t: classify(d) { classes = 3 }\n",
-    "dataset source json": _HEAD + "dataset d = {call}\ntask t: classify(d) { classes = 3 }\n",
-    "dataset source coco": _HEAD + "dataset d = {call}\ntask t: detect(d) { classes = [cat] }\n",
-    "dataset source masks": _HEAD + "dataset d = {call}\ntask t: segment(d) { classes = [a, b] }\n",
+    "dataset format folder": _HEAD + "dataset d = {call}\ntask t: classify(d) { classes = 3 }\n",
+    "dataset format csv": _HEAD + "dataset d = {call}\ntask t: classify(d) { classes = 3 }\n",
+    "dataset format json": _HEAD + "dataset d = {call}\ntask t: classify(d) { classes = 3 }\n",
+    "dataset format coco": _HEAD + "dataset d = {call}\ntask t: detect(d) { classes = [cat] }\n",
+    "dataset format masks": _HEAD + "dataset d = {call}\ntask t: segment(d) { classes = [a, b] }\n",
+    "dataset format yolo": _HEAD + "dataset d = {call}\ntask t: detect(d) { classes = [cat] }\n",
+    "dataset format voc": _HEAD + "dataset d = {call}\ntask t: detect(d) { classes = [cat] }\n",
     "backbone source timm": _HEAD.replace('backbone trunk = timm("test_resnet")', "backbone trunk = {call}")
     + "task t: classify(shapes) { classes = 3 }\n",
 }
@@ -100,6 +102,8 @@ REQUIRED_ARGUMENTS = {
     "json": [("path", '"labels.json"'), ("images", 'images = "img"')],
     "coco": [("annotations", '"instances.json"'), ("images", 'images = "img"')],
     "masks": [("images", 'images = "img"'), ("masks", 'masks = "masks"')],
+    "yolo": [("data", '"data.yaml"')],
+    "voc": [("root", '"VOC2007"')],
     "timm": [("model", '"test_resnet"')],
 }
 #: Where each plain model's keys are written; ``{line}`` is replaced by ``key = value``.
@@ -234,12 +238,12 @@ def test_bounds_cover_the_fields_of_the_issue() -> None:
     for expected in [
         ("TrainSpec", "seed"),
         ("optimizer adamw", "betas"),
-        ("dataset source synthetic", "size"),
+        ("dataset format synthetic", "size"),
         ("neck bifpn", "channels"),
         ("neck bifpn", "repeats"),
         ("head efficientdet", "depth"),
         ("head mlp", "hidden"),
-        ("dataset source synthetic", "count"),
+        ("dataset format synthetic", "count"),
         ("TrainSpec", "batch_size"),
         ("TrainSpec", "epochs"),
         ("TrainSpec", "workers"),

@@ -138,7 +138,7 @@ SCALED = """    epochs = 2
 def test_each_part_gets_its_factor_of_the_schedule_rate_in_each_phase(tmp_path):
     compilation = compile_file(write_spec(tmp_path, SCALED.replace("    epochs = 2\n", "")))
     model = compilation.model()
-    phases = phases_of(compilation.graph, compilation.spec.train)
+    phases = phases_of(compilation.graph, compilation.spec.train, compilation.spec.model)
     optimizer = build_optimizer(compilation.spec.train.optimizer, model, None, phases)
     rate = {id(p): None for p in model.parameters()}
 
@@ -163,7 +163,7 @@ def test_each_part_gets_its_factor_of_the_schedule_rate_in_each_phase(tmp_path):
 def test_without_lr_scale_the_optimizer_keeps_its_two_groups(tmp_path):
     compilation = compile_file(write_spec(tmp_path))
     model = compilation.model()
-    phases = phases_of(compilation.graph, compilation.spec.train)
+    phases = phases_of(compilation.graph, compilation.spec.train, compilation.spec.model)
     optimizer = build_optimizer(compilation.spec.train.optimizer, model, None, phases)
     assert [group["weight_decay"] for group in optimizer.param_groups] == [0.05, 0.0]
     assert "lr_scales" not in optimizer.param_groups[0]

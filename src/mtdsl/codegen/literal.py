@@ -47,20 +47,20 @@ def literal(value: object, classes: set[type] | None = None) -> str:
         GeneratedCodeError: the value is of a type whose source form is not known, or its
             class would not rebuild it from its fields.
     """
-    kind = type(value)
+    kind = type(value)  # exact types: a subclass (an IntEnum, a named tuple) is not written as its base
     if value is None or kind in (bool, int, str):
         return repr(value)
-    if kind is float:
+    if isinstance(value, float) and kind is float:
         return repr(value) if math.isfinite(value) else f"float({str(value)!r})"
-    if kind is tuple:
+    if isinstance(value, tuple) and kind is tuple:
         items = [literal(item, classes) for item in value]
         return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
-    if kind is list:
+    if isinstance(value, list) and kind is list:
         return f"[{', '.join(literal(item, classes) for item in value)}]"
-    if kind is dict:
+    if isinstance(value, dict) and kind is dict:
         return "{" + ", ".join(f"{literal(k, classes)}: {literal(v, classes)}" for k, v in value.items()) + "}"
     if isinstance(value, BaseModel):
-        return _call(value, {name: getattr(value, name) for name in kind.model_fields}, classes)
+        return _call(value, {name: getattr(value, name) for name in type(value).model_fields}, classes)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
         return _call(value, fields, classes)
@@ -88,14 +88,14 @@ def wrapped_literal(value: object, classes: set[type] | None = None, *, start: i
     if start + len(flat) <= width:
         return flat
     kind = type(value)
-    if kind is list or kind is tuple:
-        items, opening, closing = [("", child) for child in value], *("[]" if kind is list else "()")
-        if kind is tuple and len(value) == 1:
-            closing = ",)"
-    elif kind is dict:
+    items: list[tuple[str, object]]
+    if isinstance(value, (list, tuple)) and kind in (list, tuple):
+        items = [("", child) for child in value]
+        opening, closing = ("[", "]") if kind is list else ("(", ",)" if len(value) == 1 else ")")
+    elif isinstance(value, dict) and kind is dict:
         items, opening, closing = [(f"{literal(key)}: ", child) for key, child in value.items()], "{", "}"
     elif isinstance(value, BaseModel):
-        items = [(f"{name}=", getattr(value, name)) for name in kind.model_fields]
+        items = [(f"{name}=", getattr(value, name)) for name in type(value).model_fields]
         opening, closing = f"{kind.__name__}(", ")"
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         items = [(f"{f.name}=", getattr(value, f.name)) for f in dataclasses.fields(value) if f.init]
@@ -185,6 +185,8 @@ def imported_names(import_lines: list[str]) -> set[str]:
     """The names a block of import statements binds."""
     names = set()
     for statement in ast.parse("\n".join(import_lines)).body:
+        if not isinstance(statement, (ast.Import, ast.ImportFrom)):
+            continue
         for alias in statement.names:
             names.add(alias.asname or alias.name.partition(".")[0])
     return names

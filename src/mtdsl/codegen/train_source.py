@@ -200,7 +200,7 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
         "GRAD_CLIP": literal(train.grad_clip),
         "EMA": constant("EMA", train.ema),
         "EARLY_STOP": literal(train.early_stop),
-        "PHASES": _listing(value(p, start=4) for p in phases_of(graph, train)),
+        "PHASES": _listing(value(p, start=4) for p in phases_of(graph, train, spec.model)),
     }
     template_imports = imported_names(_import_lines(TEMPLATE.read_text(encoding="utf-8")))
     imports = _imports_of({c for c in classes if c.__name__ not in template_imports})

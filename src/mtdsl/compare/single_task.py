@@ -27,6 +27,7 @@ part keeps its ``lr_scale`` factor the same way.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 import networkx as nx
 
@@ -82,14 +83,15 @@ def _frozen_targets(graph: nx.DiGraph, task: str, phase: str) -> list[SegmentRef
             if phase in graph.nodes[node].get("frozen_in", []) and (target := _target(graph.nodes[node], task))]
 
 
-def _scaled_targets(graph: nx.DiGraph, task: str, scale: LrScaleConfig | None) -> LrScaleConfig | None:
+def _scaled_targets(graph: nx.DiGraph, task: str,
+                    scale: LrScaleConfig | Literal["auto"] | None) -> LrScaleConfig | Literal["auto"] | None:
     """The factor ``scale`` gives each node of ``task``'s path, as ``lr_scale`` of the single-task spec.
 
     The multi-task words (``shared``, another task's ``head``) name other parts there, so each node is
     written out by name with the factor it had, as :func:`_frozen_targets` writes frozen ones.
     """
-    if scale is None:
-        return None
+    if scale is None or scale == "auto":  # auto: the single-task model's backbone is as pretrained as here
+        return scale
     factors = module_factors(graph, scale.targets)
     written = {str(target): factors[data["module"]] for node in graph.graph["tasks"][task]
                if (data := graph.nodes[node]).get("module") in factors and (target := _target(data, task))}

@@ -93,24 +93,48 @@ def _node_attributes(spec: Spec, key: NodeKey, parent: dict) -> dict:
     return _segment_attributes(spec, key)
 
 
+def module_path(data: dict) -> tuple[str, ...]:
+    """Where the module of a node with these attributes lives in the model, as attribute names.
+
+    The one place it is said: :func:`build_graph` writes it dotted as the ``module`` attribute
+    (which freezing, ``lr_scale`` and the summary read) and the module plan builds the model there.
+
+    >>> module_path({"kind": "branch", "owner": "b", "backbone": "trunk", "segment": "stage4"})
+    ('branches', 'b', 'stage4')
+    """
+    kind = data["kind"]
+    if kind == "segment":
+        return ("backbone", data["backbone"], data["segment"])
+    if kind == "branch":
+        return ("branches", data["owner"], data["segment"])
+    if kind == "neck":
+        return ("necks", data["neck"])
+    if kind == "head":
+        return ("heads", data["task"])
+    raise ValueError(f"a {kind} node has no module")
+
+
+def _with_module(attributes: dict) -> dict:
+    return {**attributes, "module": ".".join(module_path(attributes))}
+
+
 def _segment_attributes(spec: Spec, key: SegmentNode) -> dict:
     owner, backbone, segment = key.owner, key.backbone, key.segment
     config = spec.model.backbones[backbone]
     info = backbone_info(config.model).segment(segment)
-    return {
+    return _with_module({
         "kind": "branch" if owner else "segment",
         "label": f"{segment}" if not owner else f"{segment} ({owner})",
         "backbone": backbone,
         "model": config.model,
         "segment": segment,
         "owner": owner,
-        "module": f"branches.{owner}.{segment}" if owner else f"backbone.{backbone}.{segment}",
         "timm_modules": list(info.timm_modules),
         "channels": info.channels,
         "stride": info.reduction,
         **({"pooled": True} if info.pooled else {}),
         "params": info.parameters,
-    }
+    })
 
 
 def _neck_attributes(spec: Spec, neck: str) -> dict:
@@ -118,26 +142,25 @@ def _neck_attributes(spec: Spec, neck: str) -> dict:
     info = backbone_info(spec.model.backbones[config.backbone].model)
     inputs = neck_inputs(spec, neck)
     segments = [info.segment(node.segment) for node in inputs]
-    return {
+    return _with_module({
         "kind": "neck",
         "label": f"{neck}: {config.kind} P{config.min_level}–P{config.max_level}",
         "neck": neck,
         "config": config.model_dump(),
-        "module": f"necks.{neck}",
         "inputs": [node.id for node in inputs],
         "in_channels": [segment.channels for segment in segments],
         "in_strides": [segment.reduction for segment in segments],
         "levels": config.levels,
         "channels": config.channels,
         "stride": 2**config.min_level,
-    }
+    })
 
 
 def _head_attributes(spec: Spec, task: str, parent: dict) -> dict:
     model_task = spec.model.tasks[task]
     in_channels = parent["channels"]
     num_levels = len(parent.get("levels", [])) or 1
-    return {
+    return _with_module({
         "kind": "head",
         "label": f"{task} head",
         "task": task,
@@ -147,7 +170,6 @@ def _head_attributes(spec: Spec, task: str, parent: dict) -> dict:
         **({"num_levels": num_levels} if model_task.head.reads == "pyramid" else {}),
         "num_outputs": model_task.num_outputs,
         "classes": list(model_task.classes or []),
-        "module": f"heads.{task}",
         "channels": model_task.num_outputs,
         "stride": 0,
-    }
+    })

@@ -161,7 +161,8 @@ def check_freeze_targets(spec: Spec) -> None:
 def check_lr_scale_targets(spec: Spec) -> None:
     """``lr_scale`` names parts of the model as freeze targets do (see :mod:`mtdsl.graph.parts`)."""
     vocabulary = freeze_vocabulary(spec)
-    scales: list[tuple[tuple[str, ...], LrScaleConfig | None]] = [(("train", "lr_scale"), spec.train.lr_scale)]
+    written = spec.train.lr_scale if spec.train.lr_scale != "auto" else None  # auto names only backbones
+    scales: list[tuple[tuple[str, ...], LrScaleConfig | None]] = [(("train", "lr_scale"), written)]
     scales += [(("phase", phase.name, "lr_scale"), phase.lr_scale) for phase in spec.train.phases]
     for where, scale in scales:
         for target, _ in scale.targets if scale is not None else ():

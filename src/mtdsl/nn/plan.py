@@ -41,6 +41,7 @@ from typing import Literal
 import networkx as nx
 from torch import nn
 
+from mtdsl.graph.build import module_path
 from mtdsl.nn.heads import head_call
 from mtdsl.nn.module_call import ModuleCall
 from mtdsl.nn.necks import neck_call
@@ -158,11 +159,9 @@ def node_call(data: dict) -> ModuleCall:
 
 
 def place(data: dict) -> tuple[str, ...]:
-    """Where a node's module lives in the model: its ``module`` attribute, the one place the graph says it
-    (:mod:`mtdsl.graph.build`; freezing and ``lr_scale`` read the same attribute), as attribute names."""
-    if not data.get("module"):
-        raise ValueError(f"a {data['kind']} node has no module")
-    return tuple(data["module"].split("."))
+    """Where a node's module lives in the model: :func:`mtdsl.graph.build.module_path`, the function whose
+    dotted form is the graph's ``module`` attribute, which freezing and ``lr_scale`` read."""
+    return module_path(data)
 
 
 def _planned_modules(graph: nx.DiGraph, order: list[str], tasks: list[str]):

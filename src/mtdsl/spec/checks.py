@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from mtdsl.errors import GraphError, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.spec.branches import branch_order
+from mtdsl.spec.data import unserved
 from mtdsl.spec.document import Spec
 from mtdsl.spec.heads import heads_for
 from mtdsl.spec.losses import losses_for
@@ -77,6 +78,21 @@ def check_datasets(spec: Spec) -> None:
                     expected=f"a declared dataset: {listing(spec.datasets) or 'none declared'}",
                     hint=did_you_mean(dataset, spec.datasets)
                     or f"declare it, e.g. dataset {dataset} = folder(\"path/to/images\")",
+                )
+
+
+def check_formats_serve(spec: Spec) -> None:
+    """Every dataset a task reads is of a format that has targets for the task's kind (no boxes from a folder)."""
+    for name, training in spec.train.tasks.items():
+        kind = spec.model.tasks[name].kind
+        for dataset in training.datasets:
+            problem = unserved(spec.datasets[dataset], dataset, name, kind)
+            if problem is not None:
+                raise SpecValueError(
+                    problem.message,
+                    spec.span("task", name, "dataset", dataset),
+                    expected=problem.expected,
+                    hint=problem.hint,
                 )
 
 
@@ -449,6 +465,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_square_input,
     check_datasets,
     check_joined_datasets,
+    check_formats_serve,
     check_joined_augment,
     check_dense_augment,
     check_task_backbones,

@@ -1,8 +1,14 @@
-"""Dataset sources a spec can declare: ``folder``, ``csv``, ``json``, ``coco``, ``masks`` and ``synthetic``.
+"""Dataset formats a spec can declare: folder, csv, json, coco, yolo, voc, masks and synthetic.
 
+Each format's config says which task kinds it serves (:attr:`DatasetConfig.serves`):
 ``folder``, ``csv`` and ``json`` carry image labels (classify, binary and
-multilabel tasks), ``coco`` carries boxes (detect tasks), ``masks`` carries
-class-index masks (segment tasks), and ``synthetic`` carries all of them.
+multilabel tasks), ``coco`` boxes and instance masks (detect and segment
+tasks), ``yolo`` boxes and polygons (detect and segment tasks), ``voc`` boxes
+(detect tasks), ``masks`` class-index masks
+(segment tasks), and ``synthetic`` all of them. A task on a dataset whose
+format does not serve its kind is an error of the spec (:func:`unserved`); the
+reader of each format is registered under the same name in
+:mod:`mtdsl.train.data.formats`.
 
 Paths are kept as written (after ``${var}`` substitution); relative paths are
 read from the directory ``mtdsl`` runs in. Nothing is read from disk while
@@ -11,7 +17,8 @@ compiling a model: the data is only opened when training.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -28,19 +35,68 @@ Split = Literal["given"] | list[Annotated[float, Field(le=1.0)]]
 MaskValue = Annotated[int, Field(le=255)]
 
 
+#: Task kinds with one label (or a few) per image.
+LABEL_KINDS = ("classify", "binary", "multilabel")
+
+
 class DatasetConfig(Config):
-    """Fields every source has: its name, and the training augmentation (:mod:`mtdsl.spec.augment`).
+    """Base of every dataset format's config: its name, and the training augmentation (:mod:`mtdsl.spec.augment`).
 
     ``augment = None`` (not written) is the default for the tasks the data
     serves; ``augment = []`` trains on the plain resize.
+
+    Class variables:
+        serves: the task kinds the format has targets for.
+        holds: what it holds, for messages ("image labels", "boxes").
+        unserved_hint: the fix to suggest to a task it cannot serve (default: a format that serves it).
     """
 
     kind: str
     name: str = ""
     augment: tuple[AugmentConfig, ...] | None = None
 
+    serves: ClassVar[tuple[str, ...]] = ()
+    holds: ClassVar[str] = ""
+    unserved_hint: ClassVar[str | None] = None
 
-DATASETS: Registry[DatasetConfig] = Registry("dataset source")
+
+DATASETS: Registry[DatasetConfig] = Registry("dataset format")
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """Why a dataset cannot serve a task: an error's message, expected value and hint."""
+
+    message: str
+    expected: str
+    hint: str
+
+
+def formats_serving(task_kind: str) -> list[str]:
+    """The registered formats whose readers make targets for ``task_kind`` tasks."""
+    return [kind for kind in DATASETS.kinds() if task_kind in DATASETS.get(kind).serves]
+
+
+def unserved(config: DatasetConfig, dataset: str, task: str, task_kind: str) -> Unserved | None:
+    """``None`` when ``config``'s format serves ``task_kind`` tasks, else why not and what to do.
+
+    >>> problem = unserved(FolderDataset(root="pets"), "pets", "box", "detect")
+    >>> problem.message
+    "folder dataset 'pets' holds image labels, so detect task 'box' cannot learn from it"
+    >>> problem.expected
+    'a dataset format that serves detect tasks: coco, yolo, voc or synthetic'
+    """
+    if task_kind in config.serves:
+        return None
+    formats = formats_serving(task_kind)
+    spelled = ", ".join(formats[:-1]) + f" or {formats[-1]}" if len(formats) > 1 else "".join(formats)
+    return Unserved(
+        f"{config.kind} dataset '{dataset}' holds {config.holds}, so {task_kind} task '{task}' cannot learn from it",
+        f"a dataset format that serves {task_kind} tasks: {spelled}",
+        config.unserved_hint if task_kind in LABEL_KINDS and config.unserved_hint else
+        f"declare a {formats[0]}(...) dataset and point task '{task}' at it" if formats else
+        f"no dataset format serves {task_kind} tasks yet",
+    )
 
 
 def _check_split(value: object) -> object:
@@ -60,6 +116,9 @@ class FolderDataset(DatasetConfig):
 
     kind: Literal["folder"] = "folder"
     root: str
+
+    serves = LABEL_KINDS
+    holds = "image labels"
     split: Split = "given"
     seed: Seed = 0
 
@@ -70,23 +129,30 @@ class FolderDataset(DatasetConfig):
 
 def _check_ratio_split(value: object) -> object:
     if value == "given":
-        raise ValueError("only folder datasets have a given split; write ratios, e.g. 0.85/0.15")
+        raise ValueError("this format has no split of its own; write ratios, e.g. 0.85/0.15")
     return _check_split(value)
 
 
 class ManifestDataset(DatasetConfig):
-    """Fields shared by manifest sources: where the manifest and images are, and which columns to read."""
+    """Fields shared by manifest sources: where the manifest and images are, and which columns to read.
+
+    ``split = given`` reads each image's split from ``split_column``: ``train``,
+    ``val`` (or ``valid``, ``validation``) or ``test``.
+    """
 
     path: str
     images: str
     image_column: str = "file_name"
     label_column: str = "labels"
+    split_column: str = "split"
     split: Split = Field(default_factory=lambda: [0.85, 0.15])
     seed: Seed = 0
 
     positional = ("path",)
+    serves = LABEL_KINDS
+    holds = "image labels"
 
-    _split = field_validator("split")(_check_ratio_split)
+    _split = field_validator("split")(_check_split)
 
 
 @DATASETS.register("csv")
@@ -112,20 +178,13 @@ class JsonDataset(ManifestDataset):
     kind: Literal["json"] = "json"
 
 
-@DATASETS.register("coco")
-class CocoDataset(DatasetConfig):
-    """COCO detection boxes: an ``instances`` JSON file and the folder its ``file_name`` entries are relative to.
-
-    A detect task's classes are matched to the file's category names (``classes
-    = N`` takes all N categories, in category-id order); boxes of categories the
-    task does not list are dropped.
+class BoxesDataset(DatasetConfig):
+    """Fields shared by the formats that hold boxes (``coco``, ``yolo``, ``voc``).
 
     Attributes:
-        annotations: the COCO ``instances`` JSON (``bbox`` as ``[x, y, w, h]`` pixels).
-        images: the folder the images' ``file_name`` is relative to.
         classes: the task classes this dataset annotates, when it labels only
             some of them (default: all). Every one must be a category of the
-            file. In its images a task class left out is neither present nor
+            dataset. In its images a task class left out is neither present nor
             absent: losses mask it out, so several datasets can train one
             detector on different classes.
         one_class: the name of one class that every box becomes, whatever
@@ -135,25 +194,19 @@ class CocoDataset(DatasetConfig):
         keep_empty: keep images with no box of the annotated classes as
             negatives. Write ``false`` when an image without boxes means "not
             labelled": oxford-pets-3class lists 600 images but boxes the heads of 296.
-        split: train/val(/test) ratios, e.g. ``0.8/0.2``.
-        seed: the seed of the split.
+        seed: the seed of a ratio split.
     """
 
-    kind: Literal["coco"] = "coco"
-    annotations: str
-    images: str
     classes: list[str] | None = None
     one_class: str | None = None
     keep_empty: Flag = True
-    split: Split = Field(default_factory=lambda: [0.8, 0.2])
     seed: Seed = 0
 
-    positional = ("annotations",)
-
-    _split = field_validator("split")(_check_ratio_split)
+    serves: ClassVar[tuple[str, ...]] = ("detect",)
+    holds = "boxes"
 
     @model_validator(mode="after")
-    def _one_class_alone(self) -> CocoDataset:
+    def _one_class_alone(self) -> BoxesDataset:
         if self.one_class is not None and self.classes is not None:
             raise ValueError("one_class merges every category into one class; leave out classes")
         return self
@@ -168,6 +221,101 @@ class CocoDataset(DatasetConfig):
             if repeated:
                 raise ValueError(f"class '{repeated[0]}' is listed twice")
         return value
+
+
+@DATASETS.register("coco")
+class CocoDataset(BoxesDataset):
+    """COCO boxes and instance masks: an ``instances`` JSON file and the folder of its images.
+
+    A detect task's classes are matched to the file's category names (``classes
+    = N`` takes all N categories, in category-id order); boxes of categories the
+    task does not list are dropped. A segment task's class 0 is the background
+    and the others are categories: each image's ``segmentation`` polygons and
+    RLEs (crowds too) are painted into one class-index mask, in annotation
+    order, crowds as ignored pixels; categories the task does not list stay
+    background. ``classes``, ``one_class`` and ``keep_empty`` are those of
+    :class:`BoxesDataset`.
+
+    Attributes:
+        annotations: the COCO ``instances`` JSON (``bbox`` as ``[x, y, w, h]`` pixels).
+        images: the folder the images' ``file_name`` is relative to.
+        split: train/val(/test) ratios, e.g. ``0.8/0.2``.
+    """
+
+    kind: Literal["coco"] = "coco"
+    annotations: str
+    images: str
+    split: Split = Field(default_factory=lambda: [0.8, 0.2])
+
+    positional = ("annotations",)
+    serves = ("detect", "segment")
+    holds = "boxes and instance masks"
+    unserved_hint = (
+        "read the image labels from a csv or json manifest beside the annotations "
+        "(coco128 ships annotations/image_labels.csv), or make the task a detect task"
+    )
+
+    _split = field_validator("split")(_check_ratio_split)
+
+
+@DATASETS.register("yolo")
+class YoloDataset(BoxesDataset):
+    """An Ultralytics (YOLO) dataset: a ``data.yaml`` and a ``labels/`` folder parallel to ``images/``.
+
+    ``data.yaml`` holds ``names`` (a list, or ``{id: name}``), ``train`` and
+    ``val`` (and optionally ``test`` and ``path``): each a folder of images, a
+    ``.txt`` file listing images, or a list of either, relative to ``path``
+    (itself relative to the folder of ``data.yaml``; default that folder). The
+    boxes of ``…/images/…/a.jpg`` are in ``…/labels/…/a.txt``, a line per box:
+    ``class cx cy w h``, normalised to 0..1 (a polygon ``class x1 y1 x2 y2 …``
+    is its bounding box for a detect task). An image without a label file has
+    no boxes. A segment task's class 0 is the background and the others are
+    ``names``: each polygon is painted into a class mask, in file order.
+    ``classes``, ``one_class`` and ``keep_empty`` are those of :class:`BoxesDataset`.
+
+    Attributes:
+        data: the ``data.yaml`` file.
+        split: ``given`` (the ``train``/``val``/``test`` entries), or ratios over all their images.
+    """
+
+    kind: Literal["yolo"] = "yolo"
+    data: str
+    split: Split = "given"
+
+    positional = ("data",)
+    serves = ("detect", "segment")
+    holds = "boxes and polygons"
+
+    _split = field_validator("split")(_check_split)
+
+
+@DATASETS.register("voc")
+class VocDataset(BoxesDataset):
+    """A Pascal VOC dataset: ``Annotations/*.xml``, ``JPEGImages/`` and ``ImageSets/Main/{train,val,test}.txt``.
+
+    Each XML file's ``object`` elements give a ``name`` and a ``bndbox`` of
+    1-based pixel indices ``xmin ymin xmax ymax``. The classes are the object
+    names found, sorted (``classes = 20`` on a task takes them all). ``classes``,
+    ``one_class`` and ``keep_empty`` are those of :class:`BoxesDataset`.
+
+    Attributes:
+        root: the folder holding ``Annotations/`` (``VOCdevkit/VOC2007``).
+        difficult: keep objects marked ``difficult`` as ordinary boxes. By
+            default they are dropped, as COCO's crowd regions are: mtdsl's
+            detection targets have no "ignore" box.
+        split: ``given`` (the image ids of ``ImageSets/Main/train.txt``,
+            ``val.txt`` and, when present, ``test.txt``), or ratios over every
+            XML file in ``Annotations/``.
+    """
+
+    kind: Literal["voc"] = "voc"
+    root: str
+    difficult: Flag = False
+    split: Split = "given"
+
+    positional = ("root",)
+
+    _split = field_validator("split")(_check_split)
 
 
 def _check_mask_value(value: int) -> int:
@@ -216,6 +364,8 @@ class MasksDataset(DatasetConfig):
     seed: Seed = 0
 
     positional = ("images", "masks")
+    serves = ("segment",)
+    holds = "class masks"
 
     _split = field_validator("split")(_check_split)
 
@@ -276,5 +426,8 @@ class SyntheticDataset(DatasetConfig):
     size: int = Field(default=64, ge=MIN_SYNTHETIC_SIDE, le=MAX_SIDE)
     seed: Seed = 0
     split: Split = Field(default_factory=lambda: [0.7, 0.15, 0.15])
+
+    serves = (*LABEL_KINDS, "detect", "segment")
+    holds = "generated shapes"
 
     _split = field_validator("split")(_check_ratio_split)

@@ -402,6 +402,8 @@ class _Lowering:
                 registry = TRAIN_CALL_KEYS.get(entry.key)
                 if entry.key == "ema":
                     value = self._ema(entry.value)
+                elif entry.key == "lr_scale":
+                    value = self._lr_scale(entry.value, allow_auto=True)
                 elif registry:
                     value = build_config(entry.value, registry, self.variables)
                 else:
@@ -430,6 +432,21 @@ class _Lowering:
             return None
         return build_config(ast.Call("ema", node.span, (node,), (), node.span), AVERAGES, self.variables, "ema")
 
+    def _lr_scale(self, node: ast.Value, allow_auto: bool = False) -> Any:
+        """``scale(PART = FACTOR, …)``, ``none`` (every part at the schedule's rate) or, in the train block,
+        ``auto`` (the default: pretrained backbones slower, :mod:`mtdsl.spec.finetune`)."""
+        if isinstance(node, ast.Call):
+            return build_config(node, LR_SCALES, self.variables)
+        word = plain_value(node, self.variables)  # a bare word, or a variable that holds one
+        words = ["none", "auto"] if allow_auto else ["none"]
+        if word in words:
+            return None if word == "none" else word
+        if not isinstance(word, str):  # a number: the registry says what a scaling looks like
+            return build_config(node, LR_SCALES, self.variables)
+        raise SpecNameError(f"unknown lr_scale {word!r}", node.span,
+                            expected=f"scale(PART = FACTOR, …) or {' or '.join(words)}",
+                            hint=did_you_mean(str(word), words) or "e.g. lr_scale = scale(backbones = 0.1)")
+
     def _record_call(self, prefix: SpanKey, value: ast.Value) -> None:
         if isinstance(value, ast.Call):
             for keyword in value.kwargs:
@@ -442,7 +459,7 @@ class _Lowering:
             if other.name == phase.name:
                 raise SpecNameError(f"phase '{phase.name}' is declared twice", phase.name_span, hint="rename one")
         fields = block_fields(Fields(what, phase.span), phase.body, self.variables,
-                              {"lr_scale": lambda node: build_config(node, LR_SCALES, self.variables)})
+                              {"lr_scale": self._lr_scale})
         for entry in assignments(phase.body, what):
             if entry.key == "lr_scale":
                 self._record_call(("phase", phase.name, "lr_scale"), entry.value)

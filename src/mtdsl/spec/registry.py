@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
@@ -115,6 +115,7 @@ class Registry(Generic[ConfigT]):
 
 
 BuilderT = TypeVar("BuilderT", bound=Callable[..., Any])
+ImplementationT = TypeVar("ImplementationT", bound=Callable[..., Any])
 
 
 class Builders(Mapping[str, BuilderT]):
@@ -130,13 +131,15 @@ class Builders(Mapping[str, BuilderT]):
         self.configs = configs
         self._builders: dict[str, BuilderT] = {}
 
-    def register(self, kind: str) -> Callable[[BuilderT], BuilderT]:
-        def decorate(builder: BuilderT) -> BuilderT:
+    def register(self, kind: str) -> Callable[[ImplementationT], ImplementationT]:
+        """A decorator: the builder of ``kind``. It may take ``kind``'s own config class, narrower than the
+        registry's: :meth:`build` dispatches on ``config.kind``, so it is only called with that class."""
+        def decorate(builder: ImplementationT) -> ImplementationT:
             if kind not in self.configs:
                 raise ValueError(f"{self.configs.what} '{kind}' has a builder but no registered config")
             if kind in self._builders:
                 raise ValueError(f"{self.configs.what} '{kind}' has two builders")
-            self._builders[kind] = builder
+            self._builders[kind] = cast(BuilderT, builder)
             return builder
 
         return decorate

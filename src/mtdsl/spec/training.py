@@ -284,7 +284,8 @@ class PhaseSpec(SpecModel):
     epochs: Epochs
     freeze: list[SegmentRef] = Field(default_factory=list)
     lr: LearningRate | None = None
-    batchnorm: Literal["train", "eval"] = "train"
+    #: ``auto``: the train block's ``batchnorm`` (:mod:`mtdsl.spec.finetune`).
+    batchnorm: Literal["auto", "train", "eval"] = "auto"
     lr_scale: LrScaleConfig | None = None
 
 
@@ -314,7 +315,10 @@ class TrainSpec(SpecModel):
     warmup: EpochSpan = 0.0
     grad_clip: PositiveWeightOrNone = None
     ema: EmaConfig | None = None
-    lr_scale: LrScaleConfig | None = None
+    #: ``auto``: pretrained backbones at :data:`~mtdsl.spec.finetune.PRETRAINED_LR_FACTOR`; ``none``: every part at 1.
+    lr_scale: LrScaleConfig | Literal["auto"] | None = "auto"
+    #: ``auto``: ``eval`` (keep the backbones' BatchNorm statistics) when every backbone is pretrained.
+    batchnorm: Literal["auto", "train", "eval"] = "auto"
     early_stop: EpochsOrNone = None
     sampling: SerializeAsAny[Config] = Field(default_factory=ProportionalSampling)
     epoch: Literal["passes", "weighted"] = "passes"

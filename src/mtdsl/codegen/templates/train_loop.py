@@ -95,7 +95,7 @@ MTDSL_VERSION = '0.1.0'
 # Run this file, or the same loop through mtdsl:
 RUN_COMMANDS = ('python train.py --out runs/quickstart',
                 'mtdsl train specs/quickstart.mtl --out runs/quickstart')
-SPEC_HASH = '594083c9077a5e3f'
+SPEC_HASH = '4b5d93a0f7c95612'
 MODEL_HASH = '28ae3970e8ead9f5'
 SEED = 0
 INPUT_SIZE = (64, 64)
@@ -201,13 +201,13 @@ def train(out: Path = HERE, *, resume: bool = False, overwrite: bool = False, se
     spec's trackers (``TRACK``), which get every record of ``metrics.jsonl``.
     """
     world = World.from_environment()
-    device = world.device(pick_device(device))
+    chosen = world.device(pick_device(device))
     run = RunFolder(Path(out))
-    with world.joined(device), world.on_main(run.claim(resume=resume, overwrite=overwrite)), \
+    with world.joined(chosen), world.on_main(run.claim(resume=resume, overwrite=overwrite)), \
             stop_signals(deferred=True), \
             RunLog(run, TRACK if track is None else track, enabled=world.is_main, spec_name=SPEC_NAME) as log:
         return run_epochs(run, world, resume=world.broadcast(resume and run.last.exists()), seed=seed,
-                          device=device, workers=workers, quiet=quiet, budget=budget or Budget(),
+                          device=chosen, workers=workers, quiet=quiet, budget=budget or Budget(),
                           sync_batchnorm=sync_batchnorm, log=log)
 
 
@@ -287,7 +287,7 @@ def set_up(world: World, device: torch.device, precision: Precision, *, seed: in
     model = build_model(device, load_pretrained=not resume)  # a resume's checkpoint replaces the weights
     if sync_batchnorm:
         model = world.sync_batchnorm(model, device)
-    forward = torch.compile(model) if COMPILE else model
+    forward: torch.nn.Module = torch.compile(model) if COMPILE else model  # type: ignore[assignment]
     data = StreamLoaders(STREAMS, DATASETS, TASKS, image_size=INPUT_SIZE, mean=NORMALIZATION[0],
                          std=NORMALIZATION[1], seed=seed, workers=workers, on_corrupt=ON_CORRUPT, device=device,
                          world=world, resize=RESIZE)
@@ -299,7 +299,7 @@ def set_up(world: World, device: torch.device, precision: Precision, *, seed: in
     weighting = build_weighting(WEIGHTING, LOSS_WEIGHTS).to(device)
     average = build_average(EMA, model)  # validation, best.pt and the test read it when the spec has one
     if average is not None:
-        console.print(f"validating and testing the weights' moving average (ema, decay {EMA.decay:g})")
+        console.print(f"validating and testing the weights' moving average (ema, decay {average.decay:g})")
     sampler = TaskSampler.create(SAMPLING, sizes=data.sizes, batch_sizes=[s.batch_size for s in STREAMS],
                                  ratios_by_stream=SAMPLING_RATIOS, seed=seed, epoch=EPOCH,
                                  **({"targets": SAMPLING_TARGETS} if SAMPLING_TARGETS else {}))
@@ -444,12 +444,12 @@ def finish(run: RunFolder, world: World, state: RunState, model: torch.nn.Module
 def evaluate_checkpoint(checkpoint: Path, split: str = "test", *, device: str | None = None,
                         workers: int = WORKERS, quiet: bool = False) -> dict:
     """Evaluate a saved checkpoint on one split (val for datasets without a test split) and print the table."""
-    device = pick_device(device)
-    precision = resolve_precision(PRECISION, device)
-    model = build_model(device, load_pretrained=False)
+    chosen = pick_device(device)
+    precision = resolve_precision(PRECISION, chosen)
+    model = build_model(chosen, load_pretrained=False)
     model.load_state_dict(inference_weights(load_checkpoint(Path(checkpoint), model_hash=MODEL_HASH)))
     data = StreamLoaders(STREAMS, DATASETS, TASKS, image_size=INPUT_SIZE, mean=NORMALIZATION[0],
-                         std=NORMALIZATION[1], seed=SEED, workers=workers, on_corrupt=ON_CORRUPT, device=device,
+                         std=NORMALIZATION[1], seed=SEED, workers=workers, on_corrupt=ON_CORRUPT, device=chosen,
                          resize=RESIZE)
     fallback = "val" if split == "test" else None
     if not data.has_split(split) and fallback is None:

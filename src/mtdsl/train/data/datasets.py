@@ -29,40 +29,38 @@ image is letterboxed (boxes and masks move with its pixels) instead of cropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from mtdsl.errors import DataError, did_you_mean, listing
+from mtdsl.errors import DataError, listing
 from mtdsl.spec.augment import DEFAULT_LABELS, DEFAULT_SYNTHETIC_LABELS, AugmentConfig
-from mtdsl.spec.data import DatasetConfig, SyntheticDataset
+from mtdsl.spec.data import DatasetConfig, SyntheticDataset, unserved
 from mtdsl.train.data.decode import read_rgb
 from mtdsl.train.data.dense import (
-    DENSE_READERS,
     BoxTarget,
+    MaskSource,
     MaskTarget,
     check_mask_size,
-    read_mask_file,
-    synthetic_targets,
+    read_mask,
 )
+from mtdsl.train.data.examples import Examples, join_datasets, join_examples
+from mtdsl.train.data.formats import read_table
+from mtdsl.train.data.labels import encode_targets
 from mtdsl.train.data.letterbox import Letterbox, open_rgb
 from mtdsl.train.data.sources import (
     ImageRef,
-    Table,
-    describe,
     item_index,
     item_seed,
     raise_if_unreadable,
     ratio_split,
-    read_table,
     unreadable_image,
 )
 from mtdsl.train.data.synthetic import synthetic_sample
-from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, READABLE_KINDS, TaskLabels
+from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, TaskLabels
 from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, Resize, normalization
 
 __all__ = [
@@ -70,6 +68,7 @@ __all__ = [
     "ImageDataset",
     "collate",
     "item_index",
+    "join_datasets",
     "join_examples",
     "normalization",
     "raise_if_unreadable",
@@ -77,262 +76,18 @@ __all__ = [
     "unreadable_image",
 ]
 
-#: The task kinds each dataset kind can serve.
-SERVES: dict[str, tuple[str, ...]] = {
-    "folder": LABEL_KINDS,
-    "csv": LABEL_KINDS,
-    "json": LABEL_KINDS,
-    "coco": ("detect",),
-    "masks": ("segment",),
-    "synthetic": READABLE_KINDS,
-}
-
-@dataclass(frozen=True, eq=False)
-class Examples:
-    """One split of a dataset: per example its image and, per task, its target.
-
-    Attributes:
-        images: file paths, or indices of synthetic samples.
-        targets: per task, every example's target: ``(N,)`` int64 class
-            indices (classify), ``(N,)`` float32 0/1 (binary), ``(N, C)``
-            float32 multi-hot (multilabel), or a ``(N,)`` object array of one
-            :class:`~mtdsl.train.data.dense.BoxTarget` (detect: boxes in
-            the image file's pixels, class indices, and the ``(C,)`` mask of
-            the classes the example's dataset annotates) or
-            :class:`~mtdsl.train.data.dense.MaskTarget` (segment: the mask
-            file or synthetic index, and the value → class lookup) per example.
-        synthetic: the generator config when ``images`` are synthetic indices.
-    """
-
-    images: tuple[ImageRef, ...]
-    targets: dict[str, np.ndarray] = field(default_factory=dict)
-    synthetic: SyntheticDataset | None = None
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> Examples:
-        """The examples at ``indices``, in that order."""
-        picked = np.asarray(indices, dtype=np.int64)
-        return Examples(
-            tuple(self.images[i] for i in picked.tolist()),
-            {task: values[picked] for task, values in self.targets.items()},
-            self.synthetic,
-        )
-
-    def select(self, tasks: Iterable[str]) -> Examples:
-        """The same examples with the targets of ``tasks`` only."""
-        return Examples(self.images, {task: self.targets[task] for task in tasks}, self.synthetic)
-
-
-def join_examples(parts: Sequence[Examples]) -> Examples:
-    """The examples of ``parts`` one after the other, e.g. two datasets of one detect task.
-
-    Each example keeps its own targets, so a :class:`BoxTarget`'s ``annotated``
-    mask still says which classes its own dataset labels.
-
-    Raises:
-        ValueError: the parts hold targets for different tasks, or synthetic
-            examples of two different generator configs.
-    """
-    if not parts:
-        raise ValueError("join_examples needs at least one Examples")
-    tasks = list(parts[0].targets)
-    for part in parts[1:]:
-        if list(part.targets) != tasks:
-            raise ValueError(f"cannot join examples with targets for {listing(tasks)} and {listing(part.targets)}")
-    generators = []
-    for part in parts:
-        if part.synthetic is not None and part.synthetic not in generators:
-            generators.append(part.synthetic)
-    if len(generators) > 1:
-        raise ValueError("cannot join synthetic examples of different generator configs (their indices would clash)")
-    return Examples(
-        tuple(image for part in parts for image in part.images),
-        {task: np.concatenate([part.targets[task] for part in parts]) for task in tasks},
-        next(iter(generators), None),
-    )
-
-
-def join_datasets(parts: Mapping[str, Mapping[str, Examples]], tasks: Sequence[TaskLabels]) -> dict[str, Examples]:
-    """The splits of several datasets joined split by split, for the ``tasks`` that learn from all of them.
-
-    A split that only some datasets have (``test``) joins those. Each example
-    keeps its own targets, so a detect task's images still say which classes
-    their own dataset annotates.
-
-    Args:
-        parts: per dataset name, its splits from :func:`read_splits`.
-        tasks: the tasks of the joined stream (targets of other tasks are left out).
-
-    Raises:
-        DataError: a detect task has a class that none of the datasets annotates.
-    """
-    names = [task.task for task in tasks]
-    joined = {}
-    for split in dict.fromkeys(split for splits in parts.values() for split in splits):
-        joined[split] = join_examples([splits[split].select(names) for splits in parts.values() if split in splits])
-    for task in tasks:
-        if task.kind in ("classify", "detect"):
-            check_classes_labelled(task, parts)
-    return joined
-
-
-def _labelled(task: TaskLabels, targets: np.ndarray, count: int) -> np.ndarray:
-    """``(count,)`` bool: the classes that ``targets`` (one dataset split's, for ``task``) label."""
-    found = np.zeros(count, dtype=bool)
-    if task.kind == "detect":
-        for target in targets[:1]:
-            found |= target.annotated
-    else:
-        found[np.unique(targets)] = True
-    return found
-
-
-def check_classes_labelled(task: TaskLabels, parts: Mapping[str, Mapping[str, Examples]]) -> None:
-    """Raise :class:`DataError` when none of a joined task's datasets labels one of its classes.
-
-    A detect task's class counts when a dataset annotates it, a classify task's
-    when a dataset has an image of it.
-    """
-    classes = tuple(task.classes) if isinstance(task.classes, tuple) else ()
-    labelled = np.zeros(len(classes), dtype=bool)
-    for splits in parts.values():
-        for examples in splits.values():
-            labelled |= _labelled(task, examples.targets[task.task], len(classes))
-    missing = [name for name, found in zip(classes, labelled) if not found]
-    if missing:
-        raise DataError(
-            f"task '{task.task}' learns class '{missing[0]}', but none of {' + '.join(parts)} labels it"
-            + (f" (nor {listing(missing[1:])})" if len(missing) > 1 else ""),
-            expected="every class of the task labelled by at least one of its datasets",
-            hint="check the spelling against the datasets' labels or category names"
-            + (", or list the classes a coco dataset annotates with classes = [...]" if task.kind == "detect" else ""),
-        )
-
-
-# ---------------------------------------------------------------- targets
-
-
-def _resolve_classes(task: TaskLabels, space: tuple[str, ...], exact: bool, where: str) -> tuple[str, ...]:
-    """The task's class names in index order, checked against the labels the dataset has."""
-    if isinstance(task.classes, int):
-        if len(space) != task.classes:
-            raise DataError(
-                f"{where}: task '{task.task}' has classes = {task.classes}, "
-                f"but the dataset has {len(space)} labels: {listing(space)}",
-                hint=f"write classes = {len(space)}, or list the class names the task should learn",
-            )
-        return space
-    classes = tuple(task.classes or ())
-    unknown = [name for name in classes if name not in space]
-    if unknown and not task.partial:
-        raise DataError(
-            f"{where}: task '{task.task}' lists class '{unknown[0]}', which the dataset does not have",
-            expected=f"its labels: {listing(space)}",
-            hint=did_you_mean(unknown[0], space) or "fix the class name, or point the task at another dataset or label",
-        )
-    extra = [name for name in space if name not in classes]
-    if exact and extra:
-        raise DataError(
-            f"{where}: the dataset has labels that task '{task.task}' does not list: {listing(extra)}",
-            expected=f"classes naming all {len(space)} labels: {listing(space)}",
-            hint=f"add them to the task's classes (or write classes = {len(space)}), or remove their images",
-        )
-    return classes
-
-
-def _classify_targets(task: TaskLabels, table: Table, rows: list[list[str]]) -> np.ndarray:
-    classes = _resolve_classes(task, table.spaces[task.task], table.exact, table.where)
-    index = {name: i for i, name in enumerate(classes)}
-    targets = np.empty(len(rows), dtype=np.int64)
-    for i, row in enumerate(rows):
-        if len(row) != 1:
-            raise DataError(
-                f"{table.where}: {table.images[i]} has {len(row)} labels ({', '.join(row) or 'none'}), "
-                f"but classify task '{task.task}' needs exactly one",
-                hint="make the task multilabel, or give every image one label",
-            )
-        if row[0] not in index:
-            raise DataError(
-                f"{table.where}: label '{row[0]}' of {table.images[i]} is not a class of task '{task.task}'",
-                expected=f"one of its classes: {listing(classes)}",
-                hint=f"add '{row[0]}' to the task's classes, or drop the image from the dataset",
-            )
-        targets[i] = index[row[0]]
-    return targets
-
-
-def _binary_targets(task: TaskLabels, table: Table, rows: list[list[str]]) -> np.ndarray:
-    space = table.spaces[task.task]
-    positive = task.positive
-    if positive is None:
-        if not set(space) <= {"0", "1"}:
-            raise DataError(
-                f"{table.where}: binary task '{task.task}' does not say which label counts as yes",
-                expected=f"positive = one of {listing(space)}",
-                hint=f'add positive = "{space[0] if space else "…"}" to the task',
-            )
-        positive = "1"
-    elif positive not in space:
-        raise DataError(
-            f"{table.where}: task '{task.task}' has positive = \"{positive}\", a label the dataset does not have",
-            expected=f"one of its labels: {listing(space)}",
-            hint=did_you_mean(positive, space) or "fix the label, or point the task at another label with label = …",
-        )
-    return np.array([positive in row for row in rows], dtype=np.float32)
-
-
-def _multilabel_targets(task: TaskLabels, table: Table, rows: list[list[str]]) -> np.ndarray:
-    classes = _resolve_classes(task, table.spaces[task.task], False, table.where)
-    index = {name: i for i, name in enumerate(classes)}
-    targets = np.zeros((len(rows), len(classes)), dtype=np.float32)
-    for i, row in enumerate(rows):
-        for label in row:
-            if label in index:
-                targets[i, index[label]] = 1.0
-    return targets
-
-
-ENCODERS = {"classify": _classify_targets, "binary": _binary_targets, "multilabel": _multilabel_targets}
-
-
-def encode_targets(task: TaskLabels, table: Table) -> np.ndarray:
-    """Every example's target for ``task`` (see :class:`Examples` for shapes and dtypes)."""
-    encoder = ENCODERS.get(task.kind)
-    if encoder is None:
-        raise DataError(
-            f"task '{task.task}' is a {task.kind} task; data can be read for {', '.join(ENCODERS)} tasks only"
-        )
-    return encoder(task, table, table.labels[task.task])
 
 
 def check_sources(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> None:
-    """Raise :class:`DataError` when ``dataset`` cannot serve one of ``tasks`` (a detect task on a folder, …)."""
-    served = SERVES.get(dataset.kind, LABEL_KINDS)
+    """Raise :class:`DataError` when ``dataset``'s format cannot serve one of ``tasks`` (a detect task on a folder, …).
+
+    A spec never gets here with such a pair (:func:`mtdsl.spec.data.unserved`
+    refuses it when the spec is checked); this guards direct calls.
+    """
     for task in tasks:
-        if task.kind in served:
-            continue
-        where = describe(dataset)
-        if task.kind in LABEL_KINDS:
-            holds = "boxes" if dataset.kind == "coco" else "masks"
-            raise DataError(
-                f"{where} holds {holds}, not image labels, so {task.kind} task '{task.task}' cannot learn from it",
-                expected=f"a dataset of image labels (folder, csv, json or synthetic) for task '{task.task}'",
-                hint=(
-                    "read the image labels from a csv or json manifest beside the annotations "
-                    "(coco128 ships annotations/image_labels.csv), or make the task a detect task"
-                    if dataset.kind == "coco"
-                    else "read the image labels from a folder, csv or json dataset"
-                ),
-            )
-        source = "coco(...)" if task.kind == "detect" else "masks(...)"
-        what = "boxes" if task.kind == "detect" else "masks"
-        raise DataError(
-            f"{where} has no {what}, so {task.kind} task '{task.task}' cannot learn from it",
-            expected=f"a dataset with {what}: {source} or synthetic(...)",
-            hint=f"declare a {source} dataset and point task '{task.task}' at it",
-        )
+        problem = unserved(dataset, dataset.name or dataset.kind, task.task, task.kind)
+        if problem is not None:
+            raise DataError(problem.message, expected=problem.expected, hint=problem.hint)
 
 
 def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str, Examples]:
@@ -349,20 +104,11 @@ def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str
             not fit a task's classes.
     """
     check_sources(dataset, tasks)
-    reader = DENSE_READERS.get(dataset.kind)
-    if reader is not None:
-        table = reader(dataset, tasks)
-    else:
-        table = read_table(dataset, [task for task in tasks if task.kind in LABEL_KINDS])
-    targets = {}
-    for task in tasks:
-        if task.kind in LABEL_KINDS:
-            targets[task.task] = encode_targets(task, table)
-        elif task.task in table.targets:
-            targets[task.task] = table.targets[task.task]
-        else:
-            assert isinstance(dataset, SyntheticDataset), dataset.kind
-            targets[task.task] = synthetic_targets(dataset, task)
+    table = read_table(dataset, tasks)
+    targets = {
+        task.task: encode_targets(task, table) if task.kind in LABEL_KINDS else table.targets[task.task]
+        for task in tasks
+    }
     parts = table.parts
     if parts is None:
         parts = ratio_split(len(table.images), dataset.split, dataset.seed)  # type: ignore[attr-defined]
@@ -470,7 +216,7 @@ class ImageDataset(Dataset):
             raise KeyError(f"no task '{task}' in this dataset; it serves {listing(self._targets)}")
         return self._targets[task].clone()
 
-    def _read(self, reference: ImageRef, read: Any) -> Any:
+    def _read(self, reference: ImageRef | MaskSource, read: Any) -> Any:
         """``read(reference)``, or ``None`` under ``on_corrupt = "skip"`` when the file is unreadable."""
         try:
             return read(reference)
@@ -514,7 +260,7 @@ class ImageDataset(Dataset):
             if sample is not None:
                 raw = sample.mask
             else:
-                raw = self._read(str(target.mask), read_mask_file)
+                raw = self._read(target.mask, read_mask)
                 if raw is None:
                     return None
                 check_mask_size(raw, original or (image.shape[-1], image.shape[-2]), target.mask, reference)

@@ -1,13 +1,13 @@
-"""Detection and segmentation data: COCO boxes and class-index masks.
+"""The targets of detect and segment tasks: boxes and class-index masks, per example.
 
 The training loop reads boxes and masks through :func:`mtdsl.train.data.datasets.read_splits`
 and :class:`mtdsl.train.data.datasets.ImageDataset`, which use the pieces here:
 
-* :data:`DENSE_READERS`, the ``coco`` and ``masks`` dataset kinds: :func:`read_coco`
-  reads a COCO ``instances`` file (per image its ``(x0, y0, x1, y1)`` boxes and
-  class indices), :func:`read_masks` pairs images with PNG class-index masks;
+* the per-example :class:`BoxTarget` and :class:`MaskTarget`, which the
+  readers of :mod:`mtdsl.train.data.formats` make (``coco``, ``masks``);
 * :func:`synthetic_targets`, the boxes and masks of the built-in synthetic shapes;
-* the per-example :class:`BoxTarget` and :class:`MaskTarget`.
+* :func:`check_dense_classes`, a task's classes against a dataset's;
+* :func:`read_mask_file` and :func:`check_mask_size`, a mask PNG when its image is read.
 
 Images with boxes or masks are resized by :class:`mtdsl.train.data.letterbox.Letterbox`,
 which moves them with the pixels.
@@ -18,249 +18,36 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from mtdsl.errors import DataError, did_you_mean, listing
-from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
-from mtdsl.train.data.coco_file import read_coco_file
-from mtdsl.train.data.sources import (
-    ImageRef,
-    Table,
-    check_images_exist,
-    describe,
-    given_folders,
-    image_files,
-    read_text,
-)
+from mtdsl.errors import DataError, listing
+from mtdsl.spec.data import SyntheticDataset
+from mtdsl.train.data.sources import ImageRef, describe
 from mtdsl.train.data.synthetic import SHAPES, synthetic_sample
 from mtdsl.train.data.tasks import TaskLabels
 
 __all__ = [
-    "DENSE_READERS",
     "IGNORE_INDEX",
     "SYNTHETIC_DETECT_CLASSES",
     "SYNTHETIC_SEGMENT_CLASSES",
     "BoxTarget",
-    "DetectionExamples",
-    "MaskExamples",
+    "MaskSource",
     "MaskTarget",
     "SyntheticDetection",
-    "read_class_names",
-    "read_coco",
-    "read_coco_dataset",
-    "read_mask_dataset",
+    "check_dense_classes",
+    "check_mask_size",
+    "object_array",
+    "read_mask",
     "read_mask_file",
-    "read_masks",
     "synthetic_detection",
     "synthetic_targets",
 ]
 
 #: The mask value that losses and metrics skip: void pixels, and the letterbox padding.
 IGNORE_INDEX = 255
-
-
-# ---------------------------------------------------------------- examples
-
-
-@dataclass(frozen=True, eq=False)
-class DetectionExamples:
-    """Images with their boxes: what :func:`read_coco` reads from a COCO file.
-
-    Attributes:
-        images: file paths.
-        boxes: per image a ``(G, 4)`` float32 array of ``(x0, y0, x1, y1)`` in
-            the image file's pixels (``G`` may be 0: a negative image).
-        classes: per image a ``(G,)`` int64 array of indices into ``class_names``.
-        class_names: the class names in index order.
-    """
-
-    images: tuple[ImageRef, ...]
-    boxes: tuple[np.ndarray, ...]
-    classes: tuple[np.ndarray, ...]
-    class_names: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def box_count(self) -> int:
-        return sum(len(boxes) for boxes in self.boxes)
-
-def _pick_categories(
-    categories: dict[int, str], classes: Sequence[str] | None, where: str
-) -> tuple[tuple[str, ...], dict[int, int]]:
-    """Class names in index order and ``{COCO category id: class index}``."""
-    if classes is None:
-        ids = sorted(categories)
-        return tuple(categories[i] for i in ids), {cat: index for index, cat in enumerate(ids)}
-    by_name = {name: cat for cat, name in categories.items()}
-    for name in classes:
-        if name not in by_name:
-            raise DataError(
-                f"{where}: no category '{name}' in the annotations",
-                expected=f"one of its {len(by_name)} categories: {listing(by_name, limit=100)}",
-                hint=did_you_mean(name, by_name) or "fix the class name, or point the task at another dataset",
-            )
-    repeated = sorted({name for name in classes if list(classes).count(name) > 1})
-    if repeated:
-        raise DataError(f"{where}: class '{repeated[0]}' is listed twice", hint="list each class once")
-    return tuple(classes), {by_name[name]: index for index, name in enumerate(classes)}
-
-
-def read_coco(
-    instances_json: Path | str,
-    images_dir: Path | str,
-    classes: Sequence[str] | None = None,
-    *,
-    keep_empty: bool = True,
-) -> DetectionExamples:
-    """Read a COCO ``instances`` file: each image's boxes, in the order of the ``images`` list.
-
-    Args:
-        instances_json: the COCO annotation file (``bbox`` as ``[x, y, w, h]`` pixels).
-        images_dir: the folder the images' ``file_name`` is relative to.
-        classes: the COCO category names to learn, in class-index order; boxes
-            of other categories are dropped. ``None`` takes every category,
-            sorted by id.
-        keep_empty: keep images with no box of ``classes`` as negatives. Pass
-            ``False`` when an image without boxes means "not labelled" rather
-            than "nothing there": oxford-pets-3class lists 600 images but boxes
-            the heads of only 296.
-
-    Returns:
-        The examples. Crowd regions and boxes with no area are dropped.
-
-    Raises:
-        DataError: the file or folder is missing or unreadable, an entry of the
-            file is malformed (see :func:`~mtdsl.train.data.coco_file.read_coco_file`),
-            an image file is missing, or a class name is not a category of the file.
-    """
-    instances_json, images_dir = Path(instances_json), Path(images_dir)
-    where = f"COCO annotations {instances_json}"
-    if not instances_json.is_file():
-        raise DataError(f"the COCO annotation file {instances_json} does not exist", expected="a COCO instances JSON")
-    if not images_dir.is_dir():
-        raise DataError(f"{where}: the images folder {images_dir} does not exist", expected="the folder of file_name")
-    coco = read_coco_file(instances_json)
-    names, index_of = _pick_categories(coco.categories, classes, where)
-
-    images: list[str] = []
-    boxes: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    for image_id, file_name in coco.images:
-        found = [
-            (ann.bbox, index_of[ann.category])
-            for ann in coco.annotations.get(image_id, ())
-            if ann.category in index_of and not ann.crowd
-        ]
-        xywh = np.array([bbox for bbox, _ in found], dtype=np.float32).reshape(-1, 4)
-        keep = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
-        if not keep.any() and not keep_empty:
-            continue
-        xyxy = np.concatenate([xywh[keep, :2], xywh[keep, :2] + xywh[keep, 2:]], axis=1)
-        images.append(str(images_dir / file_name))
-        boxes.append(np.ascontiguousarray(xyxy, dtype=np.float32))
-        labels.append(np.array([label for (_, label), k in zip(found, keep) if k], dtype=np.int64))
-
-    check_images_exist(images, where, expected=f"every file_name under {images_dir}",
-                       hint="check the images folder the annotation file's file names are relative to")
-    return DetectionExamples(tuple(images), tuple(boxes), tuple(labels), names)
-
-
-@dataclass(frozen=True, eq=False)
-class MaskExamples:
-    """Images with class-index masks.
-
-    Attributes:
-        images: file paths.
-        masks: PNG paths, one per image.
-        lookup: ``(256,)`` uint8: the class index of each raw mask value, :data:`IGNORE_INDEX` for ignored ones.
-    """
-
-    images: tuple[ImageRef, ...]
-    masks: tuple[ImageRef, ...]
-    lookup: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-def _mask_lookup(class_map: Mapping[int, int] | None, ignore: Sequence[int]) -> np.ndarray:
-    for raw, index in (class_map or {}).items():
-        if not (0 <= int(raw) <= 255 and 0 <= int(index) <= 255):
-            raise ValueError(f"class_map entries map mask values 0..255 to classes 0..254 or 255, got {raw}: {index}")
-    if class_map is None:
-        lookup = np.arange(256, dtype=np.uint8)
-    else:
-        lookup = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        for raw, index in class_map.items():
-            lookup[int(raw)] = int(index)
-    for raw in ignore:
-        lookup[int(raw)] = IGNORE_INDEX
-    return lookup
-
-
-def read_masks(
-    images_dir: Path | str,
-    masks_dir: Path | str,
-    class_map: Mapping[int, int] | None = None,
-    *,
-    ignore: Sequence[int] = (),
-) -> MaskExamples:
-    """Pair every image in ``images_dir`` with the PNG of the same stem in ``masks_dir``.
-
-    For CamVid (``camvid/images/<split>/*.jpg``, ``camvid/masks/<split>/*.png``
-    with values 0..10 and 11 for void)::
-
-        read_masks("camvid/images/train", "camvid/masks/train", ignore=[11])
-
-    and for the pets trimaps (1 pet, 2 background, 3 boundary)::
-
-        read_masks("pets/images", "pets/trimaps", {2: 0, 1: 1})  # boundary → ignored
-
-    Args:
-        images_dir: the images.
-        masks_dir: one single-channel PNG per image, holding a class index per pixel.
-        class_map: ``{mask value: class index}``; values it leaves out become
-            :data:`IGNORE_INDEX`. ``None`` keeps the values as class indices.
-        ignore: mask values to ignore (become :data:`IGNORE_INDEX`) on top of ``class_map``.
-
-    Raises:
-        DataError: a folder is missing, holds no images, or an image has no mask.
-    """
-    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    for folder, what in ((images_dir, "images"), (masks_dir, "masks")):
-        if not folder.is_dir():
-            raise DataError(f"the {what} folder {folder} does not exist", expected=f"a folder of {what}")
-    images = [Path(file) for file in image_files(images_dir, f"the images folder {images_dir}")]
-    if not images:
-        raise DataError(f"the images folder {images_dir} holds no images", expected="JPEG or PNG files")
-    masks = [masks_dir / f"{image.stem}.png" for image in images]
-    missing = [image.name for image, mask in zip(images, masks) if not mask.is_file()]
-    if missing:
-        raise DataError(
-            f"{len(missing)} of {len(images)} images in {images_dir} have no mask in {masks_dir}, e.g. {missing[0]}",
-            expected="<image stem>.png in the masks folder for every image",
-            hint="check that the images and masks folders belong to the same split",
-        )
-    return MaskExamples(tuple(map(str, images)), tuple(map(str, masks)), _mask_lookup(class_map, ignore))
-
-
-def read_class_names(path: Path | str, where: str = "class names") -> tuple[str, ...]:
-    """Class names from a ``classes.txt`` of ``<index> <name>`` lines (CamVid's) or of bare names, one a line.
-
-    Raises:
-        DataError: the file cannot be read or is not UTF-8 text; ``where`` names the dataset in the message.
-    """
-    text = read_text(path, where, "a class names file: one name a line, or '<value> <name>' lines")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    split = [line.split(maxsplit=1) for line in lines]
-    if all(len(parts) == 2 and parts[0].isdigit() for parts in split):
-        return tuple(name for _, name in sorted((int(i), name) for i, name in split))
-    return tuple(lines)
 
 
 # ---------------------------------------------------------------- synthetic
@@ -337,13 +124,14 @@ class MaskTarget:
     """One example's mask for one segment task.
 
     Attributes:
-        mask: the mask PNG's path, or the synthetic sample's index.
+        mask: the mask PNG's path, the synthetic sample's index, or a
+            :class:`MaskSource` that makes the mask (a COCO image's polygons).
         lookup: ``(256,)`` int16: the class index of each raw mask value,
             :data:`IGNORE_INDEX` for ignored values, :data:`UNEXPECTED` for
             values that should not occur (shared by a dataset's examples).
     """
 
-    mask: ImageRef
+    mask: ImageRef | MaskSource
     lookup: np.ndarray
 
     def classes(self, raw: np.ndarray) -> np.ndarray:
@@ -376,7 +164,7 @@ def object_array(items: Sequence[object]) -> np.ndarray:
     return array
 
 
-def _in_order(names: Sequence[str], limit: int = 20) -> str:
+def in_order(names: Sequence[str], limit: int = 20) -> str:
     """Class names in index order (``listing`` sorts them, which hides the order that matters here)."""
     return ", ".join(names[:limit]) + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
 
@@ -396,13 +184,13 @@ def check_dense_classes(task: TaskLabels, names: tuple[str, ...], where: str) ->
     spelled = f", or classes = [{', '.join(names)}]" if len(names) <= 20 else ""
     raise DataError(
         f"{where}: {task.kind} task '{task.task}' has {_shown(task.classes)}, "
-        f"but the dataset's {len(names)} classes are {_in_order(names)}",
+        f"but the dataset's {len(names)} classes are {in_order(names)}",
         expected=f"the dataset's classes in its order ({len(names)} of them)",
         hint=f"write classes = {len(names)}{spelled}",
     )
 
 
-def _task_count(task: TaskLabels) -> int | None:
+def task_count(task: TaskLabels) -> int | None:
     if task.classes is None:
         return None
     return task.classes if isinstance(task.classes, int) else len(task.classes)
@@ -426,16 +214,16 @@ def synthetic_targets(config: SyntheticDataset, task: TaskLabels) -> np.ndarray:
         boxes = _synthetic_boxes(config.count, config.size, config.seed)
         if task.partial:
             names = tuple(task.classes) if isinstance(task.classes, tuple) else ()
-            return _boxes_in_task_classes(boxes, SYNTHETIC_DETECT_CLASSES, names, where)
+            return boxes_in_task_classes(boxes, SYNTHETIC_DETECT_CLASSES, names, where)
         check_dense_classes(task, SYNTHETIC_DETECT_CLASSES, where)
         annotated = np.ones(len(SYNTHETIC_DETECT_CLASSES), dtype=bool)
         return object_array([BoxTarget(b, c, annotated) for b, c in boxes])
     check_dense_classes(task, SYNTHETIC_SEGMENT_CLASSES, where)
-    lookup = _value_lookup({value: value for value in range(len(SYNTHETIC_SEGMENT_CLASSES))}, ())
+    lookup = value_lookup({value: value for value in range(len(SYNTHETIC_SEGMENT_CLASSES))}, ())
     return object_array([MaskTarget(index, lookup) for index in range(config.count)])
 
 
-def _boxes_in_task_classes(
+def boxes_in_task_classes(
     found: Sequence[tuple[np.ndarray, np.ndarray]], own: Sequence[str], names: Sequence[str], where: str
 ) -> np.ndarray:
     """Each image's :class:`BoxTarget` over a joined task's ``names``, from boxes in the dataset's ``own`` classes.
@@ -448,8 +236,8 @@ def _boxes_in_task_classes(
     annotated = np.array([name in own for name in names], dtype=bool)
     if not annotated.any():
         raise DataError(
-            f"{where} labels none of the classes of the task that reads it: {_in_order(names)}",
-            expected=f"a task class among its classes: {_in_order(own)}",
+            f"{where} labels none of the classes of the task that reads it: {in_order(names)}",
+            expected=f"a task class among its classes: {in_order(own)}",
             hint="check the spelling of the task's classes, or take the dataset out of the task",
         )
     lookup = np.array([list(names).index(name) if name in names else -1 for name in own], dtype=np.int64)
@@ -461,218 +249,13 @@ def _boxes_in_task_classes(
     return object_array(targets)
 
 
-def _check_annotated(
-    annotated: Sequence[str], categories: Sequence[str], names: Sequence[str], task: TaskLabels,
-    config: CocoDataset, where: str,
-) -> None:
-    """Every class a coco dataset annotates for ``task`` must be a category of its file and a class of the task.
-
-    With ``config.classes`` unset, a single dataset annotates all the task's
-    classes; a joined task's dataset (``task.partial``) annotates those of its
-    categories the task has, which are both by construction.
-    """
-    if config.classes is None and task.partial:
-        return
-    for name in annotated:
-        if name not in categories:
-            who = f"task '{task.task}' lists" if config.classes is None else "the dataset's classes list"
-            raise DataError(
-                f"{where}: {who} class '{name}', which is not a category of {config.annotations}",
-                expected=f"one of its {len(categories)} categories: {listing(categories, limit=100)}",
-                hint=did_you_mean(name, categories)
-                or (
-                    "fix the class name, or list the task classes this dataset annotates with classes = [...] "
-                    "on the dataset (the others are then masked out of its images' losses)"
-                    if config.classes is None
-                    else "fix the class name, or remove it from the dataset's classes"
-                ),
-            )
-        if name not in names:
-            raise DataError(
-                f"{where}: the dataset's classes list '{name}', which task '{task.task}' does not have",
-                expected=f"one of the task's classes: {listing(names)}",
-                hint=did_you_mean(name, names)
-                or f"add '{name}' to the task's classes, or remove it from the dataset's",
-            )
-
-
-def _coco_task_targets(every: DetectionExamples, config: CocoDataset, task: TaskLabels, where: str) -> np.ndarray:
-    """Each image's :class:`BoxTarget` for ``task``, from ``every`` (all categories, indexed in category-id order).
-
-    For a task that learns from several datasets (``task.partial``) the
-    dataset annotates the task classes among its categories (or its
-    ``classes``, or its ``one_class``); the others are masked out of its images.
-    """
-    categories = every.class_names
-    if task.partial and isinstance(task.classes, tuple):
-        if config.one_class is not None:
-            own: tuple[str, ...] = (config.one_class,)
-            found = [(boxes, np.zeros(len(boxes), dtype=np.int64)) for boxes in every.boxes]
-        else:
-            own = categories if config.classes is None else tuple(config.classes)
-            _check_annotated(own, categories, task.classes, task, config, where)
-            position = np.array([own.index(name) if name in own else -1 for name in categories], dtype=np.int64)
-            found = [(boxes[position[classes] >= 0], position[classes][position[classes] >= 0])
-                     for boxes, classes in zip(every.boxes, every.classes)]
-        return _boxes_in_task_classes(found, own, task.classes, where)
-    if config.one_class is not None:
-        check_dense_classes(task, (config.one_class,), where)
-        one = np.array([True])
-        return object_array([BoxTarget(boxes, np.zeros(len(boxes), dtype=np.int64), one) for boxes in every.boxes])
-    if isinstance(task.classes, int) and task.classes != len(categories):
-        raise DataError(
-            f"{where}: task '{task.task}' has classes = {task.classes}, but {config.annotations} has "
-            f"{len(categories)} categories",
-            expected=f"its categories: {listing(categories, limit=100)}",
-            hint=f"write classes = {len(categories)}, or list by name the categories the task learns",
-        )
-    names = categories if isinstance(task.classes, int) or not task.classes else tuple(task.classes)
-    annotated = tuple(config.classes) if config.classes else names
-    _check_annotated(annotated, categories, names, task, config, where)
-    index = {name: i for i, name in enumerate(names)}
-    lookup = np.array([index[name] if name in annotated else -1 for name in categories], dtype=np.int64)
-    mask = np.array([name in annotated for name in names], dtype=bool)
-    found = []
-    for boxes, classes in zip(every.boxes, every.classes):
-        mapped = lookup[classes]
-        keep = mapped >= 0
-        found.append(BoxTarget(boxes[keep], mapped[keep], mask))
-    return object_array(found)
-
-
-def read_coco_dataset(config: CocoDataset, tasks: Sequence[TaskLabels]) -> Table:
-    """A ``coco`` dataset for its detect tasks: images and each task's :class:`BoxTarget` per image.
-
-    The file is read once; each task takes the categories it names. With
-    ``keep_empty = false``, images with no box for any of the tasks are left out.
-    """
-    where = describe(config)
-    every = read_coco(config.annotations, config.images)
-    targets = {task.task: _coco_task_targets(every, config, task, where) for task in tasks}
-    kept = np.arange(len(every))
-    if not config.keep_empty:
-        kept = np.array(
-            [i for i in range(len(every)) if any(len(found[i].boxes) for found in targets.values())], dtype=np.int64
-        )
-    if not len(kept):
-        raise DataError(
-            f"{where}: no image has a box of the tasks' classes",
-            hint="check the task's classes against the file's categories, or write keep_empty = true",
-        )
-    return Table(
-        images=[every.images[i] for i in kept.tolist()],
-        labels={},
-        spaces={},
-        exact=True,
-        parts=None,
-        where=where,
-        targets={task: found[kept] for task, found in targets.items()},
-    )
-
-
-def _value_lookup(values: Mapping[int, int], ignore: Sequence[int]) -> np.ndarray:
+def value_lookup(values: Mapping[int, int], ignore: Sequence[int]) -> np.ndarray:
     lookup = np.full(256, UNEXPECTED, dtype=np.int16)
     for raw, index in values.items():
         lookup[int(raw)] = int(index)
     for raw in ignore:
         lookup[int(raw)] = IGNORE_INDEX
     return lookup
-
-
-def _mask_classes(config: MasksDataset, where: str) -> tuple[tuple[str, ...] | None, dict[int, int] | None]:
-    """The dataset's class names (``None``: the task names them) and ``{mask value: class}`` (``None``: identity)."""
-    names: tuple[str, ...] | None = None
-    if isinstance(config.classes, str):
-        names = read_class_names(config.classes, where)
-        if not names:
-            raise DataError(f"{where}: the class names file {config.classes} is empty", expected="one name a line")
-    elif config.classes is not None:
-        names = tuple(config.classes)
-    if config.class_map is not None:
-        if names is not None and len(names) != len(config.class_map):
-            raise DataError(
-                f"{where}: class_map gives the mask values of {len(config.class_map)} classes, "
-                f"but classes names {len(names)}: {_in_order(names)}",
-                hint="name one class per class_map entry, in the same order",
-            )
-        return names, config.mask_values()
-    if names is None:
-        return None, None
-    ignored = set(config.ignore)
-    kept = [value for value in range(len(names)) if value not in ignored]
-    return tuple(names[v] for v in kept), {value: index for index, value in enumerate(kept)}
-
-
-def _mask_task_lookup(
-    config: MasksDataset,
-    task: TaskLabels,
-    names: tuple[str, ...] | None,
-    values: dict[int, int] | None,
-    where: str,
-) -> np.ndarray:
-    if names is not None:
-        check_dense_classes(task, names, where)
-    elif values is not None:
-        count = len(config.class_map or [])
-        if _task_count(task) not in (None, count):
-            raise DataError(
-                f"{where}: segment task '{task.task}' has {_task_count(task)} classes, "
-                f"but the dataset's class_map gives {count}",
-                expected=f"classes = {count}, or {count} class names in class_map's order",
-                hint=f"write classes = {count}, or add the missing classes to class_map",
-            )
-    else:
-        count = _task_count(task)
-        if count is None:
-            raise DataError(
-                f"{where}: neither the dataset nor segment task '{task.task}' names the classes",
-                hint="write classes = [...] (or a classes.txt path) on the dataset, or classes = [...] on the task",
-            )
-        values = {value: value for value in range(min(count, IGNORE_INDEX))}
-    return _value_lookup(values or {}, config.ignore)
-
-
-def read_mask_dataset(config: MasksDataset, tasks: Sequence[TaskLabels]) -> Table:
-    """A ``masks`` dataset for its segment tasks: images, and each task's :class:`MaskTarget` per image.
-
-    ``split = given`` pairs ``images/<split>/`` with ``masks/<split>/``; a ratio
-    split pairs ``images/`` with ``masks/``.
-    """
-    where = describe(config)
-    images_root, masks_root = Path(config.images), Path(config.masks)
-    for folder, what in ((images_root, "images"), (masks_root, "masks")):
-        if not folder.is_dir():
-            raise DataError(f"{where}: the {what} folder {folder} does not exist", expected=f"a folder of {what}")
-    if config.split == "given":
-        folders = given_folders(
-            images_root, where, holding="the split's images, with its masks in the same subfolder of the masks folder",
-            hint="write ratios, e.g. split = 0.8/0.2, when the images sit directly in the images folder",
-        )
-        pairs = {part: (folder, masks_root / folder.name) for part, folder in folders.items()}
-    else:
-        if (images_root / "train").is_dir():
-            raise DataError(
-                f"{where}: {images_root} has a train/ folder, but split = "
-                + "/".join(f"{ratio:g}" for ratio in config.split)
-                + " reads the images directly in it",
-                hint="write split = given to use the dataset's own split",
-            )
-        pairs = {"": (images_root, masks_root)}
-    images: list[ImageRef] = []
-    masks: list[ImageRef] = []
-    parts: dict[str, np.ndarray] = {}
-    for part, (image_folder, mask_folder) in pairs.items():
-        paired = read_masks(image_folder, mask_folder)
-        start = len(images)
-        images += paired.images
-        masks += paired.masks
-        parts[part] = np.arange(start, len(images))
-    names, values = _mask_classes(config, where)
-    targets = {}
-    for task in tasks:
-        lookup = _mask_task_lookup(config, task, names, values, where)
-        targets[task.task] = object_array([MaskTarget(mask, lookup) for mask in masks])
-    return Table(images, {}, {}, True, parts if config.split == "given" else None, where, targets)
 
 
 def check_mask_size(mask: np.ndarray, size: tuple[int, int], mask_reference: object, image_reference: object) -> None:
@@ -686,7 +269,17 @@ def check_mask_size(mask: np.ndarray, size: tuple[int, int], mask_reference: obj
 
 
 #: Readers of the dataset kinds that carry boxes or masks only (``synthetic`` goes through :func:`synthetic_targets`).
-DENSE_READERS = {"coco": read_coco_dataset, "masks": read_mask_dataset}
+class MaskSource(Protocol):
+    """A mask made when its image is read (a COCO image's painted polygons), instead of a PNG file."""
+
+    def read(self) -> np.ndarray: ...
+
+
+def read_mask(source: ImageRef | MaskSource) -> np.ndarray:
+    """The raw ``(H, W)`` uint8 mask of a :attr:`MaskTarget.mask`: a PNG file's, or a source's own."""
+    if isinstance(source, str):
+        return read_mask_file(source)
+    return source.read()  # type: ignore[union-attr]
 
 
 def read_mask_file(path: str) -> np.ndarray:

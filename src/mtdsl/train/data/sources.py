@@ -1,44 +1,28 @@
-"""Reading each dataset kind into a :class:`Table`: image references and label strings.
+"""What every dataset reader shares: the :class:`Table` it returns, and the helpers it reads files with.
 
-A reader lists every example of a dataset and, for each task that reads it,
-the labels the example carries (a list of strings, so single- and multi-label
-sources look alike). Turning labels into target tensors is
-:mod:`mtdsl.train.data.datasets`'s job; splitting with ratios is :func:`ratio_split`.
-
-=========  ==========================================  ==============================
-kind       examples                                    labels of a task
-=========  ==========================================  ==============================
-folder     image files under ``ROOT/CLASS/``           ``[CLASS]``
-csv        rows of the manifest                        the ``label`` column, split
-json       objects of the list (or JSON Lines)         the ``label`` key: str or list
-synthetic  indices ``0 … count-1``                     the field (``shape``, …)
-=========  ==========================================  ==============================
-
-Boxes and masks (``coco``, ``masks``, and synthetic detect/segment tasks) are
-read by :mod:`mtdsl.train.data.dense` into the same :class:`Table`, with
-their targets already made (:attr:`Table.targets`). The per-item helpers at
-the end (seeds, indices, unreadable images) are shared by every dataset class.
+A reader (one per dataset format, in :mod:`mtdsl.train.data.formats`) lists
+every example of a dataset and, for each task that reads it, the labels the
+example carries (a list of strings, so single- and multi-label sources look
+alike) or, for detect and segment tasks, targets it made itself
+(:attr:`Table.targets`). Turning labels into target tensors is
+:mod:`mtdsl.train.data.labels`' job; splitting with ratios is :func:`ratio_split`.
+The per-item helpers at the end (seeds, indices, unreadable images) are shared
+by every dataset class.
 """
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
-import json
 import os
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from mtdsl.errors import DataError, DataWarning, did_you_mean, listing
-from mtdsl.spec.data import CsvDataset, DatasetConfig, FolderDataset, JsonDataset, SyntheticDataset
-from mtdsl.train.data.synthetic import SYNTHETIC_FIELDS, synthetic_labels
+from mtdsl.errors import DataError, listing
+from mtdsl.spec.data import DatasetConfig
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 VAL_FOLDERS = ("val", "valid")
@@ -84,7 +68,7 @@ class Table:
 
 def describe(config: DatasetConfig) -> str:
     """``folder dataset 'beans' (data/beans/images)`` for messages."""
-    location = next((getattr(config, key) for key in ("root", "path", "annotations", "images")
+    location = next((getattr(config, key) for key in ("root", "path", "data", "annotations", "images")
                      if getattr(config, key, None)), None)
     name = f" '{config.name}'" if config.name else ""
     return f"{config.kind} dataset{name}" + (f" ({location})" if location else "")
@@ -110,7 +94,7 @@ def ratio_split(count: int, ratios: Sequence[float], seed: int) -> dict[str, np.
     return {name: np.sort(order[start:end]) for name, start, end in zip(names, starts, bounds)}
 
 
-# ------------------------------------------------------------------ folder
+# ------------------------------------------------------------------ folders
 
 
 def image_files(folder: Path, where: str) -> list[str]:
@@ -127,7 +111,7 @@ def image_files(folder: Path, where: str) -> list[str]:
     )
 
 
-def _subfolders(folder: Path, where: str) -> list[str]:
+def subfolders(folder: Path, where: str) -> list[str]:
     return sorted(
         entry.name
         for entry in os.scandir(folder)
@@ -158,40 +142,6 @@ def looping_link(path: str | Path, where: str, error: OSError) -> DataError:
     )
 
 
-def _class_images(folder: Path, where: str, part: str) -> dict[str, list[str]]:
-    """The image files of each class folder under ``folder`` (``part``: the split it holds, ``""`` for all).
-
-    Raises:
-        DataError: there are no class folders, or none holds an image.
-
-    Warns:
-        DataWarning: a class folder holds no image.
-    """
-    classes = _subfolders(folder, where)
-    if not classes:
-        raise DataError(
-            f"{where}: {folder} has no class folders",
-            expected=f"one folder per class under {folder}, each holding that class' images",
-        )
-    images = {name: image_files(folder / name, where) for name in classes}
-    if not any(images.values()):
-        raise DataError(
-            f"{where}: no images in the class folders of {folder} ({listing(classes)})",
-            expected=f"image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in each class folder",
-        )
-    for name, files in images.items():
-        if not files:
-            # A class with no images still trains (it is never the answer), which is rarely what was meant.
-            warnings.warn(
-                f"{where}: the class folder {folder / name} holds no images, so class '{name}' has no "
-                f"{'examples' if part == '' else part + ' examples'}; add its images, or delete the folder "
-                "if the class is not to be learned",
-                DataWarning,
-                stacklevel=2,
-            )
-    return images
-
-
 def given_folders(
     root: Path,
     where: str,
@@ -201,7 +151,7 @@ def given_folders(
     ),
 ) -> dict[str, Path]:
     """The ``train``, ``val`` (from ``val/`` or ``valid/``) and, when present, ``test`` folders of ``root``."""
-    found = _subfolders(root, where)
+    found = subfolders(root, where)
     val = next((root / name for name in VAL_FOLDERS if name in found), None)
     if "train" not in found or val is None:
         raise DataError(
@@ -216,81 +166,8 @@ def given_folders(
     return parts
 
 
-def read_folder(config: FolderDataset, tasks: Sequence[LabelRequest]) -> Table:
-    """Images in one folder per class, under ``root`` or under its ``train/``, ``val/`` and ``test/``."""
-    where = describe(config)
-    root = Path(config.root)
-    if not root.is_dir():
-        raise DataError(f"{where}: the folder {root} does not exist", expected="a folder with one subfolder per class")
-    for task in tasks:
-        if task.label is not None:
-            raise DataError(
-                f"{where} has one label per image, its class folder; task '{task.task}' asks for label = {task.label}",
-                hint=f"remove 'label' from task '{task.task}'",
-            )
-    if config.split == "given":
-        folders = given_folders(root, where)
-    else:
-        if {"train"} <= set(_subfolders(root, where)) and set(VAL_FOLDERS) & set(_subfolders(root, where)):
-            raise DataError(
-                f"{where} has train/ and val/ folders, but split = {'/'.join(f'{r:g}' for r in config.split)} "
-                "would read them as classes",
-                hint="write split = given to use the dataset's own split",
-            )
-        folders = {"": root}
 
-    images: list[ImageRef] = []
-    labels: list[list[str]] = []
-    parts: dict[str, np.ndarray] = {}
-    classes: set[str] = set()
-    for part, folder in folders.items():
-        start = len(images)
-        for name, files in _class_images(folder, where, part).items():
-            classes.add(name)
-            images += files
-            labels += [[name]] * len(files)
-        parts[part] = np.arange(start, len(images))
-    space = tuple(sorted(classes))
-    return Table(
-        images=images,
-        labels={task.task: labels for task in tasks},
-        spaces={task.task: space for task in tasks},
-        exact=True,
-        parts=parts if config.split == "given" else None,
-        where=where,
-    )
-
-
-# ------------------------------------------------------------- manifests
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Known labels, some of which may contain the separator (COCO's "dining table")."""
-
-    labels: tuple[str, ...]
-    separator: str
-
-    @property
-    def longest(self) -> int:
-        return max((len(label.split(self.separator)) for label in self.labels), default=1)
-
-    def split(self, cell: str) -> list[str] | str:
-        """The labels of ``cell``, longest match first; the first unknown word when one is not in the vocabulary."""
-        words = [word.strip() for word in cell.split(self.separator) if word.strip()]
-        known = set(self.labels)
-        found: list[str] = []
-        position = 0
-        while position < len(words):
-            for length in range(min(self.longest, len(words) - position), 0, -1):
-                candidate = self.separator.join(words[position : position + length])
-                if candidate in known:
-                    found.append(candidate)
-                    position += length
-                    break
-            else:
-                return words[position]
-        return found
+# ------------------------------------------------------------------ files
 
 
 def read_text(path: str | Path, where: str, expected: str) -> str:
@@ -320,84 +197,6 @@ def read_text(path: str | Path, where: str, expected: str) -> str:
         ) from None
 
 
-def read_vocabulary(path: str, separator: str, where: str) -> Vocabulary:
-    """One label per line of ``path``; blank lines are skipped."""
-    text = read_text(path, where, "a vocabulary file with one label per line")
-    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if not labels:
-        raise DataError(f"{where}: the vocabulary file {path} is empty", expected="one label per line")
-    return Vocabulary(labels, separator)
-
-
-def _csv_rows(config: CsvDataset, where: str) -> list[dict[str, object]]:
-    text = read_text(config.path, where, "a CSV file with a header row")
-    try:
-        return list(csv.DictReader(io.StringIO(text, newline="")))
-    except csv.Error as error:
-        raise DataError(f"{where}: {config.path} is not a readable CSV file ({error})",
-                        expected="a CSV file with a header row, one row per image") from None
-
-
-def _json_rows(config: JsonDataset, where: str) -> list[dict[str, object]]:
-    text = read_text(config.path, where, "a JSON list of objects, or JSON Lines (.jsonl)")
-    try:
-        if config.path.endswith(".jsonl"):
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            rows = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"{where}: {config.path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
-            expected="a JSON list of objects, or one object per line in a .jsonl file",
-        ) from None
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise DataError(
-            f"{where}: {config.path} must hold a list of objects, e.g. "
-            '[{"file_name": "a.jpg", "labels": ["cat"]}]',
-            hint="write one object per image; use a .jsonl file for one object per line",
-        )
-    return rows
-
-
-def _cell_labels(value: object, separator: str | None, vocabulary: Vocabulary | None) -> list[str] | str:
-    """Label strings of one cell; a string result is an unknown word (see :meth:`Vocabulary.split`)."""
-    if value is None:
-        return []
-    if isinstance(value, bool | int):
-        return [str(int(value))]
-    if isinstance(value, list):
-        return [str(int(v)) if isinstance(v, bool | int) else str(v).strip() for v in value]
-    text = str(value)
-    if separator is None:
-        return [text.strip()] if text.strip() else []
-    if vocabulary is not None:
-        return vocabulary.split(text)
-    return [word.strip() for word in text.split(separator) if word.strip()]
-
-
-def _check_columns(rows: list[dict[str, object]], needed: list[str], where: str, what: str) -> None:
-    present = set(rows[0])
-    for index, row in enumerate(rows):
-        missing = [column for column in needed if column not in row]
-        if missing:
-            column = missing[0]
-            raise DataError(
-                f"{where} has no {what} '{column}'" + (f" in entry {index}" if what == "key" else ""),
-                expected=f"a {what}: {listing(present)}",
-                hint=did_you_mean(column, present) or "set image_column/label_column, or label = … on the task",
-            )
-
-
-def _check_files(paths: list[str], images: str, where: str) -> None:
-    if not Path(images).is_dir():
-        raise DataError(
-            f"{where}: the images folder {images} does not exist",
-            expected="the folder the manifest's file names are relative to",
-        )
-    check_images_exist(paths, where, expected=f"every listed file under {images}",
-                       hint="check 'images' (the folder the file names are relative to) and 'image_column'")
-
-
 def check_images_exist(paths: Sequence[str], where: str, *, expected: str, hint: str) -> None:
     """Raise one :class:`DataError` that counts the listed image files that are missing."""
     missing = [path for path in paths if not os.path.isfile(path)]
@@ -407,115 +206,6 @@ def check_images_exist(paths: Sequence[str], where: str, *, expected: str, hint:
             expected=expected,
             hint=hint,
         )
-
-
-def _column_labels(
-    config: CsvDataset | JsonDataset,
-    rows: list[dict[str, object]],
-    column: str,
-    separator: str | None,
-    vocabulary: Vocabulary | None,
-) -> list[list[str]]:
-    """Each row's labels in ``column``."""
-    cells = []
-    for row in rows:
-        found = _cell_labels(row[column], separator, vocabulary)
-        if isinstance(found, str):
-            path = getattr(config, "vocabulary", None)
-            raise DataError(
-                f"{describe(config)}: label '{found}' of {row[config.image_column]} is not in the vocabulary {path}",
-                expected=f"a label listed in {path}",
-                hint=did_you_mean(found, vocabulary.labels) if vocabulary else None,
-            )
-        cells.append(found)
-    return cells
-
-
-def _read_manifest(
-    config: CsvDataset | JsonDataset,
-    tasks: Sequence[LabelRequest],
-    rows: list[dict[str, object]],
-    separator: str | None,
-    vocabulary: Vocabulary | None,
-    what: str,
-) -> Table:
-    where = describe(config)
-    if not rows:
-        raise DataError(f"{where}: {config.path} lists no images", expected="one entry per image")
-    columns = {task.task: task.label or config.label_column for task in tasks}
-    _check_columns(rows, [config.image_column, *dict.fromkeys(columns.values())], where, what)
-    folder = Path(config.images)
-    images: list[ImageRef] = [str(folder / str(row[config.image_column])) for row in rows]
-    _check_files(images, config.images, where)  # type: ignore[arg-type]
-
-    labels = {
-        task: _column_labels(config, rows, column, separator, vocabulary if column == config.label_column else None)
-        for task, column in columns.items()
-    }
-    found_labels = {task: tuple(sorted({label for cell in cells for label in cell})) for task, cells in labels.items()}
-    spaces = {
-        task: vocabulary.labels if vocabulary and columns[task] == config.label_column else found_labels[task]
-        for task in labels
-    }
-    return Table(images, labels, spaces, exact=False, parts=None, where=where)
-
-
-def read_csv(config: CsvDataset, tasks: Sequence[LabelRequest]) -> Table:
-    """A CSV manifest; labels are ``separator``-separated, matched against ``vocabulary`` when given."""
-    where = describe(config)
-    vocabulary = read_vocabulary(config.vocabulary, config.separator, where) if config.vocabulary else None
-    return _read_manifest(config, tasks, _csv_rows(config, where), config.separator, vocabulary, "column")
-
-
-def read_json(config: JsonDataset, tasks: Sequence[LabelRequest]) -> Table:
-    """A JSON list of objects (or JSON Lines); a label is a string or a list of strings."""
-    return _read_manifest(config, tasks, _json_rows(config, describe(config)), None, None, "key")
-
-
-# --------------------------------------------------------------- synthetic
-
-
-@lru_cache(maxsize=8)
-def _synthetic_fields(count: int, seed: int) -> dict[str, np.ndarray]:
-    drawn = [synthetic_labels(index, seed) for index in range(count)]
-    return {field: np.array([labels.field(field) for labels in drawn]) for field in SYNTHETIC_FIELDS}
-
-
-def read_synthetic(config: SyntheticDataset, tasks: Sequence[LabelRequest]) -> Table:
-    """``count`` generated samples; a task learns the field named by its ``label`` (default: its own name)."""
-    where = describe(config)
-    values = _synthetic_fields(config.count, config.seed)
-    labels: dict[str, list[list[str]]] = {}
-    spaces: dict[str, tuple[str, ...]] = {}
-    for task in tasks:
-        field = task.label or task.task
-        if field not in SYNTHETIC_FIELDS:
-            raise DataError(
-                f"{where} has no label field '{field}' for task '{task.task}'",
-                expected=f"one of its fields: {', '.join(SYNTHETIC_FIELDS)}",
-                hint=did_you_mean(field, SYNTHETIC_FIELDS)
-                or f"add label = shape (or colour, large) to task '{task.task}'",
-            )
-        names = SYNTHETIC_FIELDS[field] or ("0", "1")  # a yes/no field reads as 0/1
-        labels[task.task] = [[names[value]] for value in values[field].tolist()]
-        spaces[task.task] = names
-    return Table(list(range(config.count)), labels, spaces, exact=True, parts=None, where=where)
-
-
-READERS: dict[str, Callable[..., Table]] = {
-    "folder": read_folder,
-    "csv": read_csv,
-    "json": read_json,
-    "synthetic": read_synthetic,
-}
-
-
-def read_table(config: DatasetConfig, tasks: Sequence[LabelRequest]) -> Table:
-    """Every example of ``config`` with each task's labels."""
-    reader = READERS.get(config.kind)
-    if reader is None:
-        raise DataError(f"no reader for dataset kind '{config.kind}'", expected=f"one of: {listing(READERS)}")
-    return reader(config, tasks)
 
 
 # ------------------------------------------------------------------- items

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mtdsl.errors import DataError, did_you_mean, listing
+from mtdsl.spec.data import LABEL_KINDS
 
 if TYPE_CHECKING:
     from mtdsl.spec.document import Spec
 
 __all__ = ["DENSE_KINDS", "LABEL_KINDS", "READABLE_KINDS", "TaskLabels", "task_labels"]
 
-#: Task kinds with one label (or a few) per image, and those with boxes or pixels.
-LABEL_KINDS = ("classify", "binary", "multilabel")
+#: Task kinds with one label (or a few) per image (:data:`mtdsl.spec.data.LABEL_KINDS`), and those with boxes or pixels.
 DENSE_KINDS = ("detect", "segment")
 READABLE_KINDS = LABEL_KINDS + DENSE_KINDS
 

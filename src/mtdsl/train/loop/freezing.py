@@ -27,6 +27,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mtdsl.graph.parts import module_factors
+from mtdsl.spec.finetune import batchnorm_of, lr_scale_of
+from mtdsl.spec.model import ModelSpec
 from mtdsl.spec.training import PhaseSpec, TrainSpec
 
 
@@ -43,25 +45,28 @@ class Phase:
     lr_scales: tuple[tuple[str, float], ...] = ()
 
 
-def phases_of(graph: nx.DiGraph, train: TrainSpec) -> list[Phase]:
+def phases_of(graph: nx.DiGraph, train: TrainSpec, model: ModelSpec) -> list[Phase]:
     """The spec's phases with the modules each freezes; one phase named ``train`` when it declares none.
 
     A phase's ``lr_scale`` applies after the train block's, so where both name a part the phase's wins.
+    ``auto`` settings are resolved for ``model``'s backbones (:mod:`mtdsl.spec.finetune`).
     """
+    lr_scale = lr_scale_of(train, model)
+
     def scales(phase: PhaseSpec | None) -> tuple[tuple[str, float], ...]:
-        targets = [*(train.lr_scale.targets if train.lr_scale else []),
+        targets = [*(lr_scale.targets if lr_scale else []),
                    *(phase.lr_scale.targets if phase is not None and phase.lr_scale else [])]
         return tuple(module_factors(graph, targets).items())
 
     if not train.phases:
-        return [Phase("train", train.epochs, lr_scales=scales(None))]
+        return [Phase("train", train.epochs, batchnorm=batchnorm_of(train, None, model), lr_scales=scales(None))]
     return [
         Phase(
             phase.name,
             phase.epochs,
             tuple(data["module"] for _, data in graph.nodes(data=True) if phase.name in data.get("frozen_in", [])),
             phase.lr,
-            phase.batchnorm,
+            batchnorm_of(train, phase, model),
             scales(phase),
         )
         for phase in train.phases

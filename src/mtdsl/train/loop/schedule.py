@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from mtdsl.spec.registry import Builders, Config
 from mtdsl.spec.training import (
@@ -32,10 +33,20 @@ from mtdsl.spec.training import (
     ConstantScheduleConfig,
     CosineScheduleConfig,
     CyclicScheduleConfig,
-    PhaseSpec,
     PolyScheduleConfig,
     StepScheduleConfig,
 )
+
+
+class RatedPhase(Protocol):
+    """A phase as the schedule reads it: its length, and the rate it holds (``None``: the schedule's)."""
+
+    @property
+    def epochs(self) -> int: ...
+
+    @property
+    def lr(self) -> float | None: ...
+
 
 #: ``rule(schedule, base_lr, epochs, progress) -> lr`` per schedule kind, before warm-up and phase overrides.
 SCHEDULE_RULES: Builders[Callable[[Config, float, int, float], float]] = Builders(SCHEDULES)
@@ -51,7 +62,7 @@ class LearningRate:
     """
 
     def __init__(self, schedule: Config, base_lr: float, epochs: int, warmup: float = 0.0,
-                 phases: Sequence[PhaseSpec] = ()) -> None:
+                 phases: Sequence[RatedPhase] = ()) -> None:
         self.schedule = schedule
         self.base_lr = base_lr
         self.epochs = epochs

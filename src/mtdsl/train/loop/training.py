@@ -10,10 +10,8 @@ process it changes nothing).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from timm.utils import ModelEmaV3
@@ -25,6 +23,7 @@ from mtdsl.train.loop.readout import StepReadout
 from mtdsl.train.loop.sampling import TaskSampler
 from mtdsl.train.loop.schedule import LearningRate
 from mtdsl.train.loop.state import RunState
+from mtdsl.train.loop.weighting import Weighting
 from mtdsl.train.parallel.replicas import StreamReplicas
 from mtdsl.train.parallel.world import World
 from mtdsl.train.run.checkpoint import restore_rng_state, rng_state, save_checkpoint
@@ -59,10 +58,10 @@ class Training:
 
     world: World
     model: nn.Module
-    forward: Callable[..., Any]
+    forward: nn.Module
     stream_models: StreamReplicas
     data: StreamLoaders
-    weighting: nn.Module
+    weighting: Weighting
     optimizer: torch.optim.Optimizer
     average: ModelEmaV3 | None
     scaler: torch.amp.GradScaler
@@ -72,7 +71,7 @@ class Training:
     readout: StepReadout
 
     @property
-    def evaluated(self) -> Callable[..., Any]:
+    def evaluated(self) -> nn.Module:
         """What validation runs: the model, or the moving average of its weights when the spec keeps one."""
         return self.forward if self.average is None else self.average.module
 

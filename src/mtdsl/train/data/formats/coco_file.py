@@ -20,13 +20,13 @@ import json
 import math
 import reprlib
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtdsl.errors import DataError
 from mtdsl.train.data.sources import read_text
 
-__all__ = ["CocoAnnotation", "CocoFile", "read_coco_file"]
+__all__ = ["CocoAnnotation", "CocoFile", "read_coco_file", "segmentation_problem"]
 
 
 def _shown(value: object) -> str:
@@ -44,11 +44,17 @@ class CocoAnnotation:
         category: its ``category_id``.
         bbox: ``(x, y, width, height)`` in pixels, finite, width and height >= 0.
         crowd: whether it is a crowd region (``iscrowd``).
+        segmentation: its ``segmentation`` as the file has it (``None`` when
+            absent), checked by :func:`segmentation_problem` only when a segment
+            task reads it: files made for detection often leave it empty.
+        id: its ``id`` (``None`` when absent), for messages.
     """
 
     category: int
     bbox: tuple[float, float, float, float]
     crowd: bool
+    segmentation: list | dict | None = None
+    id: Hashable | None = None
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,13 @@ class CocoFile:
         categories: ``{category id: name}``, in the file's order.
         images: ``(image id, file_name)`` in the order of the file's ``images`` list.
         annotations: per image id, its annotations in file order (images without any are absent).
+        sizes: per image id, its ``(height, width)`` when the file gives both.
     """
 
     categories: dict[int, str]
     images: tuple[tuple[Hashable, str], ...]
     annotations: dict[Hashable, tuple[CocoAnnotation, ...]]
+    sizes: dict[Hashable, tuple[int, int]] = field(default_factory=dict)
 
 
 def _is_number(value: object) -> bool:
@@ -148,6 +156,43 @@ def _bbox_problem(bbox: object) -> str | None:
     if bbox[2] < 0 or bbox[3] < 0:
         return f"bbox {bbox}, whose width or height is negative"
     return None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def segmentation_problem(segmentation: object) -> str | None:
+    """What is wrong with a ``segmentation`` (``None``: nothing): polygons ``[[x1, y1, x2, y2, …], …]``, or an RLE.
+
+    >>> segmentation_problem([[0, 0, 4, 0, 4]])
+    'segmentation polygon [0, 0, 4, 0, 4] of 5 numbers, which is not x, y pairs of at least 3 points'
+    >>> segmentation_problem({"size": [2, 2], "counts": [1, 2, 1]}) is None
+    True
+    """
+    if isinstance(segmentation, list):
+        if not segmentation:
+            return "segmentation [], which has no polygon"
+        for polygon in segmentation:
+            if not isinstance(polygon, list) or not all(_is_number(v) and math.isfinite(v) for v in polygon):
+                return f"segmentation polygon {_shown(polygon)}, which is not a list of finite numbers"
+            if len(polygon) < 6 or len(polygon) % 2:
+                return (f"segmentation polygon {_shown(polygon)} of {len(polygon)} numbers, "
+                        "which is not x, y pairs of at least 3 points")
+        return None
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_count(v) and v > 0 for v in size)):
+            return f"an RLE segmentation whose size is {_shown(size)}, not [height, width]"
+        if isinstance(counts, list):
+            if not all(_is_count(v) for v in counts) or sum(counts) != size[0] * size[1]:
+                return (f"an RLE segmentation whose counts {_shown(counts)} are not run lengths "
+                        f"summing to {size[0]}x{size[1]} = {size[0] * size[1]} pixels")
+            return None
+        if not (isinstance(counts, str) and counts):
+            return f"an RLE segmentation whose counts are {_shown(counts)}, neither a list of run lengths nor a string"
+        return None
+    return f"segmentation {_shown(segmentation)}, neither a list of polygons nor an RLE object"
 
 
 def _duplicates(values: list) -> list:
@@ -238,7 +283,10 @@ def read_coco_file(path: Path | str) -> CocoFile:
     annotations: dict[Hashable, list[CocoAnnotation]] = {}
     for entry in annotation_entries:
         bbox = tuple(float(v) for v in entry["bbox"])
-        found = CocoAnnotation(entry["category_id"], bbox, bool(entry.get("iscrowd", 0)))  # type: ignore[arg-type]
+        found = CocoAnnotation(entry["category_id"], bbox, bool(entry.get("iscrowd", 0)),  # type: ignore[arg-type]
+                               entry.get("segmentation"), entry.get("id"))
         annotations.setdefault(entry["image_id"], []).append(found)
-    return CocoFile(categories, images, {key: tuple(found) for key, found in annotations.items()})
+    sizes = {entry["id"]: (entry["height"], entry["width"]) for entry in image_entries
+             if _is_count(entry.get("height")) and _is_count(entry.get("width")) and entry["height"] * entry["width"]}
+    return CocoFile(categories, images, {key: tuple(found) for key, found in annotations.items()}, sizes)
 
