@@ -91,11 +91,12 @@ def _fields(config) -> list[str]:
 def _registries():
     from mtdsl.nn.heads import HEAD_CONFIGS
     from mtdsl.nn.losses import LOSS_CONFIGS
+    from mtdsl.spec.augment import AUGMENTS
     from mtdsl.spec.data import DATASETS
     from mtdsl.spec.model import BACKBONES
     from mtdsl.spec.training import OPTIMIZERS, SAMPLERS, SCHEDULES, WEIGHTINGS
 
-    return [BACKBONES, DATASETS, HEAD_CONFIGS, LOSS_CONFIGS, OPTIMIZERS, SCHEDULES, SAMPLERS, WEIGHTINGS]
+    return [AUGMENTS, BACKBONES, DATASETS, HEAD_CONFIGS, LOSS_CONFIGS, OPTIMIZERS, SCHEDULES, SAMPLERS, WEIGHTINGS]
 
 
 def test_every_kind_and_field_is_documented():

@@ -97,6 +97,24 @@ def test_yolo_polygons_paint_a_segment_tasks_mask(tmp_path):
         read_splits(YoloDataset(data=str(boxes)), [task])
 
 
+def test_yolo_coordinates_are_fractions_of_the_upright_picture(tmp_path):
+    """A phone's portrait JPEG is stored landscape with an EXIF orientation; its labels and masks are upright."""
+    data = _yolo(tmp_path, {"a": "0 0 0 1 0 1 0.25 0 0.25\n", "b": ""})
+    stored = tmp_path / "images" / "train" / "a.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40x20, viewed 20x40 (a quarter turn clockwise)
+    Image.new("RGB", (40, 20), "white").save(stored.with_suffix(".jpg"), "JPEG", exif=exif)
+    stored.unlink()
+    task = TaskLabels("regions", "segment", ("background", "cat", "dog"))
+    splits = read_splits(YoloDataset(data=str(data)), [task, DETECT])
+    assert splits["train"].targets["objects"][0].boxes.tolist() == [[0, 0, 20, 10]]  # the top quarter, upright
+    item = ImageDataset(splits["train"], [task, DETECT], image_size=(40, 40), train=False, augment=[], **STATS)[0]
+    mask = item["targets"]["regions"]
+    assert item["image"].shape == (3, 40, 40) and (mask[:10, :20] == 1).all() and (mask[10:40, :20] == 0).all()
+    assert (mask[:, 20:] == IGNORE_INDEX).all()  # the letterbox pads the narrow upright picture on the right
+    assert item["targets"]["objects"]["boxes"].tolist() == [[0, 0, 20, 10]]
+
+
 @pytest.mark.parametrize(("line", "problem"), [
     ("2 0.5 0.5 0.1 0.1", "class 2 is not below the 2 names of data.yaml"),
     ("cat 0.5 0.5 0.1 0.1", "class 'cat' is not a class id"),

@@ -31,6 +31,7 @@ from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
 from mtdsl.train.data.datasets import normalization
 from mtdsl.train.data.tasks import task_labels
+from mtdsl.train.data.transforms import pretrained_resize
 from mtdsl.train.loop.freezing import phases_of
 from mtdsl.train.run.fingerprints import model_hash, spec_hash
 
@@ -42,6 +43,7 @@ END = "# <<< spec"
 COMMENTS = {
     "RUN_COMMANDS": "Run this file, or the same loop through mtdsl:",
     "DETECTION": "Anchors, box matching and NMS of each detection task.",
+    "RESIZE": "Interpolation and evaluation crop: timm's for pretrained weights, else bilinear, the whole side.",
     "TRACK": "Experiment trackers fed from the records of metrics.jsonl (docs/tracking.md); --track replaces them.",
     "EMA": "An average of the weights (none: off); validation, best.pt and the test read it when on.",
     "EARLY_STOP": "Stop after this many epochs without a better mean validation metric (None: never).",
@@ -147,6 +149,7 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
     labels = task_labels(spec, list(train.tasks))
     first_backbone = next(iter(spec.model.backbones.values()))
     mean, std = normalization(first_backbone.model)
+    resize = pretrained_resize(first_backbone.model, first_backbone.pretrained)
     setups = detection_setups(spec, graph)
     classes: set[type] = set()  # every class a constant below calls, so the file imports exactly those
 
@@ -173,6 +176,7 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
         "SEED": literal(train.seed),
         "INPUT_SIZE": literal((spec.model.input.height, spec.model.input.width)),
         "NORMALIZATION": literal((tuple(round(v, 6) for v in mean), tuple(round(v, 6) for v in std))),
+        "RESIZE": constant("RESIZE", resize),
         "PRECISION": literal(train.precision),
         "CHANNELS_LAST": literal(train.channels_last),
         "COMPILE": literal(train.compile),

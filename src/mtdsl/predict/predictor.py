@@ -80,7 +80,7 @@ class Predictor:
                  device: torch.device, batch_size: int) -> None:
         from mtdsl.codegen.train_source import detection_setups
         from mtdsl.train.data.letterbox import Letterbox
-        from mtdsl.train.data.transforms import ImageTransform, normalization
+        from mtdsl.train.data.transforms import ImageTransform, normalization, pretrained_resize
 
         self.spec, self.model, self.tasks, self.device, self.batch_size = spec, model, tasks, device, batch_size
         self.kinds = {name: task.kind for name, task in spec.model.tasks.items()}
@@ -89,7 +89,8 @@ class Predictor:
         first_backbone = next(iter(spec.model.backbones.values()))
         mean, std = normalization(first_backbone.model)
         self.letterbox = Letterbox(height, tuple(mean), tuple(std), train=False)
-        self.resize = ImageTransform((height, width), tuple(mean), tuple(std), train=False)
+        resize = pretrained_resize(first_backbone.model, first_backbone.pretrained)
+        self.resize = ImageTransform((height, width), tuple(mean), tuple(std), train=False, resize=resize)
         self.input_size = (width, height)
         self.views = task_views(spec, tasks)
         setups = detection_setups(spec, graph)
@@ -142,13 +143,15 @@ class Predictor:
 
     def _classify_crops(self, image: Image.Image, boxes: np.ndarray, tasks: list[str]) -> list[dict[str, Any]]:
         """Each box cut from the original image, resized to the input and labelled by ``tasks``."""
+        from mtdsl.train.data.transforms import pixels_of
+
         width, height = image.size
         tensors = []
         for x0, y0, x1, y1 in boxes.tolist():
             left, top = min(math.floor(x0), width - 1), min(math.floor(y0), height - 1)
             right, bottom = max(left + 1, math.ceil(x1)), max(top + 1, math.ceil(y1))
             crop = image.crop((left, top, right, bottom)).resize(self.input_size, Image.Resampling.BILINEAR)
-            tensors.append(self.resize.normalise(np.asarray(crop)))
+            tensors.append(self.resize.normalise(pixels_of(crop)))
         results: list[dict[str, Any]] = []
         for start in range(0, len(tensors), self.batch_size):
             outputs = self._forward(tensors[start:start + self.batch_size], tasks)

@@ -6,7 +6,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mtdsl.errors import ArtefactError, DataError, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.spec.document import Spec
@@ -106,8 +106,9 @@ def _unreadable(file: Path, error: BaseException) -> ArtefactError:
 
 
 def read_image(file: Path) -> Image.Image:
+    """The image at ``file`` as RGB, upright (EXIF orientation applied, as training reads it)."""
     try:
         with Image.open(file) as image:
-            return as_rgb(image)
+            return as_rgb(ImageOps.exif_transpose(image))
     except IMAGE_ERRORS as error:
         raise _unreadable(file, error) from None

@@ -131,6 +131,45 @@ def check_joined_datasets(spec: Spec) -> None:
             )
 
 
+def check_joined_augment(spec: Spec) -> None:
+    """Datasets joined in one stream share its batches, so they must declare the same ``augment``."""
+    for name, training in spec.train.tasks.items():
+        first, *others = training.datasets
+        for other in others:
+            mine, theirs = spec.datasets[first].augment, spec.datasets[other].augment  # check_datasets ran first
+            if mine != theirs:
+                written = other if theirs is not None else first
+                raise SpecValueError(
+                    f"task '{name}' joins datasets '{first}' and '{other}', which augment differently; "
+                    "their images are augmented together in one stream",
+                    spec.span("dataset", written, "augment"),
+                    hint=f"give '{first}' and '{other}' the same augment = [...] (or leave it out of both)",
+                )
+
+
+#: Task kinds whose targets move with the pixels (boxes, masks), so every op must move them too.
+DENSE_KINDS = ("detect", "segment")
+
+
+def check_dense_augment(spec: Spec) -> None:
+    """A dataset read by a detect or segment task takes only ops that move boxes and masks with the pixels."""
+    for name, training in spec.train.tasks.items():
+        kind = spec.model.tasks[name].kind
+        if kind not in DENSE_KINDS:
+            continue
+        for dataset in training.datasets:
+            for index, op in enumerate(spec.datasets[dataset].augment or ()):
+                if op.image_only:
+                    raise SpecValueError(
+                        f"{op.kind} in the augment of dataset '{dataset}' moves pixels without the boxes and "
+                        f"masks on them, and {kind} task '{name}' learns from that dataset",
+                        spec.span("dataset", dataset, "augment", str(index)),
+                        expected="ops that move boxes and masks too: crop, flip, vflip, scale_jitter, colour_jitter",
+                        hint=f"remove {op.kind} here, or declare a second dataset of the same images for the "
+                        "image-label tasks and augment that one",
+                    )
+
+
 def check_task_backbones(spec: Spec) -> None:
     backbones = spec.model.backbones
     for name, task in spec.model.tasks.items():
@@ -427,6 +466,8 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_datasets,
     check_joined_datasets,
     check_formats_serve,
+    check_joined_augment,
+    check_dense_augment,
     check_task_backbones,
     check_references,
     check_classes,

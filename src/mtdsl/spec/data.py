@@ -22,6 +22,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mtdsl.spec.augment import AugmentConfig
 from mtdsl.spec.fields import MAX_SIDE, Flag, Seed
 from mtdsl.spec.registry import Config, Registry
 
@@ -39,7 +40,10 @@ LABEL_KINDS = ("classify", "binary", "multilabel")
 
 
 class DatasetConfig(Config):
-    """Base of every dataset format's config.
+    """Base of every dataset format's config: its name, and the training augmentation (:mod:`mtdsl.spec.augment`).
+
+    ``augment = None`` (not written) is the default for the tasks the data
+    serves; ``augment = []`` trains on the plain resize.
 
     Class variables:
         serves: the task kinds the format has targets for.
@@ -49,6 +53,7 @@ class DatasetConfig(Config):
 
     kind: str
     name: str = ""
+    augment: tuple[AugmentConfig, ...] | None = None
 
     serves: ClassVar[tuple[str, ...]] = ()
     holds: ClassVar[str] = ""

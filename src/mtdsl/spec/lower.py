@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from mtdsl.errors import Source, Span, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.frontend import ast
+from mtdsl.spec.augment_lowering import augment_ops, without_augment
 from mtdsl.spec.data import DATASETS
 from mtdsl.spec.document import SpanKey, Spec
 from mtdsl.spec.fields import MAX_SIDE
@@ -213,8 +214,16 @@ class _Lowering:
         return config
 
     def _dataset(self, statement: ast.DatasetStatement):
-        config = self._call_with_block(statement.source, statement.body, DATASETS, f"dataset '{statement.name}'")
-        return config.model_copy(update={"name": statement.name})
+        what = f"dataset '{statement.name}'"
+        source, body, augment = without_augment(statement.source, statement.body, what)
+        config = self._call_with_block(source, body, DATASETS, what)
+        update: dict[str, object] = {"name": statement.name}
+        if augment is not None:
+            self.spans[("dataset", statement.name, "augment")] = augment.span
+            for index, op in enumerate(augment.items if isinstance(augment, ast.ListValue) else ()):
+                self.spans[("dataset", statement.name, "augment", str(index))] = op.span
+            update["augment"] = augment_ops(augment, self.variables, what)
+        return config.model_copy(update=update)
 
     def _call_with_block(self, call: ast.Call, body: ast.Block | None, registry, what: str):
         if body is None:

@@ -87,6 +87,7 @@ from mtdsl.detection.bench import DetectionSetup
 from mtdsl.spec.data import SyntheticDataset
 from mtdsl.spec.losses import BinaryCrossEntropyConfig, CrossEntropyConfig, DetectionLossConfig
 from mtdsl.spec.training import AdamWConfig, ConstantWeighting, CosineScheduleConfig, ProportionalSampling
+from mtdsl.train.data.transforms import Resize
 
 SPEC_NAME = 'quickstart'
 SPEC_PATH = 'specs/quickstart.mtl'
@@ -99,6 +100,8 @@ MODEL_HASH = '28ae3970e8ead9f5'
 SEED = 0
 INPUT_SIZE = (64, 64)
 NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# Interpolation and evaluation crop: timm's for pretrained weights, else bilinear, the whole side.
+RESIZE = Resize(interpolation='bilinear', crop_pct=1.0)
 PRECISION = 'auto'
 CHANNELS_LAST = False
 COMPILE = False
@@ -107,7 +110,7 @@ ON_CORRUPT = 'error'
 # Experiment trackers fed from the records of metrics.jsonl (docs/tracking.md); --track replaces them.
 TRACK = ()
 DATASETS = {
-    'shapes': SyntheticDataset(kind='synthetic', name='shapes', count=2048, size=64, seed=0,
+    'shapes': SyntheticDataset(kind='synthetic', name='shapes', augment=None, count=2048, size=64, seed=0,
                                split=[0.7, 0.15, 0.15]),
 }
 TASKS = {
@@ -287,7 +290,7 @@ def set_up(world: World, device: torch.device, precision: Precision, *, seed: in
     forward: torch.nn.Module = torch.compile(model) if COMPILE else model  # type: ignore[assignment]
     data = StreamLoaders(STREAMS, DATASETS, TASKS, image_size=INPUT_SIZE, mean=NORMALIZATION[0],
                          std=NORMALIZATION[1], seed=seed, workers=workers, on_corrupt=ON_CORRUPT, device=device,
-                         world=world)
+                         world=world, resize=RESIZE)
     for line in data.describe() + (coverage_lines(DETECTION, data) if world.is_main else []):
         console.print(line)
     if quiet and world.is_main:  # a data warning is no progress bar or table: --quiet shows it too, on stderr
@@ -446,7 +449,8 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", *, device: str | 
     model = build_model(chosen, load_pretrained=False)
     model.load_state_dict(inference_weights(load_checkpoint(Path(checkpoint), model_hash=MODEL_HASH)))
     data = StreamLoaders(STREAMS, DATASETS, TASKS, image_size=INPUT_SIZE, mean=NORMALIZATION[0],
-                         std=NORMALIZATION[1], seed=SEED, workers=workers, on_corrupt=ON_CORRUPT, device=chosen)
+                         std=NORMALIZATION[1], seed=SEED, workers=workers, on_corrupt=ON_CORRUPT, device=chosen,
+                         resize=RESIZE)
     fallback = "val" if split == "test" else None
     if not data.has_split(split) and fallback is None:
         raise DataError(f"no dataset of spec '{SPEC_NAME}' has a '{split}' split", hint="use --split val")

@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, listing
+from mtdsl.spec.augment import DEFAULT_LABELS, DEFAULT_SYNTHETIC_LABELS, AugmentConfig
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset, unserved
+from mtdsl.train.data.decode import read_rgb
 from mtdsl.train.data.dense import (
     BoxTarget,
     MaskSource,
@@ -60,7 +61,7 @@ from mtdsl.train.data.sources import (
 )
 from mtdsl.train.data.synthetic import synthetic_sample
 from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, TaskLabels
-from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, load_image, normalization
+from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, Resize, normalization
 
 __all__ = [
     "Examples",
@@ -75,8 +76,6 @@ __all__ = [
     "unreadable_image",
 ]
 
-#: The random crop for synthetic shapes is mild, so ``large`` still describes what the model sees.
-SYNTHETIC_CROP = {"scale": (0.8, 1.0), "ratio": (0.9, 1.1)}
 
 
 def check_sources(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> None:
@@ -126,13 +125,13 @@ class ImageDataset(Dataset):
     Items are ``(example index, augmentation seed)`` pairs (a bare int means
     seed 0); the augmentation comes from that pair alone.
 
-    With image-label tasks only (classify, binary, multilabel) the image gets
-    a random resized crop and flip when training, a resize and centre crop
-    otherwise. When a detect or segment task is among ``tasks``, every task's
+    With image-label tasks only (classify, binary, multilabel) the image goes
+    through the ``augment`` ops when training (default: a random resized crop
+    and a flip), then a resize and centre crop. When a detect or segment task is among ``tasks``, every task's
     targets come through a :class:`~mtdsl.train.data.letterbox.Letterbox`
     instead (aspect-preserving resize to the square ``image_size``, padding at
-    the bottom/right, a random flip when training), so boxes and masks stay on
-    their pixels. ``item["targets"][task]`` is then:
+    the bottom/right, the ``augment`` ops when training, default a flip), so
+    boxes and masks stay on their pixels. ``item["targets"][task]`` is then:
 
     * classify/binary/multilabel: as in :class:`Examples` (one row);
     * detect: ``{"boxes": (K, 4) float32 (x0, y0, x1, y1) in input pixels,
@@ -152,6 +151,9 @@ class ImageDataset(Dataset):
         on_corrupt: ``"error"`` raises :class:`DataError` on an unreadable
             image or mask, ``"skip"`` returns ``None`` for it (``collate`` drops it).
         synthetic: the generator config for synthetic examples (default: the one in ``examples``).
+        augment: the training ops (:mod:`mtdsl.spec.augment`); ``None``: the default for the tasks.
+        resize: interpolation and evaluation crop of image-label tasks
+            (:func:`~mtdsl.train.data.transforms.pretrained_resize`).
 
     Raises:
         ValueError: a task has no targets in ``examples``, or ``image_size`` is
@@ -169,6 +171,8 @@ class ImageDataset(Dataset):
         train: bool,
         on_corrupt: str = "error",
         synthetic: SyntheticDataset | None = None,
+        augment: Sequence[AugmentConfig] | None = None,
+        resize: Resize | None = None,
     ) -> None:
         if on_corrupt not in ("error", "skip"):
             raise ValueError(f"on_corrupt must be 'error' or 'skip', got {on_corrupt!r}")
@@ -192,10 +196,12 @@ class ImageDataset(Dataset):
                     f"{dense[0].kind} task '{dense[0].task}' letterboxes images to a square, "
                     f"but the image size is {size[0]}x{size[1]} (height x width); make the input square"
                 )
-            self.transform = Letterbox(size[0], tuple(mean), tuple(std), train)
+            self.transform = Letterbox(size[0], tuple(mean), tuple(std), train,
+                                       augment=None if augment is None else tuple(augment))
         else:
-            crop: dict[str, Any] = SYNTHETIC_CROP if self.synthetic is not None else {}
-            self.transform = ImageTransform(size, tuple(mean), tuple(std), train, **crop)
+            if augment is None:
+                augment = DEFAULT_SYNTHETIC_LABELS if self.synthetic is not None else DEFAULT_LABELS
+            self.transform = ImageTransform(size, tuple(mean), tuple(std), train, tuple(augment), resize or Resize())
         self._targets = {
             task.task: torch.from_numpy(examples.targets[task.task]) for task in self.tasks if task.kind in LABEL_KINDS
         }
@@ -221,13 +227,16 @@ class ImageDataset(Dataset):
                 return None
             raise unreadable_image(reference, error) from None
 
-    def _image(self, reference: ImageRef) -> Image.Image | None:
+    def _image(self, reference: ImageRef) -> torch.Tensor | None:
+        """``(3, H, W)`` uint8, upright; ``None`` for a skipped file."""
         if isinstance(reference, int):
             assert self.synthetic is not None
-            return Image.fromarray(synthetic_sample(reference, self.synthetic.size, self.synthetic.seed).image)
+            pixels = synthetic_sample(reference, self.synthetic.size, self.synthetic.seed).image
+            return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
         assert isinstance(self.transform, ImageTransform)
         draft = self.transform.draft_size()
-        return self._read(reference, lambda path: load_image(path, draft=draft))
+        opened = self._read(reference, lambda path: read_rgb(path, draft=draft))
+        return None if opened is None else opened[0]
 
     def _letterboxed(self, index: int, seed: int) -> tuple[torch.Tensor, dict[str, Any]] | None:
         """The image and the targets of every task, through one letterbox; ``None`` for a skipped file."""
@@ -237,7 +246,7 @@ class ImageDataset(Dataset):
         if isinstance(reference, int):
             assert self.synthetic is not None
             sample = synthetic_sample(reference, self.synthetic.size, self.synthetic.seed)
-            image = Image.fromarray(sample.image)
+            image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
         else:
             opened = self._read(reference, lambda path: open_rgb(path, self.transform.size))
             if opened is None:
@@ -256,11 +265,11 @@ class ImageDataset(Dataset):
                 raw = self._read(target.mask, read_mask)
                 if raw is None:
                     return None
-                check_mask_size(raw, original or image.size, target.mask, reference)
+                check_mask_size(raw, original or (image.shape[-1], image.shape[-2]), target.mask, reference)
             masks[task] = target.classes(raw)
 
         given = np.concatenate([target.boxes for target in boxes.values()]) if boxes else None
-        out = self.transform(image, seed, boxes=given, original_size=original)
+        out = self.transform(image, seed, boxes=given, original_size=original, masks=list(masks.values()))
         found: dict[str, Any] = {}
         start = kept = 0
         for task, target in boxes.items():
@@ -273,8 +282,7 @@ class ImageDataset(Dataset):
                 "original": target.original(out.scale, original or image.size, out.flipped),
             }
             start, kept = start + len(target.boxes), kept + count
-        for task, mask in masks.items():
-            found[task] = self.transform.place_mask(mask, out.flipped)
+        found.update(zip(masks, out.masks))
         for task, values in self._targets.items():
             found[task] = values[index].clone()
         return out.image, {task.task: found[task.task] for task in self.tasks}

@@ -1,4 +1,4 @@
-"""The box-aware letterbox: an aspect-preserving resize and a seeded flip that move boxes and masks with the pixels.
+"""The box-aware letterbox: an aspect-preserving resize, then augmentation ops that move boxes and masks with pixels.
 
 Detect and segment tasks, and the image-label tasks trained in their batches, see
 their images this way in training, evaluation and ``mtdsl predict``.
@@ -11,15 +11,22 @@ their images this way in training, evaluation and ``mtdsl predict``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
+from mtdsl.spec.augment import AugmentConfig, Flip
+from mtdsl.train.data.augment import Canvas, compose, one_pixel_safe, seeded
+from mtdsl.train.data.decode import read_rgb
 from mtdsl.train.data.dense import IGNORE_INDEX
-from mtdsl.train.data.transforms import ImageTransform, as_rgb
+from mtdsl.train.data.transforms import ImageTransform, pixels_of
 
 __all__ = ["Letterbox", "Letterboxed", "open_rgb"]
 
@@ -35,8 +42,9 @@ class Letterboxed:
         boxes: ``(K, 4)`` float32 in output pixels, the kept boxes only.
         keep: ``(G,)`` bool over the input boxes: which survived (index the classes with it).
         mask: ``(S, S)`` int64 when a mask came in, padding :data:`IGNORE_INDEX`; else ``None``.
-        scale: ``(sx, sy)``, output pixels per input pixel (divide predictions by it to go back).
-        flipped: whether the image was mirrored.
+        masks: the same for each of ``masks=`` (other tasks' masks of the image), in order.
+        scale: ``(sx, sy)``, output pixels per input pixel before augmentation (divide
+            predictions by it to go back).
     """
 
     image: torch.Tensor
@@ -44,30 +52,31 @@ class Letterboxed:
     keep: np.ndarray
     mask: torch.Tensor | None
     scale: tuple[float, float]
-    flipped: bool
+    masks: tuple[torch.Tensor, ...] = ()
 
 
 @dataclass(frozen=True)
 class Letterbox:
-    """Letterbox resize to a square, then (training only) a random horizontal flip.
+    """Letterbox resize to a square, then (training only) the augmentation ops, then padding.
 
-    The image keeps its aspect ratio: its longer side becomes ``size``, and
-    the rest of the square, at the bottom or right, is filled with the mean
-    colour (zero after normalisation). The flip mirrors the resized image
-    before padding, so the padding stays at the bottom/right. Boxes are
-    scaled and mirrored with the pixels, clipped to the image, and dropped
-    when narrower or shorter than ``min_size`` output pixels. A mask gets the
-    same geometry with nearest-neighbour resizing and :data:`IGNORE_INDEX`
-    padding. The flip is drawn from a :class:`torch.Generator` seeded with the
-    item's seed, never from the global RNG.
+    The image keeps its aspect ratio: its longer side becomes ``size``. The ops
+    (default: a horizontal flip with probability ``flip``) run on the resized
+    picture, with its boxes and masks as ``tv_tensors``, so every op moves them
+    with the pixels; then the rest of the square, at the bottom or right, is
+    filled with the mean colour (zero after normalisation). Boxes are clipped to
+    the picture and dropped when narrower or shorter than ``min_size`` output
+    pixels. Masks are resized nearest-neighbour (pixel centres, as Pillow) and
+    padded with :data:`IGNORE_INDEX`. The ops draw from the item's seed only
+    (:func:`~mtdsl.train.data.augment.seeded`).
 
     Attributes:
         size: output side in pixels.
         mean: per-channel mean in [0, 1] units (also the padding colour).
         std: per-channel std in [0, 1] units.
-        train: whether to flip at random.
-        flip: the probability of a flip when training.
+        train: whether to augment.
+        flip: the probability of a flip when training, when ``augment`` is not given.
         min_size: boxes whose clipped width or height is below this many output pixels are dropped.
+        augment: the ops (:mod:`mtdsl.spec.augment`); ``None`` means ``[flip(p = flip)]``.
     """
 
     size: int
@@ -76,10 +85,22 @@ class Letterbox:
     train: bool
     flip: float = 0.5
     min_size: float = 1.0
+    augment: tuple[AugmentConfig, ...] | None = None
 
     @cached_property
     def _normaliser(self) -> ImageTransform:
         return ImageTransform((self.size, self.size), tuple(self.mean), tuple(self.std), train=False)
+
+    @cached_property
+    def _fill(self) -> tuple[int, ...]:
+        return tuple(round(255 * m) for m in self.mean)
+
+    @cached_property
+    def _augment(self) -> v2.Compose | None:
+        ops = (Flip(p=self.flip),) if self.augment is None else self.augment
+        if not self.train or not ops or ops == (Flip(p=0.0),):
+            return None
+        return compose(ops, Canvas(None, self._fill))
 
     def fitted(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) a ``width`` x ``height`` image takes inside the square."""
@@ -88,84 +109,78 @@ class Letterbox:
 
     def __call__(
         self,
-        image: Image.Image,
+        image: Image.Image | torch.Tensor,
         seed: int,
         boxes: np.ndarray | None = None,
         mask: np.ndarray | None = None,
         original_size: tuple[int, int] | None = None,
+        masks: Sequence[np.ndarray] = (),
     ) -> Letterboxed:
-        """Transform one image with its boxes and mask.
+        """Transform one image with its boxes and masks.
 
         Args:
-            image: RGB.
-            seed: the item's seed (only the flip is random).
+            image: ``(3, H, W)`` uint8, or an RGB ``PIL.Image``.
+            seed: the item's seed.
             boxes: ``(G, 4)`` ``(x0, y0, x1, y1)`` in the pixels of ``original_size``.
             mask: ``(H, W)`` uint8 class indices at ``original_size``.
-            original_size: (width, height) the boxes and mask refer to, when
-                ``image`` was decoded smaller (JPEG draft); default ``image.size``.
+            original_size: (width, height) the boxes and masks refer to, when
+                ``image`` was decoded smaller (JPEG draft); default the image's size.
+            masks: more ``(H, W)`` masks of the image (other segment tasks'); they come back in ``masks``.
         """
-        width, height = original_size or image.size
+        pixels = pixels_of(image)
+        width, height = original_size or (pixels.shape[-1], pixels.shape[-2])
         new_w, new_h = self.fitted(width, height)
-        flipped = False
-        if self.train and self.flip > 0:
-            generator = torch.Generator().manual_seed(int(seed))
-            flipped = bool(torch.rand(1, generator=generator).item() < self.flip)
-
-        if image.size != (new_w, new_h):
-            image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-        if flipped:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        fill = tuple(round(255 * m) for m in self.mean)
-        canvas = Image.new("RGB", (self.size, self.size), fill)  # type: ignore[arg-type]
-        canvas.paste(image, (0, 0))
+        if tuple(pixels.shape[-2:]) != (new_h, new_w):
+            pixels = one_pixel_safe(F.resize, pixels, (new_h, new_w), antialias=True)
 
         sx, sy = new_w / width, new_h / height
         boxes = _NO_BOXES if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        moved = boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
-        if flipped:
-            moved = np.stack([new_w - moved[:, 2], moved[:, 1], new_w - moved[:, 0], moved[:, 3]], axis=1)
-        moved = np.clip(moved, 0, np.array([new_w, new_h, new_w, new_h], dtype=np.float32))
+        limits = np.array([new_w, new_h, new_w, new_h], dtype=np.float32)
+        moved = np.clip(boxes * np.array([sx, sy, sx, sy], dtype=np.float32), 0, limits)
+        given = ([] if mask is None else [mask]) + list(masks)
+        placed = [self._resized_mask(np.asarray(m, dtype=np.uint8), new_w, new_h) for m in given]
+
+        if self._augment is not None:
+            sample = {
+                "image": tv_tensors.Image(pixels),
+                "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(moved), format="XYXY", canvas_size=(new_h, new_w)),
+                "masks": [tv_tensors.Mask(m) for m in placed],
+            }
+            with seeded(seed):
+                sample = self._augment(sample)
+            pixels = sample["image"].as_subclass(torch.Tensor)
+            placed = [m.as_subclass(torch.Tensor) for m in sample["masks"]]
+            moved = np.clip(sample["boxes"].as_subclass(torch.Tensor).numpy(), 0, limits)
         keep = ((moved[:, 2] - moved[:, 0]) >= self.min_size) & ((moved[:, 3] - moved[:, 1]) >= self.min_size)
 
-        out_mask = None
-        if mask is not None:
-            out_mask = torch.from_numpy(self._mask(np.asarray(mask, dtype=np.uint8), new_w, new_h, flipped))
+        canvas = torch.empty((3, self.size, self.size), dtype=torch.uint8)
+        canvas[:] = torch.tensor(self._fill, dtype=torch.uint8).view(3, 1, 1)
+        canvas[:, :new_h, :new_w] = pixels
+        padded = tuple(self._padded(m) for m in placed)
         return Letterboxed(
-            image=self._normaliser.normalise(np.asarray(canvas)),
+            image=self._normaliser.normalise(canvas),
             boxes=np.ascontiguousarray(moved[keep], dtype=np.float32),
             keep=keep,
-            mask=out_mask,
+            mask=padded[0] if mask is not None else None,
             scale=(sx, sy),
-            flipped=flipped,
+            masks=padded[1:] if mask is not None else padded,
         )
 
-    def place_mask(self, mask: np.ndarray, flipped: bool) -> torch.Tensor:
-        """A mask at its image's full size through the geometry of that image's :class:`Letterboxed`.
-
-        For a second mask of one image: ``flipped`` is the image's ``Letterboxed.flipped``.
-        Returns ``(S, S)`` int64 with :data:`IGNORE_INDEX` padding.
-        """
-        height, width = mask.shape[:2]
-        new_w, new_h = self.fitted(width, height)
-        return torch.from_numpy(self._mask(np.asarray(mask, dtype=np.uint8), new_w, new_h, flipped))
-
-    def _mask(self, mask: np.ndarray, new_w: int, new_h: int, flipped: bool) -> np.ndarray:
+    def _resized_mask(self, mask: np.ndarray, new_w: int, new_h: int) -> torch.Tensor:
         if mask.ndim != 2:
             raise ValueError(f"a mask is (H, W) class indices, got shape {mask.shape}")
-        picture = Image.fromarray(mask)
-        if picture.size != (new_w, new_h):
-            picture = picture.resize((new_w, new_h), Image.Resampling.NEAREST)
-        if flipped:
-            picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        out = np.full((self.size, self.size), IGNORE_INDEX, dtype=np.int64)
-        out[:new_h, :new_w] = np.asarray(picture)
+        values = torch.from_numpy(np.ascontiguousarray(mask))
+        if values.shape == (new_h, new_w):
+            return values
+        # nearest-exact samples pixel centres, as Pillow's NEAREST does; plain "nearest" shifts by up to half a pixel.
+        return torch.nn.functional.interpolate(values[None, None], size=(new_h, new_w), mode="nearest-exact")[0, 0]
+
+    def _padded(self, mask: torch.Tensor) -> torch.Tensor:
+        out = torch.full((self.size, self.size), IGNORE_INDEX, dtype=torch.int64)
+        out[: mask.shape[0], : mask.shape[1]] = mask
         return out
 
 
-def open_rgb(path: str, size: int) -> tuple[Image.Image, tuple[int, int]]:
-    """The image as RGB, JPEG-decoded no smaller than needed, and its full (width, height)."""
-    with Image.open(path) as image:
-        original = image.size
-        if image.format == "JPEG":
-            image.draft("RGB", (size, size))
-        return as_rgb(image), original
+def open_rgb(path: str, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The image as ``(3, H, W)`` uint8, upright, JPEG-decoded no smaller than needed, and its full (width, height)."""
+    return read_rgb(path, draft=size)

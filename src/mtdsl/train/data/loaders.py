@@ -29,6 +29,7 @@ from mtdsl.train.data.batching import BalancedBatches, RankShare, ShuffledBatche
 from mtdsl.train.data.datasets import Examples, ImageDataset, collate, join_datasets, raise_if_unreadable, read_splits
 from mtdsl.train.data.sources import describe
 from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.data.transforms import Resize
 from mtdsl.train.parallel.world import World
 from mtdsl.train.run.stop_signals import ignore_stop_signals
 
@@ -45,6 +46,7 @@ class StreamLoaders:
     on_corrupt: ``"error"`` or ``"skip"``.
     device: where batches go.
     consumed: batches each stream has already delivered (from a checkpoint).
+    resize: interpolation and evaluation crop (:func:`~mtdsl.train.data.transforms.pretrained_resize`).
     world: the run's processes; each rank loads its share of every global batch
         (:class:`~mtdsl.train.data.batching.RankShare`) and of every evaluation split.
     """
@@ -64,6 +66,7 @@ class StreamLoaders:
         device: torch.device,
         consumed: Sequence[int] | None = None,
         world: World | None = None,
+        resize: Resize | None = None,
     ) -> None:
         self.streams = list(streams)
         self.world = world or World()
@@ -86,6 +89,7 @@ class StreamLoaders:
                 split: ImageDataset(
                     examples, [labels[t] for t in stream.tasks], image_size=image_size, mean=tuple(mean),
                     std=tuple(std), train=split == "train", on_corrupt=on_corrupt,
+                    augment=datasets[stream.datasets[0]].augment, resize=resize,
                 )
                 for split, examples in _stream_splits(stream, splits, labels).items()
             }

@@ -1,10 +1,12 @@
-"""Image loading and the train/eval transforms, with randomness from one seed only.
+"""The train/eval transform of image-label tasks, on uint8 tensors with ``torchvision.transforms.v2``.
 
-Every random choice (crop box, flip) is drawn from a local
-:class:`torch.Generator` seeded per item, never from the global RNG, so an
-augmented image depends on ``(index, seed)`` alone: not on the worker that
-made it nor on the order items were asked for. Cropping and resizing happen in
-one Pillow ``resize(box=...)`` call, which keeps the per-image cost low on CPU.
+Training runs the dataset's augmentation ops (:mod:`mtdsl.spec.augment`; by
+default a random resized crop and a flip) on the decoded picture, from the
+item's seed alone (:func:`mtdsl.train.data.augment.seeded`), so an augmented
+image depends on ``(index, seed)`` only: not on the worker that made it nor on
+the order items were asked for. Whatever size the ops leave, the picture is
+then fitted to the input (shorter side, centre crop: all evaluation does) and
+normalised in one fused multiply-add.
 
 >>> from PIL import Image
 >>> transform = ImageTransform((32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, train=False)
@@ -17,11 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+from mtdsl.spec.augment import DEFAULT_LABELS, AugmentConfig
+from mtdsl.train.data.augment import Canvas, compose, one_pixel_safe, seeded
 
 #: Pillow errors that mean "this file is not a readable image".
 IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -51,6 +58,59 @@ def normalization(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple(float(m) for m in config.mean), tuple(float(s) for s in config.std)
 
 
+#: The interpolations a resize can take from timm's pretrained configs (others, e.g. ``random``, read as bilinear).
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How pictures are resized to the input: the interpolation, and the share of the shorter side kept at eval.
+
+    timm's pretrained configs carry both (``interpolation``, ``crop_pct``): a
+    pretrained model sees at evaluation the centre ``crop_pct`` of the picture,
+    resized the way its weights were trained. Without pretrained weights mtdsl
+    keeps the whole shorter side, bilinear.
+
+    Attributes:
+        interpolation: ``bilinear`` or ``bicubic`` (antialiased either way).
+        crop_pct: the evaluation crop's side over the shorter side's, in (0, 1].
+    """
+
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation is one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
+        if not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct is in (0, 1], not {self.crop_pct}")
+
+    @property
+    def mode(self) -> InterpolationMode:
+        return InterpolationMode(self.interpolation)
+
+
+def pretrained_resize(model_name: str, pretrained: str) -> Resize:
+    """timm's ``interpolation`` and ``crop_pct`` for ``model_name`` when it loads weights; :class:`Resize` () if not.
+
+    >>> pretrained_resize("resnet10t", "imagenet"), pretrained_resize("resnet10t", "none")
+    (Resize(interpolation='bicubic', crop_pct=0.875), Resize(interpolation='bilinear', crop_pct=1.0))
+    """
+    if pretrained == "none":
+        return Resize()
+    from timm.models import get_pretrained_cfg
+
+    try:
+        config = get_pretrained_cfg(model_name)
+    except (RuntimeError, KeyError, ValueError):
+        config = None
+    if config is None:
+        return Resize()
+    interpolation = config.interpolation if config.interpolation in INTERPOLATIONS else "bilinear"
+    crop_pct = float(config.crop_pct) if config.crop_pct and 0 < config.crop_pct <= 1 else 1.0
+    return Resize(interpolation, crop_pct)
+
+
 #: Pillow's modes of 16-bit (and 32-bit integer) greyscale: a 16-bit PNG opens as ``I;16``, or ``I`` in older Pillows.
 DEEP_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 
@@ -71,19 +131,6 @@ def as_rgb(image: Image.Image) -> Image.Image:
         return image.convert("RGB")
     levels = np.asarray(image).astype(np.int64)
     return Image.fromarray(np.clip((levels + 128) // 257, 0, 255).astype(np.uint8), "L").convert("RGB")
-
-
-def load_image(path: str | Path, draft: tuple[int, int] | None = None) -> Image.Image:
-    """Open ``path`` as RGB; raises one of :data:`IMAGE_ERRORS` when it cannot be read.
-
-    ``draft`` (width, height) lets JPEG decoding shrink by a power of two while
-    staying at least that large, which saves most of the decode time for photos
-    much bigger than the model input.
-    """
-    with Image.open(path) as image:
-        if draft is not None and image.format == "JPEG":
-            image.draft("RGB", draft)
-        return as_rgb(image)
 
 
 def box_inside(left: float, top: float, crop_w: float, crop_h: float, width: int, height: int) -> Box:
@@ -113,93 +160,89 @@ def centre_box(width: int, height: int, size: tuple[int, int]) -> Box:
     return box_inside((width - crop_w) / 2, (height - crop_h) / 2, crop_w, crop_h, width, height)
 
 
-def random_box(
-    width: int,
-    height: int,
-    generator: torch.Generator,
-    scale: tuple[float, float],
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-) -> Box:
-    """A RandomResizedCrop box (area fraction in ``scale``, aspect in ``ratio``) drawn from ``generator``.
+def whole_pixels(box: Box) -> tuple[int, int, int, int]:
+    """``box`` as whole pixels ``(top, left, height, width)``, at least one pixel a side (``box_inside``'s boxes)."""
+    left, top, right, bottom = box
+    x0, y0 = round(left), round(top)
+    return y0, x0, max(1, round(bottom) - y0), max(1, round(right) - x0)
 
-    Follows torchvision's ``RandomResizedCrop.get_params``: ten tries, then the
-    largest centred crop inside the ratio range.
-    """
-    area = width * height
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        draws = torch.rand(4, generator=generator).tolist()
-        target_area = area * (scale[0] + (scale[1] - scale[0]) * draws[0])
-        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * draws[1])
-        crop_w = math.sqrt(target_area * aspect)
-        crop_h = math.sqrt(target_area / aspect)
-        if 0 < crop_w <= width and 0 < crop_h <= height:
-            left = (width - crop_w) * draws[2]
-            top = (height - crop_h) * draws[3]
-            return box_inside(left, top, crop_w, crop_h, width, height)
-    in_ratio = width / height
-    crop_w, crop_h = float(width), float(height)
-    if in_ratio < ratio[0]:
-        crop_h = width / ratio[0]
-    elif in_ratio > ratio[1]:
-        crop_w = height * ratio[1]
-    return box_inside((width - crop_w) / 2, (height - crop_h) / 2, crop_w, crop_h, width, height)
+
+def pixels_of(image: Image.Image | torch.Tensor) -> torch.Tensor:
+    """``(3, H, W)`` uint8 from a decoded tensor (kept as is) or an RGB ``PIL.Image``."""
+    if isinstance(image, torch.Tensor):
+        return image
+    return torch.from_numpy(np.array(as_rgb(image), dtype=np.uint8)).permute(2, 0, 1)
 
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Train: random resized crop + horizontal flip; eval: resize the shorter side + centre crop.
+    """Train: the augmentation ops, then fit; eval: fit (resize the shorter side + centre crop).
 
     Both end in a float32 ``(3, H, W)`` tensor normalised with ``mean``/``std``.
 
     Attributes:
         size: output (height, width).
-        mean: per-channel mean in [0, 1] units.
+        mean: per-channel mean in [0, 1] units (also the colour of padding an op uncovers).
         std: per-channel std in [0, 1] units.
         train: whether to augment.
-        scale: area range of the random crop (training only).
-        ratio: aspect-ratio range of the random crop (training only).
+        augment: the ops, in order (default: a random resized crop, area 0.5–1, then a flip).
+        resize: the interpolation of every resize, and the centre share kept at evaluation
+            (:func:`pretrained_resize`: timm's, for pretrained weights).
     """
 
     size: tuple[int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     train: bool
-    scale: tuple[float, float] = (0.5, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    augment: tuple[AugmentConfig, ...] = DEFAULT_LABELS
+    resize: Resize = Resize()
 
-    def draft_size(self) -> tuple[int, int]:
-        """The smallest decode size (width, height) that loses no detail for this transform."""
-        height, width = self.size
-        grow = 1 / math.sqrt(self.scale[0]) * 4 / 3 if self.train else 1.0
-        return (math.ceil(width * grow), math.ceil(height * grow))
+    def draft_size(self) -> int:
+        """The smallest side a picture may be decoded at without losing detail for this transform.
 
-    def __call__(self, image: Image.Image, seed: int) -> torch.Tensor:
-        width, height = image.size
-        flip = False
-        if self.train:
-            generator = torch.Generator().manual_seed(seed)
-            box = random_box(width, height, generator, self.scale, self.ratio)
-            flip = bool(torch.rand(1, generator=generator).item() < 0.5)
-        else:
-            box = centre_box(width, height, self.size)
-        out_h, out_w = self.size
-        if box != (0.0, 0.0, float(width), float(height)) or (out_w, out_h) != (width, height):
-            image = image.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box)
-        if flip:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return self.normalise(np.asarray(image))
-
-    def normalise(self, pixels: np.ndarray) -> torch.Tensor:
-        """``(H, W, 3)`` uint8 → normalised float32 ``(3, H, W)``: ``(pixel / 255 - mean) / std``.
-
-        Two passes over contiguous memory (a channels-first float copy, then one fused
-        multiply-add) instead of four over a permuted view: a third of one worker's time
-        went here (benchmarks/data_loading.py).
+        A crop of area fraction ``s`` and aspect up to 4/3 reads a region ``1/sqrt(s) * 4/3`` times smaller
+        than the picture, so the decode must be that much larger than the output.
         """
-        channels_first = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)  # a writable copy
-        tensor = channels_first.to(torch.float32, memory_format=torch.contiguous_format)
-        return torch.addcmul(self._shift, tensor, self._scale)
+        scales = [op.scale[0] for op in self.augment if op.kind == "crop"] if self.train else []  # type: ignore[attr-defined]
+        grow = 1 / math.sqrt(min(scales)) * 4 / 3 if scales else 1.0
+        return math.ceil(max(self.size) * grow)
+
+    @cached_property
+    def _augment(self) -> v2.Compose:
+        return compose(self.augment, Canvas(self.size, tuple(round(255 * m) for m in self.mean), self.resize.mode))
+
+    def __call__(self, image: Image.Image | torch.Tensor, seed: int) -> torch.Tensor:
+        """``image`` (``(3, H, W)`` uint8, or an RGB ``PIL.Image``) → normalised ``(3, *size)`` float32."""
+        pixels = pixels_of(image)
+        if self.train and self.augment:
+            with seeded(seed):
+                pixels = self._augment(pixels)  # v2 takes a plain tensor for the image: no tv_tensor wrapping
+        return self.normalise(self.fit(pixels))
+
+    def fit(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(3, H, W)`` → ``(3, *size)``: the centred region of the output's aspect, resized (antialiased).
+
+        At evaluation the region keeps ``resize.crop_pct`` of its side, as timm's eval transform
+        (resize the shorter side to ``size / crop_pct``, then centre-crop ``size``).
+        """
+        height, width = pixels.shape[-2:]
+        keep = 1.0 if self.train else self.resize.crop_pct
+        if (height, width) == self.size and keep == 1.0:
+            return pixels
+        left, top, right, bottom = centre_box(width, height, self.size)
+        crop_w, crop_h = (right - left) * keep, (bottom - top) * keep
+        box = box_inside((width - crop_w) / 2, (height - crop_h) / 2, crop_w, crop_h, width, height)
+        top_px, left_px, crop_h_px, crop_w_px = whole_pixels(box)
+        return one_pixel_safe(F.resized_crop, pixels, self.size, top=top_px, left=left_px, height=crop_h_px,
+                              width=crop_w_px, interpolation=self.resize.mode, antialias=True)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(3, H, W)`` uint8 → normalised float32 ``(3, H, W)``: ``(pixel / 255 - mean) / std``.
+
+        One float copy and one fused multiply-add (``torch.addcmul``): ``ToDtype`` then
+        ``Normalize`` make three passes over the image (benchmarks/data_loading.py).
+        """
+        return torch.addcmul(self._shift, pixels.to(torch.float32, memory_format=torch.contiguous_format), self._scale)
 
     @cached_property
     def _scale(self) -> torch.Tensor:

@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from PIL import Image
 
 from mtdsl.detection.bench import DetectionSetup
 from mtdsl.detection.coverage import LOW_COVERAGE, Coverage, anchor_coverage, best_anchor_scale
 from mtdsl.errors import DataError
 from mtdsl.train.data.datasets import Examples
+from mtdsl.train.data.decode import oriented_size
 from mtdsl.train.data.letterbox import Letterbox
 from mtdsl.train.data.loaders import StreamLoaders
 
@@ -34,13 +34,12 @@ WORTH_CHANGING = 0.05
 
 
 def image_size(reference: str | int, examples: Examples) -> tuple[int, int]:
-    """``(width, height)`` of one example's image, from its header (synthetic images: their configured size)."""
+    """``(width, height)`` of one example's upright image, from its header (synthetic images: their configured size)."""
     if isinstance(reference, int):
         assert examples.synthetic is not None
         return examples.synthetic.size, examples.synthetic.size
     try:
-        with Image.open(reference) as image:
-            return image.size
+        return oriented_size(reference)
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read the image {reference}: {error}", hint="replace or remove the file") from None
 

@@ -42,7 +42,9 @@ def spec_hash(spec: Spec) -> str:
     parts = [spec.model.model_dump_json(), _resolved(spec).model_dump_json(exclude={"track", "batchnorm"})]
     if not spec.train.phases and batchnorm_of(spec.train, None, spec.model) != "train":  # no phase to carry it
         parts.append("batchnorm=eval")
-    parts += [f"{name}={config.model_dump_json()}" for name, config in sorted(spec.datasets.items())]
+    # A dataset without augment hashes as before augment existed, so runs of unchanged specs still resume.
+    parts += [f"{name}={config.model_dump_json(exclude={'augment'} if config.augment is None else None)}"
+              for name, config in sorted(spec.datasets.items())]
     return fingerprint("\n".join(parts))
 
 

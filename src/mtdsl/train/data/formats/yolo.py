@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
 
 from mtdsl.errors import DataError
 from mtdsl.spec.data import YoloDataset
+from mtdsl.train.data.decode import oriented_size
 from mtdsl.train.data.dense import IGNORE_INDEX, MaskTarget, object_array, value_lookup
 from mtdsl.train.data.formats.boxes import DetectionExamples, boxes_table
 from mtdsl.train.data.formats.coco_masks import CocoMask, segment_classes
@@ -210,9 +210,9 @@ def _is_float(word: str) -> bool:
 
 
 def _image_size(path: str) -> tuple[int, int]:
+    """The upright image's (width, height): YOLO's 0..1 coordinates are fractions of the picture as viewed."""
     try:
-        with Image.open(path) as image:
-            return image.size
+        return oriented_size(path)
     except IMAGE_ERRORS as error:
         raise unreadable_image(path, error) from None
 
