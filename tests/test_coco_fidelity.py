@@ -118,17 +118,17 @@ def _pycocotools(path: Path, found: list[dict]) -> tuple[np.ndarray, dict[int, f
 def _mtdsl(path: Path, found: list[dict], train: bool = False) -> dict[str, float]:
     """The same predictions through mtdsl's evaluation path, entering it in letterboxed pixels.
 
-    ``train``: the images come as a training split's do when it is evaluated, some of them mirrored.
+    ``train``: the images come from a training split, read for evaluation (no augmentation).
     """
     config = CocoDataset(annotations=str(path), images=str(path.parent / "images"), split=[0.5, 0.5])
     task = TaskLabels("objects", "detect", 3)
     names = read_coco_dataset(config, [task]).images  # file order
     by_file = {Path(name).name: image["id"] for name, image in zip(names, json.loads(path.read_text())["images"])}
     class_of = {category: index for index, category in enumerate(sorted(c["id"] for c in CATEGORIES))}
-    letterbox = Letterbox(SIZE, **STATS, train=train)
+    letterbox = Letterbox(SIZE, **STATS, train=False)  # evaluation never augments, whatever the split
     metric = DetectionMetric(3, ["cat", "dog", "cow"])  # class index order: category ids 3, 8, 15
     for examples in read_splits(config, [task]).values():
-        dataset = ImageDataset(examples, [task], image_size=(SIZE, SIZE), **STATS, train=train)
+        dataset = ImageDataset(examples, [task], image_size=(SIZE, SIZE), **STATS, train=train).for_evaluation()
         for start in range(0, len(dataset), 3):
             batch = collate([dataset[i] for i in range(start, min(start + 3, len(dataset)))])
             outputs = []

@@ -29,6 +29,8 @@ image is letterboxed (boxes and masks move with its pixels) instead of cropped.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -279,13 +281,25 @@ class ImageDataset(Dataset):
                 "boxes": torch.from_numpy(out.boxes[kept : kept + count].copy()),
                 "classes": torch.from_numpy(target.classes[keep]),
                 "annotated": torch.from_numpy(target.annotated.copy()),
-                "original": target.original(out.scale, original or image.size, out.flipped),
+                "original": target.original(out.scale, original or (image.shape[-1], image.shape[-2])),
             }
             start, kept = start + len(target.boxes), kept + count
         found.update(zip(masks, out.masks))
         for task, values in self._targets.items():
             found[task] = values[index].clone()
         return out.image, {task.task: found[task.task] for task in self.tasks}
+
+    def for_evaluation(self) -> ImageDataset:
+        """The same examples read as validation reads them: no augmentation, whatever the split.
+
+        Evaluating a training split (``mtdsl eval --split train``, an overfit check) then scores the
+        images themselves, and every box maps back to the file's pixels by the letterbox alone.
+        """
+        if not self.transform.train:
+            return self
+        evaluated = copy.copy(self)
+        evaluated.transform = dataclasses.replace(self.transform, train=False)
+        return evaluated
 
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any] | None:
         index, seed = item_index(item, len(self))

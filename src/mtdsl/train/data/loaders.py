@@ -262,7 +262,7 @@ class StreamLoaders:
             chosen = self.split_for(index, split, fallback)
             if chosen is None:
                 continue
-            dataset = self.splits[index][chosen]
+            dataset = self.splits[index][chosen].for_evaluation()
             indices = [[(i, 0) for i in range(start, min(start + stream.batch_size, len(dataset)))]
                        for start in range(0, len(dataset), stream.batch_size)]
             yield index, self._loader(dataset, index, batch_sampler=indices[self.world.rank :: self.world.size])
