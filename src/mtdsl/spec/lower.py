@@ -214,6 +214,13 @@ class _Lowering:
 
     def _dataset(self, statement: ast.DatasetStatement):
         config = self._call_with_block(statement.source, statement.body, DATASETS, f"dataset '{statement.name}'")
+        entries = [(arg.name, arg.value) for arg in statement.source.kwargs]
+        entries += [(entry.key, entry.value) for entry in statement.body.entries
+                    if isinstance(entry, ast.Assignment)] if statement.body else []
+        for key, value in entries:  # so checks can point at a dataset's keys, and at one item of a list
+            self.spans[("dataset", statement.name, key)] = value.span
+            for index, item in enumerate(value.items if isinstance(value, ast.ListValue) else ()):
+                self.spans[("dataset", statement.name, key, str(index))] = item.span
         return config.model_copy(update={"name": statement.name})
 
     def _call_with_block(self, call: ast.Call, body: ast.Block | None, registry, what: str):
