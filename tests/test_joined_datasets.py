@@ -125,13 +125,6 @@ def test_joined_dataset_mistakes_point_at_the_spec(cars, datasets, classes, extr
     assert error.value.span is not None and error.value.span.column == column, error.value.render()
 
 
-def test_binary_and_multilabel_tasks_read_one_dataset(cars):
-    text = _joined_spec(cars, extra="task round: binary(shapes + cars) { positive = circle }")
-    with pytest.raises(MtdslError, match="binary task 'round' learns from shapes \\+ cars") as error:
-        compile_text(text)
-    assert "one binary task per dataset" in error.value.render()
-
-
 # ---------------------------------------------------------------- data
 
 
@@ -231,7 +224,9 @@ train {{ batch_size = 8 }}
     train = loaders.splits[0]["train"]
     assert len(train) == round(16 * 0.7) + 2
     photo = next(i for i, ref in enumerate(train.examples.images) if isinstance(ref, str))
-    mask = train[(photo, 0)]["targets"]["regions"]
+    target = train[(photo, 0)]["targets"]["regions"]
+    assert target["annotated"].tolist() == [True] * 4  # the photos' values name every class of the task
+    mask = target["mask"]
     assert set(mask.unique().tolist()) == {0, 1, 2}  # square photos: no letterbox padding
     assert int((mask == 2).sum()) == int((mask == 1).sum()) > 0
 

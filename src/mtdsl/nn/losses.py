@@ -2,8 +2,10 @@
 
 ``cross_entropy`` serves single-label classification and segmentation (per
 pixel, skipping :data:`IGNORE_INDEX`, optionally plus a Dice term); ``bce`` and
-``focal`` serve binary and multi-label tasks, where targets are 0/1 per logit;
-``detection`` is EfficientDet's focal + box loss on anchors. Their configs live
+``focal`` serve binary and multi-label tasks, where targets are 0/1 per logit,
+or nan where the image's dataset does not say (partial labels: the element
+adds nothing to the loss and gets no gradient); ``detection`` is
+EfficientDet's focal + box loss on anchors. Their configs live
 in :mod:`mtdsl.spec.losses` (re-exported here for code written before they moved).
 """
 
@@ -47,6 +49,20 @@ def build_loss(config: LossConfig, task_kind: str | None = None, detection: Dete
     return LOSS_BUILDERS.build(config, task_kind=task_kind, detection=detection)
 
 
+def known_targets(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``targets`` with their unknown (nan) elements set to 0, and the bool mask of the known ones."""
+    known = ~torch.isnan(targets)
+    return torch.where(known, targets, torch.zeros_like(targets)), known
+
+
+def known_mean(losses: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The mean of ``losses`` over the ``known`` elements (0 when none is): unknown ones get no gradient.
+
+    With every element known it is ``losses.mean()``; it never synchronises with the GPU.
+    """
+    return torch.where(known, losses, torch.zeros_like(losses)).sum() / known.sum().clamp(min=1)
+
+
 class FocalLoss(nn.Module):
     """Focal loss (Lin et al. 2017) for binary and multi-label logits, averaged over elements.
 
@@ -66,9 +82,10 @@ class FocalLoss(nn.Module):
         self.gamma = gamma
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``logits`` ``(N, C)`` (or ``(N,)``) and 0/1 ``targets`` of as many elements; returns the scalar mean."""
-        targets = targets.view_as(logits).to(logits.dtype)
-        return sigmoid_focal_loss(logits, targets, self.alpha, self.gamma, reduction="mean")
+        """``logits`` ``(N, C)`` (or ``(N,)``) and 0/1 ``targets`` of as many elements, nan where unknown;
+        returns the mean over the known elements (the unknown ones get no gradient)."""
+        targets, known = known_targets(targets.view_as(logits).to(logits.dtype))
+        return known_mean(sigmoid_focal_loss(logits, targets, self.alpha, self.gamma, reduction="none"), known)
 
 
 class BinaryCrossEntropy(nn.Module):
@@ -80,9 +97,9 @@ class BinaryCrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = None if self.pos_weight is None else logits.new_tensor(self.pos_weight)
-        return F.binary_cross_entropy_with_logits(
-            logits, targets.view_as(logits).to(logits.dtype), pos_weight=weight
-        )
+        targets, known = known_targets(targets.view_as(logits).to(logits.dtype))
+        losses = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight, reduction="none")
+        return known_mean(losses, known)
 
 
 def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
@@ -101,10 +118,40 @@ def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: in
     return 1 - ((2 * overlap + 1) / (total + 1)).mean()
 
 
+def partial_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, annotated: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Per-pixel cross-entropy of images that each label only some classes, skipping :data:`IGNORE_INDEX`.
+
+    Each image's softmax runs over the classes its dataset labels alone, so
+    ``-log softmax_A(z)_t`` with ``A`` the image's annotated classes: a class
+    outside ``A`` gets exactly zero gradient from the image (its "background"
+    may hide that class). Label smoothing spreads over ``A``. With every class
+    annotated it equals ``F.cross_entropy(..., ignore_index=IGNORE_INDEX)``.
+
+    Args:
+        logits: ``(N, C, H, W)``.
+        targets: ``(N, H, W)`` int64 class indices (each in its image's ``A``) or ``IGNORE_INDEX``.
+        annotated: ``(N, C)`` bool, the classes each image's dataset labels.
+    """
+    shown = annotated[:, :, None, None]
+    log_p = torch.log_softmax(logits.masked_fill(~shown, float("-inf")), dim=1)
+    valid = targets != IGNORE_INDEX
+    picked = log_p.gather(1, torch.where(valid, targets, torch.zeros_like(targets)).unsqueeze(1)).squeeze(1)
+    loss = -picked
+    if label_smoothing:
+        spread = -log_p.masked_fill(~shown, 0.0).sum(1) / annotated.sum(1).clamp(min=1)[:, None, None]
+        loss = (1 - label_smoothing) * loss + label_smoothing * spread
+    return torch.where(valid, loss, torch.zeros_like(loss)).sum() / valid.sum().clamp(min=1)
+
+
 class SegmentationLoss(nn.Module):
     """Per-pixel cross-entropy skipping :data:`IGNORE_INDEX`, plus ``dice`` × :func:`soft_dice_loss`.
 
-    Shapes: ``logits (N, C, H, W)``, ``targets (N, H, W)`` int64.
+    Shapes: ``logits (N, C, H, W)``, ``targets (N, H, W)`` int64, or for a
+    task that joins datasets ``{"mask": (N, H, W), "annotated": (N, C) bool}``
+    (see :func:`partial_cross_entropy`; the Dice term then reads the softmax
+    over each image's annotated classes).
     """
 
     def __init__(self, label_smoothing: float = 0.0, dice: float = 0.0) -> None:
@@ -112,9 +159,17 @@ class SegmentationLoss(nn.Module):
         self.label_smoothing = label_smoothing
         self.dice = dice
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        annotated = targets["annotated"] if isinstance(targets, dict) else None
+        targets = targets["mask"] if isinstance(targets, dict) else targets
         if logits.shape[-2:] != targets.shape[-2:]:
             logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        if annotated is not None:
+            loss = partial_cross_entropy(logits, targets, annotated, self.label_smoothing)
+            if self.dice:
+                shown = logits.masked_fill(~annotated[:, :, None, None], float("-inf"))
+                loss = loss + self.dice * soft_dice_loss(shown, targets)
+            return loss
         if not (targets != IGNORE_INDEX).any():
             return logits.sum() * 0.0  # a batch of void pixels teaches nothing (and cross-entropy would be nan)
         loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing)

@@ -96,26 +96,19 @@ def check_formats_serve(spec: Spec) -> None:
                 )
 
 
-JOINABLE_KINDS = ("classify", "detect", "segment")
-
-
 def check_joined_datasets(spec: Spec) -> None:
-    """A task may learn from several datasets when each one's labels can be matched to its classes by name."""
+    """A task may learn from several datasets when each one's labels can be matched to its classes by name.
+
+    Every task kind joins: each dataset labels the task classes it has, and the
+    others are unknown on its images (masked out of the loss), not "no".
+    """
     for name, training in spec.train.tasks.items():
         if len(training.datasets) == 1:
             continue
         task = spec.model.tasks[name]
         joined = " + ".join(training.datasets)
-        if task.kind not in JOINABLE_KINDS:
-            raise SpecValueError(
-                f"{task.kind} task '{name}' learns from {joined}, but a {task.kind} task reads one dataset: "
-                "an image of one dataset would count as a 'no' for labels only the other one gives",
-                spec.span("task", name, "dataset"),
-                expected=f"one dataset, or a task kind that joins datasets: {', '.join(JOINABLE_KINDS)}",
-                hint=f"read one dataset, or declare one {task.kind} task per dataset",
-            )
         counted = task.classes is None or task.classes == [str(i) for i in range(len(task.classes))]
-        if task.kind != "segment" and counted:
+        if task.kind not in ("segment", "binary") and counted:
             raise SpecValueError(
                 f"task '{name}' learns from {joined} but does not name its classes",
                 spec.span("task", name, "classes"),
@@ -167,6 +160,50 @@ def check_dense_augment(spec: Spec) -> None:
                         expected="ops that move boxes and masks too: crop, flip, vflip, scale_jitter, colour_jitter",
                         hint=f"remove {op.kind} here, or declare a second dataset of the same images for the "
                         "image-label tasks and augment that one",
+                    )
+
+
+def check_dataset_classes(spec: Spec) -> None:
+    """A manifest's ``classes`` (the labels it labels) are classes of the tasks that read its label column.
+
+    A name no such task has is a typo more often than not: the task would then
+    learn nothing about it from this dataset, with no word said.
+    """
+    for name, training in spec.train.tasks.items():
+        task = spec.model.tasks[name]
+        if task.kind not in ("classify", "multilabel", "binary"):
+            continue
+        counted = task.classes is None or task.classes == [str(i) for i in range(len(task.classes))]
+        for dataset_name in training.datasets:
+            dataset = spec.datasets.get(dataset_name)
+            listed = getattr(dataset, "classes", None)
+            if dataset is None or dataset.kind not in ("csv", "json") or listed is None:
+                continue
+            if training.label not in (None, getattr(dataset, "label_column", None)):
+                continue  # the list describes the label column; this task reads another one
+            if task.kind == "binary":
+                positive = training.positive
+                if positive is not None and positive not in listed:
+                    raise SpecValueError(
+                        f"binary task '{name}' counts '{positive}' as yes, but dataset '{dataset_name}' "
+                        f"labels only {', '.join(listed)}",
+                        spec.span("dataset", dataset_name, "classes"),
+                        expected=f"'{positive}' among the dataset's classes",
+                        hint=did_you_mean(positive, listed)
+                        or f"add '{positive}' to the dataset's classes, or take the dataset out of the task",
+                    )
+                continue
+            if counted or task.classes is None:
+                continue
+            for index, label in enumerate(listed):
+                if label not in task.classes:
+                    raise SpecNameError(
+                        f"dataset '{dataset_name}' labels class '{label}', which {task.kind} task '{name}' "
+                        "does not have",
+                        spec.span("dataset", dataset_name, "classes", str(index)),
+                        expected=f"one of the task's classes: {listing(task.classes)}",
+                        hint=did_you_mean(label, task.classes)
+                        or f"add '{label}' to the task's classes, or remove it from the dataset's",
                     )
 
 
@@ -468,6 +505,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_formats_serve,
     check_joined_augment,
     check_dense_augment,
+    check_dataset_classes,
     check_task_backbones,
     check_references,
     check_classes,

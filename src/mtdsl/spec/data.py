@@ -133,11 +133,31 @@ def _check_ratio_split(value: object) -> object:
     return _check_split(value)
 
 
+def _check_class_list(value: list[str] | None) -> list[str] | None:
+    if value is not None:
+        if not value:
+            raise ValueError("classes lists at least one class; leave it out to annotate all the task's classes")
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"class '{repeated[0]}' is listed twice")
+    return value
+
+
 class ManifestDataset(DatasetConfig):
     """Fields shared by manifest sources: where the manifest and images are, and which columns to read.
 
     ``split = given`` reads each image's split from ``split_column``: ``train``,
     ``val`` (or ``valid``, ``validation``) or ``test``.
+
+    Attributes:
+        classes: the labels of ``label_column`` this dataset labels (default:
+            its ``vocabulary``, else the labels found). A task that joins it
+            with other datasets learns their classes too: on this dataset's
+            images those are unknown, so a loss masks them out.
+        unknown: the cell text that means "not labelled" (``"?"``, say): a
+            binary task's cell, or a multilabel task's whole cell, that reads
+            it says nothing about the image, and losses and metrics skip it.
+            Without it every cell is read as labels (an empty one: none).
     """
 
     path: str
@@ -145,6 +165,8 @@ class ManifestDataset(DatasetConfig):
     image_column: str = "file_name"
     label_column: str = "labels"
     split_column: str = "split"
+    classes: list[str] | None = None
+    unknown: str | None = None
     split: Split = Field(default_factory=lambda: [0.85, 0.15])
     seed: Seed = 0
 
@@ -153,6 +175,14 @@ class ManifestDataset(DatasetConfig):
     holds = "image labels"
 
     _split = field_validator("split")(_check_split)
+    _classes = field_validator("classes")(_check_class_list)
+
+    @field_validator("unknown")
+    @classmethod
+    def _unknown_is_text(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError('the unknown marker cannot be blank (an empty cell means "no labels"); write e.g. "?"')
+        return None if value is None else value.strip()
 
 
 @DATASETS.register("csv")
@@ -211,16 +241,7 @@ class BoxesDataset(DatasetConfig):
             raise ValueError("one_class merges every category into one class; leave out classes")
         return self
 
-    @field_validator("classes")
-    @classmethod
-    def _classes_once(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("classes lists at least one class; leave it out to annotate all the task's classes")
-            repeated = sorted({name for name in value if value.count(name) > 1})
-            if repeated:
-                raise ValueError(f"class '{repeated[0]}' is listed twice")
-        return value
+    _classes_once = field_validator("classes")(_check_class_list)
 
 
 @DATASETS.register("coco")

@@ -217,6 +217,13 @@ class _Lowering:
         what = f"dataset '{statement.name}'"
         source, body, augment = without_augment(statement.source, statement.body, what)
         config = self._call_with_block(source, body, DATASETS, what)
+        entries = [(arg.name, arg.value) for arg in source.kwargs]
+        entries += [(entry.key, entry.value) for entry in body.entries
+                    if isinstance(entry, ast.Assignment)] if body else []
+        for key, value in entries:  # so checks can point at a dataset's keys, and at one item of a list
+            self.spans[("dataset", statement.name, key)] = value.span
+            for index, item in enumerate(value.items if isinstance(value, ast.ListValue) else ()):
+                self.spans[("dataset", statement.name, key, str(index))] = item.span
         update: dict[str, object] = {"name": statement.name}
         if augment is not None:
             self.spans[("dataset", statement.name, "augment")] = augment.span

@@ -81,7 +81,7 @@ class BalancedBatches(ShuffledBatches):
     The smaller side is oversampled: each side cycles through its own shuffled passes.
 
     Args:
-        targets: the task's 0/1 target for every example.
+        targets: the task's 0/1 target for every example; an unknown (nan) one is never drawn.
     """
 
     def __init__(self, targets: torch.Tensor, batch_size: int, seed: int, start: int = 0) -> None:

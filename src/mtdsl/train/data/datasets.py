@@ -48,6 +48,7 @@ from mtdsl.train.data.dense import (
     MaskTarget,
     check_mask_size,
     read_mask,
+    task_count,
 )
 from mtdsl.train.data.examples import Examples, join_datasets, join_examples
 from mtdsl.train.data.formats import read_table
@@ -141,7 +142,9 @@ class ImageDataset(Dataset):
       ground truth in its own pixels and the letterbox's scale}``
       (:meth:`~mtdsl.train.data.dense.BoxTarget.original`, what evaluation scores against);
     * segment: ``(S, S)`` int64 class indices,
-      :data:`~mtdsl.train.data.dense.IGNORE_INDEX` on ignored values and padding.
+      :data:`~mtdsl.train.data.dense.IGNORE_INDEX` on ignored values and padding;
+      for a task that joins datasets, ``{"mask": (S, S) int64, "annotated": (C,) bool}``
+      (the classes the example's dataset labels).
 
     Args:
         examples: the split.
@@ -208,9 +211,17 @@ class ImageDataset(Dataset):
             task.task: torch.from_numpy(examples.targets[task.task]) for task in self.tasks if task.kind in LABEL_KINDS
         }
         self._dense = {task.task: (task.kind, examples.targets[task.task]) for task in dense}
+        #: Segment tasks that join datasets: their targets say which classes each image's dataset labels.
+        self._joined = {task.task: task_count(task) or 0 for task in dense if task.kind == "segment" and task.partial}
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def _annotated(self, task: str, index: int) -> np.ndarray:
+        """The ``(C,)`` classes example ``index``'s dataset labels for a joined segment ``task`` (all: a reader
+        that does not say)."""
+        annotated = self._dense[task][1][index].annotated
+        return np.ones(self._joined[task], dtype=bool) if annotated is None else annotated
 
     def targets(self, task: str) -> torch.Tensor:
         """Every example's target for an image-label ``task``, stacked, without opening any image."""
@@ -284,7 +295,10 @@ class ImageDataset(Dataset):
                 "original": target.original(out.scale, original or (image.shape[-1], image.shape[-2])),
             }
             start, kept = start + len(target.boxes), kept + count
-        found.update(zip(masks, out.masks))
+        for task, placed in zip(masks, out.masks):
+            found[task] = placed if task not in self._joined else {
+                "mask": placed, "annotated": torch.from_numpy(self._annotated(task, index))
+            }
         for task, values in self._targets.items():
             found[task] = values[index].clone()
         return out.image, {task.task: found[task.task] for task in self.tasks}
@@ -324,13 +338,15 @@ class ImageDataset(Dataset):
         }
 
 
+#: Per-image target parts that differ in size between images (a detect task's boxes), batched as lists.
+LISTED_PARTS = ("boxes", "classes", "original")
+
+
 def _batch_targets(values: list[Any]) -> Any:
-    if isinstance(values[0], dict):  # a detect task: boxes differ in number per image
+    if isinstance(values[0], dict):  # a detect task, or a segment task that joins datasets
         return {
-            "boxes": [value["boxes"] for value in values],
-            "classes": [value["classes"] for value in values],
-            "annotated": torch.stack([value["annotated"] for value in values]),
-            "original": [value["original"] for value in values],
+            key: [value[key] for value in values] if key in LISTED_PARTS else torch.stack([v[key] for v in values])
+            for key in values[0]
         }
     return torch.stack(values)
 
@@ -343,7 +359,8 @@ def collate(items: list[dict[str, Any] | None]) -> dict[str, Any]:
         "skipped": int}``, where a task's targets are ``(N, …)`` stacked
         (classify, binary, multilabel; segment: ``(N, S, S)`` int64), or for a
         detect task ``{"boxes": [(K_i, 4) float32] * N, "classes": [(K_i,)
-        int64] * N, "annotated": (N, C) bool, "original": [dict] * N}``. When every item was skipped,
+        int64] * N, "annotated": (N, C) bool, "original": [dict] * N}``, for a segment task that joins
+        datasets ``{"mask": (N, S, S) int64, "annotated": (N, C) bool}``. When every item was skipped,
         ``N`` is 0: ``image`` is an empty ``(0,)`` float tensor, ``targets`` is
         ``{}`` and ``index`` is empty, so check ``batch["index"].numel() == 0``
         before using it. ``{"unreadable": message}`` when a loader worker met an

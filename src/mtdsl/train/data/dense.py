@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from mtdsl.errors import DataError, listing
+from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import SyntheticDataset
 from mtdsl.train.data.sources import ImageRef, describe
 from mtdsl.train.data.synthetic import SHAPES, synthetic_sample
@@ -226,10 +226,16 @@ class MaskTarget:
         lookup: ``(256,)`` int16: the class index of each raw mask value,
             :data:`IGNORE_INDEX` for ignored values, :data:`UNEXPECTED` for
             values that should not occur (shared by a dataset's examples).
+        annotated: for a task that joins datasets, ``(C,)`` bool over its
+            classes: those the example's dataset labels. The loss on its
+            pixels is then a softmax over these classes alone, so a class its
+            dataset does not label is never taught as "not here". ``None``
+            for a task of one dataset, or a reader that does not say (all labelled).
     """
 
     mask: ImageRef | MaskSource
     lookup: np.ndarray
+    annotated: np.ndarray | None = None
 
     def classes(self, raw: np.ndarray) -> np.ndarray:
         """``raw`` mask values as ``uint8`` class indices, :data:`IGNORE_INDEX` where ignored.
@@ -315,9 +321,61 @@ def synthetic_targets(config: SyntheticDataset, task: TaskLabels) -> np.ndarray:
         check_dense_classes(task, SYNTHETIC_DETECT_CLASSES, where)
         annotated = np.ones(len(SYNTHETIC_DETECT_CLASSES), dtype=bool)
         return object_array([BoxTarget(b, c, annotated) for b, c in boxes])
+    values = {value: value for value in range(len(SYNTHETIC_SEGMENT_CLASSES))}
+    if task.partial and isinstance(task.classes, tuple):
+        lookup, annotated = partial_mask_lookup(
+            SYNTHETIC_SEGMENT_CLASSES, values, (), task.classes, where, ignorable=False
+        )
+        return object_array([MaskTarget(index, lookup, annotated) for index in range(config.count)])
     check_dense_classes(task, SYNTHETIC_SEGMENT_CLASSES, where)
-    lookup = value_lookup({value: value for value in range(len(SYNTHETIC_SEGMENT_CLASSES))}, ())
-    return object_array([MaskTarget(index, lookup) for index in range(config.count)])
+    lookup = value_lookup(values, ())
+    every = np.ones(len(SYNTHETIC_SEGMENT_CLASSES), dtype=bool) if task.partial else None
+    return object_array([MaskTarget(index, lookup, every) for index in range(config.count)])
+
+
+def partial_mask_lookup(
+    own: Sequence[str], values: Mapping[int, int], ignore: Sequence[int], names: Sequence[str], where: str,
+    *, ignorable: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The value → task class lookup and the ``(C,)`` annotated mask of a dataset in a joined segment task.
+
+    The dataset labels the task ``names`` among its ``own`` class names; on its
+    images the others are left out of the loss (:class:`MaskTarget`). Each of
+    its own classes must be a task class: pixels the task should not count are
+    the dataset's ``ignore`` values, said so, not a class name that merely
+    fails to match (a misspelt "Raod" would otherwise drop every road pixel).
+
+    Args:
+        own: the dataset's class names, in its class order.
+        values: ``{mask value: index into own}``.
+        ignore: mask values that are void.
+        names: the task's classes.
+        ignorable: whether the dataset has an ``ignore`` field to name in the fix (a synthetic one has not).
+
+    Raises:
+        DataError: the dataset has none of the task's classes, or a class the task does not have.
+    """
+    annotated = np.array([name in own for name in names], dtype=bool)
+    if not annotated.any():
+        raise DataError(
+            f"{where} labels none of the classes of the task that reads it: {in_order(names)}",
+            expected=f"a task class among its classes: {in_order(own)}",
+            hint="check the spelling of the task's classes, or take the dataset out of the task",
+        )
+    for name in own:
+        if name not in names:
+            shown = sorted(raw for raw, index in values.items() if own[index] == name)
+            raise DataError(
+                f"{where} labels class '{name}' (mask value {', '.join(map(str, shown))}), "
+                "which the segment task that reads it does not have",
+                expected=f"one of the task's classes: {in_order(names)}",
+                hint=did_you_mean(name, names)
+                or (f"add '{name}' to the task's classes, or take it out of the dataset's classes and put "
+                    f"its mask value(s) in ignore = [...] (its pixels are then not counted)"
+                    if ignorable else f"add '{name}' to the task's classes: the dataset labels every one of its"),
+            )
+    task_index = [list(names).index(name) for name in own]
+    return value_lookup({raw: task_index[index] for raw, index in values.items()}, ignore), annotated
 
 
 def boxes_in_task_classes(

@@ -23,7 +23,8 @@ class Examples:
         images: file paths, or indices of synthetic samples.
         targets: per task, every example's target: ``(N,)`` int64 class
             indices (classify), ``(N,)`` float32 0/1 (binary), ``(N, C)``
-            float32 multi-hot (multilabel), or a ``(N,)`` object array of one
+            float32 multi-hot (multilabel), with :data:`UNKNOWN` (nan) where
+            the example's dataset does not say, or a ``(N,)`` object array of one
             :class:`~mtdsl.train.data.dense.BoxTarget` (detect: boxes in
             the image file's pixels, class indices, and the ``(C,)`` mask of
             the classes the example's dataset annotates) or
@@ -101,7 +102,7 @@ def join_datasets(parts: Mapping[str, Mapping[str, Examples]], tasks: Sequence[T
     for split in dict.fromkeys(split for splits in parts.values() for split in splits):
         joined[split] = join_examples([splits[split].select(names) for splits in parts.values() if split in splits])
     for task in tasks:
-        if task.kind in ("classify", "detect"):
+        if task.kind != "binary":
             check_classes_labelled(task, parts)
     return joined
 
@@ -112,6 +113,11 @@ def _labelled(task: TaskLabels, targets: np.ndarray, count: int) -> np.ndarray:
     if task.kind == "detect":
         for target in targets[:1]:
             found |= target.annotated
+    elif task.kind == "segment":
+        for target in targets[:1]:
+            found |= True if target.annotated is None else target.annotated
+    elif task.kind == "multilabel":
+        found |= (~np.isnan(targets)).any(axis=0)
     else:
         found[np.unique(targets)] = True
     return found
@@ -120,8 +126,9 @@ def _labelled(task: TaskLabels, targets: np.ndarray, count: int) -> np.ndarray:
 def check_classes_labelled(task: TaskLabels, parts: Mapping[str, Mapping[str, Examples]]) -> None:
     """Raise :class:`DataError` when none of a joined task's datasets labels one of its classes.
 
-    A detect task's class counts when a dataset annotates it, a classify task's
-    when a dataset has an image of it.
+    A detect or segment task's class counts when a dataset annotates it, a
+    multilabel task's when a dataset labels it (a known 0 or 1), a classify
+    task's when a dataset has an image of it.
     """
     classes = tuple(task.classes) if isinstance(task.classes, tuple) else ()
     labelled = np.zeros(len(classes), dtype=bool)

@@ -39,11 +39,24 @@ def _resolve_classes(task: TaskLabels, space: tuple[str, ...], exact: bool, wher
     return classes
 
 
-def _classify_targets(task: TaskLabels, table: Table, rows: list[list[str]]) -> np.ndarray:
+#: A binary or multilabel target the example's dataset does not give (an ``unknown`` cell, or a class
+#: another dataset of a joined task labels): losses and metrics skip it.
+UNKNOWN = float("nan")
+
+
+def _classify_targets(task: TaskLabels, table: Table, rows: list[list[str] | None]) -> np.ndarray:
     classes = _resolve_classes(task, table.spaces[task.task], table.exact, table.where)
     index = {name: i for i, name in enumerate(classes)}
     targets = np.empty(len(rows), dtype=np.int64)
     for i, row in enumerate(rows):
+        if row is None:
+            raise DataError(
+                f"{table.where}: {table.images[i]} is not labelled (its cell is the unknown marker), "
+                f"but classify task '{task.task}' needs one label for every image it reads",
+                expected="one of its classes in every row",
+                hint="label the image, or leave its row out of the manifest; binary and multilabel tasks "
+                "read unknown cells",
+            )
         if len(row) != 1:
             raise DataError(
                 f"{table.where}: {table.images[i]} has {len(row)} labels ({', '.join(row) or 'none'}), "
@@ -60,7 +73,7 @@ def _classify_targets(task: TaskLabels, table: Table, rows: list[list[str]]) -> 
     return targets
 
 
-def _binary_targets(task: TaskLabels, table: Table, rows: list[list[str]]) -> np.ndarray:
+def _binary_targets(task: TaskLabels, table: Table, rows: list[list[str] | None]) -> np.ndarray:
     space = table.spaces[task.task]
     positive = task.positive
     if positive is None:
@@ -77,17 +90,32 @@ def _binary_targets(task: TaskLabels, table: Table, rows: list[list[str]]) -> np
             expected=f"one of its labels: {listing(space)}",
             hint=did_you_mean(positive, space) or "fix the label, or point the task at another label with label = …",
         )
-    return np.array([positive in row for row in rows], dtype=np.float32)
+    return np.array([UNKNOWN if row is None else positive in row for row in rows], dtype=np.float32)
 
 
-def _multilabel_targets(task: TaskLabels, table: Table, rows: list[list[str]]) -> np.ndarray:
-    classes = _resolve_classes(task, table.spaces[task.task], False, table.where)
+def _multilabel_targets(task: TaskLabels, table: Table, rows: list[list[str] | None]) -> np.ndarray:
+    """``(N, C)`` 0/1, :data:`UNKNOWN` in a row whose cell is unknown and in the columns of task classes
+    the dataset does not label (a joined task's classes that only its other datasets have)."""
+    space = table.spaces[task.task]
+    classes = _resolve_classes(task, space, False, table.where)
     index = {name: i for i, name in enumerate(classes)}
     targets = np.zeros((len(rows), len(classes)), dtype=np.float32)
     for i, row in enumerate(rows):
+        if row is None:
+            targets[i] = UNKNOWN
+            continue
         for label in row:
             if label in index:
                 targets[i, index[label]] = 1.0
+    labelled = np.array([name in space for name in classes], dtype=bool)
+    if not labelled.any():
+        raise DataError(
+            f"{table.where} labels none of the classes of task '{task.task}': {', '.join(classes)}",
+            expected=f"a task class among its labels: {listing(space)}",
+            hint="check the spelling of the task's classes (or the dataset's classes), or take the dataset "
+            "out of the task",
+        )
+    targets[:, ~labelled] = UNKNOWN
     return targets
 
 

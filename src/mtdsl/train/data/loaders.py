@@ -189,8 +189,9 @@ class StreamLoaders:
         seed = self._seed + index
         if stream.balanced is not None:
             targets = dataset.targets(stream.balanced)
-            if targets.sum() == 0 or targets.sum() == len(targets):
-                side = "positive" if targets.sum() == 0 else "negative"
+            known = targets[~torch.isnan(targets)]  # unknown (nan) examples are drawn on neither side
+            if known.sum() == 0 or known.sum() == len(known):
+                side = "positive" if known.sum() == 0 else "negative"
                 raise DataError(
                     f"task '{stream.balanced}' has no {side} training example in dataset '{stream.dataset}', "
                     "so its batches cannot be balanced",

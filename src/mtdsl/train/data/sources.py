@@ -43,7 +43,8 @@ class Table:
 
     Attributes:
         images: file paths, or indices of synthetic samples.
-        labels: per task, each example's label strings.
+        labels: per task, each example's label strings; ``None`` where a
+            manifest's cell holds its ``unknown`` marker (not labelled).
         spaces: per task, the labels in index order when the dataset defines
             them (class folders, a vocabulary, a synthetic field); else the sorted
             labels found.
@@ -58,7 +59,7 @@ class Table:
     """
 
     images: list[ImageRef]
-    labels: dict[str, list[list[str]]]
+    labels: dict[str, list[list[str] | None]]
     spaces: dict[str, tuple[str, ...]]
     exact: bool
     parts: dict[str, np.ndarray] | None

@@ -285,13 +285,22 @@ class SegmentationMetric(TaskMetric):
         # confusion[target, prediction]
         self.confusion = torch.zeros(self.num_outputs, self.num_outputs, dtype=torch.int64)
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add a batch: ``outputs`` ``(N, C, h, w)`` logits, or ``(N, H, W)`` predicted class indices."""
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor | dict[str, torch.Tensor]) -> None:
+        """Add a batch: ``outputs`` ``(N, C, h, w)`` logits, or ``(N, H, W)`` predicted class indices.
+
+        ``targets`` may be ``{"mask": (N, H, W), "annotated": (N, C) bool}`` (a task that
+        joins datasets): each image's pixels are then predicted among the classes
+        its dataset labels, so a class it does not label is neither right nor wrong there.
+        """
         classes = self.num_outputs
-        outputs, targets = outputs.detach(), targets.detach().long()
+        annotated = targets["annotated"].detach() if isinstance(targets, dict) else None
+        mask = targets["mask"] if isinstance(targets, dict) else targets
+        outputs, targets = outputs.detach(), mask.detach().long()
         if outputs.dim() == targets.dim() + 1:
             if outputs.shape[-2:] != targets.shape[-2:]:
                 outputs = F.interpolate(outputs.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
+            if annotated is not None:
+                outputs = outputs.float().masked_fill(~annotated[:, :, None, None], float("-inf"))
             predictions = outputs.argmax(dim=1)
         else:
             predictions = outputs.long()

@@ -73,6 +73,8 @@ class ClassifyMetric(TaskMetric):
 class BinaryMetric(TaskMetric):
     """Yes/no from ``(N, 1)`` or ``(N,)`` logits (``> 0`` means yes) and ``(N,)`` 0/1 targets.
 
+    A nan target is unknown (the image's dataset does not say) and is not counted.
+
     Reports ``accuracy``, ``balanced_accuracy`` (main; mean of TPR and TNR, or
     the one of them that is defined when the targets hold a single class),
     ``precision`` and ``recall``.
@@ -85,12 +87,14 @@ class BinaryMetric(TaskMetric):
         self.tp = self.fp = self.tn = self.fn = 0
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        targets = targets.detach().reshape(-1)
+        known = ~torch.isnan(targets)  # an unknown (nan) target is neither right nor wrong
         predicted = outputs.detach().reshape(-1) > 0
-        actual = targets.detach().reshape(-1) > 0.5
-        self.tp += int((predicted & actual).sum())
-        self.fp += int((predicted & ~actual).sum())
-        self.tn += int((~predicted & ~actual).sum())
-        self.fn += int((~predicted & actual).sum())
+        actual = targets > 0.5
+        self.tp += int((predicted & actual & known).sum())
+        self.fp += int((predicted & ~actual & known).sum())
+        self.tn += int((~predicted & ~actual & known).sum())
+        self.fn += int((~predicted & actual & known).sum())
 
     def compute(self) -> dict[str, float]:
         tpr = _ratio(self.tp, self.tp + self.fn)
@@ -108,6 +112,8 @@ class BinaryMetric(TaskMetric):
 class MultilabelMetric(TaskMetric):
     """Independent yes/no per label from ``(N, C)`` logits and ``(N, C)`` 0/1 targets.
 
+    A nan target is unknown (the image's dataset does not say) and is not counted.
+
     Reports ``accuracy`` (mean over labels of per-label accuracy),
     ``balanced_accuracy`` (main; mean over the labels whose targets hold both
     positives and negatives of ``(TPR + TNR) / 2``) and micro-averaged ``f1``.
@@ -121,12 +127,14 @@ class MultilabelMetric(TaskMetric):
         self.tp, self.fp, self.tn, self.fn = zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone()
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        targets = targets.detach().reshape(-1, self.num_outputs)
+        known = ~torch.isnan(targets)  # an unknown (nan) target is neither right nor wrong
         predicted = outputs.detach().reshape(-1, self.num_outputs) > 0
-        actual = targets.detach().reshape(-1, self.num_outputs) > 0.5
-        self.tp += (predicted & actual).sum(dim=0).cpu()
-        self.fp += (predicted & ~actual).sum(dim=0).cpu()
-        self.tn += (~predicted & ~actual).sum(dim=0).cpu()
-        self.fn += (~predicted & actual).sum(dim=0).cpu()
+        actual = targets > 0.5
+        self.tp += (predicted & actual & known).sum(dim=0).cpu()
+        self.fp += (predicted & ~actual & known).sum(dim=0).cpu()
+        self.tn += (~predicted & ~actual & known).sum(dim=0).cpu()
+        self.fn += (~predicted & actual & known).sum(dim=0).cpu()
 
     def compute(self) -> dict[str, float]:
         positives, negatives = self.tp + self.fn, self.tn + self.fp

@@ -83,7 +83,7 @@ def read_folder(config: FolderDataset, tasks: Sequence[LabelRequest]) -> Table:
         folders = {"": root}
 
     images: list[ImageRef] = []
-    labels: list[list[str]] = []
+    labels: list[list[str] | None] = []
     parts: dict[str, np.ndarray] = {}
     classes: set[str] = set()
     for part, folder in folders.items():

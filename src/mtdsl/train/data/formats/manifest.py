@@ -136,16 +136,37 @@ def _check_files(paths: list[str], images: str, where: str) -> None:
                        hint="check 'images' (the folder the file names are relative to) and 'image_column'")
 
 
+def _cell_words(value: object, separator: str | None) -> list[str]:
+    """The stripped words of a cell, before any vocabulary matching (to spot the ``unknown`` marker)."""
+    if isinstance(value, list):
+        return [str(item).strip() for item in value]
+    if not isinstance(value, str):
+        return []
+    if separator is None:
+        return [value.strip()]
+    return [word.strip() for word in value.split(separator) if word.strip()]
+
+
 def _column_labels(
     config: CsvDataset | JsonDataset,
     rows: list[dict[str, object]],
     column: str,
     separator: str | None,
     vocabulary: Vocabulary | None,
-) -> list[list[str]]:
-    """Each row's labels in ``column``."""
-    cells = []
+) -> list[list[str] | None]:
+    """Each row's labels in ``column``; ``None`` for a cell that holds the dataset's ``unknown`` marker."""
+    cells: list[list[str] | None] = []
     for row in rows:
+        if config.unknown is not None and config.unknown in (words := _cell_words(row[column], separator)):
+            if len(words) > 1:
+                raise DataError(
+                    f"{describe(config)}: the '{column}' cell of {row[config.image_column]} mixes the unknown "
+                    f"marker '{config.unknown}' with labels: {', '.join(w for w in words if w != config.unknown)}",
+                    expected=f"either the image's labels or '{config.unknown}' alone (not labelled)",
+                    hint=f"write '{config.unknown}' alone when the image is not labelled, or only its labels",
+                )
+            cells.append(None)
+            continue
         found = _cell_labels(row[column], separator, vocabulary)
         if isinstance(found, str):
             path = getattr(config, "vocabulary", None)
@@ -180,11 +201,18 @@ def _read_manifest(
         task: _column_labels(config, rows, column, separator, vocabulary if column == config.label_column else None)
         for task, column in columns.items()
     }
-    found_labels = {task: tuple(sorted({label for cell in cells for label in cell})) for task, cells in labels.items()}
-    spaces = {
-        task: vocabulary.labels if vocabulary and columns[task] == config.label_column else found_labels[task]
-        for task in labels
+    found_labels = {
+        task: tuple(sorted({label for cell in cells if cell is not None for label in cell}))
+        for task, cells in labels.items()
     }
+    spaces = {}
+    for task in labels:
+        if columns[task] == config.label_column and config.classes is not None:
+            spaces[task] = tuple(config.classes)
+        elif columns[task] == config.label_column and vocabulary:
+            spaces[task] = vocabulary.labels
+        else:
+            spaces[task] = found_labels[task]
     parts = given_split(config, rows, where) if config.split == "given" else None
     return Table(images, labels, spaces, exact=False, parts=parts, where=where)
 

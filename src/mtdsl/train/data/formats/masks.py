@@ -16,6 +16,7 @@ from mtdsl.train.data.dense import (
     check_dense_classes,
     in_order,
     object_array,
+    partial_mask_lookup,
     task_count,
     value_lookup,
 )
@@ -211,6 +212,12 @@ def read_mask_dataset(config: MasksDataset, tasks: Sequence[TaskLabels]) -> Tabl
     names, values = _mask_classes(config, where)
     targets = {}
     for task in tasks:
-        lookup = _mask_task_lookup(config, task, names, values, where)
-        targets[task.task] = object_array([MaskTarget(mask, lookup) for mask in masks])
+        annotated: np.ndarray | None = None
+        if task.partial and isinstance(task.classes, tuple) and names is not None and values is not None:
+            lookup, annotated = partial_mask_lookup(names, values, config.ignore, task.classes, where)
+        else:  # the dataset's values are the task's classes
+            lookup = _mask_task_lookup(config, task, names, values, where)
+            if task.partial:
+                annotated = np.ones(task_count(task) or 0, dtype=bool)
+        targets[task.task] = object_array([MaskTarget(mask, lookup, annotated) for mask in masks])
     return Table(images, {}, {}, True, parts if config.split == "given" else None, where, targets)

@@ -31,7 +31,7 @@ def read_synthetic(config: SyntheticDataset, tasks: Sequence[TaskLabels]) -> Tab
     """
     where = describe(config)
     values = _synthetic_fields(config.count, config.seed)
-    labels: dict[str, list[list[str]]] = {}
+    labels: dict[str, list[list[str] | None]] = {}
     spaces: dict[str, tuple[str, ...]] = {}
     targets = {}
     for task in tasks:
