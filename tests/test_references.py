@@ -112,6 +112,14 @@ ALLOWED = {
     ("nn/pretrained.py", "_is_classifier_key"): "state-dict keys",
     ("codegen/literal.py", "imported_names"): "module names in import statements",
     ("graph/parts.py", "_module_of"): "parameter names (state-dict keys), to find the module that holds one",
+    # timm's model names: an architecture and its pretrained tag (``resnet18.a1_in1k``), or ``hf-hub:…``
+    ("graph/backbones.py", "architecture"): "a timm model name into its architecture and pretrained tag",
+    ("graph/backbones.py", "is_known_model"): "a timm model name into its architecture and pretrained tag",
+    ("graph/backbones.py", "matching_models"): "a pattern for timm names, with a tag or without",
+    ("graph/backbones.py", "read_backbone"): "timm's output format enum as text (Format.NHWC)",
+    ("graph/backbones.py", "_parameters"): "a timm module path (a bare parameter has no dot)",
+    ("graph/backbones.py", "_unbuildable"): "a Hugging Face repository name, to suggest its model's name",
+    ("graph/checks.py", "_unknown_model"): "a timm model name, to name the pretrained tag it asked for",
 }
 
 
