@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo lint test test-all graphviz clean
+.PHONY: demo lint test test-all graphviz clean backbone-table
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,9 @@ test-all: $(STAMP) graphviz
 
 clean:
 	rm -rf build runs .pytest_cache .ruff_cache .mypy_cache
+
+# Maintainers: read every timm architecture again into the table shipped with mtdsl
+# (src/mtdsl/graph/backbone_table.py), after a change to src/mtdsl/graph/backbones.py
+# or to the timm that constraints.txt pins. About half an hour on one core.
+backbone-table: $(STAMP)
+	MTDSL_CACHE_DIR= OMP_NUM_THREADS=1 $(BIN)/python -m mtdsl.graph.backbone_table

@@ -9,7 +9,15 @@ runs it, ``python -m mtdsl …`` in a fresh process, with the ratio to ``python 
   and lark analyses the grammar; each timed run gets a new empty folder;
 * ``check`` warm: the same once that folder holds the metadata and the grammar, as every later
   check (a fresh interpreter each time all the same);
-* ``compile``: ``mtdsl compile specs/quickstart.mtl --out DIR``.
+* ``compile``, a model compiled before: ``mtdsl compile specs/quickstart.mtl --out DIR`` once the
+  cache holds the model's sizes, FLOPs and ``model.py`` (:mod:`mtdsl.model_cache`), as after any
+  edit to a spec's training settings, data or phases;
+* ``compile``, a new model: the same with those taken out of the cache, as after an edit to the
+  model itself: torch and timm are imported to build it on the meta device.
+
+Since mtdsl ships a table of every timm architecture (:mod:`mtdsl.graph.backbone_table`), "cold"
+(an empty cache folder) only differs from "warm" for a model the table lacks or when the
+installed timm is not the one the table was read from.
 
 ``--headline`` stops there; without it, the older split follows:
 
@@ -39,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,24 +130,31 @@ def headline(repeats: int, folder: Path) -> None:
     check = ["-m", "mtdsl", "check", str(spec)]
     compile_ = ["-m", "mtdsl", "compile", str(spec), "--out", str(folder / "compiled")]
     warm_cache = folder / "warm"
-    run(check, warm_cache)  # fills it
-    torch_times, cold, warm, compiled = [], [], [], []
+    run(check, warm_cache)  # fills it with the backbone and the grammar
+    run(compile_, warm_cache)  # and with the model's sizes, FLOPs and model.py
+    model_files = sorted(warm_cache.glob("model-*.json"))
+    torch_times, cold, warm, compiled, fresh = [], [], [], [], []
     for index in range(repeats + 1):  # interleaved; the first round is untimed (disk cache)
+        new_model = folder / f"new{index}"
+        shutil.copytree(warm_cache, new_model)
+        for path in model_files:
+            (new_model / path.name).unlink()
         rounds = (timed_once(["-c", "import torch"]), timed_once(check, folder / f"cold{index}"),
-                  timed_once(check, warm_cache), timed_once(compile_, warm_cache))
+                  timed_once(check, warm_cache), timed_once(compile_, warm_cache), timed_once(compile_, new_model))
         if index:
-            for times, value in zip((torch_times, cold, warm, compiled), rounds):
+            for times, value in zip((torch_times, cold, warm, compiled, fresh), rounds):
                 times.append(value)
     floor = statistics.median(torch_times)
     print(f"median of {repeats} interleaved rounds after an untimed one, fresh processes; seconds")
-    print(f"{'command':<52} {'wall':>6} {'× import torch':>15}  goal")
+    print(f"{'command':<56} {'wall':>6} {'× import torch':>15}  goal")
     for name, times, goal in (('python -c "import torch"', torch_times, ""),
                               ("mtdsl check specs/quickstart.mtl (cold: empty cache)", cold, "≤ 1.5 s"),
                               ("mtdsl check specs/quickstart.mtl (warm: cached)", warm, ""),
-                              ("mtdsl compile specs/quickstart.mtl", compiled, "≤ 3 s")):
+                              ("mtdsl compile specs/quickstart.mtl (model seen before)", compiled, "≤ 3 s"),
+                              ("mtdsl compile specs/quickstart.mtl (new model)", fresh, "≤ 3 s")):
         value = statistics.median(times)
         verdict = ("met" if value <= float(goal.split()[1]) else "missed") if goal else ""
-        print(f"{name:<52} {value:6.2f} {value / floor:14.2f}×  {goal} {verdict}".rstrip())
+        print(f"{name:<56} {value:6.2f} {value / floor:14.2f}×  {goal} {verdict}".rstrip())
 
 
 COMPILE_IMPORTS = "import mtdsl.cli; import mtdsl.compiler, mtdsl.render.dot, mtdsl.render.summary"

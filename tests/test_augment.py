@@ -33,8 +33,9 @@ from mtdsl.train.data.datasets import ImageDataset, read_splits
 from mtdsl.train.data.decode import ORIENTATION, decode_bytes, oriented_size, read_rgb
 from mtdsl.train.data.dense import IGNORE_INDEX
 from mtdsl.train.data.letterbox import Letterbox
+from mtdsl.train.data.resize import Resize, pretrained_resize
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.data.transforms import ImageTransform, Resize, pretrained_resize
+from mtdsl.train.data.transforms import ImageTransform
 
 ZERO_MEAN, UNIT_STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 SEEDS = st.integers(0, 2**63 - 1)

@@ -18,7 +18,7 @@ def test_a_record_reads_back_as_what_timm_says(monkeypatch, tmp_path):
 def test_a_corrupt_file_or_record_is_read_again_from_timm(monkeypatch, tmp_path):
     monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
     backbone_cache.cache_file().write_text("{not json", encoding="utf-8")
-    assert backbone_cache.read("test_resnet") is None
+    assert backbone_cache.kept("test_resnet") is None
     backbone_cache.write("test_resnet", {"model": "test_resnet", "segments": "?"})
     backbone_info.cache_clear()
     try:

@@ -19,8 +19,9 @@ from mtdsl.compare import MULTI, compare
 from mtdsl.compare.single_task import single_task_specs
 from mtdsl.compiler import compile_file, compile_text
 from mtdsl.graph.build import build_graph
+from mtdsl.nn.cost import count_flops
 from mtdsl.nn.parameters import count_parameters
-from mtdsl.render.summary import count_flops, summarize
+from mtdsl.render.summary import summarize
 
 SPEC = """
 model four

@@ -349,7 +349,7 @@ def test_each_task_s_flops_from_one_forward_pass_equal_its_own_forward_pass():
     from conftest import ROOT
 
     from mtdsl.compiler import compile_file
-    from mtdsl.render.summary import count_flops
+    from mtdsl.nn.cost import count_flops
 
     graph = compile_file(ROOT / "specs" / "quickstart.mtl").graph
     assert count_flops(graph) == _flops_by_forward_per_task(graph)

@@ -13,7 +13,8 @@ render         diagrams, summaries, plots, drawn predictions
 train          ``data``, ``metrics``, ``loop`` (sampling, weighting, phases, …), ``run`` (folder, fingerprints,
                checkpoints, reports)
 codegen        ``model.py`` and ``train.py``: the loop is generated from train's parts
-orchestrators  ``compiler``, ``check``, ``launch``, ``predict``, ``compare``, ``api``, ``cli``: may import anything
+orchestrators  ``compiler`` (and its ``model_cache``), ``check``, ``launch``, ``predict``, ``compare``, ``api``,
+               ``cli``: may import anything
 =============  ==================================================================================
 
 Every import counts for the direction, at the top of a module or inside a function: an import
@@ -53,8 +54,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("render", ("mtdsl.render",)),
     ("train", ("mtdsl.train",)),
     ("codegen", ("mtdsl.codegen",)),
-    ("orchestrators", ("mtdsl.compiler", "mtdsl.check", "mtdsl.launch", "mtdsl.predict", "mtdsl.compare",
-                       "mtdsl.export", "mtdsl.api", "mtdsl.cli", "mtdsl.__main__")),
+    ("orchestrators", ("mtdsl.compiler", "mtdsl.model_cache", "mtdsl.check", "mtdsl.launch", "mtdsl.predict",
+                       "mtdsl.compare", "mtdsl.export", "mtdsl.api", "mtdsl.cli", "mtdsl.__main__")),
 )
 
 

@@ -39,12 +39,21 @@ train { batch_size = 16; workers = 0; epochs = 1 }
 """
 
 
-def test_import_mtdsl_loads_no_torch_until_a_function_is_used():
+def test_import_mtdsl_and_compile_load_no_torch_until_a_model_is_built(tmp_path):
     code = ("import sys, mtdsl; before = 'torch' in sys.modules; mtdsl.compile; "
             "print(before, 'torch' in sys.modules, mtdsl.compile is mtdsl.api.compile)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert result.stdout.split() == ["False", "True", "True"], result.stderr
+    assert result.stdout.split() == ["False", "False", "True"], result.stderr
+    spec = tmp_path / "tiny.mtl"
+    spec.write_text(SPEC)
+    code = ("import sys, mtdsl; c = mtdsl.compile(sys.argv[1]); once = 'torch' in sys.modules; c.model(); "
+            "print(once, 'torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MTDSL_CACHE_DIR": str(tmp_path / "cache")}
+    for expected in (["True", "True"], ["False", "True"]):  # sizes its heads on torch once, then from the cache
+        result = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, timeout=300,
+                                env=env)
+        assert result.stdout.split() == expected, result.stderr
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         mtdsl.nothing  # noqa: B018
     assert {"compile", "train", "load", "TrainResult"} <= set(dir(mtdsl))

@@ -22,13 +22,14 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from mtdsl.compiler import Compilation, compile_file, compile_text
 from mtdsl.errors import ArtefactError, SpecValueError
+
+if TYPE_CHECKING:  # torch and Pillow are imported where used: compiling needs neither
+    import torch
+    from PIL import Image
 
 __all__ = ["Compilation", "TrainResult", "TrainedModel", "compile", "load", "train"]
 
@@ -56,6 +57,7 @@ def compile(spec: str | Path, /, **overrides: object) -> Compilation:
     ... backbone trunk = timm("test_resnet")
     ... dataset d = synthetic()
     ... task a: classify(d) { classes = ${classes} }''', classes=5)
+    >>> import torch
     >>> compilation.model()(torch.zeros(1, 3, 64, 64))["a"].shape
     torch.Size([1, 5])
     """
@@ -183,6 +185,8 @@ class TrainedModel:
 
     def __call__(self, images: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, Any]:
         """The raw outputs for a batch ``(N, 3, H, W)`` already normalised as in training."""
+        import torch
+
         with torch.no_grad():
             return self.module(images.to(self.device), tasks=list(tasks) if tasks is not None else None)
 
@@ -202,6 +206,8 @@ class TrainedModel:
             image's pixels, segment ``{"kind", "fractions", "mask"}`` with ``mask`` a ``(H, W)``
             numpy array of class indices at the image's size.
         """
+        from PIL import Image
+
         from mtdsl.predict.predictor import Predictor
         from mtdsl.predict.request import collect_images, read_image, requested_tasks
 

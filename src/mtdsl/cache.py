@@ -18,7 +18,9 @@ True
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 from pathlib import Path
 
 
@@ -29,3 +31,19 @@ def cache_folder() -> Path | None:
         return Path(configured) if configured else None
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "mtdsl"
+
+
+def installed_version(package: str) -> str | None:
+    """``package``'s version from its ``version.py``, without importing it (timm and torch keep one there).
+
+    ``None`` when the package or the file is missing. Importing torch to ask would cost seconds.
+    """
+    try:
+        found = importlib.util.find_spec(package)
+        if found is None or found.origin is None:
+            return None
+        text = (Path(found.origin).parent / "version.py").read_text(encoding="utf-8")
+    except (OSError, ImportError, ValueError):
+        return None
+    match = re.search(r"""__version__\s*=\s*['"]([^'"]+)['"]""", text)
+    return match.group(1) if match else None

@@ -24,15 +24,13 @@ import networkx as nx
 
 from mtdsl import __version__
 from mtdsl.codegen.literal import WIDTH, GeneratedCodeError, checked_source, imported_names, literal, wrapped_literal
-from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
-from mtdsl.detection.bench import DetectionSetup
+from mtdsl.detection.setup import AnchorConfig, AnchorLabeler, DetectionSetup
+from mtdsl.graph.phases import phases_of
 from mtdsl.spec.document import Spec
 from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
-from mtdsl.train.data.datasets import normalization
+from mtdsl.train.data.resize import normalization, pretrained_resize
 from mtdsl.train.data.tasks import task_labels
-from mtdsl.train.data.transforms import pretrained_resize
-from mtdsl.train.loop.freezing import phases_of
 from mtdsl.train.run.fingerprints import model_hash, spec_hash
 
 TEMPLATE = Path(__file__).with_name("templates") / "train_loop.py"

@@ -19,9 +19,9 @@ import torch
 from mtdsl.compare.measure import latencies, peak_memory
 from mtdsl.compare.single_task import single_task_specs
 from mtdsl.graph.build import build_graph
+from mtdsl.nn.cost import count_flops
 from mtdsl.nn.model import MultiTaskModel
 from mtdsl.nn.parameters import count_parameters
-from mtdsl.render.summary import count_flops
 from mtdsl.spec.document import Spec
 
 MULTI = "multi-task"

@@ -34,65 +34,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torchvision.ops import box_iou
 
 from mtdsl.detection.boxes import encode
+from mtdsl.detection.setup import AnchorConfig, AnchorLabeler
 
 #: Class target of an anchor that matched no box: every class logit is trained toward 0.
 BACKGROUND = -1
 #: Class target of an anchor whose best IoU falls between the thresholds: it adds no class loss.
 IGNORE = -2
-
-
-@dataclass(frozen=True)
-class AnchorConfig:
-    """Where anchors sit and how big they are; effdet's defaults.
-
-    At level ``l`` (stride ``2^l``) each grid cell carries
-    ``num_scales · len(aspect_ratios)`` anchors. Anchor ``(scale s, ratio (rx, ry))``
-    is ``anchor_scale · 2^l · 2^(s / num_scales) · rx`` pixels wide and
-    ``… · ry`` pixels tall, so with the defaults a level-3 anchor of scale 0 and
-    ratio 1:1 is ``4 · 8 = 32`` pixels square and the scales step by ``2^(1/3)``.
-
-    Attributes:
-        min_level: finest pyramid level (stride ``2^min_level``).
-        max_level: coarsest pyramid level.
-        num_scales: octave sub-scales per level.
-        aspect_ratios: ``(rx, ry)`` width and height multipliers. effdet's
-            ``(1.4, 0.7)`` and ``(0.7, 1.4)`` are the 2:1 and 1:2 ratios in a form
-            that keeps the area (nearly, ``1.4 · 0.7 = 0.98``) equal to the 1:1 anchor's.
-        anchor_scale: anchor side over stride for scale 0 and ratio 1:1.
-    """
-
-    min_level: int = 3
-    max_level: int = 7
-    num_scales: int = 3
-    aspect_ratios: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
-    anchor_scale: float = 4.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.min_level <= self.max_level:
-            raise ValueError(
-                f"AnchorConfig needs 0 <= min_level <= max_level, got min_level={self.min_level}, "
-                f"max_level={self.max_level}; effdet uses 3 and 7"
-            )
-        if self.num_scales < 1:
-            raise ValueError(f"AnchorConfig.num_scales must be at least 1, got {self.num_scales}; effdet uses 3")
-        if not self.aspect_ratios or any(len(r) != 2 or min(r) <= 0 for r in self.aspect_ratios):
-            raise ValueError(
-                f"AnchorConfig.aspect_ratios must be a non-empty tuple of positive (rx, ry) pairs, "
-                f"got {self.aspect_ratios!r}; effdet uses ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))"
-            )
-        if self.anchor_scale <= 0:
-            raise ValueError(f"AnchorConfig.anchor_scale must be positive, got {self.anchor_scale}; effdet uses 4.0")
-
-    @property
-    def levels(self) -> range:
-        """The pyramid levels, finest first: ``min_level..max_level`` inclusive."""
-        return range(self.min_level, self.max_level + 1)
 
 
 def num_anchors_per_location(config: AnchorConfig) -> int:
@@ -152,111 +104,73 @@ def generate_anchors(
     return torch.cat(per_level).to(device=device, dtype=dtype)
 
 
-@dataclass(frozen=True)
-class AnchorLabeler:
-    """Assign each anchor a class target and a box target by IoU, as effdet's ArgMaxMatcher.
+def label_anchors(
+    labeler: AnchorLabeler, anchors: torch.Tensor, boxes: torch.Tensor, classes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Targets for one image, matched by ``labeler``'s thresholds (:class:`~mtdsl.detection.setup.AnchorLabeler`).
 
-    With ``iou`` the ``(G, A)`` IoU between ground-truth boxes and anchors, and
-    ``best = max_g iou[g, a]`` for anchor ``a``:
+    Args:
+        anchors: ``(A, 4)`` from :func:`generate_anchors`.
+        boxes: ``(G, 4)`` ground truth ``(x0, y0, x1, y1)`` in pixels; ``G`` may be 0.
+        classes: ``(G,)`` int64 class indices in ``[0, C)``, 0-based: there is
+            no background class id, background is the absence of a match.
 
-    * ``best >= match_threshold``: positive, matched to ``argmax_g iou[g, a]``;
-    * ``unmatched_threshold <= best < match_threshold``: ignored (:data:`IGNORE`);
-    * ``best < unmatched_threshold``: background (:data:`BACKGROUND`).
-
-    With ``force_match`` (effdet's ``force_match_for_each_row``, torchvision's
-    ``allow_low_quality_matches``) every box with any overlap also claims the
-    anchor(s) it overlaps most, ties included, whatever their IoU; such an
-    anchor is matched to that box even if it cleared the threshold for another
-    (an anchor claimed by several boxes goes to the one it overlaps most), so
-    small or oddly shaped boxes are never left without a positive. Boxes of
-    zero area overlap nothing and are never matched.
-
-    Attributes:
-        match_threshold: IoU at or above which an anchor is positive.
-        unmatched_threshold: IoU below which an anchor is background.
-        force_match: give every box its best anchor(s).
-        num_classes: when set, :meth:`label` rejects classes outside ``[0, num_classes)``.
+    Returns:
+        ``cls_targets`` ``(A,)`` int64: the matched box's class, :data:`BACKGROUND`
+        (-1) or :data:`IGNORE` (-2);
+        ``box_targets`` ``(A, 4)``: :func:`~mtdsl.detection.boxes.encode` of the
+        matched box against the anchor for positives, zeros elsewhere;
+        ``num_positives``: 0-dim int64, the number of matched anchors.
     """
+    num_anchors = anchors.shape[0]
+    if boxes.dim() != 2 or boxes.shape[1] != 4 or classes.shape != boxes.shape[:1]:
+        raise ValueError(
+            f"AnchorLabeler.label wants boxes (G, 4) and classes (G,), got {tuple(boxes.shape)} "
+            f"and {tuple(classes.shape)}"
+        )
+    _check_classes(labeler, classes)
+    cls_targets = torch.full((num_anchors,), BACKGROUND, dtype=torch.int64, device=anchors.device)
+    box_targets = anchors.new_zeros((num_anchors, 4))
+    if boxes.shape[0] == 0:
+        return cls_targets, box_targets, torch.zeros((), dtype=torch.int64, device=anchors.device)
 
-    match_threshold: float = 0.5
-    unmatched_threshold: float = 0.4
-    force_match: bool = True
-    num_classes: int | None = None
+    boxes = boxes.to(anchors)
+    iou = box_iou(boxes, anchors)  # (G, A)
+    best_iou, best_box = iou.max(dim=0)  # (A,)
+    matched = best_iou >= labeler.match_threshold
+    ignored = ~matched & (best_iou >= labeler.unmatched_threshold)
+    if labeler.force_match:
+        box_best = iou.max(dim=1, keepdim=True).values  # (G, 1)
+        claims = (iou == box_best) & (box_best > 0)  # (G, A): box g's best anchor(s)
+        claimed = claims.any(dim=0)
+        claimant = torch.where(claims, iou, -1.0).argmax(dim=0)
+        best_box = torch.where(claimed, claimant, best_box)
+        matched |= claimed
+        ignored &= ~claimed
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.unmatched_threshold <= self.match_threshold <= 1.0:
-            raise ValueError(
-                f"AnchorLabeler needs 0 <= unmatched_threshold <= match_threshold <= 1, got "
-                f"{self.unmatched_threshold} and {self.match_threshold}; effdet uses 0.4 and 0.5"
-            )
+    classes = classes.to(device=anchors.device, dtype=torch.int64)
+    cls_targets = torch.where(matched, classes[best_box], cls_targets)
+    cls_targets[ignored] = IGNORE
+    encoded = encode(boxes[best_box[matched]], anchors[matched])
+    box_targets[matched] = encoded
+    return cls_targets, box_targets, matched.sum()
 
-    def label(
-        self, anchors: torch.Tensor, boxes: torch.Tensor, classes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Targets for one image.
-
-        Args:
-            anchors: ``(A, 4)`` from :func:`generate_anchors`.
-            boxes: ``(G, 4)`` ground truth ``(x0, y0, x1, y1)`` in pixels; ``G`` may be 0.
-            classes: ``(G,)`` int64 class indices in ``[0, C)``, 0-based: there is
-                no background class id, background is the absence of a match.
-
-        Returns:
-            ``cls_targets`` ``(A,)`` int64: the matched box's class, :data:`BACKGROUND`
-            (-1) or :data:`IGNORE` (-2);
-            ``box_targets`` ``(A, 4)``: :func:`~mtdsl.detection.boxes.encode` of the
-            matched box against the anchor for positives, zeros elsewhere;
-            ``num_positives``: 0-dim int64, the number of matched anchors.
-        """
-        num_anchors = anchors.shape[0]
-        if boxes.dim() != 2 or boxes.shape[1] != 4 or classes.shape != boxes.shape[:1]:
-            raise ValueError(
-                f"AnchorLabeler.label wants boxes (G, 4) and classes (G,), got {tuple(boxes.shape)} "
-                f"and {tuple(classes.shape)}"
-            )
-        self._check_classes(classes)
-        cls_targets = torch.full((num_anchors,), BACKGROUND, dtype=torch.int64, device=anchors.device)
-        box_targets = anchors.new_zeros((num_anchors, 4))
-        if boxes.shape[0] == 0:
-            return cls_targets, box_targets, torch.zeros((), dtype=torch.int64, device=anchors.device)
-
-        boxes = boxes.to(anchors)
-        iou = box_iou(boxes, anchors)  # (G, A)
-        best_iou, best_box = iou.max(dim=0)  # (A,)
-        matched = best_iou >= self.match_threshold
-        ignored = ~matched & (best_iou >= self.unmatched_threshold)
-        if self.force_match:
-            box_best = iou.max(dim=1, keepdim=True).values  # (G, 1)
-            claims = (iou == box_best) & (box_best > 0)  # (G, A): box g's best anchor(s)
-            claimed = claims.any(dim=0)
-            claimant = torch.where(claims, iou, -1.0).argmax(dim=0)
-            best_box = torch.where(claimed, claimant, best_box)
-            matched |= claimed
-            ignored &= ~claimed
-
-        classes = classes.to(device=anchors.device, dtype=torch.int64)
-        cls_targets = torch.where(matched, classes[best_box], cls_targets)
-        cls_targets[ignored] = IGNORE
-        encoded = encode(boxes[best_box[matched]], anchors[matched])
-        box_targets[matched] = encoded
-        return cls_targets, box_targets, matched.sum()
-
-    def _check_classes(self, classes: torch.Tensor) -> None:
-        if classes.numel() == 0:
-            return
-        if classes.dtype.is_floating_point:
-            raise ValueError(f"AnchorLabeler.label wants integer classes, got {classes.dtype}")
-        low, high = int(classes.min()), int(classes.max())
-        if low < 0:
-            raise ValueError(
-                f"class {low} is negative; classes are 0-based indices into the task's class list "
-                f"(-1 and -2 are reserved for background and ignore)"
-            )
-        if self.num_classes is not None and high >= self.num_classes:
-            raise ValueError(
-                f"class {high} is out of range for {self.num_classes} classes; classes are 0-based "
-                f"(a one-class dataset uses class 0 — there is no background id to skip)"
-            )
+def _check_classes(labeler: AnchorLabeler, classes: torch.Tensor) -> None:
+    if classes.numel() == 0:
+        return
+    if classes.dtype.is_floating_point:
+        raise ValueError(f"AnchorLabeler.label wants integer classes, got {classes.dtype}")
+    low, high = int(classes.min()), int(classes.max())
+    if low < 0:
+        raise ValueError(
+            f"class {low} is negative; classes are 0-based indices into the task's class list "
+            f"(-1 and -2 are reserved for background and ignore)"
+        )
+    if labeler.num_classes is not None and high >= labeler.num_classes:
+        raise ValueError(
+            f"class {high} is out of range for {labeler.num_classes} classes; classes are 0-based "
+            f"(a one-class dataset uses class 0 — there is no background id to skip)"
+        )
 
 
 def batch_targets(

@@ -15,60 +15,16 @@ torch.Size([180, 4])
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler, batch_targets, generate_anchors
-from mtdsl.detection.boxes import postprocess
+from mtdsl.detection.anchors import batch_targets
 from mtdsl.detection.loss import DetectionLoss
+from mtdsl.detection.setup import AnchorConfig, AnchorLabeler, DetectionOutputs, DetectionSetup
 
-DetectionOutputs = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class DetectionSetup:
-    """Anchors, matching and post-processing of one detect task.
-
-    Attributes:
-        anchors: where anchors sit (levels from the neck, sizes from the head).
-        labeler: IoU matching of boxes to anchors.
-        image_size: ``(height, width)`` of the network input.
-        score_threshold: detections scoring at or below it are dropped.
-        nms_iou: class-wise NMS overlap.
-        max_detections: detections kept per image.
-    """
-
-    anchors: AnchorConfig
-    labeler: AnchorLabeler
-    image_size: tuple[int, int]
-    score_threshold: float = 0.05
-    nms_iou: float = 0.5
-    max_detections: int = 100
-    _cache: dict[Any, torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def anchor_boxes(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``(A, 4)`` anchors ``(x0, y0, x1, y1)`` in head-output order, built once per device."""
-        key = str(device)
-        if key not in self._cache:
-            self._cache[key] = generate_anchors(self.anchors, self.image_size, device=device)
-        return self._cache[key]
-
-    def detections(self, outputs: DetectionOutputs) -> list[dict[str, torch.Tensor]]:
-        """Per image ``{"boxes" (D, 4), "scores" (D,), "classes" (D,)}`` in network-input pixels."""
-        class_logits, box_deltas = outputs
-        return postprocess(
-            class_logits.float(),
-            box_deltas.float(),
-            self.anchor_boxes(class_logits.device),
-            image_size=self.image_size,
-            score_threshold=self.score_threshold,
-            iou_threshold=self.nms_iou,
-            max_detections=self.max_detections,
-        )
-
+__all__ = ["AnchorConfig", "AnchorLabeler", "DetectionCriterion", "DetectionOutputs", "DetectionSetup"]
 
 class DetectionCriterion(nn.Module):
     """The training loss of a detect task: label anchors, then focal + box loss.

@@ -39,8 +39,8 @@ from mtdsl.export.outputs import NamedOutputs, Output, task_outputs
 from mtdsl.files import write_atomic
 from mtdsl.nn.model import resolve_tasks
 from mtdsl.predict.loading import load_model
+from mtdsl.train.data.resize import normalization
 from mtdsl.train.data.tasks import task_labels
-from mtdsl.train.data.transforms import normalization
 from mtdsl.train.loop.runtime import class_names
 from mtdsl.train.run.fingerprints import model_hash
 from mtdsl.train.run.weights import WEIGHTS_NAME, non_finite, save_weights

@@ -11,7 +11,9 @@ installed ``version.py``, without importing it; ``<reader>`` is a hash of
 new timm, or any change to that module, starts a new file.
 
 The cache only ever saves time: an unreadable or corrupt file reads as empty,
-and a file that cannot be written is left alone.
+and a file that cannot be written is left alone. A model not in the file is
+looked up in the table shipped with mtdsl (:mod:`mtdsl.graph.backbone_table`),
+which holds every architecture of the timm version mtdsl pins.
 
 >>> import os, tempfile
 >>> from unittest import mock
@@ -25,27 +27,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-from mtdsl.cache import cache_folder
+from mtdsl.cache import cache_folder, installed_version
 from mtdsl.files import write_atomic
 
 
 def timm_version() -> str | None:
-    """Installed timm's version from its ``version.py``, without importing timm; ``None`` if it cannot be read."""
-    try:
-        found = importlib.util.find_spec("timm")
-        if found is None or found.origin is None:
-            return None
-        text = (Path(found.origin).parent / "version.py").read_text(encoding="utf-8")
-    except (OSError, ImportError, ValueError):
-        return None
-    match = re.search(r"""__version__\s*=\s*['"]([^'"]+)['"]""", text)
-    return match.group(1) if match else None
+    """Installed timm's version from its ``version.py``, without importing it; ``None`` if it cannot be read."""
+    return installed_version("timm")
 
 
 def cache_file() -> Path | None:
@@ -82,12 +74,28 @@ def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
 
 
 def read(model_name: str) -> dict[str, Any] | None:
-    """The record kept for ``model_name``, or ``None``."""
+    """The record kept for ``model_name`` in the cache file, else shipped with mtdsl, else ``None``.
+
+    With caching off (``MTDSL_CACHE_DIR=""``) both are passed over and every model is read from timm.
+    """
+    if cache_file() is None:
+        return None
+    return kept(model_name) or _shipped(model_name)
+
+
+def kept(model_name: str) -> dict[str, Any] | None:
+    """The record kept for ``model_name`` in the cache file, or ``None``."""
     path = cache_file()
     if path is None:
         return None
     record = _records(path).get(model_name)
     return record if isinstance(record, dict) else None
+
+
+def _shipped(model_name: str) -> dict[str, Any] | None:
+    from mtdsl.graph import backbone_table  # it reads this module's versions
+
+    return backbone_table.record(model_name)
 
 
 def write(model_name: str, record: dict[str, Any]) -> None:

@@ -80,7 +80,8 @@ class Predictor:
                  device: torch.device, batch_size: int) -> None:
         from mtdsl.codegen.train_source import detection_setups
         from mtdsl.train.data.letterbox import Letterbox
-        from mtdsl.train.data.transforms import ImageTransform, normalization, pretrained_resize
+        from mtdsl.train.data.resize import normalization, pretrained_resize
+        from mtdsl.train.data.transforms import ImageTransform
 
         self.spec, self.model, self.tasks, self.device, self.batch_size = spec, model, tasks, device, batch_size
         self.kinds = {name: task.kind for name, task in spec.model.tasks.items()}

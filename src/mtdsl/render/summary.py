@@ -2,17 +2,15 @@
 
 A task's single-task equivalent is its own path through a whole backbone plus
 its head, so it has as many parameters as its path here. FLOPs are counted by
-``torch.utils.flop_counter`` on the meta device: no memory, no compute.
+:func:`mtdsl.nn.cost.count_flops` on the meta device (no memory, no compute),
+or handed in by the compiler, which keeps them per model (:mod:`mtdsl.model_cache`).
 """
 
 from __future__ import annotations
 
 import networkx as nx
-import torch
 from rich.table import Table
-from torch.utils.flop_counter import FlopCounterMode
 
-from mtdsl.nn.model import MultiTaskModel
 from mtdsl.render.dot import human
 
 
@@ -20,29 +18,8 @@ def _path_params(graph: nx.DiGraph, path: list[str]) -> int:
     return sum(graph.nodes[node]["params"] for node in path)
 
 
-def count_flops(graph: nx.DiGraph) -> dict[str, int]:
-    """FLOPs of one image through each task alone (``"<task>"``) and through all tasks (``"all"``).
-
-    One forward pass of all the tasks, its FLOPs counted per module: a task alone runs the
-    nodes of its path, each as it runs among all the tasks, so its FLOPs are the sum of its
-    path's nodes. (A forward pass per task made ``mtdsl compile`` grow with the tasks times
-    the backbone: 187 s for 2,000 tasks; ``benchmarks/many_tasks.py``.)
-    """
-    with torch.device("meta"):
-        model = MultiTaskModel(graph).eval()
-        image = torch.empty(1, *graph.graph["input"])
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(image)
-    by_module = counter.get_flop_counts()
-    root = type(model).__name__
-    by_node = {node: sum(by_module.get(f"{root}.{data['module']}", {}).values())
-               for node, data in graph.nodes(data=True) if data.get("module")}
-    flops = {task: int(sum(by_node.get(node, 0) for node in path)) for task, path in graph.graph["tasks"].items()}
-    flops["all"] = int(counter.get_total_flops())
-    return flops
-
-
-def summarize(graph: nx.DiGraph, with_flops: bool = True) -> dict:
+def summarize(graph: nx.DiGraph, with_flops: bool = True, flops: dict[str, int] | None = None) -> dict:
+    """The summary of ``graph``: parameters, and FLOPs (``flops``, else counted) unless ``with_flops`` is false."""
     tasks: dict[str, list[str]] = graph.graph["tasks"]
     nodes = graph.nodes
     multi_task = sum(data["params"] for _, data in nodes(data=True))
@@ -68,7 +45,10 @@ def summarize(graph: nx.DiGraph, with_flops: bool = True) -> dict:
     }
     summary["phases"] = phase_summary(graph, multi_task)
     if with_flops:
-        flops = count_flops(graph)
+        if flops is None:
+            from mtdsl.nn.cost import count_flops
+
+            flops = count_flops(graph)
         for task in tasks:
             per_task[task]["flops"] = flops[task]
         single_flops = sum(flops[task] for task in tasks)

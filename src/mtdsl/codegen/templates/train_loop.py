@@ -82,12 +82,11 @@ from mtdsl.train.run.weights import save_weights
 # --------------------------------------------------------------- the spec, as data
 
 # >>> spec: written by mtdsl from the spec (change the spec and compile again, not this block)
-from mtdsl.detection.anchors import AnchorConfig, AnchorLabeler
-from mtdsl.detection.bench import DetectionSetup
+from mtdsl.detection.setup import AnchorConfig, AnchorLabeler, DetectionSetup
 from mtdsl.spec.data import SyntheticDataset
 from mtdsl.spec.losses import BinaryCrossEntropyConfig, CrossEntropyConfig, DetectionLossConfig
 from mtdsl.spec.training import AdamWConfig, ConstantWeighting, CosineScheduleConfig, ProportionalSampling
-from mtdsl.train.data.transforms import Resize
+from mtdsl.train.data.resize import Resize
 
 SPEC_NAME = 'quickstart'
 SPEC_PATH = 'specs/quickstart.mtl'

@@ -54,6 +54,7 @@ from mtdsl.train.data.examples import Examples, join_datasets, join_examples
 from mtdsl.train.data.formats import read_table
 from mtdsl.train.data.labels import encode_targets
 from mtdsl.train.data.letterbox import Letterbox, open_rgb
+from mtdsl.train.data.resize import Resize, normalization
 from mtdsl.train.data.sources import (
     ImageRef,
     item_index,
@@ -64,7 +65,7 @@ from mtdsl.train.data.sources import (
 )
 from mtdsl.train.data.synthetic import synthetic_sample
 from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, TaskLabels
-from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform, Resize, normalization
+from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform
 
 __all__ = [
     "Examples",
@@ -158,7 +159,7 @@ class ImageDataset(Dataset):
         synthetic: the generator config for synthetic examples (default: the one in ``examples``).
         augment: the training ops (:mod:`mtdsl.spec.augment`); ``None``: the default for the tasks.
         resize: interpolation and evaluation crop of image-label tasks
-            (:func:`~mtdsl.train.data.transforms.pretrained_resize`).
+            (:func:`~mtdsl.train.data.resize.pretrained_resize`).
 
     Raises:
         ValueError: a task has no targets in ``examples``, or ``image_size`` is

@@ -27,9 +27,9 @@ from mtdsl.spec.data import DatasetConfig, SyntheticDataset
 from mtdsl.spec.streams import Stream
 from mtdsl.train.data.batching import BalancedBatches, RankShare, ShuffledBatches
 from mtdsl.train.data.datasets import Examples, ImageDataset, collate, join_datasets, raise_if_unreadable, read_splits
+from mtdsl.train.data.resize import Resize
 from mtdsl.train.data.sources import describe
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.data.transforms import Resize
 from mtdsl.train.parallel.world import World
 from mtdsl.train.run.stop_signals import ignore_stop_signals
 
@@ -46,7 +46,7 @@ class StreamLoaders:
     on_corrupt: ``"error"`` or ``"skip"``.
     device: where batches go.
     consumed: batches each stream has already delivered (from a checkpoint).
-    resize: interpolation and evaluation crop (:func:`~mtdsl.train.data.transforms.pretrained_resize`).
+    resize: interpolation and evaluation crop (:func:`~mtdsl.train.data.resize.pretrained_resize`).
     world: the run's processes; each rank loads its share of every global batch
         (:class:`~mtdsl.train.data.batching.RankShare`) and of every evaluation split.
     """

@@ -24,91 +24,16 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from mtdsl.spec.augment import DEFAULT_LABELS, AugmentConfig
 from mtdsl.train.data.augment import Canvas, compose, one_pixel_safe, seeded
+from mtdsl.train.data.resize import Resize
 
 #: Pillow errors that mean "this file is not a readable image".
 IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 Box = tuple[float, float, float, float]
-
-
-def normalization(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std of ``model_name``'s default pretrained config in timm (ImageNet's when it has none).
-
-    Reads timm's registry only: no model is built and nothing is downloaded.
-
-    >>> normalization("resnet18")
-    ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    """
-    from timm.models import get_pretrained_cfg
-
-    try:
-        config = get_pretrained_cfg(model_name)
-    except (RuntimeError, KeyError, ValueError):
-        config = None
-    if config is None or config.mean is None or config.std is None:
-        return IMAGENET_MEAN, IMAGENET_STD
-    return tuple(float(m) for m in config.mean), tuple(float(s) for s in config.std)
-
-
-#: The interpolations a resize can take from timm's pretrained configs (others, e.g. ``random``, read as bilinear).
-INTERPOLATIONS = ("bilinear", "bicubic")
-
-
-@dataclass(frozen=True)
-class Resize:
-    """How pictures are resized to the input: the interpolation, and the share of the shorter side kept at eval.
-
-    timm's pretrained configs carry both (``interpolation``, ``crop_pct``): a
-    pretrained model sees at evaluation the centre ``crop_pct`` of the picture,
-    resized the way its weights were trained. Without pretrained weights mtdsl
-    keeps the whole shorter side, bilinear.
-
-    Attributes:
-        interpolation: ``bilinear`` or ``bicubic`` (antialiased either way).
-        crop_pct: the evaluation crop's side over the shorter side's, in (0, 1].
-    """
-
-    interpolation: str = "bilinear"
-    crop_pct: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation is one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
-        if not 0 < self.crop_pct <= 1:
-            raise ValueError(f"crop_pct is in (0, 1], not {self.crop_pct}")
-
-    @property
-    def mode(self) -> InterpolationMode:
-        return InterpolationMode(self.interpolation)
-
-
-def pretrained_resize(model_name: str, pretrained: str) -> Resize:
-    """timm's ``interpolation`` and ``crop_pct`` for ``model_name`` when it loads weights; :class:`Resize` () if not.
-
-    >>> pretrained_resize("resnet10t", "imagenet"), pretrained_resize("resnet10t", "none")
-    (Resize(interpolation='bicubic', crop_pct=0.875), Resize(interpolation='bilinear', crop_pct=1.0))
-    """
-    if pretrained == "none":
-        return Resize()
-    from timm.models import get_pretrained_cfg
-
-    try:
-        config = get_pretrained_cfg(model_name)
-    except (RuntimeError, KeyError, ValueError):
-        config = None
-    if config is None:
-        return Resize()
-    interpolation = config.interpolation if config.interpolation in INTERPOLATIONS else "bilinear"
-    crop_pct = float(config.crop_pct) if config.crop_pct and 0 < config.crop_pct <= 1 else 1.0
-    return Resize(interpolation, crop_pct)
 
 
 #: Pillow's modes of 16-bit (and 32-bit integer) greyscale: a 16-bit PNG opens as ``I;16``, or ``I`` in older Pillows.
@@ -187,7 +112,7 @@ class ImageTransform:
         train: whether to augment.
         augment: the ops, in order (default: a random resized crop, area 0.5–1, then a flip).
         resize: the interpolation of every resize, and the centre share kept at evaluation
-            (:func:`pretrained_resize`: timm's, for pretrained weights).
+            (:func:`~mtdsl.train.data.resize.pretrained_resize`: timm's, for pretrained weights).
     """
 
     size: tuple[int, int]
