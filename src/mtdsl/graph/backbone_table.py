@@ -63,7 +63,10 @@ def write_table(path: Path = TABLE, names: list[str] | None = None) -> dict[str,
     """Read every architecture in timm's registry (or ``names``) and write the table; return it.
 
     Models timm cannot build at all are left out (a spec naming one gets timm's
-    own error); a model that builds but cannot be cut is kept, with its refusal.
+    own error), and so is a model whose reading fails in any other way, with
+    the failure printed: mtdsl reads such a model live, as before the table.
+    A model that builds but cannot be cut is kept, with its refusal. The table
+    is written every 50 models, so an interrupted run keeps what it read.
     """
     import timm
 
@@ -71,20 +74,25 @@ def write_table(path: Path = TABLE, names: list[str] | None = None) -> dict[str,
     from mtdsl.graph.backbones import read_backbone
 
     names = names if names is not None else timm.list_models()
-    records: dict[str, Any] = {}
+    table: dict[str, Any] = {"reader": reader_version(), "timm": timm_version(), "records": {}}
     started = time.monotonic()
     for index, name in enumerate(names, 1):
         try:
-            records[name] = read_backbone(name).to_record()
+            table["records"][name] = read_backbone(name).to_record()
         except BackboneError:
-            continue
-        if index % 50 == 0:
+            pass
+        except Exception as error:  # a bug of the reader: left out of the table, and said
+            print(f"{name}: not read ({type(error).__name__}: {error})", file=sys.stderr, flush=True)
+        if index % 50 == 0 or index == len(names):
+            _write(path, table)
             print(f"{index}/{len(names)} read, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    table = {"reader": reader_version(), "timm": timm_version(), "records": records}
+    return table
+
+
+def _write(path: Path, table: dict[str, Any]) -> None:
     with gzip.GzipFile(path, "wb", mtime=0) as file:  # the same bytes for the same records
         file.write((json.dumps(table, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8"))
     _table.cache_clear()
-    return table
 
 
 if __name__ == "__main__":

@@ -438,10 +438,14 @@ def _dry_run(parts_of: OrderedDict[str, list[tuple[str, Any]]], layout: str, dat
 
 
 def _parameters(model: Any, name: str) -> int:
-    """The weights of one part: a module's, or a bare parameter's (a ViT's ``pos_embed``)."""
-    part = getattr(model, name, None) if "." not in name else None
-    if part is not None and not hasattr(part, "parameters"):
-        return int(part.numel())
+    """The weights of one part: a module's, or a bare parameter's (a ViT's ``pos_embed``; ``None`` in
+    models without one, e.g. ``vitamin_xlarge_256``)."""
+    if "." not in name and hasattr(model, name):
+        part = getattr(model, name)
+        if part is None:
+            return 0
+        if not hasattr(part, "parameters"):
+            return int(part.numel())
     return sum(p.numel() for p in model.get_submodule(name).parameters())
 
 
