@@ -54,8 +54,15 @@ def mtdsl_tiny_vit_gap(pretrained: bool = False, **kwargs) -> torch.nn.Module:
     return _create_vision_transformer("mtdsl_tiny_vit_gap", pretrained=pretrained, **dict(args, **kwargs))
 
 
-#: Vision transformers cut between blocks: the tiny one above, and the smallest real SigLIP and *_gap ones.
-TOKEN_MODELS = ["mtdsl_tiny_vit_gap", "vit_base_patch16_siglip_gap_224", "vit_medium_patch16_gap_256"]
+@register_model
+def mtdsl_tiny_vit_no_pos(pretrained: bool = False, **kwargs) -> torch.nn.Module:
+    """The same without a position embedding (``pos_embed`` is None, as in ``vitamin_*``)."""
+    return mtdsl_tiny_vit_gap(pretrained=pretrained, **dict(dict(pos_embed="none"), **kwargs))
+
+
+#: Vision transformers cut between blocks: the tiny ones above, and the smallest real SigLIP and *_gap ones.
+TOKEN_MODELS = ["mtdsl_tiny_vit_gap", "mtdsl_tiny_vit_no_pos", "vit_base_patch16_siglip_gap_224",
+                "vit_medium_patch16_gap_256"]
 
 
 def _side(model_name: str) -> int:
