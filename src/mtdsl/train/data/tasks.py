@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mtdsl.errors import DataError, did_you_mean, listing
-from mtdsl.spec.data import LABEL_KINDS
+from mtdsl.kinds import TASK_KINDS
 
 if TYPE_CHECKING:
     from mtdsl.spec.document import Spec
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["DENSE_KINDS", "LABEL_KINDS", "READABLE_KINDS", "TaskLabels", "task_labels"]
 
 #: Task kinds with one label (or a few) per image (:data:`mtdsl.spec.data.LABEL_KINDS`), and those with boxes or pixels.
-DENSE_KINDS = ("detect", "segment")
+LABEL_KINDS = TASK_KINDS.where(lambda kind: kind.image_labels)
+DENSE_KINDS = TASK_KINDS.where(lambda kind: kind.dense)
 READABLE_KINDS = LABEL_KINDS + DENSE_KINDS
 
 
