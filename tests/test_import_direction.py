@@ -10,12 +10,13 @@ spec           pydantic configs of every kind, lowering, the checks that read th
                kinds' registry and each kind's torch-free ``kinds.<kind>.kind``
 graph          timm's backbone metadata and the checks that need it, task paths, the sharing graph
 nn             torch modules: backbone segments, necks, heads, losses, the model (with ``detection``)
-render         diagrams, summaries, plots, drawn predictions
+render         diagrams, summaries, plots, drawn predictions; how each image-label kind words a prediction,
+               ``kinds.<kind>.render``
 train          ``data``, ``metrics``, ``loop`` (sampling, weighting, phases, …), ``run`` (folder, fingerprints,
                checkpoints, reports); each task kind's training side, ``kinds.<kind>.train``
 codegen        ``model.py`` and ``train.py``: the loop is generated from train's parts
 orchestrators  ``compiler`` (and its ``model_cache``), ``check``, ``launch``, ``predict``, ``compare``, ``api``,
-               ``cli``: may import anything
+               ``cli``: may import anything; each task kind's ``kinds.<kind>.export`` and ``kinds.<kind>.predict``
 =============  ==================================================================================
 
 Every import counts for the direction, at the top of a module or inside a function: an import
@@ -52,11 +53,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("spec", ("mtdsl.spec", "mtdsl.kinds")),
     ("graph", ("mtdsl.graph",)),
     ("nn", ("mtdsl.nn", "mtdsl.detection")),
-    ("render", ("mtdsl.render",)),
+    ("render", ("mtdsl.render", "mtdsl.kinds.*.render")),
     ("train", ("mtdsl.train", "mtdsl.kinds.*.train")),
     ("codegen", ("mtdsl.codegen",)),
     ("orchestrators", ("mtdsl.compiler", "mtdsl.model_cache", "mtdsl.check", "mtdsl.launch", "mtdsl.predict",
-                       "mtdsl.compare", "mtdsl.export", "mtdsl.api", "mtdsl.cli", "mtdsl.__main__")),
+                       "mtdsl.compare", "mtdsl.export", "mtdsl.api", "mtdsl.cli", "mtdsl.__main__",
+                       "mtdsl.kinds.*.export", "mtdsl.kinds.*.predict")),
 )
 
 

@@ -26,6 +26,7 @@ from mtdsl import __version__
 from mtdsl.codegen.literal import WIDTH, GeneratedCodeError, checked_source, imported_names, literal, wrapped_literal
 from mtdsl.detection.setup import AnchorConfig, AnchorLabeler, DetectionSetup
 from mtdsl.graph.phases import phases_of
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.document import Spec
 from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
@@ -90,7 +91,7 @@ def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]
     """Anchors, matching and NMS of each detect task, from its head's config and its neck's levels."""
     setups = {}
     for name, task in spec.model.tasks.items():
-        if task.kind != "detect":
+        if TASK_KINDS[task.kind].targets != "boxes":
             continue
         head = task.head
         levels = graph.nodes[task.neck]["levels"]
@@ -116,7 +117,7 @@ def _loss_source(spec: Spec, name: str, setups: dict[str, DetectionSetup], class
     kind = spec.model.tasks[name].kind
     if name in setups:
         arguments += [f"task_kind={literal(kind)}", f"detection=DETECTION[{literal(name)}]"]
-    elif kind == "segment":
+    elif TASK_KINDS[kind].targets == "masks":
         arguments += [f"task_kind={literal(kind)}"]
     text, at = "build_loss(", column
     for index, argument in enumerate(arguments):

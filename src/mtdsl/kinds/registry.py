@@ -9,7 +9,7 @@ holds one module per layer:
     learns from, its classes, the heads and losses that fit it), registered here.
 ``train.py``
     its training side (the targets it reads, its metric), registered in the
-    training layer's tables keyed by the same name.
+    training layer's tables (:class:`KindTable`) keyed by the same name.
 
 The rest of the code asks the kind (``TASK_KINDS[task.kind].dense``) instead of
 comparing its name, so adding a kind touches its folder plus one registration
@@ -23,11 +23,12 @@ line per table (``mtdsl/kinds/__init__.py`` and each layer's own).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
-__all__ = ["TASK_KINDS", "KindRegistry", "KindsCarried", "ServedKinds", "Targets", "TaskKind"]
+__all__ = ["TASK_KINDS", "KindRegistry", "KindTable", "KindsCarried", "ServedKinds", "Targets", "TaskKind"]
 
 #: What a kind learns from: labels per image, boxes on it, or a class per pixel.
 Targets = Literal["labels", "boxes", "masks"]
@@ -158,3 +159,57 @@ class KindsCarried:
 
     def __get__(self, instance: object, owner: Any) -> tuple[str, ...]:
         return TASK_KINDS.where(lambda kind: kind.targets in owner.carries)
+
+
+EntryT = TypeVar("EntryT")
+
+
+class KindTable(Mapping[str, EntryT], Generic[EntryT]):
+    """What one layer keeps per task kind (its metric class, its target encoder, …), keyed by kind name.
+
+    Each kind's folder registers its entry (``METRICS.register(CLASSIFY.name)(AccuracyMetric)``)
+    in a module of that layer; ``loads`` names the module that imports all of those (one line per
+    kind), and the first lookup imports it, so a table is complete however it was reached. A test
+    asserts :meth:`missing` is empty for every table.
+
+    >>> DEMO = KindTable("demo metric", loads="mtdsl.kinds")
+    >>> _ = DEMO.register("classify")(len)
+    >>> DEMO["classify"]("abc"), DEMO.missing(lambda kind: kind.yes_no)
+    (3, ['binary'])
+    """
+
+    def __init__(self, what: str, loads: str) -> None:
+        self.what = what
+        self.loads = loads
+        self._entries: dict[str, EntryT] = {}
+        self._loaded = False
+
+    def register(self, kind: str) -> Callable[[EntryT], EntryT]:
+        def decorate(entry: EntryT) -> EntryT:
+            if kind not in TASK_KINDS:
+                raise ValueError(f"{self.what} for '{kind}', which is not a registered task kind")
+            if kind in self._entries:
+                raise ValueError(f"task kind '{kind}' has two {self.what}s")
+            self._entries[kind] = entry
+            return entry
+
+        return decorate
+
+    def _load(self) -> dict[str, EntryT]:
+        if not self._loaded:
+            self._loaded = True  # before the import: the modules it loads register here
+            importlib.import_module(self.loads)
+        return self._entries
+
+    def missing(self, needs: Callable[[TaskKind], bool] = lambda kind: True) -> list[str]:
+        """The kinds that ``needs`` an entry (every kind by default) and have none."""
+        return [name for name in TASK_KINDS.where(needs) if name not in self._load()]
+
+    def __getitem__(self, kind: str) -> EntryT:
+        return self._load()[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.predict.predictor import Found, Predictor
 from mtdsl.render.label_results import label_text
-from mtdsl.train.data.tasks import LABEL_KINDS
 
 __all__ = ["coco_entries", "draw", "output_stems", "write_json"]
 
@@ -42,7 +42,7 @@ def draw(predictor: Predictor, image: Image.Image, result: Found) -> Image.Image
     boxes, scores, classes, labels = [], [], [], []
     offset = 0  # class indices run on across detect tasks, so each task's classes get their own colours
     for task in predictor.tasks:
-        if predictor.kinds[task] != "detect":
+        if TASK_KINDS[predictor.kinds[task]].targets != "boxes":
             continue
         for entry in result.outputs[task]["boxes"]:
             boxes.append(entry["box"])
@@ -54,7 +54,7 @@ def draw(predictor: Predictor, image: Image.Image, result: Found) -> Image.Image
     segment = next((t for t in predictor.tasks if t in result.masks), None)
     title = "  ".join(
         f"{task}: {label_text(task, result.outputs[task])}" for task in predictor.tasks
-        if predictor.kinds[task] in LABEL_KINDS
+        if TASK_KINDS[predictor.kinds[task]].image_labels
     )
     return draw_predictions(
         image,
@@ -77,7 +77,7 @@ def coco_entries(
 
     entries: list[dict[str, Any]] = []
     for task in predictor.tasks:
-        if predictor.kinds[task] != "detect":
+        if TASK_KINDS[predictor.kinds[task]].targets != "boxes":
             continue
         boxes = result.outputs[task]["boxes"]
         detection = {

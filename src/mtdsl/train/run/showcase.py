@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.render.label_results import label_output, label_text
 from mtdsl.train.data.datasets import collate, raise_if_unreadable
 from mtdsl.train.data.loaders import StreamLoaders, to_device
-from mtdsl.train.data.tasks import DENSE_KINDS, TaskLabels
+from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.loop.precision import Precision
 from mtdsl.train.loop.runtime import to_float
 
@@ -39,7 +40,7 @@ def _caption(labels: TaskLabels, output: torch.Tensor) -> str:
     """``"shape: circle 0.54"``: an image-label task's result, worded as ``mtdsl predict`` words it."""
     names = labels.classes if isinstance(labels.classes, tuple) else tuple(map(str, range(output.numel())))
     text = label_text(labels.task, label_output(labels.kind, names, output))
-    return text if labels.kind == "binary" else f"{labels.task}: {text}"
+    return text if TASK_KINDS[labels.kind].yes_no else f"{labels.task}: {text}"  # a yes/no text names the task
 
 
 @torch.no_grad()
@@ -66,7 +67,7 @@ def write_prediction_images(
     written = []
     for index, stream in enumerate(loaders.streams):
         split = loaders.split_for(index, "test", fallback="val")
-        if split is None or not any(labels[task].kind in DENSE_KINDS for task in stream.tasks):
+        if split is None or not any(labels[task].dense for task in stream.tasks):
             continue
         dataset = loaders.splits[index][split]
         picked = dict.fromkeys(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int).tolist())
@@ -86,12 +87,12 @@ def write_prediction_images(
                 task_labels = labels[task]
                 names = task_labels.classes if isinstance(task_labels.classes, tuple) else None
                 output = to_float(outputs[task])
-                if task_labels.kind == "detect":
+                if task_labels.learns_from == "boxes":
                     found = decoders[task].detections(tuple(part[n : n + 1] for part in output))[0]
                     sure = found["scores"] >= DRAWN_SCORE
                     drawing.update(boxes=found["boxes"][sure] * zoom, scores=found["scores"][sure],
                                    classes=found["classes"][sure], class_names=names)
-                elif task_labels.kind == "segment":
+                elif task_labels.learns_from == "masks":
                     mask = output[n].argmax(0)
                     drawing.update(mask=mask.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1), mask_names=names)
                 else:
