@@ -8,6 +8,7 @@ table it needs, and no module outside a kind's folder spells a kind's name.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -31,16 +32,16 @@ from mtdsl.train.metrics.metric import METRICS
 SOURCE = Path(mtdsl.__file__).resolve().parent
 KINDS = SOURCE / "kinds"
 
-#: Each layer's table of kinds, and which kinds need an entry there.
+#: Each layer's table of kinds, by the name it is bound to, and which kinds need an entry there.
 TABLES = {
-    "metrics": (METRICS, lambda kind: True),
-    "label encoders": (ENCODERS, lambda kind: kind.image_labels),
-    "labelled classes": (LABELLED, lambda kind: kind.takes_classes),
-    "label outputs": (LABEL_OUTPUTS, lambda kind: kind.image_labels),
-    "export outputs": (OUTPUTS, lambda kind: True),
-    "export finishes": (FINISHES, lambda kind: True),
-    "prediction decoders": (DECODERS, lambda kind: True),
-    "prediction summaries": (SUMMARIES, lambda kind: True),
+    "METRICS": (METRICS, lambda kind: True),
+    "ENCODERS": (ENCODERS, lambda kind: kind.image_labels),
+    "LABELLED": (LABELLED, lambda kind: kind.takes_classes),
+    "LABEL_OUTPUTS": (LABEL_OUTPUTS, lambda kind: kind.image_labels),
+    "DECODERS": (DECODERS, lambda kind: True),
+    "SUMMARIES": (SUMMARIES, lambda kind: True),
+    "OUTPUTS": (OUTPUTS, lambda kind: True),
+    "FINISHES": (FINISHES, lambda kind: True),
 }
 
 #: Modules outside the kinds' folders that may still spell a kind's name, each with why.
@@ -146,3 +147,20 @@ def test_no_module_outside_a_kinds_folder_names_a_kind():
 def test_every_allowance_is_still_needed():
     used = {(path, name) for path, _, name in kind_names_outside_their_folders()}
     assert set(ALLOWED) - used == set()
+
+
+def test_the_adding_a_kind_page_names_every_table_and_module():
+    """docs/task_kinds.md's steps stay true: each table it names is one a kind registers in, and each
+    module it names exists and imports every kind's module of its layer."""
+    page = (SOURCE.parents[1] / "docs" / "task_kinds.md").read_text(encoding="utf-8")
+    steps = page.split("## Adding a task kind", 1)[1]
+    named = {name for name in re.findall(r"`([A-Z_]+)`", steps) if name != "TASK_KINDS"}
+    assert named == set(TABLES)
+    for layer, module in (("kind", "kinds/__init__.py"), ("train", "train/kinds.py"), ("render", "render/kinds.py"),
+                          ("predict", "predict/kinds.py"), ("export", "export/kinds.py")):
+        assert f"`{module}`" in steps, module
+        text = (SOURCE / module).read_text(encoding="utf-8")
+        needed = TASK_KINDS.where(lambda kind: kind.image_labels) if layer == "render" else tuple(TASK_KINDS)
+        for name in needed:
+            assert f"from mtdsl.kinds.{name} import {layer} as" in text, f"{module} misses {name}"
+

@@ -28,6 +28,7 @@ from mtdsl.detection.setup import AnchorConfig, AnchorLabeler, DetectionSetup
 from mtdsl.graph.phases import phases_of
 from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.document import Spec
+from mtdsl.spec.heads import EfficientDetHeadConfig
 from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
 from mtdsl.train.data.resize import normalization, pretrained_resize
@@ -88,12 +89,13 @@ def _targets_by_stream(spec: Spec, streams: list[Stream]) -> list[float] | None:
 
 
 def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]:
-    """Anchors, matching and NMS of each detect task, from its head's config and its neck's levels."""
+    """Anchors, matching and NMS of each task with an anchor head (a detect task's EfficientDet head), from the
+    head's config and its neck's levels."""
     setups = {}
     for name, task in spec.model.tasks.items():
-        if TASK_KINDS[task.kind].targets != "boxes":
-            continue
         head = task.head
+        if not isinstance(head, EfficientDetHeadConfig):
+            continue
         levels = graph.nodes[task.neck]["levels"]
         setups[name] = DetectionSetup(
             anchors=AnchorConfig(

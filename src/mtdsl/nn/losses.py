@@ -184,7 +184,7 @@ def _build_cross_entropy(config: CrossEntropyConfig, task_kind: str | None = Non
     if task_kind is not None and TASK_KINDS[task_kind].targets == "masks":
         return SegmentationLoss(config.label_smoothing, config.dice)
     if config.dice:
-        raise ValueError("cross_entropy(dice = …) applies to segment tasks only")
+        raise ValueError(f"cross_entropy(dice = …) applies to {TASK_KINDS.spelled(lambda kind: kind.dice)} tasks only")
     return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
 
