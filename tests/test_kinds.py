@@ -21,6 +21,7 @@ from mtdsl.nn.heads import HEAD_BUILDERS
 from mtdsl.nn.losses import LOSS_BUILDERS
 from mtdsl.predict.predictor import DECODERS
 from mtdsl.predict.results import SUMMARIES
+from mtdsl.predict.writing import DRAWN
 from mtdsl.render.label_results import LABEL_OUTPUTS
 from mtdsl.spec.data import DATASETS
 from mtdsl.spec.heads import HEAD_CONFIGS
@@ -28,6 +29,7 @@ from mtdsl.spec.losses import LOSS_CONFIGS
 from mtdsl.train.data.examples import LABELLED
 from mtdsl.train.data.labels import ENCODERS
 from mtdsl.train.metrics.metric import METRICS
+from mtdsl.train.run.showcase import SHOWN
 
 SOURCE = Path(mtdsl.__file__).resolve().parent
 KINDS = SOURCE / "kinds"
@@ -37,9 +39,11 @@ TABLES = {
     "METRICS": (METRICS, lambda kind: True),
     "ENCODERS": (ENCODERS, lambda kind: kind.image_labels),
     "LABELLED": (LABELLED, lambda kind: kind.takes_classes),
+    "SHOWN": (SHOWN, lambda kind: True),
     "LABEL_OUTPUTS": (LABEL_OUTPUTS, lambda kind: kind.image_labels),
     "DECODERS": (DECODERS, lambda kind: True),
     "SUMMARIES": (SUMMARIES, lambda kind: True),
+    "DRAWN": (DRAWN, lambda kind: True),
     "OUTPUTS": (OUTPUTS, lambda kind: True),
     "FINISHES": (FINISHES, lambda kind: True),
 }

@@ -14,7 +14,9 @@ from mtdsl.train.data.sources import Table
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.metrics.labels import BinaryMetric
 from mtdsl.train.metrics.metric import register_metric
+from mtdsl.train.run.showcase import SHOWN, caption
 
+SHOWN.register(BINARY.name)(caption)
 register_metric(BINARY.name)(BinaryMetric)
 
 

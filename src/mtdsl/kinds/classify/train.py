@@ -15,7 +15,9 @@ from mtdsl.train.data.sources import Table
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.metrics.labels import ClassifyMetric
 from mtdsl.train.metrics.metric import register_metric
+from mtdsl.train.run.showcase import SHOWN, caption
 
+SHOWN.register(CLASSIFY.name)(caption)
 register_metric(CLASSIFY.name)(ClassifyMetric)
 
 

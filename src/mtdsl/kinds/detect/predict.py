@@ -15,7 +15,8 @@ from PIL import Image
 from mtdsl.kinds.detect.kind import DETECT
 from mtdsl.predict.predictor import DECODERS, Found, Predictor
 from mtdsl.predict.results import SUMMARIES
-from mtdsl.render.label_results import label_output, rounded
+from mtdsl.predict.writing import DRAWN, Picture
+from mtdsl.render.label_results import label_output, label_text, rounded
 from mtdsl.train.data.dense import unletterbox_boxes
 
 
@@ -72,3 +73,15 @@ def _crop_result(output: dict[str, Any]) -> dict[str, Any]:
 def summary(task: str, output: dict[str, Any]) -> str:
     count = len(output["boxes"])
     return f"{task} {count} box{'es' if count != 1 else ''}"
+
+
+@DRAWN.register(DETECT.name)
+def draw(picture: Picture, predictor: Predictor, task: str, result: Found) -> None:
+    """Every box, labelled with its class, score and crops; class indices run on across detect tasks."""
+    for entry in result.outputs[task]["boxes"]:
+        picture.boxes.append(entry["box"])
+        picture.scores.append(entry["score"])
+        picture.classes.append(picture.offset + entry["class_index"])
+        crops = " · ".join(label_text(t, out) for t, out in entry.get("crops", {}).items())
+        picture.labels.append(f"{entry['class']} {entry['score']:.2f}" + (f" · {crops}" if crops else ""))
+    picture.offset += len(predictor.classes[task] or [])

@@ -13,6 +13,7 @@ from PIL import Image
 from mtdsl.kinds.segment.kind import SEGMENT
 from mtdsl.predict.predictor import DECODERS, Found, Predictor, mask_image
 from mtdsl.predict.results import SUMMARIES
+from mtdsl.predict.writing import DRAWN, Picture
 from mtdsl.render.label_results import rounded
 
 
@@ -45,3 +46,10 @@ def summary(task: str, output: dict[str, Any]) -> str:
     shares = sorted(((share, name) for name, share in output["fractions"].items()
                      if name.lower() != "background" and share > 0), reverse=True)[:2]
     return f"{task} " + (", ".join(f"{name} {share:.0%}" for share, name in shares) or "background")
+
+
+@DRAWN.register(SEGMENT.name)
+def draw(picture: Picture, predictor: Predictor, task: str, result: Found) -> None:
+    """Its mask, when no task before it has drawn one."""
+    if picture.mask_task is None and task in result.masks:
+        picture.mask_task = task
