@@ -7,13 +7,16 @@ holds one module per layer:
 ``kind.py``
     a :class:`TaskKind`: the facts the torch-free front end asks about (what it
     learns from, its classes, the heads and losses that fit it), registered here.
-``train.py``
-    its training side (the targets it reads, its metric), registered in the
-    training layer's tables (:class:`KindTable`) keyed by the same name.
+``train.py``, ``render.py``, ``predict.py``, ``export.py``
+    its training side (its metric, its targets, its pictures), how an image-label
+    kind words a prediction, what ``mtdsl predict`` makes of its outputs, and what
+    an exported model returns for it: each registered in its layer's tables
+    (:class:`KindTable`) under the kind's name.
 
-The rest of the code asks the kind (``TASK_KINDS[task.kind].dense``) instead of
-comparing its name, so adding a kind touches its folder plus one registration
-line per table (``mtdsl/kinds/__init__.py`` and each layer's own).
+The rest of the code asks the kind (``TASK_KINDS[task.kind].dense``) or looks it
+up in a table instead of comparing its name, so adding a kind touches its folder
+plus one line per layer (``mtdsl/kinds/__init__.py``, ``train/kinds.py``,
+``render/kinds.py``, ``predict/kinds.py``, ``export/kinds.py``); see docs/task_kinds.md.
 
 >>> DEMO = KindRegistry("demo kind")
 >>> _ = DEMO.register(TaskKind("count", "how many objects", heads=("linear",), losses=("mse",)))
