@@ -6,15 +6,17 @@ The layers, from the bottom (see "Layout" in the README):
 base           ``mtdsl`` (the version), ``errors``, ``files``, ``cache``, ``console``, ``codegen.literal``
                (writes Python values; imports nothing of mtdsl, and ``nn.module_call`` prints constructor calls with it)
 frontend       grammar, parser, AST
-spec           pydantic configs of every kind, lowering, the checks that read the spec alone, streams
+spec           pydantic configs of every kind, lowering, the checks that read the spec alone, streams; the task
+               kinds' registry and each kind's torch-free ``kinds.<kind>.kind``
 graph          timm's backbone metadata and the checks that need it, task paths, the sharing graph
 nn             torch modules: backbone segments, necks, heads, losses, the model (with ``detection``)
-render         diagrams, summaries, plots, drawn predictions
+render         diagrams, summaries, plots, drawn predictions; how each image-label kind words a prediction,
+               ``kinds.<kind>.render``
 train          ``data``, ``metrics``, ``loop`` (sampling, weighting, phases, …), ``run`` (folder, fingerprints,
-               checkpoints, reports)
+               checkpoints, reports); each task kind's training side, ``kinds.<kind>.train``
 codegen        ``model.py`` and ``train.py``: the loop is generated from train's parts
 orchestrators  ``compiler`` (and its ``model_cache``), ``check``, ``launch``, ``predict``, ``compare``, ``api``,
-               ``cli``: may import anything
+               ``cli``: may import anything; each task kind's ``kinds.<kind>.export`` and ``kinds.<kind>.predict``
 =============  ==================================================================================
 
 Every import counts for the direction, at the top of a module or inside a function: an import
@@ -48,14 +50,15 @@ SOURCE = Path(mtdsl.__file__).resolve().parent
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("mtdsl", "mtdsl.errors", "mtdsl.files", "mtdsl.cache", "mtdsl.console", "mtdsl.codegen.literal")),
     ("frontend", ("mtdsl.frontend",)),
-    ("spec", ("mtdsl.spec",)),
+    ("spec", ("mtdsl.spec", "mtdsl.kinds")),
     ("graph", ("mtdsl.graph",)),
     ("nn", ("mtdsl.nn", "mtdsl.detection")),
-    ("render", ("mtdsl.render",)),
-    ("train", ("mtdsl.train",)),
+    ("render", ("mtdsl.render", "mtdsl.kinds.*.render")),
+    ("train", ("mtdsl.train", "mtdsl.kinds.*.train")),
     ("codegen", ("mtdsl.codegen",)),
     ("orchestrators", ("mtdsl.compiler", "mtdsl.model_cache", "mtdsl.check", "mtdsl.launch", "mtdsl.predict",
-                       "mtdsl.compare", "mtdsl.export", "mtdsl.api", "mtdsl.cli", "mtdsl.__main__")),
+                       "mtdsl.compare", "mtdsl.export", "mtdsl.api", "mtdsl.cli", "mtdsl.__main__",
+                       "mtdsl.kinds.*.export", "mtdsl.kinds.*.predict")),
 )
 
 
@@ -71,12 +74,16 @@ def layer_of(module: str) -> int:
     """The index in :data:`LAYERS` of the longest prefix that names ``module`` or a package above it.
 
     ``mtdsl`` itself names only the package's ``__init__``, so a new top-level module has no layer
-    until one is given to it here.
+    until one is given to it here. A ``*`` in a prefix stands for one name: a task kind's folder
+    spans the layers, one module each (``mtdsl.kinds.*.train`` is the training side of every kind).
     """
     best, length = None, -1
+    parts = module.split(".")
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            matches = module == prefix or (prefix != "mtdsl" and module.startswith(prefix + "."))
+            pattern = prefix.split(".")
+            deep_enough = len(parts) == len(pattern) or (prefix != "mtdsl" and len(parts) > len(pattern))
+            matches = deep_enough and all(want in ("*", part) for want, part in zip(pattern, parts))
             if matches and len(prefix) > length:
                 best, length = index, len(prefix)
     if best is None:

@@ -26,7 +26,9 @@ from mtdsl import __version__
 from mtdsl.codegen.literal import WIDTH, GeneratedCodeError, checked_source, imported_names, literal, wrapped_literal
 from mtdsl.detection.setup import AnchorConfig, AnchorLabeler, DetectionSetup
 from mtdsl.graph.phases import phases_of
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.document import Spec
+from mtdsl.spec.heads import EfficientDetHeadConfig
 from mtdsl.spec.streams import Stream
 from mtdsl.spec.training import FixedSampling
 from mtdsl.train.data.resize import normalization, pretrained_resize
@@ -87,12 +89,13 @@ def _targets_by_stream(spec: Spec, streams: list[Stream]) -> list[float] | None:
 
 
 def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]:
-    """Anchors, matching and NMS of each detect task, from its head's config and its neck's levels."""
+    """Anchors, matching and NMS of each task with an anchor head (a detect task's EfficientDet head), from the
+    head's config and its neck's levels."""
     setups = {}
     for name, task in spec.model.tasks.items():
-        if task.kind != "detect":
-            continue
         head = task.head
+        if not isinstance(head, EfficientDetHeadConfig):
+            continue
         levels = graph.nodes[task.neck]["levels"]
         setups[name] = DetectionSetup(
             anchors=AnchorConfig(
@@ -116,7 +119,7 @@ def _loss_source(spec: Spec, name: str, setups: dict[str, DetectionSetup], class
     kind = spec.model.tasks[name].kind
     if name in setups:
         arguments += [f"task_kind={literal(kind)}", f"detection=DETECTION[{literal(name)}]"]
-    elif kind == "segment":
+    elif TASK_KINDS[kind].targets == "masks":
         arguments += [f"task_kind={literal(kind)}"]
     text, at = "build_loss(", column
     for index, argument in enumerate(arguments):

@@ -22,19 +22,23 @@ its ``M = max_detections`` best boxes: ``<task>.boxes`` ``(N, M, 4)``,
 ``<task>.scores`` ``(N, M)``, ``<task>.classes`` ``(N, M)`` int64 and
 ``<task>.count`` ``(N,)``, the number of real rows (the rest are padding:
 zeros, class -1).
+
+Each kind's folder says its own outputs (``mtdsl/kinds/<kind>/export.py``, registered in
+:data:`OUTPUTS` and :data:`FINISHES`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from mtdsl.detection.bench import DetectionSetup
-from mtdsl.detection.boxes import decode
 from mtdsl.export.nms import Detections
+from mtdsl.kinds.registry import KindTable
 
 
 @dataclass(frozen=True)
@@ -47,42 +51,49 @@ class Output:
     meaning: str
 
 
+@dataclass(frozen=True)
+class OutputPlan:
+    """What every task's outputs depend on besides its own classes.
+
+    Attributes:
+        image_size: the input's ``(height, width)``.
+        postprocess: probabilities (and decoded boxes) instead of logits.
+        anchors: the anchor count of each detect task.
+        nms: with NMS inside, each detect task's ``max_detections``; else ``None``.
+    """
+
+    image_size: tuple[int, int]
+    postprocess: bool
+    anchors: dict[str, int]
+    nms: dict[str, int] | None = None
+
+
+#: Each kind's outputs, registered from its folder (``mtdsl/kinds/<kind>/export.py``):
+#: ``outputs(task, classes, plan) -> list[Output]``.
+OUTPUTS: KindTable[Callable[[str, int, OutputPlan], list[Output]]] = KindTable(
+    "export outputs", loads="mtdsl.export.kinds")
+#: What :class:`NamedOutputs` makes of each kind's raw output, registered beside its :data:`OUTPUTS`:
+#: ``finish(named_outputs, task, output) -> tensors``, in the order :data:`OUTPUTS` names them.
+FINISHES: KindTable[Callable[[Any, str, Any], Sequence[torch.Tensor]]] = KindTable(
+    "export finish", loads="mtdsl.export.kinds")
+
+
 def task_outputs(kinds: dict[str, str], num_outputs: dict[str, int], image_size: tuple[int, int],
                  postprocess: bool, anchors: dict[str, int], nms: dict[str, int] | None = None) -> list[Output]:
     """The outputs of ``kinds``' tasks, in the order given (``anchors``: the anchor count of each detect task;
     ``nms``: with NMS inside, each detect task's ``max_detections``)."""
-    outputs = []
-    for task, kind in kinds.items():
-        classes = num_outputs[task]
-        if kind == "detect":
-            count = anchors[task]
-            if nms is not None:
-                most = nms[task]
-                outputs += [
-                    Output(f"{task}.boxes", task, ("N", most, 4),
-                           "best boxes first, (x0, y0, x1, y1) in input pixels; rows from count on are zeros"),
-                    Output(f"{task}.scores", task, ("N", most), "each box's class probability; 0 after count"),
-                    Output(f"{task}.classes", task, ("N", most), "each box's class index (int64); -1 after count"),
-                    Output(f"{task}.count", task, ("N",), "how many rows of each image are detections (int64)"),
-                ]
-            elif postprocess:
-                outputs += [
-                    Output(f"{task}.scores", task, ("N", count, classes), "class probabilities (sigmoid) per anchor"),
-                    Output(f"{task}.boxes", task, ("N", count, 4), "boxes (x0, y0, x1, y1) in input pixels"),
-                ]
-            else:
-                outputs += [Output(f"{task}.class_logits", task, ("N", count, classes), "class logits per anchor"),
-                            Output(f"{task}.box_deltas", task, ("N", count, 4),
-                                   "(dx, dy, dw, dh) against the anchors, see mtdsl.detection.boxes.decode")]
-        elif kind == "segment":
-            meaning = "class probabilities (softmax) per pixel" if postprocess else "class logits per pixel"
-            outputs.append(Output(task, task, ("N", classes, *image_size), meaning))
-        elif kind == "binary":
-            outputs.append(Output(task, task, ("N", 1), "probability (sigmoid)" if postprocess else "logit"))
-        else:
-            meaning = "class probabilities (softmax)" if postprocess else "class logits"
-            outputs.append(Output(task, task, ("N", classes), meaning))
-    return outputs
+    plan = OutputPlan(image_size, postprocess, anchors, nms)
+    return [output for task, kind in kinds.items() for output in OUTPUTS[kind](task, num_outputs[task], plan)]
+
+
+def softmax_finish(module: NamedOutputs, task: str, output: torch.Tensor) -> tuple[torch.Tensor]:
+    """The logits, or with ``postprocess`` their softmax over the classes (dimension 1)."""
+    return (output.softmax(dim=1),) if module.postprocess else (output,)
+
+
+def sigmoid_finish(module: NamedOutputs, task: str, output: torch.Tensor) -> tuple[torch.Tensor]:
+    """The logits, or with ``postprocess`` their sigmoid."""
+    return (output.sigmoid(),) if module.postprocess else (output,)
 
 
 class NamedOutputs(nn.Module):
@@ -93,6 +104,7 @@ class NamedOutputs(nn.Module):
         super().__init__()
         self.model = model
         self.kinds = dict(kinds)
+        self.finishes = {task: FINISHES[kind] for task, kind in kinds.items()}  # looked up once, before tracing
         self.postprocess = postprocess or nms
         self.detections = nn.ModuleDict({task: Detections(detection[task]) for task in kinds
                                          if task in detection}) if nms else None
@@ -106,18 +118,6 @@ class NamedOutputs(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(image, tasks=list(self.kinds))
         flat: list[torch.Tensor] = []
-        for task, kind in self.kinds.items():
-            flat += self._task(task, kind, outputs[task])
+        for task, finish in self.finishes.items():
+            flat += finish(self, task, outputs[task])
         return tuple(flat)
-
-    def _task(self, task: str, kind: str, output) -> Sequence[torch.Tensor]:
-        if kind == "detect":
-            class_logits, box_deltas = output
-            if self.detections is not None:
-                return self.detections[task](class_logits, box_deltas)
-            if not self.postprocess:
-                return class_logits, box_deltas
-            return class_logits.sigmoid(), decode(box_deltas, self.anchors(task).to(box_deltas.dtype))
-        if not self.postprocess:
-            return (output,)
-        return (output.sigmoid(),) if kind == "binary" else (output.softmax(dim=1),)

@@ -20,6 +20,7 @@ from torchvision.ops import sigmoid_focal_loss
 
 from mtdsl.detection.bench import DetectionCriterion, DetectionSetup
 from mtdsl.detection.loss import DetectionLoss
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.losses import (
     LOSS_CONFIGS,
     BinaryCrossEntropyConfig,
@@ -180,10 +181,10 @@ class SegmentationLoss(nn.Module):
 
 @register_loss("cross_entropy")
 def _build_cross_entropy(config: CrossEntropyConfig, task_kind: str | None = None, **_: object) -> nn.Module:
-    if task_kind == "segment":
+    if task_kind is not None and TASK_KINDS[task_kind].targets == "masks":
         return SegmentationLoss(config.label_smoothing, config.dice)
     if config.dice:
-        raise ValueError("cross_entropy(dice = …) applies to segment tasks only")
+        raise ValueError(f"cross_entropy(dice = …) applies to {TASK_KINDS.spelled(lambda kind: kind.dice)} tasks only")
     return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
 

@@ -23,6 +23,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from mtdsl.errors import DataError
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.data import CocoDataset
 from mtdsl.spec.document import Spec
 from mtdsl.train.data.formats.coco_file import CocoFile, read_coco_file
@@ -81,8 +82,8 @@ class SourceIds:
 
 
 def source_ids(spec: Spec, tasks: Sequence[str]) -> SourceIds:
-    """:class:`SourceIds` of the detect tasks among ``tasks``."""
-    return SourceIds(spec, [task for task in tasks if spec.model.tasks[task].kind == "detect"])
+    """:class:`SourceIds` of the detect tasks (those that learn from boxes) among ``tasks``."""
+    return SourceIds(spec, [task for task in tasks if TASK_KINDS[spec.model.tasks[task].kind].targets == "boxes"])
 
 
 def _read_if_there(path: str) -> CocoFile | None:

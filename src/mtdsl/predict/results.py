@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtdsl.kinds.registry import KindTable
 from mtdsl.render.label_results import label_text
-from mtdsl.train.data.tasks import LABEL_KINDS
 
-__all__ = ["ImagePrediction", "PredictionReport", "summary_lines"]
+__all__ = ["SUMMARIES", "ImagePrediction", "PredictionReport", "label_summary", "summary_lines"]
+
+#: How each kind sums up one image's result in a few words, registered from its folder
+#: (``mtdsl/kinds/<kind>/predict.py``): ``summary(task, output) -> str``.
+SUMMARIES: KindTable[Callable[[str, dict[str, Any]], str]] = KindTable("prediction summary",
+                                                                      loads="mtdsl.predict.kinds")
+
+
+def label_summary(task: str, output: dict[str, Any]) -> str:
+    """An image-label task's result: ``"shape circle 0.54"``."""
+    return f"{task} {label_text(task, output)}"
 
 
 @dataclass
@@ -76,17 +86,6 @@ def summary_lines(report: PredictionReport) -> list[str]:
     """One line per image: its label results, box counts and largest non-background mask classes."""
     lines = []
     for image in report.images:
-        parts = []
-        for task, output in image.outputs.items():
-            kind = output["kind"]
-            if kind in LABEL_KINDS:
-                parts.append(f"{task} {label_text(task, output)}")
-            elif kind == "detect":
-                count = len(output["boxes"])
-                parts.append(f"{task} {count} box{'es' if count != 1 else ''}")
-            elif kind == "segment":
-                shares = sorted(((share, name) for name, share in output["fractions"].items()
-                                 if name.lower() != "background" and share > 0), reverse=True)[:2]
-                parts.append(f"{task} " + (", ".join(f"{name} {share:.0%}" for share, name in shares) or "background"))
+        parts = [SUMMARIES[output["kind"]](task, output) for task, output in image.outputs.items()]
         lines.append(f"{image.file.name}: " + " · ".join(parts))
     return lines

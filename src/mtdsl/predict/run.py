@@ -10,6 +10,7 @@ import networkx as nx
 import torch
 
 from mtdsl.errors import ArtefactError, SpecValueError
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.predict.coco_ids import source_ids
 from mtdsl.predict.loading import load_model
 from mtdsl.predict.predictor import Predictor, mask_image
@@ -89,7 +90,7 @@ def predict(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ArtefactError(f"cannot create output folder {out}: {error}", hint="choose another --out") from None
-    mask_tasks = [t for t in names if predictor.kinds[t] == "segment"]
+    mask_tasks = [t for t in names if TASK_KINDS[predictor.kinds[t]].targets == "masks"]
     stems = output_stems(files, mask_tasks)
     sources = source_ids(spec, list(predictor.setups))
     image_ids = sources.image_ids(files) or list(range(1, len(files) + 1))

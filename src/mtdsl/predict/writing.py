@@ -4,18 +4,50 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from mtdsl.kinds import TASK_KINDS
+from mtdsl.kinds.registry import KindTable
 from mtdsl.predict.predictor import Found, Predictor
 from mtdsl.render.label_results import label_text
-from mtdsl.train.data.tasks import LABEL_KINDS
 
-__all__ = ["coco_entries", "draw", "output_stems", "write_json"]
+__all__ = ["DRAWN", "Picture", "coco_entries", "draw", "draw_title", "output_stems", "write_json"]
+
+
+@dataclass
+class Picture:
+    """One drawn image in the making: every detect task's boxes, one mask, the title's parts.
+
+    Attributes:
+        offset: where the next detect task's class indices start, so each task's classes get
+            their own colours.
+        mask_task: the task whose mask is drawn (the first that has one).
+    """
+
+    boxes: list[list[float]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    classes: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    offset: int = 0
+    mask_task: str | None = None
+    title: list[str] = field(default_factory=list)
+
+
+#: What each kind adds to a drawn image, registered from its folder (``mtdsl/kinds/<kind>/predict.py``):
+#: ``draw(picture, predictor, task, result)``.
+DRAWN: KindTable[Callable[[Picture, Predictor, str, Found], None]] = KindTable("prediction drawing",
+                                                                             loads="mtdsl.predict.kinds")
+
+
+def draw_title(picture: Picture, predictor: Predictor, task: str, result: Found) -> None:
+    """An image-label task's result in the title."""
+    picture.title.append(f"{task}: {label_text(task, result.outputs[task])}")
 
 
 def output_stems(files: Sequence[Path], mask_tasks: Sequence[str]) -> list[str]:
@@ -39,29 +71,16 @@ def draw(predictor: Predictor, image: Image.Image, result: Found) -> Image.Image
     """The image with every detect task's boxes, the first segment task's mask and a title of label results."""
     from mtdsl.render.predictions import draw_predictions
 
-    boxes, scores, classes, labels = [], [], [], []
-    offset = 0  # class indices run on across detect tasks, so each task's classes get their own colours
+    picture = Picture()
     for task in predictor.tasks:
-        if predictor.kinds[task] != "detect":
-            continue
-        for entry in result.outputs[task]["boxes"]:
-            boxes.append(entry["box"])
-            scores.append(entry["score"])
-            classes.append(offset + entry["class_index"])
-            crops = " · ".join(label_text(t, out) for t, out in entry.get("crops", {}).items())
-            labels.append(f"{entry['class']} {entry['score']:.2f}" + (f" · {crops}" if crops else ""))
-        offset += len(predictor.classes[task] or [])
-    segment = next((t for t in predictor.tasks if t in result.masks), None)
-    title = "  ".join(
-        f"{task}: {label_text(task, result.outputs[task])}" for task in predictor.tasks
-        if predictor.kinds[task] in LABEL_KINDS
-    )
+        DRAWN[predictor.kinds[task]](picture, predictor, task, result)
+    boxes, segment, title = picture.boxes, picture.mask_task, "  ".join(picture.title)
     return draw_predictions(
         image,
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4) if boxes else None,
-        scores=scores if boxes else None,
-        classes=classes if boxes else None,
-        labels=labels if boxes else None,
+        scores=picture.scores if boxes else None,
+        classes=picture.classes if boxes else None,
+        labels=picture.labels if boxes else None,
         mask=result.masks[segment] if segment else None,
         mask_names=predictor.classes[segment] if segment else None,
         title=title or None,
@@ -77,7 +96,7 @@ def coco_entries(
 
     entries: list[dict[str, Any]] = []
     for task in predictor.tasks:
-        if predictor.kinds[task] != "detect":
+        if TASK_KINDS[predictor.kinds[task]].targets != "boxes":
             continue
         boxes = result.outputs[task]["boxes"]
         detection = {

@@ -14,10 +14,12 @@ their images with the same words.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from mtdsl.kinds.registry import KindTable
 
 #: Classes listed under ``"top"`` for a classify task.
 TOP_K = 5
@@ -27,31 +29,21 @@ def rounded(value: float, digits: int = 5) -> float:
     return round(float(value), digits)
 
 
+#: How each image-label kind words one image's result, registered from the kind's folder
+#: (``mtdsl/kinds/<kind>/render.py``): ``decode(classes, logits, top) -> dict`` of its words, without the kind.
+LABEL_OUTPUTS: KindTable[Callable[[Sequence[str] | None, torch.Tensor, int], dict[str, Any]]] = KindTable(
+    "label output", loads="mtdsl.render.kinds")
+
+
 def label_output(kind: str, classes: Sequence[str] | None, logits: torch.Tensor, top: int = TOP_K) -> dict[str, Any]:
-    """One image's result for a classify, binary or multilabel task from its ``(C,)`` logits.
+    """One image's result for an image-label task from its ``(C,)`` logits, as its kind words it.
 
     Returns:
         classify: ``{"kind", "class", "score", "top": [{"class", "score"}, ...]}``;
         binary: ``{"kind", "positive", "score"}``;
         multilabel: ``{"kind", "labels": [names over 0.5], "scores": {name: score}}``.
     """
-    logits = logits.detach().float().cpu()
-    if kind == "classify":
-        assert classes is not None
-        probabilities = logits.softmax(-1)
-        values, indices = probabilities.topk(min(top, probabilities.numel()))
-        ranked = [{"class": classes[int(i)], "score": rounded(v)} for v, i in zip(values, indices)]
-        return {"kind": kind, **ranked[0], "top": ranked}
-    probabilities = logits.sigmoid()
-    if kind == "binary":
-        score = float(probabilities[0])
-        return {"kind": kind, "positive": score > 0.5, "score": rounded(score)}
-    assert classes is not None
-    return {
-        "kind": kind,
-        "labels": [name for name, p in zip(classes, probabilities.tolist()) if p > 0.5],
-        "scores": {name: rounded(p) for name, p in zip(classes, probabilities.tolist())},
-    }
+    return {"kind": kind, **LABEL_OUTPUTS[kind](classes, logits.detach().float().cpu(), top)}
 
 
 def label_text(task: str, output: dict[str, Any]) -> str:

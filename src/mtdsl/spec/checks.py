@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mtdsl.errors import GraphError, SpecNameError, SpecValueError, did_you_mean, listing
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.branches import branch_order
 from mtdsl.spec.data import unserved
 from mtdsl.spec.document import Spec
@@ -55,9 +56,9 @@ def check_necks(spec: Spec) -> None:
 
 
 def check_square_input(spec: Spec) -> None:
-    """Detect and segment tasks letterbox images to a square, so the model's input must be one."""
+    """Dense tasks (detect, segment) letterbox images to a square, so the model's input must be one."""
     size = spec.model.input
-    dense = [name for name, task in spec.model.tasks.items() if task.kind in ("detect", "segment")]
+    dense = [name for name, task in spec.model.tasks.items() if TASK_KINDS[task.kind].dense]
     if dense and size.height != size.width:
         side = max(size.height, size.width)
         raise SpecValueError(
@@ -108,7 +109,7 @@ def check_joined_datasets(spec: Spec) -> None:
         task = spec.model.tasks[name]
         joined = " + ".join(training.datasets)
         counted = task.classes is None or task.classes == [str(i) for i in range(len(task.classes))]
-        if task.kind not in ("segment", "binary") and counted:
+        if TASK_KINDS[task.kind].joins_by_class_name and counted:
             raise SpecValueError(
                 f"task '{name}' learns from {joined} but does not name its classes",
                 spec.span("task", name, "classes"),
@@ -140,15 +141,11 @@ def check_joined_augment(spec: Spec) -> None:
                 )
 
 
-#: Task kinds whose targets move with the pixels (boxes, masks), so every op must move them too.
-DENSE_KINDS = ("detect", "segment")
-
-
 def check_dense_augment(spec: Spec) -> None:
-    """A dataset read by a detect or segment task takes only ops that move boxes and masks with the pixels."""
+    """A dataset read by a dense task (detect, segment) takes only ops that move boxes and masks with the pixels."""
     for name, training in spec.train.tasks.items():
         kind = spec.model.tasks[name].kind
-        if kind not in DENSE_KINDS:
+        if not TASK_KINDS[kind].dense:
             continue
         for dataset in training.datasets:
             for index, op in enumerate(spec.datasets[dataset].augment or ()):
@@ -171,7 +168,7 @@ def check_dataset_classes(spec: Spec) -> None:
     """
     for name, training in spec.train.tasks.items():
         task = spec.model.tasks[name]
-        if task.kind not in ("classify", "multilabel", "binary"):
+        if not TASK_KINDS[task.kind].image_labels:
             continue
         counted = task.classes is None or task.classes == [str(i) for i in range(len(task.classes))]
         for dataset_name in training.datasets:
@@ -181,11 +178,11 @@ def check_dataset_classes(spec: Spec) -> None:
                 continue
             if training.label not in (None, getattr(dataset, "label_column", None)):
                 continue  # the list describes the label column; this task reads another one
-            if task.kind == "binary":
+            if TASK_KINDS[task.kind].yes_no:
                 positive = training.positive
                 if positive is not None and positive not in listed:
                     raise SpecValueError(
-                        f"binary task '{name}' counts '{positive}' as yes, but dataset '{dataset_name}' "
+                        f"{task.kind} task '{name}' counts '{positive}' as yes, but dataset '{dataset_name}' "
                         f"labels only {', '.join(listed)}",
                         spec.span("dataset", dataset_name, "classes"),
                         expected=f"'{positive}' among the dataset's classes",
@@ -294,31 +291,20 @@ def check_references(spec: Spec) -> None:
 def check_classes(spec: Spec) -> None:
     for name, task in spec.model.tasks.items():
         span = spec.span("task", name, "classes") or spec.span("task", name)
-        if task.kind in ("classify", "multilabel", "detect", "segment") and not task.classes:
+        kind = TASK_KINDS[task.kind]
+        if kind.takes_classes and not task.classes:
             raise SpecValueError(
                 f"{task.kind} task '{name}' needs its classes",
                 span,
                 expected="classes = N or classes = [name, name, …]",
                 hint="e.g. classes = 3 or classes = [healthy, angular_leaf_spot, bean_rust]",
             )
-        if task.kind == "binary" and task.classes is not None:
-            raise SpecValueError(
-                f"binary task '{name}' has one yes/no output; 'classes' does not apply",
-                span,
-                hint="remove 'classes' and name the positive label with positive = \"…\" if the dataset has several",
-            )
-        if task.kind == "segment" and task.classes and len(task.classes) < 2:
-            raise SpecValueError(
-                f"segment task '{name}' has one class; every pixel needs a class, the background included",
-                span,
-                hint="list the background too, e.g. classes = [background, road]",
-            )
-        if task.kind == "classify" and task.classes and len(task.classes) < 2:
-            raise SpecValueError(
-                f"classify task '{name}' has one class; softmax over one class cannot learn",
-                span,
-                hint="use a binary task for yes/no, or list at least two classes",
-            )
+        if kind.no_classes is not None and task.classes is not None:
+            why, fix = kind.no_classes
+            raise SpecValueError(f"{task.kind} task '{name}' {why}", span, hint=fix)
+        if kind.one_class is not None and task.classes and len(task.classes) < 2:
+            why, fix = kind.one_class
+            raise SpecValueError(f"{task.kind} task '{name}' has one class; {why}", span, hint=fix)
         if task.classes and len(set(task.classes)) != len(task.classes):
             duplicates = sorted({c for c in task.classes if task.classes.count(c) > 1})
             raise SpecValueError(
@@ -330,7 +316,7 @@ def check_heads_fit(spec: Spec) -> None:
     for name, task in spec.model.tasks.items():
         head = task.head
         span = spec.span("task", name, "head") or spec.span("task", name)
-        if task.kind not in head.task_kinds:
+        if head.kind not in TASK_KINDS[task.kind].heads:
             raise SpecValueError(
                 f"head '{head.kind}' does not fit {task.kind} task '{name}'",
                 span,
@@ -361,16 +347,16 @@ def _taps_a_neck(task: TaskSpec, spec: Spec) -> bool:
 def check_crops(spec: Spec) -> None:
     """``crops = [breed]`` on a detect task names classification tasks that label each detected box."""
     for name, task in spec.model.tasks.items():
-        if task.crops and task.kind != "detect":
+        if task.crops and not TASK_KINDS[task.kind].crops:
             raise SpecValueError(
-                f"'crops' only applies to detect tasks; '{name}' is {task.kind}",
+                f"'crops' only applies to {TASK_KINDS.spelled(lambda kind: kind.crops)} tasks; '{name}' is {task.kind}",
                 spec.span("task", name, "crops"),
                 hint="move it to the detect task whose boxes the tasks should classify",
             )
         for crop_task in task.crops:
             kind = spec.model.tasks[crop_task].kind if crop_task in spec.model.tasks else None
-            if kind not in ("classify", "binary", "multilabel"):
-                options = [t for t, s in spec.model.tasks.items() if s.kind in ("classify", "binary", "multilabel")]
+            if kind is None or not TASK_KINDS[kind].image_labels:
+                options = [t for t, s in spec.model.tasks.items() if TASK_KINDS[s.kind].image_labels]
                 raise SpecValueError(
                     f"crops = {crop_task}: " + (f"'{crop_task}' is a {kind} task" if kind else "no such task"),
                     spec.span("task", name, "crops"),
@@ -383,13 +369,14 @@ def check_crops(spec: Spec) -> None:
 def check_losses_fit(spec: Spec) -> None:
     for name, training in spec.train.tasks.items():
         kind = spec.model.tasks[name].kind
-        if getattr(training.loss, "dice", 0) and kind != "segment":
+        if getattr(training.loss, "dice", 0) and not TASK_KINDS[kind].dice:
+            dense = TASK_KINDS.spelled(lambda task_kind: task_kind.dice)
             raise SpecValueError(
-                f"cross_entropy(dice = …) applies to segment tasks; '{name}' is {kind}",
+                f"cross_entropy(dice = …) applies to {dense} tasks; '{name}' is {kind}",
                 spec.span("task", name, "loss"),
-                hint="remove dice, or use it on a segment task",
+                hint=f"remove dice, or use it on a {dense} task",
             )
-        if kind not in training.loss.task_kinds:
+        if training.loss.kind not in TASK_KINDS[kind].losses:
             raise SpecValueError(
                 f"loss '{training.loss.kind}' does not fit {kind} task '{name}'",
                 spec.span("task", name, "loss"),
@@ -430,11 +417,12 @@ def check_sampling(spec: Spec) -> None:
 def check_binary_positive(spec: Spec) -> None:
     for name, training in spec.train.tasks.items():
         task = spec.model.tasks[name]
-        if training.positive is not None and task.kind != "binary":
+        if training.positive is not None and not TASK_KINDS[task.kind].yes_no:
+            yes_no = TASK_KINDS.spelled(lambda kind: kind.yes_no)
             raise SpecValueError(
-                f"'positive' only applies to binary tasks; '{name}' is {task.kind}",
+                f"'positive' only applies to {yes_no} tasks; '{name}' is {task.kind}",
                 spec.span("task", name, "positive"),
-                hint="remove it, or make the task binary(…)",
+                hint=f"remove it, or make the task {TASK_KINDS.where(lambda kind: kind.yes_no)[0]}(…)",
             )
 
 
@@ -465,11 +453,12 @@ def check_cyclic_bounds(spec: Spec) -> None:
 def check_balanced(spec: Spec) -> None:
     for name, training in spec.train.tasks.items():
         kind = spec.model.tasks[name].kind
-        if training.balanced is not None and kind != "binary":
+        if training.balanced is not None and not TASK_KINDS[kind].yes_no:
+            yes_no = TASK_KINDS.spelled(lambda task_kind: task_kind.yes_no)
             raise SpecValueError(
-                f"'balanced' only applies to binary tasks; '{name}' is {kind}",
+                f"'balanced' only applies to {yes_no} tasks; '{name}' is {kind}",
                 spec.span("task", name, "balanced"),
-                hint="remove it, or make the task binary",
+                hint=f"remove it, or make the task {TASK_KINDS.where(lambda task_kind: task_kind.yes_no)[0]}",
             )
 
 

@@ -1,6 +1,7 @@
 """Dataset formats a spec can declare: folder, csv, json, coco, yolo, voc, masks and synthetic.
 
-Each format's config says which task kinds it serves (:attr:`DatasetConfig.serves`):
+Each format's config says what it carries (:attr:`DatasetConfig.carries`), and so
+which task kinds it serves (:attr:`DatasetConfig.serves`, those that learn from it):
 ``folder``, ``csv`` and ``json`` carry image labels (classify, binary and
 multilabel tasks), ``coco`` boxes and instance masks (detect and segment
 tasks), ``yolo`` boxes and polygons (detect and segment tasks), ``voc`` boxes
@@ -22,6 +23,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mtdsl.kinds import TASK_KINDS
+from mtdsl.kinds.registry import KindsCarried, Targets
 from mtdsl.spec.augment import AugmentConfig
 from mtdsl.spec.fields import MAX_SIDE, Flag, Seed
 from mtdsl.spec.registry import Config, Registry
@@ -35,10 +38,6 @@ Split = Literal["given"] | list[Annotated[float, Field(le=1.0)]]
 MaskValue = Annotated[int, Field(le=255)]
 
 
-#: Task kinds with one label (or a few) per image.
-LABEL_KINDS = ("classify", "binary", "multilabel")
-
-
 class DatasetConfig(Config):
     """Base of every dataset format's config: its name, and the training augmentation (:mod:`mtdsl.spec.augment`).
 
@@ -46,7 +45,8 @@ class DatasetConfig(Config):
     serves; ``augment = []`` trains on the plain resize.
 
     Class variables:
-        serves: the task kinds the format has targets for.
+        carries: what the format has targets of: labels per image, boxes, masks.
+        serves: the task kinds that learn from what it carries (read from the kinds).
         holds: what it holds, for messages ("image labels", "boxes").
         unserved_hint: the fix to suggest to a task it cannot serve (default: a format that serves it).
     """
@@ -55,7 +55,8 @@ class DatasetConfig(Config):
     name: str = ""
     augment: tuple[AugmentConfig, ...] | None = None
 
-    serves: ClassVar[tuple[str, ...]] = ()
+    carries: ClassVar[tuple[Targets, ...]] = ()
+    serves: ClassVar[KindsCarried] = KindsCarried()
     holds: ClassVar[str] = ""
     unserved_hint: ClassVar[str | None] = None
 
@@ -93,7 +94,7 @@ def unserved(config: DatasetConfig, dataset: str, task: str, task_kind: str) -> 
     return Unserved(
         f"{config.kind} dataset '{dataset}' holds {config.holds}, so {task_kind} task '{task}' cannot learn from it",
         f"a dataset format that serves {task_kind} tasks: {spelled}",
-        config.unserved_hint if task_kind in LABEL_KINDS and config.unserved_hint else
+        config.unserved_hint if TASK_KINDS[task_kind].image_labels and config.unserved_hint else
         f"declare a {formats[0]}(...) dataset and point task '{task}' at it" if formats else
         f"no dataset format serves {task_kind} tasks yet",
     )
@@ -117,7 +118,7 @@ class FolderDataset(DatasetConfig):
     kind: Literal["folder"] = "folder"
     root: str
 
-    serves = LABEL_KINDS
+    carries = ("labels",)
     holds = "image labels"
     split: Split = "given"
     seed: Seed = 0
@@ -171,7 +172,7 @@ class ManifestDataset(DatasetConfig):
     seed: Seed = 0
 
     positional = ("path",)
-    serves = LABEL_KINDS
+    carries = ("labels",)
     holds = "image labels"
 
     _split = field_validator("split")(_check_split)
@@ -232,7 +233,7 @@ class BoxesDataset(DatasetConfig):
     keep_empty: Flag = True
     seed: Seed = 0
 
-    serves: ClassVar[tuple[str, ...]] = ("detect",)
+    carries: ClassVar[tuple[Targets, ...]] = ("boxes",)
     holds = "boxes"
 
     @model_validator(mode="after")
@@ -269,7 +270,7 @@ class CocoDataset(BoxesDataset):
     split: Split = Field(default_factory=lambda: [0.8, 0.2])
 
     positional = ("annotations",)
-    serves = ("detect", "segment")
+    carries = ("boxes", "masks")
     holds = "boxes and instance masks"
     unserved_hint = (
         "read the image labels from a csv or json manifest beside the annotations "
@@ -304,7 +305,7 @@ class YoloDataset(BoxesDataset):
     split: Split = "given"
 
     positional = ("data",)
-    serves = ("detect", "segment")
+    carries = ("boxes", "masks")
     holds = "boxes and polygons"
 
     _split = field_validator("split")(_check_split)
@@ -385,7 +386,7 @@ class MasksDataset(DatasetConfig):
     seed: Seed = 0
 
     positional = ("images", "masks")
-    serves = ("segment",)
+    carries = ("masks",)
     holds = "class masks"
 
     _split = field_validator("split")(_check_split)
@@ -448,7 +449,7 @@ class SyntheticDataset(DatasetConfig):
     seed: Seed = 0
     split: Split = Field(default_factory=lambda: [0.7, 0.15, 0.15])
 
-    serves = (*LABEL_KINDS, "detect", "segment")
+    carries = ("labels", "boxes", "masks")
     holds = "generated shapes"
 
     _split = field_validator("split")(_check_ratio_split)

@@ -4,7 +4,8 @@ A head kind's config is registered here in :data:`HEAD_CONFIGS`; the module
 that implements it registers its constructor under the same key in
 :mod:`mtdsl.nn.heads`. A config says which task kinds it serves and what it
 reads: one feature map (``"map"``) or a feature pyramid (``"pyramid"``, for
-detection and segmentation heads on a neck).
+detection and segmentation heads on a neck). Which heads fit a task kind is the
+kind's to say (:attr:`mtdsl.kinds.TaskKind.heads`); ``task_kinds`` reads it back.
 
 >>> heads_for("detect")
 ['efficientdet']
@@ -19,6 +20,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mtdsl.kinds import TASK_KINDS
+from mtdsl.kinds.registry import ServedKinds
 from mtdsl.spec.fields import MAX_DEPTH, MAX_HIDDEN_LAYERS, Depth, Flag, Fraction, Hidden
 from mtdsl.spec.registry import Config, Registry
 from mtdsl.spec.scaling import efficientdet_scaling
@@ -30,7 +33,7 @@ class HeadConfig(Config):
     """Base of head configs."""
 
     kind: str
-    task_kinds: ClassVar[frozenset[str]] = frozenset()
+    task_kinds: ClassVar[ServedKinds] = ServedKinds("heads")
     reads: ClassVar[Reads] = "map"
 
 
@@ -38,15 +41,13 @@ HEAD_CONFIGS: Registry[HeadConfig] = Registry("head")
 
 
 def heads_for(task_kind: str) -> list[str]:
-    """Head kinds that can serve a task kind, in registration order (the first is the default)."""
-    return [kind for kind in HEAD_CONFIGS.kinds() if task_kind in HEAD_CONFIGS.get(kind).task_kinds]
+    """Head kinds that can serve a task kind, the default first."""
+    return TASK_KINDS.heads_for(task_kind)
 
 
 # ------------------------------------------------------------ classification
 
 Pool = Literal["avg", "max", "avg+max"]
-
-CLASSIFYING = frozenset({"classify", "binary", "multilabel"})
 
 
 @HEAD_CONFIGS.register("linear")
@@ -56,8 +57,6 @@ class LinearHeadConfig(HeadConfig):
     kind: Literal["linear"] = "linear"
     pool: Pool = "avg"
     dropout: Fraction = 0.0
-
-    task_kinds = CLASSIFYING
 
 
 @HEAD_CONFIGS.register("mlp")
@@ -70,7 +69,6 @@ class MlpHeadConfig(HeadConfig):
     dropout: Fraction = 0.0
 
     positional = ("hidden",)
-    task_kinds = CLASSIFYING
 
     @field_validator("hidden", mode="before")
     @classmethod
@@ -120,7 +118,6 @@ class EfficientDetHeadConfig(HeadConfig):
     nms_iou: float = Field(default=0.5, gt=0.0, le=1.0)
     max_detections: int = Field(default=100, gt=0, le=MAX_DETECTIONS)
 
-    task_kinds = frozenset({"detect"})
     reads = "pyramid"
 
     @model_validator(mode="before")
@@ -159,5 +156,4 @@ class SegmentationHeadConfig(HeadConfig):
     merge: Merge = "sum"
     separable: Flag = False
 
-    task_kinds = frozenset({"segment"})
     reads = "pyramid"

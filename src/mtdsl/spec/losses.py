@@ -2,7 +2,8 @@
 
 A loss kind's config is registered here in :data:`LOSS_CONFIGS`; the module
 that implements it registers its builder under the same key in
-:mod:`mtdsl.nn.losses`. Each config names the task kinds it serves.
+:mod:`mtdsl.nn.losses`. Which losses fit a task kind is the kind's to say
+(:attr:`mtdsl.kinds.TaskKind.losses`); ``task_kinds`` reads it back.
 
 >>> losses_for("binary")
 ['bce', 'focal']
@@ -14,6 +15,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from mtdsl.kinds import TASK_KINDS
+from mtdsl.kinds.registry import ServedKinds
 from mtdsl.spec.fields import Fraction, PositiveWeight, Weight
 from mtdsl.spec.registry import Config, Registry
 
@@ -25,15 +28,15 @@ MAX_DELTA = 100.0
 
 class LossConfig(Config):
     kind: str
-    task_kinds: ClassVar[frozenset[str]] = frozenset()
+    task_kinds: ClassVar[ServedKinds] = ServedKinds("losses")
 
 
 LOSS_CONFIGS: Registry[LossConfig] = Registry("loss")
 
 
 def losses_for(task_kind: str) -> list[str]:
-    """Loss kinds that can serve a task kind, in registration order (the first is the default)."""
-    return [kind for kind in LOSS_CONFIGS.kinds() if task_kind in LOSS_CONFIGS.get(kind).task_kinds]
+    """Loss kinds that can serve a task kind, the default first."""
+    return TASK_KINDS.losses_for(task_kind)
 
 
 @LOSS_CONFIGS.register("cross_entropy")
@@ -43,8 +46,6 @@ class CrossEntropyConfig(LossConfig):
     kind: Literal["cross_entropy"] = "cross_entropy"
     label_smoothing: Fraction = 0.0
     dice: Weight = 0.0
-
-    task_kinds = frozenset({"classify", "segment"})
 
 
 @LOSS_CONFIGS.register("detection")
@@ -58,15 +59,11 @@ class DetectionLossConfig(LossConfig):
     box_weight: Weight = 50.0
     delta: float = Field(default=0.1, gt=0.0, le=MAX_DELTA)
 
-    task_kinds = frozenset({"detect"})
-
 
 @LOSS_CONFIGS.register("bce")
 class BinaryCrossEntropyConfig(LossConfig):
     kind: Literal["bce"] = "bce"
     pos_weight: PositiveWeight | None = None
-
-    task_kinds = frozenset({"binary", "multilabel"})
 
 
 @LOSS_CONFIGS.register("focal")
@@ -74,5 +71,3 @@ class FocalConfig(LossConfig):
     kind: Literal["focal"] = "focal"
     alpha: float = Field(default=0.25, ge=0.0, le=1.0)
     gamma: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)
-
-    task_kinds = frozenset({"binary", "multilabel"})

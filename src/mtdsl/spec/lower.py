@@ -25,13 +25,14 @@ from pydantic import ValidationError
 
 from mtdsl.errors import Source, Span, SpecNameError, SpecValueError, did_you_mean, listing
 from mtdsl.frontend import ast
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.augment_lowering import augment_ops, without_augment
 from mtdsl.spec.data import DATASETS
 from mtdsl.spec.document import SpanKey, Spec
 from mtdsl.spec.fields import MAX_SIDE
 from mtdsl.spec.heads import HEAD_CONFIGS, heads_for
 from mtdsl.spec.losses import LOSS_CONFIGS, losses_for
-from mtdsl.spec.model import BACKBONES, TASK_KINDS, InputSpec, ModelSpec, TaskSpec
+from mtdsl.spec.model import BACKBONES, InputSpec, ModelSpec, TaskSpec
 from mtdsl.spec.names import check_declared_name
 from mtdsl.spec.necks import NECK_CONFIGS
 from mtdsl.spec.references import SegmentRef

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, SerializeAsAny, field_validator
 
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.fields import MAX_CLASSES, Fraction, Side
 from mtdsl.spec.heads import HeadConfig
 from mtdsl.spec.necks import NeckConfig
@@ -19,15 +20,6 @@ from mtdsl.spec.registry import Config, Registry, SpecModel
 #: Images are read as RGB and timm stems take three channels.
 CHANNELS = 3
 
-TaskKind = Literal["classify", "binary", "multilabel", "detect", "segment"]
-
-TASK_KINDS: dict[str, str] = {
-    "classify": "single-label classification (softmax over classes)",
-    "binary": "one yes/no label per image (one logit)",
-    "multilabel": "several independent yes/no labels per image",
-    "detect": "bounding boxes with classes",
-    "segment": "a class per pixel",
-}
 
 
 class InputSpec(SpecModel):
@@ -79,7 +71,7 @@ class TaskSpec(SpecModel):
     """The model side of one task: what it predicts and where its head sits."""
 
     name: str
-    kind: TaskKind
+    kind: str
     classes: list[str] | None = Field(default=None, max_length=MAX_CLASSES)
     head: SerializeAsAny[HeadConfig]
     backbone: str
@@ -87,6 +79,13 @@ class TaskSpec(SpecModel):
     tap: SegmentRef | None = None
     input: InputSpec | None = None
     crops: list[str] = Field(default_factory=list)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_kind(cls, value: str) -> str:
+        if value not in TASK_KINDS:
+            raise ValueError(f"unknown task kind '{value}'; the kinds are {', '.join(TASK_KINDS)}")
+        return value
 
     @field_validator("crops", mode="before")
     @classmethod
@@ -113,9 +112,7 @@ class TaskSpec(SpecModel):
 
     @property
     def num_outputs(self) -> int:
-        if self.kind == "binary":
-            return 1
-        return len(self.classes or [])
+        return TASK_KINDS[self.kind].num_outputs(len(self.classes or []))
 
 
 class ModelSpec(SpecModel):

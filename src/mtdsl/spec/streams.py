@@ -24,6 +24,7 @@ anything is built.
 
 from __future__ import annotations
 
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.document import Spec
 from mtdsl.spec.stream import Stream
 
@@ -33,7 +34,7 @@ __all__ = ["Stream", "batch_size", "is_balanced", "plan_streams"]
 def is_balanced(spec: Spec, task: str) -> bool:
     """Binary tasks draw balanced batches unless the spec says ``balanced = false``."""
     training = spec.train.tasks[task]
-    return spec.model.tasks[task].kind == "binary" and training.balanced is not False
+    return TASK_KINDS[spec.model.tasks[task].kind].yes_no and training.balanced is not False
 
 
 def batch_size(spec: Spec, task: str) -> int:

@@ -64,7 +64,7 @@ from mtdsl.train.data.sources import (
     unreadable_image,
 )
 from mtdsl.train.data.synthetic import synthetic_sample
-from mtdsl.train.data.tasks import DENSE_KINDS, LABEL_KINDS, TaskLabels
+from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.data.transforms import IMAGE_ERRORS, ImageTransform
 
 __all__ = [
@@ -110,7 +110,7 @@ def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str
     check_sources(dataset, tasks)
     table = read_table(dataset, tasks)
     targets = {
-        task.task: encode_targets(task, table) if task.kind in LABEL_KINDS else table.targets[task.task]
+        task.task: encode_targets(task, table) if task.learns_from == "labels" else table.targets[task.task]
         for task in tasks
     }
     parts = table.parts
@@ -194,7 +194,7 @@ class ImageDataset(Dataset):
         if self.synthetic is None and any(isinstance(image, int) for image in examples.images):
             raise ValueError("synthetic examples need their SyntheticDataset config (pass synthetic=...)")
         size = (int(image_size[0]), int(image_size[1]))
-        dense = [task for task in self.tasks if task.kind in DENSE_KINDS]
+        dense = [task for task in self.tasks if task.dense]
         self.transform: ImageTransform | Letterbox
         if dense:
             if size[0] != size[1]:
@@ -209,11 +209,13 @@ class ImageDataset(Dataset):
                 augment = DEFAULT_SYNTHETIC_LABELS if self.synthetic is not None else DEFAULT_LABELS
             self.transform = ImageTransform(size, tuple(mean), tuple(std), train, tuple(augment), resize or Resize())
         self._targets = {
-            task.task: torch.from_numpy(examples.targets[task.task]) for task in self.tasks if task.kind in LABEL_KINDS
+            task.task: torch.from_numpy(examples.targets[task.task]) for task in self.tasks if not task.dense
         }
-        self._dense = {task.task: (task.kind, examples.targets[task.task]) for task in dense}
+        self._dense = {task.task: (task, examples.targets[task.task]) for task in dense}
         #: Segment tasks that join datasets: their targets say which classes each image's dataset labels.
-        self._joined = {task.task: task_count(task) or 0 for task in dense if task.kind == "segment" and task.partial}
+        self._joined = {
+            task.task: task_count(task) or 0 for task in dense if task.learns_from == "masks" and task.partial
+        }
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -227,7 +229,8 @@ class ImageDataset(Dataset):
     def targets(self, task: str) -> torch.Tensor:
         """Every example's target for an image-label ``task``, stacked, without opening any image."""
         if task in self._dense:
-            raise KeyError(f"task '{task}' is a {self._dense[task][0]} task: its targets differ in size per example")
+            kind = self._dense[task][0].kind
+            raise KeyError(f"task '{task}' is a {kind} task: its targets differ in size per example")
         if task not in self._targets:
             raise KeyError(f"no task '{task}' in this dataset; it serves {listing(self._targets)}")
         return self._targets[task].clone()
@@ -268,8 +271,8 @@ class ImageDataset(Dataset):
             image, original = opened
         masks: dict[str, np.ndarray] = {}
         boxes: dict[str, BoxTarget] = {}
-        for task, (kind, targets) in self._dense.items():
-            if kind == "detect":
+        for task, (labels, targets) in self._dense.items():
+            if labels.learns_from == "boxes":
                 boxes[task] = targets[index]
                 continue
             target: MaskTarget = targets[index]

@@ -313,7 +313,7 @@ def synthetic_targets(config: SyntheticDataset, task: TaskLabels) -> np.ndarray:
             (detect) or :data:`SYNTHETIC_SEGMENT_CLASSES` (segment), in that order.
     """
     where = describe(config)
-    if task.kind == "detect":
+    if task.learns_from == "boxes":
         boxes = _synthetic_boxes(config.count, config.size, config.seed)
         if task.partial:
             names = tuple(task.classes) if isinstance(task.classes, tuple) else ()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mtdsl.errors import DataError, listing
+from mtdsl.kinds import TASK_KINDS
+from mtdsl.kinds.registry import KindTable
 from mtdsl.spec.data import SyntheticDataset
 from mtdsl.train.data.sources import ImageRef
 from mtdsl.train.data.tasks import TaskLabels
@@ -102,25 +104,15 @@ def join_datasets(parts: Mapping[str, Mapping[str, Examples]], tasks: Sequence[T
     for split in dict.fromkeys(split for splits in parts.values() for split in splits):
         joined[split] = join_examples([splits[split].select(names) for splits in parts.values() if split in splits])
     for task in tasks:
-        if task.kind != "binary":
+        if TASK_KINDS[task.kind].takes_classes:
             check_classes_labelled(task, parts)
     return joined
 
 
-def _labelled(task: TaskLabels, targets: np.ndarray, count: int) -> np.ndarray:
-    """``(count,)`` bool: the classes that ``targets`` (one dataset split's, for ``task``) label."""
-    found = np.zeros(count, dtype=bool)
-    if task.kind == "detect":
-        for target in targets[:1]:
-            found |= target.annotated
-    elif task.kind == "segment":
-        for target in targets[:1]:
-            found |= True if target.annotated is None else target.annotated
-    elif task.kind == "multilabel":
-        found |= (~np.isnan(targets)).any(axis=0)
-    else:
-        found[np.unique(targets)] = True
-    return found
+#: Which classes one dataset split's targets label, for each kind with classes, registered from the kind's
+#: folder (``mtdsl/kinds/<kind>/train.py``): ``labelled(targets, count) -> (count,) bool``.
+LABELLED: KindTable[Callable[[np.ndarray, int], np.ndarray]] = KindTable("labelled-classes reader",
+                                                                         loads="mtdsl.train.kinds")
 
 
 def check_classes_labelled(task: TaskLabels, parts: Mapping[str, Mapping[str, Examples]]) -> None:
@@ -134,7 +126,7 @@ def check_classes_labelled(task: TaskLabels, parts: Mapping[str, Mapping[str, Ex
     labelled = np.zeros(len(classes), dtype=bool)
     for splits in parts.values():
         for examples in splits.values():
-            labelled |= _labelled(task, examples.targets[task.task], len(classes))
+            labelled |= LABELLED[task.kind](examples.targets[task.task], len(classes))
     missing = [name for name, found in zip(classes, labelled) if not found]
     if missing:
         raise DataError(
@@ -142,5 +134,6 @@ def check_classes_labelled(task: TaskLabels, parts: Mapping[str, Mapping[str, Ex
             + (f" (nor {listing(missing[1:])})" if len(missing) > 1 else ""),
             expected="every class of the task labelled by at least one of its datasets",
             hint="check the spelling against the datasets' labels or category names"
-            + (", or list the classes a coco dataset annotates with classes = [...]" if task.kind == "detect" else ""),
+            + (", or list the classes a coco dataset annotates with classes = [...]"
+               if TASK_KINDS[task.kind].targets == "boxes" else ""),
         )

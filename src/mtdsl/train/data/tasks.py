@@ -3,8 +3,8 @@
 The data modules, the metrics and the loop all name tasks this way, so it sits below
 all of them.
 
->>> TaskLabels("shape", "classify", 3).kind in LABEL_KINDS
-True
+>>> TaskLabels("shape", "classify", 3).learns_from, TaskLabels("box", "detect", 3).dense
+('labels', True)
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mtdsl.errors import DataError, did_you_mean, listing
-from mtdsl.spec.data import LABEL_KINDS
+from mtdsl.kinds import TASK_KINDS
+from mtdsl.kinds.registry import Targets
 
 if TYPE_CHECKING:
     from mtdsl.spec.document import Spec
 
-__all__ = ["DENSE_KINDS", "LABEL_KINDS", "READABLE_KINDS", "TaskLabels", "task_labels"]
-
-#: Task kinds with one label (or a few) per image (:data:`mtdsl.spec.data.LABEL_KINDS`), and those with boxes or pixels.
-DENSE_KINDS = ("detect", "segment")
-READABLE_KINDS = LABEL_KINDS + DENSE_KINDS
+__all__ = ["TaskLabels", "task_labels"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,7 @@ class TaskLabels:
 
     Attributes:
         task: the task's name.
-        kind: ``classify``, ``binary``, ``multilabel``, ``detect`` or ``segment``.
+        kind: the task kind's name (:data:`mtdsl.kinds.TASK_KINDS`).
         classes: the class names in index order; an int when the spec wrote
             ``classes = N`` (the dataset's labels, categories or class names
             then name them); ``None`` for binary. A detect task's classes are
@@ -51,6 +48,16 @@ class TaskLabels:
     label: str | None = None
     positive: str | None = None
     partial: bool = False
+
+    @property
+    def learns_from(self) -> Targets:
+        """What the task's kind learns from: ``labels`` per image, ``boxes`` or ``masks``."""
+        return TASK_KINDS[self.kind].targets
+
+    @property
+    def dense(self) -> bool:
+        """Its targets move with the pixels (boxes, masks)."""
+        return TASK_KINDS[self.kind].dense
 
 
 def _declared_classes(classes: list[str] | None) -> tuple[str, ...] | int | None:
@@ -75,21 +82,14 @@ def task_labels(spec: Spec, task_names: Iterable[str] | None = None) -> list[Tas
                 hint=did_you_mean(name, spec.model.tasks),
             )
         task, training = spec.model.tasks[name], spec.train.tasks[name]
-        if task.kind not in READABLE_KINDS:
-            raise DataError(
-                f"task '{name}' is a {task.kind} task; this version of mtdsl reads data "
-                f"for {', '.join(READABLE_KINDS)} tasks only",
-                spec.span("task", name),
-                hint="train the other tasks of the spec without it for now",
-            )
-        if task.kind in DENSE_KINDS and (training.label or training.positive):
+        if TASK_KINDS[task.kind].dense and (training.label or training.positive):
             key = "label" if training.label else "positive"
             raise DataError(
                 f"task '{name}' is a {task.kind} task; '{key}' picks an image label, which it does not read",
                 spec.span("task", name),
                 hint=f"remove '{key}' from task '{name}'",
             )
-        classes = None if task.kind == "binary" else _declared_classes(task.classes)
+        classes = _declared_classes(task.classes) if TASK_KINDS[task.kind].takes_classes else None
         partial = len(training.datasets) > 1
         found.append(TaskLabels(name, task.kind, classes, training.label, training.positive, partial))
     return found

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from mtdsl.errors import ArtefactError, RunFailed
+from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.streams import Stream
 from mtdsl.train.data.tasks import TaskLabels
 
@@ -43,9 +44,8 @@ def load_model_class(path: Path) -> type[torch.nn.Module]:
 
 
 def num_outputs(labels: TaskLabels) -> int:
-    if labels.kind == "binary":
-        return 1
-    return labels.classes if isinstance(labels.classes, int) else len(labels.classes)
+    classes = labels.classes if isinstance(labels.classes, int) else len(labels.classes or ())
+    return TASK_KINDS[labels.kind].num_outputs(classes)
 
 
 def class_names(labels: TaskLabels) -> tuple[str, ...] | None:

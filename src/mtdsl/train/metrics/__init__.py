@@ -2,8 +2,9 @@
 
 Each metric accumulates counts, never the outputs themselves, so its memory does
 not grow with the evaluation set; the contract is :class:`~mtdsl.train.metrics.metric.TaskMetric`.
-The image-label kinds are in :mod:`~mtdsl.train.metrics.labels`, detect and segment
-in :mod:`~mtdsl.train.metrics.dense`; importing this package registers them all::
+The image-label kinds' metrics are in :mod:`~mtdsl.train.metrics.labels`, the dense kinds'
+in :mod:`~mtdsl.train.metrics.dense`; each kind's folder registers its own in
+:data:`~mtdsl.train.metrics.metric.METRICS`, which loads them all on first use::
 
     >>> import torch
     >>> metric = metric_for("binary", 1)
@@ -20,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mtdsl.errors import did_you_mean, listing
-from mtdsl.train.metrics import dense, labels  # noqa: F401  (importing them registers their kinds)
 from mtdsl.train.metrics.metric import METRICS, TaskMetric
 
 __all__ = ["metric_for"]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mtdsl.train.data.dense import IGNORE_INDEX, unletterbox_boxes
-from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio, register_metric
+from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio
 
 __all__ = [
     "SUMMARY",
@@ -247,7 +247,6 @@ def most_confident_box_accuracy(
     return _ratio(right, counted)
 
 
-@register_metric("segment")
 class SegmentationMetric(TaskMetric):
     """Per-pixel classification from ``(N, C, h, w)`` logits and ``(N, H, W)`` int64 class targets.
 
@@ -333,7 +332,6 @@ class SegmentationMetric(TaskMetric):
 DETECTION_REPORTED = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 
 
-@register_metric("detect")
 class DetectionMetric(TaskMetric):
     """COCO box AP of a detect task, from decoded detections (:meth:`DetectionSetup.detections`).
 

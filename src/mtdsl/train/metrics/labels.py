@@ -1,4 +1,4 @@
-"""Metrics of the image-label kinds: classify, binary and multilabel.
+"""Metrics of the image-label kinds: classify, binary and multilabel (each kind's folder registers its own).
 
 Each accumulates counts (a confusion matrix or per-label true/false
 positive/negative counts), never the outputs themselves, so its memory does not
@@ -17,12 +17,11 @@ import math
 
 import torch
 
-from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio, register_metric
+from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio
 
 __all__ = ["BinaryMetric", "ClassifyMetric", "MultilabelMetric"]
 
 
-@register_metric("classify")
 class ClassifyMetric(TaskMetric):
     """Single-label classification from ``(N, C)`` logits and ``(N,)`` int64 class targets.
 
@@ -69,7 +68,6 @@ class ClassifyMetric(TaskMetric):
         return results
 
 
-@register_metric("binary")
 class BinaryMetric(TaskMetric):
     """Yes/no from ``(N, 1)`` or ``(N,)`` logits (``> 0`` means yes) and ``(N,)`` 0/1 targets.
 
@@ -108,7 +106,6 @@ class BinaryMetric(TaskMetric):
         }
 
 
-@register_metric("multilabel")
 class MultilabelMetric(TaskMetric):
     """Independent yes/no per label from ``(N, C)`` logits and ``(N, C)`` 0/1 targets.
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from mtdsl.kinds.registry import KindTable
+
 NAN = float("nan")
 
 
@@ -60,14 +62,10 @@ class TaskMetric(ABC):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-METRICS: dict[str, type[TaskMetric]] = {}
+#: The metric of each task kind, registered from the kind's folder (``mtdsl/kinds/<kind>/train.py``).
+METRICS: KindTable[type[TaskMetric]] = KindTable("metric", loads="mtdsl.train.kinds")
 
 
 def register_metric(kind: str) -> Callable[[type[TaskMetric]], type[TaskMetric]]:
     """Class decorator: register a metric under the task kind it evaluates."""
-
-    def decorate(cls: type[TaskMetric]) -> type[TaskMetric]:
-        METRICS[kind] = cls
-        return cls
-
-    return decorate
+    return METRICS.register(kind)

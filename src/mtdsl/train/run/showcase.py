@@ -3,12 +3,14 @@
 Numbers say how good a detector is; pictures say how it fails. After training,
 :func:`write_prediction_images` draws the first images of each stream that has
 a detect or segment task (test split, else val) with every task's output, one
-grid per stream, in ``predictions/``.
+grid per stream, in ``predictions/``. What each task adds to a picture is its kind's
+to say (:data:`SHOWN`, registered from ``mtdsl/kinds/<kind>/train.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtdsl.kinds import TASK_KINDS
+from mtdsl.kinds.registry import KindTable
 from mtdsl.render.label_results import label_output, label_text
 from mtdsl.train.data.datasets import collate, raise_if_unreadable
 from mtdsl.train.data.loaders import StreamLoaders, to_device
-from mtdsl.train.data.tasks import DENSE_KINDS, TaskLabels
+from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.loop.precision import Precision
 from mtdsl.train.loop.runtime import to_float
 
@@ -35,11 +39,38 @@ def _pixels(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     return (restored.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
+@dataclass
+class Shown:
+    """One picture's drawing in the making: ``draw_predictions``' keyword arguments, and its captions.
+
+    Attributes:
+        index: the image's position in the batch.
+        zoom: how much the image is enlarged (boxes and masks are scaled by it).
+    """
+
+    index: int
+    zoom: int
+    drawing: dict[str, Any] = field(default_factory=dict)
+    captions: list[str] = field(default_factory=list)
+
+
+#: What each kind adds to a picture from its batch output, registered from its folder
+#: (``mtdsl/kinds/<kind>/train.py``): ``show(picture, labels, output, decoder)``; ``decoder`` is a
+#: detect task's :class:`~mtdsl.detection.setup.DetectionSetup`, else ``None``.
+SHOWN: KindTable[Callable[[Shown, TaskLabels, Any, Any], None]] = KindTable("showcase drawing",
+                                                                          loads="mtdsl.train.kinds")
+
+
+def caption(picture: Shown, labels: TaskLabels, output: Any, decoder: Any) -> None:
+    """An image-label task's result in the picture's title."""
+    picture.captions.append(_caption(labels, output[picture.index]))
+
+
 def _caption(labels: TaskLabels, output: torch.Tensor) -> str:
     """``"shape: circle 0.54"``: an image-label task's result, worded as ``mtdsl predict`` words it."""
     names = labels.classes if isinstance(labels.classes, tuple) else tuple(map(str, range(output.numel())))
     text = label_text(labels.task, label_output(labels.kind, names, output))
-    return text if labels.kind == "binary" else f"{labels.task}: {text}"
+    return text if TASK_KINDS[labels.kind].yes_no else f"{labels.task}: {text}"  # a yes/no text names the task
 
 
 @torch.no_grad()
@@ -66,7 +97,7 @@ def write_prediction_images(
     written = []
     for index, stream in enumerate(loaders.streams):
         split = loaders.split_for(index, "test", fallback="val")
-        if split is None or not any(labels[task].kind in DENSE_KINDS for task in stream.tasks):
+        if split is None or not any(labels[task].dense for task in stream.tasks):
             continue
         dataset = loaders.splits[index][split]
         picked = dict.fromkeys(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int).tolist())
@@ -80,24 +111,11 @@ def write_prediction_images(
         drawn = []
         zoom = max(1, DRAWN_SIDE // max(images.shape[-2:]))
         for n in range(len(images)):
-            drawing: dict[str, Any] = {"title": None}
-            captions = []
+            picture = Shown(n, zoom, {"title": None})
             for task in stream.tasks:
-                task_labels = labels[task]
-                names = task_labels.classes if isinstance(task_labels.classes, tuple) else None
-                output = to_float(outputs[task])
-                if task_labels.kind == "detect":
-                    found = decoders[task].detections(tuple(part[n : n + 1] for part in output))[0]
-                    sure = found["scores"] >= DRAWN_SCORE
-                    drawing.update(boxes=found["boxes"][sure] * zoom, scores=found["scores"][sure],
-                                   classes=found["classes"][sure], class_names=names)
-                elif task_labels.kind == "segment":
-                    mask = output[n].argmax(0)
-                    drawing.update(mask=mask.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1), mask_names=names)
-                else:
-                    captions.append(_caption(task_labels, output[n]))
-            drawing["title"] = " · ".join(captions) or None
+                SHOWN[labels[task].kind](picture, labels[task], to_float(outputs[task]), decoders.get(task))
+            picture.drawing["title"] = " · ".join(picture.captions) or None
             pixels = _pixels(images[n], mean, std).repeat(zoom, axis=0).repeat(zoom, axis=1)
-            drawn.append(draw_predictions(pixels, **drawing))
+            drawn.append(draw_predictions(pixels, **picture.drawing))
         written.append(save_prediction_grid(drawn, out_dir / f"{stream.dataset}.png"))
     return written

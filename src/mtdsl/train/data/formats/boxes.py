@@ -186,7 +186,7 @@ def boxes_table(
         DataError: a task's classes do not fit the dataset's categories, or
             (``keep_empty = false``) no image has a box of the tasks' classes.
     """
-    targets = {task.task: box_targets(every, config, task, where) for task in tasks if task.kind == "detect"}
+    targets = {task.task: box_targets(every, config, task, where) for task in tasks if task.learns_from == "boxes"}
     targets.update(extra or {})
     kept = np.arange(len(every))
     if not config.keep_empty:

@@ -147,5 +147,7 @@ def read_coco_dataset(config: CocoDataset, tasks: Sequence[TaskLabels]) -> Table
         raise DataError(f"{where}: the images folder {images_dir} does not exist", expected="the folder of file_name")
     coco = read_coco_file(annotations)
     every, ids = _examples(coco, images_dir, f"COCO annotations {annotations}")
-    masks = {task.task: coco_mask_targets(coco, ids, config, task, where) for task in tasks if task.kind == "segment"}
+    masks = {
+        task.task: coco_mask_targets(coco, ids, config, task, where) for task in tasks if task.learns_from == "masks"
+    }
     return boxes_table(config, tasks, every, where, extra=masks)

@@ -13,7 +13,7 @@ from mtdsl.train.data.dense import synthetic_targets
 from mtdsl.train.data.formats.registry import READERS
 from mtdsl.train.data.sources import Table, describe
 from mtdsl.train.data.synthetic import SYNTHETIC_FIELDS, synthetic_labels
-from mtdsl.train.data.tasks import DENSE_KINDS, TaskLabels
+from mtdsl.train.data.tasks import TaskLabels
 
 
 @lru_cache(maxsize=8)
@@ -35,7 +35,7 @@ def read_synthetic(config: SyntheticDataset, tasks: Sequence[TaskLabels]) -> Tab
     spaces: dict[str, tuple[str, ...]] = {}
     targets = {}
     for task in tasks:
-        if task.kind in DENSE_KINDS:
+        if task.dense:
             targets[task.task] = synthetic_targets(config, task)
             continue
         field = task.label or task.task

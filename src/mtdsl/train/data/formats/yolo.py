@@ -250,7 +250,7 @@ def read_yolo_dataset(config: YoloDataset, tasks: Sequence[TaskLabels]) -> Table
                 raise DataError(f"{where}: {images[i]} is in both the {seen[images[i]]} and the {split} split",
                                 hint="list each image in one split of data.yaml")
             seen[images[i]] = split
-    segments = [task for task in tasks if task.kind == "segment"]
+    segments = [task for task in tasks if task.learns_from == "masks"]
     boxes, labels, masks = [], [], []
     for image in images:
         try:

@@ -1,0 +1,59 @@
+"""The training side of ``classify``: one class index per image, and accuracy.
+
+Importing it registers its entries in the training layer's tables (:mod:`mtdsl.train.kinds` does).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtdsl.errors import DataError, listing
+from mtdsl.kinds.classify.kind import CLASSIFY
+from mtdsl.train.data.examples import LABELLED
+from mtdsl.train.data.labels import ENCODERS, resolve_classes
+from mtdsl.train.data.sources import Table
+from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.metrics.labels import ClassifyMetric
+from mtdsl.train.metrics.metric import register_metric
+from mtdsl.train.run.showcase import SHOWN, caption
+
+SHOWN.register(CLASSIFY.name)(caption)
+register_metric(CLASSIFY.name)(ClassifyMetric)
+
+
+@ENCODERS.register(CLASSIFY.name)
+def targets(task: TaskLabels, table: Table, rows: list[list[str] | None]) -> np.ndarray:
+    classes = resolve_classes(task, table.spaces[task.task], table.exact, table.where)
+    index = {name: i for i, name in enumerate(classes)}
+    targets = np.empty(len(rows), dtype=np.int64)
+    for i, row in enumerate(rows):
+        if row is None:
+            raise DataError(
+                f"{table.where}: {table.images[i]} is not labelled (its cell is the unknown marker), "
+                f"but classify task '{task.task}' needs one label for every image it reads",
+                expected="one of its classes in every row",
+                hint="label the image, or leave its row out of the manifest; binary and multilabel tasks "
+                "read unknown cells",
+            )
+        if len(row) != 1:
+            raise DataError(
+                f"{table.where}: {table.images[i]} has {len(row)} labels ({', '.join(row) or 'none'}), "
+                f"but classify task '{task.task}' needs exactly one",
+                hint="make the task multilabel, or give every image one label",
+            )
+        if row[0] not in index:
+            raise DataError(
+                f"{table.where}: label '{row[0]}' of {table.images[i]} is not a class of task '{task.task}'",
+                expected=f"one of its classes: {listing(classes)}",
+                hint=f"add '{row[0]}' to the task's classes, or drop the image from the dataset",
+            )
+        targets[i] = index[row[0]]
+    return targets
+
+
+@LABELLED.register(CLASSIFY.name)
+def labelled(targets: np.ndarray, count: int) -> np.ndarray:
+    """The classes some image of the split has."""
+    found = np.zeros(count, dtype=bool)
+    found[np.unique(targets)] = True
+    return found

@@ -1,0 +1,1 @@
+"""``detect``: boxes with classes. ``kind.py`` is torch-free; ``train.py`` is its training side."""

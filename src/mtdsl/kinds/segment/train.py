@@ -1,0 +1,38 @@
+"""The training side of ``segment``: the classes its masks label, mean IoU, and its mask in a run's pictures.
+
+Its targets (:class:`~mtdsl.train.data.dense.MaskTarget`) are read by the formats that carry
+masks. Importing it registers its entries in the training layer's tables (:mod:`mtdsl.train.kinds` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mtdsl.kinds.segment.kind import SEGMENT
+from mtdsl.train.data.examples import LABELLED
+from mtdsl.train.data.tasks import TaskLabels
+from mtdsl.train.metrics.dense import SegmentationMetric
+from mtdsl.train.metrics.metric import register_metric
+from mtdsl.train.run.showcase import SHOWN, Shown
+
+register_metric(SEGMENT.name)(SegmentationMetric)
+
+
+@LABELLED.register(SEGMENT.name)
+def labelled(targets: np.ndarray, count: int) -> np.ndarray:
+    """The classes the split's dataset labels (all of them: a reader that does not say)."""
+    found = np.zeros(count, dtype=bool)
+    for target in targets[:1]:
+        found |= True if target.annotated is None else target.annotated
+    return found
+
+
+@SHOWN.register(SEGMENT.name)
+def show(picture: Shown, labels: TaskLabels, output: Any, decoder: Any) -> None:
+    """The picture's class mask, enlarged with it."""
+    names = labels.classes if isinstance(labels.classes, tuple) else None
+    mask = output[picture.index].argmax(0)
+    zoom = picture.zoom
+    picture.drawing.update(mask=mask.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1), mask_names=names)
