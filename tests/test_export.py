@@ -296,3 +296,38 @@ def test_a_model_exported_with_nms_gives_every_task_as_pytorch_does(trained, tmp
     for task in ("shape", "colour", "large", "regions"):  # the other tasks, post-processed
         want = _expected(compilation, model, images, True, tasks=[task])[0]
         np.testing.assert_allclose(named[task], want, rtol=1e-4, atol=1e-5, err_msg=task)
+
+
+LABEL_KINDS_SPEC = """model labels
+input 3x32x32
+backbone trunk = timm("test_resnet")
+dataset shapes = synthetic(count = 8, size = 32)
+task shape: classify(shapes) { classes = [circle, square, triangle] }
+task large: binary(shapes)
+task colours: multilabel(shapes) { classes = [red, green, blue] }
+"""
+
+
+def test_exported_probabilities_are_the_scores_mtdsl_predict_reports_for_every_image_label_kind():
+    from mtdsl.compiler import compile_text
+    from mtdsl.render.label_results import LABEL_OUTPUTS
+
+    compilation = compile_text(LABEL_KINDS_SPEC)
+    torch.manual_seed(0)
+    model = MultiTaskModel(compilation.graph, load_pretrained=False).eval()
+    tasks = compilation.spec.model.tasks
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        raw = model(images)
+        exported = dict(zip(tasks, NamedOutputs(model, {t: task.kind for t, task in tasks.items()}, True, {})(images),
+                            strict=True))
+    for index in range(len(images)):
+        for name, task in tasks.items():
+            classes = list(task.classes) if task.classes else None
+            words = LABEL_OUTPUTS[task.kind](classes, raw[name][index], 3)
+            scores = {"classify": lambda w: {w["class"]: w["score"]}, "binary": lambda w: {"yes": w["score"]},
+                      "multilabel": lambda w: w["scores"]}[task.kind](words)
+            got = exported[name][index]
+            for position, (label, score) in enumerate(scores.items()):
+                where = classes.index(label) if task.kind == "classify" else position
+                assert float(got[where]) == pytest.approx(score, abs=1e-5), (name, label)
