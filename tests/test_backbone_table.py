@@ -56,3 +56,12 @@ def test_checking_a_spec_on_a_fresh_install_imports_no_torch(tmp_path):
     env = {**os.environ, "MTDSL_CACHE_DIR": str(tmp_path / "empty")}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["None", "False", "False"]
+
+
+@pytest.mark.parametrize("pattern", ["*", "resnet*", "vit_*", "*lite*", "nothing_like_it*"])
+def test_the_table_lists_what_timm_lists_in_timms_order(pattern):
+    if not backbone_table.is_current(TABLE):
+        pytest.skip("the table is not for this reader and timm version")
+    import timm
+
+    assert backbone_table.matching(pattern) == timm.list_models(pattern)

@@ -121,10 +121,12 @@ def cmd_backbones(args: argparse.Namespace, console: Console) -> int:
     """List timm models matching a pattern, with their segments (``name channels/stride``), or why they are refused."""
     import json
 
-    from mtdsl.graph import backbone_cache
+    from mtdsl.graph import backbone_cache, backbone_table
     from mtdsl.graph.backbones import listed_info, matching_models
 
-    names = matching_models(args.pattern)
+    names = backbone_table.matching(args.pattern)
+    if names is None:
+        names = matching_models(args.pattern)
     unread = sum(backbone_cache.read(name) is None for name in names)
     if unread > 1 and not args.quiet:
         print(f"reading {unread} models from timm on the meta device (once: kept in {backbone_cache.cache_file()})",

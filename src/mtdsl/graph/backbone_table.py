@@ -19,9 +19,11 @@ half an hour on one core).
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import gzip
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -57,6 +59,24 @@ def record(model_name: str) -> dict[str, Any] | None:
         return None
     found = table["records"].get(model_name)
     return found if isinstance(found, dict) else None
+
+
+def matching(pattern: str) -> list[str] | None:
+    """The table's architectures matching a shell-style ``pattern``, in timm's order (its natural sort);
+    ``None`` when the table cannot answer (not current, or a pattern of pretrained tags or hub names).
+
+    >>> matching("convnext_atto*"), matching("resnet18.a?_in1k")
+    (['convnext_atto', 'convnext_atto_ols', 'convnext_atto_rms'], None)
+    """
+    table = _table()
+    if "." in pattern or ":" in pattern or not is_current(table):
+        return None
+    return sorted(fnmatch.filter(table["records"], pattern), key=_natural_key)
+
+
+def _natural_key(name: str) -> list[int | str]:
+    """timm's ``list_models`` order: ``resnet18`` before ``resnet101``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
 def write_table(path: Path = TABLE, names: list[str] | None = None) -> dict[str, Any]:
