@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mtdsl.spec.data import CocoDataset
+from mtdsl.train.data.box_mask_targets import unletterbox_boxes
 from mtdsl.train.data.datasets import ImageDataset, collate, read_splits
-from mtdsl.train.data.dense import unletterbox_boxes
 from mtdsl.train.data.formats.coco import read_coco_dataset
 from mtdsl.train.data.letterbox import Letterbox
 from mtdsl.train.data.sources import item_seed

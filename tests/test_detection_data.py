@@ -13,7 +13,7 @@ from conftest import SHARED_DATA, requires_shared_data
 from PIL import Image
 
 from mtdsl.errors import DataError
-from mtdsl.train.data.dense import IGNORE_INDEX, read_mask_file, synthetic_detection
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX, read_mask_file, synthetic_detection
 from mtdsl.train.data.formats.coco import read_coco
 from mtdsl.train.data.formats.masks import read_class_names, read_masks
 from mtdsl.train.data.letterbox import Letterbox, Letterboxed

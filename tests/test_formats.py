@@ -19,8 +19,8 @@ from pycocotools import mask as mask_utils
 from mtdsl.cli import main
 from mtdsl.errors import DataError
 from mtdsl.spec.data import DATASETS, CocoDataset, CsvDataset, JsonDataset, VocDataset, YoloDataset, formats_serving
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX, read_mask
 from mtdsl.train.data.datasets import ImageDataset, read_splits
-from mtdsl.train.data.dense import IGNORE_INDEX, read_mask
 from mtdsl.train.data.formats import READERS
 from mtdsl.train.data.formats.coco_masks import CocoMask
 from mtdsl.train.data.tasks import TaskLabels

@@ -1,6 +1,6 @@
 """The training side of ``detect``: the boxes its datasets annotate, COCO AP, and its boxes in a run's pictures.
 
-Its targets (:class:`~mtdsl.train.data.dense.BoxTarget`) are read by the formats that carry
+Its targets (:class:`~mtdsl.train.data.box_mask_targets.BoxTarget`) are read by the formats that carry
 boxes. Importing it registers its entries in the training layer's tables (:mod:`mtdsl.train.kinds` does).
 """
 

@@ -1,6 +1,6 @@
 """The training side of ``segment``: the classes its masks label, mean IoU, and its mask in a run's pictures.
 
-Its targets (:class:`~mtdsl.train.data.dense.MaskTarget`) are read by the formats that carry
+Its targets (:class:`~mtdsl.train.data.box_mask_targets.MaskTarget`) are read by the formats that carry
 masks. Importing it registers its entries in the training layer's tables (:mod:`mtdsl.train.kinds` does).
 """
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtdsl.train.data.dense import IGNORE_INDEX, unletterbox_boxes
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX, unletterbox_boxes
 from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio
 
 __all__ = [
@@ -341,7 +341,7 @@ class DetectionMetric(TaskMetric):
     Detections of a class an image's dataset does not annotate are dropped before
     scoring: its images say nothing about that class, so such a box is neither right nor wrong.
 
-    With ``original`` (:meth:`~mtdsl.train.data.dense.BoxTarget.original`) the
+    With ``original`` (:meth:`~mtdsl.train.data.box_mask_targets.BoxTarget.original`) the
     detections go back to the image's own pixels (as ``mtdsl predict`` writes
     them) and are scored against the image's annotations there, crowd regions
     as ignored areas and the file's ``area`` picking small, medium and large:
