@@ -13,7 +13,7 @@ import numpy as np
 from mtdsl.kinds.detect.kind import DETECT
 from mtdsl.train.data.examples import LABELLED
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.metrics.dense import DetectionMetric
+from mtdsl.train.metrics.detection import DetectionMetric
 from mtdsl.train.metrics.metric import register_metric
 from mtdsl.train.run.showcase import DRAWN_SCORE, SHOWN, Shown
 

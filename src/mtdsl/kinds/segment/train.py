@@ -13,8 +13,8 @@ import numpy as np
 from mtdsl.kinds.segment.kind import SEGMENT
 from mtdsl.train.data.examples import LABELLED
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.metrics.dense import SegmentationMetric
 from mtdsl.train.metrics.metric import register_metric
+from mtdsl.train.metrics.segmentation import SegmentationMetric
 from mtdsl.train.run.showcase import SHOWN, Shown
 
 register_metric(SEGMENT.name)(SegmentationMetric)
