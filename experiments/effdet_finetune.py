@@ -56,7 +56,7 @@ from mtdsl.spec.data import CocoDataset
 from mtdsl.train.data.batching import ShuffledBatches
 from mtdsl.train.data.datasets import ImageDataset, collate, read_splits
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.metrics.dense import DetectionMetric
+from mtdsl.train.metrics.detection import DetectionMetric
 
 MODEL = "tf_efficientdet_lite0"
 

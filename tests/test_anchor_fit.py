@@ -163,8 +163,8 @@ def test_without_boxes_every_scale_ties_and_the_specs_own_wins():
 
 def test_a_large_split_is_measured_on_an_even_sample_of_its_images(tmp_path):
     from mtdsl.spec.data import SyntheticDataset
+    from mtdsl.train.data.box_mask_targets import BoxTarget, object_array
     from mtdsl.train.data.datasets import Examples
-    from mtdsl.train.data.dense import BoxTarget, object_array
     from mtdsl.train.loop.anchor_fit import input_boxes
 
     # 64-px synthetic images, each with one box whose left edge is its index: which were measured shows.

@@ -29,9 +29,9 @@ from mtdsl.spec.augment import (
 )
 from mtdsl.spec.load import load_text
 from mtdsl.train.data.augment import AUGMENT_BUILDERS, Canvas, compose, seeded
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX
 from mtdsl.train.data.datasets import ImageDataset, read_splits
 from mtdsl.train.data.decode import ORIENTATION, decode_bytes, oriented_size, read_rgb
-from mtdsl.train.data.dense import IGNORE_INDEX
 from mtdsl.train.data.letterbox import Letterbox
 from mtdsl.train.data.resize import Resize, pretrained_resize
 from mtdsl.train.data.tasks import TaskLabels

@@ -50,7 +50,7 @@ def test_the_cache_file_comes_first_and_caching_off_passes_over_both(monkeypatch
 def test_checking_a_spec_on_a_fresh_install_imports_no_torch(tmp_path):
     if not backbone_table.is_current(TABLE):
         pytest.skip("the table is not for this reader and timm version")
-    code = ("import sys; from mtdsl.check import spec_error; "
+    code = ("import sys; from mtdsl.check_command import spec_error; "
             "error = spec_error('specs/quickstart.mtl', {}); "
             "print(error, 'torch' in sys.modules, 'timm' in sys.modules)")
     env = {**os.environ, "MTDSL_CACHE_DIR": str(tmp_path / "empty")}

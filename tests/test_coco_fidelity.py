@@ -26,13 +26,18 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mtdsl.spec.data import CocoDataset
+from mtdsl.train.data.box_mask_targets import unletterbox_boxes
 from mtdsl.train.data.datasets import ImageDataset, collate, read_splits
-from mtdsl.train.data.dense import unletterbox_boxes
 from mtdsl.train.data.formats.coco import read_coco_dataset
 from mtdsl.train.data.letterbox import Letterbox
 from mtdsl.train.data.sources import item_seed
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.metrics.dense import DETECTION_REPORTED, DetectionMetric, coco_evaluate, most_confident_box_accuracy
+from mtdsl.train.metrics.detection import (
+    DETECTION_REPORTED,
+    DetectionMetric,
+    coco_evaluate,
+    most_confident_box_accuracy,
+)
 
 STATS = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 SIZE = 256  # larger than every image: a box of a pixel or more stays one after the letterbox

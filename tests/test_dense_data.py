@@ -13,8 +13,8 @@ from PIL import Image
 
 from mtdsl.errors import DataError
 from mtdsl.spec.data import CocoDataset, MasksDataset, SyntheticDataset
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX, BoxTarget, MaskTarget
 from mtdsl.train.data.datasets import ImageDataset, collate, join_examples, read_splits
-from mtdsl.train.data.dense import IGNORE_INDEX, BoxTarget, MaskTarget
 from mtdsl.train.data.letterbox import Letterbox
 from mtdsl.train.data.loaders import to_device
 from mtdsl.train.data.synthetic import SHAPES, synthetic_labels

@@ -13,11 +13,12 @@ from conftest import SHARED_DATA, requires_shared_data
 from PIL import Image
 
 from mtdsl.errors import DataError
-from mtdsl.train.data.dense import IGNORE_INDEX, read_mask_file, synthetic_detection
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX, read_mask_file, synthetic_detection
 from mtdsl.train.data.formats.coco import read_coco
 from mtdsl.train.data.formats.masks import read_class_names, read_masks
 from mtdsl.train.data.letterbox import Letterbox, Letterboxed
-from mtdsl.train.metrics.dense import SegmentationMetric, coco_evaluate, most_confident_box_accuracy
+from mtdsl.train.metrics.detection import coco_evaluate, most_confident_box_accuracy
+from mtdsl.train.metrics.segmentation import SegmentationMetric
 
 STATS = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 

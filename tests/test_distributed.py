@@ -29,7 +29,7 @@ from test_training import FOLDER_SPEC, _photo_folder, randomised, records, write
 from mtdsl.cli import _without_nproc, main
 from mtdsl.errors import DataError, TrainingError
 from mtdsl.spec.data import SyntheticDataset
-from mtdsl.spec.stream import Stream
+from mtdsl.spec.streams import Stream
 from mtdsl.train.data.batching import BalancedBatches, RankShare, ShuffledBatches
 from mtdsl.train.data.loaders import StreamLoaders
 from mtdsl.train.data.tasks import TaskLabels

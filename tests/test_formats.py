@@ -2,12 +2,15 @@
 
 Each format reads tiny files written here, and each malformed file is a
 :class:`DataError` that names the file and line, what is wrong and the fix.
+docs/adding_a_format.md's steps are kept true at the end.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -19,8 +22,8 @@ from pycocotools import mask as mask_utils
 from mtdsl.cli import main
 from mtdsl.errors import DataError
 from mtdsl.spec.data import DATASETS, CocoDataset, CsvDataset, JsonDataset, VocDataset, YoloDataset, formats_serving
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX, read_mask
 from mtdsl.train.data.datasets import ImageDataset, read_splits
-from mtdsl.train.data.dense import IGNORE_INDEX, read_mask
 from mtdsl.train.data.formats import READERS
 from mtdsl.train.data.formats.coco_masks import CocoMask
 from mtdsl.train.data.tasks import TaskLabels
@@ -369,3 +372,62 @@ def test_check_refuses_a_format_that_cannot_serve_the_task_kind(tmp_path, capsys
     assert (record["line"], record["col"]) == (6, 23)
     assert "voc dataset 'things' holds boxes, so segment task 'objects' cannot learn from it" in record["message"]
     assert "coco, yolo, masks or synthetic" in record["expected"]
+
+
+# ---------------------------------------------------------------- docs/adding_a_format.md
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _formats_table() -> dict[str, set[str]]:
+    """docs/formats.md's table: each format → the task kinds its row says it serves."""
+    from mtdsl.kinds import TASK_KINDS
+
+    page = (ROOT / "docs" / "formats.md").read_text(encoding="utf-8").split("\n## ", 1)[0]
+    served = {}
+    for row in (line for line in page.splitlines() if line.startswith("| `")):
+        names, _holds, serves = (cell.strip() for cell in row.strip("|").split("|"))
+        kinds = set(TASK_KINDS) if serves.startswith("all ") else set(re.findall(r"`(\w+)`", serves))
+        served.update({name: kinds for name in re.findall(r"`(\w+)`", names)})
+    return served
+
+
+def test_the_adding_a_format_page_stays_true():
+    """docs/adding_a_format.md's steps name what the code has: its registries, classes and files, where each
+    format's reader lives, and what formats.md's table says each format serves."""
+    import mtdsl.train.data.formats as formats
+    from mtdsl.kinds.registry import Targets, TaskKind
+    from mtdsl.spec.data import BoxesDataset, DatasetConfig, unserved
+    from mtdsl.train.data.box_mask_targets import BoxTarget, MaskTarget
+    from mtdsl.train.data.sources import Table, describe
+
+    page = (ROOT / "docs" / "adding_a_format.md").read_text(encoding="utf-8")
+    steps = page.split("## The steps", 1)[1].split("\n## ", 1)[0]
+    named = {"DATASETS": DATASETS, "READERS": READERS, "DatasetConfig": DatasetConfig, "BoxesDataset": BoxesDataset,
+             "Table": Table, "BoxTarget": BoxTarget, "MaskTarget": MaskTarget, "DataError": DataError,
+             "TaskKind": TaskKind}
+    assert READERS.configs is DATASETS and issubclass(BoxesDataset, DatasetConfig)
+    assert {name for name in re.findall(r"`([A-Z]\w*)", steps)} == set(named)  # every code name it gives, and no other
+    for owner, attribute in re.findall(r"`([A-Z]\w*)\.(\w+)`", steps):
+        assert attribute in getattr(named[owner], "__dataclass_fields__", {}) or hasattr(named[owner], attribute), \
+            f"{owner}.{attribute}"
+    assert "`describe(config)`" in steps and callable(describe) and "(`unserved`)" in steps and callable(unserved)
+    for variable in ("carries", "holds", "positional", "serves"):
+        assert f"`{variable}`" in steps and hasattr(DatasetConfig, variable), variable
+    assert all(f"`{target}`" in steps for target in get_args(Targets)) and len(get_args(Targets)) == 3
+
+    for path in re.findall(r"`([\w/]+\.(?:py|md))`", steps):
+        if "NAME" not in path:
+            assert any((base / path).is_file() for base in (ROOT, ROOT / "src" / "mtdsl",
+                                                            ROOT / "src" / "mtdsl" / "train" / "data")), path
+
+    init = Path(formats.__file__).read_text(encoding="utf-8")
+    imported = set(re.search(r"^from mtdsl\.train\.data\.formats import (.+)$", init, re.M).group(1).split(", "))
+    for name in DATASETS.kinds():
+        package, _, module = READERS[name].__module__.rpartition(".")
+        assert package == formats.__name__, name
+        assert module == name or f"`formats/{module}.py`" in steps, f"{name} is read in {module}.py"
+        assert module in imported, f"formats/__init__.py does not import {module}"
+        assert any(f":mod:`.{module}`" in line and name in re.split(r"[,\s]+", line.split(":mod:")[0])
+                   for line in (formats.__doc__ or "").splitlines()), f"{name} has no row in formats/__init__.py"
+    assert _formats_table() == {name: set(DATASETS.get(name).serves) for name in DATASETS.kinds()}

@@ -15,7 +15,7 @@ render         diagrams, summaries, plots, drawn predictions; how each image-lab
 train          ``data``, ``metrics``, ``loop`` (sampling, weighting, phases, …), ``run`` (folder, fingerprints,
                checkpoints, reports); each task kind's training side, ``kinds.<kind>.train``
 codegen        ``model.py`` and ``train.py``: the loop is generated from train's parts
-orchestrators  ``compiler`` (and its ``model_cache``), ``check``, ``launch``, ``predict``, ``compare``, ``api``,
+orchestrators  ``compiler`` (and its ``model_cache``), ``check_command``, ``launch``, ``predict``, ``compare``, ``api``,
                ``cli``: may import anything; each task kind's ``kinds.<kind>.export`` and ``kinds.<kind>.predict``
 =============  ==================================================================================
 
@@ -56,7 +56,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("render", ("mtdsl.render", "mtdsl.kinds.*.render")),
     ("train", ("mtdsl.train", "mtdsl.kinds.*.train")),
     ("codegen", ("mtdsl.codegen",)),
-    ("orchestrators", ("mtdsl.compiler", "mtdsl.model_cache", "mtdsl.check", "mtdsl.launch", "mtdsl.predict",
+    ("orchestrators", ("mtdsl.compiler", "mtdsl.model_cache", "mtdsl.check_command", "mtdsl.launch", "mtdsl.predict",
                        "mtdsl.compare", "mtdsl.export", "mtdsl.api", "mtdsl.cli", "mtdsl.__main__",
                        "mtdsl.kinds.*.export", "mtdsl.kinds.*.predict")),
 )

@@ -3,7 +3,7 @@
 The fast tests read ``pyproject.toml`` and the source. The slow ones build the wheel (2–8 s) and read it,
 and install it into a fresh virtual environment with no torch in it (about a minute) and run the ``mtdsl``
 console script there: ``--help``, and ``mtdsl check`` on specs whose mistakes are the spec's own (the checks
-that need no backbone metadata, so no torch: see :mod:`mtdsl.check`).
+that need no backbone metadata, so no torch: see :mod:`mtdsl.check_command`).
 """
 
 from __future__ import annotations

@@ -34,11 +34,11 @@ from mtdsl.errors import DataError, MtdslError
 from mtdsl.nn.losses import BinaryCrossEntropy, FocalLoss, SegmentationLoss, partial_cross_entropy
 from mtdsl.spec.load import load_spec
 from mtdsl.spec.streams import plan_streams
-from mtdsl.train.data.dense import IGNORE_INDEX
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX
 from mtdsl.train.data.loaders import StreamLoaders
 from mtdsl.train.data.tasks import task_labels
-from mtdsl.train.metrics.dense import SegmentationMetric
 from mtdsl.train.metrics.labels import BinaryMetric, MultilabelMetric
+from mtdsl.train.metrics.segmentation import SegmentationMetric
 from mtdsl.train.run.report import MetricsLog
 
 

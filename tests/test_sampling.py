@@ -28,8 +28,8 @@ def sampler(config, ratios=None, **kwargs):
     return TaskSampler.create(config, sizes=SIZES, batch_sizes=BATCHES, ratios_by_stream=ratios, seed=3, **kwargs)
 
 
-def frequencies(plan, streams=3):
-    return [plan.count(i) / len(plan) for i in range(streams)]
+def frequencies(draws, streams=3):
+    return [draws.count(i) / len(draws) for i in range(streams)]
 
 
 def test_every_registered_sampling_kind_has_a_strategy():
@@ -43,16 +43,16 @@ def test_every_registered_sampling_kind_has_a_strategy():
     (EqualSampling(), None),
 ])
 def test_an_epoch_is_one_pass_over_every_stream_by_default_and_the_thesis_formula_by_name(config, ratios):
-    passes = sampler(config, ratios).plan(0, 0.0)
+    passes = sampler(config, ratios).draws(0, 0.0)
     assert len(passes) == round(sum(n / b for n, b in zip(SIZES, BATCHES)))
     weighted = sampler(config, ratios, epoch="weighted")
     alphas = weighted.ratios(0.0)
-    assert len(weighted.plan(0, 0.0)) == round(sum(n * a / b for n, a, b in zip(SIZES, alphas, BATCHES)))
+    assert len(weighted.draws(0, 0.0)) == round(sum(n * a / b for n, a, b in zip(SIZES, alphas, BATCHES)))
 
 
 def test_under_proportional_sampling_an_epoch_sees_every_dataset_once():
-    plan = sampler(ProportionalSampling()).plan(0, 0.0)
-    assert [plan.count(i) * b for i, b in enumerate(BATCHES)] == pytest.approx(SIZES, abs=max(BATCHES))
+    draws = sampler(ProportionalSampling()).draws(0, 0.0)
+    assert [draws.count(i) * b for i, b in enumerate(BATCHES)] == pytest.approx(SIZES, abs=max(BATCHES))
 
 
 def test_an_unknown_epoch_length_is_refused():
@@ -61,10 +61,10 @@ def test_an_unknown_epoch_length_is_refused():
 
 
 def draws_over(s, epochs=200):
-    plan = []
+    draws = []
     for epoch in range(epochs):
-        plan += s.plan(epoch, 0.0)
-    return plan
+        draws += s.draws(epoch, 0.0)
+    return draws
 
 
 def test_proportional_follows_dataset_sizes_in_batches():
@@ -74,9 +74,9 @@ def test_proportional_follows_dataset_sizes_in_batches():
 
 
 def test_proportional_with_equal_batch_sizes_follows_dataset_sizes():
-    plan = TaskSampler.create(ProportionalSampling(), sizes=SIZES, batch_sizes=[10, 10, 10], ratios_by_stream=None,
-                              seed=3).plan(0, 0.0)
-    assert frequencies(plan) == pytest.approx([n / sum(SIZES) for n in SIZES], abs=0.01)
+    draws = TaskSampler.create(ProportionalSampling(), sizes=SIZES, batch_sizes=[10, 10, 10], ratios_by_stream=None,
+                               seed=3).draws(0, 0.0)
+    assert frequencies(draws) == pytest.approx([n / sum(SIZES) for n in SIZES], abs=0.01)
 
 
 def test_fixed_follows_given_ratios_without_needing_them_to_sum_to_one():
@@ -85,8 +85,8 @@ def test_fixed_follows_given_ratios_without_needing_them_to_sum_to_one():
 
 
 def test_zero_ratio_is_never_sampled():
-    plan = draws_over(sampler(FixedSampling(ratios={"a": 1}), [1.0, 0.0, 1.0]), epochs=5)
-    assert 1 not in plan
+    draws = draws_over(sampler(FixedSampling(ratios={"a": 1}), [1.0, 0.0, 1.0]), epochs=5)
+    assert 1 not in draws
 
 
 def test_equal_samples_streams_equally():
@@ -99,33 +99,33 @@ def test_ramp_moves_ratio_over_training():
     end = s.ratios(1.0)
     assert start[2] == pytest.approx(0.1)
     assert end[2] == pytest.approx(0.5 / 1.4)
-    late = frequencies([task for e in range(200) for task in s.plan(e, 1.0)])
+    late = frequencies([task for e in range(200) for task in s.draws(e, 1.0)])
     assert late[2] == pytest.approx(0.5 / 1.4, abs=0.02)
 
 
 def test_round_robin_alternates_and_covers_each_dataset_once():
-    plan = sampler(RoundRobinSampling()).plan(0, 0.0)
-    assert plan[:6] == [0, 1, 2, 0, 1, 2]
-    assert len(plan) == sum(math.ceil(n / b) for n, b in zip(SIZES, BATCHES))
+    draws = sampler(RoundRobinSampling()).draws(0, 0.0)
+    assert draws[:6] == [0, 1, 2, 0, 1, 2]
+    assert len(draws) == sum(math.ceil(n / b) for n, b in zip(SIZES, BATCHES))
 
 
 def test_sequential_runs_whole_datasets_one_after_another():
-    plan = sampler(SequentialSampling()).plan(0, 0.0)
-    assert plan == [0] * 120 + [1] * 20 + [2] * 20
+    draws = sampler(SequentialSampling()).draws(0, 0.0)
+    assert draws == [0] * 120 + [1] * 20 + [2] * 20
 
 
 def test_short_epochs_realise_their_ratios_to_the_step():
     s = TaskSampler.create(ProportionalSampling(), sizes=[717, 717], batch_sizes=[64, 64], ratios_by_stream=None,
                            seed=0)
     for epoch in range(5):
-        plan = s.plan(epoch, 0.0)
-        assert abs(plan.count(0) - plan.count(1)) <= 1
+        draws = s.draws(epoch, 0.0)
+        assert abs(draws.count(0) - draws.count(1)) <= 1
 
 
 def test_plans_are_reproducible_per_epoch_and_differ_between_epochs():
     a, b = sampler(ProportionalSampling()), sampler(ProportionalSampling())
-    assert a.plan(4, 0.0) == b.plan(4, 0.0)
-    assert a.plan(4, 0.0) != a.plan(5, 0.0)
+    assert a.draws(4, 0.0) == b.draws(4, 0.0)
+    assert a.draws(4, 0.0) != a.draws(5, 0.0)
 
 
 def test_dynamic_samples_the_task_furthest_below_target_more():
@@ -135,8 +135,8 @@ def test_dynamic_samples_the_task_furthest_below_target_more():
     ratios = s.ratios(0.5)
     assert ratios[1] > ratios[2] > ratios[0]
     assert min(ratios) >= 0.05 / 3
-    plan = s.plan(0, 0.5)
-    assert frequencies(plan) == pytest.approx(ratios, abs=1 / len(plan))  # whole steps per epoch
+    draws = s.draws(0, 0.5)
+    assert frequencies(draws) == pytest.approx(ratios, abs=1 / len(draws))  # whole steps per epoch
 
 
 def test_dynamic_state_round_trips():
@@ -144,7 +144,7 @@ def test_dynamic_state_round_trips():
     s.observe({0: 0.1, 1: 0.9, 2: 0.9})
     restored = sampler(DynamicSampling(), targets=[0.9, 0.9, 0.9])
     restored.load_state_dict(s.state_dict())
-    assert restored.plan(2, 0.1) == s.plan(2, 0.1)
+    assert restored.draws(2, 0.1) == s.draws(2, 0.1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -157,13 +157,13 @@ def test_an_images_budget_draws_that_many_images_within_a_batch_per_stream(kind,
     config = {"proportional": ProportionalSampling(), "equal": EqualSampling(),
               "fixed": FixedSampling(ratios={"a": 1}), "round_robin": RoundRobinSampling(),
               "sequential": SequentialSampling()}[kind]
-    planner = TaskSampler.create(config, sizes=sizes, batch_sizes=batches,
-                                 ratios_by_stream=ratios if kind == "fixed" else None, seed=1)
-    plan = planner.plan(epoch=2, progress=0.5, images=images)
-    drawn = sum(batches[stream] for stream in plan)
+    task_sampler = TaskSampler.create(config, sizes=sizes, batch_sizes=batches,
+                                      ratios_by_stream=ratios if kind == "fixed" else None, seed=1)
+    draws = task_sampler.draws(epoch=2, progress=0.5, images=images)
+    drawn = sum(batches[stream] for stream in draws)
     allowed = max(batches) / 2 if len(batches) == 1 else len(batches) * max(batches)
-    assert abs(drawn - images) <= allowed or len(plan) == 1  # an epoch has one step at least
+    assert abs(drawn - images) <= allowed or len(draws) == 1  # an epoch has one step at least
     if kind in ("proportional", "equal", "fixed"):  # the budget is shared out by the same ratios
-        counts = [plan.count(i) for i in range(len(batches))]
-        expected = [a * len(plan) for a in planner.ratios(0.5)]
+        counts = [draws.count(i) for i in range(len(batches))]
+        expected = [a * len(draws) for a in task_sampler.ratios(0.5)]
         assert all(abs(c - e) < 1 for c, e in zip(counts, expected))

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from mtdsl.spec.augment import Crop, Flip
-from mtdsl.train.data.dense import IGNORE_INDEX
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX
 from mtdsl.train.data.letterbox import Letterbox, open_rgb
 from mtdsl.train.data.transforms import ImageTransform, Resize, centre_box, whole_pixels
 

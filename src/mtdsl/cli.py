@@ -82,7 +82,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
     from rich.markup import escape
 
-    from mtdsl.check import error_record, spec_error
+    from mtdsl.check_command import error_record, spec_error
 
     overrides = _overrides(args.set)
     errors = {spec: spec_error(spec, overrides) for spec in args.specs}
@@ -104,7 +104,7 @@ def _data_error(spec: str, overrides: dict[str, str], console: Console, *, quiet
     """Open the spec's datasets (``check --data``): print what training would say first, or return the error."""
     from rich.markup import escape
 
-    from mtdsl.check import data_report
+    from mtdsl.check_command import data_report
     from mtdsl.errors import MtdslError
 
     try:

@@ -24,24 +24,68 @@ anything is built.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 from mtdsl.kinds import TASK_KINDS
-from mtdsl.spec.document import Spec
-from mtdsl.spec.stream import Stream
+from mtdsl.spec.model import ModelSpec
+from mtdsl.spec.training import TrainSpec
 
 __all__ = ["Stream", "batch_size", "is_balanced", "plan_streams"]
 
 
-def is_balanced(spec: Spec, task: str) -> bool:
+@dataclass(frozen=True)
+class Stream:
+    """One source of batches: its datasets, the tasks trained on them, and how its batches are drawn.
+
+    A validated :class:`~mtdsl.spec.document.Spec` keeps its streams (``spec.streams``).
+
+    Attributes:
+        datasets: the spec's dataset names; the examples of several are joined into one pool.
+        tasks: the tasks each batch trains, in spec order.
+        batch_size: examples per batch.
+        balanced: the binary task whose batches are half positive, half negative, if any.
+    """
+
+    datasets: tuple[str, ...]
+    tasks: tuple[str, ...]
+    batch_size: int
+    balanced: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        """The stream's source in messages and file names: ``coco``, or ``pets+coco`` for joined datasets."""
+        return "+".join(self.datasets)
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.tasks)
+
+
+class SpecParts(Protocol):
+    """What planning reads of a :class:`~mtdsl.spec.document.Spec`.
+
+    A protocol rather than the class, because ``document`` imports :class:`Stream` from here.
+    """
+
+    @property
+    def model(self) -> ModelSpec: ...
+
+    @property
+    def train(self) -> TrainSpec: ...
+
+
+def is_balanced(spec: SpecParts, task: str) -> bool:
     """Binary tasks draw balanced batches unless the spec says ``balanced = false``."""
     training = spec.train.tasks[task]
     return TASK_KINDS[spec.model.tasks[task].kind].yes_no and training.balanced is not False
 
 
-def batch_size(spec: Spec, task: str) -> int:
+def batch_size(spec: SpecParts, task: str) -> int:
     return spec.train.tasks[task].batch_size or spec.train.batch_size
 
 
-def plan_streams(spec: Spec) -> list[Stream]:
+def plan_streams(spec: SpecParts) -> list[Stream]:
     """The spec's streams: one per dataset (or join of datasets), plus one per balanced binary task."""
     shared: dict[tuple[str, ...], list[str]] = {}
     streams: list[Stream] = []

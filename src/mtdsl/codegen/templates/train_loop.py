@@ -240,7 +240,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         use_phase_scales(training.optimizer, phase)
         training.stream_models.prepare()
         title = f"epoch {epoch + 1}/{EPOCHS} · {phase.name}"
-        plan, place = train_epoch(training, state, epoch, title, run=run, budget=budget, precision=precision,
+        draws, place = train_epoch(training, state, epoch, title, run=run, budget=budget, precision=precision,
                                   console=console, quiet=quiet)
         validation_started = time.perf_counter()
         training.weighting.end_epoch(place.mean_losses())
@@ -254,7 +254,7 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         if world.is_main:
             log.append({"event": "train", "epoch": epoch + 1, "step": state.step, "phase": phase.name,
                         "lr": training.optimizer.param_groups[0]["lr"], "losses": place.mean_losses(),
-                        "ratios": realised_ratios(plan, STREAMS), "images": images_per_task(plan, STREAMS),
+                        "ratios": realised_ratios(draws, STREAMS), "images": images_per_task(draws, STREAMS),
                         "loss_weights": training.weighting.factors(),
                         "backbone_gradient_norm": training.gradient_norms.summary(), "processes": world.size,
                         "skipped_images": checkpoint["skipped_images"], "seconds": place.seconds,
@@ -302,7 +302,7 @@ def set_up(world: World, device: torch.device, precision: Precision, *, seed: in
     sampler = TaskSampler.create(SAMPLING, sizes=data.sizes, batch_sizes=[s.batch_size for s in STREAMS],
                                  ratios_by_stream=SAMPLING_RATIOS, seed=seed, epoch=EPOCH,
                                  **({"targets": SAMPLING_TARGETS} if SAMPLING_TARGETS else {}))
-    console.print(epoch_line(sampler.plan(0, progress=0.0), STREAMS, data.sizes, EPOCH))
+    console.print(epoch_line(sampler.draws(0, progress=0.0), STREAMS, data.sizes, EPOCH))
     return Training(
         world=world, model=model, forward=forward,
         stream_models=StreamReplicas(model, forward, STREAMS, world, INPUT_SIZE, device),
@@ -340,23 +340,23 @@ def train_epoch(training: Training, state: RunState, epoch: int, title: str, *, 
     from such a stop goes on after the steps it had finished.
     """
     world = training.world
-    plan = training.sampler.plan(epoch, progress=epoch / EPOCHS, images=budget.images_at(epoch))
+    draws = training.sampler.draws(epoch, progress=epoch / EPOCHS, images=budget.images_at(epoch))
     place, state.within_epoch = state.within_epoch or EpochPlace.start(TASKS), None
     training.gradient_norms.load_state_dict(place.gradient_norms)
     started = time.perf_counter() - place.seconds
-    with EpochProgress(title, len(plan), [s.label for s in STREAMS], enabled=not quiet, console=console) as bar:
-        for position, stream_index in enumerate(plan):
+    with EpochProgress(title, len(draws), [s.label for s in STREAMS], enabled=not quiet, console=console) as bar:
+        for position, stream_index in enumerate(draws):
             if position < place.steps:
                 continue  # trained before the stop this run resumed from
             if position and budget.seconds is not None and \
                     world.any(budget.out_of_time(epoch, time.perf_counter() - started)):  # all ranks alike
-                plan = plan[:position]
+                draws = draws[:position]
                 break
             world.seed_step(state.seed, epoch, position)
-            train_step(training, stream_index, progress=epoch + (position + 1) / len(plan), number=state.step,
+            train_step(training, stream_index, progress=epoch + (position + 1) / len(draws), number=state.step,
                        precision=precision)
             state.step += 1
-            if not training.readout.due(last=position + 1 == len(plan)):
+            if not training.readout.due(last=position + 1 == len(draws)):
                 continue
             # The read-out: the host's one wait for the device in these steps; the ranks agree on a stop.
             steps, stop = training.readout.read()
@@ -372,7 +372,7 @@ def train_epoch(training: Training, state: RunState, epoch: int, title: str, *, 
         tally(training.readout.read()[0], place.loss_sums, place.loss_counts, training.gradient_norms, bar,
               epoch=epoch + 1, checkpoint=run.last)
     place.seconds = time.perf_counter() - started
-    return plan, place
+    return draws, place
 
 
 def train_step(training: Training, stream_index: int, *, progress: float, number: int, precision: Precision) -> None:

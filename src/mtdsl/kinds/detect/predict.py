@@ -17,7 +17,7 @@ from mtdsl.predict.predictor import DECODERS, Found, Predictor
 from mtdsl.predict.results import SUMMARIES
 from mtdsl.predict.writing import DRAWN, Picture
 from mtdsl.render.label_results import label_output, label_text, rounded
-from mtdsl.train.data.dense import unletterbox_boxes
+from mtdsl.train.data.box_mask_targets import unletterbox_boxes
 
 
 @DECODERS.register(DETECT.name)

@@ -1,6 +1,6 @@
 """The training side of ``detect``: the boxes its datasets annotate, COCO AP, and its boxes in a run's pictures.
 
-Its targets (:class:`~mtdsl.train.data.dense.BoxTarget`) are read by the formats that carry
+Its targets (:class:`~mtdsl.train.data.box_mask_targets.BoxTarget`) are read by the formats that carry
 boxes. Importing it registers its entries in the training layer's tables (:mod:`mtdsl.train.kinds` does).
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from mtdsl.kinds.detect.kind import DETECT
 from mtdsl.train.data.examples import LABELLED
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.metrics.dense import DetectionMetric
+from mtdsl.train.metrics.detection import DetectionMetric
 from mtdsl.train.metrics.metric import register_metric
 from mtdsl.train.run.showcase import DRAWN_SCORE, SHOWN, Shown
 

@@ -1,6 +1,6 @@
 """The training side of ``segment``: the classes its masks label, mean IoU, and its mask in a run's pictures.
 
-Its targets (:class:`~mtdsl.train.data.dense.MaskTarget`) are read by the formats that carry
+Its targets (:class:`~mtdsl.train.data.box_mask_targets.MaskTarget`) are read by the formats that carry
 masks. Importing it registers its entries in the training layer's tables (:mod:`mtdsl.train.kinds` does).
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 from mtdsl.kinds.segment.kind import SEGMENT
 from mtdsl.train.data.examples import LABELLED
 from mtdsl.train.data.tasks import TaskLabels
-from mtdsl.train.metrics.dense import SegmentationMetric
 from mtdsl.train.metrics.metric import register_metric
+from mtdsl.train.metrics.segmentation import SegmentationMetric
 from mtdsl.train.run.showcase import SHOWN, Shown
 
 register_metric(SEGMENT.name)(SegmentationMetric)

@@ -2,7 +2,7 @@
 
 From the bottom up: :mod:`~mtdsl.train.data.tasks` (what a task reads),
 :mod:`~mtdsl.train.data.synthetic` (the generated shapes), :mod:`~mtdsl.train.data.sources`
-(what every reader shares), :mod:`~mtdsl.train.data.dense` (box and mask targets),
+(what every reader shares), :mod:`~mtdsl.train.data.box_mask_targets` (box and mask targets),
 :mod:`~mtdsl.train.data.formats` (one reader per dataset format),
 :mod:`~mtdsl.train.data.labels` (image labels into targets), :mod:`~mtdsl.train.data.examples`
 (splits and joining datasets), :mod:`~mtdsl.train.data.transforms` and

@@ -41,8 +41,7 @@ from torch.utils.data import Dataset, get_worker_info
 from mtdsl.errors import DataError, listing
 from mtdsl.spec.augment import DEFAULT_LABELS, DEFAULT_SYNTHETIC_LABELS, AugmentConfig
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset, unserved
-from mtdsl.train.data.decode import read_rgb
-from mtdsl.train.data.dense import (
+from mtdsl.train.data.box_mask_targets import (
     BoxTarget,
     MaskSource,
     MaskTarget,
@@ -50,6 +49,7 @@ from mtdsl.train.data.dense import (
     read_mask,
     task_count,
 )
+from mtdsl.train.data.decode import read_rgb
 from mtdsl.train.data.examples import Examples, join_datasets, join_examples
 from mtdsl.train.data.formats import read_table
 from mtdsl.train.data.labels import encode_targets
@@ -141,9 +141,9 @@ class ImageDataset(Dataset):
     * detect: ``{"boxes": (K, 4) float32 (x0, y0, x1, y1) in input pixels,
       "classes": (K,) int64, "annotated": (C,) bool, "original": the image's
       ground truth in its own pixels and the letterbox's scale}``
-      (:meth:`~mtdsl.train.data.dense.BoxTarget.original`, what evaluation scores against);
+      (:meth:`~mtdsl.train.data.box_mask_targets.BoxTarget.original`, what evaluation scores against);
     * segment: ``(S, S)`` int64 class indices,
-      :data:`~mtdsl.train.data.dense.IGNORE_INDEX` on ignored values and padding;
+      :data:`~mtdsl.train.data.box_mask_targets.IGNORE_INDEX` on ignored values and padding;
       for a task that joins datasets, ``{"mask": (S, S) int64, "annotated": (C,) bool}``
       (the classes the example's dataset labels).
 

@@ -27,10 +27,10 @@ class Examples:
             indices (classify), ``(N,)`` float32 0/1 (binary), ``(N, C)``
             float32 multi-hot (multilabel), with :data:`UNKNOWN` (nan) where
             the example's dataset does not say, or a ``(N,)`` object array of one
-            :class:`~mtdsl.train.data.dense.BoxTarget` (detect: boxes in
+            :class:`~mtdsl.train.data.box_mask_targets.BoxTarget` (detect: boxes in
             the image file's pixels, class indices, and the ``(C,)`` mask of
             the classes the example's dataset annotates) or
-            :class:`~mtdsl.train.data.dense.MaskTarget` (segment: the mask
+            :class:`~mtdsl.train.data.box_mask_targets.MaskTarget` (segment: the mask
             file or synthetic index, and the value → class lookup) per example.
         synthetic: the generator config when ``images`` are synthetic indices.
     """

@@ -3,7 +3,7 @@
 Detect and segment tasks, and the image-label tasks trained in their batches, see
 their images this way in training, evaluation and ``mtdsl predict``.
 
->>> from mtdsl.train.data.dense import synthetic_detection
+>>> from mtdsl.train.data.box_mask_targets import synthetic_detection
 >>> sample = synthetic_detection(3, 48, 0)
 >>> Letterbox(32, (0.5,) * 3, (0.5,) * 3, train=False)(Image.fromarray(sample.image), 0, boxes=sample.boxes).boxes.shape
 (1, 4)
@@ -24,8 +24,8 @@ from torchvision.transforms.v2 import functional as F
 
 from mtdsl.spec.augment import AugmentConfig, Flip
 from mtdsl.train.data.augment import Canvas, compose, one_pixel_safe, seeded
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX
 from mtdsl.train.data.decode import read_rgb
-from mtdsl.train.data.dense import IGNORE_INDEX
 from mtdsl.train.data.transforms import ImageTransform, pixels_of
 
 __all__ = ["Letterbox", "Letterboxed", "open_rgb"]

@@ -65,30 +65,30 @@ def stop_on_non_finite(losses: Mapping[str, float], *, epoch: int, step: int, ch
             )
 
 
-def realised_ratios(plan: Sequence[int], streams: Sequence[Stream]) -> dict[str, float]:
-    """How often each stream was actually drawn in an epoch's plan."""
-    counts = Counter(plan)
-    return {stream.label: counts[i] / len(plan) for i, stream in enumerate(streams)}
+def realised_ratios(draws: Sequence[int], streams: Sequence[Stream]) -> dict[str, float]:
+    """How often each stream was actually drawn in an epoch's ``draws``."""
+    counts = Counter(draws)
+    return {stream.label: counts[i] / len(draws) for i, stream in enumerate(streams)}
 
 
-def images_per_task(plan: Sequence[int], streams: Sequence[Stream]) -> dict[str, int]:
-    """How many training images each task is shown in an epoch of ``plan`` (steps × its stream's batch size)."""
-    counts = Counter(plan)
+def images_per_task(draws: Sequence[int], streams: Sequence[Stream]) -> dict[str, int]:
+    """How many training images each task is shown in an epoch of ``draws`` (steps × its stream's batch size)."""
+    counts = Counter(draws)
     return {task: counts[i] * stream.batch_size for i, stream in enumerate(streams) for task in stream.tasks}
 
 
-def epoch_line(plan: Sequence[int], streams: Sequence[Stream], sizes: Sequence[int], epoch: str) -> str:
+def epoch_line(draws: Sequence[int], streams: Sequence[Stream], sizes: Sequence[int], epoch: str) -> str:
     """What one epoch is: its steps, and per stream the images its tasks see and the passes over its data.
 
     >>> print(epoch_line([0, 0, 1], [Stream(("a",), ("x", "y"), 8), Stream(("b",), ("z",), 4)], [16, 4], "passes"))
     an epoch (one pass over every stream): 3 steps · x, y: 16 images (1.00× a) · z: 4 images (1.00× b)
     """
-    counts = Counter(plan)
+    counts = Counter(draws)
     what = "one pass over every stream" if epoch == "passes" else "Σ|X|·α/B, the thesis' Algorithm 1"
     parts = [f"{', '.join(stream.tasks)}: {counts[i] * stream.batch_size} images "
              f"({counts[i] * stream.batch_size / sizes[i]:.2f}× {stream.dataset})"
              for i, stream in enumerate(streams)]
-    return f"an epoch ({what}): {len(plan)} steps · " + " · ".join(parts)
+    return f"an epoch ({what}): {len(draws)} steps · " + " · ".join(parts)
 
 
 def main_values(results: Mapping[str, Mapping[str, float]], mains: Mapping[str, str]) -> dict[str, float]:

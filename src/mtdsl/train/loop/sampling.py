@@ -2,7 +2,7 @@
 
 One strategy per spec, registered under the same key as its config in
 :data:`mtdsl.spec.training.SAMPLERS`. A strategy turns the training progress
-into an epoch *plan*: the ordered list of stream indices for that epoch's
+into an epoch's *draws*: the ordered list of stream indices for that epoch's
 steps, each stream's share of them as close to its ratio ``α_i`` as whole
 steps allow. How many steps an epoch has is the spec's ``epoch``:
 
@@ -14,20 +14,20 @@ steps allow. How many steps an epoch has is the spec's ``epoch``:
   proportional sampling two equal datasets then get half a pass each.
 
 A caller may instead fix how many images an epoch draws (``images``, the budget
-``mtdsl compare --train`` gives a single-task model): the plan then has
+``mtdsl compare --train`` gives a single-task model): the draws then have
 ``images / Σ α_i B_i`` steps, shared out by the same ratios.
 
-Plans are drawn from ``(seed, epoch)``, so they are the same after a resume;
+An epoch's draws follow from ``(seed, epoch)``, so they are the same after a resume;
 only ``dynamic`` carries state (its current ratios).
 
 >>> from mtdsl.spec.training import ProportionalSampling
->>> def plan(epoch):
+>>> def draws(epoch):
 ...     return TaskSampler.create(ProportionalSampling(), sizes=[300, 100], batch_sizes=[10, 10],
-...                               ratios_by_stream=None, seed=0, epoch=epoch).plan(epoch=0, progress=0.0)
->>> len(plan("passes")), plan("passes").count(0), len(plan("weighted"))
+...                               ratios_by_stream=None, seed=0, epoch=epoch).draws(epoch=0, progress=0.0)
+>>> len(draws("passes")), draws("passes").count(0), len(draws("weighted"))
 (40, 30, 25)
 >>> TaskSampler.create(ProportionalSampling(), sizes=[300, 100], batch_sizes=[10, 10], ratios_by_stream=None,
-...                    seed=0).plan(epoch=0, progress=0.0, images=600).count(0)
+...                    seed=0).draws(epoch=0, progress=0.0, images=600).count(0)
 45
 """
 
@@ -69,11 +69,11 @@ def apportion(ratios: Sequence[float], steps: int) -> list[int]:
     return counts
 
 
-def cycle_until(plan: Sequence[int], batch_sizes: Sequence[int], images: int) -> list[int]:
-    """``plan``'s steps, repeated as often as needed, up to the step that comes closest to ``images`` (one at least)."""
+def cycle_until(draws: Sequence[int], batch_sizes: Sequence[int], images: int) -> list[int]:
+    """``draws`` repeated as often as needed, up to the step that comes closest to ``images`` (one at least)."""
     steps, drawn = [], 0
-    while not steps or drawn + batch_sizes[plan[len(steps) % len(plan)]] / 2 <= images:
-        stream = plan[len(steps) % len(plan)]
+    while not steps or drawn + batch_sizes[draws[len(steps) % len(draws)]] / 2 <= images:
+        stream = draws[len(steps) % len(draws)]
         steps.append(stream)
         drawn += batch_sizes[stream]
     return steps
@@ -126,13 +126,13 @@ class TaskSampler:
         weights = ratios if self.epoch == "weighted" else [1.0] * len(ratios)
         return max(1, round(sum(n * a / b for n, a, b in zip(self.sizes, weights, self.batch_sizes))))
 
-    def plan(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
+    def draws(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
         """The streams of ``epoch``'s steps, in order; ``images`` overrides the epoch's length (see the module)."""
         ratios = self.ratios(progress)
         counts = apportion(ratios, self.steps(ratios, images))
-        plan = torch.tensor([stream for stream, count in enumerate(counts) for _ in range(count)])
-        order = torch.randperm(len(plan), generator=seeded_generator(self.seed, 7919, epoch))
-        return plan[order].tolist()
+        draws = torch.tensor([stream for stream, count in enumerate(counts) for _ in range(count)])
+        order = torch.randperm(len(draws), generator=seeded_generator(self.seed, 7919, epoch))
+        return draws[order].tolist()
 
     def observe(self, main_metrics: dict[int, float]) -> None:
         """Validation results per stream after an epoch; only ``dynamic`` uses them."""
@@ -172,10 +172,10 @@ class RoundRobin(TaskSampler):
     def ratios(self, progress: float) -> Ratios:
         return [1 / len(self.sizes)] * len(self.sizes)
 
-    def plan(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
+    def draws(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
         steps = sum(math.ceil(n / b) for n, b in zip(self.sizes, self.batch_sizes))
-        plan = [step % len(self.sizes) for step in range(steps)]
-        return plan if images is None else cycle_until(plan, self.batch_sizes, images)
+        draws = [step % len(self.sizes) for step in range(steps)]
+        return draws if images is None else cycle_until(draws, self.batch_sizes, images)
 
 
 @register_sampler("sequential")
@@ -185,9 +185,9 @@ class Sequential(TaskSampler):
     def ratios(self, progress: float) -> Ratios:
         return normalised([math.ceil(n / b) for n, b in zip(self.sizes, self.batch_sizes)])
 
-    def plan(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
-        plan = [i for i, (n, b) in enumerate(zip(self.sizes, self.batch_sizes)) for _ in range(math.ceil(n / b))]
-        return plan if images is None else cycle_until(plan, self.batch_sizes, images)
+    def draws(self, epoch: int, progress: float, images: int | None = None) -> list[int]:
+        draws = [i for i, (n, b) in enumerate(zip(self.sizes, self.batch_sizes)) for _ in range(math.ceil(n / b))]
+        return draws if images is None else cycle_until(draws, self.batch_sizes, images)
 
 
 @register_sampler("dynamic")

@@ -2,9 +2,10 @@
 
 Each metric accumulates counts, never the outputs themselves, so its memory does
 not grow with the evaluation set; the contract is :class:`~mtdsl.train.metrics.metric.TaskMetric`.
-The image-label kinds' metrics are in :mod:`~mtdsl.train.metrics.labels`, the dense kinds'
-in :mod:`~mtdsl.train.metrics.dense`; each kind's folder registers its own in
-:data:`~mtdsl.train.metrics.metric.METRICS`, which loads them all on first use::
+The image-label kinds' metrics are in :mod:`~mtdsl.train.metrics.labels`, detect's in
+:mod:`~mtdsl.train.metrics.detection`, segment's in :mod:`~mtdsl.train.metrics.segmentation`;
+each kind's folder registers its own in :data:`~mtdsl.train.metrics.metric.METRICS`, which
+loads them all on first use::
 
     >>> import torch
     >>> metric = metric_for("binary", 1)

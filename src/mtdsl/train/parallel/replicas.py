@@ -7,7 +7,7 @@ search the autograd graph for them on every step). Each stream instead gets its
 own DDP, built over the parameters its tasks reach, found once per freezing
 phase by a probe: one forward and backward of a two-image batch
 (:func:`parameters_used`). Every rank draws the same stream at every step (the
-plan comes from the seed), so every rank steps the same DDP, and its buckets
+draws come from the seed), so every rank steps the same DDP, and its buckets
 are all-reduced while the backward pass still runs, as DDP does for one model.
 
 The DDPs of other streams do nothing on such a step: DDP's hooks act only after

@@ -2,7 +2,7 @@
 
 A reader lists every image with all its boxes in the dataset's own categories
 (:class:`DetectionExamples`); :func:`boxes_table` then makes each detect task's
-:class:`~mtdsl.train.data.dense.BoxTarget` per image, honouring the
+:class:`~mtdsl.train.data.box_mask_targets.BoxTarget` per image, honouring the
 dataset's ``classes``, ``one_class`` and ``keep_empty``.
 """
 
@@ -15,7 +15,13 @@ import numpy as np
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import BoxesDataset
-from mtdsl.train.data.dense import BoxTarget, CocoTruth, boxes_in_task_classes, check_dense_classes, object_array
+from mtdsl.train.data.box_mask_targets import (
+    BoxTarget,
+    CocoTruth,
+    boxes_in_task_classes,
+    check_dense_classes,
+    object_array,
+)
 from mtdsl.train.data.sources import ImageRef, Table
 from mtdsl.train.data.tasks import TaskLabels
 

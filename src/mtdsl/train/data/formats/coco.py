@@ -14,7 +14,7 @@ import numpy as np
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import CocoDataset
-from mtdsl.train.data.dense import CocoTruth
+from mtdsl.train.data.box_mask_targets import CocoTruth
 from mtdsl.train.data.formats.boxes import DetectionExamples, boxes_table
 from mtdsl.train.data.formats.coco_file import CocoAnnotation, CocoFile, read_coco_file
 from mtdsl.train.data.formats.coco_masks import coco_mask_targets
@@ -68,7 +68,7 @@ def read_coco(
 
     Returns:
         The examples. Crowd regions and boxes with no area are dropped from the
-        boxes training learns from, and kept in each image's :class:`~mtdsl.train.data.dense.CocoTruth`.
+        boxes training learns from, and kept in each image's :class:`~mtdsl.train.data.box_mask_targets.CocoTruth`.
 
     Raises:
         DataError: the file or folder is missing or unreadable, an entry of the
@@ -118,7 +118,11 @@ def _examples(
 
 
 def _coco_truth(image_id: Hashable, annotations: Sequence[CocoAnnotation], index_of: dict[int, int]) -> CocoTruth:
-    """An image's annotations of the categories in ``index_of``, as :class:`~mtdsl.train.data.dense.CocoTruth`."""
+    """An image's annotations of the categories in ``index_of``.
+
+    Returns:
+        them as a :class:`~mtdsl.train.data.box_mask_targets.CocoTruth`.
+    """
     kept = [ann for ann in annotations if ann.category in index_of]
     xywh = np.array([ann.bbox for ann in kept], dtype=np.float64).reshape(-1, 4)
     return CocoTruth(

@@ -4,7 +4,7 @@ A segment task's class 0 is the background, its other classes are categories
 of the file. Each image's :class:`CocoMask` holds its annotations' shapes and
 the class value each paints; :meth:`CocoMask.read` paints them (with
 ``pycocotools.mask``) when the image is loaded, so nothing is written to disk.
-Crowd regions are painted :data:`~mtdsl.train.data.dense.IGNORE_INDEX`, so
+Crowd regions are painted :data:`~mtdsl.train.data.box_mask_targets.IGNORE_INDEX`, so
 no loss or metric counts their pixels.
 """
 
@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.spec.data import CocoDataset
-from mtdsl.train.data.dense import IGNORE_INDEX, MaskTarget, in_order, object_array, value_lookup
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX, MaskTarget, in_order, object_array, value_lookup
 from mtdsl.train.data.formats.coco_file import CocoFile, segmentation_problem
 from mtdsl.train.data.tasks import TaskLabels
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from mtdsl.errors import DataError
 from mtdsl.spec.data import MasksDataset
-from mtdsl.train.data.dense import (
+from mtdsl.train.data.box_mask_targets import (
     IGNORE_INDEX,
     MaskTarget,
     check_dense_classes,

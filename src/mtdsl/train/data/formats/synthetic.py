@@ -9,7 +9,7 @@ import numpy as np
 
 from mtdsl.errors import DataError, did_you_mean
 from mtdsl.spec.data import SyntheticDataset
-from mtdsl.train.data.dense import synthetic_targets
+from mtdsl.train.data.box_mask_targets import synthetic_targets
 from mtdsl.train.data.formats.registry import READERS
 from mtdsl.train.data.sources import Table, describe
 from mtdsl.train.data.synthetic import SYNTHETIC_FIELDS, synthetic_labels
@@ -27,7 +27,7 @@ def read_synthetic(config: SyntheticDataset, tasks: Sequence[TaskLabels]) -> Tab
     """``count`` generated samples: an image-label task learns the field named by its ``label``.
 
     The label field defaults to the task's own name; a detect task learns the
-    shape's box and a segment task its mask (:func:`~mtdsl.train.data.dense.synthetic_targets`).
+    shape's box and a segment task its mask (:func:`~mtdsl.train.data.box_mask_targets.synthetic_targets`).
     """
     where = describe(config)
     values = _synthetic_fields(config.count, config.seed)

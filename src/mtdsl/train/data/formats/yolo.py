@@ -20,8 +20,8 @@ import yaml
 
 from mtdsl.errors import DataError
 from mtdsl.spec.data import YoloDataset
+from mtdsl.train.data.box_mask_targets import IGNORE_INDEX, MaskTarget, object_array, value_lookup
 from mtdsl.train.data.decode import oriented_size
-from mtdsl.train.data.dense import IGNORE_INDEX, MaskTarget, object_array, value_lookup
 from mtdsl.train.data.formats.boxes import DetectionExamples, boxes_table
 from mtdsl.train.data.formats.coco_masks import CocoMask, segment_classes
 from mtdsl.train.data.formats.registry import READERS
