@@ -77,7 +77,7 @@ class ModelFacts:
         return entry if isinstance(entry, dict) else {}
 
     def _kept(self, name: str, compute) -> Any:
-        if name not in self.entry:
+        if not _well_formed(name, self.entry.get(name)):
             self.entry[name] = compute()
             if self.path is not None:
                 try:
@@ -119,3 +119,11 @@ class ModelFacts:
         for node, params in self.params().items():
             self.graph.nodes[node]["params"] = params
         return self.graph
+
+
+def _well_formed(name: str, value: Any) -> bool:
+    """A kept answer of the right shape; anything else (a file from elsewhere, a truncated one) is computed again."""
+    if name == "model_source":
+        return isinstance(value, str)
+    return isinstance(value, dict) and all(isinstance(k, str) and type(v) is int for k, v in value.items())
+
