@@ -116,6 +116,7 @@ ALLOWED = {
     ("graph/backbones.py", "architecture"): "a timm model name into its architecture and pretrained tag",
     ("graph/backbones.py", "is_known_model"): "a timm model name into its architecture and pretrained tag",
     ("graph/backbones.py", "matching_models"): "a pattern for timm names, with a tag or without",
+    ("graph/backbone_table.py", "matching"): "a pattern for timm names: a tag or hub pattern is not the table's",
     ("graph/backbones.py", "read_backbone"): "timm's output format enum as text (Format.NHWC)",
     ("graph/backbones.py", "_parameters"): "a timm module path (a bare parameter has no dot)",
     ("graph/backbones.py", "_unbuildable"): "a Hugging Face repository name, to suggest its model's name",
