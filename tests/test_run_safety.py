@@ -274,13 +274,18 @@ def test_sigterm_to_the_whole_job_stops_it_cleanly_and_it_resumes(tmp_path):
         [sys.executable, "-m", "mtdsl", "train", str(spec), "--out", str(out), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    deadline = time.monotonic() + 180
-    while not records(out, "val") and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert process.poll() is None, "the run ended before it could be stopped"
-    time.sleep(0.5)  # into the next epoch, with loader workers running
-    os.killpg(process.pid, signal.SIGTERM)  # as SLURM does: every process of the job
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 180
+        while not records(out, "val") and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process.poll() is None, "the run ended before it could be stopped"
+        time.sleep(0.5)  # into the next epoch, with loader workers running
+        os.killpg(process.pid, signal.SIGTERM)  # as SLURM does: every process of the job
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # the test failed on the way: leave no training job running behind it
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
 
     assert process.returncode == 128 + signal.SIGTERM
     assert "stopped by SIGTERM" in stdout and "--resume" in stdout
