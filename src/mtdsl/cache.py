@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -33,10 +34,12 @@ def cache_folder() -> Path | None:
     return Path(base) / "mtdsl"
 
 
+@functools.lru_cache(maxsize=8)
 def installed_version(package: str) -> str | None:
     """``package``'s version from its ``version.py``, without importing it (timm and torch keep one there).
 
-    ``None`` when the package or the file is missing. Importing torch to ask would cost seconds.
+    ``None`` when the package or the file is missing. Importing torch to ask would cost seconds; read
+    once per process, as every backbone record looked up asks.
     """
     try:
         found = importlib.util.find_spec(package)

@@ -333,6 +333,22 @@ def synthetic_targets(config: SyntheticDataset, task: TaskLabels) -> np.ndarray:
     return object_array([MaskTarget(index, lookup, every) for index in range(config.count)])
 
 
+def annotated_classes(own: Sequence[str], names: Sequence[str], where: str) -> np.ndarray:
+    """Which of a joined task's ``names`` the dataset labels (its ``own`` classes), as a boolean array.
+
+    Raises:
+        DataError: the dataset has none of the task's classes.
+    """
+    annotated = np.array([name in own for name in names], dtype=bool)
+    if not annotated.any():
+        raise DataError(
+            f"{where} labels none of the classes of the task that reads it: {in_order(names)}",
+            expected=f"a task class among its classes: {in_order(own)}",
+            hint="check the spelling of the task's classes, or take the dataset out of the task",
+        )
+    return annotated
+
+
 def partial_mask_lookup(
     own: Sequence[str], values: Mapping[int, int], ignore: Sequence[int], names: Sequence[str], where: str,
     *, ignorable: bool = True,
@@ -355,13 +371,7 @@ def partial_mask_lookup(
     Raises:
         DataError: the dataset has none of the task's classes, or a class the task does not have.
     """
-    annotated = np.array([name in own for name in names], dtype=bool)
-    if not annotated.any():
-        raise DataError(
-            f"{where} labels none of the classes of the task that reads it: {in_order(names)}",
-            expected=f"a task class among its classes: {in_order(own)}",
-            hint="check the spelling of the task's classes, or take the dataset out of the task",
-        )
+    annotated = annotated_classes(own, names, where)
     for name in own:
         if name not in names:
             shown = sorted(raw for raw, index in values.items() if own[index] == name)
@@ -388,13 +398,7 @@ def boxes_in_task_classes(
     Raises:
         DataError: the dataset has none of the task's classes.
     """
-    annotated = np.array([name in own for name in names], dtype=bool)
-    if not annotated.any():
-        raise DataError(
-            f"{where} labels none of the classes of the task that reads it: {in_order(names)}",
-            expected=f"a task class among its classes: {in_order(own)}",
-            hint="check the spelling of the task's classes, or take the dataset out of the task",
-        )
+    annotated = annotated_classes(own, names, where)
     lookup = np.array([list(names).index(name) if name in names else -1 for name in own], dtype=np.int64)
     targets = []
     for boxes, classes in found:
