@@ -18,7 +18,7 @@ PLANTS = {"proportional": "plants", "fixed": "plants_fixed", "dynamic": "plants_
 
 
 def test_every_experiment_has_a_spec():
-    others = {"plants_adamw", "plants_sgd", "multilabel", "pets", "road", "pet_heads"}
+    others = {"plants_adamw", "plants_sgd", "multilabel", "pets", "pets_long", "road", "pet_heads"}
     assert {path.stem for path in REAL_SPECS} == {*PLANTS.values(), *others}
 
 
