@@ -1,7 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   train specs/quickstart.mtl on built-in synthetic data (~2 min on 2 CPU cores),
 #               then compare its size and speed with its five single-task models
-#   make test   lint (ruff, and mypy on the torch-free front end), then run the test suite
+#   make test   lint (ruff, and mypy over src/mtdsl), then run the test suite
 # Both create and fill .venv on first use (idempotent) and install Graphviz's
 # `dot` with apt-get when it is missing and they run as root.
 

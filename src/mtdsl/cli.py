@@ -161,10 +161,12 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     out = _compile_out(args)
     with console.status(f"compiling {args.spec}"):
         compilation = write_artefacts(compile(args.spec, **_overrides(args.set)), out, ARTEFACTS)
+    summary = compilation.summary
+    assert summary is not None  # write_artefacts wrote it
     if not args.quiet:
-        console.print(summary_table(compilation.summary))
-    if phase_table(compilation.summary) is not None and not args.quiet:
-        console.print(phase_table(compilation.summary))
+        console.print(summary_table(summary))
+    if phase_table(summary) is not None and not args.quiet:
+        console.print(phase_table(summary))
     console.print(f"[green]compiled[/] {args.spec} → {out}/")
     for path in compilation.written:
         console.print(f"  {path}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from collections.abc import Set as AbstractSet
 
 import networkx as nx
 
@@ -53,7 +54,7 @@ def variable(node: str) -> str:
     return name if name.isidentifier() else "_" + name
 
 
-def variables(nodes: list[str], taken: set[str]) -> dict[str, str]:
+def variables(nodes: list[str], taken: AbstractSet[str]) -> dict[str, str]:
     """One distinct local variable per node, none of them in ``taken``, keywords or builtins.
 
     A name that would collide gets the first free numbered suffix (``x`` → ``x_2``), so
@@ -206,7 +207,7 @@ def module_access(place: tuple[str, ...]) -> str:
     return f"self.{place[0]}" + "".join(f"[{literal(key)}]" for key in place[1:])
 
 
-def _forward_lines(plan: ModulePlan, taken: set[str]) -> list[str]:
+def _forward_lines(plan: ModulePlan, taken: AbstractSet[str]) -> list[str]:
     """One line per step; consecutive lines needing the same tasks share one ``if``."""
     names = variables([step.node for step in plan.steps if step.task is None], taken)
     names[INPUT] = "x"

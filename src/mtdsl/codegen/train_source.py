@@ -19,6 +19,7 @@ import ast
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import networkx as nx
 
@@ -85,7 +86,8 @@ def _ratios_by_stream(spec: Spec, streams: list[Stream]) -> list | None:
 def _targets_by_stream(spec: Spec, streams: list[Stream]) -> list[float] | None:
     if spec.train.sampling.kind != "dynamic":
         return None
-    return [sum(spec.train.tasks[t].target for t in s.tasks) / len(s.tasks) for s in streams]
+    # Dynamic sampling needs every task's target (spec/checks.py), so none is None here.
+    return [sum(cast(float, spec.train.tasks[t].target) for t in s.tasks) / len(s.tasks) for s in streams]
 
 
 def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]:

@@ -10,6 +10,7 @@ single-task model, the difference, and the images each saw (the budget).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.table import Table
@@ -140,6 +141,11 @@ def write_compare(result: dict, out: Path) -> list[Path]:
     return written + ([chart] if chart else [])
 
 
+def _latency_at(batch: int) -> Callable[[dict], float]:
+    """A row's latency at ``batch``, in ms."""
+    return lambda row: row["latency_ms"][batch]
+
+
 def _chart(result: dict, path: Path) -> Path | None:
     """Bars of the multi-task model against the single-task models stacked per task, one panel per measure."""
     try:
@@ -148,9 +154,8 @@ def _chart(result: dict, path: Path) -> Path | None:
         return None
     from mtdsl.render.plots import colours
 
-    measures = [("parameters (M)", lambda row: row["params"] / 1e6)]
-    measures += [(f"latency, batch {batch} (ms)", lambda row, b=batch: row["latency_ms"][b])
-                 for batch in result["batch_sizes"]]
+    measures: list[tuple[str, Callable[[dict], float]]] = [("parameters (M)", lambda row: row["params"] / 1e6)]
+    measures += [(f"latency, batch {batch} (ms)", _latency_at(batch)) for batch in result["batch_sizes"]]
     palette = colours(result["tasks"])
     panels = len(measures) + ("training" in result)
     figure = Figure(figsize=(3.2 * panels + 0.8 * len(result["tasks"]) * ("training" in result), 3.6),

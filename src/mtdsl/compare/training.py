@@ -138,4 +138,6 @@ def task_budget(multi: dict, task: str, kind: str) -> Budget:
 def _describe(multi: dict, task: str, kind: str) -> str:
     if kind == "images":
         return f"{multi['images'][task]:,} images over {multi['epochs']} epochs"
-    return f"{sum(task_budget(multi, task, kind).seconds):.0f} s of training over {multi['epochs']} epochs"
+    seconds = task_budget(multi, task, kind).seconds
+    assert seconds is not None  # a "seconds" budget holds them
+    return f"{sum(seconds):.0f} s of training over {multi['epochs']} epochs"

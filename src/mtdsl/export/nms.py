@@ -75,6 +75,8 @@ class Detections(nn.Module):
     boxes and scores, class ``-1``. The real rows equal :meth:`DetectionSetup.detections`.
     """
 
+    anchors: torch.Tensor  # a buffer
+
     def __init__(self, setup: DetectionSetup) -> None:
         super().__init__()
         self.setup = setup

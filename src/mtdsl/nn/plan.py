@@ -150,11 +150,11 @@ def module_plan(graph: nx.DiGraph) -> ModulePlan:
 def node_call(data: dict) -> ModuleCall:
     """The constructor call of a neck or head node."""
     if data["kind"] == "neck":
-        config = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
-        return neck_call(config, data["in_channels"], data["in_strides"])
+        neck = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
+        return neck_call(neck, data["in_channels"], data["in_strides"])
     if data["kind"] == "head":
-        config = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
-        return head_call(config, data["in_channels"], data["num_outputs"], data.get("num_levels", 1))
+        head = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
+        return head_call(head, data["in_channels"], data["num_outputs"], data.get("num_levels", 1))
     raise ValueError(f"a {data['kind']} node is not built by a constructor call")
 
 

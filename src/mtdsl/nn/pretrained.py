@@ -36,6 +36,7 @@ import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import timm
 import torch
@@ -235,7 +236,7 @@ def load_backbone_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, 
         if keys
     ]
     if problems:
-        name = model.pretrained_cfg.get("architecture", type(model).__name__)
+        name = _pretrained_cfg(model).get("architecture", type(model).__name__)
         raise WeightsError(
             f"the weights in {origin} do not fit {name}: {'; '.join(problems)}",
             hint=f'save them from timm.create_model("{name}") or name the model they were trained for',
@@ -277,7 +278,7 @@ def _strip_wrapper_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 def _is_classifier_key(model: nn.Module, key: str) -> bool:
     """A key of the classifier that ``num_classes=0`` replaced by a parameterless module (or removed)."""
-    classifier = model.pretrained_cfg.get("classifier") or "fc"
+    classifier = _pretrained_cfg(model).get("classifier") or "fc"
     if key.startswith((*CLASSIFIER_PREFIXES, classifier + ".")):
         return True
     owner = key.rpartition(".")[0]
@@ -286,6 +287,11 @@ def _is_classifier_key(model: nn.Module, key: str) -> bool:
     except AttributeError:
         return False
     return not any(True for _ in module.parameters()) and not any(True for _ in module.buffers())
+
+
+def _pretrained_cfg(model: nn.Module) -> dict[str, Any]:
+    """timm's pretrained config of ``model``, a dict every timm model carries (untyped, as a module's attribute)."""
+    return cast(dict[str, Any], model.pretrained_cfg)
 
 
 def _hub_id(model_name: str) -> str:
@@ -299,7 +305,8 @@ def _hub_id(model_name: str) -> str:
         return ""
     if config is None:
         return ""
-    return config.hf_hub_id or config.url or ""
+    url = config.url[0] if isinstance(config.url, tuple) else config.url  # timm allows (url, file name)
+    return config.hf_hub_id or url or ""
 
 
 def _hub_model(model_name: str, **kwargs) -> nn.Module:

@@ -285,8 +285,8 @@ def _draw_boxes(
         for index in class_values.tolist()
     ]
 
-    order = np.argsort(score_values, kind="stable") if score_values is not None else np.arange(count)
-    order = [k for k in order if np.isfinite(corners[k]).all()]
+    ranked = np.argsort(score_values, kind="stable") if score_values is not None else np.arange(count)
+    order = [k for k in ranked if np.isfinite(corners[k]).all()]
     draw = ImageDraw.Draw(picture)
     for k in order:
         x0, y0, x1, y1 = corners[k]
@@ -355,7 +355,7 @@ def _draw_legend(
     names = [str(mask_names[i]) if mask_names is not None and i < len(mask_names) else str(i) for i in present]
     draw = ImageDraw.Draw(picture, "RGBA")  # RGBA drawing blends translucent fills into an RGB image
     _, top, _, bottom = draw.textbbox((0, 0), "Ag", font=font)
-    row = bottom - top
+    row = int(bottom - top)  # Pillow types text boxes as floats; its fonts measure whole pixels
     pad = max(1, row // 4)
     fits = max(1, (picture.height - pad) // (row + pad))
     entries: list[tuple[RGB | None, str]] = [(class_colour(i), name) for i, name in zip(present, names)]
@@ -380,7 +380,7 @@ def _add_title(picture: Image.Image, title: str, font: Font) -> Image.Image:
     probe = ImageDraw.Draw(picture)
     left, top, _, bottom = probe.textbbox((0, 0), title, font=font)
     pad = max(2, (bottom - top) // 3)
-    band = bottom - top + 2 * pad
+    band = int(bottom - top + 2 * pad)  # whole pixels, as above
     out = Image.new("RGB", (picture.width, picture.height + band), (32, 32, 32))
     out.paste(picture, (0, band))
     ImageDraw.Draw(out).text((pad - left, pad - top), title, fill=(255, 255, 255), font=font)

@@ -36,6 +36,7 @@ from mtdsl.spec.model import BACKBONES, InputSpec, ModelSpec, TaskSpec
 from mtdsl.spec.names import check_declared_name
 from mtdsl.spec.necks import NECK_CONFIGS
 from mtdsl.spec.references import SegmentRef
+from mtdsl.spec.registry import Registry
 from mtdsl.spec.scaling import efficientdet_scaling
 from mtdsl.spec.tracking import lower_track
 from mtdsl.spec.training import (
@@ -56,8 +57,10 @@ StatementT = TypeVar("StatementT", bound=ast.Statement)
 
 MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input", "crops")
 TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "label", "balanced", "target")
-TRAIN_CALL_KEYS = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "sampling": SAMPLERS, "weighting": WEIGHTINGS,
-                   "lr_scale": LR_SCALES}
+TRAIN_CALL_KEYS: dict[str, Registry[Any]] = {
+    "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "sampling": SAMPLERS, "weighting": WEIGHTINGS,
+    "lr_scale": LR_SCALES,
+}
 
 
 def lower(tree: ast.SpecFile, source: Source, overrides: dict[str, ast.Value]) -> Spec:

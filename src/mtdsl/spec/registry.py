@@ -84,6 +84,9 @@ class Config(SpecModel):
     positional: ClassVar[tuple[str, ...]] = ()
     keywords_field: ClassVar[str | None] = None
 
+    if typing.TYPE_CHECKING:  # every kind declares it as a Literal; not a field of the base, so no field order moves
+        kind: str
+
 
 ConfigT = TypeVar("ConfigT", bound=Config)
 

@@ -6,7 +6,7 @@ never sees datasets, losses, weights or sampling.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
@@ -35,11 +35,21 @@ from mtdsl.spec.tracking import Trackers
 
 # ---------------------------------------------------------------- optimizers
 
-OPTIMIZERS: Registry[Config] = Registry("optimizer")
+
+
+class OptimizerConfig(Config):
+    """Base of the optimizers' configs: what the parameter groups read of every one of them."""
+
+    if TYPE_CHECKING:  # declared by each optimizer; not fields here, so no field order or fingerprint moves
+        lr: float
+        weight_decay: float
+
+
+OPTIMIZERS: Registry[OptimizerConfig] = Registry("optimizer")
 
 
 @OPTIMIZERS.register("sgd")
-class SgdConfig(Config):
+class SgdConfig(OptimizerConfig):
     kind: Literal["sgd"] = "sgd"
     lr: LearningRate = 0.01
     momentum: Fraction = 0.9
@@ -48,7 +58,7 @@ class SgdConfig(Config):
 
 
 @OPTIMIZERS.register("adamw")
-class AdamWConfig(Config):
+class AdamWConfig(OptimizerConfig):
     kind: Literal["adamw"] = "adamw"
     lr: LearningRate = 1e-3
     weight_decay: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -310,7 +320,7 @@ class TaskTraining(SpecModel):
 class TrainSpec(SpecModel):
     epochs: Epochs = 10
     batch_size: BatchSize = 32
-    optimizer: SerializeAsAny[Config] = Field(default_factory=SgdConfig)
+    optimizer: SerializeAsAny[OptimizerConfig] = Field(default_factory=SgdConfig)
     schedule: SerializeAsAny[Config] = Field(default_factory=CyclicScheduleConfig)
     warmup: EpochSpan = 0.0
     grad_clip: PositiveWeightOrNone = None

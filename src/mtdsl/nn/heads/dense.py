@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -83,14 +84,14 @@ class HeadNet(nn.Module):
         outputs = []
         for level, x in enumerate(features):
             for conv, norms in zip(self.conv_rep, self.norm_rep):
-                x = self.act(norms[level](conv(x)))
+                x = self.act(cast(nn.ModuleList, norms)[level](conv(x)))
             outputs.append(self.predict(x))
         return outputs
 
     @property
     def predict_bias(self) -> torch.Tensor:
         conv = self.predict.conv_pw if isinstance(self.predict, SeparableConv2d) else self.predict
-        return conv.bias
+        return cast(torch.Tensor, conv.bias)
 
 
 def flatten_levels(outputs: Sequence[torch.Tensor], num_anchors: int) -> torch.Tensor:

@@ -117,11 +117,10 @@ class Fusion(nn.Module):
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         # Added in turn, not stacked and reduced over a last axis: the same sum, without a copy of every
         # input and a strided reduction (8% of a batch-1 pass of a D0 model on CPU, benchmarks/sharing_payoff.py).
-        weights = self.normalized_weights()
-        if weights is None:
-            weights = [None] * len(inputs)
-        else:
-            weights = weights.to(inputs[0].dtype)
+        normalized = self.normalized_weights()
+        weights: torch.Tensor | list[None] = (
+            [None] * len(inputs) if normalized is None else normalized.to(inputs[0].dtype)
+        )
         fused = inputs[0] if weights[0] is None else weights[0] * inputs[0]
         for weight, x in zip(weights[1:], inputs[1:]):
             fused = fused + (x if weight is None else weight * x)
@@ -205,7 +204,8 @@ class BiFPNLayer(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         sizes = [f.shape[-2:] for f in features]
         features = list(features)
-        for module in self.nodes:
+        nodes: list[FusionNodeModule] = list(self.nodes)  # type: ignore[arg-type]  # a ModuleList of them
+        for module in nodes:
             features.append(module(features, sizes[module.node.level - self.min_level]))
         return [features[offset] for offset in self.outputs]
 

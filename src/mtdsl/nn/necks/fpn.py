@@ -83,7 +83,8 @@ class FPN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     @property
     def levels(self) -> list[int]:
@@ -99,7 +100,7 @@ class FPN(nn.Module):
         sizes = [x.shape[-2:] for x in maps]
         for node, resample, fuse in zip(self.wiring, self.resample, self.fuse):
             size = sizes[node.level - self.min_level]
-            maps.append(fuse([r(maps[offset], size) for r, offset in zip(resample, node.inputs)]))
+            maps.append(fuse([r(maps[offset], size) for r, offset in zip(resample.children(), node.inputs)]))
         pyramid = [conv(maps[offset]) for conv, offset in zip(self.output, self.outputs)]
         for k, module in enumerate(self.extra):
             x = pyramid[-1]

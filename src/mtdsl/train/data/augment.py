@@ -117,6 +117,7 @@ class ResizedCrop(v2.RandomResizedCrop):
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         size = params.get("size", self.size)
+        assert size is not None, "a crop is made with its output size"
         if isinstance(inpt, tv_tensors.Image) or F.is_pure_tensor(inpt):
             box = {key: params[key] for key in ("top", "left", "height", "width")}
             out = one_pixel_safe(F.resized_crop, inpt.as_subclass(torch.Tensor), size, **box,

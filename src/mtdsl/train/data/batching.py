@@ -35,11 +35,11 @@ def endless_permutation(indices: Sequence[int], seed: int, salt: int) -> Iterato
     """Every index once per pass, each pass in a fresh order drawn from ``(seed, salt, pass)``."""
     if not indices:
         raise ValueError("cannot draw batches from an empty set of examples")
-    indices = torch.as_tensor(list(indices))
+    pool = torch.as_tensor(list(indices))
     epoch = 0
     while True:
-        order = torch.randperm(len(indices), generator=seeded_generator(seed, salt, epoch))
-        yield from indices[order].tolist()
+        order = torch.randperm(len(pool), generator=seeded_generator(seed, salt, epoch))
+        yield from pool[order].tolist()
         epoch += 1
 
 

@@ -289,16 +289,17 @@ class ImageDataset(Dataset):
         out = self.transform(image, seed, boxes=given, original_size=original, masks=list(masks.values()))
         found: dict[str, Any] = {}
         start = kept = 0
-        for task, target in boxes.items():
-            keep = out.keep[start : start + len(target.boxes)]
+        for task, box_target in boxes.items():
+            assert out.boxes is not None  # the transform was given boxes, so it placed them
+            keep = out.keep[start : start + len(box_target.boxes)]
             count = int(keep.sum())
             found[task] = {
                 "boxes": torch.from_numpy(out.boxes[kept : kept + count].copy()),
-                "classes": torch.from_numpy(target.classes[keep]),
-                "annotated": torch.from_numpy(target.annotated.copy()),
-                "original": target.original(out.scale, original or (image.shape[-1], image.shape[-2])),
+                "classes": torch.from_numpy(box_target.classes[keep]),
+                "annotated": torch.from_numpy(box_target.annotated.copy()),
+                "original": box_target.original(out.scale, original or (image.shape[-1], image.shape[-2])),
             }
-            start, kept = start + len(target.boxes), kept + count
+            start, kept = start + len(box_target.boxes), kept + count
         for task, placed in zip(masks, out.masks):
             found[task] = placed if task not in self._joined else {
                 "mask": placed, "annotated": torch.from_numpy(self._annotated(task, index))

@@ -197,7 +197,8 @@ class StreamLoaders:
                     "so its batches cannot be balanced",
                     hint="check its `positive` label, or set balanced = false on the task",
                 )
-            batches = BalancedBatches(targets, stream.batch_size, seed, start=self.consumed[index])
+            batches: BalancedBatches | ShuffledBatches = BalancedBatches(
+                targets, stream.batch_size, seed, start=self.consumed[index])
         else:
             batches = ShuffledBatches(len(dataset), stream.batch_size, seed, start=self.consumed[index])
         return RankShare(batches, self.world.rank, self.world.size) if self.world.distributed else batches
@@ -282,7 +283,7 @@ def _fill_hint(config: DatasetConfig, split: str) -> str:
     """How to give ``config``'s ``split`` (``train`` or ``val``) an example."""
     where = describe(config)
     ratios = getattr(config, "split", "given")
-    if ratios == "given":
+    if isinstance(ratios, str):  # "given": the dataset's own folders
         return f"put images in the {split}/ folder of {where}"
     shown = "/".join(f"{ratio:g}" for ratio in ratios)
     share = ratios[0 if split == "train" else 1]

@@ -70,7 +70,7 @@ def training_boxes(data: StreamLoaders, task: str) -> list[np.ndarray]:
     for index, stream in enumerate(data.streams):
         train = data.splits[index].get("train")
         if task in stream.tasks and train is not None:
-            found += input_boxes(train.examples, task, train.transform.size)  # type: ignore[union-attr]
+            found += input_boxes(train.examples, task, train.transform.size)  # type: ignore[union-attr, arg-type]
     return found
 
 

@@ -65,7 +65,9 @@ def evaluate(
                     output = decoders[task].detections(output)
                 metrics[task].update(output, batch["targets"][task])
         evaluated.update(metrics)
-    return loaders.world.broadcast(_computed(loaders.world.gather(evaluated)))
+    results = loaders.world.broadcast(_computed(loaders.world.gather(evaluated)))
+    assert results is not None  # rank 0 computed them, and every rank now holds its copy
+    return results
 
 
 Results = tuple[dict[str, dict[str, float]], dict[str, str]]

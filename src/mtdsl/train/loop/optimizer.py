@@ -17,7 +17,7 @@ from torch import nn
 
 from mtdsl.graph.parts import factor_of
 from mtdsl.spec.registry import Builders, Config
-from mtdsl.spec.training import OPTIMIZERS, AdamWConfig, SgdConfig
+from mtdsl.spec.training import OPTIMIZERS, AdamWConfig, OptimizerConfig, SgdConfig
 from mtdsl.train.loop.freezing import Phase
 
 #: ``builder(config, parameter_groups) -> torch.optim.Optimizer`` per optimizer kind.
@@ -45,7 +45,7 @@ def parameter_groups(model: nn.Module, extra: nn.Module | None, weight_decay: fl
             for (decay, scales), params in groups.items() if params or scales == ones]
 
 
-def build_optimizer(config: Config, model: nn.Module, weighting: nn.Module | None = None,
+def build_optimizer(config: OptimizerConfig, model: nn.Module, weighting: nn.Module | None = None,
                     phases: Sequence[Phase] = ()) -> torch.optim.Optimizer:
     """An optimizer over ``model`` (and the weighting's learnable parameters, if any).
 

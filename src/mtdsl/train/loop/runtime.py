@@ -32,6 +32,7 @@ def load_generated(path: Path) -> ModuleType:
         raise ArtefactError(f"{path} is missing", hint="run `mtdsl compile SPEC --out <its folder>` to regenerate it")
     module_name = f"mtdsl_generated_{path.stem}_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None, f"{path} is a .py file, which Python can import"
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)

@@ -71,7 +71,8 @@ def apportion(ratios: Sequence[float], steps: int) -> list[int]:
 
 def cycle_until(draws: Sequence[int], batch_sizes: Sequence[int], images: int) -> list[int]:
     """``draws`` repeated as often as needed, up to the step that comes closest to ``images`` (one at least)."""
-    steps, drawn = [], 0
+    steps: list[int] = []
+    drawn = 0
     while not steps or drawn + batch_sizes[draws[len(steps) % len(draws)]] / 2 <= images:
         stream = draws[len(steps) % len(draws)]
         steps.append(stream)
@@ -162,6 +163,7 @@ class Equal(TaskSampler):
 @register_sampler("fixed")
 class Fixed(TaskSampler):
     def ratios(self, progress: float) -> Ratios:
+        assert self.ratios_by_stream is not None  # a fixed sampler is built with the spec's ratios
         return normalised([ramp_value(r, progress) for r in self.ratios_by_stream])
 
 
@@ -216,6 +218,7 @@ class Dynamic(TaskSampler):
         gaps = torch.tensor(
             [max(0.0, (t - main_metrics.get(i, 0.0)) / t) for i, t in enumerate(self.targets)], dtype=torch.float64
         )
+        assert isinstance(self.config, DynamicSampling)  # registered under "dynamic", so built from its config
         softmax = torch.softmax(gaps / self.config.temperature, dim=0).tolist()
         floor = self.config.floor
         self.current = [floor / len(softmax) + (1 - floor) * s for s in softmax]

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
 
 from mtdsl.spec.registry import Builders, Config
-from mtdsl.spec.training import WEIGHTINGS
+from mtdsl.spec.training import WEIGHTINGS, DwaWeighting
 
 WEIGHTING_METHODS: Builders[Callable[[Config, dict[str, float]], Weighting]] = Builders(WEIGHTINGS)
 register_weighting = WEIGHTING_METHODS.register
@@ -46,7 +47,7 @@ class Weighting(nn.Module):
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         factors = self.factors()
-        return sum(factors[task] * loss.float() for task, loss in losses.items())
+        return cast(torch.Tensor, sum(factors[task] * loss.float() for task, loss in losses.items()))
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         """The epoch's mean loss per task; methods that adapt between epochs read it."""
@@ -78,11 +79,11 @@ class UncertaintyWeights(Weighting):
         return {task: self.constant[task] * math.exp(-s.item()) for task, s in self.log_variance.items()}
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        total = 0.0
+        total: torch.Tensor | float = 0.0
         for task, loss in losses.items():
             s = self.log_variance[task]
             total = total + self.constant[task] * (torch.exp(-s) * loss.float() + s / 2)
-        return total
+        return cast(torch.Tensor, total)
 
 
 @register_weighting("dwa")
@@ -114,6 +115,7 @@ class DynamicWeightAverage(Weighting):
         if not tasks:
             return
         rates = torch.tensor([last[t] / previous[t] for t in tasks], dtype=torch.float64)
+        assert isinstance(self.config, DwaWeighting)  # registered under "dwa", so built from its config
         scaled = len(tasks) * torch.softmax(rates / self.config.temperature, dim=0)
         self.dynamic.update({t: float(v) for t, v in zip(tasks, scaled)})
 

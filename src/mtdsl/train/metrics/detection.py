@@ -71,7 +71,8 @@ def _image_ids(ground_truth: Sequence[dict[str, Any]]) -> list[Any]:
 def _coco_truth(ground_truth: Sequence[dict[str, Any]], class_names: Sequence[str], image_ids: Sequence[Any]) -> Any:
     from pycocotools.coco import COCO
 
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for n, (image_id, truth) in enumerate(zip(image_ids, ground_truth)):
         boxes = _array(truth["boxes"], 4)
         classes = _array(truth["classes"], dtype=np.int64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -45,8 +46,8 @@ class TaskMetric(ABC):
         self.reset()
 
     @abstractmethod
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add one batch of logits and their targets to the counts."""
+    def update(self, outputs: Any, targets: Any) -> None:
+        """Add one batch of outputs and their targets to the counts (tensors; a detector's are per-image dicts)."""
 
     @abstractmethod
     def compute(self) -> dict[str, float]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -47,7 +48,7 @@ def parameters_used(model: nn.Module, tasks: Sequence[str], image_size: tuple[in
     try:
         with torch.enable_grad():
             outputs = model(torch.zeros(2, 3, *image_size, device=device), tasks=tuple(tasks))
-            total = sum(tensor.float().sum() for tensor in _tensors(outputs))
+            total = cast(torch.Tensor, sum(tensor.float().sum() for tensor in _tensors(outputs)))
             gradients = torch.autograd.grad(total, [p for _, p in trainable], allow_unused=True)
     finally:
         for module, training in modes.items():
@@ -71,6 +72,8 @@ class StreamModule(nn.Module):
     The parameters are the model's own objects (nothing is copied); the model itself is held
     outside the module tree, so DDP sees just these.
     """
+
+    _forward: Forward  # kept in __dict__, out of the module tree
 
     def __init__(self, forward: Forward, tasks: Sequence[str], parameters: dict[str, nn.Parameter]) -> None:
         super().__init__()

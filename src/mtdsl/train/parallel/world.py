@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from signal import SIGTERM
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -116,7 +116,7 @@ class World:
             torch.cuda.set_device(device)
         try:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT,
-                                    **({"device_id": device} if device.type == "cuda" else {}))
+                                    device_id=device if device.type == "cuda" else None)
         except (ValueError, RuntimeError) as error:
             missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
             raise TrainingError(
@@ -237,7 +237,8 @@ class World:
         if len(per_rank) == self.size:
             chosen = per_rank[self.rank]
         else:
-            chosen = {name: sum(rank[name] for rank in per_rank) / len(per_rank) for name in per_rank[0]}
+            chosen = {name: cast(torch.Tensor, sum(rank[name] for rank in per_rank)) / len(per_rank)
+                      for name in per_rank[0]}
         buffers = dict(model.named_buffers())
         with torch.no_grad():
             for name, value in chosen.items():

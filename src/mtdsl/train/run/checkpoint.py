@@ -59,10 +59,11 @@ def save_checkpoint(state: dict, path: Path) -> Path:
 
 def _os_error(error: BaseException) -> OSError | None:
     """The OSError behind ``error``: torch reports a failed write as a RuntimeError of its zip writer."""
-    while error is not None:
-        if isinstance(error, OSError):
-            return error
-        error = error.__cause__ or error.__context__
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
     return None
 
 

@@ -128,12 +128,12 @@ def _learned_targets(every: DetectionExamples, config: BoxesDataset, task: TaskL
     index = {name: i for i, name in enumerate(names)}
     lookup = np.array([index[name] if name in annotated else -1 for name in categories], dtype=np.int64)
     mask = np.array([name in annotated for name in names], dtype=bool)
-    found = []
+    targets: list[BoxTarget] = []
     for boxes, classes in zip(every.boxes, every.classes):
         mapped = lookup[classes]
         keep = mapped >= 0
-        found.append(BoxTarget(boxes[keep], mapped[keep], mask))
-    return object_array(found)
+        targets.append(BoxTarget(boxes[keep], mapped[keep], mask))
+    return object_array(targets)
 
 
 def _truth_lookup(categories: tuple[str, ...], config: BoxesDataset, task: TaskLabels) -> np.ndarray:

@@ -117,7 +117,7 @@ class _Problems:
         raise DataError(f"{self.where}: {self.found[0]}{more}", expected=self.expected, hint=self.hint)
 
 
-def _check_each(entries: list, problem_of: Callable[[int, object], str | None], problems: _Problems) -> None:
+def _check_each(entries: list, problem_of: Callable[[int, dict], str | None], problems: _Problems) -> None:
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict):
             problems.add(f"entry {position} of the {problems.kind} is {_shown(entry)}, not an object")
@@ -200,7 +200,12 @@ def segmentation_problem(segmentation: object) -> str | None:
 
 def _duplicates(values: list) -> list:
     seen: set = set()
-    return [value for value in values if value in seen or seen.add(value)]
+    repeated = []
+    for value in values:
+        if value in seen:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
 
 
 def read_coco_file(path: Path | str) -> CocoFile:

@@ -154,22 +154,22 @@ def _mask_task_lookup(
     if names is not None:
         check_dense_classes(task, names, where)
     elif values is not None:
-        count = len(config.class_map or [])
-        if task_count(task) not in (None, count):
+        mapped = len(config.class_map or [])
+        if task_count(task) not in (None, mapped):
             raise DataError(
                 f"{where}: segment task '{task.task}' has {task_count(task)} classes, "
-                f"but the dataset's class_map gives {count}",
-                expected=f"classes = {count}, or {count} class names in class_map's order",
-                hint=f"write classes = {count}, or add the missing classes to class_map",
+                f"but the dataset's class_map gives {mapped}",
+                expected=f"classes = {mapped}, or {mapped} class names in class_map's order",
+                hint=f"write classes = {mapped}, or add the missing classes to class_map",
             )
     else:
-        count = task_count(task)
-        if count is None:
+        known = task_count(task)
+        if known is None:
             raise DataError(
                 f"{where}: neither the dataset nor segment task '{task.task}' names the classes",
                 hint="write classes = [...] (or a classes.txt path) on the dataset, or classes = [...] on the task",
             )
-        values = {value: value for value in range(min(count, IGNORE_INDEX))}
+        values = {value: value for value in range(min(known, IGNORE_INDEX))}
     return value_lookup(values or {}, config.ignore)
 
 
