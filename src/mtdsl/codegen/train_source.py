@@ -26,6 +26,7 @@ import networkx as nx
 from mtdsl import __version__
 from mtdsl.codegen.literal import WIDTH, GeneratedCodeError, checked_source, imported_names, literal, wrapped_literal
 from mtdsl.detection.setup import AnchorConfig, AnchorLabeler, DetectionSetup
+from mtdsl.graph.facts import NeckFacts, facts
 from mtdsl.graph.phases import phases_of
 from mtdsl.kinds import TASK_KINDS
 from mtdsl.spec.document import Spec
@@ -98,7 +99,9 @@ def detection_setups(spec: Spec, graph: nx.DiGraph) -> dict[str, DetectionSetup]
         head = task.head
         if not isinstance(head, EfficientDetHeadConfig):
             continue
-        levels = graph.nodes[task.neck]["levels"]
+        neck = facts(graph, task.neck or "")
+        assert isinstance(neck, NeckFacts)  # a detect head reads a neck (spec/checks.py)
+        levels = neck.levels
         setups[name] = DetectionSetup(
             anchors=AnchorConfig(
                 min_level=levels[0], max_level=levels[-1], num_scales=head.scales,

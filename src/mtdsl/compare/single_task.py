@@ -32,6 +32,7 @@ from typing import Literal
 import networkx as nx
 
 from mtdsl.graph.build import build_graph
+from mtdsl.graph.facts import HeadFacts, NeckFacts, NodeFacts, SegmentFacts, facts
 from mtdsl.graph.parts import module_factors
 from mtdsl.graph.paths import branch_order, root_backbones
 from mtdsl.spec.document import Spec
@@ -79,8 +80,8 @@ def _unshared(task: TaskSpec, backbone: str, tasks: set[str]) -> TaskSpec:
 
 def _frozen_targets(graph: nx.DiGraph, task: str, phase: str) -> list[SegmentRef]:
     """The nodes of ``task``'s path that ``phase`` freezes, as freeze targets of the single-task spec."""
-    return [target for node in graph.graph["tasks"][task]
-            if phase in graph.nodes[node].get("frozen_in", []) and (target := _target(graph.nodes[node], task))]
+    path = [facts(graph, node) for node in graph.graph["tasks"][task]]
+    return [target for record in path if phase in record.frozen_in and (target := _target(record, task))]
 
 
 def _scaled_targets(graph: nx.DiGraph, task: str,
@@ -93,17 +94,18 @@ def _scaled_targets(graph: nx.DiGraph, task: str,
     if scale is None or scale == "auto":  # auto: the single-task model's backbone is as pretrained as here
         return scale
     factors = module_factors(graph, scale.targets)
-    written = {str(target): factors[data["module"]] for node in graph.graph["tasks"][task]
-               if (data := graph.nodes[node]).get("module") in factors and (target := _target(data, task))}
+    path = [facts(graph, node) for node in graph.graph["tasks"][task]]
+    written = {str(target): factors[record.module] for record in path
+               if record.module in factors and (target := _target(record, task))}
     return LrScaleConfig(factors=written) if written else None
 
 
-def _target(data: dict, task: str) -> SegmentRef | None:
+def _target(record: NodeFacts, task: str) -> SegmentRef | None:
     """A node of ``task``'s path as a part target of the single-task spec (``None`` for the input)."""
-    if data["kind"] in ("segment", "branch"):
-        return SegmentRef(data["backbone"], data["segment"])
-    if data["kind"] == "neck":
-        return SegmentRef(data["neck"])
-    if data["kind"] == "head":
+    if isinstance(record, SegmentFacts):
+        return SegmentRef(record.backbone, record.segment)
+    if isinstance(record, NeckFacts):
+        return SegmentRef(record.neck)
+    if isinstance(record, HeadFacts):
         return SegmentRef(task, "head")
     return None

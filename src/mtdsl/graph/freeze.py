@@ -16,9 +16,12 @@ Freeze targets name parts of the model, never positions:
 =================  ===========================================================
 
 >>> import networkx as nx
+>>> from mtdsl.graph.facts import HeadFacts, SegmentFacts
 >>> g = nx.DiGraph()
->>> g.add_node("trunk.stem", kind="segment", backbone="trunk", segment="stem", tasks=["a", "b"], shared=True)
->>> g.add_node("a.head", kind="head", task="a", tasks=["a"], shared=False)
+>>> g.add_node("trunk.stem", **SegmentFacts(kind="segment", label="stem", backbone="trunk", model="test_resnet",
+...     segment="stem", channels=8, stride=2, tasks=("a", "b"), shared=True).attributes())
+>>> g.add_node("a.head", **HeadFacts(label="a head", task="a", task_kind="classify", in_channels=8, num_outputs=2,
+...     channels=2, stride=0, tasks=("a",)).attributes())
 >>> sorted(nodes_for(g, SegmentRef("shared"))), sorted(nodes_for(g, SegmentRef("a")))
 (['trunk.stem'], ['a.head'])
 """
@@ -27,35 +30,36 @@ from __future__ import annotations
 
 import networkx as nx
 
+from mtdsl.graph.facts import HeadFacts, NeckFacts, SegmentFacts, every_fact
 from mtdsl.spec.document import Spec
 from mtdsl.spec.references import SegmentRef
 
-_SEGMENT_KINDS = ("segment", "branch")
 
 def nodes_for(graph: nx.DiGraph, target: SegmentRef) -> set[str]:
     """The nodes a freeze target names; an unknown target names none."""
-    nodes = graph.nodes
+    every = every_fact(graph)
+    segments = {n: f for n, f in every.items() if isinstance(f, SegmentFacts)}
     word = target.owner if target.is_whole else None
     if word == "shared":
-        return {n for n, d in nodes(data=True) if d.get("kind") in _SEGMENT_KINDS and d["shared"]}
+        return {n for n, f in segments.items() if f.shared}
     if word == "backbones":
-        return {n for n, d in nodes(data=True) if d.get("kind") in _SEGMENT_KINDS}
+        return set(segments)
     if word == "branches":
-        return {n for n, d in nodes(data=True) if d.get("kind") == "branch"}
+        return {n for n, f in segments.items() if f.kind == "branch"}
     if word == "heads":
-        return {n for n, d in nodes(data=True) if d.get("kind") == "head"}
+        return {n for n, f in every.items() if isinstance(f, HeadFacts)}
     if word == "necks":
-        return {n for n, d in nodes(data=True) if d.get("kind") == "neck"}
-    necks = {n for n, d in nodes(data=True) if d.get("kind") == "neck" and d.get("neck") == word}
+        return {n for n, f in every.items() if isinstance(f, NeckFacts)}
+    necks = {n for n, f in every.items() if isinstance(f, NeckFacts) and f.neck == word}
     if necks:
         return necks
     owner, part = target.owner, target.segment
     if part == "head":
-        return {n for n, d in nodes(data=True) if d.get("kind") == "head" and d.get("task") == owner}
-    by_backbone = {n for n, d in nodes(data=True) if d.get("kind") in _SEGMENT_KINDS and d.get("backbone") == owner}
+        return {n for n, f in every.items() if isinstance(f, HeadFacts) and f.task == owner}
+    by_backbone = {n: f for n, f in segments.items() if f.backbone == owner}
     if by_backbone:
-        return {n for n in by_backbone if not part or nodes[n]["segment"] == part}
-    return {n for n, d in nodes(data=True) if d.get("kind") != "input" and d.get("tasks") == [owner]}
+        return {n for n, f in by_backbone.items() if not part or f.segment == part}
+    return {n for n, f in every.items() if f.kind != "input" and f.tasks == (owner,)}
 
 
 def mark_frozen(graph: nx.DiGraph, spec: Spec) -> nx.DiGraph:

@@ -9,10 +9,12 @@ name. So the same spec words can pick parameters from Python, e.g. to give
 pretrained layers a lower learning rate than new ones.
 
 >>> import networkx as nx
+>>> from mtdsl.graph.facts import HeadFacts, SegmentFacts
 >>> g = nx.DiGraph()
->>> g.add_node("trunk.stem", kind="segment", backbone="trunk", segment="stem", tasks=["a"], shared=False,
-...            module="backbone.trunk.stem")
->>> g.add_node("a.head", kind="head", task="a", tasks=["a"], shared=False, module="heads.a")
+>>> g.add_node("trunk.stem", **SegmentFacts(kind="segment", label="stem", backbone="trunk", model="test_resnet",
+...     segment="stem", channels=8, stride=2, tasks=("a",)).attributes())
+>>> g.add_node("a.head", **HeadFacts(label="a head", task="a", task_kind="classify", in_channels=8, num_outputs=2,
+...     channels=2, stride=0, tasks=("a",)).attributes())
 >>> part_of(g, "backbone.trunk.stem.conv1.weight"), part_of(g, "heads.a.classifier.bias"), part_of(g, "other")
 ('trunk.stem', 'a.head', None)
 >>> module_factors(g, [(SegmentRef("backbones"), 0.1), (SegmentRef("heads"), 2.0)])
@@ -28,6 +30,7 @@ from typing import TypeVar
 
 import networkx as nx
 
+from mtdsl.graph.facts import every_fact, facts
 from mtdsl.graph.freeze import nodes_for
 from mtdsl.spec.references import SegmentRef
 
@@ -40,15 +43,20 @@ def part_of(graph: nx.DiGraph, parameter: str) -> str | None:
     ``None`` for a parameter outside every part (none in a compiled model; learned loss weights
     live in their own module).
     """
-    modules: dict[str, str] = {data["module"]: node for node, data in graph.nodes(data=True) if data.get("module")}
+    modules = _modules(graph)
     found = _module_of(parameter, modules)
     return None if found is None else found[1]
 
 
 def parameter_parts(graph: nx.DiGraph, parameters: Iterable[str]) -> dict[str, str | None]:
     """:func:`part_of` for each name in ``parameters``, e.g. ``model.state_dict()``'s keys."""
-    modules: dict[str, str] = {data["module"]: node for node, data in graph.nodes(data=True) if data.get("module")}
+    modules = _modules(graph)
     return {name: (found[1] if (found := _module_of(name, modules)) else None) for name in parameters}
+
+
+def _modules(graph: nx.DiGraph) -> dict[str, str]:
+    """Each node's module path (the input has none), with the node."""
+    return {record.module: node for node, record in every_fact(graph).items() if record.module}
 
 
 def parameters_in(graph: nx.DiGraph, target: SegmentRef, parameters: Iterable[str]) -> list[str]:
@@ -62,7 +70,7 @@ def module_factors(graph: nx.DiGraph, targets: Sequence[tuple[SegmentRef, float]
     factors: dict[str, float] = {}
     for target, factor in targets:
         for node in sorted(nodes_for(graph, target)):
-            module = graph.nodes[node]["module"]
+            module = facts(graph, node).module
             factors.pop(module, None)  # re-inserted: the order says which pair decided it
             factors[module] = factor
     return factors

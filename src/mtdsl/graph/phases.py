@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from mtdsl.graph.facts import every_fact
 from mtdsl.graph.parts import module_factors
 from mtdsl.spec.finetune import batchnorm_of, lr_scale_of
 from mtdsl.spec.model import ModelSpec
@@ -50,7 +51,7 @@ def phases_of(graph: nx.DiGraph, train: TrainSpec, model: ModelSpec) -> list[Pha
         Phase(
             phase.name,
             phase.epochs,
-            tuple(data["module"] for _, data in graph.nodes(data=True) if phase.name in data.get("frozen_in", [])),
+            tuple(record.module for record in every_fact(graph).values() if phase.name in record.frozen_in),
             phase.lr,
             batchnorm_of(train, phase, model),
             scales(phase),

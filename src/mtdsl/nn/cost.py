@@ -10,6 +10,7 @@ import networkx as nx
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mtdsl.graph.facts import every_fact
 from mtdsl.nn.model import MultiTaskModel
 
 
@@ -28,8 +29,8 @@ def count_flops(graph: nx.DiGraph) -> dict[str, int]:
         model(image)
     by_module = counter.get_flop_counts()
     root = type(model).__name__
-    by_node = {node: sum(by_module.get(f"{root}.{data['module']}", {}).values())
-               for node, data in graph.nodes(data=True) if data.get("module")}
+    by_node = {node: sum(by_module.get(f"{root}.{record.module}", {}).values())
+               for node, record in every_fact(graph).items() if record.module}
     flops = {task: int(sum(by_node.get(node, 0) for node in path)) for task, path in graph.graph["tasks"].items()}
     flops["all"] = int(counter.get_total_flops())
     return flops

@@ -18,6 +18,7 @@ import graphviz
 import networkx as nx
 
 from mtdsl.errors import ArtefactError
+from mtdsl.graph.facts import HeadFacts, NeckFacts, NodeFacts, SegmentFacts, every_fact
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 SHARED_FILL = "#dde3ea"
@@ -39,29 +40,28 @@ def _shape_text(shape: list[int]) -> str:
     return "×".join(str(d) for d in shape)
 
 
-def _edge_text(graph: nx.DiGraph, source: str, data: dict) -> str:
-    levels = graph.nodes[source].get("levels")
-    if graph.nodes[source]["kind"] == "neck" and levels:
-        return f"P{levels[0]}–P{levels[-1]} × {graph.nodes[source]['channels']} ch"
+def _edge_text(source: NodeFacts, data: dict) -> str:
+    if isinstance(source, NeckFacts) and source.levels:
+        return f"P{source.levels[0]}–P{source.levels[-1]} × {source.channels} ch"
     return _shape_text(data["shape"])
 
 
-def _node_label(node: str, data: dict) -> str:
-    title = html.escape(data["label"] if data["kind"] != "segment" else node)
+def _node_label(node: str, record: NodeFacts) -> str:
+    title = html.escape(record.label if record.kind != "segment" else node)
     rows = [f"<b>{title}</b>"]
-    if data["kind"] in ("segment", "branch"):
-        rows.append(f"{data['channels']} ch · stride {data['stride']}")
-    if data["kind"] == "neck":
-        rows.append(f"{data['channels']} ch · {data['config'].get('repeats', 1)}× · strides "
-                    f"{2 ** data['levels'][0]}–{2 ** data['levels'][-1]}")
-    if data["kind"] == "head":
-        rows.append(f"{html.escape(data['head']['kind'])} → {data['num_outputs']} ({html.escape(data['task_kind'])})")
-    if data["kind"] != "input":
-        rows.append(f"{human(data['params'])} params")
-        if data["shared"]:
-            rows.append(f"<i>shared: {html.escape(', '.join(data['tasks']))}</i>")
-    if data.get("frozen_in"):
-        rows.append(f"<font color='#1f5fa8'>frozen in: {html.escape(', '.join(data['frozen_in']))}</font>")
+    if isinstance(record, SegmentFacts):
+        rows.append(f"{record.channels} ch · stride {record.stride}")
+    if isinstance(record, NeckFacts):
+        rows.append(f"{record.channels} ch · {record.config.get('repeats', 1)}× · strides "
+                    f"{2 ** record.levels[0]}–{2 ** record.levels[-1]}")
+    if isinstance(record, HeadFacts):
+        rows.append(f"{html.escape(record.head['kind'])} → {record.num_outputs} ({html.escape(record.task_kind)})")
+    if record.kind != "input":
+        rows.append(f"{human(record.params)} params")
+        if record.shared:
+            rows.append(f"<i>shared: {html.escape(', '.join(record.tasks))}</i>")
+    if record.frozen_in:
+        rows.append(f"<font color='#1f5fa8'>frozen in: {html.escape(', '.join(record.frozen_in))}</font>")
     return "<" + "<br/>".join(rows) + ">"
 
 
@@ -71,26 +71,27 @@ def to_dot(graph: nx.DiGraph) -> graphviz.Digraph:
     dot.attr(label=f"<<b>{html.escape(graph.graph['name'])}</b>  input {_shape_text(graph.graph['input'])}>")
     dot.attr("node", fontname="Helvetica", fontsize="10", style="filled", shape="box")
     dot.attr("edge", fontname="Helvetica", fontsize="9")
+    every = every_fact(graph)
     for node in nx.lexicographical_topological_sort(graph):
-        data = graph.nodes[node]
-        style = "filled,rounded" if data["kind"] == "head" else "filled"
-        shape = "box3d" if data["kind"] == "neck" else "box"
-        if data.get("frozen_in"):
+        record = every[node]
+        style = "filled,rounded" if record.kind == "head" else "filled"
+        shape = "box3d" if record.kind == "neck" else "box"
+        if record.frozen_in:
             style += ",dashed"
-        if data["kind"] == "input":
-            dot.node(node, _node_label(node, data), shape="oval", fillcolor="#f5f5f5")
-        elif data["shared"]:
-            dot.node(node, _node_label(node, data), fillcolor=SHARED_FILL, color=SHARED_BORDER, penwidth="2",
+        if record.kind == "input":
+            dot.node(node, _node_label(node, record), shape="oval", fillcolor="#f5f5f5")
+        elif record.shared:
+            dot.node(node, _node_label(node, record), fillcolor=SHARED_FILL, color=SHARED_BORDER, penwidth="2",
                      style=style, shape=shape)
         else:
-            colour = colours[data["tasks"][0]]
-            fill = colour + ("66" if data["kind"] == "head" else "33")
-            dot.node(node, _node_label(node, data), fillcolor=fill, color=colour, penwidth="1.5", style=style,
+            colour = colours[record.tasks[0]]
+            fill = colour + ("66" if record.kind == "head" else "33")
+            dot.node(node, _node_label(node, record), fillcolor=fill, color=colour, penwidth="1.5", style=style,
                      shape=shape)
     for source, target, data in sorted(graph.edges(data=True)):
         tasks = data["tasks"]
         colour = colours[tasks[0]] if len(tasks) == 1 else SHARED_BORDER
-        dot.edge(source, target, label=_edge_text(graph, source, data), color=colour,
+        dot.edge(source, target, label=_edge_text(every[source], data), color=colour,
                  penwidth=str(1 + 0.5 * len(tasks)))
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="tasks", fontsize="10", style="dashed", color="#999999")

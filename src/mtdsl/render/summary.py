@@ -11,28 +11,17 @@ from __future__ import annotations
 import networkx as nx
 from rich.table import Table
 
+from mtdsl.graph.facts import HeadFacts, NodeFacts, every_fact
 from mtdsl.render.dot import human
-
-
-def _path_params(graph: nx.DiGraph, path: list[str]) -> int:
-    return sum(graph.nodes[node]["params"] for node in path)
 
 
 def summarize(graph: nx.DiGraph, with_flops: bool = True, flops: dict[str, int] | None = None) -> dict:
     """The summary of ``graph``: parameters, and FLOPs (``flops``, else counted) unless ``with_flops`` is false."""
     tasks: dict[str, list[str]] = graph.graph["tasks"]
-    nodes = graph.nodes
-    multi_task = sum(data["params"] for _, data in nodes(data=True))
-    shared = sum(data["params"] for _, data in nodes(data=True) if data["shared"])
-    per_task = {
-        task: {
-            "path_params": _path_params(graph, path),
-            "private_params": sum(nodes[n]["params"] for n in path if not nodes[n]["shared"]),
-            "outputs": nodes[path[-1]]["num_outputs"],
-            "kind": nodes[path[-1]]["task_kind"],
-        }
-        for task, path in tasks.items()
-    }
+    every = every_fact(graph)
+    multi_task = sum(record.params for record in every.values())
+    shared = sum(record.params for record in every.values() if record.shared)
+    per_task = {task: _task_summary([every[node] for node in path]) for task, path in tasks.items()}
     single_task = sum(entry["path_params"] for entry in per_task.values())
     summary = {
         "model": graph.graph["name"],
@@ -60,12 +49,25 @@ def summarize(graph: nx.DiGraph, with_flops: bool = True, flops: dict[str, int] 
     return summary
 
 
+def _task_summary(path: list[NodeFacts]) -> dict:
+    """One task's entry: the parameters on its path, those only it uses, and its head's outputs."""
+    head = path[-1]
+    assert isinstance(head, HeadFacts)  # every task's path ends at its head
+    return {
+        "path_params": sum(record.params for record in path),
+        "private_params": sum(record.params for record in path if not record.shared),
+        "outputs": head.num_outputs,
+        "kind": head.task_kind,
+    }
+
+
 def phase_summary(graph: nx.DiGraph, total_params: int) -> list[dict]:
     """Per training phase: the nodes it freezes and how many parameters stay trainable."""
     phases = []
+    every = every_fact(graph)
     for phase in graph.graph.get("phases", []):
-        frozen = [node for node, data in graph.nodes(data=True) if phase in data.get("frozen_in", [])]
-        frozen_params = sum(graph.nodes[node]["params"] for node in frozen)
+        frozen = [node for node, record in every.items() if phase in record.frozen_in]
+        frozen_params = sum(every[node].params for node in frozen)
         phases.append({"name": phase, "frozen": frozen, "frozen_params": frozen_params,
                        "trainable_params": total_params - frozen_params})
     return phases
