@@ -23,7 +23,7 @@ from mtdsl.cli import main
 from mtdsl.compiler import compile_file
 from mtdsl.errors import DataError
 from mtdsl.export import FORMATS, export_model
-from mtdsl.kinds.keypoints.metric import COCO_PERSON_POINTS, KeypointsMetric, oks_evaluate, sigmas_for
+from mtdsl.kinds.keypoints.train import COCO_PERSON_POINTS, KeypointsMetric, oks_evaluate, sigmas_for
 from mtdsl.nn.heads.heatmap import decode_heatmaps
 from mtdsl.nn.losses import HeatmapFocalLoss, point_heatmaps
 from mtdsl.nn.model import MultiTaskModel
