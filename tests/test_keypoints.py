@@ -126,6 +126,16 @@ def test_a_flip_swaps_the_targets_names_and_a_cropped_off_point_gets_no_loss():
     assert outside.any() and not target["labelled"][outside].any()
 
 
+def test_a_task_that_joins_datasets_labels_the_points_each_one_has():
+    config = SyntheticDataset(count=4, size=32, seed=0, split=[0.5, 0.5])
+    task = TaskLabels("mixed", "keypoints", ("nose", "top_left"), partial=True)
+    target = read_splits(config, [task])["train"].targets["mixed"][0]
+    assert target.labelled.tolist() == [False, True] and target.annotated.tolist() == [False, True]
+    assert target.truth.keypoints[0, :, 2].tolist() == [0, 2]  # scored on the points it has only
+    with pytest.raises(DataError, match="has none of the points of task 'eyes': left_eye, right_eye"):
+        read_splits(config, [TaskLabels("eyes", "keypoints", ("left_eye", "right_eye"), partial=True)])
+
+
 # ---------------------------------------------------------------- loss and decoding
 
 

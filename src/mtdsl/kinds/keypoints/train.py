@@ -194,9 +194,11 @@ def labelled(targets: np.ndarray, count: int) -> np.ndarray:
 
 @SHOWN.register(KEYPOINTS.name)
 def show(picture: Shown, labels: TaskLabels, output: Any, decoder: Any) -> None:
-    """The picture's confident points (over :data:`DRAWN_SCORE`), each in its point's colour."""
+    """The picture's confident points (over :data:`DRAWN_SCORE`), each in its point's colour, after those of
+    the stream's keypoints tasks before it."""
     n, zoom = picture.index, picture.zoom
     points, scores = decode_heatmaps(output[n : n + 1], picture.image_size)
     sure = (scores[0] >= DRAWN_SCORE).cpu().numpy()
-    spots = points[0].cpu().numpy() * zoom
-    picture.drawing.update(points=np.where(sure[:, None], spots, np.nan))
+    spots = np.where(sure[:, None], points[0].cpu().numpy() * zoom, np.nan)  # a nan point is not drawn
+    earlier = picture.drawing.get("points")
+    picture.drawing["points"] = spots if earlier is None else np.concatenate([earlier, spots])
