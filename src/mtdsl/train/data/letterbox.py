@@ -1,4 +1,5 @@
-"""The box-aware letterbox: an aspect-preserving resize, then augmentation ops that move boxes and masks with pixels.
+"""The box-aware letterbox: an aspect-preserving resize, then augmentation ops that move boxes, masks and points
+with pixels.
 
 Detect and segment tasks, and the image-label tasks trained in their batches, see
 their images this way in training, evaluation and ``mtdsl predict``.
@@ -32,7 +33,8 @@ __all__ = ["Letterbox", "Letterboxed", "open_rgb"]
 
 _NO_BOXES = np.zeros((0, 4), dtype=np.float32)
 _NO_POINTS = np.zeros((0, 2), dtype=np.float32)
-#: Where the two probes that tell whether an op mirrored the picture sit, as fractions of its side.
+#: Two pairs of probe points, across x and across y, that tell whether the ops mirrored the picture (fractions
+#: of its side): a mirror reverses a pair's order, and no other op does.
 _PROBES = np.array([[0.25, 0.5], [0.75, 0.5], [0.5, 0.25], [0.5, 0.75]], dtype=np.float32)
 
 
@@ -128,7 +130,7 @@ class Letterbox:
         masks: Sequence[np.ndarray] = (),
         points: np.ndarray | None = None,
     ) -> Letterboxed:
-        """Transform one image with its boxes and masks.
+        """Transform one image with its boxes, masks and points.
 
         Args:
             image: ``(3, H, W)`` uint8, or an RGB ``PIL.Image``.
