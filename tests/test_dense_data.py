@@ -198,7 +198,7 @@ def test_two_coco_datasets_annotate_different_classes_of_one_task(tmp_path):
 
 def test_coco_serves_detect_and_segment_tasks_only(tmp_path):
     path = _write_coco(tmp_path, [(1, "cat")], [[(1, [2, 2, 10, 10])], []])
-    with pytest.raises(DataError, match="holds boxes and instance masks, so classify task 'c'") as error:
+    with pytest.raises(DataError, match="holds boxes, instance masks and keypoints, so classify task 'c'") as error:
         read_splits(_coco(tmp_path, path), [TaskLabels("c", "classify", ("cat",))])
     assert "image_labels.csv" in error.value.render()
     with pytest.raises(DataError, match=r"annotation 1 \(image 1\) has no segmentation"):

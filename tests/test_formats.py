@@ -399,13 +399,14 @@ def test_the_adding_a_format_page_stays_true():
     from mtdsl.kinds.registry import Targets, TaskKind
     from mtdsl.spec.data import BoxesDataset, DatasetConfig, unserved
     from mtdsl.train.data.box_mask_targets import BoxTarget, MaskTarget
+    from mtdsl.train.data.point_targets import PointTarget
     from mtdsl.train.data.sources import Table, describe
 
     page = (ROOT / "docs" / "adding_a_format.md").read_text(encoding="utf-8")
     steps = page.split("## The steps", 1)[1].split("\n## ", 1)[0]
     named = {"DATASETS": DATASETS, "READERS": READERS, "DatasetConfig": DatasetConfig, "BoxesDataset": BoxesDataset,
-             "Table": Table, "BoxTarget": BoxTarget, "MaskTarget": MaskTarget, "DataError": DataError,
-             "TaskKind": TaskKind}
+             "Table": Table, "BoxTarget": BoxTarget, "MaskTarget": MaskTarget, "PointTarget": PointTarget,
+             "DataError": DataError, "TaskKind": TaskKind}
     assert READERS.configs is DATASETS and issubclass(BoxesDataset, DatasetConfig)
     assert {name for name in re.findall(r"`([A-Z]\w*)", steps)} == set(named)  # every code name it gives, and no other
     for owner, attribute in re.findall(r"`([A-Z]\w*)\.(\w+)`", steps):
@@ -414,7 +415,7 @@ def test_the_adding_a_format_page_stays_true():
     assert "`describe(config)`" in steps and callable(describe) and "(`unserved`)" in steps and callable(unserved)
     for variable in ("carries", "holds", "positional", "serves"):
         assert f"`{variable}`" in steps and hasattr(DatasetConfig, variable), variable
-    assert all(f"`{target}`" in steps for target in get_args(Targets)) and len(get_args(Targets)) == 3
+    assert all(f"`{target}`" in steps for target in get_args(Targets)) and len(get_args(Targets)) == 4
 
     for path in re.findall(r"`([\w/]+\.(?:py|md))`", steps):
         if "NAME" not in path:

@@ -56,17 +56,19 @@ ALLOWED: dict[tuple[str, str], str] = {
                                       "compare/single_task.py")},
     **{("codegen/templates/train_loop.py", name): "the template's sample constants, replaced when train.py is "
        "generated" for name in ("classify", "binary", "detect", "segment")},
+    ("train/data/formats/coco_file.py", "keypoints"): "COCO's own field (a category's and an annotation's "
+    "'keypoints'), which the file's reader keeps for the readers of points; not the task kind",
 }
 
 
-def test_the_five_kinds_are_registered_in_order():
-    assert list(TASK_KINDS) == ["classify", "binary", "multilabel", "detect", "segment"]
+def test_the_six_kinds_are_registered_in_order():
+    assert list(TASK_KINDS) == ["classify", "binary", "multilabel", "detect", "segment", "keypoints"]
     assert all(isinstance(kind, TaskKind) and kind.name == name for name, kind in TASK_KINDS.items())
 
 
 def test_the_kinds_answer_the_facts_the_code_asks():
     assert TASK_KINDS.where(lambda kind: kind.image_labels) == ("classify", "binary", "multilabel")
-    assert TASK_KINDS.where(lambda kind: kind.dense) == ("detect", "segment")
+    assert TASK_KINDS.where(lambda kind: kind.dense) == ("detect", "segment", "keypoints")
     assert TASK_KINDS.where(lambda kind: not kind.takes_classes) == ("binary",)
     assert TASK_KINDS.where(lambda kind: kind.yes_no) == ("binary",)
     assert TASK_KINDS.where(lambda kind: kind.dice) == ("segment",)
@@ -102,8 +104,8 @@ def test_every_kind_is_registered_in_every_table_it_needs(table):
 def test_a_table_refuses_an_unknown_kind_and_a_second_entry():
     table: KindTable[int] = KindTable("demo", loads="mtdsl.kinds")
     table.register("detect")(1)
-    with pytest.raises(ValueError, match="demo for 'keypoints', which is not a registered task kind"):
-        table.register("keypoints")(2)
+    with pytest.raises(ValueError, match="demo for 'pose', which is not a registered task kind"):
+        table.register("pose")(2)
     with pytest.raises(ValueError, match="task kind 'detect' has two demos"):
         table.register("detect")(3)
 
@@ -146,6 +148,24 @@ def test_no_module_outside_a_kinds_folder_names_a_kind():
              if (path, name) not in ALLOWED]
     assert not named, ("ask the kind (TASK_KINDS[kind].<fact>) or register in a table from the kind's folder "
                        "instead of comparing its name:\n  " + "\n  ".join(named))
+
+
+def test_a_kind_is_imported_outside_its_folder_only_by_its_registration_lines():
+    """Adding a kind touches its folder plus one line per registration module: nothing else imports it."""
+    registrations = {"kinds/__init__.py": "kind", "train/kinds.py": "train", "render/kinds.py": "render",
+                     "predict/kinds.py": "predict", "export/kinds.py": "export"}
+    for name in TASK_KINDS:
+        found = []
+        for path in sorted(SOURCE.rglob("*.py")):
+            relative = path.relative_to(SOURCE).as_posix()
+            if relative.startswith(f"kinds/{name}/"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"mtdsl.kinds.{name}"):
+                    found.append((relative, node.module, tuple(alias.name for alias in node.names)))
+        expected = [(module, f"mtdsl.kinds.{name}", (layer,)) for module, layer in registrations.items()
+                    if (KINDS / name / f"{layer}.py").is_file()]
+        assert sorted(found) == sorted(expected), name
 
 
 def test_every_allowance_is_still_needed():

@@ -129,6 +129,8 @@ task t: {task_kind}(d) {{ classes = [x, y, z]; head = {head_kind}({arguments}) }
             assert [tuple(o.shape) for o in out] == [(2, anchors, 3), (2, anchors, 4)]
         elif task_kind == "segment":
             assert out.shape == (2, 3, 64, 64)
+        elif task_kind == "keypoints":  # a heatmap per point at a quarter of the input's side
+            assert out.shape == (2, 3, 16, 16)
         else:
             assert out.shape == (2, 1 if task_kind == "binary" else 3)
         if not pyramid:

@@ -82,8 +82,8 @@ def export_model(compilation: Compilation, checkpoint: str | Path, out: str | Pa
     kinds = {task: spec.model.tasks[task].kind for task in chosen}
     setups = {task: setup for task, setup in detection_setups(spec, graph).items() if task in kinds}
     postprocess = postprocess or nms
-    wrapped = NamedOutputs(model, kinds, postprocess, setups, nms=nms).eval()
     height, width = spec.model.input.height, spec.model.input.width
+    wrapped = NamedOutputs(model, kinds, postprocess, setups, nms=nms, image_size=(height, width)).eval()
     outputs = task_outputs(kinds, {t: spec.model.tasks[t].num_outputs for t in chosen}, (height, width), postprocess,
                            {task: len(setup.anchor_boxes()) for task, setup in setups.items()},
                            {task: setup.max_detections for task, setup in setups.items()} if nms else None)

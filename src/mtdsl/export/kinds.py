@@ -13,4 +13,5 @@ from mtdsl.kinds.binary import export as _binary  # noqa: F401
 from mtdsl.kinds.multilabel import export as _multilabel  # noqa: F401
 from mtdsl.kinds.detect import export as _detect  # noqa: F401
 from mtdsl.kinds.segment import export as _segment  # noqa: F401
+from mtdsl.kinds.keypoints import export as _keypoints  # noqa: F401
 # isort: on

@@ -12,6 +12,8 @@ binary      ``<task>``: logit ``(N, 1)``           ``<task>``: sigmoid probabili
 detect      ``<task>.class_logits`` ``(N, A, C)``,  ``<task>.scores`` ``(N, A, C)`` (sigmoid),
             ``<task>.box_deltas`` ``(N, A, 4)``    ``<task>.boxes`` ``(N, A, 4)`` ``(x0, y0, x1, y1)`` in input pixels
 segment     ``<task>``: logits ``(N, C, H, W)``    ``<task>``: softmax probabilities ``(N, C, H, W)``
+keypoints   ``<task>``: logits ``(N, K, h, w)``    ``<task>.points`` ``(N, K, 2)`` ``(x, y)`` in input pixels,
+                                                 ``<task>.scores`` ``(N, K)`` (sigmoid of each heatmap's peak)
 ==========  ===================================  =====================================================
 
 Detection boxes are decoded against the task's anchors inside the model with
@@ -100,9 +102,12 @@ class NamedOutputs(nn.Module):
     """``model(x, tasks)`` as a flat tuple in :func:`task_outputs` order, optionally post-processed."""
 
     def __init__(self, model: nn.Module, kinds: dict[str, str], postprocess: bool,
-                 detection: dict[str, DetectionSetup], nms: bool = False) -> None:
+                 detection: dict[str, DetectionSetup], nms: bool = False,
+                 image_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.model = model
+        #: the input's ``(height, width)``, for outputs decoded into input pixels (a task's points)
+        self.image_size = image_size
         self.kinds = dict(kinds)
         self.finishes = {task: FINISHES[kind] for task, kind in kinds.items()}  # looked up once, before tracing
         self.postprocess = postprocess or nms

@@ -15,6 +15,7 @@ from mtdsl.kinds.binary import kind as _binary  # noqa: F401
 from mtdsl.kinds.multilabel import kind as _multilabel  # noqa: F401
 from mtdsl.kinds.detect import kind as _detect  # noqa: F401
 from mtdsl.kinds.segment import kind as _segment  # noqa: F401
+from mtdsl.kinds.keypoints import kind as _keypoints  # noqa: F401
 # isort: on
 
 __all__ = ["TASK_KINDS", "TaskKind"]

@@ -33,8 +33,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 __all__ = ["TASK_KINDS", "KindRegistry", "KindTable", "KindsCarried", "ServedKinds", "Targets", "TaskKind"]
 
-#: What a kind learns from: labels per image, boxes on it, or a class per pixel.
-Targets = Literal["labels", "boxes", "masks"]
+#: What a kind learns from: labels per image, boxes on it, a class per pixel, or named points on it.
+Targets = Literal["labels", "boxes", "masks", "points"]
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ class TaskKind:
         summary: one line for listings and docs.
         heads: the head kinds that fit it; the first is the default.
         losses: the loss kinds that fit it; the first is the default.
-        targets: what it learns from. Boxes and masks move with the pixels, so
+        targets: what it learns from. Boxes, masks and points move with the pixels, so
             such a kind is dense: its images are letterboxed to a square and
-            augmented only by ops that move boxes and masks too.
+            augmented only by ops that move them too.
         no_classes: ``None`` when the task lists its classes, else why it has none
             and the fix, for a task that lists them anyway.
         one_class: why one class cannot work, and the fix; ``None`` when one is fine.
@@ -78,7 +78,7 @@ class TaskKind:
 
     @property
     def dense(self) -> bool:
-        """Its targets move with the pixels (boxes, masks)."""
+        """Its targets move with the pixels (boxes, masks, points)."""
         return self.targets != "labels"
 
     @property

@@ -5,7 +5,8 @@ pixel, skipping :data:`IGNORE_INDEX`, optionally plus a Dice term); ``bce`` and
 ``focal`` serve binary and multi-label tasks, where targets are 0/1 per logit,
 or nan where the image's dataset does not say (partial labels: the element
 adds nothing to the loss and gets no gradient); ``detection`` is
-EfficientDet's focal + box loss on anchors. Their configs live
+EfficientDet's focal + box loss on anchors; ``heatmap_focal`` serves tasks of named points
+(a focal loss on Gaussian heatmaps). Their configs live
 in :mod:`mtdsl.spec.losses` (re-exported here for code written before they moved).
 """
 
@@ -27,6 +28,7 @@ from mtdsl.spec.losses import (
     CrossEntropyConfig,
     DetectionLossConfig,
     FocalConfig,
+    HeatmapFocalConfig,
     LossConfig,
     losses_for,
 )
@@ -34,7 +36,7 @@ from mtdsl.spec.registry import Builders
 
 __all__ = [
     "LOSS_BUILDERS", "LOSS_CONFIGS", "BinaryCrossEntropyConfig", "CrossEntropyConfig", "DetectionLossConfig",
-    "FocalConfig", "LossConfig", "build_loss", "losses_for", "register_loss",
+    "FocalConfig", "HeatmapFocalConfig", "HeatmapFocalLoss", "LossConfig", "build_loss", "losses_for", "register_loss",
 ]
 
 #: The target value segmentation losses and metrics skip: void pixels and letterbox padding.
@@ -206,3 +208,57 @@ def _build_bce(config: BinaryCrossEntropyConfig, **_: object) -> nn.Module:
 @register_loss("focal")
 def _build_focal(config: FocalConfig, **_: object) -> nn.Module:
     return FocalLoss(config.alpha, config.gamma)
+
+
+def point_heatmaps(points: torch.Tensor, canvas: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """Gaussian target heatmaps ``(N, K, h, w)`` of ``points`` ``(N, K, 2)`` in input pixels, 1 at each point.
+
+    Cell ``j`` of a ``w``-wide heatmap covers input pixels ``[j, j + 1) * W / w`` (``canvas``
+    ``(N, 2)`` holds each input's ``(W, H)``), so a point at ``x`` sits at cell coordinate
+    ``x * w / W - 1/2``, and its Gaussian of ``sigma`` cells is centred there, between cells.
+    """
+    h, w = size
+    centre_x = points[..., 0] * (w / canvas[:, None, 0]) - 0.5
+    centre_y = points[..., 1] * (h / canvas[:, None, 1]) - 0.5
+    xs = torch.arange(w, device=points.device, dtype=points.dtype)
+    ys = torch.arange(h, device=points.device, dtype=points.dtype)
+    across = torch.exp(-((xs - centre_x[..., None]) ** 2) / (2 * sigma**2))
+    down = torch.exp(-((ys - centre_y[..., None]) ** 2) / (2 * sigma**2))
+    return down[..., :, None] * across[..., None, :]
+
+
+class HeatmapFocalLoss(nn.Module):
+    """A focal loss on per-point Gaussian heatmaps: the quality focal loss (Li et al. 2020, GFL).
+
+    With ``p`` the sigmoid of a cell's logit and ``y`` its Gaussian target (:func:`point_heatmaps`)::
+
+        L = 1/P Σ |y - p|^β · BCE(p, y)
+
+    over the heatmaps of labelled points only (an unlabelled point's heatmap adds nothing and
+    gets no gradient), ``P`` the number of labelled points. Cells far from a point (``y`` near 0)
+    that the model already calls background weigh almost nothing, as in CenterNet's focal loss;
+    unlike it, the target is the Gaussian itself, so a learned heatmap's peak lies between cells
+    where the point does, and :func:`~mtdsl.nn.heads.heatmap.decode_heatmaps` finds it there.
+
+    Shapes: ``logits (N, K, h, w)``; ``targets {"points": (N, K, 2) input pixels, "labelled":
+    (N, K) bool, "canvas": (N, 2) the input's (width, height)}``.
+    """
+
+    def __init__(self, sigma: float = 2.0, beta: float = 2.0) -> None:
+        super().__init__()
+        self.sigma, self.beta = sigma, beta
+
+    def forward(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = logits.float()
+        wanted = point_heatmaps(targets["points"].float(), targets["canvas"].float(), tuple(logits.shape[-2:]),
+                                self.sigma)
+        labelled = targets["labelled"].bool()[..., None, None]
+        losses = (wanted - logits.sigmoid()).abs() ** self.beta * F.binary_cross_entropy_with_logits(
+            logits, wanted, reduction="none")
+        losses = torch.where(labelled, losses, torch.zeros_like(losses))
+        return losses.sum() / labelled.sum().clamp(min=1)
+
+
+@register_loss("heatmap_focal")
+def _build_heatmap_focal(config: HeatmapFocalConfig, **_: object) -> nn.Module:
+    return HeatmapFocalLoss(config.sigma, config.beta)

@@ -14,4 +14,5 @@ from mtdsl.kinds.binary import predict as _binary  # noqa: F401
 from mtdsl.kinds.multilabel import predict as _multilabel  # noqa: F401
 from mtdsl.kinds.detect import predict as _detect  # noqa: F401
 from mtdsl.kinds.segment import predict as _segment  # noqa: F401
+from mtdsl.kinds.keypoints import predict as _keypoints  # noqa: F401
 # isort: on

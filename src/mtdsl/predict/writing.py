@@ -22,7 +22,7 @@ __all__ = ["DRAWN", "Picture", "coco_entries", "draw", "draw_title", "output_ste
 
 @dataclass
 class Picture:
-    """One drawn image in the making: every detect task's boxes, one mask, the title's parts.
+    """One drawn image in the making: every detect task's boxes, one mask, named points, the title's parts.
 
     Attributes:
         offset: where the next detect task's class indices start, so each task's classes get
@@ -37,6 +37,8 @@ class Picture:
     offset: int = 0
     mask_task: str | None = None
     title: list[str] = field(default_factory=list)
+    points: list[list[float]] = field(default_factory=list)
+    point_labels: list[str] = field(default_factory=list)
 
 
 #: What each kind adds to a drawn image, registered from its folder (``mtdsl/kinds/<kind>/predict.py``):
@@ -84,6 +86,8 @@ def draw(predictor: Predictor, image: Image.Image, result: Found) -> Image.Image
         mask=result.masks[segment] if segment else None,
         mask_names=predictor.classes[segment] if segment else None,
         title=title or None,
+        points=np.asarray(picture.points, dtype=np.float32).reshape(-1, 2) if picture.points else None,
+        point_labels=picture.point_labels if picture.points else None,
     )
 
 

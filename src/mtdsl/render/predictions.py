@@ -175,6 +175,8 @@ def draw_predictions(
     title: str | None = None,
     ignore_index: int = IGNORE_INDEX,
     mask_alpha: float = MASK_ALPHA,
+    points: Any = None,
+    point_labels: Sequence[str] | None = None,
 ) -> Image.Image:
     """A copy of ``image`` with a mask blended over it, boxes and labels drawn on it, and a title.
 
@@ -203,6 +205,9 @@ def draw_predictions(
             than ``image`` by the band's height.
         ignore_index: the mask value that is never coloured.
         mask_alpha: the weight of a class's colour in a blended pixel.
+        points: ``(P, 2)`` ``(x, y)`` in the image's pixels, each drawn as a dot in the colour of its
+            position among them (a keypoints task's named points), over the boxes.
+        point_labels: a text per point written beside its dot (its name and score); ``None``: none.
 
     Returns:
         A new RGB image; ``image`` itself is not modified.
@@ -221,6 +226,8 @@ def draw_predictions(
     if boxes is not None:
         colours = _box_colour_indices(class_names, mask_names if mask is not None else None)
         _draw_boxes(picture, boxes, scores, classes, class_names, labels, colours, line_width, font)
+    if points is not None:
+        _draw_points(picture, points, point_labels, line_width, font)
     if mask is not None:
         _draw_legend(picture, _array(mask), mask_names, ignore_index, font)
     if title:
@@ -300,6 +307,23 @@ def _draw_boxes(
         if texts[k]:
             x0, y0 = min(corners[k][0], corners[k][2]), min(corners[k][1], corners[k][3])
             _draw_label(draw, picture.size, (x0, y0), texts[k], colour_of[k], font)
+
+
+def _draw_points(picture: Image.Image, points: Any, labels: Sequence[str] | None, line_width: int,
+                 font: Font) -> None:
+    """A dot per point in its index's :func:`class_colour`, ringed in black to show on any colour, then its label."""
+    spots = _array(points).astype(np.float64).reshape(-1, 2)
+    if labels is not None and len(labels) != len(spots):
+        raise ValueError(f"draw_predictions got {len(spots)} points but {len(labels)} point labels")
+    draw = ImageDraw.Draw(picture)
+    radius = 1 + line_width
+    for index, (x, y) in enumerate(spots.tolist()):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=class_colour(index), outline=(0, 0, 0))
+    for index, (x, y) in enumerate(spots.tolist()):
+        if labels is not None and labels[index] and np.isfinite(x) and np.isfinite(y):
+            _draw_label(draw, picture.size, (x + radius, y - radius), labels[index], class_colour(index), font)
 
 
 def _draw_label(

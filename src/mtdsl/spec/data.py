@@ -3,12 +3,12 @@
 Each format's config says what it carries (:attr:`DatasetConfig.carries`), and so
 which task kinds it serves (:attr:`DatasetConfig.serves`, those that learn from it):
 ``folder``, ``csv`` and ``json`` carry image labels (classify, binary and
-multilabel tasks), ``coco`` boxes and instance masks (detect and segment
-tasks), ``yolo`` boxes and polygons (detect and segment tasks), ``voc`` boxes
-(detect tasks), ``masks`` class-index masks
-(segment tasks), and ``synthetic`` all of them. A task on a dataset whose
-format does not serve its kind is an error of the spec (:func:`unserved`); the
-reader of each format is registered under the same name in
+multilabel tasks), ``coco`` boxes, instance masks and keypoints (detect, segment
+and keypoints tasks), ``yolo`` boxes and polygons (detect and segment tasks),
+``voc`` boxes (detect tasks), ``masks`` class-index masks (segment tasks), and
+``synthetic`` all of them (a keypoints task learns its shapes' box corners). A
+task on a dataset whose format does not serve its kind is an error of the spec
+(:func:`unserved`); the reader of each format is registered under the same name in
 :mod:`mtdsl.train.data.formats`.
 
 Paths are kept as written (after ``${var}`` substitution); relative paths are
@@ -255,8 +255,11 @@ class CocoDataset(BoxesDataset):
     and the others are categories: each image's ``segmentation`` polygons and
     RLEs (crowds too) are painted into one class-index mask, in annotation
     order, crowds as ignored pixels; categories the task does not list stay
-    background. ``classes``, ``one_class`` and ``keep_empty`` are those of
-    :class:`BoxesDataset`.
+    background. A keypoints task's classes are the names of its points, those
+    of the category whose ``keypoints`` list them (a ``person_keypoints`` file);
+    each image teaches the instance that labels the most of them, and is scored
+    against all (:mod:`mtdsl.train.data.formats.coco_points`). ``classes``,
+    ``one_class`` and ``keep_empty`` are those of :class:`BoxesDataset`.
 
     Attributes:
         annotations: the COCO ``instances`` JSON (``bbox`` as ``[x, y, w, h]`` pixels).
@@ -270,8 +273,8 @@ class CocoDataset(BoxesDataset):
     split: Split = Field(default_factory=lambda: [0.8, 0.2])
 
     positional = ("annotations",)
-    carries = ("boxes", "masks")
-    holds = "boxes and instance masks"
+    carries = ("boxes", "masks", "points")
+    holds = "boxes, instance masks and keypoints"
     unserved_hint = (
         "read the image labels from a csv or json manifest beside the annotations "
         "(coco128 ships annotations/image_labels.csv), or make the task a detect task"
@@ -433,8 +436,9 @@ class SyntheticDataset(DatasetConfig):
 
     One image serves every task kind: classify/binary tasks learn a field
     (``shape``, ``colour``, ``large``), a detect task with ``classes = [circle,
-    square, triangle]`` the shape's box, and a segment task with ``classes =
-    [background, circle, square, triangle]`` its mask.
+    square, triangle]`` the shape's box, a segment task with ``classes =
+    [background, circle, square, triangle]`` its mask, and a keypoints task with ``classes =
+    [top_left, top_right, bottom_right, bottom_left]`` the corners of the shape's box.
 
     Attributes:
         count: how many images.
@@ -449,7 +453,7 @@ class SyntheticDataset(DatasetConfig):
     seed: Seed = 0
     split: Split = Field(default_factory=lambda: [0.7, 0.15, 0.15])
 
-    carries = ("labels", "boxes", "masks")
+    carries = ("labels", "boxes", "masks", "points")
     holds = "generated shapes"
 
     _split = field_validator("split")(_check_ratio_split)

@@ -1,4 +1,4 @@
-"""Head configs: what ``head = linear(…)``, ``mlp(…)``, ``efficientdet(…)`` and ``segmentation(…)`` may say.
+"""Head configs: what ``head = linear(…)``, ``mlp(…)``, ``efficientdet(…)``, ``segmentation(…)``, ``heatmap(…)``.
 
 A head kind's config is registered here in :data:`HEAD_CONFIGS`; the module
 that implements it registers its constructor under the same key in
@@ -154,6 +154,27 @@ class SegmentationHeadConfig(HeadConfig):
     levels: int = Field(default=3, gt=0, le=MAX_LEVELS)
     depth: int = Field(default=1, ge=0, le=MAX_DEPTH)
     merge: Merge = "sum"
+    separable: Flag = False
+
+    reads = "pyramid"
+
+
+#: Image pixels per heatmap cell: 1 (full size) to 32.
+MAX_HEATMAP_STRIDE = 32
+
+
+@HEAD_CONFIGS.register("heatmap")
+class HeatmapHeadConfig(HeadConfig):
+    """``heatmap(levels = 3, depth = 1, stride = 4, separable = false)``: a heatmap per named point.
+
+    The segmentation head's decoder on the finest ``levels`` of a neck, with one output per point,
+    at ``1 / stride`` of the image. See :class:`mtdsl.nn.heads.heatmap.HeatmapHead`.
+    """
+
+    kind: Literal["heatmap"] = "heatmap"
+    levels: int = Field(default=3, gt=0, le=MAX_LEVELS)
+    depth: int = Field(default=1, ge=0, le=MAX_DEPTH)
+    stride: int = Field(default=4, gt=0, le=MAX_HEATMAP_STRIDE)
     separable: Flag = False
 
     reads = "pyramid"

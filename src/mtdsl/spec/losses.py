@@ -1,4 +1,4 @@
-"""Loss configs: what ``loss = cross_entropy(…)``, ``bce(…)``, ``focal(…)`` and ``detection(…)`` may say.
+"""Loss configs: what ``loss = cross_entropy(…)``, ``bce(…)``, ``focal(…)``, ``detection(…)``, ``heatmap_focal(…)``.
 
 A loss kind's config is registered here in :data:`LOSS_CONFIGS`; the module
 that implements it registers its builder under the same key in
@@ -71,3 +71,20 @@ class FocalConfig(LossConfig):
     kind: Literal["focal"] = "focal"
     alpha: float = Field(default=0.25, ge=0.0, le=1.0)
     gamma: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)
+
+
+#: A heatmap Gaussian's sigma, in heatmap cells.
+MAX_HEATMAP_SIGMA = 32.0
+
+
+@LOSS_CONFIGS.register("heatmap_focal")
+class HeatmapFocalConfig(LossConfig):
+    """``heatmap_focal(sigma = 2, beta = 2)``: a focal loss on a Gaussian heatmap per named point.
+
+    Each labelled point's target is a Gaussian of ``sigma`` heatmap cells centred on it;
+    ``beta`` focuses on the cells the model gets most wrong. See :class:`mtdsl.nn.losses.HeatmapFocalLoss`.
+    """
+
+    kind: Literal["heatmap_focal"] = "heatmap_focal"
+    sigma: float = Field(default=2.0, gt=0.0, le=MAX_HEATMAP_SIGMA)
+    beta: float = Field(default=2.0, ge=0.0, le=MAX_GAMMA)

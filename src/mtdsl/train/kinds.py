@@ -15,4 +15,5 @@ from mtdsl.kinds.binary import train as _binary  # noqa: F401
 from mtdsl.kinds.multilabel import train as _multilabel  # noqa: F401
 from mtdsl.kinds.detect import train as _detect  # noqa: F401
 from mtdsl.kinds.segment import train as _segment  # noqa: F401
+from mtdsl.kinds.keypoints import train as _keypoints  # noqa: F401
 # isort: on

@@ -5,7 +5,7 @@ The head configs live in :mod:`mtdsl.spec.heads`; ``HEAD_CONFIGS``,
 before they moved.
 """
 
-from mtdsl.nn.heads import classification, dense
+from mtdsl.nn.heads import classification, dense, heatmap
 from mtdsl.nn.heads.classification import ClassificationHead
 from mtdsl.nn.heads.registry import HEAD_BUILDERS, build_head, head_call
 from mtdsl.spec.heads import HEAD_CONFIGS, HeadConfig, heads_for
@@ -20,4 +20,5 @@ __all__ = [
     "dense",
     "head_call",
     "heads_for",
+    "heatmap",
 ]

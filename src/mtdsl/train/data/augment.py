@@ -38,8 +38,8 @@ from mtdsl.spec.augment import (
     Flip,
     RandAugment,
     ScaleJitter,
-    VerticalFlip,
 )
+from mtdsl.spec.augment import VerticalFlip as VerticalFlipConfig
 from mtdsl.spec.registry import Builders
 
 __all__ = ["AUGMENT_BUILDERS", "Canvas", "compose", "seeded"]
@@ -144,14 +144,45 @@ class ResizedCropInPlace(ResizedCrop):
         return super().transform(inpt, params)
 
 
+def _mirrored_points(points: tv_tensors.KeyPoints, axis: int) -> tv_tensors.KeyPoints:
+    """``points`` mirrored along ``axis`` (0: x, 1: y) as continuous coordinates: ``x -> width - x``."""
+    side = points.canvas_size[1 - axis]
+    moved = points.as_subclass(torch.Tensor).clone()
+    moved[..., axis] = side - moved[..., axis]
+    return tv_tensors.wrap(moved, like=points)
+
+
+class HorizontalFlip(v2.RandomHorizontalFlip):
+    """``RandomHorizontalFlip`` that mirrors keypoints as continuous coordinates, as it mirrors boxes.
+
+    torchvision mirrors a keypoint as a pixel index (``x -> width - 1 - x``) but a box's edges as
+    coordinates (``x -> width - x``); mtdsl's points are coordinates, as its boxes are, so a
+    point on a box's corner stays on it.
+    """
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.KeyPoints):
+            return _mirrored_points(inpt, 0)
+        return super().transform(inpt, params)
+
+
+class VerticalFlip(v2.RandomVerticalFlip):
+    """``RandomVerticalFlip`` that mirrors keypoints as continuous coordinates (``y -> height - y``)."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.KeyPoints):
+            return _mirrored_points(inpt, 1)
+        return super().transform(inpt, params)
+
+
 @AUGMENT_BUILDERS.register("flip")
 def _flip(config: Flip, canvas: Canvas) -> v2.Transform:
-    return v2.RandomHorizontalFlip(config.p)
+    return HorizontalFlip(config.p)
 
 
 @AUGMENT_BUILDERS.register("vflip")
-def _vflip(config: VerticalFlip, canvas: Canvas) -> v2.Transform:
-    return v2.RandomVerticalFlip(config.p)
+def _vflip(config: VerticalFlipConfig, canvas: Canvas) -> v2.Transform:
+    return VerticalFlip(config.p)
 
 
 @AUGMENT_BUILDERS.register("crop")

@@ -53,7 +53,8 @@ from mtdsl.train.data.decode import read_rgb
 from mtdsl.train.data.examples import Examples, join_datasets, join_examples
 from mtdsl.train.data.formats import read_table
 from mtdsl.train.data.labels import encode_targets
-from mtdsl.train.data.letterbox import Letterbox, open_rgb
+from mtdsl.train.data.letterbox import Letterbox, Letterboxed, open_rgb
+from mtdsl.train.data.point_targets import PointTarget, flip_order
 from mtdsl.train.data.resize import Resize, normalization
 from mtdsl.train.data.sources import (
     ImageRef,
@@ -145,7 +146,11 @@ class ImageDataset(Dataset):
     * segment: ``(S, S)`` int64 class indices,
       :data:`~mtdsl.train.data.box_mask_targets.IGNORE_INDEX` on ignored values and padding;
       for a task that joins datasets, ``{"mask": (S, S) int64, "annotated": (C,) bool}``
-      (the classes the example's dataset labels).
+      (the classes the example's dataset labels);
+    * a task of named points (keypoints): ``{"points": (K, 2) float32 (x, y) in input pixels,
+      "labelled": (K,) bool (unlabelled or moved off the picture: no loss), "canvas": (2,) the input's
+      (width, height), what the heatmaps cover, "original": the image's
+      instances in its own pixels}`` (:meth:`~mtdsl.train.data.point_targets.PointTarget.original`).
 
     Args:
         examples: the split.
@@ -271,9 +276,13 @@ class ImageDataset(Dataset):
             image, original = opened
         masks: dict[str, np.ndarray] = {}
         boxes: dict[str, BoxTarget] = {}
+        points: dict[str, PointTarget] = {}
         for task, (labels, targets) in self._dense.items():
             if labels.learns_from == "boxes":
                 boxes[task] = targets[index]
+                continue
+            if labels.learns_from == "points":
+                points[task] = targets[index]
                 continue
             target: MaskTarget = targets[index]
             if sample is not None:
@@ -286,8 +295,14 @@ class ImageDataset(Dataset):
             masks[task] = target.classes(raw)
 
         given = np.concatenate([target.boxes for target in boxes.values()]) if boxes else None
-        out = self.transform(image, seed, boxes=given, original_size=original, masks=list(masks.values()))
+        spots = np.concatenate([target.points for target in points.values()]) if points else None
+        out = self.transform(image, seed, boxes=given, original_size=original, masks=list(masks.values()),
+                             points=spots)
         found: dict[str, Any] = {}
+        start = 0
+        for task, target in points.items():
+            found[task] = _placed_points(target, out, start, original or (image.shape[-1], image.shape[-2]))
+            start += len(target.points)
         start = kept = 0
         for task, box_target in boxes.items():
             assert out.boxes is not None  # the transform was given boxes, so it placed them
@@ -341,6 +356,24 @@ class ImageDataset(Dataset):
             "targets": {task: values[index].clone() for task, values in self._targets.items()},
             "index": index,
         }
+
+
+def _placed_points(target: PointTarget, out: Letterboxed, start: int, size: tuple[int, int]) -> dict[str, Any]:
+    """A points task's target on the letterboxed image: its points from ``start`` on in ``out.points``, swapped
+    where the ops mirrored the picture, and unlabelled where they left it."""
+    moved = out.points[start : start + len(target.points)]
+    labelled = target.labelled
+    if any(out.flipped):
+        order = flip_order(target.names, *out.flipped)
+        moved, labelled = moved[order], labelled[order]
+    width, height = out.picture
+    inside = (moved[:, 0] >= 0) & (moved[:, 0] <= width) & (moved[:, 1] >= 0) & (moved[:, 1] <= height)
+    return {
+        "points": torch.from_numpy(np.ascontiguousarray(moved, dtype=np.float32)),
+        "labelled": torch.from_numpy(labelled & inside),
+        "canvas": torch.tensor(out.image.shape[-1:-3:-1], dtype=torch.float32),
+        "original": target.original(out.scale, size),
+    }
 
 
 #: Per-image target parts that differ in size between images (a detect task's boxes), batched as lists.

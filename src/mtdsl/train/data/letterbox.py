@@ -1,4 +1,5 @@
-"""The box-aware letterbox: an aspect-preserving resize, then augmentation ops that move boxes and masks with pixels.
+"""The box-aware letterbox: an aspect-preserving resize, then augmentation ops that move boxes, masks and points
+with pixels.
 
 Detect and segment tasks, and the image-label tasks trained in their batches, see
 their images this way in training, evaluation and ``mtdsl predict``.
@@ -12,7 +13,7 @@ their images this way in training, evaluation and ``mtdsl predict``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -31,6 +32,10 @@ from mtdsl.train.data.transforms import ImageTransform, pixels_of
 __all__ = ["Letterbox", "Letterboxed", "open_rgb"]
 
 _NO_BOXES = np.zeros((0, 4), dtype=np.float32)
+_NO_POINTS = np.zeros((0, 2), dtype=np.float32)
+#: Two pairs of probe points, across x and across y, that tell whether the ops mirrored the picture (fractions
+#: of its side): a mirror reverses a pair's order, and no other op does.
+_PROBES = np.array([[0.25, 0.5], [0.75, 0.5], [0.5, 0.25], [0.5, 0.75]], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class Letterboxed:
         masks: the same for each of ``masks=`` (other tasks' masks of the image), in order.
         scale: ``(sx, sy)``, output pixels per input pixel before augmentation (divide
             predictions by it to go back).
+        points: ``(P, 2)`` float32 ``(x, y)`` in output pixels, every point given (none dropped: a
+            point may have left the picture, see ``picture``).
+        flipped: ``(horizontal, vertical)``: whether the ops mirrored the picture (named points then
+            swap sides, :func:`~mtdsl.train.data.point_targets.flip_order`).
+        picture: the ``(width, height)`` of the resized picture in the square's top-left corner.
     """
 
     image: torch.Tensor
@@ -53,6 +63,9 @@ class Letterboxed:
     mask: torch.Tensor | None
     scale: tuple[float, float]
     masks: tuple[torch.Tensor, ...] = ()
+    points: np.ndarray = field(default_factory=lambda: _NO_POINTS)
+    flipped: tuple[bool, bool] = (False, False)
+    picture: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -115,8 +128,9 @@ class Letterbox:
         mask: np.ndarray | None = None,
         original_size: tuple[int, int] | None = None,
         masks: Sequence[np.ndarray] = (),
+        points: np.ndarray | None = None,
     ) -> Letterboxed:
-        """Transform one image with its boxes and masks.
+        """Transform one image with its boxes, masks and points.
 
         Args:
             image: ``(3, H, W)`` uint8, or an RGB ``PIL.Image``.
@@ -126,6 +140,7 @@ class Letterbox:
             original_size: (width, height) the boxes and masks refer to, when
                 ``image`` was decoded smaller (JPEG draft); default the image's size.
             masks: more ``(H, W)`` masks of the image (other segment tasks'); they come back in ``masks``.
+            points: ``(P, 2)`` ``(x, y)`` in the pixels of ``original_size``, continuous as boxes are.
         """
         pixels = pixels_of(image)
         width, height = original_size or (pixels.shape[-1], pixels.shape[-2])
@@ -139,15 +154,21 @@ class Letterbox:
         moved = np.clip(boxes * np.array([sx, sy, sx, sy], dtype=np.float32), 0, limits)
         given = ([] if mask is None else [mask]) + list(masks)
         placed = [self._resized_mask(np.asarray(m, dtype=np.uint8), new_w, new_h) for m in given]
+        points = _NO_POINTS if points is None else np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        spots = points * np.array([sx, sy], dtype=np.float32)
+        flipped = (False, False)
 
         if self._augment is not None:
             sample = {
                 "image": tv_tensors.Image(pixels),
                 "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(moved), format="XYXY", canvas_size=(new_h, new_w)),
                 "masks": [tv_tensors.Mask(m) for m in placed],
+                "points": tv_tensors.KeyPoints(torch.from_numpy(np.concatenate([spots, _PROBES * [new_w, new_h]])),
+                                               canvas_size=(new_h, new_w)),
             }
             with seeded(seed):
                 sample = self._augment(sample)
+            spots, flipped = _unprobed(sample["points"].as_subclass(torch.Tensor).numpy())
             pixels = sample["image"].as_subclass(torch.Tensor)
             placed = [m.as_subclass(torch.Tensor) for m in sample["masks"]]
             moved = np.clip(sample["boxes"].as_subclass(torch.Tensor).numpy(), 0, limits)
@@ -164,6 +185,9 @@ class Letterbox:
             mask=padded[0] if mask is not None else None,
             scale=(sx, sy),
             masks=padded[1:] if mask is not None else padded,
+            points=np.ascontiguousarray(spots, dtype=np.float32),
+            flipped=flipped,
+            picture=(new_w, new_h),
         )
 
     def _resized_mask(self, mask: np.ndarray, new_w: int, new_h: int) -> torch.Tensor:
@@ -179,6 +203,16 @@ class Letterbox:
         out = torch.full((self.size, self.size), IGNORE_INDEX, dtype=torch.int64)
         out[: mask.shape[0], : mask.shape[1]] = mask
         return out
+
+
+def _unprobed(moved: np.ndarray) -> tuple[np.ndarray, tuple[bool, bool]]:
+    """The moved points without the probes, and whether the ops mirrored the picture (left to right, top to bottom).
+
+    Which ops ran is drawn inside the pipeline; the probes, a pair across each axis, say it
+    from where they ended: a mirror reverses a pair's order, and no other op does.
+    """
+    points, probes = moved[: -len(_PROBES)].astype(np.float32), moved[-len(_PROBES):]
+    return points, (bool(probes[0, 0] > probes[1, 0]), bool(probes[2, 1] > probes[3, 1]))
 
 
 def open_rgb(path: str, size: int) -> tuple[torch.Tensor, tuple[int, int]]:

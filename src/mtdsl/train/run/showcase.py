@@ -46,12 +46,14 @@ class Shown:
     Attributes:
         index: the image's position in the batch.
         zoom: how much the image is enlarged (boxes and masks are scaled by it).
+        image_size: the network input's ``(height, width)`` (what points are decoded against).
     """
 
     index: int
     zoom: int
     drawing: dict[str, Any] = field(default_factory=dict)
     captions: list[str] = field(default_factory=list)
+    image_size: tuple[int, int] = (0, 0)
 
 
 #: What each kind adds to a picture from its batch output, registered from its folder
@@ -111,7 +113,7 @@ def write_prediction_images(
         drawn = []
         zoom = max(1, DRAWN_SIDE // max(images.shape[-2:]))
         for n in range(len(images)):
-            picture = Shown(n, zoom, {"title": None})
+            picture = Shown(n, zoom, {"title": None}, image_size=(images.shape[-2], images.shape[-1]))
             for task in stream.tasks:
                 SHOWN[labels[task].kind](picture, labels[task], to_float(outputs[task]), decoders.get(task))
             picture.drawing["title"] = " · ".join(picture.captions) or None

@@ -1,8 +1,9 @@
-"""The ``coco`` format: a COCO ``instances`` file's boxes (detect tasks) and instance masks (segment tasks).
+"""The ``coco`` format: a COCO file's boxes (detect tasks), instance masks (segment tasks) and keypoints.
 
 The file is read and checked by :mod:`mtdsl.train.data.formats.coco_file`,
-its boxes become targets in :mod:`~mtdsl.train.data.formats.boxes`, and its
-polygons and RLEs masks in :mod:`~mtdsl.train.data.formats.coco_masks`.
+its boxes become targets in :mod:`~mtdsl.train.data.formats.boxes`, its
+polygons and RLEs masks in :mod:`~mtdsl.train.data.formats.coco_masks`, and a
+keypoints file's points those of tasks of named points in :mod:`~mtdsl.train.data.formats.coco_points`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mtdsl.train.data.box_mask_targets import CocoTruth
 from mtdsl.train.data.formats.boxes import DetectionExamples, boxes_table
 from mtdsl.train.data.formats.coco_file import CocoAnnotation, CocoFile, read_coco_file
 from mtdsl.train.data.formats.coco_masks import coco_mask_targets
+from mtdsl.train.data.formats.coco_points import coco_point_targets
 from mtdsl.train.data.formats.registry import READERS
 from mtdsl.train.data.sources import Table, check_images_exist, describe
 from mtdsl.train.data.tasks import TaskLabels
@@ -137,7 +139,8 @@ def _coco_truth(image_id: Hashable, annotations: Sequence[CocoAnnotation], index
 
 @READERS.register("coco")
 def read_coco_dataset(config: CocoDataset, tasks: Sequence[TaskLabels]) -> Table:
-    """A ``coco`` dataset: images, each detect task's :class:`BoxTarget` and each segment task's mask per image.
+    """A ``coco`` dataset: images, each detect task's :class:`BoxTarget`, each segment task's mask and each
+    points task's :class:`~mtdsl.train.data.point_targets.PointTarget` per image.
 
     The file is read once; each detect task takes the categories it names,
     each segment task paints them (:mod:`~mtdsl.train.data.formats.coco_masks`).
@@ -151,7 +154,10 @@ def read_coco_dataset(config: CocoDataset, tasks: Sequence[TaskLabels]) -> Table
         raise DataError(f"{where}: the images folder {images_dir} does not exist", expected="the folder of file_name")
     coco = read_coco_file(annotations)
     every, ids = _examples(coco, images_dir, f"COCO annotations {annotations}")
-    masks = {
+    extra = {
         task.task: coco_mask_targets(coco, ids, config, task, where) for task in tasks if task.learns_from == "masks"
     }
-    return boxes_table(config, tasks, every, where, extra=masks)
+    extra.update({
+        task.task: coco_point_targets(coco, ids, config, task, where) for task in tasks if task.learns_from == "points"
+    })
+    return boxes_table(config, tasks, every, where, extra=extra)

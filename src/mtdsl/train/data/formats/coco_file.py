@@ -26,7 +26,7 @@ from pathlib import Path
 from mtdsl.errors import DataError
 from mtdsl.train.data.sources import read_text
 
-__all__ = ["CocoAnnotation", "CocoFile", "read_coco_file", "segmentation_problem"]
+__all__ = ["CocoAnnotation", "CocoFile", "keypoints_problem", "read_coco_file", "segmentation_problem"]
 
 
 def _shown(value: object) -> str:
@@ -47,6 +47,8 @@ class CocoAnnotation:
         segmentation: its ``segmentation`` as the file has it (``None`` when
             absent), checked by :func:`segmentation_problem` only when a segment
             task reads it: files made for detection often leave it empty.
+        keypoints: its ``keypoints`` as the file has it (``None`` when absent), checked by
+            :func:`keypoints_problem` only when a task of named points reads it.
         id: its ``id`` (``None`` when absent), for messages.
         area: the file's ``area`` (of the segmentation, not the box: COCO's small,
             medium and large ranges read it), ``None`` when the file gives none.
@@ -58,6 +60,7 @@ class CocoAnnotation:
     segmentation: list | dict | None = None
     id: Hashable | None = None
     area: float | None = None
+    keypoints: object = None
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,15 @@ class CocoFile:
         images: ``(image id, file_name)`` in the order of the file's ``images`` list.
         annotations: per image id, its annotations in file order (images without any are absent).
         sizes: per image id, its ``(height, width)`` when the file gives both.
+        points: per category id, the names of its keypoints (a keypoints file's ``keypoints`` list),
+            for the categories that have any.
     """
 
     categories: dict[int, str]
     images: tuple[tuple[Hashable, str], ...]
     annotations: dict[Hashable, tuple[CocoAnnotation, ...]]
     sizes: dict[Hashable, tuple[int, int]] = field(default_factory=dict)
+    points: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _is_number(value: object) -> bool:
@@ -138,6 +144,10 @@ def _category_problem(position: int, entry: dict) -> str | None:
         return f"category at position {position} has id {_shown(entry.get('id'))}"
     if not (isinstance(entry.get("name"), str) and entry["name"].strip()):
         return f"category {entry['id']} has name {_shown(entry.get('name'))}"
+    names = entry.get("keypoints")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) and n.strip() for n in names)
+                                  and len(set(names)) == len(names)):
+        return f"category {entry['id']} has keypoints {_shown(names)}, which is not a list of distinct point names"
     return None
 
 
@@ -196,6 +206,26 @@ def segmentation_problem(segmentation: object) -> str | None:
             return f"an RLE segmentation whose counts are {_shown(counts)}, neither a list of run lengths nor a string"
         return None
     return f"segmentation {_shown(segmentation)}, neither a list of polygons nor an RLE object"
+
+
+def keypoints_problem(keypoints: object, count: int) -> str | None:
+    """What is wrong with an annotation's ``keypoints`` for a category of ``count`` points (``None``: nothing).
+
+    >>> keypoints_problem([10, 20, 2, 0, 0, 0], 3)
+    'keypoints of 6 numbers, not x, y, v for each of its category's 3 points (9 numbers)'
+    >>> keypoints_problem([10, 20, 3], 1)
+    'keypoints whose visibility v is 3, which is none of 0 (not labelled), 1 (labelled, hidden) and 2 (visible)'
+    """
+    if not isinstance(keypoints, list) or not all(_is_number(v) and math.isfinite(v) for v in keypoints):
+        return f"keypoints {_shown(keypoints)}, which is not a list of finite numbers"
+    if len(keypoints) != 3 * count:
+        return (f"keypoints of {len(keypoints)} numbers, not x, y, v for each of its category's {count} points "
+                f"({3 * count} numbers)")
+    for visibility in keypoints[2::3]:
+        if visibility not in (0, 1, 2):
+            return (f"keypoints whose visibility v is {_shown(visibility)}, which is none of 0 (not labelled), "
+                    "1 (labelled, hidden) and 2 (visible)")
+    return None
 
 
 def _duplicates(values: list) -> list:
@@ -296,9 +326,11 @@ def read_coco_file(path: Path | str) -> CocoFile:
         bbox = tuple(float(v) for v in entry["bbox"])
         area = float(entry["area"]) if entry.get("area") is not None else None
         found = CocoAnnotation(entry["category_id"], bbox, bool(entry.get("iscrowd", 0)),  # type: ignore[arg-type]
-                               entry.get("segmentation"), entry.get("id"), area)
+                               entry.get("segmentation"), entry.get("id"), area, entry.get("keypoints"))
         annotations.setdefault(entry["image_id"], []).append(found)
     sizes = {entry["id"]: (entry["height"], entry["width"]) for entry in image_entries
              if _is_count(entry.get("height")) and _is_count(entry.get("width")) and entry["height"] * entry["width"]}
-    return CocoFile(categories, images, {key: tuple(found) for key, found in annotations.items()}, sizes)
+    points = {entry["id"]: tuple(name.strip() for name in entry["keypoints"]) for entry in category_entries
+              if entry.get("keypoints")}
+    return CocoFile(categories, images, {key: tuple(found) for key, found in annotations.items()}, sizes, points)
 

@@ -11,6 +11,7 @@ from mtdsl.errors import DataError, did_you_mean
 from mtdsl.spec.data import SyntheticDataset
 from mtdsl.train.data.box_mask_targets import synthetic_targets
 from mtdsl.train.data.formats.registry import READERS
+from mtdsl.train.data.point_targets import synthetic_point_targets
 from mtdsl.train.data.sources import Table, describe
 from mtdsl.train.data.synthetic import SYNTHETIC_FIELDS, synthetic_labels
 from mtdsl.train.data.tasks import TaskLabels
@@ -27,7 +28,8 @@ def read_synthetic(config: SyntheticDataset, tasks: Sequence[TaskLabels]) -> Tab
     """``count`` generated samples: an image-label task learns the field named by its ``label``.
 
     The label field defaults to the task's own name; a detect task learns the
-    shape's box and a segment task its mask (:func:`~mtdsl.train.data.box_mask_targets.synthetic_targets`).
+    shape's box and a segment task its mask (:func:`~mtdsl.train.data.box_mask_targets.synthetic_targets`),
+    a task of points its box's corners (:func:`~mtdsl.train.data.point_targets.synthetic_point_targets`).
     """
     where = describe(config)
     values = _synthetic_fields(config.count, config.seed)
@@ -35,6 +37,9 @@ def read_synthetic(config: SyntheticDataset, tasks: Sequence[TaskLabels]) -> Tab
     spaces: dict[str, tuple[str, ...]] = {}
     targets = {}
     for task in tasks:
+        if task.learns_from == "points":
+            targets[task.task] = synthetic_point_targets(config, task)
+            continue
         if task.dense:
             targets[task.task] = synthetic_targets(config, task)
             continue
