@@ -250,8 +250,8 @@ class HeatmapFocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = logits.float()
-        wanted = point_heatmaps(targets["points"].float(), targets["canvas"].float(), tuple(logits.shape[-2:]),
-                                self.sigma)
+        height, width = logits.shape[-2:]
+        wanted = point_heatmaps(targets["points"].float(), targets["canvas"].float(), (height, width), self.sigma)
         labelled = targets["labelled"].bool()[..., None, None]
         losses = (wanted - logits.sigmoid()).abs() ** self.beta * F.binary_cross_entropy_with_logits(
             logits, wanted, reduction="none")

@@ -69,7 +69,8 @@ def _array(value: Any, *shape: int) -> np.ndarray:
 def _coco_truth(ground_truth: Sequence[dict[str, Any]], names: Sequence[str], image_ids: Sequence[Any]) -> Any:
     from pycocotools.coco import COCO
 
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for n, (image_id, truth) in enumerate(zip(image_ids, ground_truth)):
         keypoints = _array(truth["keypoints"], len(names), 3)
         areas, boxes = _array(truth["areas"]), _array(truth["boxes"], 4)
@@ -122,9 +123,9 @@ def oks_evaluate(ground_truth: Sequence[dict[str, Any]], predictions: Sequence[d
 
     if len(ground_truth) != len(predictions):
         raise ValueError(f"{len(ground_truth)} ground-truth images but {len(predictions)} predictions")
-    sigmas = sigmas_for(names) if sigmas is None else np.asarray(sigmas, dtype=np.float64)
-    if len(sigmas) != len(names):
-        raise ValueError(f"{len(sigmas)} OKS sigmas for {len(names)} points")
+    spreads = sigmas_for(names) if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+    if len(spreads) != len(names):
+        raise ValueError(f"{len(spreads)} OKS sigmas for {len(names)} points")
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress and the summary table
         image_ids = _image_ids(ground_truth)
         truth = _coco_truth(ground_truth, names, image_ids)
@@ -137,7 +138,7 @@ def oks_evaluate(ground_truth: Sequence[dict[str, Any]], predictions: Sequence[d
         if not any(ann["num_keypoints"] for ann in truth.dataset["annotations"]):
             return {name: NAN for name in KEYPOINT_SUMMARY}
         evaluator = COCOeval(truth, truth.loadRes(results), "keypoints")
-        evaluator.params.kpt_oks_sigmas = sigmas
+        evaluator.params.kpt_oks_sigmas = spreads
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

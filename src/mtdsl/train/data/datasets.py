@@ -300,9 +300,9 @@ class ImageDataset(Dataset):
                              points=spots)
         found: dict[str, Any] = {}
         start = 0
-        for task, target in points.items():
-            found[task] = _placed_points(target, out, start, original or (image.shape[-1], image.shape[-2]))
-            start += len(target.points)
+        for task, point_target in points.items():
+            found[task] = _placed_points(point_target, out, start, original or (image.shape[-1], image.shape[-2]))
+            start += len(point_target.points)
         start = kept = 0
         for task, box_target in boxes.items():
             assert out.boxes is not None  # the transform was given boxes, so it placed them
