@@ -156,8 +156,8 @@ class ManifestDataset(DatasetConfig):
             with other datasets learns their classes too: on this dataset's
             images those are unknown, so a loss masks them out.
         unknown: the cell text that means "not labelled" (``"?"``, say): a
-            binary task's cell, or a multilabel task's whole cell, that reads
-            it says nothing about the image, and losses and metrics skip it.
+            binary or classify task's cell, or a multilabel task's whole cell,
+            that reads it says nothing about the image, and losses and metrics skip it.
             Without it every cell is read as labels (an empty one: none).
     """
 
