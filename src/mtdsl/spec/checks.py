@@ -126,8 +126,13 @@ def check_joined_datasets(spec: Spec) -> None:
 
 
 def check_joined_augment(spec: Spec) -> None:
-    """Datasets joined in one stream share its batches, so they must declare the same ``augment``."""
+    """Datasets joined in one stream share its batches, so they must declare the same ``augment``.
+
+    A task's own ``augment`` replaces theirs on its samples, so then they may differ.
+    """
     for name, training in spec.train.tasks.items():
+        if training.augment is not None:
+            continue
         first, *others = training.datasets
         for other in others:
             mine, theirs = spec.datasets[first].augment, spec.datasets[other].augment  # check_datasets ran first
@@ -137,26 +142,33 @@ def check_joined_augment(spec: Spec) -> None:
                     f"task '{name}' joins datasets '{first}' and '{other}', which augment differently; "
                     "their images are augmented together in one stream",
                     spec.span("dataset", written, "augment"),
-                    hint=f"give '{first}' and '{other}' the same augment = [...] (or leave it out of both)",
+                    hint=f"give '{first}' and '{other}' the same augment = [...] (or leave it out of both), "
+                    f"or give task '{name}' its own augment = [...]",
                 )
 
 
 def check_dense_augment(spec: Spec) -> None:
-    """A dataset read by a dense task (detect, segment) takes only ops that move boxes and masks with the pixels."""
+    """A dense task (detect, segment) takes only ops that move boxes and masks with the pixels: its own
+    ``augment``'s, or else those of the datasets it reads."""
     for name, training in spec.train.tasks.items():
         kind = spec.model.tasks[name].kind
         if not TASK_KINDS[kind].dense:
             continue
-        for dataset in training.datasets:
-            for index, op in enumerate(spec.datasets[dataset].augment or ()):
+        if training.augment is not None:
+            lists = [(training.augment, ("task", name, "augment"), f"{kind} task '{name}'", "")]
+        else:
+            lists = [(spec.datasets[dataset].augment or (), ("dataset", dataset, "augment"), f"dataset '{dataset}'",
+                      f", and {kind} task '{name}' learns from that dataset") for dataset in training.datasets]
+        for ops, where, owner, reader in lists:
+            for index, op in enumerate(ops):
                 if op.image_only:
+                    own = f", or give task '{name}' its own augment = [...] without it (the dataset's other tasks " \
+                        "keep this one)"
                     raise SpecValueError(
-                        f"{op.kind} in the augment of dataset '{dataset}' moves pixels without the boxes and "
-                        f"masks on them, and {kind} task '{name}' learns from that dataset",
-                        spec.span("dataset", dataset, "augment", str(index)),
+                        f"{op.kind} in the augment of {owner} moves pixels without the boxes and masks on them{reader}",
+                        spec.span(*where, str(index)),
                         expected="ops that move boxes and masks too: crop, flip, vflip, scale_jitter, colour_jitter",
-                        hint=f"remove {op.kind} here, or declare a second dataset of the same images for the "
-                        "image-label tasks and augment that one",
+                        hint=f"remove {op.kind} here" + (own if reader else ""),
                     )
 
 

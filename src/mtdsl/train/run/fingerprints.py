@@ -39,7 +39,10 @@ def spec_hash(spec: Spec) -> str:
     across the change, and one with a pretrained backbone, which now trains differently, does not.
     """
     # Where the numbers are also sent (track) changes no number: a run may resume with a tracker added.
-    parts = [spec.model.model_dump_json(), _resolved(spec).model_dump_json(exclude={"track", "batchnorm"})]
+    # A task without its own augment hashes as before tasks could have one, so its runs still resume.
+    plain = {name: {"augment"} for name, training in spec.train.tasks.items() if training.augment is None}
+    train = _resolved(spec).model_dump_json(exclude={"track": True, "batchnorm": True, "tasks": plain})
+    parts = [spec.model.model_dump_json(), train]
     if not spec.train.phases and batchnorm_of(spec.train, None, spec.model) != "train":  # no phase to carry it
         parts.append("batchnorm=eval")
     # A dataset without augment hashes as before augment existed, so runs of unchanged specs still resume.
