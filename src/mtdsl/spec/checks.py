@@ -172,6 +172,46 @@ def check_dense_augment(spec: Spec) -> None:
                     )
 
 
+def check_resize(spec: Spec) -> None:
+    """A dataset's ``resize`` fits every task that reads it, and datasets joined in one stream agree on it.
+
+    ``crop`` cuts each picture's centre out at evaluation, so boxes and masks outside it would be lost:
+    a detect or segment task takes ``letterbox`` or ``squash``. Both of those make a square.
+    """
+    size = spec.model.input
+    for name, training in spec.train.tasks.items():
+        kind = spec.model.tasks[name].kind
+        first, *others = training.datasets
+        for other in others:
+            mine, theirs = spec.datasets[first].resize, spec.datasets[other].resize
+            if mine != theirs:
+                written = other if theirs is not None else first
+                raise SpecValueError(
+                    f"task '{name}' joins datasets '{first}' and '{other}', which resize differently; "
+                    "their images are resized together in one stream",
+                    spec.span("dataset", written, "resize"),
+                    hint=f"give '{first}' and '{other}' the same resize = … (or leave it out of both)",
+                )
+        for dataset in training.datasets:
+            policy = spec.datasets[dataset].resize
+            if policy == "crop" and TASK_KINDS[kind].dense:
+                raise SpecValueError(
+                    f"resize = crop in dataset '{dataset}' cuts the centre out of each picture, and {kind} task "
+                    f"'{name}' learns from that dataset: {TASK_KINDS[kind].targets} outside the centre would be lost",
+                    spec.span("dataset", dataset, "resize"),
+                    expected="letterbox (keep the aspect, pad the rest) or squash (stretch to the input)",
+                    hint="write resize = letterbox (the default for it), or resize = squash",
+                )
+            if policy in ("letterbox", "squash") and size.height != size.width:
+                raise SpecValueError(
+                    f"resize = {policy} in dataset '{dataset}' makes a square picture, but the input is "
+                    f"{size.height}x{size.width} (height x width)",
+                    spec.span("dataset", dataset, "resize"),
+                    hint=f"make the input square, e.g. input {size.channels}x{max(size.height, size.width)}x"
+                    f"{max(size.height, size.width)}, or write resize = crop",
+                )
+
+
 def check_dataset_classes(spec: Spec) -> None:
     """A manifest's ``classes`` (the labels it labels) are classes of the tasks that read its label column.
 
@@ -506,6 +546,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_formats_serve,
     check_joined_augment,
     check_dense_augment,
+    check_resize,
     check_dataset_classes,
     check_task_backbones,
     check_references,

@@ -45,9 +45,10 @@ def spec_hash(spec: Spec) -> str:
     parts = [spec.model.model_dump_json(), train]
     if not spec.train.phases and batchnorm_of(spec.train, None, spec.model) != "train":  # no phase to carry it
         parts.append("batchnorm=eval")
-    # A dataset without augment hashes as before augment existed, so runs of unchanged specs still resume.
-    parts += [f"{name}={config.model_dump_json(exclude={'augment'} if config.augment is None else None)}"
-              for name, config in sorted(spec.datasets.items())]
+    # A dataset without augment or resize hashes as before they existed, so runs of unchanged specs still resume.
+    for name, config in sorted(spec.datasets.items()):
+        unset = {key for key in ("augment", "resize") if getattr(config, key) is None}
+        parts.append(f"{name}={config.model_dump_json(exclude=unset or None)}")
     return fingerprint("\n".join(parts))
 
 
