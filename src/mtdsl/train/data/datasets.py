@@ -4,7 +4,7 @@
 each task's labels into targets; ``ImageDataset`` serves one split, with
 augmentation that depends only on the seed it is handed with each index.
 
->>> from mtdsl.spec.data import RESIZE_POLICIES, SyntheticDataset
+>>> from mtdsl.spec.data import SyntheticDataset
 >>> config = SyntheticDataset(count=20, size=32, seed=0, split=[0.75, 0.25])
 >>> tasks = [TaskLabels("shape", "classify", 3), TaskLabels("big", "binary", None, label="large")]
 >>> splits = read_splits(config, tasks)
