@@ -162,3 +162,20 @@ def test_a_run_with_a_task_augment_trains_each_stream_and_repeats_exactly(tmp_pa
         runs.append([r for r in MetricsLog.read(tmp_path / out / "metrics.jsonl") if r["event"] == "train"])
     assert set(runs[0][0]["ratios"]) == {"shape", "colour", "large"}  # three streams, each drawn
     assert [r["losses"] for r in runs[0]] == [r["losses"] for r in runs[1]]
+
+
+def test_two_dense_streams_of_one_dataset_draw_apart_and_overwrite_clears_both(tmp_path):
+    from mtdsl.cli import main
+
+    text = DENSE.format(dataset="flip", regions="; augment = [vflip]", shape="") + (
+        "task objects: detect(d) { classes = [circle, square, triangle] }\n"
+        "train { batch_size = 4; workers = 0; epochs = 1 }\n")
+    spec = tmp_path / "m.mtl"
+    spec.write_text(text, encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(run), "--quiet"]) == 0
+    assert sorted(p.name for p in (run / "predictions").iterdir()) == ["d.regions.png", "d.shape+objects.png"]
+    (run / "predictions" / "photo.png").write_bytes(b"not mtdsl's")
+    spec.write_text(text.replace("; augment = [vflip]", ""), encoding="utf-8")
+    assert main(["train", str(spec), "--out", str(run), "--quiet", "--overwrite"]) == 0
+    assert sorted(p.name for p in (run / "predictions").iterdir()) == ["d.png", "photo.png"]
