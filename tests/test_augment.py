@@ -90,16 +90,18 @@ SCENES = dict(
 )
 
 
+@pytest.mark.parametrize("squash", [False, True], ids=["letterbox", "squash"])
 @pytest.mark.parametrize("kind", sorted(GEOMETRY_OPS))
 @FEW
 @given(**SCENES)
-def test_boxes_and_masks_stay_on_their_pixels_under_every_op(kind, width, height, side, seed, fractions):
-    """Letterbox + one op: the box is the mask's bounds, and (for ops that keep colours) the bright pixels'.
+def test_boxes_and_masks_stay_on_their_pixels_under_every_op(kind, squash, width, height, side, seed, fractions):
+    """Letterbox (or squash: ``resize = squash``) + one op: the box is the mask's bounds, and (for ops that keep
+    colours) the bright pixels'.
 
     Both agree to a pixel plus half a letterboxed pixel (nearest-neighbour masks), magnified by the op's zoom.
     """
     pixels, mask, boxes = _scene(width, height, fractions)
-    letterbox = Letterbox(side, ZERO_MEAN, UNIT_STD, train=True, augment=(GEOMETRY_OPS[kind],))
+    letterbox = Letterbox(side, ZERO_MEAN, UNIT_STD, train=True, augment=(GEOMETRY_OPS[kind],), squash=squash)
     out = letterbox(pixels, seed, boxes=boxes, mask=mask)
     assert out.image.shape == (3, side, side) and out.mask is not None and out.mask.shape == (side, side)
     assert out.keep.shape == (1,) and len(out.boxes) == int(out.keep.sum())

@@ -31,13 +31,14 @@ from PIL import Image
 from mtdsl.cli import main
 from mtdsl.compiler import compile_text
 from mtdsl.errors import DataError, MtdslError
-from mtdsl.nn.losses import BinaryCrossEntropy, FocalLoss, SegmentationLoss, partial_cross_entropy
+from mtdsl.nn.losses import BinaryCrossEntropy, ClassCrossEntropy, FocalLoss, SegmentationLoss, partial_cross_entropy
 from mtdsl.spec.load import load_spec
 from mtdsl.spec.streams import plan_streams
 from mtdsl.train.data.box_mask_targets import IGNORE_INDEX
+from mtdsl.train.data.labels import IGNORED_CLASS
 from mtdsl.train.data.loaders import StreamLoaders
 from mtdsl.train.data.tasks import task_labels
-from mtdsl.train.metrics.labels import BinaryMetric, MultilabelMetric
+from mtdsl.train.metrics.labels import BinaryMetric, ClassifyMetric, MultilabelMetric
 from mtdsl.train.metrics.segmentation import SegmentationMetric
 from mtdsl.train.run.report import MetricsLog
 
@@ -194,6 +195,18 @@ def test_binary_and_multilabel_metrics_count_known_targets_only():
     assert (binary.tp, binary.fp, binary.tn, binary.fn) == (1, 1, 0, 0)
 
 
+def test_the_classify_metric_counts_known_targets_only():
+    metric = ClassifyMetric(3)
+    metric.update(torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]]),
+                  torch.tensor([0, IGNORED_CLASS, 1]))
+    assert metric.confusion.sum() == 2 and metric.compute()["accuracy"] == 0.5
+    metric.update(torch.zeros(2, 3), torch.tensor([IGNORED_CLASS, IGNORED_CLASS]))  # a batch of unknowns only
+    assert metric.confusion.sum() == 2 and metric.compute()["accuracy"] == 0.5
+    alone = ClassifyMetric(3)
+    alone.update(torch.zeros(2, 3), torch.tensor([IGNORED_CLASS, IGNORED_CLASS]))
+    assert alone.confusion.sum() == 0  # nothing known: nothing counted (the split's accuracy is undefined)
+
+
 def test_segment_metric_predicts_each_image_among_its_annotated_classes():
     logits = torch.tensor([0.0, 1.0, 5.0])[None, :, None, None].expand(2, 3, 1, 2).clone()
     targets = torch.tensor([[[1, 1]], [[2, 2]]])
@@ -243,13 +256,70 @@ train {{ batch_size = 2; workers = 0 }}
     assert found["3.png"] == [1.0, 1.0] and found["4.png"] == [0.0, 0.0]
 
 
-def test_an_unknown_cell_for_a_classify_task_is_an_error_with_its_fix(manifests):
-    _csv(manifests / "kinds.csv", [("0.png", "cat"), ("1.png", "?"), ("2.png", "dog"), ("3.png", "dog")])
-    text = _tags_spec(manifests, task="task kind: classify(pets) { classes = [cat, dog] }").replace(
+def _kinds_spec(manifests: Path, rows: list[tuple[str, str]]) -> str:
+    _csv(manifests / "kinds.csv", rows)
+    return _tags_spec(manifests, task="task kind: classify(pets) { classes = [cat, dog] }").replace(
         "pets.csv", "kinds.csv")
-    with pytest.raises(DataError, match=r"1\.png is not labelled .* classify task 'kind' needs one label") as error:
+
+
+def test_an_unknown_cell_is_the_ignored_class_for_a_classify_task(manifests):
+    rows = [("0.png", "cat"), ("1.png", "?"), ("2.png", "dog"), ("3.png", "dog"), ("4.png", "?"), ("5.png", "cat"),
+            ("6.png", "?"), ("7.png", "dog")]
+    loaders = _loaders(compile_text(_kinds_spec(manifests, rows)).spec)
+    found = {}
+    for split in ("train", "val"):
+        part = loaders.splits[0][split].examples
+        found.update({Path(str(image)).name: int(row) for image, row in zip(part.images, part.targets["kind"])})
+    assert found == {"0.png": 0, "1.png": IGNORED_CLASS, "2.png": 1, "3.png": 1, "4.png": IGNORED_CLASS, "5.png": 0,
+                     "6.png": IGNORED_CLASS, "7.png": 1}
+    assert loaders.sizes == [4]  # unknown images still count as examples of the stream (other tasks' too)
+
+
+def test_a_classify_cell_that_is_neither_a_class_nor_the_marker_stays_an_error(manifests):
+    text = _kinds_spec(manifests, [("0.png", "cat"), ("1.png", "?"), ("2.png", "dgo"), ("3.png", "dog")])
+    with pytest.raises(DataError, match=r"label 'dgo' of .*2\.png is not a class of task 'kind'") as error:
         _loaders(compile_text(text).spec)
-    assert "binary and multilabel tasks read unknown cells" in error.value.render()
+    assert "cat, dog" in error.value.render()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 8),
+    classes=st.integers(2, 5),
+    seed=st.integers(0, 2**16),
+    smoothing=st.sampled_from([0.0, 0.1, 0.4]),
+    weighted=st.booleans(),
+)
+def test_unknown_classify_targets_get_exactly_zero_gradient(rows, classes, seed, smoothing, weighted):
+    """As nan binary targets: -100 rows add nothing and get no gradient; the loss is PyTorch's over the known rows."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(rows, classes, generator=generator) * 3).requires_grad_()
+    targets = torch.randint(0, classes, (rows,), generator=generator)
+    unknown = torch.rand(rows, generator=generator) > 0.6
+    targets[unknown] = IGNORED_CLASS
+    weight = torch.rand(classes, generator=generator) + 0.5 if weighted else None
+    criterion = ClassCrossEntropy(weight=weight, label_smoothing=smoothing)
+    assert criterion.ignore_index == IGNORED_CLASS
+    loss = criterion(logits, targets)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.count_nonzero(logits.grad[unknown]) == 0
+    known = ~unknown
+    if known.any():
+        alone = logits.detach()[known].clone().requires_grad_()
+        expected = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=smoothing)(alone, targets[known])
+        assert torch.allclose(loss, expected, atol=1e-6)
+        expected.backward()
+        assert torch.allclose(logits.grad[known], alone.grad, atol=1e-6)
+    else:  # PyTorch's mean over no target is nan; a batch of unknown images teaches nothing
+        assert loss.item() == 0.0
+
+
+def test_the_classify_loss_is_the_class_cross_entropy():
+    from mtdsl.nn.losses import CrossEntropyConfig, build_loss
+
+    loss = build_loss(CrossEntropyConfig(label_smoothing=0.1), task_kind="classify")
+    assert isinstance(loss, ClassCrossEntropy) and loss.label_smoothing == 0.1
 
 
 def test_a_cell_that_mixes_the_marker_with_labels_is_an_error(manifests):
@@ -449,6 +519,20 @@ train {{ batch_size = 4; epochs = 1; workers = 0 }}
     regions, tags = val["metrics"]["regions"], val["metrics"]["tags"]
     assert {f"iou/{name}" for name in ["background", "circle", "square", "triangle", "car"]} <= set(regions)
     assert np.isfinite(regions["miou"]) and np.isfinite(tags["accuracy"])
+
+
+def test_a_classify_run_on_unknown_cells_trains_and_scores_the_known_ones(manifests, tmp_path):
+    """Half the images are unknown, so some batches of two hold none known: the epoch's mean loss stays finite."""
+    rows = [(f"{i}.png", "?" if i % 2 else ["cat", "dog"][i // 2 % 2]) for i in range(16)]
+    spec = tmp_path / "kinds.mtl"
+    spec.write_text(_kinds_spec(manifests, rows).replace("batch_size = 4", "batch_size = 2"), encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(run), "--quiet"]) == 0
+    records = MetricsLog.read(run / "metrics.jsonl")
+    losses = [value for r in records if r["event"] == "train" for value in r["losses"].values()]
+    assert losses and all(np.isfinite(losses))
+    val = next(r for r in records if r["event"] == "val")
+    assert 0.0 <= val["metrics"]["kind"]["accuracy"] <= 1.0
 
 
 @requires_shared_data("camvid")

@@ -60,7 +60,7 @@ def literal(value: object, classes: set[type] | None = None) -> str:
     if isinstance(value, dict) and kind is dict:
         return "{" + ", ".join(f"{literal(k, classes)}: {literal(v, classes)}" for k, v in value.items()) + "}"
     if isinstance(value, BaseModel):
-        return _call(value, {name: getattr(value, name) for name in type(value).model_fields}, classes)
+        return _call(value, _model_fields(value), classes)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
         return _call(value, fields, classes)
@@ -95,7 +95,7 @@ def wrapped_literal(value: object, classes: set[type] | None = None, *, start: i
     elif isinstance(value, dict) and kind is dict:
         items, opening, closing = [(f"{literal(key)}: ", child) for key, child in value.items()], "{", "}"
     elif isinstance(value, BaseModel):
-        items = [(f"{name}=", getattr(value, name)) for name in type(value).model_fields]
+        items = [(f"{name}=", item) for name, item in _model_fields(value).items()]
         opening, closing = f"{kind.__name__}(", ")"
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         items = [(f"{f.name}=", getattr(value, f.name)) for f in dataclasses.fields(value) if f.init]
@@ -119,6 +119,14 @@ def wrapped_literal(value: object, classes: set[type] | None = None, *, start: i
         last_line = piece.rsplit("\n", 1)[-1]
         at = (at if "\n" not in piece else 0) + len(last_line)
     return text
+
+
+def _model_fields(value: BaseModel) -> dict[str, object]:
+    """A model's fields as a call writes them: all but those of its ``written_when_set`` left at their default."""
+    fields = type(value).model_fields
+    quiet = getattr(type(value), "written_when_set", ())
+    return {name: getattr(value, name) for name, field in fields.items()
+            if name not in quiet or getattr(value, name) != field.get_default(call_default_factory=True)}
 
 
 def _call(value: object, fields: dict[str, object], classes: set[type] | None) -> str:

@@ -71,10 +71,14 @@ def _imports_of(classes: set[type]) -> list[str]:
     return [f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(by_module.items())]
 
 
-def _stream_source(stream: Stream) -> str:
+def _stream_source(stream: Stream, classes: set[type]) -> str:
+    """``Stream(...)`` with its optional fields written only when set, so a spec without them reads as before."""
     balanced = f", balanced={literal(stream.balanced)}" if stream.balanced else ""
-    return (f"Stream({literal(stream.datasets)}, tasks={literal(stream.tasks)}, "
-            f"batch_size={literal(stream.batch_size)}{balanced})")
+    text = (f"Stream({literal(stream.datasets)}, tasks={literal(stream.tasks)}, "
+            f"batch_size={literal(stream.batch_size)}{balanced}")
+    if stream.augment is not None:
+        text += ",\n           augment=" + wrapped_literal(stream.augment, classes, start=19)
+    return text + ")"
 
 
 def _ratios_by_stream(spec: Spec, streams: list[Stream]) -> list | None:
@@ -194,7 +198,7 @@ def spec_block(spec: Spec, graph: nx.DiGraph, this_file: str = "train.py") -> st
         "DETECTION": _mapping(entry(name, setup) for name, setup in setups.items()),
         "LOSSES": _mapping((name, _loss_source(spec, name, setups, classes)) for name in train.tasks),
         "LOSS_WEIGHTS": _mapping((name, literal(t.weight)) for name, t in train.tasks.items()),
-        "STREAMS": _listing(_stream_source(s) for s in streams),
+        "STREAMS": _listing(_stream_source(s, classes) for s in streams),
         "SAMPLING": constant("SAMPLING", train.sampling),
         "SAMPLING_RATIOS": constant("SAMPLING_RATIOS", _ratios_by_stream(spec, streams)),
         "SAMPLING_TARGETS": constant("SAMPLING_TARGETS", _targets_by_stream(spec, streams)),

@@ -1,7 +1,8 @@
 """Task losses: pure functions with a thin ``nn.Module`` shell, keyed like their configs.
 
-``cross_entropy`` serves single-label classification and segmentation (per
-pixel, skipping :data:`IGNORE_INDEX`, optionally plus a Dice term); ``bce`` and
+``cross_entropy`` serves single-label classification (skipping the targets of
+images whose class is unknown, ``-100``) and segmentation (per pixel, skipping
+:data:`IGNORE_INDEX`, optionally plus a Dice term); ``bce`` and
 ``focal`` serve binary and multi-label tasks, where targets are 0/1 per logit,
 or nan where the image's dataset does not say (partial labels: the element
 adds nothing to the loss and gets no gradient); ``detection`` is
@@ -35,8 +36,9 @@ from mtdsl.spec.losses import (
 from mtdsl.spec.registry import Builders
 
 __all__ = [
-    "LOSS_BUILDERS", "LOSS_CONFIGS", "BinaryCrossEntropyConfig", "CrossEntropyConfig", "DetectionLossConfig",
-    "FocalConfig", "HeatmapFocalConfig", "HeatmapFocalLoss", "LossConfig", "build_loss", "losses_for", "register_loss",
+    "LOSS_BUILDERS", "LOSS_CONFIGS", "BinaryCrossEntropyConfig", "ClassCrossEntropy", "CrossEntropyConfig",
+    "DetectionLossConfig", "FocalConfig", "HeatmapFocalConfig", "HeatmapFocalLoss", "LossConfig", "build_loss",
+    "losses_for", "register_loss",
 ]
 
 #: The target value segmentation losses and metrics skip: void pixels and letterbox padding.
@@ -64,6 +66,27 @@ def known_mean(losses: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     With every element known it is ``losses.mean()``; it never synchronises with the GPU.
     """
     return torch.where(known, losses, torch.zeros_like(losses)).sum() / known.sum().clamp(min=1)
+
+
+class ClassCrossEntropy(nn.CrossEntropyLoss):
+    """``nn.CrossEntropyLoss`` whose batch of unknown classes only is a loss of 0, not nan.
+
+    Targets equal to ``ignore_index`` (-100, PyTorch's default and the class target of a
+    manifest's ``unknown`` cell) add nothing and get no gradient; the loss is the mean over the
+    others (weighted by ``weight`` of their classes, as PyTorch weighs it), with label smoothing
+    as PyTorch applies it. It never synchronises with the GPU.
+
+    Shapes: ``logits (N, C)``, ``targets (N,)`` int64.
+    """
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        losses = F.cross_entropy(logits, targets, weight=self.weight, ignore_index=self.ignore_index,
+                                 reduction="none", label_smoothing=self.label_smoothing)
+        known = targets != self.ignore_index
+        if self.weight is None:
+            return known_mean(losses, known)
+        weights = torch.where(known, self.weight[targets.clamp(min=0)], torch.zeros_like(losses))
+        return losses.sum() / weights.sum().clamp(min=torch.finfo(losses.dtype).tiny)
 
 
 class FocalLoss(nn.Module):
@@ -187,7 +210,7 @@ def _build_cross_entropy(config: CrossEntropyConfig, task_kind: str | None = Non
         return SegmentationLoss(config.label_smoothing, config.dice)
     if config.dice:
         raise ValueError(f"cross_entropy(dice = …) applies to {TASK_KINDS.spelled(lambda kind: kind.dice)} tasks only")
-    return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return ClassCrossEntropy(label_smoothing=config.label_smoothing)
 
 
 @register_loss("detection")

@@ -2,16 +2,15 @@
 
 Detect and segment tasks, and the image-label tasks trained in the same batches as one,
 get the letterbox; image-label tasks trained on their own get the resize and centre crop
-they were evaluated with. Boxes come back in original-image pixels (a detect task with
-``crops`` labels each box by running its crop through the same model), masks at the
-original size.
-"""
+they were evaluated with; a dataset's ``resize`` changes either, as it did in training.
+Boxes come back in original-image pixels (a detect task with ``crops`` labels each box by
+running its crop through the same model), masks at the original size."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -21,13 +20,19 @@ from PIL import Image
 from mtdsl.kinds import TASK_KINDS
 from mtdsl.kinds.registry import KindTable
 from mtdsl.render.label_results import label_output
+from mtdsl.spec.data import resize_policy
 from mtdsl.spec.document import Spec
 
-__all__ = ["DECODERS", "LETTERBOX", "RESIZE", "Found", "Predictor", "decode_labels", "mask_image", "task_views"]
+if TYPE_CHECKING:
+    from mtdsl.train.data.letterbox import Letterbox
+
+__all__ = ["DECODERS", "LETTERBOX", "RESIZE", "SQUASH", "Found", "Predictor", "decode_labels", "mask_image",
+           "task_views"]
 
 #: Preprocessing views: ``letterbox`` keeps the aspect ratio (padding bottom/right), ``resize``
-#: is the resize + centre crop of image-label evaluation.
-LETTERBOX, RESIZE = "letterbox", "resize"
+#: is the resize + centre crop of image-label evaluation (``resize = crop``), ``squash`` stretches
+#: the picture to the square (a letterbox without padding).
+LETTERBOX, RESIZE, SQUASH = "letterbox", "resize", "squash"
 
 
 def mask_image(mask: np.ndarray) -> Image.Image:
@@ -59,20 +64,20 @@ def decode_labels(predictor: Predictor, task: str, outputs: Any, images: list[Im
 
 
 def task_views(spec: Spec, tasks: Sequence[str]) -> dict[str, list[str]]:
-    """Which preprocessing each task gets: as its training batches had it.
+    """Which preprocessing each task gets: as its training batches had it, its stream's ``resize``.
 
-    Detect and segment tasks are letterboxed; so is an image-label task trained in the same
-    batches (the same stream) as one of them. Other image-label tasks get the resize and
-    centre crop they were evaluated with.
+    By default detect and segment tasks are letterboxed; so is an image-label task trained in the
+    same batches (the same stream) as one of them. Other image-label tasks get the resize and
+    centre crop they were evaluated with. A dataset's ``resize`` says otherwise.
     """
-    dense_streams = {
-        task for stream in spec.streams
-        if any(TASK_KINDS[spec.model.tasks[t].kind].dense for t in stream.tasks) for task in stream.tasks
-    }
-    views: dict[str, list[str]] = {LETTERBOX: [], RESIZE: []}
+    view_of = {}
+    for stream in spec.streams:
+        dense = any(TASK_KINDS[spec.model.tasks[t].kind].dense for t in stream.tasks)
+        policy = resize_policy(spec.datasets[stream.datasets[0]], dense)
+        view_of.update(dict.fromkeys(stream.tasks, RESIZE if policy == "crop" else policy))
+    views: dict[str, list[str]] = {LETTERBOX: [], RESIZE: [], SQUASH: []}
     for task in tasks:
-        dense = TASK_KINDS[spec.model.tasks[task].kind].dense or task in dense_streams
-        views[LETTERBOX if dense else RESIZE].append(task)
+        views[view_of[task]].append(task)
     return {view: names for view, names in views.items() if names}
 
 
@@ -93,13 +98,19 @@ class Predictor:
         first_backbone = next(iter(spec.model.backbones.values()))
         mean, std = normalization(first_backbone.model)
         self.letterbox = Letterbox(height, tuple(mean), tuple(std), train=False)
+        self.squash = Letterbox(height, tuple(mean), tuple(std), train=False, squash=True)
         resize = pretrained_resize(first_backbone.model, first_backbone.pretrained)
         self.resize = ImageTransform((height, width), tuple(mean), tuple(std), train=False, resize=resize)
         self.input_size = (width, height)
         self.views = task_views(spec, tasks)
+        self._squashed = frozenset(self.views.get(SQUASH, ()))
         setups = detection_setups(spec, graph)
         self.setups = {t: setups[t] for t in tasks if t in setups}
         self.crops = {t: list(spec.model.tasks[t].crops) for t in self.setups if spec.model.tasks[t].crops}
+
+    def letterbox_of(self, task: str) -> Letterbox:
+        """The letterbox ``task``'s images went through (squashed or padded), to map its outputs back."""
+        return self.squash if task in self._squashed else self.letterbox
 
     def forward(self, tensors: list[torch.Tensor], tasks: list[str]) -> dict[str, Any]:
         """The model's outputs for ``tasks`` on a batch of preprocessed images (a detect task's crops run here too)."""
@@ -113,7 +124,7 @@ class Predictor:
                 outputs = self.forward([self.resize(image, 0) for image in images], tasks)
                 scales = None
             else:
-                boxed = [self.letterbox(image, 0) for image in images]
+                boxed = [(self.squash if view == SQUASH else self.letterbox)(image, 0) for image in images]
                 outputs = self.forward([b.image for b in boxed], tasks)
                 scales = [b.scale for b in boxed]
             for task in tasks:

@@ -126,8 +126,13 @@ def check_joined_datasets(spec: Spec) -> None:
 
 
 def check_joined_augment(spec: Spec) -> None:
-    """Datasets joined in one stream share its batches, so they must declare the same ``augment``."""
+    """Datasets joined in one stream share its batches, so they must declare the same ``augment``.
+
+    A task's own ``augment`` replaces theirs on its samples, so then they may differ.
+    """
     for name, training in spec.train.tasks.items():
+        if training.augment is not None:
+            continue
         first, *others = training.datasets
         for other in others:
             mine, theirs = spec.datasets[first].augment, spec.datasets[other].augment  # check_datasets ran first
@@ -137,27 +142,74 @@ def check_joined_augment(spec: Spec) -> None:
                     f"task '{name}' joins datasets '{first}' and '{other}', which augment differently; "
                     "their images are augmented together in one stream",
                     spec.span("dataset", written, "augment"),
-                    hint=f"give '{first}' and '{other}' the same augment = [...] (or leave it out of both)",
+                    hint=f"give '{first}' and '{other}' the same augment = [...] (or leave it out of both), "
+                    f"or give task '{name}' its own augment = [...]",
                 )
 
 
 def check_dense_augment(spec: Spec) -> None:
-    """A dataset read by a dense task (detect, segment) takes only ops that move boxes and masks with the pixels."""
+    """A dense task (detect, segment) takes only ops that move boxes and masks with the pixels: its own
+    ``augment``'s, or else those of the datasets it reads."""
     for name, training in spec.train.tasks.items():
         kind = spec.model.tasks[name].kind
         if not TASK_KINDS[kind].dense:
             continue
-        for dataset in training.datasets:
-            for index, op in enumerate(spec.datasets[dataset].augment or ()):
+        if training.augment is not None:
+            lists = [(training.augment, ("task", name, "augment"), f"{kind} task '{name}'", "")]
+        else:
+            lists = [(spec.datasets[dataset].augment or (), ("dataset", dataset, "augment"), f"dataset '{dataset}'",
+                      f", and {kind} task '{name}' learns from that dataset") for dataset in training.datasets]
+        for ops, where, owner, reader in lists:
+            for index, op in enumerate(ops):
                 if op.image_only:
+                    own = f", or give task '{name}' its own augment = [...] without it (the dataset's other tasks " \
+                        "keep this one)"
                     raise SpecValueError(
-                        f"{op.kind} in the augment of dataset '{dataset}' moves pixels without the boxes and "
-                        f"masks on them, and {kind} task '{name}' learns from that dataset",
-                        spec.span("dataset", dataset, "augment", str(index)),
+                        f"{op.kind} in the augment of {owner} moves pixels without the boxes and masks on them{reader}",
+                        spec.span(*where, str(index)),
                         expected="ops that move boxes and masks too: crop, flip, vflip, scale_jitter, colour_jitter",
-                        hint=f"remove {op.kind} here, or declare a second dataset of the same images for the "
-                        "image-label tasks and augment that one",
+                        hint=f"remove {op.kind} here" + (own if reader else ""),
                     )
+
+
+def check_resize(spec: Spec) -> None:
+    """A dataset's ``resize`` fits every task that reads it, and datasets joined in one stream agree on it.
+
+    ``crop`` cuts each picture's centre out at evaluation, so boxes and masks outside it would be lost:
+    a detect or segment task takes ``letterbox`` or ``squash``. Both of those make a square.
+    """
+    size = spec.model.input
+    for name, training in spec.train.tasks.items():
+        kind = spec.model.tasks[name].kind
+        first, *others = training.datasets
+        for other in others:
+            mine, theirs = spec.datasets[first].resize, spec.datasets[other].resize
+            if mine != theirs:
+                written = other if theirs is not None else first
+                raise SpecValueError(
+                    f"task '{name}' joins datasets '{first}' and '{other}', which resize differently; "
+                    "their images are resized together in one stream",
+                    spec.span("dataset", written, "resize"),
+                    hint=f"give '{first}' and '{other}' the same resize = … (or leave it out of both)",
+                )
+        for dataset in training.datasets:
+            policy = spec.datasets[dataset].resize
+            if policy == "crop" and TASK_KINDS[kind].dense:
+                raise SpecValueError(
+                    f"resize = crop in dataset '{dataset}' cuts the centre out of each picture, and {kind} task "
+                    f"'{name}' learns from that dataset: {TASK_KINDS[kind].targets} outside the centre would be lost",
+                    spec.span("dataset", dataset, "resize"),
+                    expected="letterbox (keep the aspect, pad the rest) or squash (stretch to the input)",
+                    hint="write resize = letterbox (the default for it), or resize = squash",
+                )
+            if policy in ("letterbox", "squash") and size.height != size.width:
+                raise SpecValueError(
+                    f"resize = {policy} in dataset '{dataset}' makes a square picture, but the input is "
+                    f"{size.height}x{size.width} (height x width)",
+                    spec.span("dataset", dataset, "resize"),
+                    hint=f"make the input square, e.g. input {size.channels}x{max(size.height, size.width)}x"
+                    f"{max(size.height, size.width)}, or write resize = crop",
+                )
 
 
 def check_dataset_classes(spec: Spec) -> None:
@@ -494,6 +546,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_formats_serve,
     check_joined_augment,
     check_dense_augment,
+    check_resize,
     check_dataset_classes,
     check_task_backbones,
     check_references,

@@ -38,11 +38,20 @@ Split = Literal["given"] | list[Annotated[float, Field(le=1.0)]]
 MaskValue = Annotated[int, Field(le=255)]
 
 
+#: How a picture becomes the model's input: ``letterbox`` keeps its aspect and pads, ``crop`` resizes
+#: the shorter side and cuts the centre (a random resized crop in training), ``squash`` stretches it.
+ResizePolicy = Literal["letterbox", "crop", "squash"]
+RESIZE_POLICIES: tuple[str, ...] = ("letterbox", "crop", "squash")
+
+
 class DatasetConfig(Config):
-    """Base of every dataset format's config: its name, and the training augmentation (:mod:`mtdsl.spec.augment`).
+    """Base of every dataset format's config: its name, the training augmentation (:mod:`mtdsl.spec.augment`)
+    and the resize policy.
 
     ``augment = None`` (not written) is the default for the tasks the data
-    serves; ``augment = []`` trains on the plain resize.
+    serves; ``augment = []`` trains on the plain resize. ``resize = None`` (not
+    written) is ``letterbox`` for a stream with a detect or segment task and
+    ``crop`` for one of image-label tasks only (:func:`resize_policy`).
 
     Class variables:
         carries: what the format has targets of: labels per image, boxes, masks.
@@ -54,7 +63,10 @@ class DatasetConfig(Config):
     kind: str
     name: str = ""
     augment: tuple[AugmentConfig, ...] | None = None
+    resize: ResizePolicy | None = None
 
+    #: Fields that generated code writes only when set, so a spec without them compiles as before they existed.
+    written_when_set: ClassVar[tuple[str, ...]] = ("resize",)
     carries: ClassVar[tuple[Targets, ...]] = ()
     serves: ClassVar[KindsCarried] = KindsCarried()
     holds: ClassVar[str] = ""
@@ -62,6 +74,17 @@ class DatasetConfig(Config):
 
 
 DATASETS: Registry[DatasetConfig] = Registry("dataset format")
+
+
+def resize_policy(config: DatasetConfig, dense: bool) -> str:
+    """The dataset's ``resize``, or the default for a stream with (``dense``) or without boxes or masks.
+
+    >>> resize_policy(FolderDataset(root="pets"), dense=False), resize_policy(FolderDataset(root="pets"), dense=True)
+    ('crop', 'letterbox')
+    """
+    if config.resize is not None:
+        return config.resize
+    return "letterbox" if dense else "crop"
 
 
 @dataclass(frozen=True)
@@ -156,8 +179,8 @@ class ManifestDataset(DatasetConfig):
             with other datasets learns their classes too: on this dataset's
             images those are unknown, so a loss masks them out.
         unknown: the cell text that means "not labelled" (``"?"``, say): a
-            binary task's cell, or a multilabel task's whole cell, that reads
-            it says nothing about the image, and losses and metrics skip it.
+            binary or classify task's cell, or a multilabel task's whole cell,
+            that reads it says nothing about the image, and losses and metrics skip it.
             Without it every cell is read as labels (an empty one: none).
     """
 

@@ -56,7 +56,7 @@ from mtdsl.spec.variables import Variables
 StatementT = TypeVar("StatementT", bound=ast.Statement)
 
 MODEL_TASK_KEYS = ("classes", "head", "backbone", "branch", "tap", "input", "crops")
-TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "label", "balanced", "target")
+TRAIN_TASK_KEYS = ("loss", "weight", "batch_size", "positive", "label", "balanced", "target", "augment")
 TRAIN_CALL_KEYS: dict[str, Registry[Any]] = {
     "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "sampling": SAMPLERS, "weighting": WEIGHTINGS,
     "lr_scale": LR_SCALES,
@@ -300,6 +300,9 @@ class _Lowering:
                     hint=did_you_mean(key, valid_keys),
                 )
             lowered = self._task_value(key, value, kind, what)
+            if key == "augment":  # so checks can point at one op
+                for index, op in enumerate(value.items if isinstance(value, ast.ListValue) else ()):
+                    self.spans[("task", name, "augment", str(index))] = op.span
             target = model_fields if key in MODEL_TASK_KEYS else train_fields
             target.add(key, key_span, lowered, value_span)
 
@@ -349,6 +352,8 @@ class _Lowering:
             return build_config(value, HEAD_CONFIGS, self.variables)
         if key == "loss":
             return build_config(value, LOSS_CONFIGS, self.variables)
+        if key == "augment":
+            return augment_ops(value, self.variables, what)
         if key == "input":
             if not isinstance(value, ast.Shape):
                 raise SpecValueError(f"'input' of {what} must be a shape", value.span, expected="e.g. 3x128x128")

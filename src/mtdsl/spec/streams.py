@@ -5,7 +5,11 @@ Tasks that read the same dataset (or the same datasets joined, as in
 forward pass through the union of their paths and sums their losses (thesis
 §6.2, "sum the losses of multiple tasks"). A ``balanced`` binary task gets a
 stream of its own, because its batches are drawn half positive, half negative
-for that task alone (thesis §6.4). Sampling strategies pick streams.
+for that task alone (thesis §6.4), and so does a task that writes its own
+``augment = [...]``: a stream's images are one tensor that every task of the
+stream reads, so tasks augmented differently cannot share its batches (tasks
+of the same datasets that write the same ``augment`` share a stream). Sampling
+strategies pick streams.
 
 Streams follow from the spec alone, so they are planned in the spec layer: a
 check (:func:`mtdsl.spec.checks.check_shared_batches`) needs them before
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mtdsl.kinds import TASK_KINDS
+from mtdsl.spec.augment import AugmentConfig
 from mtdsl.spec.model import ModelSpec
 from mtdsl.spec.training import TrainSpec
 
@@ -45,12 +50,14 @@ class Stream:
         tasks: the tasks each batch trains, in spec order.
         batch_size: examples per batch.
         balanced: the binary task whose batches are half positive, half negative, if any.
+        augment: the tasks' own ``augment``, which replaces the datasets'; ``None``: the datasets'.
     """
 
     datasets: tuple[str, ...]
     tasks: tuple[str, ...]
     batch_size: int
     balanced: str | None = None
+    augment: tuple[AugmentConfig, ...] | None = None
 
     @property
     def dataset(self) -> str:
@@ -86,15 +93,22 @@ def batch_size(spec: SpecParts, task: str) -> int:
 
 
 def plan_streams(spec: SpecParts) -> list[Stream]:
-    """The spec's streams: one per dataset (or join of datasets), plus one per balanced binary task."""
-    shared: dict[tuple[str, ...], list[str]] = {}
+    """The spec's streams: one per dataset (or join of datasets) and ``augment`` of its tasks, plus one per
+    balanced binary task."""
+    # A list, not a dict: ops hold lists (crop's scale), so they compare but do not hash.
+    shared: list[tuple[tuple[str, ...], tuple[AugmentConfig, ...] | None, list[str]]] = []
     streams: list[Stream] = []
     for task, training in spec.train.tasks.items():
         if is_balanced(spec, task):
-            streams.append(Stream(training.datasets, (task,), batch_size(spec, task), balanced=task))
-        else:
-            shared.setdefault(training.datasets, []).append(task)
-    for datasets, tasks in shared.items():
-        streams.append(Stream(datasets, tuple(tasks), max(batch_size(spec, t) for t in tasks)))
+            streams.append(Stream(training.datasets, (task,), batch_size(spec, task), balanced=task,
+                                  augment=training.augment))
+            continue
+        key = (training.datasets, training.augment)
+        group = next((tasks for *other, tasks in shared if tuple(other) == key), None)
+        if group is None:
+            shared.append((*key, group := []))
+        group.append(task)
+    for datasets, augment, tasks in shared:
+        streams.append(Stream(datasets, tuple(tasks), max(batch_size(spec, t) for t in tasks), augment=augment))
     order = list(spec.train.tasks)
     return sorted(streams, key=lambda stream: order.index(stream.tasks[0]))

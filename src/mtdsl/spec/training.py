@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
+from mtdsl.spec.augment import AugmentConfig
 from mtdsl.spec.fields import (
     MAX_EPOCHS,
     MAX_LEARNING_RATE,
@@ -305,6 +306,10 @@ class TaskTraining(SpecModel):
     ``datasets`` holds one name for ``detect(coco)`` and several for
     ``detect(pets + coco)``: a task that learns from several datasets, each of
     which may label only some of its classes (thesis §5.3).
+
+    ``augment`` (``None``: not written) replaces its datasets' ``augment`` for
+    this task's samples; the task then trains from batches of its own
+    (:func:`mtdsl.spec.streams.plan_streams`).
     """
 
     datasets: tuple[str, ...] = Field(min_length=1)
@@ -315,6 +320,7 @@ class TaskTraining(SpecModel):
     label: str | None = None
     balanced: Flag | None = None
     target: float | None = Field(default=None, gt=0.0, le=1.0)
+    augment: tuple[AugmentConfig, ...] | None = None
 
 
 class TrainSpec(SpecModel):

@@ -1,4 +1,4 @@
-"""The training side of ``classify``: one class index per image, and accuracy.
+"""The training side of ``classify``: one class index per image (or :data:`IGNORED_CLASS`), and accuracy.
 
 Importing it registers its entries in the training layer's tables (:mod:`mtdsl.train.kinds` does).
 """
@@ -10,7 +10,7 @@ import numpy as np
 from mtdsl.errors import DataError, listing
 from mtdsl.kinds.classify.kind import CLASSIFY
 from mtdsl.train.data.examples import LABELLED
-from mtdsl.train.data.labels import ENCODERS, resolve_classes
+from mtdsl.train.data.labels import ENCODERS, IGNORED_CLASS, resolve_classes
 from mtdsl.train.data.sources import Table
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.metrics.labels import ClassifyMetric
@@ -27,14 +27,9 @@ def targets(task: TaskLabels, table: Table, rows: list[list[str] | None]) -> np.
     index = {name: i for i, name in enumerate(classes)}
     targets = np.empty(len(rows), dtype=np.int64)
     for i, row in enumerate(rows):
-        if row is None:
-            raise DataError(
-                f"{table.where}: {table.images[i]} is not labelled (its cell is the unknown marker), "
-                f"but classify task '{task.task}' needs one label for every image it reads",
-                expected="one of its classes in every row",
-                hint="label the image, or leave its row out of the manifest; binary and multilabel tasks "
-                "read unknown cells",
-            )
+        if row is None:  # the unknown marker: this image teaches the task nothing
+            targets[i] = IGNORED_CLASS
+            continue
         if len(row) != 1:
             raise DataError(
                 f"{table.where}: {table.images[i]} has {len(row)} labels ({', '.join(row) or 'none'}), "
@@ -53,7 +48,7 @@ def targets(task: TaskLabels, table: Table, rows: list[list[str] | None]) -> np.
 
 @LABELLED.register(CLASSIFY.name)
 def labelled(targets: np.ndarray, count: int) -> np.ndarray:
-    """The classes some image of the split has."""
+    """The classes some image of the split has (an unknown one, :data:`IGNORED_CLASS`, has none)."""
     found = np.zeros(count, dtype=bool)
-    found[np.unique(targets)] = True
+    found[np.unique(targets[targets != IGNORED_CLASS])] = True
     return found

@@ -21,14 +21,15 @@ from mtdsl.render.label_results import rounded
 def decode(predictor: Predictor, task: str, logits: torch.Tensor, images: list[Image.Image],
            scales: list[tuple[float, float]] | None, found: list[Found]) -> None:
     """Each image's class mask at its own size, and the share of its pixels each class has."""
-    side = predictor.letterbox.size
+    letterbox = predictor.letterbox_of(task)  # padded, or squashed (resize = squash)
+    side = letterbox.size
     if tuple(logits.shape[-2:]) != (side, side):
         logits = F.interpolate(logits.float(), size=(side, side), mode="bilinear", align_corners=False)
     labels = logits.argmax(1).cpu().numpy()
     names = predictor.classes[task] or []
     for image, label, result in zip(images, labels, found):
         width, height = image.size
-        fitted_w, fitted_h = predictor.letterbox.fitted(width, height)
+        fitted_w, fitted_h = letterbox.fitted(width, height)
         inside = mask_image(label[:fitted_h, :fitted_w])
         mask = np.asarray(inside.resize((width, height), Image.Resampling.NEAREST))
         result.masks[task] = mask

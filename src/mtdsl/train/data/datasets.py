@@ -40,7 +40,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from mtdsl.errors import DataError, listing
 from mtdsl.spec.augment import DEFAULT_LABELS, DEFAULT_SYNTHETIC_LABELS, AugmentConfig
-from mtdsl.spec.data import DatasetConfig, SyntheticDataset, unserved
+from mtdsl.spec.data import RESIZE_POLICIES, DatasetConfig, SyntheticDataset, unserved
 from mtdsl.train.data.box_mask_targets import (
     BoxTarget,
     MaskSource,
@@ -130,13 +130,18 @@ class ImageDataset(Dataset):
     Items are ``(example index, augmentation seed)`` pairs (a bare int means
     seed 0); the augmentation comes from that pair alone.
 
-    With image-label tasks only (classify, binary, multilabel) the image goes
-    through the ``augment`` ops when training (default: a random resized crop
-    and a flip), then a resize and centre crop. When a detect or segment task is among ``tasks``, every task's
+    How a picture becomes the input is ``fit`` (a dataset's ``resize``). With
+    image-label tasks only (classify, binary, multilabel) it is ``crop`` by
+    default: the image goes through the ``augment`` ops when training (default:
+    a random resized crop and a flip), then a resize and centre crop. When a
+    detect or segment task is among ``tasks`` it is ``letterbox``: every task's
     targets come through a :class:`~mtdsl.train.data.letterbox.Letterbox`
-    instead (aspect-preserving resize to the square ``image_size``, padding at
-    the bottom/right, the ``augment`` ops when training, default a flip), so
-    boxes and masks stay on their pixels. ``item["targets"][task]`` is then:
+    (aspect-preserving resize to the square ``image_size``, padding at the
+    bottom/right, the ``augment`` ops when training, default a flip), so boxes
+    and masks stay on their pixels; ``squash`` is the same letterbox stretched
+    to the whole square. Image-label tasks alone may be letterboxed or squashed
+    too (then their default ops are the crop and flip, zooming in place).
+    ``item["targets"][task]`` is then:
 
     * classify/binary/multilabel: as in :class:`Examples` (one row);
     * detect: ``{"boxes": (K, 4) float32 (x0, y0, x1, y1) in input pixels,
@@ -165,10 +170,12 @@ class ImageDataset(Dataset):
         augment: the training ops (:mod:`mtdsl.spec.augment`); ``None``: the default for the tasks.
         resize: interpolation and evaluation crop of image-label tasks
             (:func:`~mtdsl.train.data.resize.pretrained_resize`).
+        fit: ``letterbox``, ``crop`` or ``squash`` (:data:`~mtdsl.spec.data.RESIZE_POLICIES`);
+            ``None``: ``letterbox`` with a detect or segment task, else ``crop``.
 
     Raises:
-        ValueError: a task has no targets in ``examples``, or ``image_size`` is
-            not square for a detect or segment task.
+        ValueError: a task has no targets in ``examples``, ``image_size`` is not
+            square for a letterbox or squash, or ``fit`` is ``crop`` for a detect or segment task.
     """
 
     def __init__(
@@ -184,6 +191,7 @@ class ImageDataset(Dataset):
         synthetic: SyntheticDataset | None = None,
         augment: Sequence[AugmentConfig] | None = None,
         resize: Resize | None = None,
+        fit: str | None = None,
     ) -> None:
         if on_corrupt not in ("error", "skip"):
             raise ValueError(f"on_corrupt must be 'error' or 'skip', got {on_corrupt!r}")
@@ -200,19 +208,28 @@ class ImageDataset(Dataset):
             raise ValueError("synthetic examples need their SyntheticDataset config (pass synthetic=...)")
         size = (int(image_size[0]), int(image_size[1]))
         dense = [task for task in self.tasks if task.dense]
+        fit = fit or ("letterbox" if dense else "crop")
+        if fit not in RESIZE_POLICIES:
+            raise ValueError(f"fit is one of {', '.join(RESIZE_POLICIES)}, not {fit!r}")
+        labels_default = DEFAULT_SYNTHETIC_LABELS if self.synthetic is not None else DEFAULT_LABELS
         self.transform: ImageTransform | Letterbox
-        if dense:
+        if fit == "crop":
+            if dense:
+                raise ValueError(f"{dense[0].kind} task '{dense[0].task}' cannot be cropped (its targets outside the "
+                                 "centre would be lost); letterbox or squash its images")
+            augment = labels_default if augment is None else augment
+            self.transform = ImageTransform(size, tuple(mean), tuple(std), train, tuple(augment), resize or Resize())
+        else:
             if size[0] != size[1]:
+                who = f"{dense[0].kind} task '{dense[0].task}'" if dense else f"resize = {fit}"
                 raise ValueError(
-                    f"{dense[0].kind} task '{dense[0].task}' letterboxes images to a square, "
+                    f"{who} {fit}es images to a square, "
                     f"but the image size is {size[0]}x{size[1]} (height x width); make the input square"
                 )
+            if augment is None and not dense:
+                augment = labels_default
             self.transform = Letterbox(size[0], tuple(mean), tuple(std), train,
-                                       augment=None if augment is None else tuple(augment))
-        else:
-            if augment is None:
-                augment = DEFAULT_SYNTHETIC_LABELS if self.synthetic is not None else DEFAULT_LABELS
-            self.transform = ImageTransform(size, tuple(mean), tuple(std), train, tuple(augment), resize or Resize())
+                                       augment=None if augment is None else tuple(augment), squash=fit == "squash")
         self._targets = {
             task.task: torch.from_numpy(examples.targets[task.task]) for task in self.tasks if not task.dense
         }
@@ -338,7 +355,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any] | None:
         index, seed = item_index(item, len(self))
         try:
-            if self._dense:
+            if isinstance(self.transform, Letterbox):
                 made = self._letterboxed(index, item_seed(int(seed), index))
                 if made is None:
                     return None

@@ -24,7 +24,7 @@ class Examples:
     Attributes:
         images: file paths, or indices of synthetic samples.
         targets: per task, every example's target: ``(N,)`` int64 class
-            indices (classify), ``(N,)`` float32 0/1 (binary), ``(N, C)``
+            indices (classify; -100 where unknown), ``(N,)`` float32 0/1 (binary), ``(N, C)``
             float32 multi-hot (multilabel), with :data:`UNKNOWN` (nan) where
             the example's dataset does not say, or a ``(N,)`` object array of one
             :class:`~mtdsl.train.data.box_mask_targets.BoxTarget` (detect: boxes in

@@ -14,7 +14,7 @@ from mtdsl.kinds.registry import KindTable
 from mtdsl.train.data.sources import Table
 from mtdsl.train.data.tasks import TaskLabels
 
-__all__ = ["ENCODERS", "UNKNOWN", "Encoder", "encode_targets", "resolve_classes"]
+__all__ = ["ENCODERS", "IGNORED_CLASS", "UNKNOWN", "Encoder", "encode_targets", "resolve_classes"]
 
 Encoder = Callable[[TaskLabels, Table, "list[list[str] | None]"], np.ndarray]
 
@@ -50,6 +50,10 @@ def resolve_classes(task: TaskLabels, space: tuple[str, ...], exact: bool, where
 #: A binary or multilabel target the example's dataset does not give (an ``unknown`` cell, or a class
 #: another dataset of a joined task labels): losses and metrics skip it.
 UNKNOWN = float("nan")
+
+#: A classify target the example's dataset does not give (an ``unknown`` cell): PyTorch's
+#: ``CrossEntropyLoss`` ``ignore_index``, which the loss, the metric and the class checks skip.
+IGNORED_CLASS = -100
 
 
 #: How each image-label kind turns a table's labels into targets, registered from the kind's folder

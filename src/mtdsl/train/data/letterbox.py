@@ -90,6 +90,8 @@ class Letterbox:
         flip: the probability of a flip when training, when ``augment`` is not given.
         min_size: boxes whose clipped width or height is below this many output pixels are dropped.
         augment: the ops (:mod:`mtdsl.spec.augment`); ``None`` means ``[flip(p = flip)]``.
+        squash: stretch the picture to the whole square instead (``resize = squash``): no padding,
+            and ``scale`` differs between x and y.
     """
 
     size: int
@@ -99,6 +101,7 @@ class Letterbox:
     flip: float = 0.5
     min_size: float = 1.0
     augment: tuple[AugmentConfig, ...] | None = None
+    squash: bool = False
 
     @cached_property
     def _normaliser(self) -> ImageTransform:
@@ -116,7 +119,9 @@ class Letterbox:
         return compose(ops, Canvas(None, self._fill))
 
     def fitted(self, width: int, height: int) -> tuple[int, int]:
-        """The (width, height) a ``width`` x ``height`` image takes inside the square."""
+        """The (width, height) a ``width`` x ``height`` image takes inside the square (all of it when squashed)."""
+        if self.squash:
+            return self.size, self.size
         scale = self.size / max(width, height)
         return max(1, min(self.size, round(width * scale))), max(1, min(self.size, round(height * scale)))
 
@@ -149,16 +154,19 @@ class Letterbox:
             pixels = one_pixel_safe(F.resize, pixels, (new_h, new_w), antialias=True)
 
         sx, sy = new_w / width, new_h / height
-        boxes = _NO_BOXES if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        limits = np.array([new_w, new_h, new_w, new_h], dtype=np.float32)
-        moved = np.clip(boxes * np.array([sx, sy, sx, sy], dtype=np.float32), 0, limits)
         given = ([] if mask is None else [mask]) + list(masks)
+        limits = np.array([new_w, new_h, new_w, new_h], dtype=np.float32)
+        boxed = _NO_BOXES if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        moved = np.clip(boxed * np.array([sx, sy, sx, sy], dtype=np.float32), 0, limits)
         placed = [self._resized_mask(np.asarray(m, dtype=np.uint8), new_w, new_h) for m in given]
         points = _NO_POINTS if points is None else np.asarray(points, dtype=np.float32).reshape(-1, 2)
         spots = points * np.array([sx, sy], dtype=np.float32)
         flipped = (False, False)
 
-        if self._augment is not None:
+        if self._augment is not None and boxes is None and not given:
+            with seeded(seed):  # the picture alone: the auto-augment family refuses even an empty box list
+                pixels = self._augment(tv_tensors.Image(pixels)).as_subclass(torch.Tensor)
+        elif self._augment is not None:
             sample = {
                 "image": tv_tensors.Image(pixels),
                 "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(moved), format="XYXY", canvas_size=(new_h, new_w)),

@@ -89,7 +89,8 @@ class StreamLoaders:
                 split: ImageDataset(
                     examples, [labels[t] for t in stream.tasks], image_size=image_size, mean=tuple(mean),
                     std=tuple(std), train=split == "train", on_corrupt=on_corrupt,
-                    augment=datasets[stream.datasets[0]].augment, resize=resize,
+                    augment=datasets[stream.datasets[0]].augment if stream.augment is None else stream.augment,
+                    resize=resize, fit=datasets[stream.datasets[0]].resize,
                 )
                 for split, examples in _stream_splits(stream, splits, labels).items()
             }

@@ -44,13 +44,14 @@ def image_size(reference: str | int, examples: Examples) -> tuple[int, int]:
         raise DataError(f"cannot read the image {reference}: {error}", hint="replace or remove the file") from None
 
 
-def input_boxes(examples: Examples, task: str, side: int, limit: int = MAX_IMAGES) -> list[np.ndarray]:
-    """Boxes of ``task`` in network-input pixels, as the letterbox places them (no flip).
+def input_boxes(examples: Examples, task: str, side: int, limit: int = MAX_IMAGES,
+                squash: bool = False) -> list[np.ndarray]:
+    """Boxes of ``task`` in network-input pixels, as the letterbox places them (no flip; stretched when ``squash``).
 
     At most ``limit`` images with boxes are measured, evenly spaced over the split: each costs a
     header read, and a training start should not read 100,000 headers to say a percentage.
     """
-    letterbox = Letterbox(side, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=False)
+    letterbox = Letterbox(side, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=False, squash=squash)
     boxed = [index for index, target in enumerate(examples.targets[task]) if len(target.boxes)]
     if len(boxed) > limit:
         boxed = [boxed[round(i * len(boxed) / limit)] for i in range(limit)]
@@ -70,7 +71,9 @@ def training_boxes(data: StreamLoaders, task: str) -> list[np.ndarray]:
     for index, stream in enumerate(data.streams):
         train = data.splits[index].get("train")
         if task in stream.tasks and train is not None:
-            found += input_boxes(train.examples, task, train.transform.size)  # type: ignore[union-attr, arg-type]
+            letterbox = train.transform
+            assert isinstance(letterbox, Letterbox)  # a detect task's stream is letterboxed or squashed
+            found += input_boxes(train.examples, task, letterbox.size, squash=letterbox.squash)
     return found
 
 

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from mtdsl.train.data.labels import IGNORED_CLASS
 from mtdsl.train.metrics.metric import NAN, TaskMetric, _mean, _ratio
 
 __all__ = ["BinaryMetric", "ClassifyMetric", "MultilabelMetric"]
@@ -24,6 +25,8 @@ __all__ = ["BinaryMetric", "ClassifyMetric", "MultilabelMetric"]
 
 class ClassifyMetric(TaskMetric):
     """Single-label classification from ``(N, C)`` logits and ``(N,)`` int64 class targets.
+
+    A target of -100 is unknown (a manifest's ``unknown`` cell) and is not counted.
 
     Reports ``accuracy`` (main), ``balanced_accuracy`` (mean recall over the
     classes that occur in the targets) and, when ``C > 5``, ``top5``.
@@ -42,6 +45,8 @@ class ClassifyMetric(TaskMetric):
         classes = self.num_outputs
         outputs = outputs.detach().reshape(-1, classes)
         targets = targets.detach().reshape(-1).long()
+        known = targets != IGNORED_CLASS
+        outputs, targets = outputs[known], targets[known]
         if targets.numel() == 0:
             return
         low, high = int(targets.min()), int(targets.max())

@@ -39,12 +39,16 @@ def spec_hash(spec: Spec) -> str:
     across the change, and one with a pretrained backbone, which now trains differently, does not.
     """
     # Where the numbers are also sent (track) changes no number: a run may resume with a tracker added.
-    parts = [spec.model.model_dump_json(), _resolved(spec).model_dump_json(exclude={"track", "batchnorm"})]
+    # A task without its own augment hashes as before tasks could have one, so its runs still resume.
+    plain = {name: {"augment"} for name, training in spec.train.tasks.items() if training.augment is None}
+    train = _resolved(spec).model_dump_json(exclude={"track": True, "batchnorm": True, "tasks": plain})
+    parts = [spec.model.model_dump_json(), train]
     if not spec.train.phases and batchnorm_of(spec.train, None, spec.model) != "train":  # no phase to carry it
         parts.append("batchnorm=eval")
-    # A dataset without augment hashes as before augment existed, so runs of unchanged specs still resume.
-    parts += [f"{name}={config.model_dump_json(exclude={'augment'} if config.augment is None else None)}"
-              for name, config in sorted(spec.datasets.items())]
+    # A dataset without augment or resize hashes as before they existed, so runs of unchanged specs still resume.
+    for name, config in sorted(spec.datasets.items()):
+        unset = {key for key in ("augment", "resize") if getattr(config, key) is None}
+        parts.append(f"{name}={config.model_dump_json(exclude=unset or None)}")
     return fingerprint("\n".join(parts))
 
 

@@ -253,12 +253,13 @@ class RunFolder:
                 or (f.name.endswith(".tmp") and f.name.lstrip(".").split(".pt.")[0] + ".pt" in CHECKPOINT_FILES)]
 
     def _written_drawings(self, files: list[Path]) -> list[Path]:
-        """``<dataset>.png`` (``a+b.png`` for joined datasets) for the datasets of the old run's ``spec.json``."""
+        """``<dataset>.png`` (``a+b.png`` for joined datasets, ``<dataset>.<tasks>.png`` for one of several
+        streams of a dataset) for the datasets of the old run's ``spec.json``."""
         try:
             datasets = set(json.loads((self.root / "spec.json").read_text(encoding="utf-8"))["datasets"])
         except (OSError, ValueError, KeyError, TypeError):
             return []  # without the old spec, nothing there is known to be the run's
-        return [f for f in files if f.suffix == ".png" and set(f.stem.split("+")) <= datasets]
+        return [f for f in files if f.suffix == ".png" and set(f.stem.split(".")[0].split("+")) <= datasets]
 
 
 def _describe_holder(text: str) -> str:

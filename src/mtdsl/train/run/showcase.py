@@ -3,7 +3,8 @@
 Numbers say how good a detector is; pictures say how it fails. After training,
 :func:`write_prediction_images` draws the first images of each stream that has
 a detect or segment task (test split, else val) with every task's output, one
-grid per stream, in ``predictions/``. What each task adds to a picture is its kind's
+grid per stream, in ``predictions/<dataset>.png`` (``<dataset>.<tasks>.png`` when
+several such streams read one dataset: tasks with their own ``augment``). What each task adds to a picture is its kind's
 to say (:data:`SHOWN`, registered from ``mtdsl/kinds/<kind>/train.py``).
 """
 
@@ -97,9 +98,10 @@ def write_prediction_images(
 
     model.eval()
     written = []
+    drawn_streams = [stream for stream in loaders.streams if any(labels[task].dense for task in stream.tasks)]
     for index, stream in enumerate(loaders.streams):
         split = loaders.split_for(index, "test", fallback="val")
-        if split is None or not any(labels[task].dense for task in stream.tasks):
+        if split is None or stream not in drawn_streams:
             continue
         dataset = loaders.splits[index][split]
         picked = dict.fromkeys(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int).tolist())
@@ -119,5 +121,7 @@ def write_prediction_images(
             picture.drawing["title"] = " · ".join(picture.captions) or None
             pixels = _pixels(images[n], mean, std).repeat(zoom, axis=0).repeat(zoom, axis=1)
             drawn.append(draw_predictions(pixels, **picture.drawing))
-        written.append(save_prediction_grid(drawn, out_dir / f"{stream.dataset}.png"))
+        shared = sum(other.dataset == stream.dataset for other in drawn_streams) > 1
+        name = f"{stream.dataset}.{stream.label}" if shared else stream.dataset
+        written.append(save_prediction_grid(drawn, out_dir / f"{name}.png"))
     return written
