@@ -159,11 +159,12 @@ class Letterbox:
         boxed = _NO_BOXES if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         moved = np.clip(boxed * np.array([sx, sy, sx, sy], dtype=np.float32), 0, limits)
         placed = [self._resized_mask(np.asarray(m, dtype=np.uint8), new_w, new_h) for m in given]
+        picture_alone = boxes is None and not given and points is None  # an image-label task's letterbox
         points = _NO_POINTS if points is None else np.asarray(points, dtype=np.float32).reshape(-1, 2)
         spots = points * np.array([sx, sy], dtype=np.float32)
         flipped = (False, False)
 
-        if self._augment is not None and boxes is None and not given:
+        if self._augment is not None and picture_alone:
             with seeded(seed):  # the picture alone: the auto-augment family refuses even an empty box list
                 pixels = self._augment(tv_tensors.Image(pixels)).as_subclass(torch.Tensor)
         elif self._augment is not None:
