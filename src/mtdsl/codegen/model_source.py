@@ -217,11 +217,12 @@ def _forward_lines(plan: ModulePlan, taken: set[str]) -> list[str]:
         arguments = [names[name] for name in step.inputs]
         if step.reads == "maps":
             argument = f"[{', '.join(arguments)}]"
-        elif step.reads == "pyramid":
+        elif step.reads in ("pyramid", "tokens"):
             argument = f"{arguments[0]}, x.shape[-2:]"
         else:
             argument = arguments[0]
-        call = f"{module_access(step.place)}({argument})"
+        method = ".as_map" if step.reads == "tokens" else ""
+        call = f"{module_access(step.place)}{method}({argument})"
         line = f"outputs[{literal(step.task)}] = {call}" if step.task is not None else f"{names[step.node]} = {call}"
         guard = () if set(step.tasks) == all_tasks else tuple(step.tasks)
         if guard and guard != open_guard:

@@ -8,8 +8,9 @@ blocks.2 | blocks.3-4 | blocks.5-6``. These are the model's *stages*.
 
 Which models can be cut is timm's own answer (:func:`read_backbone`): those
 whose ``features_only`` extractor runs their modules in order, whatever the
-family, and vision transformers without class or register tokens, cut between
-blocks (:func:`token_cut`). Any name timm takes works: an architecture, a
+family, and timm's plain vision transformers (``VisionTransformer``: ViT, DeiT,
+DeiT-III, SigLIP, DINOv2, AIMv2, with or without class and register tokens),
+cut between blocks (:func:`token_cut`). Any name timm takes works: an architecture, a
 pretrained tag (``resnet18.a1_in1k``) or a hub name (``hf-hub:…``).
 
 Where timm's classifier reads through more layers than the last feature map
@@ -45,11 +46,12 @@ from mtdsl.graph import backbone_cache
 #: Where a model name names weights elsewhere than timm's registry (``hf-hub:timm/resnet18.a1_in1k``).
 SOURCES = ("hf-hub", "local-dir")
 #: The layouts a cut model's stages may have inside; segments hand on ``NCHW`` maps whatever the layout.
-#: ``NLC`` is a vision transformer's tokens (see :func:`token_cut`).
+#: ``NLC`` is a vision transformer's tokens (see :func:`token_cut`): its segments hand on tokens to the next
+#: segment, and whatever else reads a segment reads its tokens as a map (``TokenSegment.as_map``).
 LAYOUTS = ("NCHW", "NHWC", "NLC")
 TOKENS = "NLC"
 #: What a vision transformer's first segment runs before its first block (``pos_embed`` is a parameter).
-TOKEN_EMBEDDING = ("patch_embed", "pos_embed", "patch_drop", "norm_pre")
+TOKEN_EMBEDDING = ("patch_embed", "cls_token", "reg_token", "pos_embed", "patch_drop", "norm_pre")
 
 #: The segment after the last stage that timm's classifier reads (see the module docstring).
 PRE_LOGITS = "pre_logits"
@@ -198,17 +200,15 @@ def cut(model: Any) -> OrderedDict[str, list[tuple[str, Any]]]:
 
 
 def is_token_model(model: Any) -> bool:
-    """A timm ``VisionTransformer`` whose blocks pass patch tokens only, on a fixed grid: it can be cut between blocks.
+    """A timm ``VisionTransformer``, whose blocks take tokens alone: it can be cut between blocks.
 
-    Class and register tokens (``num_prefix_tokens``) are not part of any map, so a
-    cut would lose them; SigLIP, AIMv2 and ``*_gap`` ViTs have none.
+    Its class and register tokens (``num_prefix_tokens``) are part of no map, so its
+    segments hand on tokens, prefix tokens included; a map is what a reader other
+    than the next segment sees. Subclasses (DeiT's distilled ViT) and other token
+    models (EVA, BEiT: their blocks also take rotary or relative position
+    embeddings) are not.
     """
-    return (
-        type(model).__name__ == "VisionTransformer"
-        and type(model).__module__ == "timm.models.vision_transformer"
-        and model.num_prefix_tokens == 0
-        and not model.dynamic_img_size
-    )
+    return type(model).__name__ == "VisionTransformer" and type(model).__module__ == "timm.models.vision_transformer"
 
 
 def token_cut(model: Any) -> OrderedDict[str, list[str]]:
@@ -216,10 +216,10 @@ def token_cut(model: Any) -> OrderedDict[str, list[str]]:
 
     >>> import timm, torch
     >>> with torch.device("meta"):
-    ...     vit = timm.create_model("vit_base_patch16_siglip_gap_224", depth=3, num_classes=0)
+    ...     vit = timm.create_model("vit_base_patch16_224", depth=3, num_classes=0)
     >>> dict(token_cut(vit))  # doctest: +NORMALIZE_WHITESPACE
-    {'stage1': ['patch_embed', 'pos_embed', 'patch_drop', 'norm_pre', 'blocks.0'], 'stage2': ['blocks.1'],
-     'stage3': ['blocks.2'], 'pre_logits': ['norm']}
+    {'stage1': ['patch_embed', 'cls_token', 'reg_token', 'pos_embed', 'patch_drop', 'norm_pre', 'blocks.0'],
+     'stage2': ['blocks.1'], 'stage3': ['blocks.2'], 'pre_logits': ['norm']}
     """
     taps = [info["module"] for info in model.feature_info]
     names = segment_names(len(taps), model.feature_info[0]["reduction"])
@@ -359,9 +359,10 @@ def read_backbone(model_name: str) -> BackboneInfo:
     A model can be cut when timm's own ``features_only`` extractor runs its
     modules one after another (``FeatureListNet`` and the EfficientNet and
     MobileNet feature classes): then the same modules, grouped at the same
-    taps, are the segments. Models whose extractor calls ``forward_intermediates``
-    (vision transformers: tokens, not a sequence of maps) or hooks one forward
-    pass are refused, with that reason.
+    taps, are the segments; so can timm's ``VisionTransformer``, cut between
+    blocks (:func:`token_cut`). Other models whose extractor calls
+    ``forward_intermediates`` (EVA, BEiT, Swin-like token models) or hooks one
+    forward pass are refused, with that reason.
     """
     import timm
 
@@ -373,9 +374,11 @@ def read_backbone(model_name: str) -> BackboneInfo:
     refusal = _refusal(model_name, model, layout)
     if refusal:
         return BackboneInfo(model_name, model_family, (), layout, refusal, data)
-    if layout == TOKENS:  # the position embedding's grid is fixed, and is what the model was built for
+    if layout == TOKENS:  # the position embedding's grid is what it was built for, unless timm resamples it
         height, width = model.patch_embed.img_size
-        data = replace(data, fixed_input_size=True, input_size=(3, int(height), int(width)))
+        fixed = not model.dynamic_img_size
+        size = (3, int(height), int(width)) if fixed else data.input_size
+        data = replace(data, fixed_input_size=fixed, input_size=size)
     infos = list(model.feature_info)
     if layout == TOKENS:
         groups = token_cut(model)
@@ -516,9 +519,6 @@ def _refusal(model_name: str, model: Any, layout: str) -> str:
     reason = _NOT_SEQUENTIAL.get(type(extractor).__name__)
     if reason and type(extractor).__name__ == "FeatureGetterNet" and is_token_model(model):
         return ""  # cut between blocks: see token_cut
-    if reason and type(model).__name__ == "VisionTransformer" and model.num_prefix_tokens:
-        return (f"its {model.num_prefix_tokens} class/register token(s) are no part of a feature map, so a cut "
-                "between blocks would lose them (ViTs without them can be cut: SigLIP, AIMv2, *_gap)")
     if reason or layout == TOKENS:
         return reason or ""
     try:
