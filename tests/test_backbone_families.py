@@ -19,6 +19,7 @@ import pytest
 import timm
 import torch
 from timm.models import register_model
+from timm.models.eva import _create_eva
 from timm.models.vision_transformer import _create_vision_transformer
 
 from mtdsl.compiler import compile_text
@@ -46,7 +47,8 @@ FAMILIES = {
 }
 #: Models timm reads with forward_intermediates or hooks, and a word of the reason.
 REFUSED = {"test_vit_relpos": "forward_intermediates", "xception41": "hooks",
-           "selecsls42": "stage1 outputs a list, not one map"}
+           "selecsls42": "stage1 outputs a list, not one map", "vit_small_patch16_rope_mixed_224": "rope_mixed",
+           "vit_small_patch16_dinov3": "follows each image's patch grid"}
 
 
 @register_model
@@ -69,12 +71,23 @@ def mtdsl_tiny_vit_registers(pretrained: bool = False, **kwargs) -> torch.nn.Mod
     return _create_vision_transformer("mtdsl_tiny_vit_registers", pretrained=pretrained, **dict(args, **kwargs))
 
 
+@register_model
+def mtdsl_tiny_eva(pretrained: bool = False, **kwargs) -> torch.nn.Module:
+    """An EVA with a class token, a register token and rotary position embeddings (every segment computes them)."""
+    args = dict(img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=2, num_reg_tokens=1,
+                use_rot_pos_emb=True)
+    return _create_eva("mtdsl_tiny_eva", pretrained=pretrained, **dict(args, **kwargs))
+
+
 #: Vision transformers cut between blocks: the tiny ones above, timm's test ViTs (class or register tokens, most
 #: of them with dynamic_img_size) and real ones: SigLIP and *_gap (no prefix tokens), ViT-B and DeiT-III (a class
-#: token, position embeddings without one), DINOv2 with registers (1 + 4 prefix tokens, 14 px patches).
+#: token, position embeddings without one), DINOv2 with registers (1 + 4 prefix tokens, 14 px patches), a hybrid
+#: ResNet-ViT; timm's Eva (rotary position embeddings: a rotary ViT, EVA-02) and Beit (relative position biases).
 TOKEN_MODELS = ["mtdsl_tiny_vit_gap", "mtdsl_tiny_vit_no_pos", "mtdsl_tiny_vit_registers", "test_vit", "test_vit2",
                 "test_vit3", "test_vit4", "vit_base_patch16_siglip_gap_224", "vit_medium_patch16_gap_256",
-                "vit_base_patch16_224", "deit3_small_patch16_224", "vit_small_patch14_reg4_dinov2"]
+                "vit_base_patch16_224", "deit3_small_patch16_224", "vit_small_patch14_reg4_dinov2",
+                "vit_tiny_r_s16_p8_224", "vit_base_patch16_rope_224", "eva02_tiny_patch14_224",
+                "beit_base_patch16_224", "mtdsl_tiny_eva"]
 
 
 def _side(model_name: str) -> int:
@@ -195,9 +208,10 @@ def test_a_vision_transformer_is_read_as_tokens_cut_between_blocks(model_name):
         model = timm.create_model(model_name, num_classes=0)
     info = read_backbone(model_name)
     assert info.layout == "NLC" and not info.refusal
-    assert info.data.fixed_input_size == (not model.dynamic_img_size)  # timm resamples position embeddings
+    resampled = getattr(model, "dynamic_img_size", False)  # timm resamples the position embedding per image
+    assert info.data.fixed_input_size == (not resampled)
     assert [s.name for s in info.stages] == [f"stage{i}" for i in range(1, len(model.blocks) + 1)]
-    assert {s.reduction for s in info.stages} == {model.patch_embed.patch_size[0]}
+    assert {s.reduction for s in info.stages} == {model.patch_embed.feat_ratio()}  # a hybrid's: its CNN's × patch
     body = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(VIT_HEAD))
     assert sum(s.parameters for s in info.segments) == body
 
@@ -205,8 +219,8 @@ def test_a_vision_transformer_is_read_as_tokens_cut_between_blocks(model_name):
 def _tiny(model_name: str) -> torch.nn.Module:
     """The architecture made shallow and narrow, on a 4×4 patch grid (its structure, not its size, is under test)."""
     with torch.device("meta"):
-        patch = timm.create_model(model_name).patch_embed.patch_size[0]
-    return create_timm_model(model_name, depth=3, embed_dim=32, num_heads=2, img_size=4 * patch).eval()
+        stride = timm.create_model(model_name).feature_info[0]["reduction"]  # a hybrid's is its CNN's times its patch
+    return create_timm_model(model_name, depth=3, embed_dim=32, num_heads=2, img_size=4 * stride).eval()
 
 
 @pytest.mark.parametrize("model_name", TOKEN_MODELS)
@@ -273,24 +287,25 @@ def test_a_vision_transformer_with_class_and_register_tokens_reads_from_a_weight
         torch.testing.assert_close(x, model.forward_features(images))
 
 
-def test_a_branch_in_the_middle_of_a_vision_transformer_hands_on_its_prefix_tokens(monkeypatch, tmp_path):
+@pytest.mark.parametrize("model_name", ["mtdsl_tiny_vit_registers", "mtdsl_tiny_eva"])
+def test_a_branch_in_the_middle_of_a_vision_transformer_hands_on_its_prefix_tokens(model_name, monkeypatch, tmp_path):
     """At init a branch is a deep copy, so with the same head it gives the shared path's output, and what its
     head reads is timm's own map: the copied segments got the class and register tokens too. A head tapping a
     segment reads timm's intermediate map."""
     from mtdsl.nn.model import MultiTaskModel
 
     monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
-    compiled = compile_text("""
+    compiled = compile_text(f"""
 model vit
 input 3x64x64
-backbone trunk = timm("mtdsl_tiny_vit_registers")
+backbone trunk = timm("{model_name}")
 dataset d = synthetic()
-task whole: classify(d) { classes = 3 }
-task own: classify(d) { classes = 3; branch = trunk.stage1 }
-task middle: classify(d) { classes = 3; tap = trunk.stage2 }
+task whole: classify(d) {{ classes = 3 }}
+task own: classify(d) {{ classes = 3; branch = trunk.stage1 }}
+task middle: classify(d) {{ classes = 3; tap = trunk.stage2 }}
 """)
     torch.manual_seed(2)
-    vit = create_timm_model("mtdsl_tiny_vit_registers").eval()
+    vit = create_timm_model(model_name).eval()
     model = MultiTaskModel(compiled.graph, backbone_modules={"trunk": segments_of(vit)}).eval()
     model.heads["own"].load_state_dict(model.heads["whole"].state_dict())
     read: dict[str, torch.Tensor] = {}
@@ -301,10 +316,51 @@ task middle: classify(d) { classes = 3; tap = trunk.stage2 }
         outputs = model(images)
         expected = vit.forward_intermediates(images, intermediates_only=True)
         last = vit.forward_intermediates(images, indices=1, norm=True, intermediates_only=True)[-1]
-    assert list(model.branches["own"]) == ["stage2", "stage3", PRE_LOGITS]
+    assert list(model.branches["own"]) == ["stage2", "stage3", PRE_LOGITS][: len(model.backbone["trunk"]) - 1]
     torch.testing.assert_close(outputs["own"], outputs["whole"])
     torch.testing.assert_close(read["own"], last, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(read["middle"], expected[1], rtol=1e-4, atol=1e-5)
+
+
+def test_the_generated_model_of_a_branched_vision_transformer_equals_the_in_memory_one(monkeypatch, tmp_path):
+    """model.py prints the same map views (``.as_map(tokens, x.shape[-2:])``), once per segment, for the tasks
+    that read them."""
+    import importlib.util
+
+    from mtdsl.codegen.model_source import generate_model_source
+
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
+    compiled = compile_text("""
+model vit
+input 3x64x64
+backbone trunk = timm("test_vit3")
+neck pyramid = simple_pyramid(trunk, channels = 16, min_level = 3, max_level = 5)
+dataset d = synthetic()
+task kind: classify(d) { classes = 3 }
+task own: classify(d) { classes = 2; branch = trunk.stage7 }
+task mid: classify(d) { classes = 2; tap = trunk.stage9 }
+task boxes: detect(d) { classes = 2; tap = pyramid }
+""".replace("64x64", "160x160"))
+    source = generate_model_source(compiled.graph)
+    (tmp_path / "model.py").write_text(source)
+    spec = importlib.util.spec_from_file_location("generated_vit", tmp_path / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = compiled.model().eval()
+    generated = module.Model(load_pretrained=False).eval()
+    generated.load_state_dict(model.state_dict())
+    images = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        expected, got = model(images), generated(images)
+    for task in ("kind", "own", "mid"):
+        assert torch.equal(expected[task], got[task])
+    assert all(torch.equal(a, b) for a, b in zip(expected["boxes"], got["boxes"], strict=True))
+    views = sorted(line.strip() for line in source.splitlines() if ".as_map(" in line)  # stage9: head and neck
+    assert views == sorted(["trunk_stage9_map = self.backbone['trunk']['stage9'].as_map(trunk_stage9, x.shape[-2:])",
+                     "own__trunk_pre_logits_map = self.branches['own']['pre_logits'].as_map(own__trunk_pre_logits, "
+                     "x.shape[-2:])",
+                     "trunk_pre_logits_map = self.backbone['trunk']['pre_logits'].as_map(trunk_pre_logits, "
+                     "x.shape[-2:])"])
 
 
 def test_a_vision_transformer_feeds_a_simple_pyramid_and_dense_heads(monkeypatch, tmp_path):

@@ -5,9 +5,10 @@ is timm's metadata, read by the graph stage (:mod:`mtdsl.graph.backbones`,
 whose names are re-exported here); this module builds the segments
 themselves from a real timm model with the same :func:`~mtdsl.graph.backbones.cut`.
 
-timm's vision transformers (:func:`~mtdsl.graph.backbones.token_cut`) are
-cut between blocks: the first segment embeds the patches (class and register
-tokens first, as timm's own ``_pos_embed``), and every segment runs its blocks
+timm's vision transformers (``VisionTransformer``, ``Eva``, ``Beit``;
+:func:`~mtdsl.graph.backbones.token_cut`) are cut between blocks: the first
+segment embeds the patches (class and register tokens first, with timm's own
+``_pos_embed``), and every segment runs its blocks
 on tokens and hands on tokens, so the prefix tokens reach every block as in
 timm's forward pass. What a neck or a head reads is the segment's map
 (:meth:`TokenSegment.as_map`: the patch tokens on the patch grid, as timm's
@@ -48,6 +49,7 @@ from mtdsl.graph.backbones import (
     is_token_model,
     known_models,
     segment_names,
+    token_class,
     token_cut,
 )
 
@@ -113,6 +115,58 @@ class TokenEmbedding(nn.Module):
         return self.norm_pre(self.patch_drop(x))  # type: ignore[operator]  # modules, typed as attributes
 
 
+class EvaEmbedding(TokenEmbedding):
+    """EVA's embedding: timm's ``Eva._pos_embed`` without its rotary part, which each segment computes itself.
+
+    (The graph stage refuses an EVA that drops patches, so there is no ``patch_drop`` to run.)
+    """
+
+    def __init__(self, eva: Any) -> None:
+        nn.Module.__init__(self)
+        self.patch_embed = eva.patch_embed
+        self.cls_token = eva.cls_token
+        self.reg_token = eva.reg_token
+        self.pos_embed = eva.pos_embed
+        self.pos_drop = eva.pos_drop
+        self.norm_pre = eva.norm_pre
+        self.patch_drop = None
+        self.rope = None
+        self.num_prefix_tokens = eva.num_prefix_tokens
+        self.no_embed_class = eva.no_embed_class
+        self.dynamic_img_size = eva.dynamic_img_size
+        self._pos_embed_of = type(eva)._pos_embed
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x, _ = self._pos_embed_of(self, self.patch_embed(images))
+        return self.norm_pre(x)  # type: ignore[operator]  # a module, typed as an attribute
+
+
+class BeitEmbedding(nn.Module):
+    """BEiT's embedding, as its ``forward_features`` writes it: the class token, then the position embedding."""
+
+    def __init__(self, beit: Any) -> None:
+        super().__init__()
+        self.patch_embed = beit.patch_embed
+        self.cls_token = beit.cls_token
+        self.pos_embed = beit.pos_embed
+        self.pos_drop = beit.pos_drop
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(images)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        return self.pos_drop(x)  # type: ignore[operator]  # a module, typed as an attribute
+
+
+#: The embedding of each timm class cut between blocks (see :data:`~mtdsl.graph.backbones.TOKEN_EMBEDDINGS`).
+EMBEDDINGS: dict[str, type[nn.Module]] = {
+    "timm.models.vision_transformer.VisionTransformer": TokenEmbedding,
+    "timm.models.eva.Eva": EvaEmbedding,
+    "timm.models.beit.Beit": BeitEmbedding,
+}
+
+
 class TokenSegment(nn.Sequential):
     """Blocks of a vision transformer: tokens ``(N, P + H*W, C)`` in and out (images in, for the first segment).
 
@@ -148,18 +202,48 @@ class TokenSegment(nn.Sequential):
         return f"prefix_tokens={self.prefix_tokens}, patch_size={self.patch_size}"
 
 
+class RotaryTokenSegment(TokenSegment):
+    """EVA's blocks, which also take the rotary position embedding of the (fixed) patch grid.
+
+    ``rope`` is the model's one rotary module, in every segment (and copied into a branch);
+    it holds no weights and no state-dict entries, only buffers it computes.
+    """
+
+    def __init__(self, modules: OrderedDict[str, nn.Module], rope: nn.Module, prefix_tokens: int,
+                 patch_size: tuple[int, int], fixed_grid: tuple[int, int]) -> None:
+        super().__init__(modules, prefix_tokens, patch_size, fixed_grid)
+        self.rope = rope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rope: Any = self.rope
+        embedding = rope.get_embed() if hasattr(rope, "feat_shape") else rope.get_embed(shape=self.fixed_grid)
+        for name, module in self.named_children():
+            if name.startswith("blocks_"):
+                x = module(x, rope=embedding)
+            elif name != "rope":
+                x = module(x)
+        return x
+
+
 def token_segments_of(vit: Any) -> nn.ModuleDict:
     """A vision transformer cut between blocks (see :func:`~mtdsl.graph.backbones.token_cut`)."""
     patch_size = tuple(vit.patch_embed.patch_size)
-    fixed_grid = None if vit.dynamic_img_size else tuple(vit.patch_embed.grid_size)
+    fixed_grid = None if getattr(vit, "dynamic_img_size", False) else tuple(vit.patch_embed.grid_size)
     padded = bool(getattr(vit.patch_embed, "dynamic_img_pad", False))
+    rope = getattr(vit, "rope", None)
+    embedding = EMBEDDINGS[token_class(vit)]
     segments = nn.ModuleDict()
     for index, (segment, names) in enumerate(token_cut(vit).items()):
-        modules: list[tuple[str, nn.Module]] = [("embed", TokenEmbedding(vit))] if index == 0 else []
+        modules: list[tuple[str, nn.Module]] = [("embed", embedding(vit))] if index == 0 else []
         modules += [(name.replace(".", "_"), vit.get_submodule(name)) for name in names if name.startswith("blocks.")]
         if segment == PRE_LOGITS:
             modules.append(("norm", vit.norm))
-        segments[segment] = TokenSegment(OrderedDict(modules), vit.num_prefix_tokens, patch_size, fixed_grid, padded)
+        if rope is not None and fixed_grid is not None:
+            segments[segment] = RotaryTokenSegment(OrderedDict(modules), rope, vit.num_prefix_tokens, patch_size,
+                                                   fixed_grid)
+        else:
+            segments[segment] = TokenSegment(OrderedDict(modules), vit.num_prefix_tokens, patch_size, fixed_grid,
+                                             padded)
     return segments
 
 
