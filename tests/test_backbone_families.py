@@ -250,6 +250,14 @@ def test_a_vision_transformer_cut_outputs_timms_intermediates(model_name):
         torch.testing.assert_close(maps[-1], last, rtol=1e-4, atol=1e-5)
 
 
+def test_a_vision_transformer_that_drops_patches_is_refused():
+    from mtdsl.graph.backbones import _token_refusal
+
+    with torch.device("meta"):
+        assert _token_refusal(timm.create_model("test_vit3")) == ""
+        assert "drops patches" in _token_refusal(timm.create_model("test_vit3", patch_drop_rate=0.5))
+
+
 @pytest.mark.parametrize("model_name", ["test_vit", "mtdsl_tiny_vit_registers", "vit_small_patch14_reg4_dinov2"])
 def test_a_vision_transformers_segments_hold_timms_weights_once_each(model_name):
     """Every weight of timm's model but its head, once, the same tensors (pretrained weights load through timm)."""

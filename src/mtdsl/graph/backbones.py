@@ -226,19 +226,20 @@ def is_token_model(model: Any) -> bool:
 def _token_refusal(model: Any) -> str:
     """Why a vision transformer cannot be cut between blocks, or ``""``.
 
+    A model that drops patches while training hands on tokens on no patch grid.
     EVA's blocks take rotary position embeddings, which each segment computes
-    from the model's ``rope`` module for the patch grid: that grid must be fixed,
-    the embeddings the same for every block, and no patch dropped. BEiT's blocks
-    may share one relative position bias, computed once per forward pass.
+    from the model's ``rope`` module for the patch grid: that grid must be fixed
+    and the embeddings the same for every block. BEiT's blocks may share one
+    relative position bias, computed once per forward pass.
     """
+    if type(getattr(model, "patch_drop", None)).__name__ not in ("Identity", "NoneType"):
+        return "it drops patches while training (patch_drop_rate), so its tokens lie on no patch grid"
     if token_class(model) == "timm.models.eva.Eva":
         if model.rope is not None and model.dynamic_img_size:
             return ("its rotary position embedding follows each image's patch grid (dynamic_img_size), which "
                     "no segment after the first sees")
         if getattr(model, "rope_mixed", False):
             return "its rotary position embedding differs per block (rope_mixed), so it is no input of a segment"
-        if model.patch_drop is not None:
-            return "it drops patches (patch_drop_rate), and with them rotary embeddings, once before its blocks"
     if token_class(model) == "timm.models.beit.Beit" and model.rel_pos_bias is not None:
         return "its blocks share one relative position bias, computed once per forward pass before them"
     return ""
