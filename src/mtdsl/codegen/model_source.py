@@ -14,6 +14,11 @@ Example output for two tasks, ``b`` branching at ``stage3``::
         trunk_stage4 = self.backbone['trunk']['stage4'](trunk_stage3)
         outputs['a'] = self.heads['a'](trunk_stage4)
 
+A vision transformer's segment that a neck or a head reads is first seen as a
+map, once (:mod:`mtdsl.nn.plan`)::
+
+    trunk_stage12_map = self.backbone['trunk']['stage12'].as_map(trunk_stage12, x.shape[-2:])
+
 Names from the spec never become Python syntax of their own: modules are
 reached by item (``self.heads['a']``), values are written by
 :func:`~mtdsl.codegen.literal.literal`, and each node's local variable is

@@ -248,7 +248,8 @@ def token_segments_of(vit: Any) -> nn.ModuleDict:
 
 
 def segments_of(model: nn.Module, keep: Sequence[str] | None = None) -> nn.ModuleDict:
-    """Cut a full timm model into an ``nn.ModuleDict`` of ``nn.Sequential`` segments that hand on ``NCHW`` maps.
+    """Cut a full timm model into an ``nn.ModuleDict`` of ``nn.Sequential`` segments that hand on ``NCHW`` maps
+    (a vision transformer's hand on tokens: :class:`TokenSegment`).
 
     ``keep``: the segments the graph stage found (``backbone_info(name).names``); a ``pre_logits`` it
     dropped, because the layers after the last stage do not run in order, is left out.
