@@ -15,9 +15,13 @@ with the reason, by every name.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import timm
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from timm.models import register_model
 from timm.models.eva import _create_eva
 from timm.models.vision_transformer import _create_vision_transformer
@@ -248,6 +252,26 @@ def test_a_vision_transformer_cut_outputs_timms_intermediates(model_name):
     if has_norm:  # pre_logits is timm's forward_intermediates(norm=True) of the last block
         last = model.forward_intermediates(images, indices=1, norm=True, intermediates_only=True)[-1]
         torch.testing.assert_close(maps[-1], last, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 300), width=st.integers(1, 300), patch=st.tuples(st.integers(1, 32), st.integers(1, 32)),
+       padded=st.booleans(), prefix=st.integers(0, 5))
+def test_a_token_segments_map_is_timms_on_timms_patch_grid(height, width, patch, padded, prefix):
+    """The grid is timm's ``PatchEmbed.dynamic_feat_size``; the map is ``forward_intermediates``' reshape."""
+    from types import SimpleNamespace
+
+    from timm.layers import PatchEmbed
+
+    from mtdsl.nn.backbone import TokenSegment
+
+    segment = TokenSegment(OrderedDict(), prefix, patch, padded=padded)
+    grid = PatchEmbed.dynamic_feat_size(SimpleNamespace(patch_size=patch, dynamic_img_pad=padded), (height, width))
+    assert segment.grid((height, width)) == grid
+    if grid[0] * grid[1] and grid[0] * grid[1] <= 4096:
+        tokens = torch.randn(2, prefix + grid[0] * grid[1], 3)
+        timms = tokens[:, prefix:].reshape(2, *grid, 3).permute(0, 3, 1, 2)
+        assert torch.equal(segment.as_map(tokens, (height, width)), timms)
 
 
 def test_a_vision_transformer_that_drops_patches_is_refused():
