@@ -75,8 +75,8 @@ def _compare(model: torch.nn.Module, info: BackboneInfo, images: torch.Tensor) -
             model.forward_features(images)
             x, outputs = images, []
             for segment in segments_of(model, info.names).values():
-                x = segment(x)
-                outputs.append(x)
+                x = segment(x)  # a ViT's segments hand on tokens: what a neck or head reads is their map
+                outputs.append(segment.as_map(x, images.shape[-2:]) if info.layout == "NLC" else x)
     except Exception as error:  # a model that fails to run at this size: the sweep reports it
         first = (str(error).splitlines() or [""])[0][:80]
         return f"failed to run: {type(error).__name__}: {first}"

@@ -6,21 +6,28 @@ size where timm fixes it), CPU. For each, the oracle is timm itself: every
 segment's output is the feature map timm's forward pass produces at that tap
 (read with forward hooks on ``forward_features``), in ``NCHW`` whatever the
 model's layout, with the channels and stride the metadata promised; a
-two-task spec that branches after ``stage2`` compiles and runs. Models timm
-reads another way (``forward_intermediates``, hooks) are refused with the
-reason, by every name.
+two-task spec that branches after ``stage2`` compiles and runs. timm's
+vision transformers, class and register tokens included, are cut between
+blocks: every map a reader sees is timm's ``forward_intermediates``. Other
+models timm reads another way (``forward_intermediates``, hooks) are refused
+with the reason, by every name.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import timm
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from timm.models import register_model
+from timm.models.eva import _create_eva
 from timm.models.vision_transformer import _create_vision_transformer
 
 from mtdsl.compiler import compile_text
-from mtdsl.errors import BackboneError
+from mtdsl.errors import BackboneError, MtdslError, SpecValueError
 from mtdsl.graph.backbones import PRE_LOGITS, backbone_info, data_config, read_backbone
 from mtdsl.nn.backbone import create_timm_model, segments_of
 
@@ -43,8 +50,9 @@ FAMILIES = {
     "lowformer (head layers after the last stage: no pre_logits)": "lowformer_b0",
 }
 #: Models timm reads with forward_intermediates or hooks, and a word of the reason.
-REFUSED = {"test_vit": "class/register token", "test_vit_relpos": "forward_intermediates", "xception41": "hooks",
-           "selecsls42": "stage1 outputs a list, not one map"}
+REFUSED = {"test_vit_relpos": "forward_intermediates", "xception41": "hooks",
+           "selecsls42": "stage1 outputs a list, not one map", "vit_small_patch16_rope_mixed_224": "rope_mixed",
+           "vit_small_patch16_dinov3": "follows each image's patch grid"}
 
 
 @register_model
@@ -60,9 +68,30 @@ def mtdsl_tiny_vit_no_pos(pretrained: bool = False, **kwargs) -> torch.nn.Module
     return mtdsl_tiny_vit_gap(pretrained=pretrained, **dict(dict(pos_embed="none"), **kwargs))
 
 
-#: Vision transformers cut between blocks: the tiny ones above, and the smallest real SigLIP and *_gap ones.
-TOKEN_MODELS = ["mtdsl_tiny_vit_gap", "mtdsl_tiny_vit_no_pos", "vit_base_patch16_siglip_gap_224",
-                "vit_medium_patch16_gap_256"]
+@register_model
+def mtdsl_tiny_vit_registers(pretrained: bool = False, **kwargs) -> torch.nn.Module:
+    """A ViT with a class token and two register tokens, each segment's blocks attending to them."""
+    args = dict(img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=2, reg_tokens=2)
+    return _create_vision_transformer("mtdsl_tiny_vit_registers", pretrained=pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def mtdsl_tiny_eva(pretrained: bool = False, **kwargs) -> torch.nn.Module:
+    """An EVA with a class token, a register token and rotary position embeddings (every segment computes them)."""
+    args = dict(img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=2, num_reg_tokens=1,
+                use_rot_pos_emb=True)
+    return _create_eva("mtdsl_tiny_eva", pretrained=pretrained, **dict(args, **kwargs))
+
+
+#: Vision transformers cut between blocks: the tiny ones above, timm's test ViTs (class or register tokens, most
+#: of them with dynamic_img_size) and real ones: SigLIP and *_gap (no prefix tokens), ViT-B and DeiT-III (a class
+#: token, position embeddings without one), DINOv2 with registers (1 + 4 prefix tokens, 14 px patches), a hybrid
+#: ResNet-ViT; timm's Eva (rotary position embeddings: a rotary ViT, EVA-02) and Beit (relative position biases).
+TOKEN_MODELS = ["mtdsl_tiny_vit_gap", "mtdsl_tiny_vit_no_pos", "mtdsl_tiny_vit_registers", "test_vit", "test_vit2",
+                "test_vit3", "test_vit4", "vit_base_patch16_siglip_gap_224", "vit_medium_patch16_gap_256",
+                "vit_base_patch16_224", "deit3_small_patch16_224", "vit_small_patch14_reg4_dinov2",
+                "vit_tiny_r_s16_p8_224", "vit_base_patch16_rope_224", "eva02_tiny_patch14_224",
+                "beit_base_patch16_224", "mtdsl_tiny_eva"]
 
 
 def _side(model_name: str) -> int:
@@ -182,33 +211,229 @@ def test_a_vision_transformer_is_read_as_tokens_cut_between_blocks(model_name):
     with torch.device("meta"):
         model = timm.create_model(model_name, num_classes=0)
     info = read_backbone(model_name)
-    assert info.layout == "NLC" and not info.refusal and info.data.fixed_input_size
+    assert info.layout == "NLC" and not info.refusal
+    resampled = getattr(model, "dynamic_img_size", False)  # timm resamples the position embedding per image
+    assert info.data.fixed_input_size == (not resampled)
     assert [s.name for s in info.stages] == [f"stage{i}" for i in range(1, len(model.blocks) + 1)]
-    assert {s.reduction for s in info.stages} == {model.patch_embed.patch_size[0]}
+    assert {s.reduction for s in info.stages} == {model.patch_embed.feat_ratio()}  # a hybrid's: its CNN's × patch
     body = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(VIT_HEAD))
     assert sum(s.parameters for s in info.segments) == body
 
 
+def _tiny(model_name: str) -> torch.nn.Module:
+    """The architecture made shallow and narrow, on a 4×4 patch grid (its structure, not its size, is under test)."""
+    with torch.device("meta"):
+        stride = timm.create_model(model_name).feature_info[0]["reduction"]  # a hybrid's is its CNN's times its patch
+    return create_timm_model(model_name, depth=3, embed_dim=32, num_heads=2, img_size=4 * stride).eval()
+
+
 @pytest.mark.parametrize("model_name", TOKEN_MODELS)
 def test_a_vision_transformer_cut_outputs_timms_intermediates(model_name):
-    """The real architectures, made shallow and narrow (their structure, not their size, is under test)."""
     torch.manual_seed(0)
-    model = create_timm_model(model_name, depth=3, embed_dim=32, num_heads=2, img_size=64).eval()
-    images = torch.randn(2, 3, 64, 64)
+    model = _tiny(model_name)
+    side = model.patch_embed.img_size[0]
+    images = torch.randn(2, 3, side, side)
     with torch.no_grad():
         expected = model.forward_intermediates(images, intermediates_only=True)
         features = model.forward_features(images)
-        x, outputs = images, []
+        x, tokens, maps = images, [], []
         segments = segments_of(model)
         for segment in segments.values():
             x = segment(x)
-            outputs.append(x)
+            tokens.append(x)
+            maps.append(segment.as_map(x, images.shape[-2:]))
     has_norm = any(True for _ in model.norm.parameters())  # a *_gap ViT normalises after pooling, in the head
     assert list(segments) == ["stage1", "stage2", "stage3"] + [PRE_LOGITS] * has_norm
-    for got, want in zip(outputs, expected, strict=False):
+    assert all(t.shape == (2, model.num_prefix_tokens + 16, 32) for t in tokens)  # prefix tokens are handed on
+    for got, want in zip(maps, expected, strict=False):
         assert got.shape == want.shape == (2, 32, 4, 4)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(outputs[-1].flatten(2).transpose(1, 2), features, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(tokens[-1], features, rtol=1e-4, atol=1e-5)
+    if has_norm:  # pre_logits is timm's forward_intermediates(norm=True) of the last block
+        last = model.forward_intermediates(images, indices=1, norm=True, intermediates_only=True)[-1]
+        torch.testing.assert_close(maps[-1], last, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 300), width=st.integers(1, 300), patch=st.tuples(st.integers(1, 32), st.integers(1, 32)),
+       padded=st.booleans(), prefix=st.integers(0, 5))
+def test_a_token_segments_map_is_timms_on_timms_patch_grid(height, width, patch, padded, prefix):
+    """The grid is timm's ``PatchEmbed.dynamic_feat_size``; the map is ``forward_intermediates``' reshape."""
+    from types import SimpleNamespace
+
+    from timm.layers import PatchEmbed
+
+    from mtdsl.nn.backbone import TokenSegment
+
+    segment = TokenSegment(OrderedDict(), prefix, patch, padded=padded)
+    grid = PatchEmbed.dynamic_feat_size(SimpleNamespace(patch_size=patch, dynamic_img_pad=padded), (height, width))
+    assert segment.grid((height, width)) == grid
+    if grid[0] * grid[1] and grid[0] * grid[1] <= 4096:
+        tokens = torch.randn(2, prefix + grid[0] * grid[1], 3)
+        timms = tokens[:, prefix:].reshape(2, *grid, 3).permute(0, 3, 1, 2)
+        assert torch.equal(segment.as_map(tokens, (height, width)), timms)
+
+
+def test_a_vision_transformer_that_drops_patches_is_refused():
+    from mtdsl.graph.backbones import _token_refusal
+
+    with torch.device("meta"):
+        assert _token_refusal(timm.create_model("test_vit3")) == ""
+        assert "drops patches" in _token_refusal(timm.create_model("test_vit3", patch_drop_rate=0.5))
+
+
+@pytest.mark.parametrize("model_name", ["test_vit", "mtdsl_tiny_vit_registers", "vit_small_patch14_reg4_dinov2"])
+def test_a_vision_transformers_segments_hold_timms_weights_once_each(model_name):
+    """Every weight of timm's model but its head, once, the same tensors (pretrained weights load through timm)."""
+    model = _tiny(model_name)
+    segments = segments_of(model)
+    body = {name: p for name, p in model.named_parameters() if not name.startswith(VIT_HEAD)}
+    held = list(segments.parameters())
+    assert len(held) == len(body) and {id(p) for p in held} == {id(p) for p in body.values()}
+    timm_keys = {key for key in model.state_dict() if not key.startswith(VIT_HEAD)}
+    assert sorted(_timm_key(key) for key in segments.state_dict()) == sorted(timm_keys)
+
+
+def _timm_key(key: str) -> str:
+    """A segment's state-dict key as timm's: ``stage1.embed.cls_token`` → ``cls_token``, ``stage2.blocks_1.…`` →
+    ``blocks.1.…``, ``pre_logits.norm.…`` → ``norm.…``."""
+    part, _, rest = key.split(".", 1)[1].removeprefix("embed.").partition(".")
+    if part.startswith("blocks_"):
+        return f"blocks.{part.removeprefix('blocks_')}.{rest}"
+    return f"{part}.{rest}".rstrip(".")
+
+
+def test_a_vision_transformer_with_class_and_register_tokens_reads_from_a_weights_file(monkeypatch, tmp_path):
+    from mtdsl.nn.pretrained import pretrained_segments
+
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
+    torch.manual_seed(1)
+    model = create_timm_model("mtdsl_tiny_vit_registers").eval()
+    torch.save(model.state_dict(), tmp_path / "vit.pth")
+    segments = pretrained_segments("mtdsl_tiny_vit_registers", str(tmp_path / "vit.pth")).eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        x = images
+        for segment in segments.values():
+            x = segment(x)
+        torch.testing.assert_close(x, model.forward_features(images))
+
+
+@pytest.mark.parametrize("model_name", ["mtdsl_tiny_vit_registers", "mtdsl_tiny_eva"])
+def test_a_branch_in_the_middle_of_a_vision_transformer_hands_on_its_prefix_tokens(model_name, monkeypatch, tmp_path):
+    """At init a branch is a deep copy, so with the same head it gives the shared path's output, and what its
+    head reads is timm's own map: the copied segments got the class and register tokens too. A head tapping a
+    segment reads timm's intermediate map."""
+    from mtdsl.nn.model import MultiTaskModel
+
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
+    compiled = compile_text(f"""
+model vit
+input 3x64x64
+backbone trunk = timm("{model_name}")
+dataset d = synthetic()
+task whole: classify(d) {{ classes = 3 }}
+task own: classify(d) {{ classes = 3; branch = trunk.stage1 }}
+task middle: classify(d) {{ classes = 3; tap = trunk.stage2 }}
+""")
+    torch.manual_seed(2)
+    vit = create_timm_model(model_name).eval()
+    model = MultiTaskModel(compiled.graph, backbone_modules={"trunk": segments_of(vit)}).eval()
+    model.heads["own"].load_state_dict(model.heads["whole"].state_dict())
+    read: dict[str, torch.Tensor] = {}
+    for task in ("own", "middle"):
+        model.heads[task].register_forward_pre_hook(lambda _module, inputs, task=task: read.update({task: inputs[0]}))
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        outputs = model(images)
+        expected = vit.forward_intermediates(images, intermediates_only=True)
+        last = vit.forward_intermediates(images, indices=1, norm=True, intermediates_only=True)[-1]
+    assert list(model.branches["own"]) == ["stage2", "stage3", PRE_LOGITS][: len(model.backbone["trunk"]) - 1]
+    torch.testing.assert_close(outputs["own"], outputs["whole"])
+    torch.testing.assert_close(read["own"], last, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(read["middle"], expected[1], rtol=1e-4, atol=1e-5)
+
+
+def test_the_generated_model_of_a_branched_vision_transformer_equals_the_in_memory_one(monkeypatch, tmp_path):
+    """model.py prints the same map views (``.as_map(tokens, x.shape[-2:])``), once per segment, for the tasks
+    that read them."""
+    import importlib.util
+
+    from mtdsl.codegen.model_source import generate_model_source
+
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
+    compiled = compile_text("""
+model vit
+input 3x64x64
+backbone trunk = timm("test_vit3")
+neck pyramid = simple_pyramid(trunk, channels = 16, min_level = 3, max_level = 5)
+dataset d = synthetic()
+task kind: classify(d) { classes = 3 }
+task own: classify(d) { classes = 2; branch = trunk.stage7 }
+task mid: classify(d) { classes = 2; tap = trunk.stage9 }
+task boxes: detect(d) { classes = 2; tap = pyramid }
+""".replace("64x64", "160x160"))
+    source = generate_model_source(compiled.graph)
+    (tmp_path / "model.py").write_text(source)
+    spec = importlib.util.spec_from_file_location("generated_vit", tmp_path / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = compiled.model().eval()
+    generated = module.Model(load_pretrained=False).eval()
+    generated.load_state_dict(model.state_dict())
+    images = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        expected, got = model(images), generated(images)
+    for task in ("kind", "own", "mid"):
+        assert torch.equal(expected[task], got[task])
+    assert all(torch.equal(a, b) for a, b in zip(expected["boxes"], got["boxes"], strict=True))
+    views = sorted(line.strip() for line in source.splitlines() if ".as_map(" in line)  # stage9: head and neck
+    assert views == sorted(["trunk_stage9_map = self.backbone['trunk']['stage9'].as_map(trunk_stage9, x.shape[-2:])",
+                     "own__trunk_pre_logits_map = self.branches['own']['pre_logits'].as_map(own__trunk_pre_logits, "
+                     "x.shape[-2:])",
+                     "trunk_pre_logits_map = self.backbone['trunk']['pre_logits'].as_map(trunk_pre_logits, "
+                     "x.shape[-2:])"])
+
+
+def test_a_vision_transformer_feeds_a_simple_pyramid_and_dense_heads(monkeypatch, tmp_path):
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
+    compiled = compile_text("""
+model vitdet
+input 3x64x64
+backbone trunk = timm("mtdsl_tiny_vit_registers")
+neck pyramid = simple_pyramid(trunk, channels = 16, min_level = 3, max_level = 6)
+dataset d = synthetic()
+task boxes: detect(d) { classes = 2; tap = pyramid }
+task road: segment(d) { classes = 3; tap = pyramid }
+""")
+    model = compiled.model()
+    outputs = model(torch.randn(2, 3, 64, 64))
+    logits, deltas = outputs["boxes"]
+    assert logits.shape[:2] == deltas.shape[:2] and logits.shape[0] == 2 and outputs["road"].shape == (2, 3, 64, 64)
+    (logits.sum() + deltas.sum() + outputs["road"].sum()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    neck = next(data for _, data in compiled.graph.nodes(data=True) if data["kind"] == "neck")
+    assert neck["inputs"] == ["trunk.stage3"] and neck["in_strides"] == [16]
+
+
+def test_a_top_down_pyramid_on_a_plain_vision_transformer_suggests_the_simple_pyramid(monkeypatch, tmp_path):
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
+    text = 'model m\ninput 3x64x64\nbackbone trunk = timm("mtdsl_tiny_vit_registers")\n' \
+           "neck pyramid = fpn(trunk, channels = 16)\ndataset d = synthetic()\n" \
+           "task boxes: detect(d) { classes = 2; tap = pyramid }\n"
+    with pytest.raises(SpecValueError, match="maps at stride 16 only") as caught:
+        compile_text(text, "vit.mtl")
+    assert caught.value.span.line == 4
+    assert "neck pyramid = simple_pyramid(trunk, channels = 16, min_level = 3" in caught.value.hint
+
+
+def test_a_simple_pyramid_needs_a_power_of_two_stride(monkeypatch, tmp_path):
+    text = 'model m\ninput 3x224x224\nbackbone trunk = timm("vit_small_patch14_reg4_dinov2")\n' \
+           "neck pyramid = simple_pyramid(trunk)\ndataset d = synthetic()\n" \
+           "task boxes: detect(d) { classes = 2; tap = pyramid }\n"
+    with pytest.raises(SpecValueError, match="stride 14: no power of two") as caught:
+        compile_text(text.replace("224x224", "518x518"), "dino.mtl")
+    assert caught.value.span.line == 4
 
 
 def test_a_vision_transformer_branches_trains_and_feeds_a_neck(monkeypatch, tmp_path):
@@ -247,11 +472,13 @@ def test_the_backbones_command_lists_segments_and_with_all_the_refusals(capsys):
     lines = {line.split()[0]: line for line in listed.out.splitlines()}
     info = backbone_info("test_convnext")
     assert lines["test_convnext"].endswith("  ".join(f"{s.name} {s.channels}/{s.reduction}" for s in info.segments))
-    assert "test_vit" not in lines and "refused (--all lists them" in listed.err
-    assert "(NHWC inside)" in lines["test_mambaout"]
+    assert "test_vit_relpos" not in lines and "refused (--all lists them" in listed.err
+    assert "(NHWC inside)" in lines["test_mambaout"] and "(NLC inside)" in lines["test_vit"]
     assert main(["backbones", "test_vit*", "--all"]) == 0
-    refused = capsys.readouterr().out.splitlines()
-    assert len(refused) == len(timm.list_models("test_vit*"))
+    listed_all = capsys.readouterr().out.splitlines()
+    assert len(listed_all) == len(timm.list_models("test_vit*"))
+    refused = [line for line in listed_all if "refused: " in line]
+    assert [line.split()[0] for line in refused] == ["test_vit_relpos"]
     assert all(f"refused: {read_backbone(line.split()[0]).refusal}" in line for line in refused)
 
 
@@ -322,7 +549,7 @@ def test_the_backbones_page_examples_compile_and_its_error_is_shown_as_printed()
     errors = [(body, blocks[i + 1][1]) for i, (tag, body) in enumerate(blocks) if tag == "mtl-error"]
     assert errors
     for body, shown in errors:
-        with pytest.raises(BackboneError) as caught:
+        with pytest.raises(MtdslError) as caught:
             build_graph(load_text(body, "s.mtl"))
         assert caught.value.render() == shown.rstrip("\n")
 

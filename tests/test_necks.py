@@ -9,7 +9,17 @@ import torch
 
 from mtdsl.nn.backbone import backbone_info, timm_segments
 from mtdsl.nn.heads.dense import DetectionHead, SegmentationHead, efficientdet_scaling, flatten_levels
-from mtdsl.nn.necks import FPN, BiFPN, Fusion, FusionNode, bifpn_wiring, fpn_wiring, output_offsets, pyramid_inputs
+from mtdsl.nn.necks import (
+    FPN,
+    BiFPN,
+    Fusion,
+    FusionNode,
+    SimplePyramid,
+    bifpn_wiring,
+    fpn_wiring,
+    output_offsets,
+    pyramid_inputs,
+)
 from mtdsl.nn.necks.wiring import check_wiring
 
 # efficientnet_b0's maps (stem, stage1 … stage4), as backbone_info reports them.
@@ -216,3 +226,34 @@ def test_efficientdet_scaling():
     assert table[7]["backbone"] == "efficientnet_b6"
     with pytest.raises(ValueError, match="D0–D7"):
         efficientdet_scaling(8)
+
+
+# ------------------------------------------------------------------ simple_pyramid (ViTDet)
+
+
+@pytest.mark.parametrize("min_level, max_level", [(2, 6), (3, 6), (4, 5), (5, 7), (6, 6)])
+def test_simple_pyramid_makes_every_level_from_one_map(min_level, max_level):
+    neck = SimplePyramid([32], [16], channels=8, min_level=min_level, max_level=max_level)
+    pyramid = neck(maps([32], [16], size=128))
+    assert [tuple(p.shape) for p in pyramid] == [(2, 8, 128 // 2**level, 128 // 2**level) for level in neck.levels]
+    assert neck.strides == [2**level for level in range(min_level, max_level + 1)]
+    assert all(torch.isfinite(p).all() for p in pyramid)
+
+
+def test_simple_pyramid_is_vitdets_layers():
+    """Scale 4: deconv, LN, GELU, deconv (halving the width twice); 2: one deconv; 1: none; 1/2: a 2×2 max-pool;
+    each then a 1×1 and a 3×3 conv without bias, each with a LayerNorm; P6 a stride-2 pool of P5 (LastLevelMaxPool)."""
+    neck = SimplePyramid([64], [16], channels=16, min_level=2, max_level=6)
+    kinds = [[type(layer).__name__ for layer in scale] for scale in neck.scales]
+    tail = ["Conv2d", "LayerNorm2d", "Conv2d", "LayerNorm2d"]
+    assert kinds == [["ConvTranspose2d", "LayerNorm2d", "GELU", "ConvTranspose2d", *tail],
+                     ["ConvTranspose2d", *tail], tail, ["MaxPool2d", *tail]]
+    assert [m.out_channels for m in neck.scales[0] if isinstance(m, torch.nn.ConvTranspose2d)] == [32, 16]
+    assert neck.extra_levels == 1
+    pyramid = neck([torch.randn(1, 64, 4, 4)])
+    assert torch.equal(pyramid[4], pyramid[3][..., ::2, ::2])
+
+
+def test_simple_pyramid_refuses_a_stride_that_is_no_power_of_two():
+    with pytest.raises(ValueError, match="power-of-two stride, got stride 14"):
+        SimplePyramid([32], [14])

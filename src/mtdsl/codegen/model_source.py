@@ -14,6 +14,11 @@ Example output for two tasks, ``b`` branching at ``stage3``::
         trunk_stage4 = self.backbone['trunk']['stage4'](trunk_stage3)
         outputs['a'] = self.heads['a'](trunk_stage4)
 
+A vision transformer's segment that a neck or a head reads is first seen as a
+map, once (:mod:`mtdsl.nn.plan`)::
+
+    trunk_stage12_map = self.backbone['trunk']['stage12'].as_map(trunk_stage12, x.shape[-2:])
+
 Names from the spec never become Python syntax of their own: modules are
 reached by item (``self.heads['a']``), values are written by
 :func:`~mtdsl.codegen.literal.literal`, and each node's local variable is
@@ -218,11 +223,12 @@ def _forward_lines(plan: ModulePlan, taken: AbstractSet[str]) -> list[str]:
         arguments = [names[name] for name in step.inputs]
         if step.reads == "maps":
             argument = f"[{', '.join(arguments)}]"
-        elif step.reads == "pyramid":
+        elif step.reads in ("pyramid", "tokens"):
             argument = f"{arguments[0]}, x.shape[-2:]"
         else:
             argument = arguments[0]
-        call = f"{module_access(step.place)}({argument})"
+        method = ".as_map" if step.reads == "tokens" else ""
+        call = f"{module_access(step.place)}{method}({argument})"
         line = f"outputs[{literal(step.task)}] = {call}" if step.task is not None else f"{names[step.node]} = {call}"
         guard = () if set(step.tasks) == all_tasks else tuple(step.tasks)
         if guard and guard != open_guard:

@@ -8,8 +8,10 @@ blocks.2 | blocks.3-4 | blocks.5-6``. These are the model's *stages*.
 
 Which models can be cut is timm's own answer (:func:`read_backbone`): those
 whose ``features_only`` extractor runs their modules in order, whatever the
-family, and vision transformers without class or register tokens, cut between
-blocks (:func:`token_cut`). Any name timm takes works: an architecture, a
+family, and timm's plain vision transformers (``VisionTransformer``: ViT, DeiT,
+DeiT-III, SigLIP, DINOv2, AIMv2, with or without class and register tokens;
+``Eva``: EVA, EVA-02 and the rotary ViTs; ``Beit``), cut between blocks
+(:func:`token_cut`). Any name timm takes works: an architecture, a
 pretrained tag (``resnet18.a1_in1k``) or a hub name (``hf-hub:…``).
 
 Where timm's classifier reads through more layers than the last feature map
@@ -45,11 +47,18 @@ from mtdsl.graph import backbone_cache
 #: Where a model name names weights elsewhere than timm's registry (``hf-hub:timm/resnet18.a1_in1k``).
 SOURCES = ("hf-hub", "local-dir")
 #: The layouts a cut model's stages may have inside; segments hand on ``NCHW`` maps whatever the layout.
-#: ``NLC`` is a vision transformer's tokens (see :func:`token_cut`).
+#: ``NLC`` is a vision transformer's tokens (see :func:`token_cut`): its segments hand on tokens to the next
+#: segment, and whatever else reads a segment reads its tokens as a map (``TokenSegment.as_map``).
 LAYOUTS = ("NCHW", "NHWC", "NLC")
 TOKENS = "NLC"
-#: What a vision transformer's first segment runs before its first block (``pos_embed`` is a parameter).
-TOKEN_EMBEDDING = ("patch_embed", "pos_embed", "patch_drop", "norm_pre")
+#: The timm classes cut between blocks (by their timm module), and what each one's first segment runs before its
+#: first block (``cls_token``, ``reg_token``, ``pos_embed`` are parameters, ``None`` where a model has none).
+TOKEN_EMBEDDINGS = {
+    "timm.models.vision_transformer.VisionTransformer":
+        ("patch_embed", "cls_token", "reg_token", "pos_embed", "patch_drop", "norm_pre"),
+    "timm.models.eva.Eva": ("patch_embed", "cls_token", "reg_token", "pos_embed", "norm_pre"),
+    "timm.models.beit.Beit": ("patch_embed", "cls_token", "pos_embed"),
+}
 
 #: The segment after the last stage that timm's classifier reads (see the module docstring).
 PRE_LOGITS = "pre_logits"
@@ -197,18 +206,43 @@ def cut(model: Any) -> OrderedDict[str, list[tuple[str, Any]]]:
     return segments
 
 
-def is_token_model(model: Any) -> bool:
-    """A timm ``VisionTransformer`` whose blocks pass patch tokens only, on a fixed grid: it can be cut between blocks.
+def token_class(model: Any) -> str:
+    """``module.Class`` of a timm model, the key of :data:`TOKEN_EMBEDDINGS`."""
+    return f"{type(model).__module__}.{type(model).__name__}"
 
-    Class and register tokens (``num_prefix_tokens``) are not part of any map, so a
-    cut would lose them; SigLIP, AIMv2 and ``*_gap`` ViTs have none.
+
+def is_token_model(model: Any) -> bool:
+    """A timm ``VisionTransformer``, ``Eva`` or ``Beit``: a vision transformer it can cut between blocks.
+
+    Its class and register tokens (``num_prefix_tokens``) are part of no map, so its
+    segments hand on tokens, prefix tokens included; a map is what a reader other
+    than the next segment sees. Subclasses (DeiT's distilled ViT) are not: their
+    embedding is their own. Whether a given EVA or BEiT can be cut is
+    :func:`_token_refusal`'s answer.
     """
-    return (
-        type(model).__name__ == "VisionTransformer"
-        and type(model).__module__ == "timm.models.vision_transformer"
-        and model.num_prefix_tokens == 0
-        and not model.dynamic_img_size
-    )
+    return token_class(model) in TOKEN_EMBEDDINGS
+
+
+def _token_refusal(model: Any) -> str:
+    """Why a vision transformer cannot be cut between blocks, or ``""``.
+
+    A model that drops patches while training hands on tokens on no patch grid.
+    EVA's blocks take rotary position embeddings, which each segment computes
+    from the model's ``rope`` module for the patch grid: that grid must be fixed
+    and the embeddings the same for every block. BEiT's blocks may share one
+    relative position bias, computed once per forward pass.
+    """
+    if type(getattr(model, "patch_drop", None)).__name__ not in ("Identity", "NoneType"):
+        return "it drops patches while training (patch_drop_rate), so its tokens lie on no patch grid"
+    if token_class(model) == "timm.models.eva.Eva":
+        if model.rope is not None and model.dynamic_img_size:
+            return ("its rotary position embedding follows each image's patch grid (dynamic_img_size), which "
+                    "no segment after the first sees")
+        if getattr(model, "rope_mixed", False):
+            return "its rotary position embedding differs per block (rope_mixed), so it is no input of a segment"
+    if token_class(model) == "timm.models.beit.Beit" and model.rel_pos_bias is not None:
+        return "its blocks share one relative position bias, computed once per forward pass before them"
+    return ""
 
 
 def token_cut(model: Any) -> OrderedDict[str, list[str]]:
@@ -216,10 +250,10 @@ def token_cut(model: Any) -> OrderedDict[str, list[str]]:
 
     >>> import timm, torch
     >>> with torch.device("meta"):
-    ...     vit = timm.create_model("vit_base_patch16_siglip_gap_224", depth=3, num_classes=0)
+    ...     vit = timm.create_model("vit_base_patch16_224", depth=3, num_classes=0)
     >>> dict(token_cut(vit))  # doctest: +NORMALIZE_WHITESPACE
-    {'stage1': ['patch_embed', 'pos_embed', 'patch_drop', 'norm_pre', 'blocks.0'], 'stage2': ['blocks.1'],
-     'stage3': ['blocks.2'], 'pre_logits': ['norm']}
+    {'stage1': ['patch_embed', 'cls_token', 'reg_token', 'pos_embed', 'patch_drop', 'norm_pre', 'blocks.0'],
+     'stage2': ['blocks.1'], 'stage3': ['blocks.2'], 'pre_logits': ['norm']}
     """
     taps = [info["module"] for info in model.feature_info]
     names = segment_names(len(taps), model.feature_info[0]["reduction"])
@@ -228,7 +262,7 @@ def token_cut(model: Any) -> OrderedDict[str, list[str]]:
     start = 0
     for segment, tap in zip(names, taps):
         end = blocks.index(tap) + 1
-        groups[segment] = (list(TOKEN_EMBEDDING) if not start else []) + blocks[start:end]
+        groups[segment] = (list(TOKEN_EMBEDDINGS[token_class(model)]) if not start else []) + blocks[start:end]
         start = end
     if any(True for _ in model.norm.parameters()):
         groups[PRE_LOGITS] = ["norm"]
@@ -359,9 +393,10 @@ def read_backbone(model_name: str) -> BackboneInfo:
     A model can be cut when timm's own ``features_only`` extractor runs its
     modules one after another (``FeatureListNet`` and the EfficientNet and
     MobileNet feature classes): then the same modules, grouped at the same
-    taps, are the segments. Models whose extractor calls ``forward_intermediates``
-    (vision transformers: tokens, not a sequence of maps) or hooks one forward
-    pass are refused, with that reason.
+    taps, are the segments; so can timm's ``VisionTransformer``, ``Eva`` and
+    ``Beit``, cut between blocks (:func:`token_cut`). Other models whose
+    extractor calls ``forward_intermediates`` (XCiT, LeViT, Hiera, …) or hooks
+    one forward pass are refused, with that reason.
     """
     import timm
 
@@ -373,9 +408,11 @@ def read_backbone(model_name: str) -> BackboneInfo:
     refusal = _refusal(model_name, model, layout)
     if refusal:
         return BackboneInfo(model_name, model_family, (), layout, refusal, data)
-    if layout == TOKENS:  # the position embedding's grid is fixed, and is what the model was built for
+    if layout == TOKENS:  # the position embedding's grid is what it was built for, unless timm resamples it
         height, width = model.patch_embed.img_size
-        data = replace(data, fixed_input_size=True, input_size=(3, int(height), int(width)))
+        fixed = not getattr(model, "dynamic_img_size", False)
+        size = (3, int(height), int(width)) if fixed else data.input_size
+        data = replace(data, fixed_input_size=fixed, input_size=size)
     infos = list(model.feature_info)
     if layout == TOKENS:
         groups = token_cut(model)
@@ -515,10 +552,7 @@ def _refusal(model_name: str, model: Any, layout: str) -> str:
         return f"timm cannot build it with features_only=True ({type(error).__name__}: {str(error).splitlines()[0]})"
     reason = _NOT_SEQUENTIAL.get(type(extractor).__name__)
     if reason and type(extractor).__name__ == "FeatureGetterNet" and is_token_model(model):
-        return ""  # cut between blocks: see token_cut
-    if reason and type(model).__name__ == "VisionTransformer" and model.num_prefix_tokens:
-        return (f"its {model.num_prefix_tokens} class/register token(s) are no part of a feature map, so a cut "
-                "between blocks would lose them (ViTs without them can be cut: SigLIP, AIMv2, *_gap)")
+        return _token_refusal(model)  # "": cut between blocks, see token_cut
     if reason or layout == TOKENS:
         return reason or ""
     try:

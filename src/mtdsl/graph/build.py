@@ -13,6 +13,8 @@ inputs      a neck's parents in the order it reads them (finest first)
 tasks       sorted names of the tasks whose path runs through the node
 shared      used by two tasks or more
 channels    output channels; ``stride`` its reduction from the input
+tokens      a segment of a vision transformer: it outputs tokens, which the next
+            segment reads as they are and anything else as a map (see :mod:`mtdsl.nn.plan`)
 params      parameter count (of necks and heads: written by :mod:`mtdsl.nn.parameters`)
 frozen_in   phases that freeze it (written by :mod:`mtdsl.graph.freeze`)
 ==========  ==============================================================
@@ -34,7 +36,7 @@ import math
 
 import networkx as nx
 
-from mtdsl.graph.backbones import backbone_info
+from mtdsl.graph.backbones import TOKENS, backbone_info
 from mtdsl.graph.checks import run_graph_checks
 from mtdsl.graph.freeze import mark_frozen
 from mtdsl.graph.node_keys import HeadNode, NeckNode, NodeKey, SegmentNode
@@ -121,7 +123,8 @@ def _with_module(attributes: dict) -> dict:
 def _segment_attributes(spec: Spec, key: SegmentNode) -> dict:
     owner, backbone, segment = key.owner, key.backbone, key.segment
     config = spec.model.backbones[backbone]
-    info = backbone_info(config.model).segment(segment)
+    backbone_read = backbone_info(config.model)
+    info = backbone_read.segment(segment)
     return _with_module({
         "kind": "branch" if owner else "segment",
         "label": f"{segment}" if not owner else f"{segment} ({owner})",
@@ -133,6 +136,7 @@ def _segment_attributes(spec: Spec, key: SegmentNode) -> dict:
         "channels": info.channels,
         "stride": info.reduction,
         **({"pooled": True} if info.pooled else {}),
+        **({"tokens": True} if backbone_read.layout == TOKENS else {}),
         "params": info.parameters,
     })
 

@@ -24,6 +24,7 @@ from mtdsl.spec.branches import branch_order, root_backbones
 from mtdsl.spec.checks import run_checks
 from mtdsl.spec.document import Spec
 from mtdsl.spec.names import FREEZE_WORDS
+from mtdsl.spec.necks import SimplePyramidConfig
 from mtdsl.spec.references import SegmentRef
 from mtdsl.spec.training import LrScaleConfig
 
@@ -94,18 +95,35 @@ def check_fixed_input_sizes(spec: Spec) -> None:
 
 
 def check_neck_strides(spec: Spec) -> None:
-    """A neck's backbone has a map at the stride of the neck's finest level."""
+    """A neck's backbone has a map at the stride of the neck's finest level (``simple_pyramid``: its last map's
+    stride is a power of two, so that each level is a whole number of halvings or doublings away)."""
     for name, neck in spec.model.necks.items():
         info = backbone_info(spec.model.backbones[neck.backbone].model)
         strides = [stage.reduction for stage in info.stages]
+        if isinstance(neck, SimplePyramidConfig):
+            if strides[-1] & (strides[-1] - 1):
+                raise SpecValueError(
+                    f"neck '{name}' (simple_pyramid) reads the last map of backbone '{neck.backbone}', at stride "
+                    f"{strides[-1]}: no power of two, so no pyramid level is a whole number of halvings from it",
+                    spec.span("neck", name),
+                    expected="a backbone whose last map has a power-of-two stride (a ViT with 8, 16 or 32 px patches)",
+                    hint="pick a patch-16 model (e.g. vit_small_patch16_224 instead of a patch-14 DINOv2)",
+                )
+            continue
         if 2**neck.min_level not in strides:
-            usable = sorted(s.bit_length() - 1 for s in strides if s & (s - 1) == 0 and s > 1)
+            usable = sorted({s.bit_length() - 1 for s in strides if s & (s - 1) == 0 and s > 1})
+            hint = f"write min_level = {usable[-1] if usable else 3}"
+            if len(set(strides)) == 1:  # a plain vision transformer: one stride, no pyramid to read
+                hint += (f", or build the finer levels from its one map: neck {name} = simple_pyramid("
+                         f"{neck.backbone}, channels = {neck.channels}, min_level = {neck.min_level}, "
+                         f"max_level = {neck.max_level}) (ViTDet's)")
             raise SpecValueError(
                 f"neck '{name}' starts at level {neck.min_level} (stride {2**neck.min_level}), "
-                f"but backbone '{neck.backbone}' has maps at strides {strides}",
+                f"but backbone '{neck.backbone}' has maps at "
+                + (f"strides {strides}" if len(set(strides)) > 1 else f"stride {strides[0]} only"),
                 spec.span("neck", name, "min_level") or spec.span("neck", name),
                 expected=f"min_level one of {usable}",
-                hint=f"write min_level = {usable[-1] if usable else 3}",
+                hint=hint,
             )
 
 

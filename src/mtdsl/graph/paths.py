@@ -24,14 +24,14 @@ from mtdsl.graph.backbones import backbone_info
 from mtdsl.graph.node_keys import HeadNode, NeckNode, NodeKey, SegmentNode
 from mtdsl.spec.branches import branch_order, root_backbones
 from mtdsl.spec.document import Spec
-from mtdsl.spec.necks import pyramid_inputs
 
 
 def neck_inputs(spec: Spec, neck: str) -> list[SegmentNode]:
-    """The shared segments whose maps feed ``neck``: those at strides ``2**min_level …``, finest first."""
+    """The shared segments whose maps feed ``neck``, finest first: those at strides ``2**min_level …``
+    (``simple_pyramid``: the last one; :meth:`~mtdsl.spec.necks.NeckConfig.input_indices`)."""
     config = spec.model.necks[neck]
     stages = backbone_info(spec.model.backbones[config.backbone].model).stages
-    indices = pyramid_inputs([stage.reduction for stage in stages], config.min_level, config.max_level)
+    indices = config.input_indices([stage.reduction for stage in stages])
     return [SegmentNode(config.backbone, stages[i].name) for i in indices]
 
 

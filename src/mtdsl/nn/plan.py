@@ -9,6 +9,12 @@ One pass over the graph decides both halves of a model, once:
 * ``steps``: the forward pass in topological order: which module reads which
   values, how it reads them, and which tasks need it.
 
+A vision transformer's segments (graph attribute ``tokens``) hand on tokens,
+class and register tokens included, to the next segment, its own or a task's
+copy. Whatever else reads one (a neck, a head) reads its tokens as a map on
+the patch grid, as timm's ``forward_intermediates`` returns them: a step
+``<node>:map`` (``reads="tokens"``) before its first reader makes that view.
+
 :class:`mtdsl.nn.model.MultiTaskModel` builds and runs the plan;
 :mod:`mtdsl.codegen.model_source` prints the same plan as ``model.py``. So the two
 cannot drift apart, and a test checks they give bit-identical outputs for every spec.
@@ -35,7 +41,7 @@ Step(node='b.head', place=('heads', 'b'), inputs=('b/trunk.stage4',), reads='map
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import networkx as nx
@@ -52,8 +58,12 @@ from mtdsl.spec.necks import NECK_CONFIGS
 #: The model's top-level containers, in the order they are built.
 CONTAINERS = ("backbone", "branches", "necks", "heads")
 INPUT = "input"
+#: What a view step's node adds to its segment's: ``trunk.stage4:map`` is ``trunk.stage4``'s tokens as a map.
+MAP_VIEW = ":map"
+#: The nodes that hand on a vision transformer's tokens unchanged to one another.
+_SEGMENTS = ("segment", "branch")
 
-Reads = Literal["map", "maps", "pyramid"]
+Reads = Literal["map", "maps", "pyramid", "tokens"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,9 @@ class Step:
     """One module call of the forward pass.
 
     ``reads``: ``map`` calls ``module(value)``; ``maps`` calls ``module([values…])`` (a neck,
-    finest map first); ``pyramid`` calls ``module(pyramid, image_size)`` (a dense head).
+    finest map first); ``pyramid`` calls ``module(pyramid, image_size)`` (a dense head);
+    ``tokens`` calls ``module.as_map(tokens, image_size)`` (a vision transformer segment's
+    output seen as a map; see :class:`mtdsl.nn.backbone.TokenSegment`).
     ``task`` is set on a head's step: its value is that task's output.
     """
 
@@ -143,7 +155,7 @@ def module_plan(graph: nx.DiGraph) -> ModulePlan:
             for name, config in graph.graph["backbones"].items()
         ),
         modules=tuple(_planned_modules(graph, order, list(paths))),
-        steps=tuple(_step(graph, node) for node in order),
+        steps=tuple(_with_map_views(graph, [_step(graph, node) for node in order])),
     )
 
 
@@ -190,3 +202,28 @@ def _step(graph: nx.DiGraph, node: str) -> Step:
         reads = "map"
     task = data["task"] if data["kind"] == "head" else None
     return Step(node, place(data), inputs, reads, tuple(data["tasks"]), task)
+
+
+def _with_map_views(graph: nx.DiGraph, steps: list[Step]) -> list[Step]:
+    """The steps, with a view step before the first step other than a segment that reads a token segment.
+
+    The view runs for the tasks of the steps that read it, and they read the view instead.
+    """
+    readers: dict[str, set[str]] = {}
+    for step in steps:
+        if graph.nodes[step.node]["kind"] not in _SEGMENTS:
+            for name in step.inputs:
+                if graph.nodes[name].get("tokens"):
+                    readers.setdefault(name, set()).update(step.tasks)
+    viewed: set[str] = set()
+    result = []
+    for step in steps:
+        if graph.nodes[step.node]["kind"] not in _SEGMENTS and readers.keys() & set(step.inputs):
+            for name in step.inputs:
+                if name in readers and name not in viewed:
+                    viewed.add(name)
+                    tasks = tuple(sorted(readers[name]))
+                    result.append(Step(name + MAP_VIEW, place(graph.nodes[name]), (name,), "tokens", tasks))
+            step = replace(step, inputs=tuple(name + MAP_VIEW if name in readers else name for name in step.inputs))
+        result.append(step)
+    return result

@@ -1,10 +1,13 @@
-"""Neck configs: ``neck NAME = bifpn(trunk, …)`` and ``fpn(trunk, …)``, and which backbone maps a neck reads.
+"""Neck configs: ``neck NAME = bifpn(trunk, …)``, ``fpn(trunk, …)`` and ``simple_pyramid(trunk, …)``, and which
+backbone maps a neck reads.
 
 A neck kind's config is registered here in :data:`NECK_CONFIGS`; the module
 that implements it registers its constructor under the same key in
 :mod:`mtdsl.nn.necks`. A neck reads the maps of one backbone (its first
 argument) at strides ``2**min_level …`` (:func:`pyramid_inputs`) and returns
-one map per level ``min_level … max_level``.
+one map per level ``min_level … max_level``; ``simple_pyramid`` reads only the
+backbone's last map, for a plain vision transformer whose maps all share one
+stride (:meth:`NeckConfig.input_indices`).
 
 ``scale = d`` is EfficientDet's compound-scaling knob (:func:`efficientdet_scaling`):
 it fills the BiFPN's ``channels``, ``repeats`` and fusion ``weighting`` for
@@ -52,6 +55,10 @@ class NeckConfig(Config):
     def levels(self) -> list[int]:
         return list(range(self.min_level, self.max_level + 1))
 
+    def input_indices(self, in_strides: list[int]) -> list[int]:
+        """Which of the backbone's maps (at ``in_strides``, in order) the neck reads: those at ``2**min_level …``."""
+        return pyramid_inputs(in_strides, self.min_level, self.max_level)
+
 
 NECK_CONFIGS: Registry[NeckConfig] = Registry("neck")
 
@@ -90,6 +97,26 @@ class FPNConfig(NeckConfig):
     min_level: int = Field(default=3, ge=1, le=10)
     max_level: int = Field(default=7, ge=1, le=10)
     extra: Literal["conv", "pool"] = "conv"
+
+
+@NECK_CONFIGS.register("simple_pyramid")
+class SimplePyramidConfig(NeckConfig):
+    """``simple_pyramid(trunk, channels = 64, min_level = 3, max_level = 6)``: ViTDet's pyramid from one map.
+
+    It reads the backbone's last map (a plain ViT's last block, at its patch stride) and
+    makes each level from it alone: transposed convolutions up, max-pooling down
+    (Li et al. 2022, "Exploring Plain Vision Transformer Backbones for Object Detection").
+    """
+
+    kind: Literal["simple_pyramid"] = "simple_pyramid"
+    channels: Channels = 64
+    min_level: int = Field(default=3, ge=1, le=10)
+    max_level: int = Field(default=6, ge=1, le=10)
+
+    def input_indices(self, in_strides: list[int]) -> list[int]:
+        """The last map only, whatever its stride: every level is made from it."""
+        check_levels(self.min_level, self.max_level)
+        return [len(in_strides) - 1]
 
 
 def check_levels(min_level: int, max_level: int) -> None:

@@ -1,6 +1,6 @@
 """The neck builders: each neck kind's constructor call, under the key of its config.
 
-The configs (``bifpn(trunk, …)``, ``fpn(trunk, …)``) live in
+The configs (``bifpn(trunk, …)``, ``fpn(trunk, …)``, ``simple_pyramid(trunk, …)``) live in
 :mod:`mtdsl.spec.necks`; here each kind registers in :data:`NECK_BUILDERS`
 one function ``call(config, in_channels, in_strides) -> ModuleCall``, so
 building the module (:func:`build_neck`) and writing it into ``model.py``
@@ -16,7 +16,8 @@ from torch import nn
 from mtdsl.nn.module_call import ModuleCall
 from mtdsl.nn.necks.bifpn import BiFPN
 from mtdsl.nn.necks.fpn import FPN
-from mtdsl.spec.necks import NECK_CONFIGS, BiFPNConfig, FPNConfig, NeckConfig
+from mtdsl.nn.necks.simple_pyramid import SimplePyramid
+from mtdsl.spec.necks import NECK_CONFIGS, BiFPNConfig, FPNConfig, NeckConfig, SimplePyramidConfig
 from mtdsl.spec.registry import Builders
 
 NeckCall = Callable[[NeckConfig, list[int], list[int]], ModuleCall]
@@ -47,4 +48,12 @@ def fpn_call(config: FPNConfig, in_channels: list[int], in_strides: list[int]) -
     return ModuleCall.of(
         FPN, in_channels, in_strides, channels=config.channels, min_level=config.min_level,
         max_level=config.max_level, extra=config.extra,
+    )
+
+
+@register_neck("simple_pyramid")
+def simple_pyramid_call(config: SimplePyramidConfig, in_channels: list[int], in_strides: list[int]) -> ModuleCall:
+    return ModuleCall.of(
+        SimplePyramid, in_channels, in_strides, channels=config.channels, min_level=config.min_level,
+        max_level=config.max_level,
     )
