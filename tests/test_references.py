@@ -95,7 +95,7 @@ def test_every_graph_node_has_the_id_its_typed_key_writes():
                 assert NeckNode(data["neck"]).id == node
             else:
                 assert SegmentNode(data["backbone"], data["segment"], owner=data["owner"]).id == node
-    assert kinds == {"input", "segment", "branch", "neck", "head"}
+    assert kinds == {"input", "backbone", "branch", "neck", "head"}
 
 
 # ------------------------------------------------------------------ the scan
@@ -111,6 +111,7 @@ ALLOWED = {
     ("nn/pretrained.py", "lukemelas_to_timm"): "state-dict keys",
     ("nn/pretrained.py", "_is_classifier_key"): "state-dict keys",
     ("codegen/literal.py", "imported_names"): "module names in import statements",
+    ("train/run/folder.py", "RunFolder._written_drawings"): "a run's drawing file names (<dataset>.<tasks>.png)",
     ("graph/parts.py", "_module_of"): "parameter names (state-dict keys), to find the module that holds one",
     # timm's model names: an architecture and its pretrained tag (``resnet18.a1_in1k``), or ``hf-hub:…``
     ("graph/backbones.py", "architecture"): "a timm model name into its architecture and pretrained tag",

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal
 
 import networkx as nx
 
-NodeKind = Literal["input", "segment", "branch", "neck", "head"]
+NodeKind = Literal["input", "backbone", "branch", "neck", "head"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,9 +79,10 @@ class InputFacts(NodeFacts):
 
 @dataclass(frozen=True, kw_only=True)
 class SegmentFacts(NodeFacts):
-    """Segment ``segment`` of backbone ``backbone``: shared (kind ``segment``) or task ``owner``'s copy (``branch``)."""
+    """Segment ``segment`` of backbone ``backbone``: shared (kind ``backbone``) or task ``owner``'s copy
+    (``branch``)."""
 
-    kind: Literal["segment", "branch"]
+    kind: Literal["backbone", "branch"]
     backbone: str
     model: str
     segment: str
@@ -140,7 +141,7 @@ class HeadFacts(NodeFacts):
 
 
 FACTS: dict[str, type[NodeFacts]] = {
-    "input": InputFacts, "segment": SegmentFacts, "branch": SegmentFacts, "neck": NeckFacts, "head": HeadFacts,
+    "input": InputFacts, "backbone": SegmentFacts, "branch": SegmentFacts, "neck": NeckFacts, "head": HeadFacts,
 }
 
 

@@ -18,7 +18,7 @@ Freeze targets name parts of the model, never positions:
 >>> import networkx as nx
 >>> from mtdsl.graph.facts import HeadFacts, SegmentFacts
 >>> g = nx.DiGraph()
->>> g.add_node("trunk.stem", **SegmentFacts(kind="segment", label="stem", backbone="trunk", model="test_resnet",
+>>> g.add_node("trunk.stem", **SegmentFacts(kind="backbone", label="stem", backbone="trunk", model="test_resnet",
 ...     segment="stem", channels=8, stride=2, tasks=("a", "b"), shared=True).attributes())
 >>> g.add_node("a.head", **HeadFacts(label="a head", task="a", task_kind="classify", in_channels=8, num_outputs=2,
 ...     channels=2, stride=0, tasks=("a",)).attributes())

@@ -21,14 +21,15 @@ from __future__ import annotations
 import networkx as nx
 import torch
 
+from mtdsl.graph.facts import HeadFacts, NeckFacts, every_fact
 from mtdsl.nn.plan import node_call
 
 
 def count_parameters(graph: nx.DiGraph) -> nx.DiGraph:
     """Set ``params`` on every neck and head node of ``graph`` (in place) and return it."""
-    for _, data in graph.nodes(data=True):
-        if data["kind"] in ("neck", "head"):
+    for node, record in every_fact(graph).items():
+        if isinstance(record, (NeckFacts, HeadFacts)):
             with torch.device("meta"):
-                module = node_call(data).build()
-            data["params"] = sum(p.numel() for p in module.parameters())
+                module = node_call(record).build()
+            graph.nodes[node]["params"] = sum(p.numel() for p in module.parameters())
     return graph

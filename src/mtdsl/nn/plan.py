@@ -47,7 +47,7 @@ from typing import Literal
 import networkx as nx
 from torch import nn
 
-from mtdsl.graph.build import module_path
+from mtdsl.graph.facts import HeadFacts, NeckFacts, NodeFacts, SegmentFacts, every_fact
 from mtdsl.nn.heads import head_call
 from mtdsl.nn.module_call import ModuleCall
 from mtdsl.nn.necks import neck_call
@@ -60,8 +60,6 @@ CONTAINERS = ("backbone", "branches", "necks", "heads")
 INPUT = "input"
 #: What a view step's node adds to its segment's: ``trunk.stage4:map`` is ``trunk.stage4``'s tokens as a map.
 MAP_VIEW = ":map"
-#: The nodes that hand on a vision transformer's tokens unchanged to one another.
-_SEGMENTS = ("segment", "branch")
 
 Reads = Literal["map", "maps", "pyramid", "tokens"]
 
@@ -140,90 +138,91 @@ class ModulePlan:
 
 def module_plan(graph: nx.DiGraph) -> ModulePlan:
     """The plan of the model a graph describes (from :func:`mtdsl.graph.build.build_graph` or ``graph.json``)."""
-    order = [node for node in nx.lexicographical_topological_sort(graph) if graph.nodes[node]["kind"] != INPUT]
+    every = every_fact(graph)
+    order = [node for node in nx.lexicographical_topological_sort(graph) if every[node].kind != INPUT]
     paths: dict[str, list[str]] = graph.graph["tasks"]
     return ModulePlan(
         name=graph.graph["name"],
         input_size=tuple(graph.graph["input"]),
-        tasks={
-            task: TaskOutput(graph.nodes[path[-1]]["task_kind"], graph.nodes[path[-1]]["num_outputs"], tuple(path[:-1]))
-            for task, path in paths.items()
-        },
+        tasks={task: _task_output(every[path[-1]], path) for task, path in paths.items()},
         backbones=tuple(
             BackboneBuild(name, config["model"], config.get("pretrained", "none"), config["drop_rate"],
                           config["drop_path_rate"])
             for name, config in graph.graph["backbones"].items()
         ),
-        modules=tuple(_planned_modules(graph, order, list(paths))),
-        steps=tuple(_with_map_views(graph, [_step(graph, node) for node in order])),
+        modules=tuple(_planned_modules([every[node] for node in order], list(graph.graph["backbones"]), list(paths))),
+        steps=tuple(_with_map_views(every, [_step(graph, every, node) for node in order])),
     )
 
 
-def node_call(data: dict) -> ModuleCall:
+def _task_output(head: NodeFacts, path: list[str]) -> TaskOutput:
+    assert isinstance(head, HeadFacts)  # every task's path ends at its head
+    return TaskOutput(head.task_kind, head.num_outputs, tuple(path[:-1]))
+
+
+def node_call(record: NodeFacts) -> ModuleCall:
     """The constructor call of a neck or head node."""
-    if data["kind"] == "neck":
-        neck = NECK_CONFIGS.get(data["config"]["kind"]).model_validate(data["config"])
-        return neck_call(neck, data["in_channels"], data["in_strides"])
-    if data["kind"] == "head":
-        head = HEAD_CONFIGS.get(data["head"]["kind"]).model_validate(data["head"])
-        return head_call(head, data["in_channels"], data["num_outputs"], data.get("num_levels", 1))
-    raise ValueError(f"a {data['kind']} node is not built by a constructor call")
+    if isinstance(record, NeckFacts):
+        neck = NECK_CONFIGS.get(record.config["kind"]).model_validate(record.config)
+        return neck_call(neck, list(record.in_channels), list(record.in_strides))
+    if isinstance(record, HeadFacts):
+        head = HEAD_CONFIGS.get(record.head["kind"]).model_validate(record.head)
+        return head_call(head, record.in_channels, record.num_outputs, record.num_levels or 1)
+    raise ValueError(f"a {record.kind} node is not built by a constructor call")
 
 
-def place(data: dict) -> tuple[str, ...]:
-    """Where a node's module lives in the model: :func:`mtdsl.graph.build.module_path`, the function whose
-    dotted form is the graph's ``module`` attribute, which freezing and ``lr_scale`` read."""
-    return module_path(data)
-
-
-def _planned_modules(graph: nx.DiGraph, order: list[str], tasks: list[str]):
+def _planned_modules(records: list[NodeFacts], backbones: list[str], tasks: list[str]):
     """Shared segments grouped by backbone, then private copies grouped by owner, then necks, then heads by task."""
-    nodes = [graph.nodes[node] for node in order]
-    backbones = list(graph.graph["backbones"])
-    for data in sorted((d for d in nodes if d["kind"] == "segment"), key=lambda d: backbones.index(d["backbone"])):
-        yield PlannedModule(place(data), SegmentOf(data["backbone"], data["segment"], copy=False))
-    for data in sorted((d for d in nodes if d["kind"] == "branch"), key=lambda d: tasks.index(d["owner"])):
-        yield PlannedModule(place(data), SegmentOf(data["backbone"], data["segment"], copy=True))
-    for data in nodes:
-        if data["kind"] == "neck":
-            yield PlannedModule(place(data), node_call(data))
-    for data in sorted((d for d in nodes if d["kind"] == "head"), key=lambda d: tasks.index(d["task"])):
-        yield PlannedModule(place(data), node_call(data))
+    segments = [record for record in records if isinstance(record, SegmentFacts)]
+    for segment in sorted((s for s in segments if s.kind == "backbone"), key=lambda s: backbones.index(s.backbone)):
+        yield PlannedModule(segment.place, SegmentOf(segment.backbone, segment.segment, copy=False))
+    for segment in sorted((s for s in segments if s.kind == "branch"), key=lambda s: tasks.index(s.owner or "")):
+        yield PlannedModule(segment.place, SegmentOf(segment.backbone, segment.segment, copy=True))
+    for record in records:
+        if isinstance(record, NeckFacts):
+            yield PlannedModule(record.place, node_call(record))
+    heads = [record for record in records if isinstance(record, HeadFacts)]
+    for head in sorted(heads, key=lambda h: tasks.index(h.task)):
+        yield PlannedModule(head.place, node_call(head))
 
 
-def _step(graph: nx.DiGraph, node: str) -> Step:
-    data = graph.nodes[node]
-    inputs = tuple(data.get("inputs") or graph.predecessors(node))
-    if data["kind"] == "neck":
+def _step(graph: nx.DiGraph, every: dict[str, NodeFacts], node: str) -> Step:
+    record = every[node]
+    inputs = record.inputs if isinstance(record, NeckFacts) else tuple(graph.predecessors(node))
+    if isinstance(record, NeckFacts):
         reads: Reads = "maps"
-    elif graph.nodes[inputs[0]]["kind"] == "neck":
+    elif isinstance(every[inputs[0]], NeckFacts):
         reads = "pyramid"
     else:
         reads = "map"
-    task = data["task"] if data["kind"] == "head" else None
-    return Step(node, place(data), inputs, reads, tuple(data["tasks"]), task)
+    task = record.task if isinstance(record, HeadFacts) else None
+    return Step(node, record.place, inputs, reads, record.tasks, task)
 
 
-def _with_map_views(graph: nx.DiGraph, steps: list[Step]) -> list[Step]:
+def _with_map_views(every: dict[str, NodeFacts], steps: list[Step]) -> list[Step]:
     """The steps, with a view step before the first step other than a segment that reads a token segment.
 
     The view runs for the tasks of the steps that read it, and they read the view instead.
     """
+    def tokens(name: str) -> bool:
+        record = every[name]
+        return isinstance(record, SegmentFacts) and record.tokens
+
     readers: dict[str, set[str]] = {}
     for step in steps:
-        if graph.nodes[step.node]["kind"] not in _SEGMENTS:
+        if not isinstance(every[step.node], SegmentFacts):
             for name in step.inputs:
-                if graph.nodes[name].get("tokens"):
+                if tokens(name):
                     readers.setdefault(name, set()).update(step.tasks)
     viewed: set[str] = set()
     result = []
     for step in steps:
-        if graph.nodes[step.node]["kind"] not in _SEGMENTS and readers.keys() & set(step.inputs):
+        if not isinstance(every[step.node], SegmentFacts) and readers.keys() & set(step.inputs):
             for name in step.inputs:
                 if name in readers and name not in viewed:
                     viewed.add(name)
                     tasks = tuple(sorted(readers[name]))
-                    result.append(Step(name + MAP_VIEW, place(graph.nodes[name]), (name,), "tokens", tasks))
+                    result.append(Step(name + MAP_VIEW, every[name].place, (name,), "tokens", tasks))
             step = replace(step, inputs=tuple(name + MAP_VIEW if name in readers else name for name in step.inputs))
         result.append(step)
     return result

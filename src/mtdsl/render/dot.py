@@ -47,7 +47,7 @@ def _edge_text(source: NodeFacts, data: dict) -> str:
 
 
 def _node_label(node: str, record: NodeFacts) -> str:
-    title = html.escape(record.label if record.kind != "segment" else node)
+    title = html.escape(record.label if record.kind != "backbone" else node)
     rows = [f"<b>{title}</b>"]
     if isinstance(record, SegmentFacts):
         rows.append(f"{record.channels} ch · stride {record.stride}")

@@ -63,6 +63,11 @@ def _resolved(spec: Spec) -> TrainSpec:
 BACKBONE_RATES = ("drop_rate", "drop_path_rate")
 
 
+#: What ``graph.json`` called a shared backbone segment's node before it was ``backbone`` (issue 21: the word
+#: was also a task kind's). Model fingerprints keep it, so checkpoints written before the rename still resume.
+BACKBONE_NODE_KIND_BEFORE = "segment"
+
+
 def model_hash(graph: nx.DiGraph) -> str:
     """A fingerprint of the module structure alone: phases, weights' origin, names and dropout rates do not count.
 
@@ -74,6 +79,8 @@ def model_hash(graph: nx.DiGraph) -> str:
     structure = copy.deepcopy(graph)
     for _, data in structure.nodes(data=True):
         data.pop("frozen_in", None)
+        if data.get("kind") == "backbone":
+            data["kind"] = BACKBONE_NODE_KIND_BEFORE  # fingerprints written before the rename still match
         head = data.get("head")
         if isinstance(head, dict) and head.get("dropout"):
             head["dropout"] = "above 0"

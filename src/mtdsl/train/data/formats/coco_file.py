@@ -211,8 +211,8 @@ def segmentation_problem(segmentation: object) -> str | None:
 def keypoints_problem(keypoints: object, count: int) -> str | None:
     """What is wrong with an annotation's ``keypoints`` for a category of ``count`` points (``None``: nothing).
 
-    >>> keypoints_problem([10, 20, 2, 0, 0, 0], 3)
-    'keypoints of 6 numbers, not x, y, v for each of its category's 3 points (9 numbers)'
+    >>> print(keypoints_problem([10, 20, 2, 0, 0, 0], 3))
+    keypoints of 6 numbers, not x, y, v for each of its category's 3 points (9 numbers)
     >>> keypoints_problem([10, 20, 3], 1)
     'keypoints whose visibility v is 3, which is none of 0 (not labelled), 1 (labelled, hidden) and 2 (visible)'
     """
