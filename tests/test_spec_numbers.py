@@ -45,6 +45,8 @@ _CLASSIFY = _HEAD + "task t: classify(shapes) {{ classes = 3; {line} }}\n"
 _BINARY = _HEAD + "task t: binary(shapes) {{ {line} }}\n"
 _DETECT = _HEAD + "task t: detect(shapes) {{ classes = [circle, square, triangle]; {line} }}\n"
 _SEGMENT = _HEAD + "task t: segment(shapes) {{ classes = [background, circle, square, triangle]; {line} }}\n"
+_KEYPOINTS = _HEAD + ("task t: keypoints(shapes) {{ classes = [top_left, top_right, bottom_right, bottom_left]; "
+                      "{line} }}\n")
 _TRAIN = _HEAD + "task t: classify(shapes) {{ classes = 3 }}\ntrain {{ {line} }}\n"
 
 #: Where each config's call is written; ``{call}`` is replaced by ``kind(key = value)``.
@@ -53,6 +55,8 @@ CALL_TEMPLATES: dict[str, str] = {
     "head mlp": _CLASSIFY.replace("{line}", "head = {call}"),
     "head efficientdet": _DETECT.replace("{line}", "head = {call}"),
     "head segmentation": _SEGMENT.replace("{line}", "head = {call}"),
+    "head heatmap": _KEYPOINTS.replace("{line}", "head = {call}"),
+    "loss heatmap_focal": _KEYPOINTS.replace("{line}", "loss = {call}"),
     "loss cross_entropy": _CLASSIFY.replace("{line}", "loss = {call}"),
     "loss detection": _DETECT.replace("{line}", "loss = {call}"),
     "loss bce": _BINARY.replace("{line}", "loss = {call}"),
@@ -60,6 +64,8 @@ CALL_TEMPLATES: dict[str, str] = {
     "neck bifpn": _HEAD.replace("neck pyr = fpn(trunk, channels = 16)", "neck pyr = {call}")
     + "task t: detect(shapes) { classes = [circle, square, triangle] }\n",
     "neck fpn": _HEAD.replace("neck pyr = fpn(trunk, channels = 16)", "neck pyr = {call}")
+    + "task t: detect(shapes) { classes = [circle, square, triangle] }\n",
+    "neck simple_pyramid": _HEAD.replace("neck pyr = fpn(trunk, channels = 16)", "neck pyr = {call}")
     + "task t: detect(shapes) { classes = [circle, square, triangle] }\n",
     "optimizer sgd": _TRAIN.replace("{line}", "optimizer = {call}"),
     "optimizer adamw": _TRAIN.replace("{line}", "optimizer = {call}"),
@@ -95,6 +101,7 @@ CALL_TEMPLATES: dict[str, str] = {
 REQUIRED_ARGUMENTS = {
     "mlp": [("hidden", "[64]")],
     "fpn": [("backbone", "trunk")],
+    "simple_pyramid": [("backbone", "trunk")],
     "bifpn": [("backbone", "trunk"), ("channels", "channels = 16")],
     "fixed": [("t", "t = 1")],
     "folder": [("root", '"data"')],
