@@ -47,6 +47,14 @@ def tiny_backbones(spec):
     )
 
 
+def same_threads() -> dict[str, str]:
+    """This process's environment, with its torch thread count for a child process: a run compared number
+    for number with one in this process must sum in the same order (test modules may set the count)."""
+    import torch
+
+    return {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+
+
 def requires_shared_data(name: str):
     return pytest.mark.skipif(
         not (SHARED_DATA / name).exists(),

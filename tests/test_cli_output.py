@@ -145,8 +145,8 @@ def test_an_unknown_key_lists_every_valid_key_and_every_unknown_one(tmp_path, ca
     assert main(["check", str(spec)]) == 2
     error = capsys.readouterr().err
     assert_plain(error)
-    assert "expected: one of: backbone, balanced, batch_size, branch, classes, crops, head, input, label, loss, " \
-           "positive, tap, target, weight" in error
+    assert "expected: one of: augment, backbone, balanced, batch_size, branch, classes, crops, head, input, label, " \
+           "loss, positive, tap, target, weight" in error
     spec.write_text(spec.read_text().replace("brnach", "branch"), encoding="utf-8")
     assert main(["check", str(spec)]) == 2
     error = capsys.readouterr().err

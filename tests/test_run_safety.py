@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import same_threads
 from test_training import records, train, write_spec
 
 from mtdsl.cli import main
@@ -272,7 +273,7 @@ def test_sigterm_to_the_whole_job_stops_it_cleanly_and_it_resumes(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "mtdsl", "train", str(spec), "--out", str(out), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=same_threads(),
     )
     try:
         deadline = time.monotonic() + 180

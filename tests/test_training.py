@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import same_threads
 
 from mtdsl.cli import main
 from mtdsl.errors import TrainingError
@@ -167,7 +168,7 @@ def test_generated_train_py_and_mtdsl_train_are_the_same_loop(tmp_path):
     assert main(["compile", str(spec), "--out", str(tmp_path / "build")]) == 0
     script = subprocess.run(
         [sys.executable, str(tmp_path / "build" / "train.py"), "--out", str(tmp_path / "script"), "--quiet"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=same_threads(),
     )
     assert script.returncode == 0, script.stderr
     cli, direct = records(tmp_path / "cli", "train"), records(tmp_path / "script", "train")
@@ -307,7 +308,7 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     killed = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, "-m", "mtdsl", "train", str(spec), "--out", str(killed), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=same_threads(),
     )
     deadline = time.monotonic() + 240
     while len(records(killed, "val")) < 2 and process.poll() is None and time.monotonic() < deadline:

@@ -12,8 +12,8 @@ counts. The compiler runs it right after the graph is built
 ... backbone trunk = timm("test_resnet")
 ... dataset d = synthetic()
 ... task a: classify(d) { classes = 3 }'''))
->>> "params" in graph.nodes["a.head"], count_parameters(graph).nodes["a.head"]["params"]
-(False, 291)
+>>> graph.nodes["a.head"]["params"], count_parameters(graph).nodes["a.head"]["params"]  # 0 until counted
+(0, 291)
 """
 
 from __future__ import annotations
