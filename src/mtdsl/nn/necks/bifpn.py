@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from timm.layers import SeparableConv2d
 from torch import nn
 
+from mtdsl.nn.necks.pyramid import Pyramid
 from mtdsl.nn.necks.wiring import FusionNode, WeightMethod, bifpn_wiring, check_wiring, output_offsets, pyramid_inputs
 
 NormLayer = Callable[[int], nn.Module]
@@ -219,7 +220,7 @@ def _init_neck(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-class BiFPN(nn.Module):
+class BiFPN(Pyramid):
     """EfficientDet's BiFPN on the maps of a backbone.
 
     Args:
@@ -282,14 +283,6 @@ class BiFPN(nn.Module):
             )
             level_channels = [channels] * len(level_channels)
         _init_neck(self)
-
-    @property
-    def levels(self) -> list[int]:
-        return list(range(self.min_level, self.max_level + 1))
-
-    @property
-    def strides(self) -> list[int]:
-        return [2**level for level in self.levels]
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         pyramid = select_levels(features, self.in_indices, self.num_inputs)

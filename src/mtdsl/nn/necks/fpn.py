@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtdsl.nn.necks.bifpn import Fusion, Resample, downsample, select_levels
+from mtdsl.nn.necks.pyramid import Pyramid
 from mtdsl.nn.necks.wiring import fpn_wiring, output_offsets, pyramid_inputs
 
 ExtraLevels = Literal["conv", "pool"]
 
 
-class FPN(nn.Module):
+class FPN(Pyramid):
     """A feature pyramid on the maps of a backbone.
 
     Args:
@@ -85,14 +86,6 @@ class FPN(nn.Module):
                 nn.init.kaiming_uniform_(m.weight, a=1)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-
-    @property
-    def levels(self) -> list[int]:
-        return list(range(self.min_level, self.max_level + 1))
-
-    @property
-    def strides(self) -> list[int]:
-        return [2**level for level in self.levels]
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         inputs = select_levels(features, self.in_indices, self.num_inputs)

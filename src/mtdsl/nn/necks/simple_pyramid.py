@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from torch import nn
 
+from mtdsl.nn.necks.pyramid import Pyramid
 from mtdsl.spec.necks import check_levels
 
 
-class SimplePyramid(nn.Module):
+class SimplePyramid(Pyramid):
     """A feature pyramid built from a backbone's last map.
 
     Args:
@@ -85,14 +86,6 @@ class SimplePyramid(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=1, bias=False), LayerNorm2d(channels),
         ]
         return nn.Sequential(*layers)
-
-    @property
-    def levels(self) -> list[int]:
-        return list(range(self.min_level, self.max_level + 1))
-
-    @property
-    def strides(self) -> list[int]:
-        return [2**level for level in self.levels]
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         x = features[-1]
