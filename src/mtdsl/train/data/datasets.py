@@ -60,6 +60,7 @@ from mtdsl.train.data.sources import (
     ImageRef,
     item_index,
     item_seed,
+    photo_split,
     raise_if_unreadable,
     ratio_split,
     unreadable_image,
@@ -115,8 +116,11 @@ def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str
         for task in tasks
     }
     parts = table.parts
-    if parts is None:
-        parts = ratio_split(len(table.images), dataset.split, dataset.seed)  # type: ignore[attr-defined]
+    if parts is None and isinstance(dataset, SyntheticDataset):
+        parts = ratio_split(len(table.images), dataset.split, dataset.seed)
+    elif parts is None:  # files: by photo, so datasets labelling the same photos split them alike
+        parts = photo_split([str(image) for image in table.images], dataset.split,  # type: ignore[attr-defined]
+                            dataset.seed)  # type: ignore[attr-defined]
     whole = Examples(tuple(table.images), targets, dataset if isinstance(dataset, SyntheticDataset) else None)
     return {name: whole.subset(indices) for name, indices in parts.items()}
 

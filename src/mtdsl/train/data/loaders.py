@@ -28,6 +28,7 @@ from mtdsl.spec.streams import Stream
 from mtdsl.train.data.batching import BalancedBatches, RankShare, ShuffledBatches
 from mtdsl.train.data.datasets import Examples, ImageDataset, collate, join_datasets, raise_if_unreadable, read_splits
 from mtdsl.train.data.resize import Resize
+from mtdsl.train.data.shared_photos import check_shared_photos
 from mtdsl.train.data.sources import describe
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.parallel.world import World
@@ -80,6 +81,7 @@ class StreamLoaders:
             warnings.simplefilter("always", DataWarning)
             splits = {name: _read_dataset(name, datasets[name], [labels[t] for t in _tasks_of(streams, name)])
                       for name in names}
+        check_shared_photos(splits, datasets)
         self.warnings = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
         for other in caught:
             if not issubclass(other.category, DataWarning):

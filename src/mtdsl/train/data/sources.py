@@ -95,6 +95,41 @@ def ratio_split(count: int, ratios: Sequence[float], seed: int) -> dict[str, np.
     return {name: np.sort(order[start:end]) for name, start, end in zip(names, starts, bounds)}
 
 
+def photo_split(images: Sequence[str], ratios: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    """:func:`ratio_split` by photo: a photo's part depends on its folder, the ratios and the seed alone.
+
+    Datasets that label the same photos (a CSV of breeds, a COCO file of head
+    boxes and a folder of masks, all over one ``images/`` folder) must put each
+    photo in the same part: otherwise a multi-task model learns one task on
+    another task's test photos, and its numbers are not the single-task
+    model's. So the split is drawn over every image file of the folders the
+    dataset's images are in (sorted), not over the dataset's own list, and each
+    example takes its photo's part: the same in a multi-task spec and in each
+    of its single-task specs. A dataset that labels every photo of its folders
+    gets the ratios exactly (as :func:`ratio_split`); one that labels some gets
+    about them.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> for i in range(10): (folder / f"{i}.jpg").touch()
+    >>> every = [str(folder / f"{i}.jpg") for i in range(10)]
+    >>> whole, some = photo_split(every, [0.6, 0.4], 0), photo_split(every[::2], [0.6, 0.4], 0)
+    >>> [every[::2][i] in [every[j] for j in whole[part]] for part in some for i in some[part]]
+    [True, True, True, True, True]
+    """
+    keys = [os.path.normpath(image) for image in images]
+    photos = set(keys)
+    for folder in {os.path.dirname(key) for key in keys}:
+        if os.path.isdir(folder):
+            photos.update(os.path.normpath(path) for path in image_files(Path(folder), folder))
+    universe = sorted(photos)
+    part_of = {}
+    for name, indices in ratio_split(len(universe), ratios, seed).items():
+        part_of.update((universe[index], name) for index in indices)
+    names = ("train", "val", "test")[: len(ratios)]
+    return {name: np.array([i for i, key in enumerate(keys) if part_of[key] == name], dtype=np.int64)
+            for name in names}
+
+
 # ------------------------------------------------------------------ folders
 
 
