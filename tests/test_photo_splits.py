@@ -21,6 +21,8 @@ from PIL import Image
 
 from mtdsl.api import compile_text
 from mtdsl.errors import DataError
+from mtdsl.spec.data import SyntheticDataset
+from mtdsl.spec.load import load_spec
 from mtdsl.spec.streams import plan_streams
 from mtdsl.train.data.loaders import StreamLoaders
 from mtdsl.train.data.sources import photo_split, ratio_split
@@ -141,3 +143,23 @@ def test_the_thesis_pets_tasks_hold_out_the_same_photos():
         for task in labels:
             assert photos[(task, held)]
             assert not any(photos[(task, held)] & photos[(other, "train")] for other in labels)
+
+
+def _multi_dataset_specs() -> list[Path]:
+    return [path for path in sorted(ROOT.glob("specs/**/*.mtl"))
+            if len([name for name, config in load_spec(path).datasets.items()
+                    if not isinstance(config, SyntheticDataset)]) > 1]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("path", _multi_dataset_specs(), ids=lambda path: str(path.relative_to(ROOT / "specs")))
+def test_no_shipped_spec_trains_on_a_photo_another_of_its_datasets_holds_out(path):
+    """specs/pets_coco.mtl split its head boxes 0.8/0.2 and its breeds 0.7/0.15/0.15 over the same photos."""
+    spec = load_spec(path)
+    missing = [name for name, config in spec.datasets.items() for key in ("root", "path", "annotations", "images")
+               if isinstance(getattr(config, key, None), str) and not Path(getattr(config, key)).exists()]
+    if missing:
+        pytest.skip(f"{path.name}: the data of {', '.join(sorted(set(missing)))} is not on this machine")
+    labels = {label.task: label for label in task_labels(spec)}
+    StreamLoaders(plan_streams(spec), spec.datasets, labels, image_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,
+                  seed=0, workers=0, on_corrupt="error", device=torch.device("cpu"))  # check_shared_photos runs here
