@@ -183,8 +183,9 @@ def check_segments(spec: Spec) -> None:
 
 
 def check_whole_branches(spec: Spec) -> None:
-    """Nothing branches inside a backbone that runs whole: its first segment holds all its weights (timm's ``features_only`` extractor), the later ones none, so
-    a task's copy of a later segment would own no weights (:func:`mtdsl.graph.backbones.whole_info`)."""
+    """Nothing branches inside a backbone that runs whole: its first segment holds all its weights (timm's
+    ``features_only`` extractor), the later ones none, so a task's copy of a later segment would own no weights
+    (:func:`mtdsl.graph.backbones.whole_info`)."""
     roots = root_backbones(spec, branch_order(spec))
     for name, task in spec.model.tasks.items():
         if task.branch is None or task.branch.is_whole or task.neck is not None:
