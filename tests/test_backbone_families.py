@@ -474,7 +474,7 @@ def test_the_backbones_command_lists_segments_and_with_all_the_refusals(capsys):
     info = backbone_info("test_convnext")
     assert lines["test_convnext"].endswith("  ".join(f"{s.name} {s.channels}/{s.reduction}" for s in info.segments))
     assert ", runs whole (no branch inside): stage1 96/16" in lines["test_vit_relpos"]
-    assert "1 of them run whole (no branch inside); 0 refused" in listed.err
+    assert "have segments (segment channels/stride): 17 cut, 1 run whole (no branch inside); 0 refused" in listed.err
     assert "(NHWC inside)" in lines["test_mambaout"] and "(NLC inside)" in lines["test_vit"]
     assert main(["backbones", "test_vit*", "--all"]) == 0
     listed_all = capsys.readouterr().out.splitlines()

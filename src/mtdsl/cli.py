@@ -149,9 +149,13 @@ def cmd_backbones(args: argparse.Namespace, console: Console) -> int:
         refused = len(infos) - sum(not info.refusal for info in infos)
         more = " (--all lists them with the reason)" if refused and not args.all else ""
         wholes = sum(info.whole for info in infos)
-        run_whole = f", {wholes} of them run whole (no branch inside)" if wholes else ""
-        print(f"{len(infos) - refused} of {len(infos)} models matching {args.pattern!r} can be cut into segments "
-              f"(segment channels/stride){run_whole}; {refused} refused{more}", file=sys.stderr)
+        usable = f"{len(infos) - refused} of {len(infos)} models matching {args.pattern!r}"
+        if wholes:
+            print(f"{usable} have segments (segment channels/stride): {len(infos) - refused - wholes} cut, {wholes} "
+                  f"run whole (no branch inside); {refused} refused{more}", file=sys.stderr)
+        else:
+            print(f"{usable} can be cut into segments (segment channels/stride); {refused} refused{more}",
+                  file=sys.stderr)
     return 0
 
 

@@ -466,9 +466,12 @@ def whole_info(model_name: str, model_family: str, data: DataConfig, why: str) -
     its maps; every later segment hands them on and holds nothing. Names,
     channels and strides are the extractor's ``feature_info``; its outputs are
     checked on the meta device to be one 4-d map per tap with those channels
-    (``NHWC`` ones are recorded as such and turned to ``NCHW``). A model timm
-    cannot build with ``features_only``, or whose extractor outputs something
-    else, is refused: ``why`` is then the reason when timm gives none.
+    (``NHWC`` ones are recorded as such and turned to ``NCHW``); an extractor
+    that fails at a size other than the model's own marks it as taking that
+    size only. A model timm cannot build with ``features_only`` is refused with
+    timm's reason; one whose extractor outputs something else, or does not run
+    on the meta device (where mtdsl reads shapes and counts FLOPs: Gemma 4's
+    ``.item()``), with ``why`` and that.
 
     >>> info = whole_info("test_vit_relpos", "vision_transformer_relpos", DataConfig(), "")
     >>> info.whole, [(s.name, s.channels, s.reduction, s.parameters > 0) for s in info.segments][:2]
@@ -481,8 +484,8 @@ def whole_info(model_name: str, model_family: str, data: DataConfig, why: str) -
     channels = [int(info["num_chs"]) for info in infos]
     layout, problem = _whole_layout(extractor, data.input_size, channels)
     if problem:
-        return BackboneInfo(model_name, model_family, (), refusal=f"{why or 'it cannot be cut'}; run whole, "
-                            f"{problem}", data=data)
+        return BackboneInfo(model_name, model_family, (), refusal=f"{why or 'it cannot be cut'}, and it cannot "
+                            f"run whole: {problem}", data=data)
     if not data.fixed_input_size:  # a model that runs at its own size only (a fixed position embedding) says so
         _, height, width = data.input_size
         if _whole_layout(extractor, (3, height + 32, width + 32), channels)[1]:
@@ -506,10 +509,10 @@ def _whole_layout(extractor: Any, input_size: tuple[int, ...], channels: list[in
     try:
         maps = extractor(torch.empty(2, *input_size, device="meta"))
     except Exception as error:  # any failure to run is the reason
-        if "meta tensors" in str(error):  # a step that reads values (Gemma 4's .item()): unchecked, timm's word holds
-            return "NCHW", ""
         size = f"{input_size[1]}x{input_size[2]}"
-        return "", f"its features_only extractor fails on {size} images ({type(error).__name__})"
+        first_line = (str(error).splitlines() or [""])[0]
+        return "", (f"its features_only extractor fails on {size} images on the meta device, where mtdsl reads "
+                    f"shapes and counts FLOPs ({type(error).__name__}: {first_line})")
     if not isinstance(maps, (list, tuple)) or len(maps) != len(channels):
         return "", f"its features_only extractor outputs a {type(maps).__name__}, not one map per tap"
     if any(not isinstance(x, torch.Tensor) or x.ndim != 4 for x in maps):

@@ -213,8 +213,10 @@ def check_whole_branches(spec: Spec) -> None:
 def check_whole_targets(spec: Spec) -> None:
     """No phase freezes, and no ``lr_scale`` scales, one segment of a backbone that runs whole: its first segment
     holds all its weights and the others none, so a segment named alone names all of it or nothing."""
-    targets = [(target, ("phase", phase.name, "freeze", str(index)), f"phase '{phase.name}' freezes")
-               for phase in spec.train.phases for index, target in enumerate(phase.freeze)]
+    targets: list[tuple[SegmentRef, tuple[str, ...], str]] = [
+        (target, ("phase", phase.name, "freeze", str(index)), f"phase '{phase.name}' freezes")
+        for phase in spec.train.phases for index, target in enumerate(phase.freeze)
+    ]
     written = spec.train.lr_scale if spec.train.lr_scale != "auto" else None
     scales: list[tuple[tuple[str, ...], LrScaleConfig | None]] = [(("train", "lr_scale"), written)]
     scales += [(("phase", phase.name, "lr_scale"), phase.lr_scale) for phase in spec.train.phases]
