@@ -179,3 +179,27 @@ def test_a_weights_file_loads_through_timm_into_the_extractor_every_key(model_na
     torch.save({k: v for k, v in source.state_dict().items() if k != some_key}, path)
     with pytest.raises(WeightsError, match=f"1 missing keys \\({some_key}\\)"):
         compile_text(text).model()
+
+
+def test_imagenet_weights_of_a_whole_backbone_come_through_timms_hub_offline(offline_hub):
+    """timm's own ``features_only=True, pretrained=True``: huggingface_hub's cache serves them, keys are timm's."""
+    import json
+
+    from safetensors.torch import save
+
+    from conftest import put_in_hub_cache
+    from mtdsl.nn.pretrained import pretrained_segments
+
+    name = "hrnet_w18_small.ms_in1k"
+    torch.manual_seed(2)
+    source = timm.create_model("hrnet_w18_small", num_classes=1000)
+    pretrained_cfg = timm.models.get_pretrained_cfg(name).to_dict()
+    config = json.dumps({"architecture": "hrnet_w18_small", "num_classes": 1000, "pretrained_cfg": pretrained_cfg})
+    put_in_hub_cache(offline_hub, f"timm/{name}",
+                     {"model.safetensors": save(source.state_dict()), "config.json": config.encode()})
+    segments = pretrained_segments(name, "imagenet")
+    assert isinstance(segments["stem"], WholeExtractor)
+    ours = segments["stem"].extractor.state_dict()
+    theirs = timm.create_model(name, features_only=True, pretrained=True).state_dict()
+    assert list(ours) == list(theirs) and all(torch.equal(ours[key], theirs[key]) for key in ours)
+    assert torch.equal(ours["conv1.weight"], source.conv1.weight)
