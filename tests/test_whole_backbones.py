@@ -203,3 +203,19 @@ def test_imagenet_weights_of_a_whole_backbone_come_through_timms_hub_offline(off
     theirs = timm.create_model(name, features_only=True, pretrained=True).state_dict()
     assert list(ours) == list(theirs) and all(torch.equal(ours[key], theirs[key]) for key in ours)
     assert torch.equal(ours["conv1.weight"], source.conv1.weight)
+
+
+def test_an_extractor_with_channels_last_maps_is_read_as_nhwc_and_handed_on_as_nchw():
+    """No timm model runs whole with NHWC maps today; a feature wrapper that gives them is still read right."""
+    from mtdsl.graph.backbones import _whole_layout
+
+    class ChannelsLast(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+            return [images[:, :, ::4, ::4].permute(0, 2, 3, 1), images[:, :2, ::8, ::8].permute(0, 2, 3, 1)]
+
+    assert _whole_layout(ChannelsLast(), (3, 32, 32), [3, 2]) == ("NHWC", "")
+    assert "not feature_info's [4, 2]" in _whole_layout(ChannelsLast(), (3, 32, 32), [4, 2])[1]
+    images = torch.randn(1, 3, 32, 32)
+    maps = WholeExtractor(ChannelsLast(), channels_last=True)(images)
+    assert [tuple(m.shape) for m in maps] == [(1, 3, 8, 8), (1, 2, 4, 4)]
+    assert torch.equal(WholeTap(1).as_map(maps, (32, 32)), images[:, :2, ::8, ::8])

@@ -473,9 +473,9 @@ def whole_info(model_name: str, model_family: str, data: DataConfig, why: str) -
     on the meta device (where mtdsl reads shapes and counts FLOPs: Gemma 4's
     ``.item()``), with ``why`` and that.
 
-    >>> info = whole_info("test_vit_relpos", "vision_transformer_relpos", DataConfig(), "")
-    >>> info.whole, [(s.name, s.channels, s.reduction, s.parameters > 0) for s in info.segments][:2]
-    (True, [('stage1', 64, 16, True), ('stage2', 64, 16, False)])
+    >>> info = whole_info("test_vit_relpos", "vision_transformer_relpos", DataConfig((3, 160, 160)), "")
+    >>> info.whole, info.data.fixed_input_size, [(s.name, s.channels, s.parameters > 0) for s in info.segments]
+    (True, True, [('stage1', 96, True), ('stage2', 96, False), ('stage3', 96, False)])
     """
     extractor, unbuildable = _features_only(model_name)
     if unbuildable:
