@@ -185,9 +185,9 @@ def test_imagenet_weights_of_a_whole_backbone_come_through_timms_hub_offline(off
     """timm's own ``features_only=True, pretrained=True``: huggingface_hub's cache serves them, keys are timm's."""
     import json
 
+    from conftest import put_in_hub_cache
     from safetensors.torch import save
 
-    from conftest import put_in_hub_cache
     from mtdsl.nn.pretrained import pretrained_segments
 
     name = "hrnet_w18_small.ms_in1k"
