@@ -219,3 +219,22 @@ def test_an_extractor_with_channels_last_maps_is_read_as_nhwc_and_handed_on_as_n
     maps = WholeExtractor(ChannelsLast(), channels_last=True)(images)
     assert [tuple(m.shape) for m in maps] == [(1, 3, 8, 8), (1, 2, 4, 4)]
     assert torch.equal(WholeTap(1).as_map(maps, (32, 32)), images[:, :2, ::8, ::8])
+
+
+def test_a_weights_file_for_a_hub_names_whole_backbone_is_the_file_not_the_hub(offline_hub, tmp_path):
+    """A hub name's model with ``pretrained = "PATH"``: timm loads the file, not the hub's (absent) weights."""
+    import json
+
+    from conftest import put_in_hub_cache
+
+    from mtdsl.nn.pretrained import pretrained_segments
+
+    pretrained_cfg = timm.models.get_pretrained_cfg("hrnet_w18_small.ms_in1k").to_dict()
+    config = json.dumps({"architecture": "hrnet_w18_small", "num_classes": 1000, "pretrained_cfg": pretrained_cfg})
+    put_in_hub_cache(offline_hub, "timm/hrnet_w18_small.ms_in1k", {"config.json": config.encode()})
+    torch.manual_seed(3)
+    source = timm.create_model("hrnet_w18_small", num_classes=0)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    segments = pretrained_segments("hf-hub:timm/hrnet_w18_small.ms_in1k", str(path))
+    assert torch.equal(segments["stem"].extractor.conv1.weight, source.conv1.weight)

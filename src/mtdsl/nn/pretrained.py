@@ -141,7 +141,8 @@ def pretrained_extractor(model_name: str, pretrained: str, **kwargs) -> nn.Modul
     with torch.device("meta"):  # only the keys and shapes are compared
         model = create_timm_model(model_name, **kwargs)
     state = fitting_state(model, read_state_dict(pretrained), origin=pretrained)
-    return create_extractor(model_name, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
+    overlay = {"state_dict": state, "source": ""}  # the file, not the hub, even for a hub name's model
+    return create_extractor(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 
 def pretrained_sources(model_name: str) -> list[str]:
