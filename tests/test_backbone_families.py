@@ -9,8 +9,8 @@ model's layout, with the channels and stride the metadata promised; a
 two-task spec that branches after ``stage2`` compiles and runs. timm's
 vision transformers, class and register tokens included, are cut between
 blocks: every map a reader sees is timm's ``forward_intermediates``. Other
-models timm reads another way (``forward_intermediates``, hooks) are refused
-with the reason, by every name.
+models timm reads another way (``forward_intermediates``, hooks) run whole
+(``tests/test_whole_backbones.py``).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ FAMILIES = {
     "metaformer": "caformer_s18",
     "lowformer (head layers after the last stage: no pre_logits)": "lowformer_b0",
 }
-#: Models timm reads with forward_intermediates or hooks, and a word of the reason.
-REFUSED = {"test_vit_relpos": "forward_intermediates", "xception41": "hooks",
-           "selecsls42": "stage1 outputs a list, not one map", "vit_small_patch16_rope_mixed_224": "rope_mixed",
-           "vit_small_patch16_dinov3": "follows each image's patch grid"}
+#: Models timm reads with forward_intermediates or hooks, or whose stages or rotary embeddings cannot be cut: they
+#: run whole.
+RUN_WHOLE = ["test_vit_relpos", "xception41", "selecsls42", "vit_small_patch16_rope_mixed_224",
+             "vit_small_patch16_dinov3"]
 
 
 @register_model
@@ -163,13 +163,14 @@ def test_every_timm_test_model_is_cut_or_refused_with_a_reason():
             assert [s.reduction for s in info.stages] == sorted(s.reduction for s in info.stages), model_name
 
 
-@pytest.mark.parametrize("model_name, reason", REFUSED.items())
-def test_models_timm_reads_another_way_are_refused_with_the_reason(model_name, reason):
-    text = f'model m\ninput 3x160x160\nbackbone trunk = timm("{model_name}")\ndataset d = synthetic()\n' \
-           "task t: classify(d) { classes = 2 }\n"
-    with pytest.raises(BackboneError, match=reason) as caught:
-        compile_text(text, "refused.mtl")
-    assert caught.value.span is not None and caught.value.span.line == 3
+@pytest.mark.parametrize("model_name", RUN_WHOLE)
+def test_models_timm_reads_another_way_run_whole_at_timms_taps(model_name):
+    info = read_backbone(model_name)
+    assert info.whole and not info.refusal and info.segments[0].parameters and info.layout == "NCHW"
+    with torch.device("meta"):
+        extractor = timm.create_model(model_name, features_only=True)
+    assert [s.channels for s in info.segments] == extractor.feature_info.channels()
+    assert [s.reduction for s in info.segments] == extractor.feature_info.reduction()
 
 
 def test_a_pretrained_tag_is_its_architecture_with_its_own_data_config():
@@ -472,14 +473,13 @@ def test_the_backbones_command_lists_segments_and_with_all_the_refusals(capsys):
     lines = {line.split()[0]: line for line in listed.out.splitlines()}
     info = backbone_info("test_convnext")
     assert lines["test_convnext"].endswith("  ".join(f"{s.name} {s.channels}/{s.reduction}" for s in info.segments))
-    assert "test_vit_relpos" not in lines and "refused (--all lists them" in listed.err
+    assert ", runs whole (no branch inside): stage1 96/16" in lines["test_vit_relpos"]
+    assert "have segments (segment channels/stride): 17 cut, 1 run whole (no branch inside); 0 refused" in listed.err
     assert "(NHWC inside)" in lines["test_mambaout"] and "(NLC inside)" in lines["test_vit"]
     assert main(["backbones", "test_vit*", "--all"]) == 0
     listed_all = capsys.readouterr().out.splitlines()
     assert len(listed_all) == len(timm.list_models("test_vit*"))
-    refused = [line for line in listed_all if "refused: " in line]
-    assert [line.split()[0] for line in refused] == ["test_vit_relpos"]
-    assert all(f"refused: {read_backbone(line.split()[0]).refusal}" in line for line in refused)
+    assert not [line for line in listed_all if "refused: " in line]
 
 
 def test_the_backbones_command_lists_tags_and_json(capsys):

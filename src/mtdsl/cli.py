@@ -142,13 +142,20 @@ def cmd_backbones(args: argparse.Namespace, console: Console) -> int:
             print(f"{info.model:<{width}}  {info.family or '?'}: refused: {info.refusal}")
             continue
         segments = "  ".join(f"{s.name} {s.channels}/{s.reduction}" for s in info.segments)
-        layout = "" if info.layout == "NCHW" else f" ({info.layout} inside)"
-        print(f"{info.model:<{width}}  {info.family}{layout}: {segments}")
+        layout = "" if info.layout == "NCHW" or info.whole else f" ({info.layout} inside)"
+        whole = ", runs whole (no branch inside)" if info.whole else ""
+        print(f"{info.model:<{width}}  {info.family}{layout}{whole}: {segments}")
     if not args.quiet:
         refused = len(infos) - sum(not info.refusal for info in infos)
         more = " (--all lists them with the reason)" if refused and not args.all else ""
-        print(f"{len(infos) - refused} of {len(infos)} models matching {args.pattern!r} can be cut into segments "
-              f"(segment channels/stride); {refused} refused{more}", file=sys.stderr)
+        wholes = sum(info.whole for info in infos)
+        usable = f"{len(infos) - refused} of {len(infos)} models matching {args.pattern!r}"
+        if wholes:
+            print(f"{usable} have segments (segment channels/stride): {len(infos) - refused - wholes} cut, {wholes} "
+                  f"run whole (no branch inside); {refused} refused{more}", file=sys.stderr)
+        else:
+            print(f"{usable} can be cut into segments (segment channels/stride); {refused} refused{more}",
+                  file=sys.stderr)
     return 0
 
 

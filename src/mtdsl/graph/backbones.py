@@ -14,6 +14,14 @@ DeiT-III, SigLIP, DINOv2, AIMv2, with or without class and register tokens;
 (:func:`token_cut`). Any name timm takes works: an architecture, a
 pretrained tag (``resnet18.a1_in1k``) or a hub name (``hf-hub:…``).
 
+Every other model that timm builds with ``features_only=True`` runs *whole*
+(:func:`whole_info`): timm's extractor (``forward_intermediates``, hooks, taps
+out of order) cannot be cut module by module, so the first segment holds all of
+it and outputs all its maps, and each later segment hands them on, weightless.
+Segment ``k`` still stands for map ``k`` (what a neck or a head reading it
+gets), but nothing can branch inside such a backbone: a task's own copy of a
+later segment would own no weights (:attr:`BackboneInfo.whole`).
+
 Where timm's classifier reads through more layers than the last feature map
 (EfficientNet's ``conv_head`` + ``bn2``, MobileNetV3's pooled ``conv_head``), a
 last segment ``pre_logits`` holds them, with their pretrained weights: it is
@@ -127,6 +135,9 @@ class BackboneInfo:
     MambaOut; segments convert, so what they hand on is always ``NCHW``).
     ``refusal`` says why a model cannot be cut into segments (then ``segments``
     is empty); it is kept like the rest, so a refused model is not read twice.
+    ``whole``: timm's ``features_only`` extractor runs whole in the first
+    segment, the others hand its maps on (see :func:`whole_info`); ``layout`` is
+    then the extractor's output layout.
     """
 
     model: str
@@ -135,6 +146,7 @@ class BackboneInfo:
     layout: str = "NCHW"
     refusal: str = ""
     data: DataConfig = DataConfig()
+    whole: bool = False
 
     def segment(self, name: str) -> SegmentInfo:
         return next(s for s in self.segments if s.name == name)
@@ -160,7 +172,8 @@ class BackboneInfo:
             SegmentInfo(**{**segment, "timm_modules": tuple(segment["timm_modules"])}) for segment in record["segments"]
         )
         data = DataConfig.from_record(record["data"])
-        return cls(record["model"], record["family"], segments, record["layout"], record["refusal"], data)
+        return cls(record["model"], record["family"], segments, record["layout"], record["refusal"], data,
+                   bool(record.get("whole", False)))
 
 
 def segment_names(count: int, first_reduction: int) -> list[str]:
@@ -396,7 +409,9 @@ def read_backbone(model_name: str) -> BackboneInfo:
     taps, are the segments; so can timm's ``VisionTransformer``, ``Eva`` and
     ``Beit``, cut between blocks (:func:`token_cut`). Other models whose
     extractor calls ``forward_intermediates`` (XCiT, LeViT, Hiera, …) or hooks
-    one forward pass are refused, with that reason.
+    one forward pass, or whose stages do not run in order, run whole
+    (:func:`whole_info`), as do vision transformers that cannot be cut between
+    blocks; only a model timm cannot build with ``features_only`` is refused.
     """
     import timm
 
@@ -407,7 +422,7 @@ def read_backbone(model_name: str) -> BackboneInfo:
     data = DataConfig.from_pretrained_cfg(dict(model.pretrained_cfg))
     refusal = _refusal(model_name, model, layout)
     if refusal:
-        return BackboneInfo(model_name, model_family, (), layout, refusal, data)
+        return whole_info(model_name, model_family, data, refusal)
     if layout == TOKENS:  # the position embedding's grid is what it was built for, unless timm resamples it
         height, width = model.patch_embed.img_size
         fixed = not getattr(model, "dynamic_img_size", False)
@@ -422,7 +437,7 @@ def read_backbone(model_name: str) -> BackboneInfo:
         if problem.startswith(PRE_LOGITS):
             del parts_of[PRE_LOGITS]  # the layers after the last stage are no sequence: heads read the last stage
         elif problem:
-            return BackboneInfo(model_name, model_family, (), layout, problem, data)
+            return whole_info(model_name, model_family, data, problem)
         groups = OrderedDict((segment, [name for name, _ in parts]) for segment, parts in parts_of.items())
     if PRE_LOGITS in groups:
         pooled = "global_pool" in groups[PRE_LOGITS]
@@ -442,6 +457,72 @@ def read_backbone(model_name: str) -> BackboneInfo:
         for (segment, names), info in zip(groups.items(), infos)
     )
     return BackboneInfo(model_name, model_family, segments, layout, "", data)
+
+
+def whole_info(model_name: str, model_family: str, data: DataConfig, why: str) -> BackboneInfo:
+    """A model that cannot be cut (``why``), run whole: segments at the taps of timm's ``features_only`` extractor.
+
+    The first segment holds the whole extractor (all its parameters) and outputs
+    its maps; every later segment hands them on and holds nothing. Names,
+    channels and strides are the extractor's ``feature_info``; its outputs are
+    checked on the meta device to be one 4-d map per tap with those channels
+    (``NHWC`` ones are recorded as such and turned to ``NCHW``); an extractor
+    that fails at a size other than the model's own marks it as taking that
+    size only. A model timm cannot build with ``features_only`` is refused with
+    timm's reason; one whose extractor outputs something else, or does not run
+    on the meta device (where mtdsl reads shapes and counts FLOPs: Gemma 4's
+    ``.item()``), with ``why`` and that.
+
+    >>> info = whole_info("test_vit_relpos", "vision_transformer_relpos", DataConfig((3, 160, 160)), "")
+    >>> info.whole, info.data.fixed_input_size, [(s.name, s.channels, s.parameters > 0) for s in info.segments]
+    (True, True, [('stage1', 96, True), ('stage2', 96, False), ('stage3', 96, False)])
+    """
+    extractor, unbuildable = _features_only(model_name)
+    if unbuildable:
+        return BackboneInfo(model_name, model_family, (), refusal=unbuildable, data=data)
+    infos = extractor.feature_info.get_dicts()
+    channels = [int(info["num_chs"]) for info in infos]
+    layout, problem = _whole_layout(extractor, data.input_size, channels)
+    if problem:
+        return BackboneInfo(model_name, model_family, (), refusal=f"{why or 'it cannot be cut'}, and it cannot "
+                            f"run whole: {problem}", data=data)
+    if not data.fixed_input_size:  # a model that runs at its own size only (a fixed position embedding) says so
+        _, height, width = data.input_size
+        if _whole_layout(extractor, (3, height + 32, width + 32), channels)[1]:
+            data = replace(data, fixed_input_size=True)
+    names = segment_names(len(infos), int(infos[0]["reduction"]))
+    parts = tuple(name for name, _ in extractor.named_children())
+    weights = sum(p.numel() for p in extractor.parameters())
+    segments = tuple(
+        SegmentInfo(name=segment, channels=channels[index], reduction=int(info["reduction"]),
+                    timm_modules=parts if not index else (), parameters=weights if not index else 0)
+        for index, (segment, info) in enumerate(zip(names, infos))
+    )
+    return BackboneInfo(model_name, model_family, segments, layout, "", data, whole=True)
+
+
+def _whole_layout(extractor: Any, input_size: tuple[int, ...], channels: list[int]) -> tuple[str, str]:
+    """The layout of an extractor's maps (``NCHW`` or ``NHWC``) from a meta-device run, and ``""``; or what is
+    wrong with its outputs."""
+    import torch
+
+    try:
+        maps = extractor(torch.empty(2, *input_size, device="meta"))
+    except Exception as error:  # any failure to run is the reason
+        size = f"{input_size[1]}x{input_size[2]}"
+        first_line = (str(error).splitlines() or [""])[0]
+        return "", (f"its features_only extractor fails on {size} images on the meta device, where mtdsl reads "
+                    f"shapes and counts FLOPs ({type(error).__name__}: {first_line})")
+    if not isinstance(maps, (list, tuple)) or len(maps) != len(channels):
+        return "", f"its features_only extractor outputs a {type(maps).__name__}, not one map per tap"
+    if any(not isinstance(x, torch.Tensor) or x.ndim != 4 for x in maps):
+        return "", "its features_only extractor outputs something other than 4-d maps"
+    if all(x.shape[1] == width for x, width in zip(maps, channels)):
+        return "NCHW", ""
+    if all(x.shape[3] == width for x, width in zip(maps, channels)):
+        return "NHWC", ""
+    found = [int(x.shape[1]) for x in maps]
+    return "", f"its features_only extractor outputs {found} channels, not feature_info's {channels}"
 
 
 def _dry_run(parts_of: OrderedDict[str, list[tuple[str, Any]]], layout: str, data: DataConfig,
@@ -536,20 +617,29 @@ def _unbuildable(model_name: str, error: Exception) -> Exception:
     )
 
 
+def _features_only(model_name: str) -> tuple[Any, str]:
+    """timm's ``features_only`` extractor of a model on the meta device, and ``""``; or ``None`` and why timm
+    cannot build it."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return timm.create_model(model_name, pretrained=False, features_only=True), ""
+    except Exception as error:  # any failure of timm's features_only: its message is the reason
+        first_line = str(error).splitlines()[0]
+        return None, f"timm cannot build it with features_only=True ({type(error).__name__}: {first_line})"
+
+
 def _refusal(model_name: str, model: Any, layout: str) -> str:
     """Why ``model`` cannot be cut into segments, or ``""`` when it can."""
     if layout not in LAYOUTS:
         return f"its stages hold {layout} tensors, not maps"
     if not getattr(model, "feature_info", None):
         return "timm gives it no feature_info (no feature maps to cut at)"
-    import timm
-    import torch
-
-    try:
-        with torch.device("meta"):
-            extractor = timm.create_model(model_name, pretrained=False, features_only=True)
-    except Exception as error:  # any failure of timm's features_only: its message is the reason
-        return f"timm cannot build it with features_only=True ({type(error).__name__}: {str(error).splitlines()[0]})"
+    extractor, unbuildable = _features_only(model_name)
+    if unbuildable:
+        return unbuildable
     reason = _NOT_SEQUENTIAL.get(type(extractor).__name__)
     if reason and type(extractor).__name__ == "FeatureGetterNet" and is_token_model(model):
         return _token_refusal(model)  # "": cut between blocks, see token_cut

@@ -18,6 +18,8 @@ shared      used by two tasks or more
 channels    output channels; ``stride`` its reduction from the input
 tokens      a segment of a vision transformer: it outputs tokens, which the next
             segment reads as they are and anything else as a map (see :mod:`mtdsl.nn.plan`)
+whole       a segment of a backbone run whole: the first runs timm's whole extractor, the
+            others hand its maps on; a reader other than a segment reads the segment's map
 params      parameter count (of necks and heads: written by :mod:`mtdsl.nn.parameters`)
 frozen_in   phases that freeze it (written by :mod:`mtdsl.graph.freeze`)
 ==========  ==============================================================
@@ -119,6 +121,7 @@ def _segment_facts(spec: Spec, key: SegmentNode) -> SegmentFacts:
         stride=info.reduction,
         pooled=info.pooled,
         tokens=backbone_read.layout == TOKENS,
+        whole=backbone_read.whole,
         params=info.parameters,
     )
 

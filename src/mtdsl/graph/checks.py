@@ -43,8 +43,8 @@ def check_models(spec: Spec) -> None:
             raise BackboneError(
                 f"timm model '{backbone.model}' (family '{info.family}') cannot be cut into segments: {info.refusal}",
                 span,
-                expected="a model whose timm features_only extractor runs its modules in order "
-                "(ResNets, EfficientNets, MobileNets, ConvNeXts, RegNets, Swin, …)",
+                expected="a model timm builds with features_only=True (cut into segments where its extractor runs "
+                "its modules in order, run whole otherwise)",
                 hint="`mtdsl backbones PATTERN` lists the models that can, with their segments",
             )
 
@@ -182,6 +182,61 @@ def check_segments(spec: Spec) -> None:
                 )
 
 
+def check_whole_branches(spec: Spec) -> None:
+    """Nothing branches inside a backbone that runs whole: its first segment holds all its weights (timm's
+    ``features_only`` extractor), the later ones none, so a task's copy of a later segment would own no weights
+    (:func:`mtdsl.graph.backbones.whole_info`)."""
+    roots = root_backbones(spec, branch_order(spec))
+    for name, task in spec.model.tasks.items():
+        if task.branch is None or task.branch.is_whole or task.neck is not None:
+            continue
+        owner = task.branch.owner
+        backbone = owner if owner in spec.model.backbones else roots.get(owner, "")
+        if backbone not in spec.model.backbones:
+            continue
+        info = backbone_info(spec.model.backbones[backbone].model)
+        if not info.whole or task.branch.segment not in info.names:
+            continue
+        reads = task.tap.segment if task.tap is not None and task.tap.segment in info.names else info.names[-1]
+        if info.index(task.branch.segment) < info.index(reads):
+            raise SpecValueError(
+                f"task '{name}' branches inside backbone '{backbone}' (branch = {task.branch}), but timm model "
+                f"'{info.model}' runs whole: its first segment holds all its weights, so a copy of "
+                f"{', '.join(info.names[info.index(task.branch.segment) + 1:info.index(reads) + 1])} would own none",
+                spec.span("task", name, "branch"),
+                expected=f"no branch, or branch = {owner}.{reads} (the segment the task reads: nothing is copied)",
+                hint=f"give the task a backbone of its own (a second backbone statement with timm(\"{info.model}\")), "
+                "or pick a model that `mtdsl backbones PATTERN` lists as cut (not \"runs whole\")",
+            )
+
+
+def check_whole_targets(spec: Spec) -> None:
+    """No phase freezes, and no ``lr_scale`` scales, one segment of a backbone that runs whole: its first segment
+    holds all its weights and the others none, so a segment named alone names all of it or nothing."""
+    targets: list[tuple[SegmentRef, tuple[str, ...], str]] = [
+        (target, ("phase", phase.name, "freeze", str(index)), f"phase '{phase.name}' freezes")
+        for phase in spec.train.phases for index, target in enumerate(phase.freeze)
+    ]
+    written = spec.train.lr_scale if spec.train.lr_scale != "auto" else None
+    scales: list[tuple[tuple[str, ...], LrScaleConfig | None]] = [(("train", "lr_scale"), written)]
+    scales += [(("phase", phase.name, "lr_scale"), phase.lr_scale) for phase in spec.train.phases]
+    targets += [(target, (*where, str(target)), "lr_scale scales")
+                for where, scale in scales for target, _ in (scale.targets if scale is not None else ())]
+    for target, where, verb in targets:
+        backbone = spec.model.backbones.get(target.owner)
+        if target.is_whole or backbone is None or not is_known_model(backbone.model):
+            continue
+        if backbone_info(backbone.model).whole:
+            raise SpecValueError(
+                f"{verb} '{target}', one segment of backbone '{target.owner}', but timm model '{backbone.model}' "
+                "runs whole: its first segment holds all its weights and the others none",
+                spec.span(*where),
+                expected=f"the whole backbone: {target.owner}",
+                hint=f"write {target.owner} instead of {target}, or pick a model that `mtdsl backbones PATTERN` "
+                "lists as cut (not \"runs whole\")",
+            )
+
+
 def check_map_heads(spec: Spec) -> None:
     """A head that reads one feature map taps a segment, not a whole pyramid (the fix names the last segment)."""
     for name, task in spec.model.tasks.items():
@@ -256,9 +311,11 @@ GRAPH_CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_neck_strides,
     check_declarations,
     check_segments,
+    check_whole_branches,
     check_map_heads,
     check_freeze_targets,
     check_lr_scale_targets,
+    check_whole_targets,
 )
 
 

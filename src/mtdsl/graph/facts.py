@@ -47,8 +47,8 @@ class NodeFacts:
     shared: bool = False
     frozen_in: tuple[str, ...] = ()
 
-    #: Facts written only when they hold (``pooled``, ``tokens``, ``num_levels``): left out of ``graph.json`` when
-    #: ``False`` or ``None``.
+    #: Facts written only when they hold (``pooled``, ``tokens``, ``whole``, ``num_levels``): left out of
+    #: ``graph.json`` when ``False`` or ``None``.
     _only_when_set: ClassVar[tuple[str, ...]] = ()
 
     @property
@@ -92,8 +92,17 @@ class SegmentFacts(NodeFacts):
     pooled: bool = False
     #: A vision transformer's segment: it hands on tokens (see :mod:`mtdsl.nn.plan`).
     tokens: bool = False
+    #: A segment of a backbone run whole (timm's extractor, then pass-throughs of its maps; see
+    #: :func:`mtdsl.graph.backbones.whole_info`): it hands on all the maps, and anything but the next segment
+    #: reads its own.
+    whole: bool = False
 
-    _only_when_set: ClassVar[tuple[str, ...]] = ("pooled", "tokens")
+    _only_when_set: ClassVar[tuple[str, ...]] = ("pooled", "tokens", "whole")
+
+    @property
+    def viewed(self) -> bool:
+        """What it hands the next segment is no map: a reader other than a segment reads a view of it."""
+        return self.tokens or self.whole
 
     @property
     def place(self) -> tuple[str, ...]:

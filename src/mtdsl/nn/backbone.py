@@ -15,6 +15,13 @@ timm's forward pass. What a neck or a head reads is the segment's map
 ``forward_intermediates`` returns them); the module plan puts that view
 between the segment and its reader (:mod:`mtdsl.nn.plan`).
 
+A model that cannot be cut runs whole (:func:`~mtdsl.graph.backbones.whole_info`):
+its first segment is timm's ``features_only`` extractor (:class:`WholeExtractor`),
+which outputs the list of all its maps, and each later segment
+(:class:`WholeTap`) hands that list on; what a neck or a head reading segment
+``k`` gets is map ``k`` (``as_map``, put between them by the module plan as for
+tokens).
+
 Models whose stages hold channels-last maps (``NHWC``: Swin, MambaOut) get
 a permutation at each segment's ends, so every segment hands on ``NCHW``
 maps as ResNet's do; the permutations hold no weights, so state-dict keys
@@ -58,6 +65,8 @@ __all__ = [
     "BackboneInfo",
     "SegmentInfo",
     "TokenSegment",
+    "WholeExtractor",
+    "WholeTap",
     "backbone_info",
     "create_timm_model",
     "family",
@@ -247,6 +256,59 @@ def token_segments_of(vit: Any) -> nn.ModuleDict:
     return segments
 
 
+class WholeExtractor(nn.Module):
+    """timm's ``features_only`` extractor, run whole: images in, the list of its ``NCHW`` maps out (finest first).
+
+    It is the first segment of a backbone that cannot be cut, and holds all its
+    weights under timm's own keys (``extractor.…``); ``channels_last``: the
+    extractor outputs ``NHWC`` maps, turned here to ``NCHW``.
+    """
+
+    def __init__(self, extractor: nn.Module, channels_last: bool = False) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.channels_last = channels_last
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        maps = self.extractor(images)
+        return [x.permute(0, 3, 1, 2) if self.channels_last else x for x in maps]
+
+    def as_map(self, maps: Sequence[torch.Tensor], image_size: Sequence[int]) -> torch.Tensor:
+        """The first map: this segment's, as a neck or a head reads it."""
+        return maps[0]
+
+
+class WholeTap(nn.Module):
+    """A later segment of a backbone run whole: it holds nothing and hands the maps on; :meth:`as_map` is its own."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        return maps
+
+    def as_map(self, maps: Sequence[torch.Tensor], image_size: Sequence[int]) -> torch.Tensor:
+        """Map ``index`` of the extractor's: this segment's, as a neck or a head reads it."""
+        return maps[self.index]
+
+    def extra_repr(self) -> str:
+        return f"index={self.index}"
+
+
+def whole_segments(extractor: nn.Module, info: BackboneInfo) -> nn.ModuleDict:
+    """A backbone run whole: the extractor in the first segment, a :class:`WholeTap` per later one."""
+    segments = nn.ModuleDict()
+    for index, name in enumerate(info.names):
+        segments[name] = WholeExtractor(extractor, info.layout == "NHWC") if not index else WholeTap(index)
+    return segments
+
+
+def create_extractor(model_name: str, **kwargs) -> nn.Module:
+    """timm's ``features_only`` extractor of a model, randomly initialised unless ``kwargs`` say ``pretrained``."""
+    return timm.create_model(model_name, **{"pretrained": False, **kwargs, "features_only": True})
+
+
 def segments_of(model: nn.Module, keep: Sequence[str] | None = None) -> nn.ModuleDict:
     """Cut a full timm model into an ``nn.ModuleDict`` of ``nn.Sequential`` segments that hand on ``NCHW`` maps
     (a vision transformer's hand on tokens: :class:`TokenSegment`).
@@ -276,4 +338,7 @@ def timm_segments(model_name: str, drop_rate: float = 0.0, drop_path_rate: float
     kwargs = {"drop_rate": drop_rate}
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate
-    return segments_of(create_timm_model(model_name, **kwargs), backbone_info(model_name).names)
+    info = backbone_info(model_name)
+    if info.whole:
+        return whole_segments(create_extractor(model_name, **kwargs), info)
+    return segments_of(create_timm_model(model_name, **kwargs), info.names)

@@ -95,7 +95,7 @@ class MultiTaskModel(nn.Module):
             elif step.reads == "pyramid":
                 values[step.node] = module(inputs[0], x.shape[-2:])
             elif step.reads == "tokens":
-                values[step.node] = module.as_map(inputs[0], x.shape[-2:])  # type: ignore[operator]  # TokenSegment
+                values[step.node] = module.as_map(inputs[0], x.shape[-2:])  # type: ignore[operator]  # TokenSegment, WholeTap
             else:
                 values[step.node] = module(inputs[0])
             if step.task is not None:

@@ -14,6 +14,8 @@ class and register tokens included, to the next segment, its own or a task's
 copy. Whatever else reads one (a neck, a head) reads its tokens as a map on
 the patch grid, as timm's ``forward_intermediates`` returns them: a step
 ``<node>:map`` (``reads="tokens"``) before its first reader makes that view.
+A backbone run whole (graph attribute ``whole``) hands on the list of all its
+maps the same way, and the view picks the segment's own.
 
 :class:`mtdsl.nn.model.MultiTaskModel` builds and runs the plan;
 :mod:`mtdsl.codegen.model_source` prints the same plan as ``model.py``. So the two
@@ -105,7 +107,8 @@ class Step:
     ``reads``: ``map`` calls ``module(value)``; ``maps`` calls ``module([values…])`` (a neck,
     finest map first); ``pyramid`` calls ``module(pyramid, image_size)`` (a dense head);
     ``tokens`` calls ``module.as_map(tokens, image_size)`` (a vision transformer segment's
-    output seen as a map; see :class:`mtdsl.nn.backbone.TokenSegment`).
+    output seen as a map, :class:`mtdsl.nn.backbone.TokenSegment`; or a whole-run backbone's
+    maps, of which it picks the segment's own, :class:`mtdsl.nn.backbone.WholeTap`).
     ``task`` is set on a head's step: its value is that task's output.
     """
 
@@ -200,13 +203,14 @@ def _step(graph: nx.DiGraph, every: dict[str, NodeFacts], node: str) -> Step:
 
 
 def _with_map_views(every: dict[str, NodeFacts], steps: list[Step]) -> list[Step]:
-    """The steps, with a view step before the first step other than a segment that reads a token segment.
+    """The steps, with a view step before the first step other than a segment that reads a token segment
+    (or a segment of a backbone run whole).
 
     The view runs for the tasks of the steps that read it, and they read the view instead.
     """
     def tokens(name: str) -> bool:
         record = every[name]
-        return isinstance(record, SegmentFacts) and record.tokens
+        return isinstance(record, SegmentFacts) and record.viewed
 
     readers: dict[str, set[str]] = {}
     for step in steps:

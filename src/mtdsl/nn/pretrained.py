@@ -21,6 +21,13 @@ or a checkpoint holding it under ``state_dict`` or ``model``). Classifier
 weights are dropped, since heads replace the classifier; any other key that
 does not fit is an error, never silently skipped.
 
+A backbone that runs whole (timm's ``features_only`` extractor in its first
+segment, :func:`~mtdsl.graph.backbones.whole_info`) loads through timm's own
+path: ``timm.create_model(name, features_only=True, pretrained=True)`` loads
+the weights into the model before timm wraps it, so the keys, the hub and its
+cache, and timm's checkpoint conversions are timm's; a file is checked against
+the model as above, then handed to timm the same way.
+
 Under ``torch.device("meta")`` (shape and FLOP analysis) nothing is read:
 meta tensors hold no values.
 
@@ -44,7 +51,7 @@ from torch import nn
 
 from mtdsl.errors import WeightsError
 from mtdsl.graph.backbones import split_source
-from mtdsl.nn.backbone import backbone_info, create_timm_model, segments_of
+from mtdsl.nn.backbone import backbone_info, create_extractor, create_timm_model, segments_of, whole_segments
 
 NONE = "none"
 IMAGENET = "imagenet"
@@ -105,7 +112,10 @@ def pretrained_segments(
         WeightsError: the weights cannot be found or do not fit the model.
     """
     kwargs = _timm_kwargs(drop_rate, drop_path_rate)
-    names = backbone_info(model_name).names
+    info = backbone_info(model_name)
+    if info.whole:
+        return whole_segments(pretrained_extractor(model_name, pretrained, **kwargs), info)
+    names = info.names
     if pretrained == NONE or torch.get_default_device().type == "meta":
         return segments_of(create_timm_model(model_name, **kwargs), names)
     if pretrained == IMAGENET:
@@ -113,6 +123,26 @@ def pretrained_segments(
     model = create_timm_model(model_name, **kwargs)
     load_backbone_state(model, read_state_dict(pretrained), origin=pretrained)
     return segments_of(model, names)
+
+
+def pretrained_extractor(model_name: str, pretrained: str, **kwargs) -> nn.Module:
+    """timm's ``features_only`` extractor with the weights ``pretrained`` names, loaded by timm itself.
+
+    Raises:
+        WeightsError: the weights cannot be found or do not fit the model.
+    """
+    if pretrained == NONE or torch.get_default_device().type == "meta":
+        return create_extractor(model_name, **kwargs)
+    if pretrained == IMAGENET:
+        try:
+            return _hub_model(model_name, extractor=True, **kwargs)
+        except _HubUnavailable as reason:
+            raise _no_imagenet_weights(model_name, str(reason)) from None
+    with torch.device("meta"):  # only the keys and shapes are compared
+        model = create_timm_model(model_name, **kwargs)
+    state = fitting_state(model, read_state_dict(pretrained), origin=pretrained)
+    overlay = {"state_dict": state, "source": ""}  # the file, not the hub, even for a hub name's model
+    return create_extractor(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 
 def pretrained_sources(model_name: str) -> list[str]:
@@ -221,6 +251,16 @@ def load_backbone_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, 
     Raises:
         WeightsError: keys are missing, left over or of another shape; the message names the first few.
     """
+    model.load_state_dict(fitting_state(model, state, origin=origin))
+
+
+def fitting_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin: str) -> dict[str, torch.Tensor]:
+    """``state`` without the classifier's weights, once its keys and shapes are those of ``model`` (built with
+    ``num_classes=0``).
+
+    Raises:
+        WeightsError: keys are missing, left over or of another shape; the message names the first few.
+    """
     expected = model.state_dict()
     kept = {key: value for key, value in state.items() if key in expected or not _is_classifier_key(model, key)}
     missing = [key for key in expected if key not in kept]
@@ -241,7 +281,7 @@ def load_backbone_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, 
             f"the weights in {origin} do not fit {name}: {'; '.join(problems)}",
             hint=f'save them from timm.create_model("{name}") or name the model they were trained for',
         )
-    model.load_state_dict(kept)
+    return kept
 
 
 def _timm_kwargs(drop_rate: float, drop_path_rate: float) -> dict[str, float]:
@@ -309,10 +349,13 @@ def _hub_id(model_name: str) -> str:
     return config.hf_hub_id or url or ""
 
 
-def _hub_model(model_name: str, **kwargs) -> nn.Module:
+def _hub_model(model_name: str, extractor: bool = False, **kwargs) -> nn.Module:
+    """The model from timm's hub (``extractor``: its ``features_only`` extractor, as :func:`pretrained_extractor`)."""
     if not _hub_id(model_name):
         raise _HubUnavailable(f"timm has no pretrained weights for {model_name}")
     try:
+        if extractor:
+            return create_extractor(model_name, pretrained=True, **kwargs)
         return timm.create_model(model_name, pretrained=True, num_classes=0, **kwargs)
     # Downloads fail in huggingface_hub, requests, urllib or torch, with no common base class.
     except Exception as error:
