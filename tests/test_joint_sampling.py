@@ -309,3 +309,23 @@ def test_a_joint_run_resumed_after_its_first_epoch_ends_as_the_uninterrupted_one
     trained = [[r for r in records if r["event"] == "train"] for records in (whole, resumed)]
     assert trained[1] == _without_time(trained[0], trained[1])
     assert [r for r in resumed if r["event"] == "val"] == [r for r in whole if r["event"] == "val"]
+
+
+def test_two_processes_train_a_joint_spec_on_shares_of_the_same_batches(pets, tmp_path):
+    """DDP shares each joint batch between the ranks as it shares any stream's. (The losses are not the
+    one-process ones: the neck and heads normalise each rank's half, and each rank averages over its own
+    known examples.)"""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "pets.mtl"
+    spec.write_text(_spec(pets, epochs="phase heads { epochs = 1; freeze = [backbones] }"))
+    assert main(["train", str(spec), "--out", str(tmp_path / "one"), "--workers", "0", "--quiet"]) == 0
+    result = subprocess.run([sys.executable, "-m", "mtdsl", "train", str(spec), "--nproc", "2", "--workers", "0",
+                             "--out", str(tmp_path / "two"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    logs = {name: MetricsLog.read(tmp_path / name / "metrics.jsonl") for name in ("one", "two")}
+    trained = {name: [r for r in log if r["event"] == "train"] for name, log in logs.items()}
+    assert [r["processes"] for r in trained["two"]] == [2]
+    assert [r["images"] for r in trained["two"]] == [r["images"] for r in trained["one"]]
+    assert set(next(r for r in logs["two"] if r["event"] == "test")["metrics"]) == set(KINDS)
