@@ -18,7 +18,7 @@ PLANTS = {"proportional": "plants", "fixed": "plants_fixed", "dynamic": "plants_
 
 
 def test_every_experiment_has_a_spec():
-    others = {"plants_adamw", "plants_sgd", "multilabel", "pets", "pets_long", "road", "pet_heads"}
+    others = {"plants_adamw", "plants_sgd", "multilabel", "pets", "pets_long", "pets_joint", "road", "pet_heads"}
     assert {path.stem for path in REAL_SPECS} == {*PLANTS.values(), *others}
 
 
@@ -59,6 +59,15 @@ def test_the_plants_specs_differ_only_in_name_and_sampling():
 
     reference = comparable(specs["proportional"])
     assert all(comparable(spec) == reference for spec in specs.values())
+
+
+def test_pets_joint_is_pets_long_sampled_jointly():
+    joint, long = (load_spec(ROOT / "specs" / "real" / f"{name}.mtl") for name in ("pets_joint", "pets_long"))
+    assert (joint.train.sampling.kind, long.train.sampling.kind) == ("joint", "proportional")
+    assert joint.model.model_copy(update={"name": ""}) == long.model.model_copy(update={"name": ""})
+    assert joint.datasets == long.datasets
+    assert joint.train.model_copy(update={"sampling": None}) == long.train.model_copy(update={"sampling": None})
+    assert [stream.label for stream in joint.streams] == ["breed+pet+outline"]
 
 
 def test_epochs_are_set_per_phase_from_the_command_line():

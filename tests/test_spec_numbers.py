@@ -79,6 +79,7 @@ CALL_TEMPLATES: dict[str, str] = {
     "sampling strategy equal": _TRAIN.replace("{line}", "sampling = {call}"),
     "sampling strategy round_robin": _TRAIN.replace("{line}", "sampling = {call}"),
     "sampling strategy sequential": _TRAIN.replace("{line}", "sampling = {call}"),
+    "sampling strategy joint": _TRAIN.replace("{line}", "sampling = {call}"),
     "sampling strategy dynamic": _TRAIN.replace("{line}", "sampling = {call}").replace(
         "classes = 3 }", "classes = 3; target = 0.9 }"
     ),

@@ -78,6 +78,9 @@ def _stream_source(stream: Stream, classes: set[type]) -> str:
             f"batch_size={literal(stream.batch_size)}{balanced}")
     if stream.augment is not None:
         text += ",\n           augment=" + wrapped_literal(stream.augment, classes, start=19)
+    if stream.parts:
+        parts = ",\n".join(" " * 11 + _stream_source(part, classes) for part in stream.parts)
+        text += ",\n           parts=(\n" + parts + ",\n           )"
     return text + ")"
 
 

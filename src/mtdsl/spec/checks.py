@@ -20,6 +20,7 @@ from mtdsl.spec.document import Spec
 from mtdsl.spec.heads import heads_for
 from mtdsl.spec.losses import losses_for
 from mtdsl.spec.model import TaskSpec
+from mtdsl.spec.streams import is_balanced
 from mtdsl.spec.training import DynamicSampling, FixedSampling
 
 PRETRAINED_SOURCES = ("none", "imagenet")
@@ -514,6 +515,59 @@ def check_balanced(spec: Spec) -> None:
             )
 
 
+def check_joint_sampling(spec: Spec) -> None:
+    """``sampling = joint`` draws one batch of photos for every task, so nothing may ask for batches of its own.
+
+    A balanced binary task draws half positive, half negative batches for itself; a task's own ``augment`` or
+    batch size, or datasets that augment or resize differently, would each need batches apart from the
+    others'; and one batch holds synthetic images of one generator only.
+    """
+    if spec.train.sampling.kind != "joint":
+        return
+    change = "or choose another sampling (proportional keeps a stream per dataset)"
+    for name, training in spec.train.tasks.items():
+        if is_balanced(spec, name):
+            raise SpecValueError(
+                f"binary task '{name}' draws balanced batches of its own, but sampling = joint trains every task "
+                "on one stream of photos",
+                spec.span("task", name, "balanced"),
+                hint=f"write balanced = false on task '{name}', {change}",
+            )
+        for field, what in (("augment", "augment = [...]"), ("batch_size", "batch_size")):
+            if getattr(training, field) is not None:
+                raise SpecValueError(
+                    f"task '{name}' sets its own {field}, but sampling = joint trains every task on the same "
+                    "batches of photos",
+                    spec.span("task", name, field),
+                    hint=f"remove {what} from task '{name}' and write it once "
+                    + ("on its datasets" if field == "augment" else "in train { }") + f", {change}",
+                )
+    datasets = list(dict.fromkeys(name for training in spec.train.tasks.values() for name in training.datasets))
+    first, *others = datasets
+    for field in ("augment", "resize"):
+        for other in others:
+            mine, theirs = getattr(spec.datasets[first], field), getattr(spec.datasets[other], field)
+            if mine != theirs:
+                written = other if theirs is not None else first
+                raise SpecValueError(
+                    f"datasets '{first}' and '{other}' {field} differently, but sampling = joint puts their "
+                    f"photos in the same batches, which are {'augmented' if field == 'augment' else 'resized'} "
+                    "alike",
+                    spec.span("dataset", written, field),
+                    hint=f"give '{first}' and '{other}' the same {field} = … (or leave it out of both), {change}",
+                )
+    synthetic = [name for name in datasets if spec.datasets[name].kind == "synthetic"]
+    settings = [spec.datasets[name].model_dump(exclude={"name"}) for name in synthetic]
+    for other, its_settings in zip(synthetic[1:], settings[1:]):
+        if its_settings != settings[0]:
+            raise SpecValueError(
+                f"synthetic datasets '{synthetic[0]}' and '{other}' differ, but sampling = joint puts their "
+                "images in the same batches, which draw from one generator",
+                spec.span("dataset", other),
+                hint=f"read both tasks from '{synthetic[0]}', {change}",
+            )
+
+
 def check_shared_batches(spec: Spec) -> None:
     """Tasks that share a stream share its batches, so they must agree on batch size and sampling ratio."""
     sampling = spec.train.sampling
@@ -557,6 +611,7 @@ CHECKS: tuple[Callable[[Spec], None], ...] = (
     check_sampling,
     check_binary_positive,
     check_balanced,
+    check_joint_sampling,
     check_shared_batches,
     check_phases,
     check_cyclic_bounds,

@@ -11,6 +11,12 @@ stream reads, so tasks augmented differently cannot share its batches (tasks
 of the same datasets that write the same ``augment`` share a stream). Sampling
 strategies pick streams.
 
+Under ``sampling = joint`` there is one training stream over every task: its
+examples are the datasets' training photos merged by photo, so a photo that
+three datasets label trains three tasks in one forward pass. The streams it
+merges stay its :attr:`Stream.parts`: each task is still validated and tested
+on its own dataset's splits.
+
 Streams follow from the spec alone, so they are planned in the spec layer: a
 check (:func:`mtdsl.spec.checks.check_shared_batches`) needs them before
 anything is built.
@@ -51,6 +57,8 @@ class Stream:
         batch_size: examples per batch.
         balanced: the binary task whose batches are half positive, half negative, if any.
         augment: the tasks' own ``augment``, which replaces the datasets'; ``None``: the datasets'.
+        parts: for the joint stream (``sampling = joint``), the per-dataset streams whose training photos it
+            merges; each is evaluated on its own splits. Empty for every other stream.
     """
 
     datasets: tuple[str, ...]
@@ -58,6 +66,12 @@ class Stream:
     batch_size: int
     balanced: str | None = None
     augment: tuple[AugmentConfig, ...] | None = None
+    parts: tuple[Stream, ...] = ()
+
+    @property
+    def joint(self) -> bool:
+        """Its training examples are the photos of :attr:`parts` merged (``sampling = joint``)."""
+        return bool(self.parts)
 
     @property
     def dataset(self) -> str:
@@ -94,7 +108,28 @@ def batch_size(spec: SpecParts, task: str) -> int:
 
 def plan_streams(spec: SpecParts) -> list[Stream]:
     """The spec's streams: one per dataset (or join of datasets) and ``augment`` of its tasks, plus one per
-    balanced binary task."""
+    balanced binary task; under ``sampling = joint``, one stream that merges those.
+
+    >>> from mtdsl.spec.load import load_text
+    >>> joint = load_text('''model demo
+    ... backbone trunk = timm("test_resnet")
+    ... dataset a = synthetic()
+    ... dataset b = synthetic()
+    ... task one: classify(a) { classes = 3 }
+    ... task two: classify(b) { classes = 3 }
+    ... train { sampling = joint }''')
+    >>> [(s.label, [part.dataset for part in s.parts]) for s in plan_streams(joint)]
+    [('one+two', ['a', 'b'])]
+    """
+    streams = _dataset_streams(spec)
+    if spec.train.sampling.kind != "joint":
+        return streams
+    datasets = tuple(dict.fromkeys(name for stream in streams for name in stream.datasets))
+    tasks = tuple(task for task in spec.train.tasks)
+    return [Stream(datasets, tasks, spec.train.batch_size, parts=tuple(streams))]
+
+
+def _dataset_streams(spec: SpecParts) -> list[Stream]:
     # A list, not a dict: ops hold lists (crop's scale), so they compare but do not hash.
     shared: list[tuple[tuple[str, ...], tuple[AugmentConfig, ...] | None, list[str]]] = []
     streams: list[Stream] = []

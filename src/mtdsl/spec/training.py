@@ -260,6 +260,17 @@ class DynamicSampling(Config):
     floor: Fraction = 0.05
 
 
+@SAMPLERS.register("joint")
+class JointSampling(Config):
+    """One stream over every task, its examples the datasets' training photos merged by photo (joint sampling).
+
+    Each batch trains every task that its photos label, in one forward pass; validation and test stay per
+    dataset (:func:`mtdsl.spec.streams.plan_streams`).
+    """
+
+    kind: Literal["joint"] = "joint"
+
+
 # ----------------------------------------------------------------- weighting
 
 WEIGHTINGS: Registry[Config] = Registry("loss weighting")

@@ -254,7 +254,8 @@ def run_epochs(run: RunFolder, world: World, *, resume: bool, seed: int, device:
         if world.is_main:
             log.append({"event": "train", "epoch": epoch + 1, "step": state.step, "phase": phase.name,
                         "lr": training.optimizer.param_groups[0]["lr"], "losses": place.mean_losses(),
-                        "ratios": realised_ratios(draws, STREAMS), "images": images_per_task(draws, STREAMS),
+                        "ratios": realised_ratios(draws, STREAMS),
+                        "images": images_per_task(draws, STREAMS, training.data.shares),
                         "loss_weights": training.weighting.factors(),
                         "backbone_gradient_norm": training.gradient_norms.summary(), "processes": world.size,
                         "skipped_images": checkpoint["skipped_images"], "seconds": place.seconds,

@@ -9,6 +9,7 @@ import numpy as np
 
 from mtdsl.errors import DataError, did_you_mean, listing
 from mtdsl.kinds.binary.kind import BINARY
+from mtdsl.train.data.joint import IS_UNKNOWN, UNKNOWN_TARGETS
 from mtdsl.train.data.labels import ENCODERS, UNKNOWN
 from mtdsl.train.data.sources import Table
 from mtdsl.train.data.tasks import TaskLabels
@@ -39,3 +40,14 @@ def targets(task: TaskLabels, table: Table, rows: list[list[str] | None]) -> np.
             hint=did_you_mean(positive, space) or "fix the label, or point the task at another label with label = …",
         )
     return np.array([UNKNOWN if row is None else positive in row for row in rows], dtype=np.float32)
+
+
+@UNKNOWN_TARGETS.register(BINARY.name)
+def unknown(like: np.ndarray, count: int) -> np.ndarray:
+    """nan (:data:`UNKNOWN`): the loss leaves the element out."""
+    return np.full(count, UNKNOWN, dtype=like.dtype)
+
+
+@IS_UNKNOWN.register(BINARY.name)
+def is_unknown(targets: np.ndarray) -> np.ndarray:
+    return np.isnan(targets)

@@ -10,6 +10,7 @@ import numpy as np
 from mtdsl.errors import DataError, listing
 from mtdsl.kinds.classify.kind import CLASSIFY
 from mtdsl.train.data.examples import LABELLED
+from mtdsl.train.data.joint import IS_UNKNOWN, UNKNOWN_TARGETS
 from mtdsl.train.data.labels import ENCODERS, IGNORED_CLASS, resolve_classes
 from mtdsl.train.data.sources import Table
 from mtdsl.train.data.tasks import TaskLabels
@@ -52,3 +53,14 @@ def labelled(targets: np.ndarray, count: int) -> np.ndarray:
     found = np.zeros(count, dtype=bool)
     found[np.unique(targets[targets != IGNORED_CLASS])] = True
     return found
+
+
+@UNKNOWN_TARGETS.register(CLASSIFY.name)
+def unknown(like: np.ndarray, count: int) -> np.ndarray:
+    """The ignored class: the cross-entropy leaves the example out."""
+    return np.full(count, IGNORED_CLASS, dtype=like.dtype)
+
+
+@IS_UNKNOWN.register(CLASSIFY.name)
+def is_unknown(targets: np.ndarray) -> np.ndarray:
+    return targets == IGNORED_CLASS

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from mtdsl.kinds.detect.kind import DETECT
+from mtdsl.train.data.box_mask_targets import BoxTarget, object_array
 from mtdsl.train.data.examples import LABELLED
+from mtdsl.train.data.joint import IS_UNKNOWN, UNKNOWN_TARGETS
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.metrics.detection import DetectionMetric
 from mtdsl.train.metrics.metric import register_metric
@@ -38,3 +40,16 @@ def show(picture: Shown, labels: TaskLabels, output: Any, decoder: Any) -> None:
     sure = found["scores"] >= DRAWN_SCORE
     picture.drawing.update(boxes=found["boxes"][sure] * zoom, scores=found["scores"][sure],
                            classes=found["classes"][sure], class_names=names)
+
+
+@UNKNOWN_TARGETS.register(DETECT.name)
+def unknown(like: np.ndarray, count: int) -> np.ndarray:
+    """No boxes, and no class annotated: the focal loss masks every class out, and no anchor is positive."""
+    classes = len(like[0].annotated)
+    return object_array([BoxTarget(np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.int64),
+                                   np.zeros(classes, dtype=bool)) for _ in range(count)])
+
+
+@IS_UNKNOWN.register(DETECT.name)
+def is_unknown(targets: np.ndarray) -> np.ndarray:
+    return np.array([not target.annotated.any() for target in targets], dtype=bool)

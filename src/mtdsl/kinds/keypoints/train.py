@@ -28,8 +28,10 @@ import torch
 
 from mtdsl.kinds.keypoints.kind import KEYPOINTS
 from mtdsl.nn.heads.heatmap import decode_heatmaps
+from mtdsl.train.data.box_mask_targets import object_array
 from mtdsl.train.data.examples import LABELLED
-from mtdsl.train.data.point_targets import unletterbox_points
+from mtdsl.train.data.joint import IS_UNKNOWN, UNKNOWN_TARGETS
+from mtdsl.train.data.point_targets import PointTarget, PointTruth, unletterbox_points
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.metrics.metric import NAN, TaskMetric, register_metric
 from mtdsl.train.run.showcase import DRAWN_SCORE, SHOWN, Shown
@@ -203,3 +205,22 @@ def show(picture: Shown, labels: TaskLabels, output: Any, decoder: Any) -> None:
     spots = np.where(sure[:, None], points[0].cpu().numpy() * zoom, np.nan)  # a nan point is not drawn
     earlier = picture.drawing.get("points")
     picture.drawing["points"] = spots if earlier is None else np.concatenate([earlier, spots])
+
+
+@UNKNOWN_TARGETS.register(KEYPOINTS.name)
+def unknown(like: np.ndarray, count: int) -> np.ndarray:
+    """Every point unlabelled and absent from the dataset: the heatmap loss has no point of it."""
+    names = like[0].names
+    points = len(names)
+
+    def nothing() -> PointTarget:
+        truth = PointTruth(None, np.zeros((0, points, 3)), np.zeros(0), np.zeros((0, 4)), np.zeros(0, dtype=bool))
+        return PointTarget(np.zeros((points, 2), dtype=np.float32), np.zeros(points, dtype=bool), names,
+                           np.zeros(points, dtype=bool), truth)
+
+    return object_array([nothing() for _ in range(count)])
+
+
+@IS_UNKNOWN.register(KEYPOINTS.name)
+def is_unknown(targets: np.ndarray) -> np.ndarray:
+    return np.array([not target.annotated.any() for target in targets], dtype=bool)

@@ -10,6 +10,7 @@ import numpy as np
 from mtdsl.errors import DataError, listing
 from mtdsl.kinds.multilabel.kind import MULTILABEL
 from mtdsl.train.data.examples import LABELLED
+from mtdsl.train.data.joint import IS_UNKNOWN, UNKNOWN_TARGETS
 from mtdsl.train.data.labels import ENCODERS, UNKNOWN, resolve_classes
 from mtdsl.train.data.sources import Table
 from mtdsl.train.data.tasks import TaskLabels
@@ -54,3 +55,15 @@ def labelled(targets: np.ndarray, count: int) -> np.ndarray:
     found = np.zeros(count, dtype=bool)
     found |= (~np.isnan(targets)).any(axis=0)
     return found
+
+
+@UNKNOWN_TARGETS.register(MULTILABEL.name)
+def unknown(like: np.ndarray, count: int) -> np.ndarray:
+    """nan (:data:`UNKNOWN`) for every class: the loss leaves each element out."""
+    return np.full((count, *like.shape[1:]), UNKNOWN, dtype=like.dtype)
+
+
+@IS_UNKNOWN.register(MULTILABEL.name)
+def is_unknown(targets: np.ndarray) -> np.ndarray:
+    """Examples that say nothing about any class (one that labels some classes is known)."""
+    return np.isnan(targets).all(axis=1)

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from mtdsl.kinds.segment.kind import SEGMENT
+from mtdsl.train.data.box_mask_targets import BlankMask, blank_mask_target, object_array
 from mtdsl.train.data.examples import LABELLED
+from mtdsl.train.data.joint import IS_UNKNOWN, UNKNOWN_TARGETS
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.metrics.metric import register_metric
 from mtdsl.train.metrics.segmentation import SegmentationMetric
@@ -36,3 +38,14 @@ def show(picture: Shown, labels: TaskLabels, output: Any, decoder: Any) -> None:
     mask = output[picture.index].argmax(0)
     zoom = picture.zoom
     picture.drawing.update(mask=mask.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1), mask_names=names)
+
+
+@UNKNOWN_TARGETS.register(SEGMENT.name)
+def unknown(like: np.ndarray, count: int) -> np.ndarray:
+    """A mask of the image's size whose every pixel is ignored: the loss has no pixel of it."""
+    return object_array([blank_mask_target() for _ in range(count)])
+
+
+@IS_UNKNOWN.register(SEGMENT.name)
+def is_unknown(targets: np.ndarray) -> np.ndarray:
+    return np.array([isinstance(target.mask, BlankMask) for target in targets], dtype=bool)

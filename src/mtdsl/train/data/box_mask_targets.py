@@ -33,11 +33,13 @@ __all__ = [
     "IGNORE_INDEX",
     "SYNTHETIC_DETECT_CLASSES",
     "SYNTHETIC_SEGMENT_CLASSES",
+    "BlankMask",
     "BoxTarget",
     "CocoTruth",
     "MaskSource",
     "MaskTarget",
     "SyntheticDetection",
+    "blank_mask_target",
     "check_dense_classes",
     "check_mask_size",
     "object_array",
@@ -221,8 +223,9 @@ class MaskTarget:
     """One example's mask for one segment task.
 
     Attributes:
-        mask: the mask PNG's path, the synthetic sample's index, or a
-            :class:`MaskSource` that makes the mask (a COCO image's polygons).
+        mask: the mask PNG's path, the synthetic sample's index, a
+            :class:`MaskSource` that makes the mask (a COCO image's polygons), or a
+            :class:`BlankMask` (no dataset of the task labels the photo).
         lookup: ``(256,)`` int16: the class index of each raw mask value,
             :data:`IGNORE_INDEX` for ignored values, :data:`UNEXPECTED` for
             values that should not occur (shared by a dataset's examples).
@@ -233,7 +236,7 @@ class MaskTarget:
             for a task of one dataset, or a reader that does not say (all labelled).
     """
 
-    mask: ImageRef | MaskSource
+    mask: ImageRef | MaskSource | BlankMask
     lookup: np.ndarray
     annotated: np.ndarray | None = None
 
@@ -432,6 +435,20 @@ class MaskSource(Protocol):
     """A mask made when its image is read (a COCO image's painted polygons), instead of a PNG file."""
 
     def read(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class BlankMask:
+    """The mask of a photo that no dataset of the task labels (joint sampling's unknown): its image's size,
+    every pixel ignored. It has no file; :class:`~mtdsl.train.data.datasets.ImageDataset` sizes it to the image."""
+
+    def sized(self, width: int, height: int) -> np.ndarray:
+        return np.zeros((height, width), dtype=np.uint8)
+
+
+def blank_mask_target() -> MaskTarget:
+    """A :class:`MaskTarget` that says nothing: a :class:`BlankMask` whose every value is ignored."""
+    return MaskTarget(BlankMask(), np.full(256, IGNORE_INDEX, dtype=np.int16))
 
 
 def read_mask(source: ImageRef | MaskSource) -> np.ndarray:

@@ -42,6 +42,7 @@ from mtdsl.errors import DataError, listing
 from mtdsl.spec.augment import DEFAULT_LABELS, DEFAULT_SYNTHETIC_LABELS, AugmentConfig
 from mtdsl.spec.data import RESIZE_POLICIES, DatasetConfig, SyntheticDataset, unserved
 from mtdsl.train.data.box_mask_targets import (
+    BlankMask,
     BoxTarget,
     MaskSource,
     MaskTarget,
@@ -308,6 +309,8 @@ class ImageDataset(Dataset):
             target: MaskTarget = targets[index]
             if sample is not None:
                 raw = sample.mask
+            elif isinstance(target.mask, BlankMask):
+                raw = target.mask.sized(*(original or (image.shape[-1], image.shape[-2])))
             else:
                 raw = self._read(target.mask, read_mask)
                 if raw is None:

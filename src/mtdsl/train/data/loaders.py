@@ -23,10 +23,11 @@ from rich.markup import escape
 from torch.utils.data import DataLoader
 
 from mtdsl.errors import DataError, DataWarning
-from mtdsl.spec.data import DatasetConfig, SyntheticDataset
+from mtdsl.spec.data import DatasetConfig, SyntheticDataset, resize_policy
 from mtdsl.spec.streams import Stream
 from mtdsl.train.data.batching import BalancedBatches, RankShare, ShuffledBatches
 from mtdsl.train.data.datasets import Examples, ImageDataset, collate, join_datasets, raise_if_unreadable, read_splits
+from mtdsl.train.data.joint import labelled_counts, merge_by_photo
 from mtdsl.train.data.resize import Resize
 from mtdsl.train.data.shared_photos import check_shared_photos
 from mtdsl.train.data.sources import describe
@@ -86,20 +87,40 @@ class StreamLoaders:
         for other in caught:
             if not issubclass(other.category, DataWarning):
                 warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
-        self.splits = {
-            stream_index: {
-                split: ImageDataset(
-                    examples, [labels[t] for t in stream.tasks], image_size=image_size, mean=tuple(mean),
-                    std=tuple(std), train=split == "train", on_corrupt=on_corrupt,
-                    augment=datasets[stream.datasets[0]].augment if stream.augment is None else stream.augment,
-                    resize=resize, fit=datasets[stream.datasets[0]].resize,
-                )
-                for split, examples in _stream_splits(stream, splits, labels).items()
-            }
-            for stream_index, stream in enumerate(self.streams)
-        }
+        self.splits: dict[int, dict[str, ImageDataset]] = {}
+        #: What is evaluated: per stream its tasks and splits; a joint stream's parts, each on its own splits.
+        self.groups: list[tuple[Stream, dict[str, ImageDataset]]] = []
+        #: Per stream, the share of its training examples that label each of its tasks (1 but in a joint stream).
+        self.shares: list[dict[str, float]] = []
         for index, stream in enumerate(self.streams):
-            self._check_splits(index, {name: datasets[name] for name in stream.datasets}, splits)
+            build = functools.partial(
+                _image_datasets, labels=labels, image_size=image_size, mean=tuple(mean), std=tuple(std),
+                on_corrupt=on_corrupt, resize=resize,
+                augment=datasets[stream.datasets[0]].augment if stream.augment is None else stream.augment,
+            )
+            if not stream.joint:
+                self.splits[index] = build(stream, _stream_splits(stream, splits, labels),
+                                           fit=datasets[stream.datasets[0]].resize)
+                self._check_splits(stream, self.splits[index], {name: datasets[name] for name in stream.datasets},
+                                   splits)
+                self.groups.append((stream, self.splits[index]))
+                self.shares.append(dict.fromkeys(stream.tasks, 1.0))
+                continue
+            # One view for every part, as the joint batches have it: letterboxed when any task is dense.
+            fit = resize_policy(datasets[stream.datasets[0]], any(labels[t].dense for t in stream.tasks))
+            for part in stream.parts:
+                evaluated = build(part, _stream_splits(part, splits, labels), fit=fit)
+                self._check_splits(part, evaluated, {name: datasets[name] for name in part.datasets}, splits,
+                                   batch_size=False)
+                self.groups.append((part, evaluated))
+            merged = merge_by_photo({name: splits[name]["train"] for name in stream.datasets},
+                                    {name: _tasks_of([stream], name) for name in stream.datasets},
+                                    [labels[t] for t in stream.tasks])
+            self.splits[index] = build(stream, {"train": merged}, fit=fit)
+            self._check_splits(stream, self.splits[index], {name: datasets[name] for name in stream.datasets},
+                               splits, nonempty=False)
+            self.shares.append({task: count / len(merged) for task, count in
+                                labelled_counts(merged, [labels[t] for t in stream.tasks]).items()})
         self._seed = seed
         self._iterators: dict[int, Iterator[dict]] = {}
         # atexit runs last-registered first, so this runs before multiprocessing's handler (see close).
@@ -128,17 +149,27 @@ class StreamLoaders:
         """
         lines = []
         for index, stream in enumerate(self.streams):
+            if stream.joint:
+                photos = len(self.splits[index]["train"])
+                labelled = " · ".join(f"{task} {round(share * photos)}" for task, share in self.shares[index].items())
+                lines.append(f"joint {stream.dataset} → {', '.join(stream.tasks)}: {photos} training photos "
+                             f"({labelled})")
+                continue
             balanced = " (balanced)" if stream.balanced else ""
-            lines.append(f"{stream.dataset} → {', '.join(stream.tasks)}{balanced}: {self._counts(index)}")
+            lines.append(f"{stream.dataset} → {', '.join(stream.tasks)}{balanced}: {_counts(self.splits[index])}")
+        for part, evaluated in self.groups:
+            if part not in self.streams:
+                lines.append(f"  {part.dataset} → {', '.join(part.tasks)}: {_counts(evaluated)}")
         return lines + [f"[yellow]warning:[/] {escape(message)}" for message in self.warnings]
 
-    def _counts(self, index: int) -> str:
-        return " · ".join(f"{len(dataset)} {split}" for split, dataset in self.splits[index].items())
-
     def _check_splits(
-        self, index: int, configs: Mapping[str, DatasetConfig], splits: Mapping[str, Mapping[str, Examples]]
+        self, stream: Stream, evaluated: Mapping[str, ImageDataset], configs: Mapping[str, DatasetConfig],
+        splits: Mapping[str, Mapping[str, Examples]], *, nonempty: bool = True, batch_size: bool = True,
     ) -> None:
         """Refuse, before any step, a stream that cannot train a whole epoch as its spec asks.
+
+        ``evaluated``: the stream's splits as datasets. ``nonempty`` checks its training and validation splits,
+        ``batch_size`` its batch size (a joint stream's parts are checked for the first, the stream for the second).
 
         Raises:
             DataError: its training or validation split is empty (every epoch
@@ -146,15 +177,14 @@ class StreamLoaders:
                 (an endless sampler would otherwise fill memory with a batch
                 that cannot be drawn without repeats).
         """
-        stream = self.streams[index]
         sizes = "; ".join(
             f"{describe(configs[name])}: " + " · ".join(f"{len(part)} {split}" for split, part in splits[name].items())
             for name in stream.datasets
         )
         source = f"dataset '{stream.dataset}'" if len(stream.datasets) == 1 else (
             "datasets " + " + ".join(f"'{name}'" for name in stream.datasets) + " joined")
-        for split, meaning in (("train", "training"), ("val", "validation")):
-            if len(self.splits[index].get(split, ())) == 0:
+        for split, meaning in (("train", "training"), ("val", "validation")) if nonempty else ():
+            if len(evaluated.get(split, ())) == 0:
                 raise DataError(
                     f"{source} (tasks {', '.join(stream.tasks)}) has no {meaning} examples: {sizes}",
                     expected=f"at least one {meaning} example"
@@ -162,6 +192,8 @@ class StreamLoaders:
                     hint="; ".join(_fill_hint(configs[name], split) for name in stream.datasets
                                    if len(splits[name].get(split, ())) == 0),
                 )
+        if not batch_size:
+            return
         ranks = self.world.size
         if stream.batch_size % ranks:
             raise DataError(
@@ -171,7 +203,7 @@ class StreamLoaders:
                 hint=f"write batch_size = {max(ranks, stream.batch_size // ranks * ranks)}, or launch "
                 f"a number of processes that divides {stream.batch_size}",
             )
-        training = len(self.splits[index]["train"])
+        training = len(evaluated["train"])
         if stream.batch_size > training:
             raise DataError(
                 f"{source} (tasks {', '.join(stream.tasks)}) has {training} training examples, "
@@ -246,34 +278,51 @@ class StreamLoaders:
                 return to_device(batch, self.device)
 
     def split_for(self, index: int, split: str, fallback: str | None = None) -> str | None:
-        """The split stream ``index`` is evaluated on: ``split``, else ``fallback`` when it lacks ``split``."""
-        for name in (split, fallback):
-            dataset = self.splits[index].get(name) if name else None
-            if dataset is not None and len(dataset):
-                return name
-        return None
+        """The split evaluation group ``index`` (of :attr:`groups`) is evaluated on: ``split``, else ``fallback``
+        when it lacks ``split``."""
+        return _split_of(self.groups[index][1], split, fallback)
 
     def splits_by_task(self, split: str, fallback: str | None = None) -> dict[str, str | None]:
-        """The split each task is evaluated on (:meth:`split_for` of its stream)."""
-        return {task: self.split_for(index, split, fallback) for index, stream in enumerate(self.streams)
-                for task in stream.tasks}
+        """The split each task is evaluated on (:meth:`split_for` of its group)."""
+        return {task: self.split_for(index, split, fallback) for index, (group, _) in enumerate(self.groups)
+                for task in group.tasks}
 
-    def evaluation(self, split: str, fallback: str | None = None) -> Iterator[tuple[int, DataLoader]]:
-        """For each stream with this split (or else ``fallback``): its index and a finite loader over it.
+    def evaluation(self, split: str, fallback: str | None = None) -> Iterator[tuple[Stream, DataLoader]]:
+        """For each evaluation group with this split (or else ``fallback``): its stream and a finite loader over
+        it. A joint stream is evaluated part by part, each task on its own datasets' split.
 
         With several ranks, each loads every ``ranks``-th batch of the split, from its own rank on.
         """
-        for index, stream in enumerate(self.streams):
-            chosen = self.split_for(index, split, fallback)
+        for index, (group, evaluated) in enumerate(self.groups):
+            chosen = _split_of(evaluated, split, fallback)
             if chosen is None:
                 continue
-            dataset = self.splits[index][chosen].for_evaluation()
-            indices = [[(i, 0) for i in range(start, min(start + stream.batch_size, len(dataset)))]
-                       for start in range(0, len(dataset), stream.batch_size)]
-            yield index, self._loader(dataset, index, batch_sampler=indices[self.world.rank :: self.world.size])
+            dataset = evaluated[chosen].for_evaluation()
+            indices = [[(i, 0) for i in range(start, min(start + group.batch_size, len(dataset)))]
+                       for start in range(0, len(dataset), group.batch_size)]
+            yield group, self._loader(dataset, index, batch_sampler=indices[self.world.rank :: self.world.size])
 
     def has_split(self, split: str) -> bool:
-        return any(split in splits and len(splits[split]) for splits in self.splits.values())
+        return any(split in splits and len(splits[split]) for _, splits in self.groups)
+
+
+def _split_of(splits: Mapping[str, ImageDataset], split: str, fallback: str | None) -> str | None:
+    for name in (split, fallback):
+        dataset = splits.get(name) if name else None
+        if dataset is not None and len(dataset):
+            return name
+    return None
+
+
+def _counts(splits: Mapping[str, ImageDataset]) -> str:
+    return " · ".join(f"{len(dataset)} {split}" for split, dataset in splits.items())
+
+
+def _image_datasets(stream: Stream, examples: Mapping[str, Examples], *, labels: Mapping[str, TaskLabels],
+                    fit: str | None, **options) -> dict[str, ImageDataset]:
+    """The stream's splits as datasets of its tasks (the training split augmented)."""
+    return {split: ImageDataset(part, [labels[t] for t in stream.tasks], train=split == "train", fit=fit, **options)
+            for split, part in examples.items()}
 
 
 def _close_if_alive(loaders: weakref.ref[StreamLoaders]) -> None:
@@ -309,7 +358,9 @@ def _read_dataset(name: str, config: DatasetConfig, tasks: list[TaskLabels]) -> 
 
 
 def _tasks_of(streams: Sequence[Stream], dataset: str) -> list[str]:
-    return [task for stream in streams if dataset in stream.datasets for task in stream.tasks]
+    """The tasks that read ``dataset``: a joint stream's parts each read their own datasets only."""
+    return [task for stream in streams for part in (stream.parts or (stream,)) if dataset in part.datasets
+            for task in part.tasks]
 
 
 def _stream_splits(

@@ -1,6 +1,7 @@
 """Evaluation: every task's metrics on one split, and the mean used to pick the best model.
 
-Each stream's split is run through the model once for all the stream's tasks.
+Each stream's split is run through the model once for all the stream's tasks (a joint
+stream's parts each on their own split, as without joint sampling).
 The model is put in eval mode and no gradients are kept. With several ranks each
 evaluates its share of the split's batches; rank 0 adds up their metrics,
 computes them (COCO evaluation included) over the whole split, and every rank
@@ -48,8 +49,8 @@ def evaluate(
     model.eval()
     device = loaders.device
     evaluated: dict[str, TaskMetric] = {}
-    for index, loader in loaders.evaluation(split, fallback):
-        tasks = loaders.streams[index].tasks
+    for group, loader in loaders.evaluation(split, fallback):
+        tasks = group.tasks
         metrics = {task: metric_for(*outputs_per_task[task]) for task in tasks}
         for batch in map(raise_if_unreadable, loader):
             loaders.skipped += batch["skipped"]

@@ -72,10 +72,22 @@ def realised_ratios(draws: Sequence[int], streams: Sequence[Stream]) -> dict[str
     return {stream.label: counts[i] / len(draws) for i, stream in enumerate(streams)}
 
 
-def images_per_task(draws: Sequence[int], streams: Sequence[Stream]) -> dict[str, int]:
-    """How many training images each task is shown in an epoch of ``draws`` (steps × its stream's batch size)."""
+def images_per_task(draws: Sequence[int], streams: Sequence[Stream],
+                    shares: Sequence[Mapping[str, float]] | None = None) -> dict[str, int]:
+    """How many training images each task is shown in an epoch of ``draws``: steps × its stream's batch size ×
+    the share of the stream's examples that label the task (``shares``, per stream; 1 where not given).
+
+    A joint stream's batches go through its merged photos in shuffled passes, so a task is shown its share
+    of them: ``mtdsl compare --train`` gives its single-task model that many images, not the photos
+    that taught it nothing.
+
+    >>> joint = Stream(("a", "b"), ("x", "y"), 8, parts=(Stream(("a",), ("x",), 8), Stream(("b",), ("y",), 8)))
+    >>> images_per_task([0] * 10, [joint], [{"x": 1.0, "y": 0.25}])
+    {'x': 80, 'y': 20}
+    """
     counts = Counter(draws)
-    return {task: counts[i] * stream.batch_size for i, stream in enumerate(streams) for task in stream.tasks}
+    return {task: round(counts[i] * stream.batch_size * (shares[i][task] if shares else 1.0))
+            for i, stream in enumerate(streams) for task in stream.tasks}
 
 
 def epoch_line(draws: Sequence[int], streams: Sequence[Stream], sizes: Sequence[int], epoch: str) -> str:

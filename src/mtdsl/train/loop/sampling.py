@@ -229,3 +229,11 @@ class Dynamic(TaskSampler):
     def load_state_dict(self, state: dict) -> None:
         self.current = list(state["current"])
 
+
+
+@register_sampler("joint")
+class Joint(TaskSampler):
+    """The one stream of merged photos (:func:`mtdsl.spec.streams.plan_streams`): an epoch is a pass over them."""
+
+    def ratios(self, progress: float) -> Ratios:
+        return [1 / len(self.sizes)] * len(self.sizes)

@@ -98,12 +98,12 @@ def write_prediction_images(
 
     model.eval()
     written = []
-    drawn_streams = [stream for stream in loaders.streams if any(labels[task].dense for task in stream.tasks)]
-    for index, stream in enumerate(loaders.streams):
+    drawn_streams = [stream for stream, _ in loaders.groups if any(labels[task].dense for task in stream.tasks)]
+    for index, (stream, splits) in enumerate(loaders.groups):
         split = loaders.split_for(index, "test", fallback="val")
         if split is None or stream not in drawn_streams:
             continue
-        dataset = loaders.splits[index][split]
+        dataset = splits[split]
         picked = dict.fromkeys(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int).tolist())
         batch = raise_if_unreadable(collate([dataset[(i, 0)] for i in picked]))
         if not len(batch["index"]):
