@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -97,6 +97,11 @@ def check_sources(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> None:
             raise DataError(problem.message, expected=problem.expected, hint=problem.hint)
 
 
+class _RatioSplit(Protocol):
+    split: list[float]
+    seed: int
+
+
 def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str, Examples]:
     """Read ``dataset`` once for ``tasks`` and split it.
 
@@ -117,11 +122,12 @@ def read_splits(dataset: DatasetConfig, tasks: Sequence[TaskLabels]) -> dict[str
         for task in tasks
     }
     parts = table.parts
-    if parts is None and isinstance(dataset, SyntheticDataset):
-        parts = ratio_split(len(table.images), dataset.split, dataset.seed)
-    elif parts is None:  # files: by photo, so datasets labelling the same photos split them alike
-        parts = photo_split([str(image) for image in table.images], dataset.split,  # type: ignore[attr-defined]
-                            dataset.seed)  # type: ignore[attr-defined]
+    if parts is None:  # a ratio split: readers give a "given" split as table.parts
+        config = cast(_RatioSplit, dataset)  # every config that can draw a ratio split has both fields
+        if isinstance(dataset, SyntheticDataset):
+            parts = ratio_split(len(table.images), config.split, config.seed)
+        else:  # files: by photo, so datasets labelling the same photos split them alike
+            parts = photo_split([str(image) for image in table.images], config.split, config.seed)
     whole = Examples(tuple(table.images), targets, dataset if isinstance(dataset, SyntheticDataset) else None)
     return {name: whole.subset(indices) for name, indices in parts.items()}
 

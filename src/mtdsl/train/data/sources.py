@@ -122,7 +122,7 @@ def photo_split(images: Sequence[str], ratios: Sequence[float], seed: int) -> di
         if os.path.isdir(folder):
             photos.update(os.path.normpath(path) for path in image_files(Path(folder), folder))
     universe = sorted(photos)
-    part_of = {}
+    part_of: dict[str, str] = {}
     for name, indices in ratio_split(len(universe), ratios, seed).items():
         part_of.update((universe[index], name) for index in indices)
     names = ("train", "val", "test")[: len(ratios)]
