@@ -59,9 +59,14 @@ def first_boxed_images(count: int) -> dict:
 @requires_shared_data("oxford-pets-3class")
 def test_a_pet_head_detector_memorises_32_photos(tmp_path):
     annotations = tmp_path / "heads32.json"
-    annotations.write_text(json.dumps(first_boxed_images(32)))
+    chosen = first_boxed_images(32)
+    annotations.write_text(json.dumps(chosen))
+    images = tmp_path / "images"  # the 32 photos alone, so the ratio split (drawn by photo over its folder) is theirs
+    images.mkdir()
+    for image in chosen["images"]:
+        (images / image["file_name"]).symlink_to(PETS / "images" / image["file_name"])
     spec = tmp_path / "overfit.mtl"
-    spec.write_text(SPEC.format(annotations=annotations, images=PETS / "images"))
+    spec.write_text(SPEC.format(annotations=annotations, images=images))
     run = tmp_path / "run"
     assert main(["train", str(spec), "--out", str(run), "--workers", "0", "--quiet"]) == 0
     loop = load_generated(run / "train.py")

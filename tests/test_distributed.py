@@ -181,7 +181,7 @@ def test_a_nan_on_one_rank_stops_both_at_the_same_step(tmp_path):
     assert time.monotonic() - started < 150  # no rank was left waiting in a collective
     stopped = [line for line in result.stderr.splitlines() if "became nan at epoch 1, step 2" in line]
     assert len(stopped) == 2, result.stderr  # both ranks, the same step
-    assert any(line.startswith("rank 1: ") for line in stopped)
+    assert any(line.startswith("rank 1: ") for line in stopped), stopped
     frames = [line for line in result.stderr.splitlines() if line.strip().startswith('File "')]
     assert not [frame for frame in frames if "/mtdsl/" in frame], result.stderr  # torchrun's own report only
 

@@ -604,7 +604,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
               f"another process of the run, which stopped or was killed ({reason})", file=sys.stderr)
         return EXIT_USER_ERROR
     except MtdslError as error:
-        print(_rank_label(error.render()), file=sys.stderr)
+        _say_whole(_rank_label(error.render()))
         if args.verbose:
             import traceback
 
@@ -643,6 +643,13 @@ def _paths_print_as_given() -> None:
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             with contextlib.suppress(ValueError, OSError):
                 stream.reconfigure(errors="surrogateescape")
+
+
+def _say_whole(message: str) -> None:
+    """Write ``message`` and its newline to stderr in one write: ``print`` writes them apart, and the ranks of a
+    run share one stderr, so another rank's line could land between a message and its newline."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def _rank_label(message: str) -> str:
