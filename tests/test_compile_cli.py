@@ -85,3 +85,32 @@ def test_streams_are_planned_once_from_spec_to_generated_loop(tmp_path, monkeypa
     compilation = compile_file(ROOT / "specs" / "quickstart.mtl")
     write_artefacts(compilation, tmp_path)
     assert (tmp_path / "train.py").is_file() and len(calls) == 1
+
+
+@pytest.mark.parametrize(("command", "collects"), [("compile", False), ("check", False), ("train", True)])
+def test_short_commands_run_without_the_cyclic_collector_and_restore_it(command, collects, tmp_path, monkeypatch):
+    import gc
+
+    import mtdsl.cli as cli
+
+    seen = []
+
+    def run(args, console):
+        seen.append(gc.isenabled())
+        raise cli.SpecValueError("stop here")
+
+    original_parser = cli.parser
+
+    def parser():
+        built = original_parser()
+        for action in built._subparsers._group_actions:
+            for sub in action.choices.values():
+                sub.set_defaults(run=run)
+        return built
+
+    monkeypatch.setattr(cli, "parser", parser)
+    arguments = {"compile": ["compile", "x.mtl"], "check": ["check", "x.mtl"], "train": ["train", "x.mtl"]}[command]
+    assert gc.isenabled()
+    assert cli.main(arguments) == 2
+    assert seen == [collects]
+    assert gc.isenabled()  # given back, after an error too

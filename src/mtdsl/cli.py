@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import gc
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,12 @@ EXIT_OK, EXIT_RUN_FAILED, EXIT_USER_ERROR = 0, 1, 2
 #: interpreter's teardown with torch and timm loaded takes over a second and does nothing these
 #: commands need (they leave no worker processes, open files or threads behind).
 EXIT_FAST = frozenset({"backbones", "check", "compile", "render", "eval", "predict", "export"})
+
+#: Commands that run without the cyclic garbage collector: they finish within seconds and hold a
+#: spec's worth of objects (modules built on the meta device, no data), while each full pass of
+#: the collector walks the ~400,000 objects of torch and timm: importing the two took about 0.5 s
+#: longer with it (docs/benchmarks.md, "CLI start-up"). Reference counting still frees the rest.
+WITHOUT_CYCLIC_GC = frozenset({"backbones", "check", "compile", "render"})
 
 #: Failures of the machine rather than of mtdsl (a full disk, a read-only folder): a message, not a traceback.
 ENVIRONMENT_ERRORS = {
@@ -582,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.argv = argv
     consoles.set_verbosity(consoles.QUIET if args.quiet else consoles.VERBOSE if args.verbose else consoles.NORMAL)
-    code = _run(args, consoles.make_console())
+    with _cyclic_gc_paused(args.command in WITHOUT_CYCLIC_GC):
+        code = _run(args, consoles.make_console())
     if argv is None and args.command in EXIT_FAST:
         _exit_now(code)
     return code
@@ -620,6 +629,19 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused(paused: bool) -> Iterator[None]:
+    """Run the block without the cyclic garbage collector when ``paused``, then restore it as it was."""
+    was_enabled = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _exit_now(code: int) -> None:
