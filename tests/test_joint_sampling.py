@@ -329,3 +329,24 @@ def test_two_processes_train_a_joint_spec_on_shares_of_the_same_batches(pets, tm
     assert [r["processes"] for r in trained["two"]] == [2]
     assert [r["images"] for r in trained["two"]] == [r["images"] for r in trained["one"]]
     assert set(next(r for r in logs["two"] if r["event"] == "test")["metrics"]) == set(KINDS)
+
+
+@pytest.mark.parametrize("combine", ["join", "merge"])
+def test_synthetic_examples_of_two_generator_configs_are_refused_when_combined(combine):
+    import numpy as np
+
+    from mtdsl.spec.data import SyntheticDataset
+    from mtdsl.train.data.examples import Examples, join_examples
+    from mtdsl.train.data.joint import merge_by_photo
+    from mtdsl.train.data.tasks import TaskLabels
+
+    first, second = SyntheticDataset(count=4, size=32, seed=0), SyntheticDataset(count=4, size=32, seed=1)
+    parts = [Examples(tuple(range(4)), {"a": np.zeros(4, dtype=np.int64)}, config) for config in (first, second)]
+    with pytest.raises(ValueError, match=f"cannot {combine} synthetic examples of different generator configs"):
+        if combine == "join":
+            join_examples(parts)
+        else:
+            merge_by_photo({"d1": parts[0], "d2": parts[1]}, {"d1": ["a"], "d2": ["a"]},
+                           [TaskLabels("a", "classify", 3)])
+    same = [Examples(tuple(range(4)), {"a": np.zeros(4, dtype=np.int64)}, first) for _ in range(2)]
+    assert join_examples(same).synthetic == first

@@ -72,17 +72,26 @@ def join_examples(parts: Sequence[Examples]) -> Examples:
     for part in parts[1:]:
         if list(part.targets) != tasks:
             raise ValueError(f"cannot join examples with targets for {listing(tasks)} and {listing(part.targets)}")
+    return Examples(
+        tuple(image for part in parts for image in part.images),
+        {task: np.concatenate([part.targets[task] for part in parts]) for task in tasks},
+        common_generator(parts, "join"),
+    )
+
+
+def common_generator(parts: Iterable[Examples], verb: str) -> SyntheticDataset | None:
+    """The one synthetic generator config of ``parts`` (``None`` when none is synthetic).
+
+    Raises:
+        ValueError: two parts are synthetic examples of different configs: their indices would clash.
+    """
     generators = []
     for part in parts:
         if part.synthetic is not None and part.synthetic not in generators:
             generators.append(part.synthetic)
     if len(generators) > 1:
-        raise ValueError("cannot join synthetic examples of different generator configs (their indices would clash)")
-    return Examples(
-        tuple(image for part in parts for image in part.images),
-        {task: np.concatenate([part.targets[task] for part in parts]) for task in tasks},
-        next(iter(generators), None),
-    )
+        raise ValueError(f"cannot {verb} synthetic examples of different generator configs (their indices would clash)")
+    return next(iter(generators), None)
 
 
 def join_datasets(parts: Mapping[str, Mapping[str, Examples]], tasks: Sequence[TaskLabels]) -> dict[str, Examples]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from mtdsl.errors import listing
 from mtdsl.kinds.registry import KindTable
-from mtdsl.train.data.examples import Examples
+from mtdsl.train.data.examples import Examples, common_generator
 from mtdsl.train.data.sources import ImageRef
 from mtdsl.train.data.tasks import TaskLabels
 
@@ -87,14 +87,8 @@ def merge_by_photo(parts: Mapping[str, Examples], tasks_of: Mapping[str, Sequenc
                 images.append(image)
                 taken.append(slot)
             slots[slot].update(dict.fromkeys(own, (name, index)))
-    generators = []
-    for examples in parts.values():
-        if examples.synthetic is not None and examples.synthetic not in generators:
-            generators.append(examples.synthetic)
-    if len(generators) > 1:
-        raise ValueError("cannot merge synthetic examples of different generator configs (their indices would clash)")
     return Examples(tuple(images), {task.task: _merged_targets(task, parts, slots) for task in tasks},
-                    next(iter(generators), None))
+                    common_generator(parts.values(), "merge"))
 
 
 def _merged_targets(task: TaskLabels, parts: Mapping[str, Examples],
