@@ -40,6 +40,7 @@ Last it lists the packages that dominate ``import mtdsl.cli`` and the compile im
 (``python -X importtime``).
 
     taskset -c 1 .venv/bin/python benchmarks/cli_startup.py [--headline] [--repeats 5] [--specs specs/*.mtl]
+        [--baseline OTHER_CHECKOUT/src]
 """
 
 from __future__ import annotations
@@ -79,17 +80,17 @@ print(json.dumps({"cli": t1 - t0, "compile_imports": t2 - t1, "compile_file": t3
 """
 
 
-def environment(cache: Path | None = None) -> dict[str, str]:
+def environment(cache: Path | None = None, source: Path = ROOT / "src") -> dict[str, str]:
     env = dict(os.environ)
     if cache is not None:
         env["MTDSL_CACHE_DIR"] = str(cache)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
     return env
 
 
-def run(arguments: list[str], cache: Path | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, *arguments], env=environment(cache), capture_output=True, text=True,
-                            cwd=ROOT)
+def run(arguments: list[str], cache: Path | None = None, source: Path = ROOT / "src") -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *arguments], env=environment(cache, source), capture_output=True,
+                            text=True, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(arguments)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
     return result
@@ -118,14 +119,18 @@ def split_seconds(spec: Path, repeats: int, folder: Path) -> dict[str, float]:
     return {key: statistics.median(part[key] for part in parts) for key in parts[0]}
 
 
-def timed_once(arguments: list[str], cache: Path | None = None) -> float:
+def timed_once(arguments: list[str], cache: Path | None = None, source: Path = ROOT / "src") -> float:
     started = time.perf_counter()
-    run(arguments, cache)
+    run(arguments, cache, source)
     return time.perf_counter() - started
 
 
-def headline(repeats: int, folder: Path) -> None:
-    """``import torch``, ``check`` cold and warm and ``compile`` of the quickstart, side by side, with ratios."""
+def headline(repeats: int, folder: Path, baseline: Path | None = None) -> None:
+    """``import torch``, ``check`` cold and warm and ``compile`` of the quickstart, side by side, with ratios.
+
+    With ``baseline`` (another checkout's ``src/``), the new-model compile of that code is timed in
+    the same rounds, so a change's effect is measured side by side rather than across machine states.
+    """
     spec = ROOT / "specs" / "quickstart.mtl"
     check = ["-m", "mtdsl", "check", str(spec)]
     compile_ = ["-m", "mtdsl", "compile", str(spec), "--out", str(folder / "compiled")]
@@ -133,7 +138,7 @@ def headline(repeats: int, folder: Path) -> None:
     run(check, warm_cache)  # fills it with the backbone and the grammar
     run(compile_, warm_cache)  # and with the model's sizes, FLOPs and model.py
     model_files = sorted(warm_cache.glob("model-*.json"))
-    torch_times, cold, warm, compiled, fresh = [], [], [], [], []
+    torch_times, cold, warm, compiled, fresh, fresh_baseline = [], [], [], [], [], []
     for index in range(repeats + 1):  # interleaved; the first round is untimed (disk cache)
         new_model = folder / f"new{index}"
         shutil.copytree(warm_cache, new_model)
@@ -141,8 +146,12 @@ def headline(repeats: int, folder: Path) -> None:
             (new_model / path.name).unlink()
         rounds = (timed_once(["-c", "import torch"]), timed_once(check, folder / f"cold{index}"),
                   timed_once(check, warm_cache), timed_once(compile_, warm_cache), timed_once(compile_, new_model))
+        if baseline is not None:
+            baseline_cache = folder / f"baseline{index}"
+            run(check, baseline_cache, baseline)  # the baseline's own backbone record and grammar, no model
+            rounds += (timed_once(compile_, baseline_cache, baseline),)
         if index:
-            for times, value in zip((torch_times, cold, warm, compiled, fresh), rounds):
+            for times, value in zip((torch_times, cold, warm, compiled, fresh, fresh_baseline), rounds):
                 times.append(value)
     floor = statistics.median(torch_times)
     print(f"median of {repeats} interleaved rounds after an untimed one, fresh processes; seconds")
@@ -151,7 +160,10 @@ def headline(repeats: int, folder: Path) -> None:
                               ("mtdsl check specs/quickstart.mtl (cold: empty cache)", cold, "≤ 1.5 s"),
                               ("mtdsl check specs/quickstart.mtl (warm: cached)", warm, ""),
                               ("mtdsl compile specs/quickstart.mtl (model seen before)", compiled, "≤ 3 s"),
-                              ("mtdsl compile specs/quickstart.mtl (new model)", fresh, "≤ 3 s")):
+                              ("mtdsl compile specs/quickstart.mtl (new model)", fresh, "≤ 3 s"),
+                              (f"  the same with {baseline}", fresh_baseline, "")):
+        if not times:
+            continue
         value = statistics.median(times)
         verdict = ("met" if value <= float(goal.split()[1]) else "missed") if goal else ""
         print(f"{name:<56} {value:6.2f} {value / floor:14.2f}×  {goal} {verdict}".rstrip())
@@ -178,11 +190,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--specs", type=Path, nargs="+", default=sorted((ROOT / "specs").glob("*.mtl")))
     parser.add_argument("--headline", action="store_true", help="only import torch, check cold/warm and compile")
+    parser.add_argument("--baseline", type=Path, metavar="SRC",
+                        help="another checkout's src/: time its new-model compile in the same rounds")
     args = parser.parse_args()
     print(machine_line())
     print(f"CPUs this process may use: {sorted(os.sched_getaffinity(0))}")
     with tempfile.TemporaryDirectory() as folder:
-        headline(args.repeats, Path(folder))
+        headline(args.repeats, Path(folder), args.baseline and args.baseline.resolve())
     if args.headline:
         return
     print()

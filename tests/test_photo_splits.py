@@ -121,6 +121,37 @@ def test_two_manifests_over_one_folder_hold_out_the_same_photos(tmp_path):
     assert photos[("size", "test")] <= photos[("breed", "test")]  # sizes labels a subset of breeds' photos
 
 
+def test_streams_that_train_on_the_same_photos_are_told_of_joint_sampling(tmp_path):
+    root = _manifests(tmp_path)
+    loaders = _loaders(_spec(root))
+    breeds_train = {str(image) for image in loaders.splits[0]["train"].examples.images}
+    sizes_train = {str(image) for image in loaders.splits[1]["train"].examples.images}
+    shared = len(breeds_train & sizes_train)
+    assert shared > 0
+    assert loaders.shared == (["breeds", "sizes"], shared)
+    note = [line for line in loaders.describe() if line.startswith("note:")]
+    assert note == [f"note: datasets breeds, sizes label {shared} of the same training photos, and each stream passes "
+                    "them through the backbone: `sampling = joint` passes each photo once for every task that labels "
+                    'it (docs/training.md, "Joint sampling")']
+    joint = _loaders(_spec(root).replace("workers = 0 }", "workers = 0; sampling = joint }"))
+    assert joint.shared == ([], 0) and not any(line.startswith("note:") for line in joint.describe())
+
+
+@given(first=st.sets(st.integers(0, 29)), second=st.sets(st.integers(0, 29)))
+def test_only_photos_two_streams_train_on_are_counted(first, second):
+    from mtdsl.train.data.examples import Examples
+    from mtdsl.train.data.shared_photos import photos_trained_twice
+
+    def examples(indices):
+        return {"train": Examples(tuple(f"/photos/{i}.jpg" for i in sorted(indices)), {})}
+
+    splits = {"a": examples(first), "b": examples(second)}
+    names, count = photos_trained_twice(splits, [["a"], ["b"]])
+    assert count == len(first & second)
+    assert names == (["a", "b"] if first & second else [])
+    assert photos_trained_twice(splits, [["a", "b"]]) == ([], 0)  # counted across streams, not within one
+
+
 def test_datasets_that_split_shared_photos_differently_are_refused_before_training(tmp_path):
     text = _spec(_manifests(tmp_path), sizes_split="split = 0.5/0.25/0.25, seed = 7")
     with pytest.raises(DataError, match=r"photos of dataset '(breeds|sizes)' are training photos of dataset") as error:

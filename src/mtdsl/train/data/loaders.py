@@ -22,14 +22,14 @@ import torch
 from rich.markup import escape
 from torch.utils.data import DataLoader
 
-from mtdsl.errors import DataError, DataWarning
+from mtdsl.errors import DataError, DataWarning, listing
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset, resize_policy
 from mtdsl.spec.streams import Stream
 from mtdsl.train.data.batching import BalancedBatches, RankShare, ShuffledBatches
 from mtdsl.train.data.datasets import Examples, ImageDataset, collate, join_datasets, raise_if_unreadable, read_splits
 from mtdsl.train.data.joint import labelled_counts, merge_by_photo
 from mtdsl.train.data.resize import Resize
-from mtdsl.train.data.shared_photos import check_shared_photos
+from mtdsl.train.data.shared_photos import check_shared_photos, photos_trained_twice
 from mtdsl.train.data.sources import describe
 from mtdsl.train.data.tasks import TaskLabels
 from mtdsl.train.parallel.world import World
@@ -83,6 +83,10 @@ class StreamLoaders:
             splits = {name: _read_dataset(name, datasets[name], [labels[t] for t in _tasks_of(streams, name)])
                       for name in names}
         check_shared_photos(splits, datasets)
+        #: Datasets of different streams that train on the same photos, and how many (joint sampling's case).
+        self.shared = ([], 0) if any(stream.joint for stream in streams) else photos_trained_twice(
+            {name: parts for name, parts in splits.items() if not isinstance(datasets[name], SyntheticDataset)},
+            [list(stream.datasets) for stream in streams])
         self.warnings = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
         for other in caught:
             if not issubclass(other.category, DataWarning):
@@ -160,6 +164,11 @@ class StreamLoaders:
         for part, evaluated in self.groups:
             if part not in self.streams:
                 lines.append(f"  {part.dataset} → {', '.join(part.tasks)}: {_counts(evaluated)}")
+        names, photos = self.shared
+        if photos:
+            lines.append(f"note: datasets {listing(names)} label {photos} of the same training photos, and each stream "
+                         "passes them through the backbone: `sampling = joint` passes each photo once for every task "
+                         "that labels it (docs/training.md, \"Joint sampling\")")
         return lines + [f"[yellow]warning:[/] {escape(message)}" for message in self.warnings]
 
     def _check_splits(

@@ -19,7 +19,7 @@ from mtdsl.errors import DataError
 from mtdsl.spec.data import DatasetConfig, SyntheticDataset
 from mtdsl.train.data.examples import Examples
 
-__all__ = ["check_shared_photos"]
+__all__ = ["check_shared_photos", "photos_trained_twice"]
 
 HELD_OUT = ("val", "test")
 
@@ -40,6 +40,23 @@ def check_shared_photos(splits: Mapping[str, Mapping[str, Examples]], datasets: 
                 leaked = sorted(held & photos) if train_name != held_name else []
                 if leaked:
                     raise _leak(held_name, split, train_name, leaked, len(held), datasets)
+
+
+def photos_trained_twice(splits: Mapping[str, Mapping[str, Examples]],
+                         streams: list[list[str]]) -> tuple[list[str], int]:
+    """The datasets whose training photos another stream's dataset also trains on, and how many such photos.
+
+    ``streams``: each stream's dataset names. Each stream passes its photos through the backbone, so a
+    photo that two streams train on costs two passes where ``sampling = joint`` would take one.
+    """
+    stream_of = {name: index for index, names in enumerate(streams) for name in names}
+    trained = {name: _photos(parts.get("train")) for name, parts in splits.items() if name in stream_of}
+    streams_of_photo: dict[str, set[int]] = {}
+    for name, photos in trained.items():
+        for photo in photos:
+            streams_of_photo.setdefault(photo, set()).add(stream_of[name])
+    twice = {photo for photo, owners in streams_of_photo.items() if len(owners) > 1}
+    return [name for name, photos in trained.items() if photos & twice], len(twice)
 
 
 def _photos(examples: Examples | None) -> set[str]:
