@@ -4,6 +4,8 @@ First, side by side (issue 23's goals: ``compile`` ≤ 3 s, ``check`` cold ≤ 1
 runs it, ``python -m mtdsl …`` in a fresh process, with the ratio to ``python -c "import torch"``:
 
 * ``import torch``: the floor of anything that needs torch;
+* ``import timm``: the floor of a new model's compile, which builds it with timm on the meta device
+  (timm imports torch, torchvision and, through both, ``torch._dynamo``);
 * ``check`` cold: ``mtdsl check specs/quickstart.mtl`` with an empty ``MTDSL_CACHE_DIR``, as the
   first check after installing: timm (and torch) are imported to read the backbone's metadata,
   and lark analyses the grammar; each timed run gets a new empty folder;
@@ -13,7 +15,9 @@ runs it, ``python -m mtdsl …`` in a fresh process, with the ratio to ``python 
   cache holds the model's sizes, FLOPs and ``model.py`` (:mod:`mtdsl.model_cache`), as after any
   edit to a spec's training settings, data or phases;
 * ``compile``, a new model: the same with those taken out of the cache, as after an edit to the
-  model itself: torch and timm are imported to build it on the meta device.
+  model itself: torch and timm are imported to build it on the meta device;
+* with ``--baseline OTHER/src``, the new-model compile of another checkout's code in the same
+  rounds, so a change is measured against the code before it under one machine state.
 
 Since mtdsl ships a table of every timm architecture (:mod:`mtdsl.graph.backbone_table`), "cold"
 (an empty cache folder) only differs from "warm" for a model the table lacks or when the
@@ -138,25 +142,27 @@ def headline(repeats: int, folder: Path, baseline: Path | None = None) -> None:
     run(check, warm_cache)  # fills it with the backbone and the grammar
     run(compile_, warm_cache)  # and with the model's sizes, FLOPs and model.py
     model_files = sorted(warm_cache.glob("model-*.json"))
-    torch_times, cold, warm, compiled, fresh, fresh_baseline = [], [], [], [], [], []
+    torch_times, timm_times, cold, warm, compiled, fresh, fresh_baseline = [], [], [], [], [], [], []
     for index in range(repeats + 1):  # interleaved; the first round is untimed (disk cache)
         new_model = folder / f"new{index}"
         shutil.copytree(warm_cache, new_model)
         for path in model_files:
             (new_model / path.name).unlink()
-        rounds = (timed_once(["-c", "import torch"]), timed_once(check, folder / f"cold{index}"),
+        rounds = (timed_once(["-c", "import torch"]), timed_once(["-c", "import timm"]),
+                  timed_once(check, folder / f"cold{index}"),
                   timed_once(check, warm_cache), timed_once(compile_, warm_cache), timed_once(compile_, new_model))
         if baseline is not None:
             baseline_cache = folder / f"baseline{index}"
             run(check, baseline_cache, baseline)  # the baseline's own backbone record and grammar, no model
             rounds += (timed_once(compile_, baseline_cache, baseline),)
         if index:
-            for times, value in zip((torch_times, cold, warm, compiled, fresh, fresh_baseline), rounds):
+            for times, value in zip((torch_times, timm_times, cold, warm, compiled, fresh, fresh_baseline), rounds):
                 times.append(value)
     floor = statistics.median(torch_times)
     print(f"median of {repeats} interleaved rounds after an untimed one, fresh processes; seconds")
     print(f"{'command':<56} {'wall':>6} {'× import torch':>15}  goal")
     for name, times, goal in (('python -c "import torch"', torch_times, ""),
+                              ('python -c "import timm" (a new model\'s floor)', timm_times, ""),
                               ("mtdsl check specs/quickstart.mtl (cold: empty cache)", cold, "≤ 1.5 s"),
                               ("mtdsl check specs/quickstart.mtl (warm: cached)", warm, ""),
                               ("mtdsl compile specs/quickstart.mtl (model seen before)", compiled, "≤ 3 s"),
