@@ -174,6 +174,8 @@ def test_the_thesis_pets_tasks_hold_out_the_same_photos():
         for task in labels:
             assert photos[(task, held)]
             assert not any(photos[(task, held)] & photos[(other, "train")] for other in labels)
+    trained_twice = set.union(*(photos[(a, "train")] & photos[(b, "train")] for a in labels for b in labels if a < b))
+    assert loaders.shared == (["breeds", "heads", "trimaps"], len(trained_twice))  # the note joint sampling answers
 
 
 def _multi_dataset_specs() -> list[Path]:
