@@ -88,7 +88,7 @@ def test_streams_are_planned_once_from_spec_to_generated_loop(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize(("command", "collects"), [("compile", False), ("check", False), ("train", True)])
-def test_short_commands_run_without_the_cyclic_collector_and_restore_it(command, collects, tmp_path, monkeypatch):
+def test_short_commands_run_without_the_cyclic_collector_and_restore_it(command, collects, monkeypatch):
     import gc
 
     import mtdsl.cli as cli
@@ -109,8 +109,7 @@ def test_short_commands_run_without_the_cyclic_collector_and_restore_it(command,
         return built
 
     monkeypatch.setattr(cli, "parser", parser)
-    arguments = {"compile": ["compile", "x.mtl"], "check": ["check", "x.mtl"], "train": ["train", "x.mtl"]}[command]
     assert gc.isenabled()
-    assert cli.main(arguments) == 2
+    assert cli.main([command, "x.mtl"]) == 2
     assert seen == [collects]
     assert gc.isenabled()  # given back, after an error too
